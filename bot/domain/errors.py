@@ -1,0 +1,63 @@
+"""The one error hierarchy of mbc-checkin.
+
+Expected clinical outcomes (a high score, an invalid reply, a missing item) are values
+and events, never exceptions. Exceptions are for faults: a broken definition file, a
+bad configuration, a forged webhook, a provider that will not take a message.
+
+    CheckinError
+    ├── DefinitionError          an instrument definition is malformed (names file and field)
+    │   └── WordingRequired      a licensed instrument has no operator-supplied wording yet
+    ├── UnknownInstrument        no instrument with that key is loaded
+    ├── AnswerError              a value given for scoring is not a valid answer to its item
+    └── ConfigError              the configuration is malformed (names file and key)
+"""
+
+from __future__ import annotations
+
+
+class CheckinError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class DefinitionError(CheckinError):
+    """An instrument definition is malformed.
+
+    `source` is the file (or other origin) and `field` the dotted path inside it, so the
+    message reads like ``phq9.toml: items[3].options: unknown option set 'freq'``.
+    """
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        self.source = source
+        self.field = field
+        self.problem = problem
+        where = f"{source}: {field}" if field else source
+        super().__init__(f"{where}: {problem}")
+
+
+class WordingRequired(DefinitionError):
+    """A licensed instrument ships as structure only; an operator must supply its wording."""
+
+
+class UnknownInstrument(CheckinError):
+    def __init__(self, key: str, known: tuple[str, ...]) -> None:
+        self.key = key
+        self.known = known
+        super().__init__(f"unknown instrument {key!r}; known: {', '.join(known) or 'none'}")
+
+
+class AnswerError(CheckinError):
+    """A value handed to scoring is not one of the item's answers."""
+
+    def __init__(self, item_key: str, problem: str) -> None:
+        self.item_key = item_key
+        self.problem = problem
+        super().__init__(f"{item_key}: {problem}")
+
+
+class ConfigError(CheckinError):
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = problem
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {problem}")
