@@ -42,7 +42,9 @@ class _Reader:
     def fail(self, path: str, problem: str) -> DefinitionError:
         return DefinitionError(self.source, path, problem)
 
-    def get(self, data: Mapping[str, Any], name: str, path: str, kind: type, default: Any = ...) -> Any:
+    def get(
+        self, data: Mapping[str, Any], name: str, path: str, kind: type, default: Any = ...
+    ) -> Any:
         where = f"{path}.{name}" if path else name
         if name not in data:
             if default is ...:
@@ -55,7 +57,9 @@ class _Reader:
             raise self.fail(where, f"must be {_kind_name(kind)}, not {type(value).__name__}")
         return value
 
-    def text(self, data: Mapping[str, Any], name: str, path: str, required: bool = True) -> Localized | None:
+    def text(
+        self, data: Mapping[str, Any], name: str, path: str, required: bool = True
+    ) -> Localized | None:
         where = f"{path}.{name}" if path else name
         raw = data.get(name)
         if raw is None:
@@ -79,9 +83,13 @@ class _Reader:
 
 
 def _kind_name(kind: type) -> str:
-    return {str: "text", int: "an integer", bool: "true or false", list: "a list", dict: "a table"}.get(
-        kind, kind.__name__
-    )
+    return {
+        str: "text",
+        int: "an integer",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }.get(kind, kind.__name__)
 
 
 def needs_wording(data: Mapping[str, Any]) -> bool:
@@ -116,7 +124,9 @@ def instrument_from_mapping(data: Mapping[str, Any], source: str) -> Instrument:
         title=r.get(data, "title", "", str),
         items=items,
         scoring=scoring,
-        bands=tuple(_band(r, b, f"bands[{n}]") for n, b in enumerate(r.get(data, "bands", "", list, []))),
+        bands=tuple(
+            _band(r, b, f"bands[{n}]") for n, b in enumerate(r.get(data, "bands", "", list, []))
+        ),
         kind=_choice(r, data, "kind", "", ("validated", "checklist"), "validated"),
         version=r.get(data, "version", "", int, 1),
         licence=r.get(data, "licence", "", str, ""),
@@ -132,10 +142,14 @@ def instrument_from_mapping(data: Mapping[str, Any], source: str) -> Instrument:
     return instrument
 
 
-def _choice(r: _Reader, data: Mapping[str, Any], name: str, path: str, allowed: Sequence[str], default: str) -> Any:
+def _choice(
+    r: _Reader, data: Mapping[str, Any], name: str, path: str, allowed: Sequence[str], default: str
+) -> Any:
     value = r.get(data, name, path, str, default)
     if value not in allowed:
-        raise r.fail(f"{path}.{name}" if path else name, f"{value!r} is not one of {', '.join(allowed)}")
+        raise r.fail(
+            f"{path}.{name}" if path else name, f"{value!r} is not one of {', '.join(allowed)}"
+        )
     return value
 
 
@@ -185,7 +199,12 @@ def _options(r: _Reader, raw: Sequence[Any], path: str) -> tuple[Option, ...]:
 
 
 def _item(
-    r: _Reader, raw: Any, path: str, number: int, instrument: str, sets: Mapping[str, tuple[Option, ...]]
+    r: _Reader,
+    raw: Any,
+    path: str,
+    number: int,
+    instrument: str,
+    sets: Mapping[str, tuple[Option, ...]],
 ) -> Item:
     if not isinstance(raw, dict):
         raise r.fail(path, "must be a table")
@@ -208,7 +227,10 @@ def _item(
     skippable = r.get(raw, "skippable", path, bool, not safety)
     if safety and skippable:
         raise r.fail(f"{path}.skippable", "a safety item can never be skipped")
-    flags = tuple(_flag(r, f, f"{path}.flags[{n}]", kind) for n, f in enumerate(r.get(raw, "flags", path, list, [])))
+    flags = tuple(
+        _flag(r, f, f"{path}.flags[{n}]", kind)
+        for n, f in enumerate(r.get(raw, "flags", path, list, []))
+    )
     text = r.text(raw, "text", path)
     assert text is not None
     return Item(
@@ -266,7 +288,13 @@ def _scoring(r: _Reader, raw: Mapping[str, Any], items: tuple[Item, ...]) -> Sco
         for member in members:
             if member not in keys:
                 raise r.fail(f"{where}.items", f"unknown item {member!r}")
-        domains.append(Domain(r.get(d, "key", where, str), members, _choice(r, d, "method", where, ("max", "sum"), "max")))
+        domains.append(
+            Domain(
+                r.get(d, "key", where, str),
+                members,
+                _choice(r, d, "method", where, ("max", "sum"), "max"),
+            )
+        )
     if method == "domains" and not domains:
         raise r.fail("scoring.domains", "domain scoring needs at least one domain")
     never = tuple(r.get(raw, "never_impute", "scoring", list, []))
@@ -295,7 +323,10 @@ def _check_bands(r: _Reader, instrument: Instrument) -> None:
     expected = 0
     for n, band in enumerate(sorted(instrument.bands, key=lambda b: b.low)):
         if band.low != expected:
-            raise r.fail(f"bands[{n}]", f"starts at {band.low}; expected {expected} (bands must cover 0-{top})")
+            raise r.fail(
+                f"bands[{n}]",
+                f"starts at {band.low}; expected {expected} (bands must cover 0-{top})",
+            )
         expected = band.high + 1
     if expected != top + 1:
         raise r.fail("bands", f"end at {expected - 1}; the highest possible total is {top}")
@@ -310,22 +341,22 @@ def _check_conditions(r: _Reader, instrument: Instrument) -> None:
         seen.add(item.key)
 
 
-_OUTCOME_FIELDS = {
-    "response_pct", "remission_max", "reliable_change", "early_improvement_pct",
-    "early_improvement_by_session", "nonresponse_pct", "nonresponse_after_session",
-    "nonresponse_consecutive", "relapse_min_total", "relapse_rise_from_nadir", "relapse_consecutive",
-}  # fmt: skip
+_OUTCOME_FIELDS = frozenset(OutcomeRules.__dataclass_fields__)
 
 
 def _outcomes(r: _Reader, raw: Mapping[str, Any]) -> OutcomeRules:
     for name in raw:
         if name not in _OUTCOME_FIELDS:
-            raise r.fail(f"outcomes.{name}", f"unknown setting; known: {', '.join(sorted(_OUTCOME_FIELDS))}")
+            raise r.fail(
+                f"outcomes.{name}", f"unknown setting; known: {', '.join(sorted(_OUTCOME_FIELDS))}"
+            )
     values = {name: r.get(raw, name, "outcomes", int) for name in raw}
     return OutcomeRules(**values)
 
 
-def merge_wording(structure: Mapping[str, Any], wording: Mapping[str, Any], source: str) -> dict[str, Any]:
+def merge_wording(
+    structure: Mapping[str, Any], wording: Mapping[str, Any], source: str
+) -> dict[str, Any]:
     """Fold an operator's wording file into a structure-only definition.
 
     The wording file gives ``intro`` and, per item key, ``text`` and ``options`` (value,
@@ -351,9 +382,11 @@ def merge_wording(structure: Mapping[str, Any], wording: Mapping[str, Any], sour
             options = supplied.get("options")
             if not isinstance(options, list):
                 raise r.fail(f"items.{ikey}.options", "is missing")
-            values = sorted(o.get("value") for o in options if isinstance(o, dict))
-            if values != sorted(item.get("values", [])):
-                raise r.fail(f"items.{ikey}.options", f"values must be exactly {item.get('values')}")
+            values = [o.get("value") for o in options if isinstance(o, dict)]
+            if sorted(map(str, values)) != sorted(map(str, item.get("values", []))):
+                raise r.fail(
+                    f"items.{ikey}.options", f"values must be exactly {item.get('values')}"
+                )
             entry["options"] = options
             entry.pop("values", None)
         items.append(entry)

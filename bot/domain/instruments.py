@@ -83,7 +83,9 @@ class FlagRule:
 
     def fires(self, value: AnswerValue) -> bool:
         if isinstance(value, BloodPressure):
-            high_sys = self.systolic_at_least is not None and value.systolic >= self.systolic_at_least
+            high_sys = (
+                self.systolic_at_least is not None and value.systolic >= self.systolic_at_least
+            )
             high_dia = (
                 self.diastolic_at_least is not None and value.diastolic >= self.diastolic_at_least
             )

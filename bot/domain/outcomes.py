@@ -128,45 +128,41 @@ def assess(
     )
 
 
-def _after_sessions(ordered: Sequence[Observation]) -> list[Observation]:
-    """The last observation for each session number >= 1, in session order."""
-    last: dict[int, Observation] = {}
+def _after_sessions(ordered: Sequence[Observation]) -> list[tuple[int, int]]:
+    """(session, total) of the last observation after each session >= 1, in session order."""
+    last: dict[int, int] = {}
     for o in ordered:
         if o.session:
-            last[o.session] = o
-    return [last[s] for s in sorted(last)]
+            last[o.session] = o.total
+    return sorted(last.items())
 
 
 def _early_improvement(
     ordered: Sequence[Observation], baseline: int, rules: OutcomeRules
 ) -> bool | None:
     post = _after_sessions(ordered)
-    window = [o for o in post if o.session is not None and o.session <= rules.early_improvement_by_session]
-    if any(improved_by(baseline, o.total, rules.early_improvement_pct) for o in window):
+    by = rules.early_improvement_by_session
+    window = [total for session, total in post if session <= by]
+    if any(improved_by(baseline, total, rules.early_improvement_pct) for total in window):
         return True
-    past_window = any(
-        o.session is not None and o.session >= rules.early_improvement_by_session for o in post
-    )
-    return False if past_window else None
+    return False if any(session >= by for session, _ in post) else None
 
 
 def _non_response(ordered: Sequence[Observation], baseline: int, rules: OutcomeRules) -> bool:
     post = _after_sessions(ordered)
     if not post:
         return False
-    latest = post[-1]
-    assert latest.session is not None
-    if improved_by(baseline, latest.total, rules.nonresponse_pct):
+    session, total = post[-1]
+    if improved_by(baseline, total, rules.nonresponse_pct):
         return False
-    if latest.session >= rules.nonresponse_after_session:
+    if session >= rules.nonresponse_after_session:
         return True
     run = post[-rules.nonresponse_consecutive :]
-    consecutive = len(run) == rules.nonresponse_consecutive and all(
-        b.session == a.session + 1 for a, b in zip(run, run[1:], strict=False) if a.session
+    sessions = [s for s, _ in run]
+    consecutive = len(run) == rules.nonresponse_consecutive and sessions == list(
+        range(sessions[0], sessions[0] + len(run))
     )
-    return consecutive and not any(
-        improved_by(baseline, o.total, rules.nonresponse_pct) for o in run
-    )
+    return consecutive and not any(improved_by(baseline, t, rules.nonresponse_pct) for _, t in run)
 
 
 def _relapse(ordered: Sequence[Observation], rules: OutcomeRules) -> bool:
@@ -187,5 +183,13 @@ def _relapse(ordered: Sequence[Observation], rules: OutcomeRules) -> bool:
 
 def _relapsing(total: int, nadir: int, rules: OutcomeRules) -> bool:
     high = rules.relapse_min_total is not None and total >= rules.relapse_min_total
-    rise = rules.relapse_rise_from_nadir is not None and total - nadir >= rules.relapse_rise_from_nadir
+    rise = (
+        rules.relapse_rise_from_nadir is not None and total - nadir >= rules.relapse_rise_from_nadir
+    )
     return high or rise
+
+
+# Clinician-rated MADRS totals entered by the clinic (the bot never administers the MADRS):
+# response >= 50 % and remission <= 12, as in the esketamine programme (SUSTAIN-2, Nijs 2020;
+# ASPIRE). Some ketamine studies use <= 10: pass a different `remission_max` to change it.
+CLINICIAN_MADRS = OutcomeRules(response_pct=50, remission_max=12)

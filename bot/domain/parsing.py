@@ -95,7 +95,7 @@ def normalize(text: str) -> str:
 
 
 def parse_command(text: str, language: str = DEFAULT_LANGUAGE) -> Command | None:
-    word = normalize(text).lstrip("/")
+    word = normalize(text).lstrip("/") or text.strip()
     for lang in (language, DEFAULT_LANGUAGE):
         name = _COMMANDS.get(lang, {}).get(word)
         if name is not None:
@@ -149,8 +149,8 @@ def _number_word(cleaned: str, language: str) -> int | None:
 
 def _digit_and_label(item: Item, value: int, label: str, language: str) -> Parsed:
     by_words = _by_words(item, label, language)
-    if isinstance(by_words, Answer) and by_words.value != value:
-        return Invalid("ambiguous", f"{value} and {label}", (value, int(by_words.value)))
+    if isinstance(by_words, Answer) and isinstance(by_words.value, int) and by_words.value != value:
+        return Invalid("ambiguous", f"{value} and {label}", (value, by_words.value))
     return _by_value(item, value, str(value))
 
 

@@ -48,9 +48,7 @@ def score(instrument: Instrument, answers: Mapping[str, AnswerValue]) -> ScoreRe
     flags = _flags(instrument, answers)
     method = instrument.scoring.method
     if method == "none":
-        return ScoreResult(
-            instrument.key, None, None, True, answered=len(answers), flags=flags
-        )
+        return ScoreResult(instrument.key, None, None, True, answered=len(answers), flags=flags)
     required = [i for i in instrument.scored_items if i.applies(answers)]
     missing = tuple(i.key for i in required if i.key not in answers)
     base = ScoreResult(
@@ -86,7 +84,7 @@ def _check_value(item: Item, value: AnswerValue) -> None:
         if not isinstance(value, BloodPressure):
             raise AnswerError(item.key, "needs a blood-pressure reading like 120/80")
         return
-    if isinstance(value, BloodPressure) or isinstance(value, bool) or item.option(value) is None:
+    if isinstance(value, BloodPressure | bool) or item.option(value) is None:
         allowed = ", ".join(str(v) for v in item.values)
         raise AnswerError(item.key, f"{value} is not a valid answer ({allowed})")
 
@@ -146,7 +144,12 @@ def _by_domains(
     total = sum(v for v in domains.values() if v is not None)
     band = instrument.band_for(total)
     return replace(
-        base, total=total, band=band.key if band else None, valid=True, raw_total=total, domains=domains
+        base,
+        total=total,
+        band=band.key if band else None,
+        valid=True,
+        raw_total=total,
+        domains=domains,
     )
 
 
