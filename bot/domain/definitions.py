@@ -28,6 +28,7 @@ from bot.domain.instruments import (
 )
 from bot.domain.outcomes import OutcomeRules
 
+CRISIS_KINDS = ("suicidality", "medical")
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 _ITEM_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
 _LOINC = re.compile(r"^(?:LA)?\d{1,6}-\d$")
@@ -233,6 +234,11 @@ def _item(
     )
     text = r.text(raw, "text", path)
     assert text is not None
+    crisis = r.get(raw, "crisis", path, str, None)
+    if crisis is not None and crisis not in CRISIS_KINDS:
+        raise r.fail(f"{path}.crisis", f"{crisis!r} is not one of {', '.join(CRISIS_KINDS)}")
+    if crisis is not None and not flags:
+        raise r.fail(f"{path}.crisis", "needs flags that say when the crisis message is sent")
     return Item(
         key=key,
         number=number,
@@ -246,6 +252,7 @@ def _item(
         loinc=r.loinc(raw, "loinc", path),
         when=_condition(r, raw.get("when"), f"{path}.when"),
         short_label=r.get(raw, "short_label", path, str, ""),
+        crisis=crisis,
     )
 
 

@@ -122,6 +122,7 @@ class Item:
     loinc: str | None = None
     when: Condition | None = None
     short_label: str = ""
+    crisis: str | None = None  # crisis message to send at once when a flag fires here
 
     def option(self, value: int) -> Option | None:
         return next((o for o in self.options if o.value == value), None)

@@ -97,9 +97,11 @@ def points(item: Item, value: AnswerValue) -> int:
 def _flags(instrument: Instrument, answers: Mapping[str, AnswerValue]) -> tuple[str, ...]:
     raised: list[str] = []
     for item in instrument.items:
+        if not item.applies(answers):
+            continue  # e.g. a red-flag detail after the screening question was changed to "no"
         value = answers.get(item.key)
         if value is None:
-            if item.safety and item.applies(answers):
+            if item.safety:
                 raised.append(SAFETY_ITEM_MISSING)
             continue
         raised.extend(rule.name for rule in item.flags if rule.fires(value))

@@ -1,0 +1,331 @@
+"""The check-in conversation as a pure state machine.
+
+One check-in administers one or more instruments (a bundle), one item per message. The
+shell loads the :class:`Conversation` from the database, calls one of :func:`begin`,
+:func:`step`, :func:`remind` or :func:`expire` with the time, and stores the returned
+state, events and outgoing intents in one transaction. Nothing here reads a clock, a
+database or a network.
+
+Replies: an answer moves on; BACK re-asks the previous item (its answer stands until
+replaced); SKIP moves on only where the item allows it (never on a safety item); PAUSE /
+LATER suspends, and the next message or reminder resumes at the same item; STOP cancels
+the check-in (answers kept) and opts the patient out; START opts back in; HELP explains.
+Anything else is re-asked with the reason; the third such reply in a row also gets HELP.
+A safety answer that raises a flag sends crisis resources before the next question.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from bot.domain import events as ev
+from bot.domain.instruments import AnswerValue, BloodPressure, Instrument, Item
+from bot.domain.parsing import Answer, Command, Invalid, parse_command, parse_reply
+from bot.domain.scoring import ScoreResult, score
+
+Status = Literal["pending", "asking", "paused", "completed", "expired", "cancelled"]
+OPEN: tuple[Status, ...] = ("pending", "asking", "paused")
+INVALID_BEFORE_HELP = 3
+
+
+@dataclass(frozen=True)
+class Conversation:
+    instruments: tuple[str, ...]
+    status: Status = "pending"
+    current: str | None = None
+    answers: Mapping[str, AnswerValue] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+    history: tuple[str, ...] = ()  # items answered or skipped, in the order visited
+    invalid_streak: int = 0
+    crisis_sent: tuple[str, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the conversation needs to know about the clinic and the patient."""
+
+    instruments: Mapping[str, Instrument]
+    language: str = "en"
+    show_scores: bool = False
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: Conversation
+    intents: tuple[ev.Intent, ...] = ()
+    events: tuple[ev.Event, ...] = ()
+
+
+def begin(conv: Conversation, setting: Setting, now: datetime) -> Transition:
+    """Send the introduction and the first item of a pending check-in."""
+    if conv.status != "pending":
+        return Transition(conv)
+    first = _next_item(conv, setting)
+    if first is None:
+        return _complete(conv, setting, now, ())
+    started = replace(conv, status="asking", current=first.key)
+    intents = (ev.Intro(_instrument_of(first, setting).key), _ask(started, setting))
+    return Transition(started, intents, (ev.CheckinStarted(now),))
+
+
+def step(conv: Conversation, text: str, setting: Setting, now: datetime) -> Transition:
+    """Take one reply from the patient to an open check-in."""
+    if conv.status == "pending":
+        return begin(conv, setting, now)
+    if not conv.is_open or conv.current is None:
+        return Transition(conv)
+    item = _item(conv.current, setting)
+    parsed = parse_reply(item, text, setting.language)
+    if isinstance(parsed, Command):
+        return _command(conv, parsed, item, setting, now)
+    if conv.status == "paused":
+        resumed = replace(conv, status="asking")
+        if isinstance(parsed, Answer):
+            t = _answer(resumed, item, parsed.value, text, setting, now)
+            return replace(t, events=(ev.CheckinResumed(now), *t.events))
+        return Transition(resumed, (_ask(resumed, setting),), (ev.CheckinResumed(now),))
+    if isinstance(parsed, Invalid):
+        return _invalid(conv, parsed, setting)
+    return _answer(conv, item, parsed.value, text, setting, now)
+
+
+def remind(conv: Conversation, setting: Setting, now: datetime) -> Transition:
+    """A scheduled reminder: re-ask the current item (resuming a paused check-in)."""
+    if conv.status == "pending":
+        return begin(conv, setting, now)
+    if not conv.is_open or conv.current is None:
+        return Transition(conv)
+    events: tuple[ev.Event, ...] = (ev.CheckinResumed(now),) if conv.status == "paused" else ()
+    resumed = replace(conv, status="asking")
+    return Transition(resumed, (replace(_ask(resumed, setting), reminder=True),), events)
+
+
+def expire(conv: Conversation, setting: Setting, now: datetime) -> Transition:
+    """Close an unfinished check-in, keeping and scoring what was answered (marked partial)."""
+    if not conv.is_open:
+        return Transition(conv)
+    closed = replace(conv, status="expired", current=None)
+    answered = [k for k in conv.instruments if _answers_for(conv, k)]
+    scores = tuple(
+        ev.ScoreRecorded(_score(conv, setting.instruments[k]), partial=True, at=now)
+        for k in answered
+    )
+    return Transition(closed, (), (*scores, ev.CheckinExpired(now, partial=bool(conv.answers))))
+
+
+def outside(
+    text: str, language: str, opted_out: bool, now: datetime
+) -> tuple[tuple[ev.Intent, ...], tuple[ev.Event, ...]]:
+    """A message when no check-in is open: STOP, START and HELP still work."""
+    command = parse_command(text, language)
+    name = command.name if command else None
+    if name == "stop":
+        return (ev.OptOutConfirmed(),), (() if opted_out else (ev.OptedOut(now),))
+    if name == "start":
+        return (ev.OptInConfirmed(already=not opted_out),), (
+            (ev.OptedIn(now),) if opted_out else ()
+        )
+    if name == "help":
+        return (ev.Help(in_checkin=False),), ()
+    return (ev.NothingOpen(opted_out=opted_out),), ()
+
+
+# ---- replies ---------------------------------------------------------------------------
+
+
+def _command(
+    conv: Conversation, command: Command, item: Item, setting: Setting, now: datetime
+) -> Transition:
+    asking = replace(conv, status="asking", invalid_streak=0)
+    resumed: tuple[ev.Event, ...] = (ev.CheckinResumed(now),) if conv.status == "paused" else ()
+    match command.name:
+        case "back":
+            return _back(asking, setting, resumed)
+        case "skip":
+            return _skip(asking, item, setting, now, resumed)
+        case "pause":
+            paused = replace(asking, status="paused")
+            return Transition(paused, (ev.Paused(),), (ev.CheckinPaused(now),))
+        case "stop":
+            cancelled = replace(conv, status="cancelled", current=None)
+            return Transition(
+                cancelled, (ev.OptOutConfirmed(),), (ev.CheckinCancelled(now), ev.OptedOut(now))
+            )
+        case "start":
+            intents = (ev.OptInConfirmed(already=True), _ask(asking, setting))
+            return Transition(asking, intents, resumed)
+        case "help":
+            return Transition(asking, (ev.Help(), _ask(asking, setting)), resumed)
+
+
+def _invalid(conv: Conversation, problem: Invalid, setting: Setting) -> Transition:
+    streak = conv.invalid_streak + 1
+    if streak >= INVALID_BEFORE_HELP:
+        reset = replace(conv, invalid_streak=0)
+        ask = replace(_ask(reset, setting), problem=problem)
+        return Transition(reset, (ev.Help(reason="repeated_invalid"), ask))
+    counted = replace(conv, invalid_streak=streak)
+    return Transition(counted, (replace(_ask(counted, setting), problem=problem),))
+
+
+def _back(conv: Conversation, setting: Setting, events: tuple[ev.Event, ...]) -> Transition:
+    if not conv.history:
+        return Transition(conv, (_ask(conv, setting),), events)
+    back = replace(conv, current=conv.history[-1], history=conv.history[:-1])
+    return Transition(back, (_ask(back, setting),), events)
+
+
+def _skip(
+    conv: Conversation, item: Item, setting: Setting, now: datetime, events: tuple[ev.Event, ...]
+) -> Transition:
+    if not item.skippable:
+        return Transition(conv, (replace(_ask(conv, setting), cannot_skip=True),), events)
+    if item.key in conv.answers:  # re-asked after BACK: SKIP keeps the earlier answer
+        kept = replace(conv, history=(*conv.history, item.key))
+        return _advance(kept, item, setting, now, (), events)
+    skipped = replace(conv, skipped=(*conv.skipped, item.key), history=(*conv.history, item.key))
+    return _advance(skipped, item, setting, now, (), (*events, ev.ItemSkipped(item.key, now)))
+
+
+def _answer(
+    conv: Conversation, item: Item, value: AnswerValue, raw: str, setting: Setting, now: datetime
+) -> Transition:
+    instrument = _instrument_of(item, setting)
+    recorded = ev.AnswerRecorded(
+        item.key, instrument.key, value, raw, now, replaced=item.key in conv.answers
+    )
+    answered = replace(
+        conv,
+        answers={**conv.answers, item.key: value},
+        skipped=tuple(k for k in conv.skipped if k != item.key),
+        history=(*conv.history, item.key),
+        invalid_streak=0,
+    )
+    flags = tuple(
+        ev.FlagRaised(rule.name, item.key, instrument.key, value, item.safety, now)
+        for rule in item.flags
+        if rule.fires(value)
+    )
+    intents: list[ev.Intent] = [ev.Answered(item.key, value)]
+    if flags and item.crisis and item.crisis not in conv.crisis_sent:
+        intents.append(ev.CrisisResources(item.crisis, item.key))
+        answered = replace(answered, crisis_sent=(*answered.crisis_sent, item.crisis))
+    return _advance(answered, item, setting, now, tuple(intents), (recorded, *flags))
+
+
+def _advance(
+    conv: Conversation,
+    after: Item,
+    setting: Setting,
+    now: datetime,
+    intents: Sequence[ev.Intent],
+    events: Sequence[ev.Event],
+) -> Transition:
+    following = _next_item(conv, setting)
+    if following is None:
+        done = _complete(conv, setting, now, events)
+        return replace(done, intents=(*intents, *done.intents))
+    moved = replace(conv, current=following.key)
+    new_instrument = _instrument_of(following, setting)
+    intro = (
+        () if new_instrument is _instrument_of(after, setting) else (ev.Intro(new_instrument.key),)
+    )
+    return Transition(moved, (*intents, *intro, _ask(moved, setting)), tuple(events))
+
+
+def _complete(
+    conv: Conversation, setting: Setting, now: datetime, events: Sequence[ev.Event]
+) -> Transition:
+    done = replace(conv, status="completed", current=None)
+    scores = tuple(_score(conv, setting.instruments[k]) for k in conv.instruments)
+    recorded = tuple(ev.ScoreRecorded(s, partial=False, at=now) for s in scores)
+    intents = (ev.Completed(scores, setting.show_scores),)
+    return Transition(done, intents, (*events, *recorded, ev.CheckinCompleted(now)))
+
+
+# ---- lookups -----------------------------------------------------------------------------
+
+
+def _sequence(conv: Conversation, setting: Setting) -> list[Item]:
+    return [item for key in conv.instruments for item in setting.instruments[key].items]
+
+
+def _next_item(conv: Conversation, setting: Setting) -> Item | None:
+    done = {*conv.answers, *conv.skipped}
+    for item in _sequence(conv, setting):
+        if item.key not in done and item.applies(conv.answers):
+            return item
+    return None
+
+
+def _item(key: str, setting: Setting) -> Item:
+    instrument = setting.instruments[key.split(".", 1)[0]]
+    return instrument.item(key)
+
+
+def _instrument_of(item: Item, setting: Setting) -> Instrument:
+    return setting.instruments[item.key.split(".", 1)[0]]
+
+
+def _ask(conv: Conversation, setting: Setting) -> ev.Ask:
+    assert conv.current is not None
+    item = _item(conv.current, setting)
+    applicable = [i.key for i in _instrument_of(item, setting).items if i.applies(conv.answers)]
+    position = applicable.index(item.key) + 1 if item.key in applicable else len(applicable)
+    return ev.Ask(item.key, position, len(applicable))
+
+
+def _answers_for(conv: Conversation, instrument: str) -> dict[str, AnswerValue]:
+    prefix = f"{instrument}."
+    return {k: v for k, v in conv.answers.items() if k.startswith(prefix)}
+
+
+def _score(conv: Conversation, instrument: Instrument) -> ScoreResult:
+    return score(instrument, _answers_for(conv, instrument.key))
+
+
+# ---- persistence (plain JSON-able values) ------------------------------------------------
+
+
+def to_json(conv: Conversation) -> dict[str, Any]:
+    return {
+        "instruments": list(conv.instruments),
+        "status": conv.status,
+        "current": conv.current,
+        "answers": {k: _value_json(v) for k, v in conv.answers.items()},
+        "skipped": list(conv.skipped),
+        "history": list(conv.history),
+        "invalid_streak": conv.invalid_streak,
+        "crisis_sent": list(conv.crisis_sent),
+    }
+
+
+def from_json(data: Mapping[str, Any]) -> Conversation:
+    return Conversation(
+        instruments=tuple(data["instruments"]),
+        status=data["status"],
+        current=data.get("current"),
+        answers={k: _value_from_json(v) for k, v in data.get("answers", {}).items()},
+        skipped=tuple(data.get("skipped", ())),
+        history=tuple(data.get("history", ())),
+        invalid_streak=int(data.get("invalid_streak", 0)),
+        crisis_sent=tuple(data.get("crisis_sent", ())),
+    )
+
+
+def _value_json(value: AnswerValue) -> int | str:
+    return str(value) if isinstance(value, BloodPressure) else value
+
+
+def _value_from_json(value: int | str) -> AnswerValue:
+    if isinstance(value, str):
+        systolic, diastolic = value.split("/")
+        return BloodPressure(int(systolic), int(diastolic))
+    return value

@@ -1,0 +1,190 @@
+"""What the conversation asks the shell to do (intents) and what happened (events).
+
+Intents become outbound messages: each has a template of the same name under
+``templates/<lang>/<channel>/`` (``Ask`` -> ``ask.j2``). Events are past-tense facts the
+shell stores in the same transaction (answers, scores, flags) and alert rules react to.
+Nothing here sends or stores anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from bot.domain.instruments import AnswerValue
+from bot.domain.parsing import Invalid
+from bot.domain.scoring import ScoreResult
+
+# ---- intents: messages to send, in order -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intro:
+    instrument: str
+
+
+@dataclass(frozen=True)
+class Ask:
+    item: str
+    position: int  # 1-based among the items that apply so far
+    of: int
+    problem: Invalid | None = None  # set when re-asking after a reply that did not fit
+    cannot_skip: bool = False  # set when SKIP was refused on this item
+    reminder: bool = False  # set when a scheduled reminder re-asks
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The reply was taken as this option: Telegram edits the question to show it."""
+
+    item: str
+    value: AnswerValue
+
+
+@dataclass(frozen=True)
+class CrisisResources:
+    """Sent at once, before anything else, when a safety answer raises a flag."""
+
+    flag: str
+    item: str
+
+
+@dataclass(frozen=True)
+class Paused:
+    pass
+
+
+@dataclass(frozen=True)
+class Help:
+    reason: Literal["asked", "repeated_invalid"] = "asked"
+    in_checkin: bool = True
+
+
+@dataclass(frozen=True)
+class Completed:
+    scores: tuple[ScoreResult, ...]
+    show_scores: bool
+
+
+@dataclass(frozen=True)
+class OptOutConfirmed:
+    pass
+
+
+@dataclass(frozen=True)
+class OptInConfirmed:
+    already: bool = False
+
+
+@dataclass(frozen=True)
+class NothingOpen:
+    """A message arrived with no check-in open; says so and how to get help."""
+
+    opted_out: bool = False
+
+
+Intent = (
+    Intro
+    | Ask
+    | Answered
+    | CrisisResources
+    | Paused
+    | Help
+    | Completed
+    | OptOutConfirmed
+    | OptInConfirmed
+    | NothingOpen
+)
+
+# ---- events: facts to store ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnswerRecorded:
+    item: str
+    instrument: str
+    value: AnswerValue
+    raw_text: str
+    at: datetime
+    replaced: bool = False  # the patient went BACK and changed an earlier answer
+
+
+@dataclass(frozen=True)
+class ItemSkipped:
+    item: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class FlagRaised:
+    flag: str
+    item: str
+    instrument: str
+    value: AnswerValue
+    safety: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ScoreRecorded:
+    result: ScoreResult
+    partial: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckinStarted:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckinPaused:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckinResumed:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckinCompleted:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CheckinExpired:
+    at: datetime
+    partial: bool
+
+
+@dataclass(frozen=True)
+class CheckinCancelled:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OptedOut:
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OptedIn:
+    at: datetime
+
+
+Event = (
+    AnswerRecorded
+    | ItemSkipped
+    | FlagRaised
+    | ScoreRecorded
+    | CheckinStarted
+    | CheckinPaused
+    | CheckinResumed
+    | CheckinCompleted
+    | CheckinExpired
+    | CheckinCancelled
+    | OptedOut
+    | OptedIn
+)
