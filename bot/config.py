@@ -19,13 +19,27 @@ from bot.domain.errors import ConfigError
 
 DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
-_SECTIONS = {"instruments"}
+_SECTIONS = {"instruments", "clinic"}
+
+
+@dataclass(frozen=True)
+class Clinic:
+    """What patients are told about the clinic: its name, how to reach it, crisis lines."""
+
+    name: str = "your clinic"
+    contact: str = ""
+    urgent_line: str = ""
+    show_scores: bool = False
+    # Empty: the templates' US defaults in the patient's language (988 call or text, 911;
+    # instruments.md section 7). A clinic elsewhere lists its own lines.
+    crisis_lines: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Settings:
     source: str = "(defaults)"
     instruments_dirs: tuple[Path, ...] = ()
+    clinic: Clinic = Clinic()
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -63,7 +77,44 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(source, "instruments.dirs", "must be a list of paths")
     base = path.resolve().parent
-    return Settings(source=source, instruments_dirs=tuple(base / d for d in dirs))
+    return Settings(
+        source=source,
+        instruments_dirs=tuple(base / d for d in dirs),
+        clinic=_clinic(_table(data, "clinic", source), source),
+    )
+
+
+def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:
+    known = {"name", "contact", "urgent_line", "show_scores", "crisis_lines"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                source, f"clinic.{key}", f"unknown key (known: {', '.join(sorted(known))})"
+            )
+    texts = {k: raw.get(k, getattr(Clinic, k)) for k in ("name", "contact", "urgent_line")}
+    for key, value in texts.items():
+        if not isinstance(value, str):
+            raise ConfigError(source, f"clinic.{key}", "must be text")
+    show = raw.get("show_scores", False)
+    if not isinstance(show, bool):
+        raise ConfigError(source, "clinic.show_scores", "must be true or false")
+    return Clinic(**texts, show_scores=show, crisis_lines=_crisis_lines(raw, source))
+
+
+def _crisis_lines(raw: Mapping[str, Any], source: str) -> tuple[tuple[str, str], ...]:
+    lines = raw.get("crisis_lines")
+    if lines is None:
+        return ()
+    if not isinstance(lines, list) or not lines:
+        raise ConfigError(source, "clinic.crisis_lines", "must be a non-empty list of {name, how}")
+    parsed = []
+    for n, line in enumerate(lines):
+        if not isinstance(line, dict) or not all(
+            isinstance(line.get(k), str) for k in ("name", "how")
+        ):
+            raise ConfigError(source, f"clinic.crisis_lines[{n}]", "needs name and how, both text")
+        parsed.append((line["name"], line["how"]))
+    return tuple(parsed)
 
 
 def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:

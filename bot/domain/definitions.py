@@ -133,6 +133,7 @@ def instrument_from_mapping(data: Mapping[str, Any], source: str) -> Instrument:
         licence=r.get(data, "licence", "", str, ""),
         attribution=r.get(data, "attribution", "", str, ""),
         intro=r.text(data, "intro", "", required=False),
+        recall=r.text(data, "recall", "", required=False),
         loinc_panel=r.loinc(data, "loinc_panel", ""),
         loinc_total=r.loinc(data, "loinc_total", ""),
         outcomes=_outcomes(r, r.get(data, "outcomes", "", dict, {})),

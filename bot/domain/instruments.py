@@ -176,6 +176,7 @@ class Instrument:
     licence: str = ""
     attribution: str = ""
     intro: Localized | None = None
+    recall: Localized | None = None  # short recall period shown with every item
     loinc_panel: str | None = None
     loinc_total: str | None = None
     outcomes: OutcomeRules = field(default_factory=OutcomeRules)

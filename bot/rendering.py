@@ -1,0 +1,167 @@
+"""The one Jinja environment over ``templates/``: intents in, the words a person reads out.
+
+Each intent has a template of the same name, snake-cased, per language and channel:
+``Ask`` on Telegram in Spanish is ``templates/es/telegram/ask.j2``. Code passes data, the
+templates own every word. ``StrictUndefined`` makes a missing value an error in tests, not a
+blank in a patient's message. Telegram templates are HTML and autoescaped; SMS renders are
+transliterated to GSM-7 so a message costs the fewest segments.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from bot import gsm7
+from bot.config import Clinic
+from bot.domain import events as ev
+from bot.domain.instruments import Instrument, Item
+from bot.instruments import Catalog
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+CHANNELS = ("telegram", "sms", "console")
+LANGUAGES = ("en", "es")
+OPTIONAL = {"answered"}  # intents a channel may choose not to show
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    data: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str
+    buttons: tuple[Button, ...] = ()
+    html: bool = False
+
+
+def _environment(directory: Path, autoescape: bool) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory),
+        undefined=jinja2.StrictUndefined,
+        autoescape=autoescape,  # noqa: S701 -- SMS and console are plain text, not HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def template_name(intent: object) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(intent).__name__).lower()
+
+
+class Renderer:
+    def __init__(self, catalog: Catalog, clinic: Clinic, directory: Path = TEMPLATES_DIR) -> None:
+        self.catalog = catalog
+        self.clinic = clinic
+        self.html = _environment(directory, autoescape=True)  # Telegram HTML
+        self.plain = _environment(directory, autoescape=False)  # SMS and console
+
+    def render(self, intent: ev.Intent, channel: str, language: str) -> Rendered | None:
+        """The message for `intent`, or None where the channel does not show that intent."""
+        language = language if language in LANGUAGES else "en"
+        name = template_name(intent)
+        path = f"{language}/{channel}/{name}.j2"
+        env = self.html if channel == "telegram" else self.plain
+        if name in OPTIONAL and path not in env.list_templates():
+            return None
+        context = self._context(intent, language) | {"clinic": self.clinic, "channel": channel}
+        text = env.get_template(path).render(context).strip()
+        if channel == "sms":
+            text = gsm7.to_gsm7(text)
+        buttons = self._buttons(intent, language) if channel == "telegram" else ()
+        return Rendered(text, buttons, html=channel == "telegram")
+
+    # ---- context per intent ----------------------------------------------------------
+
+    def _context(self, intent: ev.Intent, language: str) -> dict[str, Any]:
+        if isinstance(intent, ev.Ask):
+            return self._ask(intent, language)
+        if isinstance(intent, ev.Intro):
+            return self._intro(self.catalog.get(intent.instrument), language)
+        if isinstance(intent, ev.Answered):
+            item = self._item(intent.item)
+            option = item.option(intent.value) if isinstance(intent.value, int) else None
+            label = option.label.get(language) if option else str(intent.value)
+            return {"item_text": item.text.get(language), "answer": label, "value": intent.value}
+        if isinstance(intent, ev.Completed):
+            return {
+                "scores": [self._score(s, language) for s in intent.scores],
+                "show_scores": intent.show_scores,
+            }
+        if isinstance(intent, ev.CrisisResources):
+            return {"kind": intent.flag}
+        return {k: getattr(intent, k) for k in getattr(intent, "__dataclass_fields__", {})}
+
+    def _ask(self, ask: ev.Ask, language: str) -> dict[str, Any]:
+        item = self._item(ask.item)
+        instrument = self.catalog.get(ask.item.split(".", 1)[0])
+        options = [{"value": o.value, "label": o.label.get(language)} for o in item.options]
+        problem = None
+        if ask.problem is not None:
+            labels = [self._label(item, v, language) for v in ask.problem.candidates]
+            problem = {
+                "reason": ask.problem.reason,
+                "detail": ask.problem.detail,
+                "candidates": labels,
+            }
+        return {
+            "item_text": item.text.get(language),
+            "recall": instrument.recall.get(language) if instrument.recall else None,
+            "instrument": instrument.name,
+            "kind": item.kind,
+            "options": options,
+            "low": min(item.values, default=0),
+            "high": max(item.values, default=0),
+            "position": ask.position,
+            "of": ask.of,
+            "skippable": item.skippable,
+            "problem": problem,
+            "cannot_skip": ask.cannot_skip,
+            "reminder": ask.reminder,
+        }
+
+    def _intro(self, instrument: Instrument, language: str) -> dict[str, Any]:
+        return {
+            "instrument": instrument.name,
+            "intro": instrument.intro.get(language) if instrument.intro else None,
+            "checklist": instrument.kind == "checklist",
+            "count": len([i for i in instrument.items if i.when is None]),
+        }
+
+    def _score(self, result: Any, language: str) -> dict[str, Any]:
+        instrument = self.catalog.get(result.instrument)
+        band = next((b for b in instrument.bands if b.key == result.band), None)
+        return {
+            "instrument": instrument.name,
+            "total": result.total,
+            "max_total": result.max_total,
+            "band": band.label.get(language) if band else None,
+            "checklist": instrument.kind == "checklist",
+        }
+
+    def _buttons(self, intent: ev.Intent, language: str) -> tuple[Button, ...]:
+        if not isinstance(intent, ev.Ask):
+            return ()
+        item = self._item(intent.item)
+        button = self.html.get_template(f"{language}/telegram/button.j2")
+        return tuple(
+            Button(
+                button.render(value=o.value, label=o.label.get(language)).strip(),
+                f"{item.key}={o.value}",
+            )
+            for o in item.options
+        )
+
+    def _item(self, key: str) -> Item:
+        return self.catalog.get(key.split(".", 1)[0]).item(key)
+
+    @staticmethod
+    def _label(item: Item, value: int, language: str) -> str:
+        option = item.option(value)
+        return f"{value} ({option.label.get(language)})" if option else str(value)

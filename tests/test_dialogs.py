@@ -1,0 +1,293 @@
+"""Conversation transcripts, read like a chat: what the patient sends, what comes back.
+
+These drive the pure conversation core and render its intents through the real templates
+(console channel), in English and Spanish. The storage-backed path has its own tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.config import Clinic
+from bot.domain import events as ev
+from bot.domain.conversation import Conversation, Setting, begin, expire, outside, remind, step
+from bot.instruments import load_catalog
+from bot.rendering import Renderer
+
+CATALOG = load_catalog()
+CLINIC = Clinic(name="Lakeside", contact="555-0100", show_scores=True)
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+class Chat:
+    """A patient in a chat with the bot; keeps the state the database would keep."""
+
+    def __init__(self, *instruments: str, language: str = "en") -> None:
+        self.setting = Setting({i.key: i for i in CATALOG}, language, show_scores=True)
+        self.renderer = Renderer(CATALOG, CLINIC)
+        self.language = language
+        self.conv: Conversation | None = Conversation(instruments)
+        self.opted_out = False
+        self.now = T0
+        self.events: list[ev.Event] = []
+
+    def render(self, intents: tuple[ev.Intent, ...]) -> str:
+        texts = [self.renderer.render(i, "console", self.language) for i in intents]
+        return "\n\n".join(t.text for t in texts if t is not None)
+
+    def record(self, events: tuple[ev.Event, ...]) -> None:
+        self.events.extend(events)
+        for event in events:
+            if isinstance(event, ev.OptedOut):
+                self.opted_out = True
+            if isinstance(event, ev.OptedIn):
+                self.opted_out = False
+
+    def start(self) -> str:
+        assert self.conv is not None
+        t = begin(self.conv, self.setting, self.now)
+        self.conv = t.state
+        self.record(t.events)
+        return self.render(t.intents)
+
+    def say(self, text: str) -> str:
+        self.now += timedelta(minutes=1)
+        if self.conv is None or not self.conv.is_open:
+            intents, events = outside(text, self.language, self.opted_out, self.now)
+            self.record(events)
+            return self.render(intents)
+        t = step(self.conv, text, self.setting, self.now)
+        self.conv = t.state
+        self.record(t.events)
+        return self.render(t.intents)
+
+
+def verify(chat: Chat, dialog: list[tuple[str, list[str]]]) -> None:
+    """Each reply contains the expected fragments, in order."""
+    for sent, fragments in dialog:
+        reply = chat.say(sent)
+        position = 0
+        for fragment in fragments:
+            found = reply.find(fragment, position)
+            assert found >= 0, f"after {sent!r}: {fragment!r} not in:\n{reply}"
+            position = found + len(fragment)
+
+
+def test_complete_phq9_in_english() -> None:
+    """A full PHQ-9 with the difficulty item ends with the score shown and stored."""
+    chat = Chat("phq9")
+    assert chat.start().startswith("Lakeside check-in: PHQ-9, 9 questions.")
+    verify(chat, [
+        ("1", ["2/10 (last 2 weeks): Feeling down, depressed, or hopeless"]),
+        ("several days", ["3/10"]),
+        ("2", ["4/10"]), ("0", ["5/10"]), ("1", ["6/10"]), ("0", ["7/10"]), ("1", ["8/10"]),
+        ("0", ["9/10 (last 2 weeks): Thoughts that you would be better off dead"]),
+        ("0", ["10/10 (last 2 weeks): If you checked off any problems"]),
+        ("1", ["Thank you, your check-in is complete.", "PHQ-9: 6 of 27 (Mild)"]),
+    ])  # fmt: skip
+    scores = [e.result for e in chat.events if isinstance(e, ev.ScoreRecorded)]
+    assert [(s.total, s.band, s.flags) for s in scores] == [(6, "mild", ())]
+
+
+def test_item_9_sends_crisis_resources_before_the_next_question() -> None:
+    """Endorsing item 9 brings 988 / 911 at once, then the questionnaire goes on."""
+    chat = Chat("phq9")
+    chat.start()
+    for _ in range(8):
+        chat.say("1")
+    verify(
+        chat,
+        [
+            (
+                "2",
+                [
+                    "988 Suicide & Crisis Lifeline: call or text 988",
+                    "not monitored around the clock",
+                    "10/10",
+                ],
+            )
+        ],
+    )
+    assert any(isinstance(e, ev.FlagRaised) and e.flag == "suicidality" for e in chat.events)
+
+
+def test_side_effect_red_flag_says_call_911() -> None:
+    """A red-flag 'yes' on the side-effect check says to call 911 before the details."""
+    chat = Chat("side_effects")
+    chat.start()
+    verify(chat, [("yes", ["call 911 now", "2/15: Chest pain?"])])
+
+
+def test_back_re_asks_and_replaces_the_answer() -> None:
+    """BACK re-asks the previous item; the new answer replaces the old one."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(chat, [
+        ("3", ["2/10"]),
+        ("back", ["1/10 (last 2 weeks): Little interest"]),
+        ("0", ["2/9"]),
+    ])  # fmt: skip
+    answers = [e for e in chat.events if isinstance(e, ev.AnswerRecorded)]
+    assert [(a.item, a.value, a.replaced) for a in answers] == [
+        ("phq9.q1", 3, False),
+        ("phq9.q1", 0, True),
+    ]
+
+
+def test_back_on_the_first_item_stays_there() -> None:
+    """BACK before any answer re-asks the first item."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(chat, [("back", ["1/9"])])
+
+
+def test_invalid_replies_are_re_asked_then_help() -> None:
+    """A reply that fits no option is re-asked with the reason; the third in a row adds help."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(chat, [
+        ("7", ['"7" isn\'t one of the choices.', "1/9", "Reply 0-3, SKIP, or HELP."]),
+        ("n", ['"n" could mean 0 (Not at all) or 3 (Nearly every day).', "1/9"]),
+        ("I don't know", ["Let's try again.", "BACK: previous question", "Sorry, I didn't understand that.", "1/9"]),
+        ("maybe", ["Sorry, I didn't understand that.", "1/9"]),
+    ])  # fmt: skip
+
+
+def test_item_9_cannot_be_skipped() -> None:
+    """SKIP moves on from an ordinary item but never from item 9."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(chat, [("skip", ["2/9"])])
+    for _ in range(7):
+        chat.say("0")
+    verify(chat, [("skip", ["This question can't be skipped", "9/9"])])
+
+
+def test_pause_and_resume_at_the_same_item() -> None:
+    """LATER pauses; the next message resumes at the same item with earlier answers kept."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(chat, [
+        ("1", ["2/10"]),
+        ("later", ["Paused. Reply any time"]),
+        ("hi again", ["2/10 (last 2 weeks): Feeling down"]),
+        ("2", ["3/10"]),
+    ])  # fmt: skip
+    assert chat.conv is not None and dict(chat.conv.answers) == {"phq9.q1": 1, "phq9.q2": 2}
+
+
+def test_a_reminder_resumes_a_paused_check_in() -> None:
+    """A scheduled reminder re-asks the waiting item and says it is a reminder."""
+    chat = Chat("phq9")
+    chat.start()
+    chat.say("1")
+    chat.say("pause")
+    assert chat.conv is not None
+    t = remind(chat.conv, chat.setting, T0 + timedelta(hours=4))
+    assert "Reminder: your check-in is waiting." in chat.render(t.intents)
+    assert t.state.status == "asking" and t.state.current == "phq9.q2"
+
+
+def test_stop_and_start() -> None:
+    """STOP ends the check-in (answers kept) and opts out; START opts back in."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(chat, [
+        ("2", ["2/10"]),
+        ("STOP", ["You will get no more check-ins from Lakeside. Reply START to resume."]),
+        ("hello?", ["You have stopped check-ins from Lakeside. Reply START to resume them."]),
+        ("START", ["Welcome back"]),
+        ("hello?", ["There is no check-in open right now."]),
+    ])  # fmt: skip
+    assert chat.conv is not None and chat.conv.status == "cancelled"
+    assert dict(chat.conv.answers) == {"phq9.q1": 2}
+
+
+def test_help_explains_and_re_asks() -> None:
+    """HELP lists the replies and the clinic's contact, then repeats the question."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(
+        chat,
+        [
+            (
+                "help",
+                [
+                    "BACK: previous question",
+                    "Lakeside: 555-0100",
+                    "Not monitored around the clock",
+                    "1/9",
+                ],
+            )
+        ],
+    )
+
+
+def test_expiry_keeps_partial_answers_and_scores_them() -> None:
+    """A check-in that expires part-way keeps its answers, scored and marked partial."""
+    chat = Chat("phq9")
+    chat.start()
+    for _ in range(7):
+        chat.say("2")
+    assert chat.conv is not None
+    t = expire(chat.conv, chat.setting, T0 + timedelta(days=2))
+    recorded = [e for e in t.events if isinstance(e, ev.ScoreRecorded)]
+    assert t.state.status == "expired"
+    assert [(r.partial, r.result.total, r.result.flags) for r in recorded] == [
+        (True, None, ("safety_item_missing",))
+    ]
+    assert isinstance(t.events[-1], ev.CheckinExpired) and t.events[-1].partial
+
+
+def test_bundle_moves_from_one_instrument_to_the_next() -> None:
+    """Two instruments in one check-in: the second gets its own introduction."""
+    chat = Chat("phq2", "side_effects")
+    chat.start()
+    verify(chat, [("0", ["2/2"]), ("0", ["Side-effect check", "1/9: Since your session"])])
+
+
+# ---- Spanish ---------------------------------------------------------------------------
+
+
+def test_complete_side_effect_check_in_spanish() -> None:
+    """The side-effect checklist, start to end, in Spanish with Spanish replies."""
+    chat = Chat("side_effects", language="es")
+    assert "Cuestionario de Lakeside: Side-effect check." in chat.start()
+    verify(chat, [
+        ("no", ["2/9: Hoy, ¿todavía se siente irreal"]),
+        ("leve", ["3/9"]), ("nada", ["4/9"]), ("0", ["5/9"]), ("0", ["6/9"]), ("0", ["7/9"]),
+        ("no", ["8/9"]),
+        ("no", ["9/9: Si se tomó la presión"]),
+        ("128/84", ["Gracias, su cuestionario está completo."]),
+    ])  # fmt: skip
+
+
+def test_spanish_pause_back_invalid_help_stop_start() -> None:
+    """Spanish commands and messages: LUEGO, ATRAS, invalid input, AYUDA, STOP and START."""
+    chat = Chat("side_effects", language="es")
+    chat.start()
+    verify(chat, [
+        ("no", ["2/9"]),
+        ("luego", ["En pausa."]),
+        ("hola", ["2/9"]),
+        ("atrás", ["1/9"]),
+        ("no", ["2/9"]),
+        ("9", ['"9" no es una de las opciones.', "Responda 0-3, SALTAR o AYUDA."]),
+        ("ayuda", ["ATRAS: pregunta anterior", "Lakeside: 555-0100", "2/9"]),
+        ("STOP", ["No recibirá más cuestionarios de Lakeside."]),
+        ("START", ["Bienvenido de nuevo"]),
+    ])  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_duplicate_reply_after_completion_changes_nothing(language: str) -> None:
+    """A reply after the check-in closed does not reopen it or add an answer."""
+    chat = Chat("phq2", language=language)
+    chat.start()
+    chat.say("1")
+    chat.say("1")
+    answers = len([e for e in chat.events if isinstance(e, ev.AnswerRecorded)])
+    chat.say("1")
+    assert len([e for e in chat.events if isinstance(e, ev.AnswerRecorded)]) == answers == 2
