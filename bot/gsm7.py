@@ -7,8 +7,6 @@ GSM 03.38 basic set plus its extension table (extension characters cost two sept
 
 from __future__ import annotations
 
-import math
-
 BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -46,9 +44,22 @@ def septets(text: str) -> int:
 
 
 def segments(text: str) -> int:
-    """SMS segments: GSM-7 160 septets single / 153 per part; UCS-2 70 / 67 (UTF-16 units)."""
+    """SMS segments: GSM-7 160 septets single / 153 per part; UCS-2 70 / 67 (UTF-16 units).
+
+    A character is never split across parts: a two-septet GSM character (``€``) or a
+    surrogate pair (an emoji) that would straddle a boundary starts the next part.
+    """
     if is_gsm7(text):
-        size = septets(text)
-        return 1 if size <= 160 else math.ceil(size / 153)
-    units = len(text.encode("utf-16-le")) // 2
-    return 1 if units <= 70 else math.ceil(units / 67)
+        costs = [2 if c in _EXTENSION else 1 for c in text]
+        single, part = 160, 153
+    else:
+        costs = [len(c.encode("utf-16-le")) // 2 for c in text]
+        single, part = 70, 67
+    if sum(costs) <= single:
+        return 1
+    count, used = 1, 0
+    for cost in costs:
+        if used + cost > part:
+            count, used = count + 1, 0
+        used += cost
+    return count

@@ -149,4 +149,6 @@ def test_gsm7_segments() -> None:
     assert gsm7.segments("a" * 306) == 2 and gsm7.segments("a" * 307) == 3
     assert gsm7.segments("á" + "a" * 69) == 1 and gsm7.segments("á" + "a" * 70) == 2
     assert gsm7.segments("{" * 80) == 1 and gsm7.segments("{" * 81) == 2
+    assert gsm7.segments("a" * 152 + "€" + "a" * 152) == 3  # € is not split across parts
+    assert gsm7.segments("a" * 66 + "🙂" + "a" * 66) == 3  # nor is a surrogate pair
     assert gsm7.to_gsm7("últimas — “sí”") == 'ultimas - "si"'

@@ -1,0 +1,1 @@
+"""Channel adapters: translate between our intents and the providers' wire formats."""
