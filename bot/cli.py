@@ -7,20 +7,18 @@ with exit status 2 for bad input, never a traceback. Commands that print data ac
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from bot.config import Settings, load_settings
+from bot.commands import records, service
+from bot.commands.common import JsonFlag, State, emit_json, fail, state
 from bot.domain.errors import CheckinError
 from bot.domain.instruments import AnswerValue, Instrument
 from bot.domain.parsing import Answer, parse_reply
 from bot.domain.scoring import ScoreResult, score
-from bot.instruments import Catalog, load_catalog
 
 app = typer.Typer(
     name="checkin",
@@ -33,33 +31,8 @@ instruments_app = typer.Typer(
     help="List and inspect the loaded questionnaires.", no_args_is_help=True
 )
 app.add_typer(instruments_app, name="instruments")
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
-
-
-@dataclass
-class State:
-    config: Path | None = None
-
-    def settings(self) -> Settings:
-        return load_settings(self.config)
-
-    def catalog(self) -> Catalog:
-        return load_catalog(self.settings().instruments_dirs)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, State) else State()
-
-
-def emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+records.register(app)
+service.register(app)
 
 
 @app.callback()

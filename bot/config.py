@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,9 @@ from bot.domain.errors import ConfigError
 
 DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
-_SECTIONS = {"instruments", "clinic"}
+ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
+_SECTIONS = {"instruments", "clinic", "database", "server", "scheduler"}
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,26 @@ class Clinic:
 
 
 @dataclass(frozen=True)
+class Server:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    tick_s: float = 5.0
+    expire_after_h: float = 24.0
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str = "(defaults)"
     instruments_dirs: tuple[Path, ...] = ()
     clinic: Clinic = Clinic()
+    database_url: str = DEFAULT_DATABASE_URL
+    server: Server = Server()
+    scheduler: Scheduler = Scheduler()
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -57,13 +75,19 @@ def load_settings(explicit: Path | None = None) -> Settings:
     if not path.exists():
         if required:
             raise ConfigError(str(path), "", "does not exist")
-        return Settings()
+        return _with_environment(Settings())
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path), "", f"is not valid TOML ({exc})") from None
-    return settings_from_mapping(data, path)
+    return _with_environment(settings_from_mapping(data, path))
+
+
+def _with_environment(settings: Settings) -> Settings:
+    """Secrets and deployment specifics may come from the environment instead of the file."""
+    url = os.environ.get(ENV_DATABASE_URL)
+    return replace(settings, database_url=url) if url else settings
 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
@@ -77,11 +101,64 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
         raise ConfigError(source, "instruments.dirs", "must be a list of paths")
     base = path.resolve().parent
+    database = _table(data, "database", source)
+    server = _table(data, "server", source)
+    scheduler = _table(data, "scheduler", source)
+    _known(database, "database", {"url"}, source)
+    _known(server, "server", {"host", "port", "public_url"}, source)
+    _known(scheduler, "scheduler", {"tick_s", "expire_after_h"}, source)
+    url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
     return Settings(
         source=source,
         instruments_dirs=tuple(base / d for d in dirs),
         clinic=_clinic(_table(data, "clinic", source), source),
+        database_url=_relative_sqlite(url, base),
+        server=Server(
+            host=_value(server, "server", "host", str, Server.host, source),
+            port=_value(server, "server", "port", int, Server.port, source),
+            public_url=_value(server, "server", "public_url", str, "", source),
+        ),
+        scheduler=Scheduler(
+            tick_s=_positive(scheduler, "scheduler", "tick_s", Scheduler.tick_s, source),
+            expire_after_h=_positive(
+                scheduler, "scheduler", "expire_after_h", Scheduler.expire_after_h, source
+            ),
+        ),
     )
+
+
+def _relative_sqlite(url: str, base: Path) -> str:
+    """A relative SQLite path in the file is relative to the file, not the working directory."""
+    prefix = next((p for p in ("sqlite:///", "sqlite+aiosqlite:///") if url.startswith(p)), None)
+    if prefix is None or url == prefix or url[len(prefix) :].startswith("/"):
+        return url
+    return prefix + str(base / url[len(prefix) :])
+
+
+def _known(table: Mapping[str, Any], section: str, keys: set[str], source: str) -> None:
+    for key in table:
+        if key not in keys:
+            known = ", ".join(sorted(keys))
+            raise ConfigError(source, f"{section}.{key}", f"unknown key (known: {known})")
+
+
+def _value(
+    table: Mapping[str, Any], section: str, key: str, kind: type, default: Any, source: str
+) -> Any:
+    value = table.get(key, default)
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+        names = {str: "text", int: "an integer", bool: "true or false"}
+        raise ConfigError(source, f"{section}.{key}", f"must be {names.get(kind, kind.__name__)}")
+    return value
+
+
+def _positive(
+    table: Mapping[str, Any], section: str, key: str, default: float, source: str
+) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(source, f"{section}.{key}", "must be a positive number")
+    return float(value)
 
 
 def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:

@@ -9,7 +9,9 @@ bad configuration, a forged webhook, a provider that will not take a message.
     │   └── WordingRequired      a licensed instrument has no operator-supplied wording yet
     ├── UnknownInstrument        no instrument with that key is loaded
     ├── AnswerError              a value given for scoring is not a valid answer to its item
-    └── ConfigError              the configuration is malformed (names file and key)
+    ├── ConfigError              the configuration is malformed (names file and key)
+    ├── NotFound                 an operator named a record (patient, clinician, ...) that is absent
+    └── DeliveryFailed           a channel could not deliver a message (retry or give up)
 """
 
 from __future__ import annotations
@@ -61,3 +63,26 @@ class ConfigError(CheckinError):
         self.problem = problem
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {problem}")
+
+
+class NotFound(CheckinError):
+    def __init__(self, kind: str, ident: object) -> None:
+        self.kind = kind
+        self.ident = ident
+        super().__init__(f"no {kind} with id {ident}")
+
+
+class DeliveryFailed(CheckinError):
+    """A provider refused or did not take a message.
+
+    `permanent`: retrying cannot help (opted out, blocked, invalid number); the message is
+    marked dead. Otherwise it is retried with backoff, no sooner than `retry_after_s`.
+    """
+
+    def __init__(
+        self, reason: str, *, permanent: bool = False, retry_after_s: float | None = None
+    ) -> None:
+        self.reason = reason
+        self.permanent = permanent
+        self.retry_after_s = retry_after_s
+        super().__init__(reason)

@@ -1,0 +1,65 @@
+"""The one composition root: settings in, a wired application out. Called by the entry
+points (CLI, web server, scheduler) at start-up, never at import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from bot.channels.console import ConsoleChannel
+from bot.config import Settings
+from bot.delivery import Deliverer
+from bot.instruments import Catalog, load_catalog
+from bot.ports import Channel, Clock
+from bot.rendering import Renderer
+from bot.services import Services
+from bot.storage.database import Database
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    renderer: Renderer
+    services: Services
+    deliverer: Deliverer
+    channels: Mapping[str, Channel]
+    clock: Clock
+    last_tick_at: list[datetime] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def build(
+    settings: Settings,
+    *,
+    clock: Clock = utc_now,
+    channels: Mapping[str, Channel] | None = None,
+    console: TextIO | None = None,
+) -> App:
+    # python-telegram-bot 22 warns unless told to use timedelta for durations (RetryAfter).
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    catalog = load_catalog(settings.instruments_dirs)
+    renderer = Renderer(catalog, settings.clinic)
+    db = Database(settings.database_url)
+    wired: dict[str, Channel] = {"console": ConsoleChannel(console)}
+    wired.update(channels or {})
+    services = Services(
+        db,
+        catalog,
+        renderer,
+        settings.clinic,
+        clock,
+        expire_after=timedelta(hours=settings.scheduler.expire_after_h),
+    )
+    deliverer = Deliverer(db, wired, clock)
+    return App(settings, db, catalog, renderer, services, deliverer, wired, clock)

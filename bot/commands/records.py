@@ -1,0 +1,273 @@
+"""Records an operator manages: the database schema, clinicians, patients, check-ins."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Any
+
+import typer
+from sqlmodel import col, select
+
+from bot.bootstrap import App
+from bot.commands.common import JsonFlag, emit_json, fail, state, with_app
+from bot.domain.errors import CheckinError
+from bot.rendering import LANGUAGES
+from bot.storage import migrate
+from bot.storage.repository import Repository
+from bot.storage.tables import CHANNELS, Checkin, Clinician, Patient
+
+db_app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)
+patient_app = typer.Typer(help="Enrol and look up patients.", no_args_is_help=True)
+clinician_app = typer.Typer(help="Add and list clinicians.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(db_app, name="db")
+    app.add_typer(patient_app, name="patient")
+    app.add_typer(clinician_app, name="clinician")
+    app.command("ask")(ask)
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create the schema, or bring it up to date; safe to run again."""
+    url = state(ctx).settings().database_url
+    migrate.upgrade(url)
+    typer.echo(f"database at revision {migrate.head_revision()}: {_safe_url(url)}")
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password, fit to print."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+Channel = Annotated[str, typer.Option(help=f"How to reach them: {', '.join(CHANNELS)}.")]
+
+
+@patient_app.command("add")
+def patient_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Display name (or a pseudonym) shown to clinicians.")],
+    channel: Channel,
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. America/New_York.")] = "UTC",
+    language: Annotated[str, typer.Option(help=f"Language: {', '.join(LANGUAGES)}.")] = "en",
+    clinician: Annotated[int | None, typer.Option(help="Responsible clinician's id.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Schedule protocol name.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Console channel only: the name the patient types as.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Enrol a patient. Console patients are active at once; Telegram and SMS patients are
+    invited and become active when they accept."""
+    _check_patient_options(name, channel, timezone, language)
+
+    async def work(app: App) -> Patient:
+        async with app.db.transaction() as session:
+            repo = Repository(session)
+            if clinician is not None and await session.get(Clinician, clinician) is None:
+                fail(f"no clinician with id {clinician}; see `checkin clinician list`")
+            patient = Patient(
+                display_name=name,
+                timezone=timezone,
+                language=language,
+                channel=channel,
+                clinician_id=clinician,
+                protocol=protocol,
+                status="active" if channel == "console" else "invited",
+            )
+            await repo.add(patient)
+            if channel == "console":
+                patient.address = address or f"patient-{patient.id}"
+                await repo.add(patient)
+            await repo.audit(app.clock(), "operator", "patient_added", f"patient:{patient.id}")
+            return patient
+
+    patient = with_app(ctx, work)
+    if as_json:
+        emit_json(_patient_json(patient))
+    else:
+        typer.echo(f"patient {patient.id} added ({patient.channel}, {patient.status})")
+
+
+def _check_patient_options(name: str, channel: str, timezone: str, language: str) -> None:
+    if not name.strip():
+        fail("--name must not be empty")
+    if channel not in CHANNELS:
+        fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
+    if language not in LANGUAGES:
+        fail(f"--language {language!r} is not one of {', '.join(LANGUAGES)}")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        fail(f"--timezone {timezone!r} is not an IANA time zone (e.g. Europe/Madrid)")
+
+
+def _patient_json(patient: Patient) -> dict[str, Any]:
+    return {
+        "id": patient.id,
+        "name": patient.display_name,
+        "channel": patient.channel,
+        "status": patient.status,
+        "timezone": patient.timezone,
+        "language": patient.language,
+        "clinician_id": patient.clinician_id,
+        "protocol": patient.protocol,
+    }
+
+
+@patient_app.command("show")
+def patient_show(
+    ctx: typer.Context,
+    patient_id: Annotated[int, typer.Argument(help="Patient id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a patient with their check-ins, scores and alerts."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.db.transaction() as session:
+            repo = Repository(session)
+            patient = await repo.get_patient(patient_id)
+            if patient is None:
+                fail(f"no patient with id {patient_id}; see `checkin patient list`")
+            checkins = await repo.checkins_for_patient(patient_id)
+            scores = await repo.scores_for_patient(patient_id)
+            alerts = await repo.alerts_for_patient(patient_id)
+            await repo.audit(app.clock(), "operator", "patient_viewed", f"patient:{patient_id}")
+        return _patient_json(patient) | {
+            "checkins": [_checkin_json(c) for c in checkins],
+            "scores": [
+                {
+                    "instrument": s.instrument,
+                    "total": s.total,
+                    "band": s.band,
+                    "valid": s.valid,
+                    "prorated": s.prorated,
+                    "flags": s.flags,
+                    "completed_at": s.completed_at.isoformat(),
+                }
+                for s in scores
+            ],
+            "alerts": [
+                {"id": a.id, "rule": a.rule, "level": a.level, "status": a.status} for a in alerts
+            ],
+        }
+
+    data = with_app(ctx, work)
+    if as_json:
+        emit_json(data)
+        return
+    typer.echo(f"patient {data['id']}: {data['name']} ({data['channel']}, {data['status']})")
+    for c in data["checkins"]:
+        typer.echo(
+            f"  check-in {c['id']}: {'+'.join(c['instruments'])} {c['status']} due {c['due_at']}"
+        )
+    for s in data["scores"]:
+        total = s["total"] if s["total"] is not None else "no total"
+        typer.echo(f"  {s['completed_at'][:16]} {s['instrument']}: {total} {s['band'] or ''}")
+
+
+def _checkin_json(checkin: Checkin) -> dict[str, Any]:
+    return {
+        "id": checkin.id,
+        "instruments": checkin.instruments,
+        "status": checkin.status,
+        "due_at": checkin.due_at.isoformat(),
+        "expires_at": checkin.expires_at.isoformat(),
+        "completed_at": checkin.completed_at.isoformat() if checkin.completed_at else None,
+        "partial": checkin.partial,
+    }
+
+
+@patient_app.command("list")
+def patient_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List patients (id, name, channel, status)."""
+
+    async def work(app: App) -> list[Patient]:
+        async with app.db.transaction() as session:
+            return list((await session.exec(select(Patient).order_by(col(Patient.id)))).all())
+
+    patients = with_app(ctx, work)
+    if as_json:
+        emit_json([_patient_json(p) for p in patients])
+        return
+    for p in patients:
+        typer.echo(f"{p.id:>5}  {p.display_name:<24} {p.channel:<9} {p.status}")
+
+
+@clinician_app.command("add")
+def clinician_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Name shown in alerts and audit records.")],
+    channel: Channel,
+    address: Annotated[
+        str | None, typer.Option(help="Console channel only: where alerts are shown.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a clinician who receives alerts."""
+    if not name.strip():
+        fail("--name must not be empty")
+    if channel not in CHANNELS:
+        fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
+
+    async def work(app: App) -> Clinician:
+        async with app.db.transaction() as session:
+            repo = Repository(session)
+            clinician = Clinician(display_name=name, channel=channel)
+            await repo.add(clinician)
+            if channel == "console":
+                clinician.address = address or f"clinician-{clinician.id}"
+                await repo.add(clinician)
+            await repo.audit(
+                app.clock(), "operator", "clinician_added", f"clinician:{clinician.id}"
+            )
+            return clinician
+
+    clinician = with_app(ctx, work)
+    data = {"id": clinician.id, "name": clinician.display_name, "channel": clinician.channel}
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(f"clinician {clinician.id} added ({clinician.channel})")
+
+
+@clinician_app.command("list")
+def clinician_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List clinicians (id, name, channel)."""
+
+    async def work(app: App) -> list[Clinician]:
+        async with app.db.transaction() as session:
+            return list((await session.exec(select(Clinician).order_by(col(Clinician.id)))).all())
+
+    rows = with_app(ctx, work)
+    if as_json:
+        emit_json([{"id": c.id, "name": c.display_name, "channel": c.channel} for c in rows])
+        return
+    for c in rows:
+        typer.echo(f"{c.id:>5}  {c.display_name:<24} {c.channel}")
+
+
+def ask(
+    ctx: typer.Context,
+    patient_id: Annotated[int, typer.Argument(help="Patient id.")],
+    instruments: Annotated[
+        list[str], typer.Argument(help="One or more instrument keys, asked in this order.")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Queue a check-in for now; the running service sends it within one tick."""
+
+    async def work(app: App) -> Checkin:
+        try:
+            return await app.services.ask(patient_id, instruments)
+        except CheckinError as exc:
+            fail(str(exc))
+
+    checkin = with_app(ctx, work)
+    if as_json:
+        emit_json(_checkin_json(checkin))
+    else:
+        typer.echo(f"check-in {checkin.id} queued: {' + '.join(instruments)}")

@@ -1,0 +1,104 @@
+"""Running the service: ``run`` (web server + scheduler), ``chat`` (be a console patient)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import uuid
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from bot.bootstrap import App, build
+from bot.commands import demo
+from bot.commands.common import database_problem, fail, state
+from bot.config import Settings
+from bot.services import Inbound
+from bot.storage import migrate
+from bot.storage.repository import Repository
+from bot.web import create_app
+from scheduler.loop import start_scheduler, tick
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("chat")(chat)
+    app.command("demo")(demo.demo)
+
+
+def run(ctx: typer.Context) -> None:
+    """Run the web server and the scheduler in one process, until SIGTERM or Ctrl-C."""
+    settings = state(ctx).settings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    try:
+        current = await migrate.current_revision_async(settings.database_url)
+    except Exception as exc:  # unreachable server, bad URL, unreadable file
+        fail(database_problem(exc, settings.database_url))
+    if current != migrate.head_revision():
+        fail("the database schema is not up to date: run `checkin db upgrade` first")
+    app = build(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(app),
+            host=settings.server.host,
+            port=settings.server.port,
+            lifespan="off",
+            log_level="info",
+        )
+    )
+    scheduler = start_scheduler(app)
+    logging.getLogger("checkin").info(
+        "serving on http://%s:%d; scheduler tick every %gs; Ctrl-C to stop",
+        settings.server.host, settings.server.port, settings.scheduler.tick_s,
+    )  # fmt: skip
+    try:
+        await server.serve()  # returns after SIGTERM or Ctrl-C
+    finally:
+        scheduler.shutdown(wait=False)
+        await app.close()
+
+
+def chat(
+    ctx: typer.Context,
+    patient_id: Annotated[int, typer.Argument(help="A console patient's id.")],
+) -> None:
+    """Talk to the bot as a console patient: type replies, read its messages. Queued
+    check-ins for this patient start at once. End with Ctrl-D."""
+    settings = state(ctx).settings()
+    asyncio.run(_chat(settings, patient_id))
+
+
+async def _chat(settings: Settings, patient_id: int) -> None:
+    app = build(settings)
+    try:
+        address = await _console_address(app, patient_id)
+        await tick(app)
+        while True:
+            if sys.stdin.isatty():
+                print("you> ", end="", flush=True)
+            line = await asyncio.to_thread(sys.stdin.readline)
+            if not line:
+                break
+            inbound = Inbound("console", uuid.uuid4().hex, address, line.rstrip("\n"), app.clock())
+            await app.services.handle_inbound(inbound)
+            await tick(app)
+    finally:
+        await app.close()
+
+
+async def _console_address(app: App, patient_id: int) -> str:
+    async with app.db.transaction() as session:
+        patient = await Repository(session).get_patient(patient_id)
+    if patient is None:
+        fail(f"no patient with id {patient_id}; see `checkin patient list`")
+    if patient.channel != "console" or patient.address is None:
+        fail(f"patient {patient_id} uses {patient.channel}, not the console channel")
+    return patient.address

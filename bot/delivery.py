@@ -1,0 +1,141 @@
+"""Outbox delivery: claim due messages, send them through their channel, record the outcome.
+
+Messages reach the outbox in the same transaction as the change that caused them; this is
+the only place that sends. No transaction is held open while a provider is called: a claim
+(with a lease) is one short transaction, each outcome another. A worker that dies mid-send
+leaves a lease that runs out, and another worker (or the restarted one) sends the message
+again: delivery is at least once, in order per recipient.
+
+Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
+lets the recipient's next message go; anything else is retried with exponential backoff,
+never sooner than the provider's Retry-After, for as long as it takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bot.domain.errors import DeliveryFailed
+from bot.ports import Channel, Clock
+from bot.rendering import Button, Rendered
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float = 2.0
+    cap_s: float = 900.0
+
+    def delay(self, attempts: int, retry_after_s: float | None) -> timedelta:
+        backoff = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=max(backoff, retry_after_s or 0.0))
+
+
+@dataclass(frozen=True)
+class Report:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+
+    def __add__(self, other: Report) -> Report:
+        return Report(self.sent + other.sent, self.retried + other.retried, self.dead + other.dead)
+
+
+class Pacer:
+    """At most `rate_per_s` sends a second on a channel, and `gap_s` between two to one address."""
+
+    def __init__(self, rate_per_s: float | None = None, gap_s: float = 0.0) -> None:
+        self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
+        self.gap_s = gap_s
+        self._next = 0.0
+        self._last: dict[str, float] = {}
+        self._lock = asyncio.Lock()
+
+    async def wait(self, address: str) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next, self._last.get(address, -1e9) + self.gap_s)
+            self._next = start + self.interval
+            self._last[address] = start
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+@dataclass
+class Deliverer:
+    db: Database
+    channels: Mapping[str, Channel]
+    clock: Clock
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    batch: int = 200
+    lease: timedelta = timedelta(minutes=2)
+    concurrency: int = 16
+    pacers: dict[str, Pacer] = field(default_factory=dict)
+
+    async def run_once(self) -> Report:
+        """Send one batch of due messages; returns what happened to them."""
+        async with self.db.transaction() as session:
+            claimed = await Repository(session).claim_outbox(self.clock(), self.batch, self.lease)
+        if not claimed:
+            return Report()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(message: OutboundMessage) -> Report:
+            async with gate:
+                return await self._deliver(message)
+
+        reports = await asyncio.gather(*(one(m) for m in claimed))
+        return sum(reports, Report())
+
+    async def drain(self, max_rounds: int = 1000) -> Report:
+        """Deliver until nothing is due now (messages waiting on a retry delay stay queued)."""
+        total = Report()
+        for _ in range(max_rounds):
+            report = await self.run_once()
+            total += report
+            if report == Report():
+                break
+        return total
+
+    async def _deliver(self, message: OutboundMessage) -> Report:
+        assert message.id is not None
+        channel = self.channels.get(message.channel)
+        try:
+            if channel is None:
+                raise DeliveryFailed(f"channel {message.channel!r} is not configured")
+            pacer = self.pacers.get(message.channel)
+            if pacer is not None:
+                await pacer.wait(message.address)
+            provider_id = await channel.send(message.address, _rendered(message), message.payload)
+        except DeliveryFailed as failure:
+            return await self._failed(message, failure)
+        async with self.db.transaction() as session:
+            await Repository(session).mark_sent(message.id, provider_id, self.clock())
+        return Report(sent=1)
+
+    async def _failed(self, message: OutboundMessage, failure: DeliveryFailed) -> Report:
+        assert message.id is not None
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            if failure.permanent:
+                await repo.mark_dead(message.id, failure.reason)
+                log.warning("outbound %s dead: %s", message.id, failure.reason)
+                return Report(dead=1)
+            retry_at = self.clock() + self.policy.delay(message.attempts, failure.retry_after_s)
+            await repo.mark_retry(message.id, failure.reason, retry_at)
+        log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
+        return Report(retried=1)
+
+
+def _rendered(message: OutboundMessage) -> Rendered:
+    buttons = tuple(Button(label, data) for label, data in message.payload.get("buttons", []))
+    return Rendered(message.body, buttons, html=bool(message.payload.get("html")))

@@ -1,0 +1,343 @@
+"""Use cases: each loads what it needs, asks the pure core, and saves the outcome together
+with the messages it causes (the outbox) in one transaction.
+
+* :meth:`Services.receive` records an inbound message and nothing else (its own, short
+  transaction), so a webhook can acknowledge it knowing it is durable.
+* :meth:`Services.process` handles one recorded message: lock the patient's row, step the
+  conversation, write answers, scores, state and replies, mark the message processed.
+  Processing a message twice is impossible: ``processed_at`` is set in the same
+  transaction, under the patient lock.
+* :meth:`Services.start_due` and :meth:`Services.expire_due` are what the scheduler tick
+  calls; :meth:`Services.ask` queues a check-in.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.config import Clinic
+from bot.domain import conversation as core
+from bot.domain import events as ev
+from bot.domain.errors import NotFound
+from bot.domain.instruments import BloodPressure
+from bot.instruments import Catalog
+from bot.ports import Clock
+from bot.rendering import Renderer
+from bot.storage import checkins as q
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    channel: str
+    provider_id: str
+    sender: str
+    text: str
+    received_at: datetime
+
+
+@dataclass
+class Services:
+    db: Database
+    catalog: Catalog
+    renderer: Renderer
+    clinic: Clinic
+    clock: Clock
+    expire_after: timedelta = timedelta(hours=24)
+
+    # ---- inbound ---------------------------------------------------------------------
+
+    async def receive(self, inbound: Inbound) -> int | None:
+        """Record the message durably; its id, or None if it was already recorded."""
+        async with self.db.transaction() as session:
+            row = await Repository(session).record_inbound(
+                inbound.channel,
+                inbound.provider_id,
+                inbound.sender,
+                inbound.text,
+                inbound.received_at,
+            )
+        return row.id if row is not None else None
+
+    async def handle_inbound(self, inbound: Inbound) -> bool:
+        """Record, then process. False when the message was a duplicate (nothing done)."""
+        inbound_id = await self.receive(inbound)
+        if inbound_id is None:
+            return False
+        await self.process(inbound_id)
+        return True
+
+    async def process(self, inbound_id: int) -> None:
+        """Handle a recorded message, and before it any earlier one from the same sender
+        still waiting, so a patient's replies are taken in the order they arrived even when
+        several workers pick them up at once."""
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            message = await session.get(InboundMessage, inbound_id)
+            if message is None or message.processed_at is not None:
+                return
+            found = await q.patient_by_address(session, message.channel, message.sender)
+            now = self.clock()
+            if found is None or found.id is None:
+                log.info("inbound %s from an unknown sender ignored", inbound_id)
+                await repo.mark_processed(inbound_id, now, error="unknown sender")
+                return
+            patient = await repo.lock_patient(found.id)
+            assert patient is not None
+            waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
+            for earlier in waiting:  # empty if another worker processed them while we waited
+                assert earlier.id is not None
+                await self._converse(repo, patient, earlier, now)
+                await repo.mark_processed(earlier.id, now)
+
+    async def process_pending(self, limit: int = 100) -> int:
+        """Process messages recorded but not processed (after a crash); how many there were."""
+        async with self.db.transaction() as session:
+            ids = await q.unprocessed_inbound(session, limit)
+        for inbound_id in ids:
+            await self.process(inbound_id)
+        return len(ids)
+
+    async def _converse(
+        self, repo: Repository, patient: Patient, message: InboundMessage, now: datetime
+    ) -> None:
+        assert patient.id is not None and message.id is not None
+        checkin = await q.open_checkin(repo.session, patient.id)
+        opted_out = patient.status == "opted_out"
+        if checkin is None or opted_out:
+            intents, events = core.outside(message.text, patient.language, opted_out, now)
+            await self._apply(
+                repo,
+                patient,
+                None,
+                core.Transition(core.Conversation(()), intents, events),
+                f"in{message.id}",
+                now,
+                message.id,
+            )
+            return
+        conv = core.from_json(checkin.state)
+        transition = core.step(conv, message.text, self._setting(patient), now)
+        await self._apply(repo, patient, checkin, transition, f"in{message.id}", now, message.id)
+
+    # ---- check-ins -------------------------------------------------------------------
+
+    async def ask(
+        self,
+        patient_id: int,
+        instruments: Sequence[str],
+        due_at: datetime | None = None,
+        key: str | None = None,
+    ) -> Checkin:
+        """Queue a check-in (sent by the next scheduler tick once it is due)."""
+        for instrument in instruments:
+            self.catalog.get(instrument)  # unknown or unavailable instruments fail here
+        due = due_at or self.clock()
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            if await repo.get_patient(patient_id) is None:
+                raise NotFound("patient", patient_id)
+            checkin = Checkin(
+                patient_id=patient_id,
+                idempotency_key=key or f"ask:{patient_id}:{uuid.uuid4().hex}",
+                instruments=list(instruments),
+                status="pending",
+                due_at=due,
+                expires_at=due + self.expire_after,
+                state=core.to_json(core.Conversation(tuple(instruments))),
+            )
+            created = await repo.create_checkin(checkin)
+            if created is None:
+                raise ValueError(f"a check-in with key {key!r} already exists")
+            return created
+
+    async def start_due(self, limit: int = 500) -> int:
+        """Send the first question of every due check-in whose patient has none open."""
+        async with self.db.transaction() as session:
+            due = [c.id for c in await q.due_pending(session, self.clock(), limit)]
+        started = 0
+        for checkin_id in due:
+            assert checkin_id is not None
+            started += await self._start(checkin_id)
+        return started
+
+    async def _start(self, checkin_id: int) -> int:
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            checkin = await repo.get_checkin(checkin_id)
+            if checkin is None:
+                return 0
+            patient = await repo.lock_patient(checkin.patient_id)
+            await session.refresh(checkin)
+            if patient is None or checkin.status != "pending" or patient.status != "active":
+                return 0
+            if await q.open_checkin(session, checkin.patient_id) is not None:
+                return 0  # one open check-in per patient; this one waits
+            now = self.clock()
+            transition = core.begin(core.from_json(checkin.state), self._setting(patient), now)
+            await self._apply(repo, patient, checkin, transition, f"begin{checkin_id}", now, None)
+            return 1
+
+    async def expire_due(self, limit: int = 500) -> int:
+        """Close check-ins past their expiry, keeping and scoring partial answers."""
+        async with self.db.transaction() as session:
+            overdue = [c.id for c in await q.overdue(session, self.clock(), limit)]
+        for checkin_id in overdue:
+            assert checkin_id is not None
+            await self._expire(checkin_id)
+        return len(overdue)
+
+    async def _expire(self, checkin_id: int) -> None:
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            checkin = await repo.get_checkin(checkin_id)
+            if checkin is None:
+                return
+            patient = await repo.lock_patient(checkin.patient_id)
+            await session.refresh(checkin)
+            if patient is None or checkin.status not in ("pending", *q.OPEN_STATUSES):
+                return
+            now = self.clock()
+            conv = core.from_json(checkin.state)
+            if conv.status == "pending":
+                conv = core.Conversation(conv.instruments, status="asking")  # never sent: missed
+            transition = core.expire(conv, self._setting(patient), now)
+            await self._apply(repo, patient, checkin, transition, f"expire{checkin_id}", now, None)
+
+    # ---- writing a transition ---------------------------------------------------------
+
+    def _setting(self, patient: Patient) -> core.Setting:
+        instruments = {i.key: i for i in self.catalog}
+        return core.Setting(instruments, patient.language, self.clinic.show_scores)
+
+    async def _apply(
+        self,
+        repo: Repository,
+        patient: Patient,
+        checkin: Checkin | None,
+        transition: core.Transition,
+        source: str,
+        now: datetime,
+        inbound_id: int | None,
+    ) -> None:
+        """Write the transition's state, events and messages in the caller's transaction."""
+        assert patient.id is not None
+        if checkin is not None:
+            _update_checkin(checkin, transition.state, now)
+            await repo.add(checkin)
+        for event in transition.events:
+            await self._record(repo, patient, checkin, event, inbound_id)
+        await repo.enqueue(self._outbox(patient, transition.intents, source, now))
+
+    async def _record(
+        self,
+        repo: Repository,
+        patient: Patient,
+        checkin: Checkin | None,
+        event: ev.Event,
+        inbound_id: int | None,
+    ) -> None:
+        assert patient.id is not None
+        if isinstance(event, ev.AnswerRecorded) and checkin is not None and checkin.id is not None:
+            answer = _answer_row(checkin.id, event, inbound_id)
+            if event.replaced:
+                await repo.replace_answer(answer)
+            elif not await repo.save_answer(answer):
+                log.warning("check-in %s item answered twice; first answer kept", checkin.id)
+        elif isinstance(event, ev.ScoreRecorded) and checkin is not None and checkin.id is not None:
+            await repo.add(_score_row(checkin.id, patient.id, event))
+        elif isinstance(event, ev.FlagRaised):
+            await repo.audit(
+                event.at,
+                "patient",
+                "flag_raised",
+                f"patient:{patient.id}",
+                flag=event.flag,
+                item=event.item,
+            )
+        elif isinstance(event, ev.OptedOut):
+            patient.status = "opted_out"
+            await repo.add(patient)
+            await q.cancel_pending(repo.session, patient.id)
+            await repo.audit(event.at, "patient", "opted_out", f"patient:{patient.id}")
+        elif isinstance(event, ev.OptedIn):
+            patient.status = "active"
+            await repo.add(patient)
+            await repo.audit(event.at, "patient", "opted_in", f"patient:{patient.id}")
+
+    def _outbox(
+        self, patient: Patient, intents: Sequence[ev.Intent], source: str, now: datetime
+    ) -> list[OutboundMessage]:
+        assert patient.id is not None and patient.address is not None
+        rows = []
+        for n, intent in enumerate(intents):
+            rendered = self.renderer.render(intent, patient.channel, patient.language)
+            if rendered is None:
+                continue
+            payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
+            if rendered.buttons:
+                payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
+            rows.append(
+                OutboundMessage(
+                    channel=patient.channel,
+                    recipient_kind="patient",
+                    recipient_id=patient.id,
+                    address=patient.address,
+                    body=rendered.text,
+                    payload=payload,
+                    idempotency_key=f"{source}:{n}",
+                    next_attempt_at=now,
+                )
+            )
+        return rows
+
+
+def _update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) -> None:
+    checkin.state = core.to_json(conv)
+    if conv.status == "asking":
+        checkin.status = "in_progress" if conv.answers else "sent"
+        checkin.sent_at = checkin.sent_at or now
+    elif conv.status == "expired":
+        checkin.status = "expired"
+        checkin.partial = bool(conv.answers)
+    else:
+        checkin.status = conv.status
+    if conv.status == "completed":
+        checkin.completed_at = now
+
+
+def _answer_row(checkin_id: int, event: ev.AnswerRecorded, inbound_id: int | None) -> Answer:
+    value = event.value
+    return Answer(
+        checkin_id=checkin_id,
+        item_key=event.item,
+        instrument=event.instrument,
+        value_int=value if isinstance(value, int) else None,
+        value_text=str(value) if isinstance(value, BloodPressure) else None,
+        raw_text=event.raw_text,
+        inbound_message_id=inbound_id,
+        answered_at=event.at,
+    )
+
+
+def _score_row(checkin_id: int, patient_id: int, event: ev.ScoreRecorded) -> Score:
+    result = event.result
+    return Score(
+        checkin_id=checkin_id,
+        patient_id=patient_id,
+        instrument=result.instrument,
+        total=result.total,
+        band=result.band,
+        valid=result.valid,
+        prorated=result.prorated,
+        flags=list(result.flags),
+        completed_at=event.at,
+    )

@@ -1,0 +1,101 @@
+"""Queries the conversation use cases need: who sent this, which check-in is open, what is
+due or overdue. Small functions over one session, like the repository's methods."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.tables import Checkin, InboundMessage, Patient
+
+OPEN_STATUSES = ("sent", "in_progress", "paused")
+ACTIVE_PATIENT = ("active",)
+
+
+async def patient_by_address(session: AsyncSession, channel: str, address: str) -> Patient | None:
+    statement = select(Patient).where(Patient.channel == channel, Patient.address == address)
+    return (await session.exec(statement.order_by(col(Patient.id)))).first()
+
+
+async def open_checkin(session: AsyncSession, patient_id: int) -> Checkin | None:
+    """The check-in the patient is answering now (at most one is open at a time)."""
+    statement = (
+        select(Checkin)
+        .where(Checkin.patient_id == patient_id, col(Checkin.status).in_(OPEN_STATUSES))
+        .order_by(col(Checkin.due_at), col(Checkin.id))
+    )
+    return (await session.exec(statement)).first()
+
+
+async def due_pending(session: AsyncSession, now: datetime, limit: int) -> Sequence[Checkin]:
+    """Pending check-ins due now whose patient is active and has none open (oldest first)."""
+    busy = select(Checkin.patient_id).where(col(Checkin.status).in_(OPEN_STATUSES))
+    statement = (
+        select(Checkin)
+        .join(Patient, col(Patient.id) == col(Checkin.patient_id))
+        .where(
+            Checkin.status == "pending",
+            col(Checkin.due_at) <= now,
+            col(Patient.status).in_(ACTIVE_PATIENT),
+            col(Checkin.patient_id).not_in(busy),
+        )
+        .order_by(col(Checkin.due_at), col(Checkin.id))
+        .limit(limit)
+    )
+    return (await session.exec(statement)).all()
+
+
+async def overdue(session: AsyncSession, now: datetime, limit: int) -> Sequence[Checkin]:
+    """Pending or open check-ins whose expiry time has passed."""
+    statement = (
+        select(Checkin)
+        .where(
+            col(Checkin.status).in_(("pending", *OPEN_STATUSES)),
+            col(Checkin.expires_at) <= now,
+        )
+        .order_by(col(Checkin.expires_at), col(Checkin.id))
+        .limit(limit)
+    )
+    return (await session.exec(statement)).all()
+
+
+async def cancel_pending(session: AsyncSession, patient_id: int) -> None:
+    """Cancel every check-in the patient has not started (used when they opt out)."""
+    await session.exec(
+        update(Checkin)
+        .where(col(Checkin.patient_id) == patient_id, col(Checkin.status) == "pending")
+        .values(status="cancelled")
+    )
+
+
+async def unprocessed_inbound(session: AsyncSession, limit: int) -> Sequence[int]:
+    """Inbound messages recorded but never processed (a crash between the two), oldest first."""
+    statement = (
+        select(InboundMessage.id)
+        .where(col(InboundMessage.processed_at).is_(None))
+        .order_by(col(InboundMessage.id))
+        .limit(limit)
+    )
+    return [i for i in (await session.exec(statement)).all() if i is not None]
+
+
+async def unprocessed_from(
+    session: AsyncSession, channel: str, sender: str, up_to: int
+) -> Sequence[InboundMessage]:
+    """The sender's unprocessed messages up to and including `up_to`, oldest first."""
+    statement = (
+        select(InboundMessage)
+        .where(
+            InboundMessage.channel == channel,
+            InboundMessage.sender == sender,
+            col(InboundMessage.processed_at).is_(None),
+            col(InboundMessage.id) <= up_to,
+        )
+        .order_by(col(InboundMessage.id))
+        .execution_options(populate_existing=True)
+    )
+    return (await session.exec(statement)).all()

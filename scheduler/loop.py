@@ -1,0 +1,69 @@
+"""One tick, and the APScheduler wiring that runs it every ``[scheduler] tick_s``.
+
+Per-patient plans are database rows, never APScheduler jobs: the scheduler holds exactly
+one job (the tick), coalesced, one instance at a time, so a slow tick is never overlapped
+and missed runs collapse into one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.bootstrap import App
+from bot.delivery import Report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TickReport:
+    recovered: int
+    started: int
+    expired: int
+    delivery: Report
+
+
+async def tick(app: App) -> TickReport:
+    """Everything time-driven, once: recover, expire, start due check-ins, deliver."""
+    services = app.services
+    recovered = await services.process_pending()
+    expired = await services.expire_due()
+    started = await services.start_due()
+    delivery = await app.deliverer.drain()
+    app.last_tick_at[:] = [app.clock()]
+    return TickReport(recovered, started, expired, delivery)
+
+
+async def _safe_tick(app: App) -> None:
+    try:
+        report = await tick(app)
+    except Exception:  # the loop must survive a bad tick (database briefly away, ...)
+        log.exception("scheduler tick failed; retrying next tick")
+        return
+    if report.started or report.expired or report.recovered or report.delivery.sent:
+        log.info(
+            "tick: started=%d expired=%d recovered=%d sent=%d retried=%d dead=%d",
+            report.started, report.expired, report.recovered,
+            report.delivery.sent, report.delivery.retried, report.delivery.dead,
+        )  # fmt: skip
+
+
+def start_scheduler(app: App) -> AsyncIOScheduler:
+    """Start ticking on the running event loop; the caller shuts it down."""
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    scheduler.add_job(
+        _safe_tick,
+        "interval",
+        args=[app],
+        seconds=app.settings.scheduler.tick_s,
+        id="tick",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
+        next_run_time=app.clock(),
+    )
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,231 @@
+"""The storage-backed conversation: inbox first, one transaction per step, the outbox, on a
+real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import col, select
+
+from bot.channels.console import ConsoleChannel
+from bot.config import Clinic
+from bot.delivery import Deliverer
+from bot.instruments import load_catalog
+from bot.rendering import Renderer
+from bot.services import Inbound, Services
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
+
+CATALOG = load_catalog()
+CLINIC = Clinic(name="Lakeside", contact="555-0100", show_scores=True)
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class SimClock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Wired:
+    services: Services
+    deliverer: Deliverer
+    console: io.StringIO
+    clock: SimClock
+
+
+def wire(db: Database, clock: SimClock | None = None) -> Wired:
+    clock = clock or SimClock()
+    console = io.StringIO()
+    services = Services(db, CATALOG, Renderer(CATALOG, CLINIC), CLINIC, clock)
+    deliverer = Deliverer(db, {"console": ConsoleChannel(console)}, clock)
+    return Wired(services, deliverer, console, clock)
+
+
+@pytest.fixture
+def wired(db: Database) -> Wired:
+    return wire(db)
+
+
+async def add_patient(db: Database, address: str = "pat-1", language: str = "en") -> int:
+    async with db.transaction() as session:
+        patient = Patient(
+            display_name="Pat", timezone="UTC", language=language, channel="console",
+            address=address, status="active",
+        )  # fmt: skip
+        await Repository(session).add(patient)
+    assert patient.id is not None
+    return patient.id
+
+
+def said(address: str, text: str, n: int, at: datetime = T0) -> Inbound:
+    return Inbound("console", f"{address}-{n}", address, text, at)
+
+
+async def rows(db: Database, table: type, *where: object) -> list:  # type: ignore[type-arg]
+    async with db.transaction() as session:
+        statement = select(table).where(*where).order_by(col(table.id))
+        return list((await session.exec(statement)).all())
+
+
+async def started(w: Wired, patient_id: int, instruments: list[str]) -> Checkin:
+    checkin = await w.services.ask(patient_id, instruments)
+    assert await w.services.start_due() == 1
+    return checkin
+
+
+async def test_a_complete_check_in_is_stored_and_answered_in_order(db: Database, wired: Wired) -> None:
+    """Nine answers: each stored once with its raw text, one score row, replies sent in order."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq9"])
+    replies = ["1", "2", "0", "1", "0", "1", "0", "0", "0", "not difficult"]
+    for n, text in enumerate(replies):
+        assert await wired.services.handle_inbound(said("pat-1", text, n))
+    report = await wired.deliverer.drain()
+    answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
+    assert [(a.item_key, a.value_int, a.raw_text) for a in answers][:2] == [
+        ("phq9.q1", 1, "1"), ("phq9.q2", 2, "2")
+    ]
+    assert [a.value_int for a in answers] == [1, 2, 0, 1, 0, 1, 0, 0, 0, 0]
+    scores = await rows(db, Score, Score.checkin_id == checkin.id)
+    assert [(s.total, s.band, s.valid) for s in scores] == [(5, "mild", True)]
+    out = wired.console.getvalue()
+    positions = [out.index(f"{n}/10") for n in range(2, 11)]
+    assert positions == sorted(positions) and "PHQ-9: 5 of 27 (Mild)" in out
+    assert report.sent == len(await rows(db, OutboundMessage)) and report.dead == 0
+    (stored,) = await rows(db, Checkin, Checkin.id == checkin.id)
+    assert stored.status == "completed" and stored.completed_at is not None
+
+
+async def test_the_same_message_ten_times_stores_one_answer_and_one_reply(
+    db: Database, wired: Wired
+) -> None:
+    """A provider redelivering one message ten times (concurrently) changes things once."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq9"])
+    outcomes = await asyncio.gather(*(wired.services.handle_inbound(said("pat-1", "2", 0)) for _ in range(10)))
+    assert sorted(outcomes) == [False] * 9 + [True]
+    answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
+    assert [(a.item_key, a.value_int) for a in answers] == [("phq9.q1", 2)]
+    assert len(await rows(db, InboundMessage)) == 1
+    replies = await rows(db, OutboundMessage, col(OutboundMessage.idempotency_key).startswith("in"))
+    assert [r.payload["intent"] for r in replies] == ["Ask"]
+
+
+async def test_inbound_is_recorded_before_processing_and_recovered_after_a_crash(
+    db: Database, wired: Wired
+) -> None:
+    """A message recorded but never processed (a crash in between) is processed on recovery."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq2"])
+    assert await wired.services.receive(said("pat-1", "3", 0)) is not None
+    assert await rows(db, Answer) == []
+    assert await wired.services.process_pending() == 1
+    answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
+    assert [(a.item_key, a.value_int) for a in answers] == [("phq2.q1", 3)]
+    assert await wired.services.process_pending() == 0
+
+
+async def test_back_replaces_the_one_answer(db: Database, wired: Wired) -> None:
+    """BACK and a new answer update the item's single answer row."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq9"])
+    for n, text in enumerate(["3", "back", "1"]):
+        await wired.services.handle_inbound(said("pat-1", text, n))
+    answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
+    assert [(a.item_key, a.value_int, a.raw_text) for a in answers] == [("phq9.q1", 1, "1")]
+
+
+async def test_one_open_check_in_per_patient(db: Database, wired: Wired) -> None:
+    """A second due check-in waits until the first closes, then starts."""
+    patient_id = await add_patient(db)
+    first = await started(wired, patient_id, ["phq2"])
+    second = await wired.services.ask(patient_id, ["gad7"])
+    assert await wired.services.start_due() == 0
+    for n, text in enumerate(["0", "0"]):
+        await wired.services.handle_inbound(said("pat-1", text, n))
+    assert await wired.services.start_due() == 1
+    statuses = {c.id: c.status for c in await rows(db, Checkin)}
+    assert statuses == {first.id: "completed", second.id: "sent"}
+
+
+async def test_expiry_keeps_partial_answers(db: Database, wired: Wired) -> None:
+    """A check-in past its expiry is closed as partial, its answers kept and scored."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq9"])
+    for n in range(8):
+        await wired.services.handle_inbound(said("pat-1", "1", n))
+    wired.clock.now = T0 + timedelta(days=2)
+    assert await wired.services.expire_due() == 1
+    (stored,) = await rows(db, Checkin, Checkin.id == checkin.id)
+    assert (stored.status, stored.partial) == ("expired", True)
+    assert len(await rows(db, Answer, Answer.checkin_id == checkin.id)) == 8
+    (score,) = await rows(db, Score, Score.checkin_id == checkin.id)
+    assert (score.total, score.valid, score.flags) == (None, False, ["safety_item_missing"])
+
+
+async def test_a_never_answered_check_in_expires_as_missed(db: Database, wired: Wired) -> None:
+    """A check-in nobody answered expires without answers, not partial."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq9"])
+    wired.clock.now = T0 + timedelta(days=2)
+    await wired.services.expire_due()
+    (stored,) = await rows(db, Checkin, Checkin.id == checkin.id)
+    assert (stored.status, stored.partial) == ("expired", False)
+
+
+async def test_stop_opts_out_and_cancels_what_is_planned(db: Database, wired: Wired) -> None:
+    """STOP cancels the open check-in and the planned ones; START makes the patient active."""
+    patient_id = await add_patient(db)
+    await started(wired, patient_id, ["phq9"])
+    planned = await wired.services.ask(patient_id, ["gad7"], due_at=T0 + timedelta(days=7))
+    await wired.services.handle_inbound(said("pat-1", "STOP", 0))
+    (patient,) = await rows(db, Patient)
+    assert patient.status == "opted_out"
+    statuses = [c.status for c in await rows(db, Checkin)]
+    assert statuses == ["cancelled", "cancelled"] and planned.id is not None
+    await wired.services.handle_inbound(said("pat-1", "START", 1))
+    (patient,) = await rows(db, Patient)
+    assert patient.status == "active"
+
+
+async def test_unknown_sender_learns_nothing(db: Database, wired: Wired) -> None:
+    """A message from an address no patient has is recorded, answered with nothing."""
+    await add_patient(db)
+    await wired.services.handle_inbound(said("stranger", "hello", 0))
+    assert await rows(db, OutboundMessage) == []
+    (message,) = await rows(db, InboundMessage)
+    assert message.error == "unknown sender" and message.processed_at is not None
+
+
+@pytest.mark.postgres
+async def test_two_workers_keep_one_patients_order(pg_db: Database) -> None:
+    """Two workers on PostgreSQL taking one patient's rapid replies: in order, none twice."""
+    first, second = wire(pg_db), wire(Database(str(pg_db.url.render_as_string(hide_password=False))))
+    try:
+        patient_id = await add_patient(pg_db)
+        checkin = await started(first, patient_id, ["phq9"])
+        values = [3, 0, 2, 1, 3, 0, 2, 1, 0, 2]
+        ids = [await first.services.receive(said("pat-1", str(v), n)) for n, v in enumerate(values)]
+        workers = [first.services if n % 2 else second.services for n in range(len(ids))]
+        await asyncio.gather(*(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None))
+        # ...and again, as a redelivery or a recovery pass would: nothing changes.
+        await asyncio.gather(*(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None))
+    finally:
+        await second.services.db.dispose()
+    answers = await rows(pg_db, Answer, Answer.checkin_id == checkin.id)
+    assert [(a.item_key, a.value_int) for a in answers] == [
+        (f"phq9.q{n}", v) for n, v in enumerate(values, 1)
+    ]
+    replies = await rows(pg_db, OutboundMessage, col(OutboundMessage.idempotency_key).startswith("in"))
+    asks = [r.body.split(" ")[0] for r in replies if r.payload["intent"] == "Ask"]
+    assert asks == [f"{n}/10" for n in range(2, 11)]
+
