@@ -82,7 +82,9 @@ async def started(w: Wired, patient_id: int, instruments: list[str]) -> Checkin:
     return checkin
 
 
-async def test_a_complete_check_in_is_stored_and_answered_in_order(db: Database, wired: Wired) -> None:
+async def test_a_complete_check_in_is_stored_and_answered_in_order(
+    db: Database, wired: Wired
+) -> None:
     """Nine answers: each stored once with its raw text, one score row, replies sent in order."""
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
@@ -92,7 +94,8 @@ async def test_a_complete_check_in_is_stored_and_answered_in_order(db: Database,
     report = await wired.deliverer.drain()
     answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
     assert [(a.item_key, a.value_int, a.raw_text) for a in answers][:2] == [
-        ("phq9.q1", 1, "1"), ("phq9.q2", 2, "2")
+        ("phq9.q1", 1, "1"),
+        ("phq9.q2", 2, "2"),
     ]
     assert [a.value_int for a in answers] == [1, 2, 0, 1, 0, 1, 0, 0, 0, 0]
     scores = await rows(db, Score, Score.checkin_id == checkin.id)
@@ -111,7 +114,9 @@ async def test_the_same_message_ten_times_stores_one_answer_and_one_reply(
     """A provider redelivering one message ten times (concurrently) changes things once."""
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
-    outcomes = await asyncio.gather(*(wired.services.handle_inbound(said("pat-1", "2", 0)) for _ in range(10)))
+    outcomes = await asyncio.gather(
+        *(wired.services.handle_inbound(said("pat-1", "2", 0)) for _ in range(10))
+    )
     assert sorted(outcomes) == [False] * 9 + [True]
     answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
     assert [(a.item_key, a.value_int) for a in answers] == [("phq9.q1", 2)]
@@ -209,23 +214,31 @@ async def test_unknown_sender_learns_nothing(db: Database, wired: Wired) -> None
 @pytest.mark.postgres
 async def test_two_workers_keep_one_patients_order(pg_db: Database) -> None:
     """Two workers on PostgreSQL taking one patient's rapid replies: in order, none twice."""
-    first, second = wire(pg_db), wire(Database(str(pg_db.url.render_as_string(hide_password=False))))
+    first, second = (
+        wire(pg_db),
+        wire(Database(str(pg_db.url.render_as_string(hide_password=False)))),
+    )
     try:
         patient_id = await add_patient(pg_db)
         checkin = await started(first, patient_id, ["phq9"])
         values = [3, 0, 2, 1, 3, 0, 2, 1, 0, 2]
         ids = [await first.services.receive(said("pat-1", str(v), n)) for n, v in enumerate(values)]
         workers = [first.services if n % 2 else second.services for n in range(len(ids))]
-        await asyncio.gather(*(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None))
+        await asyncio.gather(
+            *(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None)
+        )
         # ...and again, as a redelivery or a recovery pass would: nothing changes.
-        await asyncio.gather(*(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None))
+        await asyncio.gather(
+            *(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None)
+        )
     finally:
         await second.services.db.dispose()
     answers = await rows(pg_db, Answer, Answer.checkin_id == checkin.id)
     assert [(a.item_key, a.value_int) for a in answers] == [
         (f"phq9.q{n}", v) for n, v in enumerate(values, 1)
     ]
-    replies = await rows(pg_db, OutboundMessage, col(OutboundMessage.idempotency_key).startswith("in"))
+    replies = await rows(
+        pg_db, OutboundMessage, col(OutboundMessage.idempotency_key).startswith("in")
+    )
     asks = [r.body.split(" ")[0] for r in replies if r.payload["intent"] == "Ask"]
     assert asks == [f"{n}/10" for n in range(2, 11)]
-

@@ -1,0 +1,1 @@
+"""Storage adapter: SQLModel tables, the database handle, migrations and the repository."""

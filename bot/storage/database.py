@@ -1,0 +1,118 @@
+"""The database handle: one async engine per process, built at startup, never at import.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys on and
+``synchronous=NORMAL``; every transaction starts with ``BEGIN IMMEDIATE``, so writers
+queue on the database lock at the start instead of failing half way through. PostgreSQL
+(the scale-out store) uses asyncpg and its default READ COMMITTED isolation; row locks
+are taken explicitly where a use case needs them.
+"""
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+Dialect = Literal["sqlite", "postgresql"]
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_ASYNC_DRIVERS: dict[str, tuple[Dialect, str]] = {
+    "sqlite": ("sqlite", "sqlite+aiosqlite"),
+    "sqlite+aiosqlite": ("sqlite", "sqlite+aiosqlite"),
+    "postgres": ("postgresql", "postgresql+asyncpg"),
+    "postgresql": ("postgresql", "postgresql+asyncpg"),
+    "postgresql+asyncpg": ("postgresql", "postgresql+asyncpg"),
+}
+
+
+def async_url(url: str | URL) -> URL:
+    """`url` with its async driver: ``sqlite://`` -> aiosqlite, ``postgresql://`` -> asyncpg."""
+    parsed = make_url(url)
+    try:
+        _, driver = _ASYNC_DRIVERS[parsed.drivername]
+    except KeyError:
+        known = ", ".join(sorted(_ASYNC_DRIVERS))
+        raise ValueError(
+            f"database url: unsupported scheme {parsed.drivername!r} (use one of {known})"
+        ) from None
+    return parsed.set(drivername=driver)
+
+
+class Database:
+    """An async engine plus a session factory; `transaction()` is the unit of work.
+
+    `foreign_keys=False` turns SQLite's enforcement off; only migrations use it.
+    """
+
+    def __init__(self, url: str | URL, *, foreign_keys: bool = True, echo: bool = False) -> None:
+        self.url = async_url(url)
+        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo)
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine, foreign_keys=foreign_keys)
+        self._sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> Dialect:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        """Close every pooled connection; the engine can still reconnect if used again."""
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> "Database":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
+    """Connection pragmas, and SQLAlchemy (not pysqlite) in charge of BEGIN IMMEDIATE."""
+    pragmas = (
+        "PRAGMA synchronous = NORMAL",
+        f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # no implicit BEGIN from the driver
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            _use_wal(cursor)
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (a lasting property of the file).
+
+    Switching needs a moment of exclusive access and SQLite refuses it at once, without
+    using the busy timeout, while another connection holds a lock. Our connections
+    switch before they take any lock, so that other connection is one switching the same
+    file right now, and its switch serves this connection too.
+    """
+    try:
+        cursor.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc):
+            raise

@@ -1,0 +1,240 @@
+"""The repository: small typed reads and writes inside one transaction.
+
+A use case opens ``async with database.transaction() as session``, wraps the session in a
+``Repository`` and calls these methods; the transaction commits or rolls back as a whole.
+Writes that must be idempotent (inbox, answers, outbox, planned check-ins) are single
+``INSERT ... ON CONFLICT DO NOTHING`` statements, never a check followed by an insert.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage import outbox
+from bot.storage.tables import (
+    Alert,
+    Answer,
+    AuditEvent,
+    Checkin,
+    InboundMessage,
+    OutboundMessage,
+    Patient,
+    Score,
+)
+
+Row = TypeVar("Row", bound=SQLModel)
+
+_ANSWER_KEY = ("checkin_id", "item_key")
+_ANSWER_VALUES = ("instrument", "value_int", "value_text", "raw_text", "inbound_message_id")
+
+
+class Repository:
+    """Typed access to the tables for one transaction (the session's)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.dialect = session.get_bind().dialect.name
+
+    async def add(self, *rows: SQLModel) -> None:
+        """Insert or update `rows` now (flushed, so ids are set)."""
+        self.session.add_all(rows)
+        await self.session.flush()
+
+    # Inbox
+
+    async def record_inbound(
+        self, channel: str, provider_id: str, sender: str, text: str, received_at: datetime
+    ) -> InboundMessage | None:
+        """Store an inbound message once; None when (channel, provider_id) was seen before."""
+        row = InboundMessage(
+            channel=channel,
+            provider_id=provider_id,
+            sender=sender,
+            text=text,
+            received_at=received_at,
+        )
+        return await self._insert_new(row, ("channel", "provider_id"))
+
+    async def mark_processed(
+        self, inbound_id: int, now: datetime, error: str | None = None
+    ) -> None:
+        """Record that an inbound message was handled (with the error, if it failed)."""
+        await self._update(InboundMessage, inbound_id, processed_at=now, error=error)
+
+    # Patients and check-ins
+
+    async def get_patient(self, patient_id: int) -> Patient | None:
+        return await self.session.get(Patient, patient_id)
+
+    async def lock_patient(self, patient_id: int) -> Patient | None:
+        """Load the patient and hold its row lock until the transaction ends.
+
+        PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite has no row locks (SQLAlchemy leaves
+        the clause out): the ``BEGIN IMMEDIATE`` transaction already serializes writers.
+        """
+        statement = (
+            select(Patient)
+            .where(Patient.id == patient_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.exec(statement)).first()
+
+    async def create_checkin(self, checkin: Checkin) -> Checkin | None:
+        """Plan a check-in once; None when its idempotency key was already planned."""
+        return await self._insert_new(checkin, ("idempotency_key",))
+
+    async def get_checkin(self, checkin_id: int) -> Checkin | None:
+        return await self.session.get(Checkin, checkin_id)
+
+    async def checkins_for_patient(self, patient_id: int, limit: int = 50) -> list[Checkin]:
+        """The patient's most recent check-ins, newest due first."""
+        statement = (
+            select(Checkin)
+            .where(Checkin.patient_id == patient_id)
+            .order_by(col(Checkin.due_at).desc(), col(Checkin.id).desc())
+            .limit(limit)
+        )
+        return list((await self.session.exec(statement)).all())
+
+    # Answers and scores
+
+    async def save_answer(self, answer: Answer) -> bool:
+        """Store the answer to one item; False (and nothing written) if it has one already."""
+        return await self._insert_new(answer, _ANSWER_KEY) is not None
+
+    async def replace_answer(self, answer: Answer) -> Answer:
+        """Store or overwrite the one answer to an item (the patient went BACK and changed it)."""
+        statement = self._insert(Answer).values(_values(answer))
+        changes = {name: statement.excluded[name] for name in (*_ANSWER_VALUES, "answered_at")}
+        statement = statement.on_conflict_do_update(index_elements=_ANSWER_KEY, set_=changes)
+        result = await self.session.exec(
+            statement.returning(Answer).execution_options(populate_existing=True)
+        )
+        stored: Answer = result.scalars().one()
+        return stored
+
+    async def answers_for_checkin(self, checkin_id: int) -> list[Answer]:
+        statement = select(Answer).where(Answer.checkin_id == checkin_id).order_by(col(Answer.id))
+        return list((await self.session.exec(statement)).all())
+
+    async def scores_for_patient(
+        self, patient_id: int, instrument: str | None = None
+    ) -> list[Score]:
+        """The patient's scores, oldest first (the order a trend is drawn in)."""
+        statement = select(Score).where(Score.patient_id == patient_id)
+        if instrument is not None:
+            statement = statement.where(Score.instrument == instrument)
+        statement = statement.order_by(col(Score.completed_at), col(Score.id))
+        return list((await self.session.exec(statement)).all())
+
+    async def alerts_for_patient(self, patient_id: int, status: str | None = None) -> list[Alert]:
+        """The patient's alerts, newest first, optionally only those in one status."""
+        statement = select(Alert).where(Alert.patient_id == patient_id)
+        if status is not None:
+            statement = statement.where(Alert.status == status)
+        statement = statement.order_by(col(Alert.created_at).desc(), col(Alert.id).desc())
+        return list((await self.session.exec(statement)).all())
+
+    # Outbox
+
+    async def enqueue(self, rows: Sequence[OutboundMessage]) -> list[OutboundMessage]:
+        """Queue messages in the given order; rows whose idempotency key exists are skipped.
+
+        Returns the rows actually queued. Their ids grow in the given order, which is
+        the order each recipient receives them in.
+        """
+        queued = [await self._insert_new(row, ("idempotency_key",)) for row in rows]
+        return [row for row in queued if row is not None]
+
+    async def claim_outbox(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> list[OutboundMessage]:
+        """Take up to `limit` due messages for sending, each leased until ``now + lease``.
+
+        At most one message per recipient (the head of its line). PostgreSQL locks the
+        chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different
+        rows; SQLite claims in one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)``.
+        """
+        due = outbox.due_ids(now, limit)
+        if self.dialect == "postgresql":
+            ids = list((await self.session.exec(due.with_for_update(skip_locked=True))).all())
+            if not ids:
+                return []
+            statement = outbox.lease(ids, now, lease)
+        else:
+            statement = outbox.lease(due, now, lease)
+        claimed = (await self.session.exec(statement)).scalars().all()
+        return sorted(claimed, key=lambda row: row.id or 0)
+
+    async def mark_sent(self, message_id: int, provider_id: str | None, now: datetime) -> None:
+        """The provider accepted the message."""
+        await self._update(
+            OutboundMessage,
+            message_id,
+            status="sent",
+            provider_id=provider_id,
+            sent_at=now,
+            lease_until=None,
+        )
+
+    async def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
+        """Sending failed for now; try again at `next_attempt_at` (still head of its line)."""
+        await self._update(
+            OutboundMessage,
+            message_id,
+            status="queued",
+            last_error=error,
+            next_attempt_at=next_attempt_at,
+            lease_until=None,
+        )
+
+    async def mark_dead(self, message_id: int, error: str) -> None:
+        """Give up on the message; the recipient's next message may go."""
+        await self._update(
+            OutboundMessage, message_id, status="dead", last_error=error, lease_until=None
+        )
+
+    # Audit
+
+    async def audit(
+        self, at: datetime, actor: str, action: str, subject: str, **detail: Any
+    ) -> None:
+        """Append an audit event (no health information in `detail`)."""
+        await self.add(
+            AuditEvent(at=at, actor=actor, action=action, subject=subject, detail=detail)
+        )
+
+    # Helpers
+
+    def _insert(self, table: type[SQLModel]) -> sqlite.Insert | postgresql.Insert:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    async def _insert_new(self, row: Row, unique: Sequence[str]) -> Row | None:
+        """Insert `row` unless one with the same `unique` columns exists; the stored row."""
+        table = type(row)
+        statement = (
+            self._insert(table)
+            .values(_values(row))
+            .on_conflict_do_nothing(index_elements=unique)
+            .returning(table)
+        )
+        stored: Row | None = (await self.session.exec(statement)).scalars().first()
+        return stored
+
+    async def _update(self, table: type[SQLModel], row_id: int, **values: Any) -> None:
+        primary_key = sa_inspect(table).primary_key[0]
+        await self.session.exec(update(table).where(primary_key == row_id).values(**values))
+
+
+def _values(row: SQLModel) -> dict[str, Any]:
+    """The row's column values for an INSERT (the database assigns the id)."""
+    return row.model_dump(exclude={"id"})

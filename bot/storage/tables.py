@@ -1,0 +1,268 @@
+"""SQLModel tables: the database shape of patients, check-ins, answers, alerts and messages.
+
+Every ``datetime`` field is stored as an aware UTC timestamp (sqlmodel's ``UTCDateTime``);
+naive values are refused when written. Closed sets of values (channels, statuses) are
+plain text columns guarded by CHECK constraints, so adding a value is a small migration
+on both SQLite and PostgreSQL. Constraint names follow ``NAMING_CONVENTION`` so later
+migrations (SQLite batch mode included) can refer to them.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
+
+CHANNELS = ("telegram", "sms", "console")
+PATIENT_STATUSES = ("invited", "active", "paused", "opted_out", "blocked", "discharged")
+CHECKIN_STATUSES = (
+    "pending",
+    "sent",
+    "in_progress",
+    "paused",
+    "completed",
+    "expired",
+    "cancelled",
+)
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+RECIPIENT_KINDS = ("patient", "clinician")
+OUTBOX_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "dead")
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC (for bookkeeping columns only)."""
+    return datetime.now(UTC)
+
+
+def one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    """A CHECK constraint that keeps `column` inside a closed set of text values."""
+    allowed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=column)
+
+
+class Clinician(SQLModel, table=True):
+    __table_args__ = (one_of("channel", CHANNELS),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str = Field(sa_type=Text)
+    channel: str
+    address: str | None = Field(default=None, sa_type=Text)
+    backup_clinician_id: int | None = Field(
+        default=None, foreign_key="clinician.id", ondelete="SET NULL"
+    )
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Patient(SQLModel, table=True):
+    __table_args__ = (one_of("channel", CHANNELS), one_of("status", PATIENT_STATUSES))
+
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str = Field(sa_type=Text)
+    timezone: str
+    language: str = "en"
+    channel: str
+    address: str | None = Field(default=None, sa_type=Text)
+    status: str = Field(default="invited", index=True)
+    clinician_id: int | None = Field(default=None, foreign_key="clinician.id", index=True)
+    protocol: str | None = None
+    consent_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column_kwargs={"onupdate": utcnow})
+
+
+class EnrollmentCode(SQLModel, table=True):
+    __tablename__ = "enrollment_code"
+    __table_args__ = (
+        CheckConstraint("(patient_id IS NULL) <> (clinician_id IS NULL)", name="one_subject"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(unique=True)
+    patient_id: int | None = Field(
+        default=None, foreign_key="patient.id", ondelete="CASCADE", index=True
+    )
+    clinician_id: int | None = Field(
+        default=None, foreign_key="clinician.id", ondelete="CASCADE", index=True
+    )
+    expires_at: datetime
+    used_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TreatmentSession(SQLModel, table=True):
+    __tablename__ = "treatment_session"
+    __table_args__ = (Index("ix_treatment_session_patient_at", "patient_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="CASCADE")
+    number: int
+    kind: str
+    at: datetime
+    cancelled_at: datetime | None = None
+
+
+_CHECKIN_VERSION: Column[int] = Column("version", Integer, nullable=False)
+
+
+class Checkin(SQLModel, table=True):
+    """One planned administration of one or more instruments.
+
+    `version` is SQLAlchemy's version counter: every ORM flush of a changed check-in runs
+    ``UPDATE ... WHERE id = :id AND version = :seen`` and bumps it, so a stale copy raises
+    ``sqlalchemy.orm.exc.StaleDataError`` instead of overwriting a newer state.
+    """
+
+    __mapper_args__ = {"version_id_col": _CHECKIN_VERSION}
+    __table_args__ = (
+        one_of("status", CHECKIN_STATUSES),
+        Index("ix_checkin_patient_due", "patient_id", "due_at"),
+        Index("ix_checkin_status_due", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="CASCADE")
+    idempotency_key: str = Field(unique=True)
+    instruments: list[str] = Field(default_factory=list, sa_type=JSON)
+    status: str = "pending"
+    due_at: datetime
+    sent_at: datetime | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime
+    reminders_sent: int = 0
+    partial: bool = False
+    state: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    version: int = Field(default=1, sa_column=_CHECKIN_VERSION)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Answer(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("checkin_id", "item_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    checkin_id: int = Field(foreign_key="checkin.id", ondelete="CASCADE")
+    item_key: str
+    instrument: str
+    value_int: int | None = None
+    value_text: str | None = Field(default=None, sa_type=Text)
+    raw_text: str = Field(sa_type=Text)
+    inbound_message_id: int | None = Field(
+        default=None, foreign_key="inbound_message.id", ondelete="SET NULL"
+    )
+    answered_at: datetime
+
+
+class Score(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("checkin_id", "instrument"),
+        Index("ix_score_patient_instrument_completed", "patient_id", "instrument", "completed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    checkin_id: int = Field(foreign_key="checkin.id", ondelete="CASCADE")
+    patient_id: int = Field(foreign_key="patient.id", ondelete="CASCADE")
+    instrument: str
+    total: int | None = None
+    band: str | None = None
+    valid: bool
+    prorated: bool = False
+    flags: list[str] = Field(default_factory=list, sa_type=JSON)
+    completed_at: datetime
+
+
+class Alert(SQLModel, table=True):
+    __table_args__ = (
+        one_of("status", ALERT_STATUSES),
+        Index("ix_alert_patient_created", "patient_id", "created_at"),
+        Index("ix_alert_status_deadline", "status", "ack_deadline"),
+        Index(
+            "uq_alert_open_code",
+            "code",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="CASCADE")
+    rule: str
+    level: str
+    status: str = "open"
+    code: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column_kwargs={"onupdate": utcnow})
+    ack_deadline: datetime
+    acknowledged_by: int | None = Field(default=None, foreign_key="clinician.id")
+    acknowledged_at: datetime | None = None
+    escalation_count: int = 0
+
+
+class InboundMessage(SQLModel, table=True):
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        one_of("channel", CHANNELS),
+        UniqueConstraint("channel", "provider_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    provider_id: str
+    sender: str = Field(sa_type=Text)
+    text: str = Field(sa_type=Text)
+    received_at: datetime
+    processed_at: datetime | None = None
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class OutboundMessage(SQLModel, table=True):
+    """The outbox. A recipient's rows are delivered strictly in id order."""
+
+    __tablename__ = "outbound_message"
+    __table_args__ = (
+        one_of("channel", CHANNELS),
+        one_of("recipient_kind", RECIPIENT_KINDS),
+        one_of("status", OUTBOX_STATUSES),
+        Index("ix_outbound_message_status_next", "status", "next_attempt_at"),
+        Index("ix_outbound_message_recipient", "recipient_kind", "recipient_id", "id"),
+        Index("ix_outbound_message_provider", "channel", "provider_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    recipient_kind: str
+    recipient_id: int
+    address: str = Field(sa_type=Text)
+    body: str = Field(sa_type=Text)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    idempotency_key: str = Field(unique=True)
+    status: str = "queued"
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    provider_id: str | None = None
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_event_subject_at", "subject", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

@@ -1,0 +1,110 @@
+"""The database handle: URLs, SQLite settings, and transactions that commit or roll back."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from bot.storage.database import Database, async_url
+from bot.storage.repository import Repository
+from bot.storage.tables import Patient
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///checkin.db", "sqlite+aiosqlite:///checkin.db"),
+        ("sqlite+aiosqlite:///checkin.db", "sqlite+aiosqlite:///checkin.db"),
+        ("postgresql://u@db/checkin", "postgresql+asyncpg://u@db/checkin"),
+        ("postgres://u@db/checkin", "postgresql+asyncpg://u@db/checkin"),
+        ("postgresql+asyncpg://u@db/checkin", "postgresql+asyncpg://u@db/checkin"),
+    ],
+)
+def test_plain_urls_get_async_drivers(given: str, expected: str) -> None:
+    """Plain sqlite:// and postgresql:// URLs are switched to aiosqlite and asyncpg."""
+    assert async_url(given).render_as_string(hide_password=False) == expected
+
+
+def test_unsupported_url_is_refused() -> None:
+    """A URL for another database is refused with a message that names the scheme."""
+    with pytest.raises(ValueError, match="mysql"):
+        async_url("mysql://u@db/checkin")
+
+
+async def test_dialect_names_the_backend(db: Database, dialect: str) -> None:
+    """`dialect` is 'sqlite' or 'postgresql' according to the URL."""
+    assert db.dialect == dialect
+
+
+async def test_sqlite_file_is_in_wal_mode(sqlite_db: Database, sqlite_url: str) -> None:
+    """The SQLite file is in WAL mode, seen both by our connection and by a plain sqlite3 one."""
+    async with sqlite_db.engine.connect() as connection:
+        mode = (await connection.exec_driver_sql("PRAGMA journal_mode")).scalar()
+    assert mode == "wal"
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(path) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    plain.close()
+
+
+async def test_sqlite_connection_pragmas(sqlite_db: Database) -> None:
+    """Every SQLite connection has foreign keys on, a busy timeout and synchronous=NORMAL."""
+    async with sqlite_db.engine.connect() as connection:
+        pragmas = {
+            name: (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar()
+            for name in ("foreign_keys", "busy_timeout", "synchronous")
+        }
+    assert pragmas == {"foreign_keys": 1, "busy_timeout": 5000, "synchronous": 1}
+
+
+async def test_sqlite_transactions_begin_immediate(sqlite_db: Database, sqlite_url: str) -> None:
+    """A transaction holds SQLite's write lock from its start, even before it writes."""
+    path = Path(sqlite_url.removeprefix("sqlite+aiosqlite:///"))
+    async with sqlite_db.transaction() as session:
+        await session.exec(select(Patient))
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
+
+
+async def _add(db: Database, row: Patient, fail: bool = False) -> None:
+    async with db.transaction() as session:
+        await Repository(session).add(row)
+        if fail:
+            raise RuntimeError("use case failed")
+
+
+def _patient(**fields: object) -> Patient:
+    return Patient.model_validate(
+        {"display_name": "A", "timezone": "UTC", "channel": "sms", **fields}
+    )
+
+
+async def test_transaction_commits_on_success(db: Database) -> None:
+    """Rows written inside `transaction()` are visible to the next transaction."""
+    await _add(db, _patient())
+    async with db.transaction() as session:
+        assert len((await session.exec(select(Patient))).all()) == 1
+
+
+async def test_transaction_rolls_back_on_error(db: Database) -> None:
+    """An exception inside `transaction()` undoes every write of that transaction."""
+    with pytest.raises(RuntimeError):
+        await _add(db, _patient(), fail=True)
+    async with db.transaction() as session:
+        assert (await session.exec(select(Patient))).all() == []
+
+
+async def test_check_constraints_refuse_unknown_values(db: Database) -> None:
+    """A status outside the closed set is refused by the database itself."""
+    with pytest.raises(IntegrityError):
+        await _add(db, _patient(status="asleep"))
+
+
+async def test_foreign_keys_are_enforced(db: Database) -> None:
+    """A patient pointing at a clinician that does not exist is refused (SQLite included)."""
+    with pytest.raises(IntegrityError):
+        await _add(db, _patient(clinician_id=999))

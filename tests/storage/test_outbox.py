@@ -1,0 +1,177 @@
+"""The outbox: due messages are claimed once, under a lease, in each recipient's order."""
+
+import asyncio
+import random
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import pytest
+from sqlmodel import select
+
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
+
+LEASE = timedelta(seconds=30)
+
+
+def _message(recipient: int, n: int, due: datetime) -> OutboundMessage:
+    return OutboundMessage(
+        channel="sms",
+        recipient_kind="patient",
+        recipient_id=recipient,
+        address=f"+1555010{recipient}",
+        body=f"message {n} for {recipient}",
+        idempotency_key=f"{recipient}:{n}",
+        next_attempt_at=due,
+    )
+
+
+async def _enqueue(db: Database, *rows: OutboundMessage) -> list[OutboundMessage]:
+    async with db.transaction() as session:
+        return await Repository(session).enqueue(rows)
+
+
+async def _claim(db: Database, at: datetime, limit: int = 10) -> list[str]:
+    async with db.transaction() as session:
+        claimed = await Repository(session).claim_outbox(at, limit, LEASE)
+    return [row.idempotency_key for row in claimed]
+
+
+async def _sent(db: Database, key: str, at: datetime) -> None:
+    async with db.transaction() as session:
+        repo = Repository(session)
+        await repo.mark_sent(await _id_of(repo, key), f"SM-{key}", at)
+
+
+async def _id_of(repo: Repository, key: str) -> int:
+    row = (
+        await repo.session.exec(
+            select(OutboundMessage).where(OutboundMessage.idempotency_key == key)
+        )
+    ).one()
+    assert row.id is not None
+    return row.id
+
+
+async def test_enqueue_skips_known_idempotency_keys(db: Database, now: datetime) -> None:
+    """Queuing the same key twice queues it once; the second call returns nothing."""
+    assert len(await _enqueue(db, _message(1, 1, now))) == 1
+    assert await _enqueue(db, _message(1, 1, now)) == []
+
+
+async def test_claim_takes_only_due_messages(db: Database, now: datetime) -> None:
+    """A message whose next attempt is in the future is not claimed yet."""
+    later = now + timedelta(seconds=10)
+    await _enqueue(db, _message(1, 1, now), _message(2, 1, later))
+    assert await _claim(db, now) == ["1:1"]
+    assert await _claim(db, later) == ["2:1"]
+
+
+async def test_claim_sets_lease_and_counts_attempt(db: Database, now: datetime) -> None:
+    """A claimed message is 'sending', leased until now + lease, with one attempt counted."""
+    await _enqueue(db, _message(1, 1, now))
+    async with db.transaction() as session:
+        (row,) = await Repository(session).claim_outbox(now, 10, LEASE)
+    assert (row.status, row.lease_until, row.attempts) == ("sending", now + LEASE, 1)
+
+
+async def test_one_message_per_recipient_in_id_order(db: Database, now: datetime) -> None:
+    """Only the head of each recipient's line is claimed; the next goes once it is sent."""
+    await _enqueue(db, _message(1, 1, now), _message(1, 2, now), _message(2, 1, now))
+    assert await _claim(db, now) == ["1:1", "2:1"]
+    assert await _claim(db, now) == []
+    await _sent(db, "1:1", now)
+    assert await _claim(db, now) == ["1:2"]
+
+
+async def test_retry_keeps_later_messages_waiting(db: Database, now: datetime) -> None:
+    """A message being retried still blocks its recipient's later messages until it goes."""
+    await _enqueue(db, _message(1, 1, now), _message(1, 2, now))
+    assert await _claim(db, now) == ["1:1"]
+    retry_at = now + timedelta(minutes=1)
+    async with db.transaction() as session:
+        repo = Repository(session)
+        await repo.mark_retry(await _id_of(repo, "1:1"), "provider timeout", retry_at)
+    assert await _claim(db, now + timedelta(seconds=59)) == []
+    assert await _claim(db, retry_at) == ["1:1"]
+
+
+async def test_dead_message_unblocks_the_recipient(db: Database, now: datetime) -> None:
+    """Once a message is given up on, the recipient's next message may be claimed."""
+    await _enqueue(db, _message(1, 1, now), _message(1, 2, now))
+    assert await _claim(db, now) == ["1:1"]
+    async with db.transaction() as session:
+        repo = Repository(session)
+        await repo.mark_dead(await _id_of(repo, "1:1"), "number unreachable")
+    assert await _claim(db, now) == ["1:2"]
+
+
+async def test_expired_lease_is_reclaimed(db: Database, now: datetime) -> None:
+    """A claim whose lease ran out (a crashed worker) is claimed again, counting a new attempt."""
+    await _enqueue(db, _message(1, 1, now))
+    assert await _claim(db, now) == ["1:1"]
+    assert await _claim(db, now + LEASE - timedelta(seconds=1)) == []
+    async with db.transaction() as session:
+        (row,) = await Repository(session).claim_outbox(now + LEASE, 10, LEASE)
+    assert (row.idempotency_key, row.attempts, row.lease_until) == ("1:1", 2, now + 2 * LEASE)
+
+
+async def test_claim_respects_limit_oldest_first(db: Database, now: datetime) -> None:
+    """With more due recipients than the limit, the longest-waiting messages go first."""
+    await _enqueue(db, *(_message(r, 1, now - timedelta(seconds=r)) for r in range(1, 6)))
+    assert await _claim(db, now, limit=2) == ["4:1", "5:1"]
+
+
+async def test_mark_sent_records_provider_id(db: Database, now: datetime) -> None:
+    """A sent message keeps the provider's id and the time, and loses its lease."""
+    await _enqueue(db, _message(1, 1, now))
+    await _claim(db, now)
+    await _sent(db, "1:1", now + timedelta(seconds=1))
+    async with db.transaction() as session:
+        repo = Repository(session)
+        row = await session.get(OutboundMessage, await _id_of(repo, "1:1"))
+    assert row is not None
+    assert (row.status, row.provider_id, row.sent_at, row.lease_until) == (
+        "sent",
+        "SM-1:1",
+        now + timedelta(seconds=1),
+        None,
+    )
+
+
+@pytest.mark.postgres
+async def test_open_claim_hides_rows_from_other_claimers(pg_db: Database, now: datetime) -> None:
+    """While one claim is uncommitted, a second claimer skips its rows and their successors."""
+    await _enqueue(pg_db, _message(1, 1, now), _message(1, 2, now), _message(2, 1, now))
+    async with pg_db.transaction() as session:
+        first = await Repository(session).claim_outbox(now, 1, LEASE)
+        assert [row.idempotency_key for row in first] == ["1:1"]
+        assert await _claim(pg_db, now) == ["2:1"]
+
+
+async def _worker(db: Database, now: datetime, log: list[str]) -> None:
+    """Claim, 'send' after a short pause, mark sent; until nothing is left."""
+    idle = 0
+    while idle < 3:
+        claimed = await _claim(db, now, limit=2)
+        idle = 0 if claimed else idle + 1
+        for key in claimed:
+            await asyncio.sleep(random.uniform(0, 0.005))
+            log.append(key)
+            await _sent(db, key, now)
+        await asyncio.sleep(0.001)
+
+
+async def test_concurrent_claimers_share_without_overlap(db: Database, now: datetime) -> None:
+    """Two concurrent claimers never take the same message and keep each recipient's order."""
+    rows = [_message(r, n, now) for n in range(1, 6) for r in range(1, 5)]
+    await _enqueue(db, *rows)
+    log: list[str] = []
+    await asyncio.gather(_worker(db, now, log), _worker(db, now, log))
+    assert sorted(log) == sorted(row.idempotency_key for row in rows)
+    per_recipient: dict[str, list[int]] = defaultdict(list)
+    for key in log:
+        recipient, n = key.split(":")
+        per_recipient[recipient].append(int(n))
+    assert all(order == [1, 2, 3, 4, 5] for order in per_recipient.values())
