@@ -77,7 +77,7 @@ class Deliverer:
     clock: Clock
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     batch: int = 200
-    lease: timedelta = timedelta(minutes=2)
+    lease: timedelta = timedelta(seconds=30)  # longer than any provider timeout
     concurrency: int = 16
     pacers: dict[str, Pacer] = field(default_factory=dict)
 

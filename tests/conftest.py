@@ -18,6 +18,10 @@ always used.
 
 import asyncio
 import os
+
+# python-telegram-bot 22 warns (an error under our warning filter) unless durations are
+# timedeltas; the service sets this in bootstrap, the tests set it for every test.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator

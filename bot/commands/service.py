@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 import uuid
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -45,7 +48,7 @@ async def _serve(settings: Settings) -> None:
     if current != migrate.head_revision():
         fail("the database schema is not up to date: run `checkin db upgrade` first")
     app = build(settings)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             create_app(app),
             host=settings.server.host,
@@ -55,6 +58,9 @@ async def _serve(settings: Settings) -> None:
         )
     )
     scheduler = start_scheduler(app)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop)
     logging.getLogger("checkin").info(
         "serving on http://%s:%d; scheduler tick every %gs; Ctrl-C to stop",
         settings.server.host, settings.server.port, settings.scheduler.tick_s,
@@ -64,6 +70,20 @@ async def _serve(settings: Settings) -> None:
     finally:
         scheduler.shutdown(wait=False)
         await app.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: it re-raises SIGTERM after shutting down,
+    which would end the process with -15 instead of a clean 0. `run` stops it instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def stop(self) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second Ctrl-C stops without waiting for connections
+        self.should_exit = True
 
 
 def chat(
