@@ -14,8 +14,8 @@ $(VENV_STAMP): pyproject.toml
 
 install: $(VENV_STAMP)  ## Create .venv and install the project with its dev tools
 
-run: $(VENV_STAMP)  ## Run the service on its embedded default (no credentials needed)
-	.venv/bin/checkin instruments list
+run: $(VENV_STAMP)  ## Try it: the console demo on a temporary SQLite clinic (no credentials)
+	.venv/bin/checkin demo
 
 test: $(VENV_STAMP)  ## Run the test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest

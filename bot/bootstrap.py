@@ -11,7 +11,7 @@ from typing import TextIO
 
 from bot.channels.console import ConsoleChannel
 from bot.config import Settings
-from bot.delivery import Deliverer
+from bot.delivery import Deliverer, Pacer
 from bot.instruments import Catalog, load_catalog
 from bot.ports import Channel, Clock
 from bot.rendering import Renderer
@@ -39,6 +39,13 @@ class App:
         await self.db.dispose()
 
 
+def default_pacers() -> dict[str, Pacer]:
+    """Provider send limits. Telegram: about 30 messages a second overall and one a second
+    per chat (Bot FAQ; python-telegram-bot FloodLimit). SMS: one a second, the usual rate of
+    a US long code; raise it for a short code or a Messaging Service with more numbers."""
+    return {"telegram": Pacer(rate_per_s=30, gap_s=1.0), "sms": Pacer(rate_per_s=1)}
+
+
 def build(
     settings: Settings,
     *,
@@ -61,5 +68,5 @@ def build(
         clock,
         expire_after=timedelta(hours=settings.scheduler.expire_after_h),
     )
-    deliverer = Deliverer(db, wired, clock)
+    deliverer = Deliverer(db, wired, clock, pacers=default_pacers())
     return App(settings, db, catalog, renderer, services, deliverer, wired, clock)

@@ -21,7 +21,7 @@ DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
 ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
-_SECTIONS = {"instruments", "clinic", "database", "server", "scheduler"}
+SECTIONS = {"instruments", "clinic", "database", "server", "scheduler"}
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ def _with_environment(settings: Settings) -> Settings:
 def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     source = str(path)
     for section in data:
-        if section not in _SECTIONS:
-            known = ", ".join(sorted(_SECTIONS))
+        if section not in SECTIONS:
+            known = ", ".join(sorted(SECTIONS))
             raise ConfigError(source, section, f"unknown section (known: {known})")
     instruments = _table(data, "instruments", source)
     dirs = instruments.get("dirs", [])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -51,23 +51,41 @@ class Report:
 
 
 class Pacer:
-    """At most `rate_per_s` sends a second on a channel, and `gap_s` between two to one address."""
+    """At most `rate_per_s` sends a second on a channel, and `gap_s` between two to one address.
 
-    def __init__(self, rate_per_s: float | None = None, gap_s: float = 0.0) -> None:
+    In-process: with several workers each paces itself (a shared limit needs a shared
+    store). Time and sleeping are injectable so the schedule is tested without waiting.
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float | None = None,
+        gap_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
         self.gap_s = gap_s
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._next = 0.0
         self._last: dict[str, float] = {}
         self._lock = asyncio.Lock()
 
+    def reserve(self, address: str) -> float:
+        """Book the next send slot for `address`; how long to wait for it."""
+        now = self._monotonic()
+        last = self._last.get(address)
+        start = max(now, self._next, last + self.gap_s if last is not None else now)
+        self._next = start + self.interval
+        self._last[address] = start
+        return start - now
+
     async def wait(self, address: str) -> None:
         async with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next, self._last.get(address, -1e9) + self.gap_s)
-            self._next = start + self.interval
-            self._last[address] = start
-        if start > now:
-            await asyncio.sleep(start - now)
+            delay = self.reserve(address)
+        if delay > 0:
+            await self._sleep(delay)
 
 
 @dataclass
@@ -79,7 +97,7 @@ class Deliverer:
     batch: int = 200
     lease: timedelta = timedelta(seconds=30)  # longer than any provider timeout
     concurrency: int = 16
-    pacers: dict[str, Pacer] = field(default_factory=dict)
+    pacers: Mapping[str, Pacer] = field(default_factory=dict)
 
     async def run_once(self) -> Report:
         """Send one batch of due messages; returns what happened to them."""

@@ -130,3 +130,16 @@ def test_every_command_has_help() -> None:
                  ["instruments", "show", "--help"], ["score", "--help"]):  # fmt: skip
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_config_example_is_valid_and_complete() -> None:
+    """config.example.toml loads, and sets every section the settings know."""
+    from bot.config import SECTIONS, load_settings
+
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    settings = load_settings(example)
+    assert settings.clinic.name == "Lakeside Mood Clinic"
+    assert settings.database_url.endswith("/checkin.db") and settings.server.port == 8080
+    text = example.read_text()
+    for section in SECTIONS:
+        assert f"[{section}]" in text, f"config.example.toml does not show [{section}]"

@@ -140,3 +140,22 @@ def _without_repeats(texts: list[str]) -> list[str]:
     sent again, and the late original can land after later messages: Telegram has no
     idempotency key, so delivery is at least once and the first arrivals are what keep order."""
     return list(dict.fromkeys(texts))
+
+
+def test_pacer_spaces_sends_per_channel_and_per_address() -> None:
+    """30/s overall and 1 s between two messages to one chat, computed without waiting."""
+    from bot.delivery import Pacer
+
+    now = [100.0]
+    pacer = Pacer(rate_per_s=30, gap_s=1.0, monotonic=lambda: now[0])
+    waits = [pacer.reserve(a) for a in ("a", "b", "c", "a")]
+    assert waits == pytest.approx([0.0, 1 / 30, 2 / 30, 1.0])
+    now[0] += 5.0
+    assert pacer.reserve("a") == 0.0
+
+
+def test_retry_policy_backs_off_and_respects_retry_after() -> None:
+    """Backoff doubles from the base up to the cap; a longer Retry-After wins."""
+    policy = RetryPolicy(base_s=2, cap_s=60)
+    assert [policy.delay(n, None).total_seconds() for n in (1, 2, 3, 6, 10)] == [2, 4, 8, 60, 60]
+    assert policy.delay(1, 45).total_seconds() == 45
