@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from bot.channels.console import ConsoleChannel
+from bot.channels.telegram import TelegramChannel
 from bot.config import Settings
 from bot.delivery import Deliverer, Pacer
 from bot.instruments import Catalog, load_catalog
@@ -36,6 +37,9 @@ class App:
     last_tick_at: list[datetime] = field(default_factory=list)
 
     async def close(self) -> None:
+        telegram = self.channels.get("telegram")
+        if isinstance(telegram, TelegramChannel):
+            await telegram.close()
         await self.db.dispose()
 
 
@@ -59,6 +63,8 @@ def build(
     renderer = Renderer(catalog, settings.clinic)
     db = Database(settings.database_url)
     wired: dict[str, Channel] = {"console": ConsoleChannel(console)}
+    if settings.telegram.enabled:
+        wired["telegram"] = TelegramChannel(settings.telegram.token, settings.telegram.api_base_url)
     wired.update(channels or {})
     services = Services(
         db,

@@ -9,6 +9,7 @@ names the file and the key: ``config.toml: instruments.dirs: must be a list of p
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -21,7 +22,10 @@ DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
 ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
-SECTIONS = {"instruments", "clinic", "database", "server", "scheduler"}
+SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram"}
+ENV_TELEGRAM_TOKEN = "CHECKIN_TELEGRAM_TOKEN"  # noqa: S105 -- a variable name
+ENV_TELEGRAM_SECRET = "CHECKIN_TELEGRAM_WEBHOOK_SECRET"  # noqa: S105 -- a variable name
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,22 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class Telegram:
+    """The Telegram channel. Empty token: Telegram is off."""
+
+    token: str = ""
+    mode: str = "polling"  # or "webhook"
+    webhook_secret: str = ""
+    api_base_url: str = "https://api.telegram.org/bot"  # python-telegram-bot's base_url
+    bot_username: str = ""  # for enrolment links; asked of Telegram (getMe) when empty
+    enroll_ttl_min: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token)
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str = "(defaults)"
     instruments_dirs: tuple[Path, ...] = ()
@@ -58,6 +78,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     server: Server = Server()
     scheduler: Scheduler = Scheduler()
+    telegram: Telegram = Telegram()
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -87,7 +108,38 @@ def load_settings(explicit: Path | None = None) -> Settings:
 def _with_environment(settings: Settings) -> Settings:
     """Secrets and deployment specifics may come from the environment instead of the file."""
     url = os.environ.get(ENV_DATABASE_URL)
-    return replace(settings, database_url=url) if url else settings
+    if url:
+        settings = replace(settings, database_url=url)
+    telegram = settings.telegram
+    token = os.environ.get(ENV_TELEGRAM_TOKEN)
+    secret = os.environ.get(ENV_TELEGRAM_SECRET)
+    if token:
+        telegram = replace(telegram, token=token)
+    if secret:
+        telegram = replace(telegram, webhook_secret=secret)
+    settings = replace(settings, telegram=telegram)
+    check_telegram(settings, settings.source)
+    return settings
+
+
+def check_telegram(settings: Settings, source: str) -> None:
+    """Settings that only make sense together (checked after the environment is applied)."""
+    telegram = settings.telegram
+    if telegram.mode not in ("polling", "webhook"):
+        raise ConfigError(source, "telegram.mode", 'must be "polling" or "webhook"')
+    if not telegram.enabled or telegram.mode != "webhook":
+        return
+    if not _SECRET_TOKEN.match(telegram.webhook_secret):
+        raise ConfigError(
+            source,
+            "telegram.webhook_secret",
+            "webhook mode needs a secret of 1-256 letters, digits, _ or - "
+            f"(or set {ENV_TELEGRAM_SECRET})",
+        )
+    if not settings.server.public_url.startswith("https://"):
+        raise ConfigError(
+            source, "server.public_url", "webhook mode needs the https:// address Telegram calls"
+        )
 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
@@ -107,6 +159,8 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     _known(database, "database", {"url"}, source)
     _known(server, "server", {"host", "port", "public_url"}, source)
     _known(scheduler, "scheduler", {"tick_s", "expire_after_h"}, source)
+    telegram = _table(data, "telegram", source)
+    _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
     return Settings(
         source=source,
@@ -117,6 +171,18 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
             host=_value(server, "server", "host", str, Server.host, source),
             port=_value(server, "server", "port", int, Server.port, source),
             public_url=_value(server, "server", "public_url", str, "", source),
+        ),
+        telegram=Telegram(
+            token=_value(telegram, "telegram", "token", str, "", source),
+            mode=_value(telegram, "telegram", "mode", str, Telegram.mode, source),
+            webhook_secret=_value(telegram, "telegram", "webhook_secret", str, "", source),
+            api_base_url=_value(
+                telegram, "telegram", "api_base_url", str, Telegram.api_base_url, source
+            ),
+            bot_username=_value(telegram, "telegram", "bot_username", str, "", source).lstrip("@"),
+            enroll_ttl_min=_positive(
+                telegram, "telegram", "enroll_ttl_min", Telegram.enroll_ttl_min, source
+            ),
         ),
         scheduler=Scheduler(
             tick_s=_positive(scheduler, "scheduler", "tick_s", Scheduler.tick_s, source),

@@ -18,7 +18,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain.errors import DeliveryFailed
 from bot.ports import Channel, Clock
@@ -130,20 +133,33 @@ class Deliverer:
         try:
             if channel is None:
                 raise DeliveryFailed(f"channel {message.channel!r} is not configured")
+            payload = await self._payload(message)
             pacer = self.pacers.get(message.channel)
             if pacer is not None:
                 await pacer.wait(message.address)
-            provider_id = await channel.send(message.address, _rendered(message), message.payload)
+            provider_id = await channel.send(message.address, _rendered(message), payload)
         except DeliveryFailed as failure:
             return await self._failed(message, failure)
         async with self.db.transaction() as session:
             await Repository(session).mark_sent(message.id, provider_id, self.clock())
         return Report(sent=1)
 
+    async def _payload(self, message: OutboundMessage) -> dict[str, object]:
+        """The payload, plus the provider's id of the question an edit refers to."""
+        item = message.payload.get("item")
+        if not message.payload.get("edit") or not isinstance(item, str) or message.id is None:
+            return dict(message.payload)
+        async with self.db.transaction() as session:
+            question = await last_question(session, message, item)
+        edit_of = question.provider_id if question is not None else None
+        return {**message.payload, "edit_message_id": edit_of}
+
     async def _failed(self, message: OutboundMessage, failure: DeliveryFailed) -> Report:
         assert message.id is not None
         async with self.db.transaction() as session:
             repo = Repository(session)
+            if failure.recipient_gone and message.recipient_kind == "patient":
+                await _unreachable(repo, message, self.clock())
             if failure.permanent:
                 await repo.mark_dead(message.id, failure.reason)
                 log.warning("outbound %s dead: %s", message.id, failure.reason)
@@ -152,6 +168,39 @@ class Deliverer:
             await repo.mark_retry(message.id, failure.reason, retry_at)
         log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
         return Report(retried=1)
+
+
+async def last_question(
+    session: AsyncSession, message: OutboundMessage, item: str
+) -> OutboundMessage | None:
+    """The most recent question about `item` sent to the same recipient before `message`."""
+    statement = (
+        select(OutboundMessage)
+        .where(
+            OutboundMessage.recipient_kind == message.recipient_kind,
+            OutboundMessage.recipient_id == message.recipient_id,
+            OutboundMessage.status == "sent",
+            col(OutboundMessage.id) < (message.id or 0),
+        )
+        .order_by(col(OutboundMessage.id).desc())
+        .limit(50)
+    )
+    for row in (await session.exec(statement)).all():
+        if row.payload.get("intent") == "Ask" and row.payload.get("item") == item:
+            return row
+    return None
+
+
+async def _unreachable(repo: Repository, message: OutboundMessage, now: datetime) -> None:
+    """The patient blocked the bot (or opted out at the carrier): visible to the operator."""
+    patient = await repo.get_patient(message.recipient_id)
+    if patient is None or patient.status in ("blocked", "opted_out", "discharged"):
+        return
+    patient.status = "opted_out" if message.channel == "sms" else "blocked"
+    await repo.add(patient)
+    await repo.audit(
+        now, "system", f"patient_{patient.status}", f"patient:{patient.id}", channel=message.channel
+    )
 
 
 def _rendered(message: OutboundMessage) -> Rendered:

@@ -24,6 +24,7 @@ from bot.domain import conversation as core
 from bot.domain import events as ev
 from bot.domain.errors import NotFound
 from bot.domain.instruments import BloodPressure
+from bot.enrollment import redeem, start_parameter
 from bot.instruments import Catalog
 from bot.ports import Clock
 from bot.rendering import Renderer
@@ -42,6 +43,7 @@ class Inbound:
     sender: str
     text: str
     received_at: datetime
+    kind: str = "text"  # "button": text is "<item key>=<value>"; "member": the new chat status
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Services:
                 inbound.sender,
                 inbound.text,
                 inbound.received_at,
+                kind=inbound.kind,
             )
         return row.id if row is not None else None
 
@@ -87,15 +90,15 @@ class Services:
             found = await q.patient_by_address(session, message.channel, message.sender)
             now = self.clock()
             if found is None or found.id is None:
-                log.info("inbound %s from an unknown sender ignored", inbound_id)
-                await repo.mark_processed(inbound_id, now, error="unknown sender")
+                note = await self._from_stranger(repo, message, now)
+                await repo.mark_processed(inbound_id, now, error=note)
                 return
             patient = await repo.lock_patient(found.id)
             assert patient is not None
             waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
             for earlier in waiting:  # empty if another worker processed them while we waited
                 assert earlier.id is not None
-                await self._converse(repo, patient, earlier, now)
+                await self._from_patient(repo, patient, earlier, now)
                 await repo.mark_processed(earlier.id, now)
 
     async def process_pending(self, limit: int = 100) -> int:
@@ -106,27 +109,93 @@ class Services:
             await self.process(inbound_id)
         return len(ids)
 
-    async def _converse(
+    async def _from_patient(
         self, repo: Repository, patient: Patient, message: InboundMessage, now: datetime
     ) -> None:
         assert patient.id is not None and message.id is not None
+        if message.kind == "member":
+            await self._membership(repo, patient, message.text, now)
+            return
         checkin = await q.open_checkin(repo.session, patient.id)
         opted_out = patient.status == "opted_out"
-        if checkin is None or opted_out:
-            intents, events = core.outside(message.text, patient.language, opted_out, now)
-            await self._apply(
-                repo,
-                patient,
-                None,
-                core.Transition(core.Conversation(()), intents, events),
-                f"in{message.id}",
-                now,
-                message.id,
+        source = f"in{message.id}"
+        if message.kind == "button":
+            if checkin is None or opted_out:
+                return  # a button on a closed check-in: nothing to do
+            item, _, value = message.text.partition("=")
+            transition = core.press(
+                core.from_json(checkin.state), item, _int(value), self._setting(patient), now
             )
+            await self._apply(repo, patient, checkin, transition, source, now, message.id)
             return
-        conv = core.from_json(checkin.state)
-        transition = core.step(conv, message.text, self._setting(patient), now)
-        await self._apply(repo, patient, checkin, transition, f"in{message.id}", now, message.id)
+        text = "/start" if start_parameter(message.text) else message.text
+        if checkin is None or opted_out:
+            intents, events = core.outside(text, patient.language, opted_out, now)
+            empty = core.Transition(core.Conversation(()), intents, events)
+            await self._apply(repo, patient, None, empty, source, now, message.id)
+            return
+        transition = core.step(core.from_json(checkin.state), text, self._setting(patient), now)
+        await self._apply(repo, patient, checkin, transition, source, now, message.id)
+
+    async def _membership(
+        self, repo: Repository, patient: Patient, status: str, now: datetime
+    ) -> None:
+        """Telegram's my_chat_member: the patient blocked (kicked) or unblocked the bot."""
+        if status == "kicked" and patient.status != "blocked":
+            patient.status = "blocked"
+        elif status == "member" and patient.status == "blocked":
+            patient.status = "active"
+        else:
+            return
+        await repo.add(patient)
+        await repo.audit(
+            now,
+            "patient",
+            f"bot_{'blocked' if status == 'kicked' else 'unblocked'}",
+            f"patient:{patient.id}",
+        )
+
+    async def _from_stranger(
+        self, repo: Repository, message: InboundMessage, now: datetime
+    ) -> str | None:
+        """Someone not (yet) linked: an enrolment code, a clinician, or a stranger told nothing.
+        Returns the note kept on the inbound record (None when all went well)."""
+        assert message.id is not None
+        session = repo.session
+        if await q.clinician_by_address(session, message.channel, message.sender) is not None:
+            return None  # clinician commands arrive with the alerts issue
+        code = start_parameter(message.text) if message.kind == "text" else None
+        intent: ev.Intent
+        note: str | None = "unknown sender"
+        linked = None
+        if code is None:
+            if message.kind != "text" or message.channel != "telegram":
+                return note
+            intent = ev.Stranger()
+        else:
+            linked = await redeem(session, code, message.channel, message.sender, now)
+            if linked is not None and linked.patient is not None:
+                rows = self._outbox(linked.patient, (ev.Enrolled(),), f"in{message.id}", now)
+                await repo.enqueue(rows)
+                return None
+            intent = ev.Enrolled("clinician") if linked is not None else ev.EnrollRefused()
+            note = None if linked is not None else "enrolment code refused"
+        rendered = self.renderer.render(intent, message.channel, "en")
+        assert rendered is not None
+        clinician = linked.clinician if linked is not None else None
+        await repo.enqueue([
+            OutboundMessage(
+                channel=message.channel,
+                recipient_kind="clinician" if clinician is not None else "stranger",
+                recipient_id=(clinician.id or 0) if clinician is not None else 0,
+                address=message.sender,
+                body=rendered.text,
+                payload={"intent": type(intent).__name__, "html": rendered.html},
+                idempotency_key=f"in{message.id}:0",
+                next_attempt_at=now,
+            )
+        ])  # fmt: skip
+        return note
 
     # ---- check-ins -------------------------------------------------------------------
 
@@ -283,6 +352,10 @@ class Services:
             if rendered is None:
                 continue
             payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
+            if isinstance(intent, ev.Ask | ev.Answered):
+                payload["item"] = intent.item
+            if isinstance(intent, ev.Answered):
+                payload["edit"] = True  # Telegram edits the question to show the choice
             if rendered.buttons:
                 payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
             rows.append(
@@ -298,6 +371,13 @@ class Services:
                 )
             )
         return rows
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -1  # no option has it: the press changes nothing
 
 
 def _update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) -> None:

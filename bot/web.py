@@ -5,15 +5,23 @@ Routes authenticate, record, hand over and return; they make no clinical decisio
 
 from __future__ import annotations
 
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.bootstrap import App
+from bot.channels.telegram import TelegramChannel
+from bot.telegram_updates import handle_update
+
+log = logging.getLogger(__name__)
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 
 
 def create_app(app: App) -> Starlette:
@@ -22,7 +30,36 @@ def create_app(app: App) -> Starlette:
         status = 200 if all(checks.values()) else 503
         return JSONResponse({"ok": status == 200, **checks}, status_code=status)
 
-    return Starlette(routes=[Route("/healthz", healthz, methods=["GET"])])
+    routes = [Route("/healthz", healthz, methods=["GET"])]
+    telegram = app.channels.get("telegram")
+    if isinstance(telegram, TelegramChannel) and app.settings.telegram.mode == "webhook":
+        routes.append(Route("/telegram", _telegram_webhook(app, telegram), methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+def _telegram_webhook(
+    app: App, channel: TelegramChannel
+) -> Callable[[Request], Awaitable[Response]]:
+    secret = app.settings.telegram.webhook_secret.encode()
+
+    async def webhook(request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        if not hmac.compare_digest(given, secret):
+            return PlainTextResponse("forbidden", status_code=403)
+        try:
+            data = await request.json()
+        except ValueError:
+            return PlainTextResponse("not JSON", status_code=400)
+        if not isinstance(data, dict) or "update_id" not in data:
+            return PlainTextResponse("not a Telegram update", status_code=400)
+        try:
+            await handle_update(app, channel, data)
+        except Exception:
+            log.exception("telegram update could not be recorded; asking Telegram to retry")
+            return PlainTextResponse("try again", status_code=503)
+        return Response(status_code=200)
+
+    return webhook
 
 
 async def _database_ok(app: App) -> bool:

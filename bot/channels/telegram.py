@@ -11,7 +11,7 @@ or a test stand-in is one setting away. Failures become :class:`DeliveryFailed`:
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import telegram
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -21,6 +21,7 @@ from telegram.request import HTTPXRequest
 
 from bot.domain.errors import DeliveryFailed
 from bot.rendering import Rendered
+from bot.services import Inbound
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 
@@ -47,15 +48,16 @@ class TelegramChannel:
             await self.bot.shutdown()
             self._ready = False
 
-    async def send(self, address: str, message: Rendered, payload: dict[str, object]) -> str:
+    async def send(self, address: str, message: Rendered, payload: dict[str, object]) -> str | None:
         await self._initialized()
-        markup = _keyboard(message)
         try:
+            if payload.get("edit"):
+                return await self._edit(address, message, payload.get("edit_message_id"))
             sent = await self.bot.send_message(
                 chat_id=int(address),
                 text=message.text,
                 parse_mode=ParseMode.HTML if message.html else None,
-                reply_markup=markup,
+                reply_markup=_keyboard(message),
             )
         except RetryAfter as exc:
             raise DeliveryFailed(
@@ -63,7 +65,7 @@ class TelegramChannel:
             ) from exc
         except Forbidden as exc:
             raise DeliveryFailed(
-                "telegram: forbidden (bot blocked by the user)", permanent=True
+                "telegram: forbidden (bot blocked by the user)", recipient_gone=True
             ) from exc
         except BadRequest as exc:
             raise DeliveryFailed(f"telegram: bad request ({_kind(exc)})", permanent=True) from exc
@@ -73,11 +75,74 @@ class TelegramChannel:
             raise DeliveryFailed(f"telegram: {type(exc).__name__}") from exc
         return str(sent.message_id)
 
+    async def _edit(self, address: str, message: Rendered, message_id: object) -> str | None:
+        """Show the chosen answer on the question message (and drop its buttons)."""
+        if not isinstance(message_id, int | str):
+            return None  # the question was never delivered: nothing to edit
+        try:
+            await self.bot.edit_message_text(
+                chat_id=int(address),
+                message_id=int(message_id),
+                text=message.text,
+                parse_mode=ParseMode.HTML if message.html else None,
+            )
+        except BadRequest as exc:
+            if "not modified" in exc.message.lower() or "not found" in exc.message.lower():
+                return str(message_id)  # already shows it, or gone: nothing left to do
+            raise
+        return str(message_id)
+
+    async def answer_button(self, query_id: str) -> None:
+        """Stop the button's spinner. Best effort: the answer is already recorded."""
+        try:
+            await self._initialized()
+            await self.bot.answer_callback_query(query_id)
+        except (TelegramError, DeliveryFailed):
+            return
+
     async def _initialized(self) -> None:
         try:
             await self.start()
         except TelegramError as exc:
             raise DeliveryFailed(f"telegram: cannot initialise ({type(exc).__name__})") from exc
+
+
+def to_inbound(update: telegram.Update) -> Inbound | None:
+    """Our record of an update: typed text, a tapped button, or a block / unblock.
+
+    Ids dedupe redeliveries: a message is keyed by chat and message id (Telegram has been
+    seen to resend one under a new update_id), a button by its callback query id, a
+    membership change by its update_id. Anything else (edits, groups, stickers) is None.
+    """
+    if update.message is not None and update.message.chat.type == "private":
+        message = update.message
+        return Inbound(
+            "telegram",
+            f"m{message.chat.id}:{message.message_id}",
+            str(message.chat.id),
+            message.text or "",
+            message.date,
+        )
+    query = update.callback_query
+    if query is not None and query.data is not None and query.message is not None:
+        chat = query.message.chat
+        return Inbound("telegram", f"q{query.id}", str(chat.id), query.data, _now(), kind="button")
+    member = update.my_chat_member
+    if member is not None and member.chat.type == "private":
+        status = member.new_chat_member.status
+        return Inbound(
+            "telegram",
+            f"u{update.update_id}",
+            str(member.chat.id),
+            status,
+            member.date,
+            kind="member",
+        )
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _keyboard(message: Rendered) -> InlineKeyboardMarkup | None:

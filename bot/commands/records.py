@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import zoneinfo
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from telegram.error import TelegramError
 
 from bot.bootstrap import App
+from bot.channels.telegram import TelegramChannel
 from bot.commands.common import JsonFlag, emit_json, fail, state, with_app
 from bot.domain.errors import CheckinError
+from bot.enrollment import enrollment_link, issue_code
 from bot.rendering import LANGUAGES
 from bot.storage import migrate
 from bot.storage.repository import Repository
@@ -64,7 +69,7 @@ def patient_add(
     invited and become active when they accept."""
     _check_patient_options(name, channel, timezone, language)
 
-    async def work(app: App) -> Patient:
+    async def work(app: App) -> dict[str, Any]:
         async with app.db.transaction() as session:
             repo = Repository(session)
             if clinician is not None and await session.get(Clinician, clinician) is None:
@@ -83,13 +88,56 @@ def patient_add(
                 patient.address = address or f"patient-{patient.id}"
                 await repo.add(patient)
             await repo.audit(app.clock(), "operator", "patient_added", f"patient:{patient.id}")
-            return patient
+            invite = (
+                await _invite(app, session, patient_id=patient.id) if channel == "telegram" else {}
+            )
+            return _patient_json(patient) | invite
 
-    patient = with_app(ctx, work)
+    data = with_app(ctx, work)
     if as_json:
-        emit_json(_patient_json(patient))
-    else:
-        typer.echo(f"patient {patient.id} added ({patient.channel}, {patient.status})")
+        emit_json(data)
+        return
+    typer.echo(f"patient {data['id']} added ({data['channel']}, {data['status']})")
+    _echo_invite(data)
+
+
+async def _invite(
+    app: App,
+    session: AsyncSession,
+    *,
+    patient_id: int | None = None,
+    clinician_id: int | None = None,
+) -> dict[str, Any]:
+    """A single-use Telegram enrolment code and its deep link."""
+    telegram = app.settings.telegram
+    channel = app.channels.get("telegram")
+    if not telegram.enabled or not isinstance(channel, TelegramChannel):
+        fail("telegram is not configured: set [telegram] token (or CHECKIN_TELEGRAM_TOKEN)")
+    username = telegram.bot_username or await _bot_username(channel)
+    ttl = timedelta(minutes=telegram.enroll_ttl_min)
+    code, expires_at = await issue_code(
+        session, app.clock(), ttl, patient_id=patient_id, clinician_id=clinician_id
+    )
+    return {
+        "enroll_code": code,
+        "enroll_link": enrollment_link(username, code),
+        "enroll_expires_at": expires_at.isoformat(),
+    }
+
+
+async def _bot_username(channel: TelegramChannel) -> str:
+    try:
+        await channel.start()
+    except TelegramError as exc:
+        problem = type(exc).__name__
+        fail(f"telegram: cannot reach the Bot API ({problem}); set [telegram] bot_username")
+    return channel.bot.username
+
+
+def _echo_invite(data: dict[str, Any]) -> None:
+    if "enroll_link" in data:
+        typer.echo(f"enrolment link (single use, until {data['enroll_expires_at'][:16]} UTC):")
+        typer.echo(f"  {data['enroll_link']}")
 
 
 def _check_patient_options(name: str, channel: str, timezone: str, language: str) -> None:
@@ -116,6 +164,32 @@ def _patient_json(patient: Patient) -> dict[str, Any]:
         "clinician_id": patient.clinician_id,
         "protocol": patient.protocol,
     }
+
+
+@patient_app.command("invite")
+def patient_invite(
+    ctx: typer.Context,
+    patient_id: Annotated[int, typer.Argument(help="Patient id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new single-use enrolment link (Telegram), e.g. when the first one expired."""
+
+    async def work(app: App) -> dict[str, Any]:
+        async with app.db.transaction() as session:
+            patient = await Repository(session).get_patient(patient_id)
+            if patient is None:
+                fail(f"no patient with id {patient_id}; see `checkin patient list`")
+            if patient.channel != "telegram":
+                fail(
+                    f"patient {patient_id} uses {patient.channel}; enrolment links are for Telegram"
+                )
+            return {"id": patient_id} | await _invite(app, session, patient_id=patient_id)
+
+    data = with_app(ctx, work)
+    if as_json:
+        emit_json(data)
+    else:
+        _echo_invite(data)
 
 
 @patient_app.command("show")

@@ -13,14 +13,17 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from telegram.error import TelegramError
 
 from bot.bootstrap import App, build
+from bot.channels.telegram import TelegramChannel
 from bot.commands import demo
 from bot.commands.common import database_problem, fail, state
 from bot.config import Settings
 from bot.services import Inbound
 from bot.storage import migrate
 from bot.storage.repository import Repository
+from bot.telegram_updates import ALLOWED_UPDATES, poll
 from bot.web import create_app
 from scheduler.loop import start_scheduler, tick
 
@@ -58,6 +61,8 @@ async def _serve(settings: Settings) -> None:
         )
     )
     scheduler = start_scheduler(app)
+    stop = asyncio.Event()
+    poller = await _start_telegram(app, stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
@@ -68,8 +73,34 @@ async def _serve(settings: Settings) -> None:
     try:
         await server.serve()  # returns after SIGTERM or Ctrl-C
     finally:
+        stop.set()
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         scheduler.shutdown(wait=False)
         await app.close()
+
+
+async def _start_telegram(app: App, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """Polling: a poller task in this process. Webhook: tell Telegram where to call."""
+    channel = app.channels.get("telegram")
+    if not isinstance(channel, TelegramChannel):
+        return None
+    settings = app.settings
+    try:
+        await channel.start()
+        if settings.telegram.mode == "webhook":
+            await channel.bot.set_webhook(
+                url=settings.server.public_url.rstrip("/") + "/telegram",
+                secret_token=settings.telegram.webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            return None
+    except TelegramError as exc:
+        problem = type(exc).__name__
+        fail(f"telegram: cannot start ({problem}); check [telegram] token and api_base_url")
+    return asyncio.create_task(poll(app, channel, stop))
 
 
 class _Server(uvicorn.Server):

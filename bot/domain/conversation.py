@@ -96,6 +96,21 @@ def step(conv: Conversation, text: str, setting: Setting, now: datetime) -> Tran
     return _answer(conv, item, parsed.value, text, setting, now)
 
 
+def press(
+    conv: Conversation, item_key: str, value: int, setting: Setting, now: datetime
+) -> Transition:
+    """A tapped answer button. It counts only for the item being asked now: a button on an
+    older question, or one tapped twice, changes nothing (BACK changes an earlier answer)."""
+    if not conv.is_open or conv.status == "pending" or conv.current != item_key:
+        return Transition(conv)
+    item = _item(item_key, setting)
+    if item.option(value) is None:
+        return Transition(conv)
+    events: tuple[ev.Event, ...] = (ev.CheckinResumed(now),) if conv.status == "paused" else ()
+    t = _answer(replace(conv, status="asking"), item, value, f"[button {value}]", setting, now)
+    return replace(t, events=(*events, *t.events))
+
+
 def remind(conv: Conversation, setting: Setting, now: datetime) -> Transition:
     """A scheduled reminder: re-ask the current item (resuming a paused check-in)."""
     if conv.status == "pending":

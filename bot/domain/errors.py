@@ -77,12 +77,20 @@ class DeliveryFailed(CheckinError):
 
     `permanent`: retrying cannot help (opted out, blocked, invalid number); the message is
     marked dead. Otherwise it is retried with backoff, no sooner than `retry_after_s`.
+    `recipient_gone`: the person can no longer be reached there (blocked the bot, opted out
+    at the carrier); their status changes so nothing more is queued for them.
     """
 
     def __init__(
-        self, reason: str, *, permanent: bool = False, retry_after_s: float | None = None
+        self,
+        reason: str,
+        *,
+        permanent: bool = False,
+        retry_after_s: float | None = None,
+        recipient_gone: bool = False,
     ) -> None:
         self.reason = reason
-        self.permanent = permanent
+        self.permanent = permanent or recipient_gone
         self.retry_after_s = retry_after_s
+        self.recipient_gone = recipient_gone  # blocked the bot / opted out: stop writing to them
         super().__init__(reason)

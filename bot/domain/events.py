@@ -84,6 +84,23 @@ class NothingOpen:
     opted_out: bool = False
 
 
+@dataclass(frozen=True)
+class Enrolled:
+    """A chat or number was linked by an enrolment code."""
+
+    role: Literal["patient", "clinician"] = "patient"
+
+
+@dataclass(frozen=True)
+class EnrollRefused:
+    """A wrong, used or expired code: a plain refusal that says nothing about anyone."""
+
+
+@dataclass(frozen=True)
+class Stranger:
+    """A message from a chat or number nobody enrolled: says what the service is, nothing more."""
+
+
 Intent = (
     Intro
     | Ask
@@ -95,6 +112,9 @@ Intent = (
     | OptOutConfirmed
     | OptInConfirmed
     | NothingOpen
+    | Enrolled
+    | EnrollRefused
+    | Stranger
 )
 
 # ---- events: facts to store ----------------------------------------------------------------

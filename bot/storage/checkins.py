@@ -10,7 +10,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.tables import Checkin, InboundMessage, Patient
+from bot.storage.tables import Checkin, Clinician, InboundMessage, Patient
 
 OPEN_STATUSES = ("sent", "in_progress", "paused")
 ACTIVE_PATIENT = ("active",)
@@ -19,6 +19,13 @@ ACTIVE_PATIENT = ("active",)
 async def patient_by_address(session: AsyncSession, channel: str, address: str) -> Patient | None:
     statement = select(Patient).where(Patient.channel == channel, Patient.address == address)
     return (await session.exec(statement.order_by(col(Patient.id)))).first()
+
+
+async def clinician_by_address(
+    session: AsyncSession, channel: str, address: str
+) -> Clinician | None:
+    statement = select(Clinician).where(Clinician.channel == channel, Clinician.address == address)
+    return (await session.exec(statement.order_by(col(Clinician.id)))).first()
 
 
 async def open_checkin(session: AsyncSession, patient_id: int) -> Checkin | None:

@@ -49,13 +49,20 @@ class Repository:
     # Inbox
 
     async def record_inbound(
-        self, channel: str, provider_id: str, sender: str, text: str, received_at: datetime
+        self,
+        channel: str,
+        provider_id: str,
+        sender: str,
+        text: str,
+        received_at: datetime,
+        kind: str = "text",
     ) -> InboundMessage | None:
         """Store an inbound message once; None when (channel, provider_id) was seen before."""
         row = InboundMessage(
             channel=channel,
             provider_id=provider_id,
             sender=sender,
+            kind=kind,
             text=text,
             received_at=received_at,
         )

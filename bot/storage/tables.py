@@ -34,7 +34,8 @@ CHECKIN_STATUSES = (
     "cancelled",
 )
 ALERT_STATUSES = ("open", "acknowledged", "resolved")
-RECIPIENT_KINDS = ("patient", "clinician")
+RECIPIENT_KINDS = ("patient", "clinician", "stranger")  # stranger: an unlinked chat or number
+INBOUND_KINDS = ("text", "button", "member")  # typed text, a tapped button, a block/unblock
 OUTBOX_STATUSES = ("queued", "sending", "sent", "delivered", "failed", "dead")
 
 
@@ -212,6 +213,7 @@ class InboundMessage(SQLModel, table=True):
     __tablename__ = "inbound_message"
     __table_args__ = (
         one_of("channel", CHANNELS),
+        one_of("kind", INBOUND_KINDS),
         UniqueConstraint("channel", "provider_id"),
     )
 
@@ -219,6 +221,7 @@ class InboundMessage(SQLModel, table=True):
     channel: str
     provider_id: str
     sender: str = Field(sa_type=Text)
+    kind: str = Field(default="text", sa_column_kwargs={"server_default": "text"})
     text: str = Field(sa_type=Text)
     received_at: datetime
     processed_at: datetime | None = None

@@ -193,6 +193,10 @@ class TelegramStandIn:
         """The current state (after edits) of a message the bot sent."""
         return self._messages[(chat_id, message_id)]
 
+    def messages(self, chat_id: int | str) -> list[JSON]:
+        """The messages the bot sent to ``chat_id``, in order, as currently edited."""
+        return [m for (chat, _), m in self._messages.items() if chat == chat_id]
+
     def sent_texts(self, chat_id: int | str) -> list[str]:
         """The texts of the messages the bot sent to ``chat_id``, in order, as currently edited."""
         return [m["text"] for (chat, _), m in self._messages.items() if chat == chat_id]

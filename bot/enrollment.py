@@ -1,0 +1,99 @@
+"""Enrolment codes: how a Telegram chat (and later an SMS number) becomes a known patient or
+clinician.
+
+A code is 192 random bits (URL-safe, fits Telegram's ``start`` parameter), shown once to
+the operator and stored only as a SHA-256 hash; it expires (default one hour) and works
+once. A wrong, used or expired code gets the same plain refusal, so trying codes teaches
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.repository import Repository
+from bot.storage.tables import Clinician, EnrollmentCode, Patient
+
+CODE_BYTES = 24  # 192 bits; 32 URL-safe characters (Telegram allows 64)
+TELEGRAM_LINK = "https://t.me/{username}?start={code}"
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()
+
+
+def enrollment_link(username: str, code: str) -> str:
+    return TELEGRAM_LINK.format(username=username.lstrip("@"), code=code)
+
+
+async def issue_code(
+    session: AsyncSession,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    patient_id: int | None = None,
+    clinician_id: int | None = None,
+) -> tuple[str, datetime]:
+    """A fresh code for one patient or clinician, and when it expires."""
+    code = secrets.token_urlsafe(CODE_BYTES)
+    expires_at = now + ttl
+    row = EnrollmentCode(
+        code_hash=hash_code(code),
+        patient_id=patient_id,
+        clinician_id=clinician_id,
+        expires_at=expires_at,
+    )
+    await Repository(session).add(row)
+    return code, expires_at
+
+
+@dataclass(frozen=True)
+class Linked:
+    patient: Patient | None = None
+    clinician: Clinician | None = None
+
+
+async def redeem(
+    session: AsyncSession, code: str, channel: str, address: str, now: datetime
+) -> Linked | None:
+    """Link `address` to the code's patient or clinician; None for a wrong, used or expired code."""
+    statement = (
+        select(EnrollmentCode).where(EnrollmentCode.code_hash == hash_code(code)).with_for_update()
+    )
+    row = (await session.exec(statement)).first()
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        return None
+    row.used_at = now
+    repo = Repository(session)
+    await repo.add(row)
+    if row.patient_id is not None:
+        patient = await repo.lock_patient(row.patient_id)
+        if patient is None or patient.channel != channel:
+            return None
+        patient.address = address
+        patient.status = "active" if patient.status in ("invited", "blocked") else patient.status
+        patient.consent_at = patient.consent_at or now
+        await repo.add(patient)
+        await repo.audit(now, "patient", "enrolled", f"patient:{patient.id}", channel=channel)
+        return Linked(patient=patient)
+    clinician = await session.get(Clinician, row.clinician_id)
+    if clinician is None or clinician.channel != channel:
+        return None
+    clinician.address = address
+    await repo.add(clinician)
+    await repo.audit(now, "clinician", "linked", f"clinician:{clinician.id}", channel=channel)
+    return Linked(clinician=clinician)
+
+
+def start_parameter(text: str) -> str | None:
+    """The code in ``/start CODE`` (Telegram's deep-link message), else None."""
+    parts = text.strip().split()
+    if len(parts) == 2 and parts[0].lower() in ("/start", "start"):
+        return parts[1]
+    return None
