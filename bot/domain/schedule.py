@@ -1,0 +1,294 @@
+"""Planning check-ins from a protocol: which are due when, and which travel together.
+
+Pure: the protocol, the patient's zone, enrollment time, treatment sessions, a window of
+time and the quiet hours in; :class:`Occurrence` values out, in UTC. Nothing here reads a
+clock or stores anything; the scheduler plans a horizon ahead and stores what it finds.
+
+Idempotency keys name the *intended* occurrence, never its computed time, so re-planning
+finds the same key for the same check-in:
+
+* session-relative: ``"<rule>:<session number>"``. Moving a session moves its check-ins
+  and keeps their keys; cancelling it removes them.
+* calendar: ``"<rule>:<local date>"`` (``"weekly:2026-03-09"``); a rule fires at most once
+  a local day.
+* enrollment-relative: ``"<rule>:enrolled"``.
+
+Rule names are unique in a protocol and carry no ``:``, so two distinct occurrences for one
+patient never share a key. The storage layer prefixes the patient. A due time inside quiet
+hours is deferred to their end; the key does not change.
+
+:func:`bundle` merges occurrences due close together into one conversation, asking an
+instrument once (the pre-session PHQ-9 and the weekly PHQ-9 on the same morning).
+
+Protocol files (the ``[protocols.<name>]`` TOML shape) are read by
+:mod:`bot.domain.schedule_config`; the model lives in :mod:`bot.domain.schedule_rules`
+and time zones in :mod:`bot.domain.schedule_time`. All are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.domain.schedule_config import parse_duration, protocol_from_mapping
+from bot.domain.schedule_examples import example_protocols
+from bot.domain.schedule_rules import (
+    WEEKDAYS,
+    Bound,
+    Calendar,
+    EnrollmentRelative,
+    Protocol,
+    Rule,
+    Session,
+    SessionRelative,
+)
+from bot.domain.schedule_time import NO_QUIET_HOURS, QuietHours, defer, in_quiet_hours, wall_clock
+
+__all__ = [
+    "NO_QUIET_HOURS",
+    "WEEKDAYS",
+    "Bound",
+    "Bundle",
+    "Calendar",
+    "EnrollmentRelative",
+    "Occurrence",
+    "Protocol",
+    "QuietHours",
+    "Rule",
+    "Session",
+    "SessionRelative",
+    "bundle",
+    "example_protocols",
+    "next_due",
+    "parse_duration",
+    "plan",
+    "protocol_from_mapping",
+    "reminders_due",
+    "wall_clock",
+]
+
+DEFAULT_BUNDLE_WINDOW = timedelta(hours=2)
+_DEFER_MARGIN = timedelta(days=2)  # longer than any quiet hours plus a clock change
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    rule: str
+    instruments: tuple[str, ...]
+    due_at: datetime  # aware UTC, after any quiet-hours deferral
+    key: str
+    session: int | None
+    reminder_after: timedelta | None
+    max_reminders: int
+    expires_after: timedelta
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.due_at + self.expires_after
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Occurrences asked in one conversation: due at the earliest, expiring at the latest."""
+
+    key: str  # the members' keys, sorted, joined with '+'
+    instruments: tuple[str, ...]  # in member order, each once
+    due_at: datetime
+    expires_at: datetime
+    reminder_after: timedelta | None  # the soonest any member asks for
+    max_reminders: int  # the most any member allows
+    members: tuple[Occurrence, ...]
+
+
+@dataclass(frozen=True)
+class _Patient:
+    zone: ZoneInfo
+    enrolled_at: datetime
+    sessions: Mapping[int, datetime]  # number -> time, cancelled ones left out
+
+    def anchor(self, bound: Bound) -> datetime | None:
+        base: datetime | None
+        if bound.anchor == "enrollment":
+            base = self.enrolled_at
+        elif bound.anchor == "session":
+            base = self.sessions.get(bound.number or 0)
+        elif not self.sessions:
+            base = None
+        elif bound.anchor == "first_session":
+            base = min(self.sessions.values())
+        else:
+            base = max(self.sessions.values())
+        return None if base is None else base + bound.offset
+
+
+def plan(
+    protocol: Protocol,
+    *,
+    timezone: str,
+    enrolled_at: datetime,
+    sessions: Sequence[Session],
+    start: datetime,
+    end: datetime,
+    quiet: QuietHours,
+) -> list[Occurrence]:
+    """Every occurrence of `protocol` due in [start, end), by due time then key."""
+    for name, value in (("enrolled_at", enrolled_at), ("start", start), ("end", end)):
+        _require_aware(name, value)
+    zone = ZoneInfo(timezone)
+    patient = _Patient(zone, enrolled_at.astimezone(UTC), _active(sessions))
+    found = []
+    for rule in protocol.rules:
+        for key, session, intended in _intended(rule, patient, start, end):
+            due = defer(intended, zone, quiet)
+            if start <= due < end:
+                found.append(_occurrence(rule, key, session, due))
+    return sorted(found, key=lambda o: (o.due_at, o.key))
+
+
+def _require_aware(name: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime, not {value!r}")
+
+
+def _active(sessions: Sequence[Session]) -> dict[int, datetime]:
+    active: dict[int, datetime] = {}
+    for session in sessions:
+        _require_aware(f"session {session.number}", session.at)
+        if session.cancelled:
+            continue
+        if session.number in active:
+            raise ValueError(f"session {session.number} is recorded twice (not cancelled)")
+        active[session.number] = session.at.astimezone(UTC)
+    return active
+
+
+def _occurrence(rule: Rule, key: str, session: int | None, due: datetime) -> Occurrence:
+    return Occurrence(
+        rule=rule.name,
+        instruments=rule.instruments,
+        due_at=due,
+        key=key,
+        session=session,
+        reminder_after=rule.reminder_after,
+        max_reminders=rule.max_reminders,
+        expires_after=rule.expires_after,
+    )
+
+
+def _intended(
+    rule: Rule, patient: _Patient, start: datetime, end: datetime
+) -> Iterator[tuple[str, int | None, datetime]]:
+    """(key, session number, intended instant) for each occurrence that may fall in range."""
+    timing = rule.timing
+    if isinstance(timing, EnrollmentRelative):
+        yield f"{rule.name}:enrolled", None, patient.enrolled_at + timing.offset
+    elif isinstance(timing, SessionRelative):
+        for number, at in sorted(patient.sessions.items()):
+            if timing.applies(number):
+                yield f"{rule.name}:{number}", number, at + timing.offset
+    else:
+        for day, at in _calendar(timing, patient, start, end):
+            yield f"{rule.name}:{day.isoformat()}", None, at
+
+
+def _calendar(
+    timing: Calendar, patient: _Patient, start: datetime, end: datetime
+) -> Iterator[tuple[date, datetime]]:
+    first = patient.anchor(timing.start) if timing.start else patient.enrolled_at
+    if first is None:
+        return
+    last = patient.anchor(timing.end) if timing.end else None
+    zone = patient.zone
+    first_day = first.astimezone(zone).date()
+    week_zero = first_day - timedelta(days=first_day.weekday())
+    day = max(first_day, (start - _DEFER_MARGIN).astimezone(zone).date())
+    stop = end.astimezone(zone).date()
+    while day <= stop:
+        weeks = (day - week_zero).days // 7
+        if day.weekday() in timing.weekdays and weeks % timing.every_weeks == 0:
+            at = wall_clock(day, timing.at_local, zone)
+            if first <= at and (last is None or at < last):
+                yield day, at
+        day += timedelta(days=1)
+
+
+def next_due(
+    rule: Rule,
+    *,
+    after: datetime,
+    timezone: str,
+    enrolled_at: datetime,
+    sessions: Sequence[Session] = (),
+    quiet: QuietHours,
+    horizon: timedelta = timedelta(days=366),
+) -> Occurrence | None:
+    """The first occurrence of `rule` due strictly after `after`, looking `horizon` ahead."""
+    found = plan(
+        Protocol("next", (rule,)),
+        timezone=timezone,
+        enrolled_at=enrolled_at,
+        sessions=sessions,
+        start=after + timedelta(microseconds=1),
+        end=after + horizon,
+        quiet=quiet,
+    )
+    return found[0] if found else None
+
+
+def bundle(
+    occurrences: Sequence[Occurrence], window: timedelta = DEFAULT_BUNDLE_WINDOW
+) -> list[Bundle]:
+    """Merge one patient's occurrences due within `window` of a bundle's first (inclusive)."""
+    if window < timedelta(0):
+        raise ValueError("the bundling window cannot be negative")
+    seen: set[str] = set()
+    groups: list[list[Occurrence]] = []
+    for occurrence in sorted(occurrences, key=lambda o: (o.due_at, o.key)):
+        if occurrence.key in seen:  # the same occurrence from overlapping plans
+            continue
+        seen.add(occurrence.key)
+        if groups and occurrence.due_at - groups[-1][0].due_at <= window:
+            groups[-1].append(occurrence)
+        else:
+            groups.append([occurrence])
+    return [_bundle(group) for group in groups]
+
+
+def _bundle(members: Sequence[Occurrence]) -> Bundle:
+    instruments = tuple(dict.fromkeys(i for o in members for i in o.instruments))
+    delays = [o.reminder_after for o in members if o.reminder_after is not None]
+    return Bundle(
+        key="+".join(sorted(o.key for o in members)),
+        instruments=instruments,
+        due_at=members[0].due_at,
+        expires_at=max(o.expires_at for o in members),
+        reminder_after=min(delays) if delays else None,
+        max_reminders=max(o.max_reminders for o in members),
+        members=tuple(members),
+    )
+
+
+def reminders_due(
+    sent_at: datetime,
+    reminders_sent: int,
+    reminder_after: timedelta | None,
+    max_reminders: int,
+    now: datetime,
+    *,
+    timezone: str = "UTC",
+    quiet: QuietHours = NO_QUIET_HOURS,
+) -> bool:
+    """Whether to remind now about a check-in still open.
+
+    `sent_at` is the latest message about it (the check-in itself, or its latest
+    reminder), so reminders keep their spacing even when quiet hours held one back. With
+    `timezone` and `quiet`, no reminder is due inside the patient's quiet hours; the first
+    tick after them finds it due.
+    """
+    if reminder_after is None or reminders_sent >= max_reminders:
+        return False
+    if now < sent_at + reminder_after:
+        return False
+    return not in_quiet_hours(now, ZoneInfo(timezone), quiet)
