@@ -275,3 +275,55 @@ async def test_enrolment_codes_are_long_single_use_and_stored_hashed(
     await rig.say(f"/start {code}")
     (row,) = await table(db, EnrollmentCode)
     assert row.used_at is not None
+
+
+async def test_a_clinician_links_by_deep_link(rig: Rig, db: Database) -> None:
+    """A clinician's code links their chat; they are told so, and are never treated as a stranger."""
+    from bot.storage.tables import Clinician
+
+    async with rig.app.db.transaction() as session:
+        clinician = Clinician(display_name="Dr. Rao", channel="telegram")
+        await Repository(session).add(clinician)
+        code, _ = await issue_code(
+            session, rig.clock(), timedelta(hours=1), clinician_id=clinician.id
+        )
+    await rig.say(f"/start {code}")
+    (linked,) = await table(db, Clinician)
+    assert linked.address == str(CHAT)
+    assert rig.texts() == [
+        "You are connected to Lakeside check-ins as a clinician. Patient alerts will come here."
+    ]
+    await rig.say("hello")
+    assert len(rig.texts()) == 1
+
+
+def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """CHECKIN_TELEGRAM_TOKEN and CHECKIN_TELEGRAM_WEBHOOK_SECRET override the file."""
+    from bot.config import load_settings
+
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\npublic_url = "https://x.example"\n[telegram]\nmode = "webhook"\n')
+    monkeypatch.setenv("CHECKIN_TELEGRAM_TOKEN", "42:from-env")
+    monkeypatch.setenv("CHECKIN_TELEGRAM_WEBHOOK_SECRET", "env_secret")
+    telegram = load_settings(config).telegram
+    assert (telegram.token, telegram.webhook_secret, telegram.enabled) == (
+        "42:from-env",
+        "env_secret",
+        True,
+    )
+
+
+def test_webhook_mode_without_a_secret_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Webhook mode refuses to start without a valid secret, naming the key."""
+    from bot.config import load_settings
+    from bot.domain.errors import ConfigError
+
+    monkeypatch.delenv("CHECKIN_TELEGRAM_WEBHOOK_SECRET", raising=False)
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[server]\npublic_url = "https://x.example"\n[telegram]\ntoken = "1:a"\nmode = "webhook"\n'
+    )
+    with pytest.raises(ConfigError, match="telegram.webhook_secret: webhook mode needs a secret"):
+        load_settings(config)
