@@ -325,5 +325,5 @@ def test_webhook_mode_without_a_secret_is_a_config_error(
     config.write_text(
         '[server]\npublic_url = "https://x.example"\n[telegram]\ntoken = "1:a"\nmode = "webhook"\n'
     )
-    with pytest.raises(ConfigError, match="telegram.webhook_secret: webhook mode needs a secret"):
+    with pytest.raises(ConfigError, match=r"telegram\.webhook_secret: webhook mode needs a secret"):
         load_settings(config)
