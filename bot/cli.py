@@ -145,8 +145,8 @@ def score_command(
     answers: Annotated[
         str,
         typer.Argument(
-            help="Item values in item order, comma-separated; an empty field is a missing "
-            "answer. Example: checkin score phq9 1,2,0,1,,3,0,1,0"
+            help="Item values (numbers) in item order, comma-separated; an empty field is a "
+            "missing answer. Example: checkin score phq9 1,2,0,1,,3,0,1,0"
         ),
     ],
     as_json: JsonFlag = False,
@@ -182,7 +182,8 @@ def _answers(instrument: Instrument, text: str) -> dict[str, AnswerValue]:
         if not field:
             continue
         reply = parse_reply(item, field)
-        if not isinstance(reply, Answer):
+        exact = item.kind == "blood_pressure" or field.lstrip("+-").isdigit()
+        if not exact or not isinstance(reply, Answer):
             allowed = ", ".join(map(str, item.values)) or "a reading like 120/80"
             fail(f"{item.key}: {field!r} is not a valid answer ({allowed})")
         parsed[item.key] = reply.value

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
 ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
-SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram"}
+SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram", "sms"}
+ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
+ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
 ENV_TELEGRAM_TOKEN = "CHECKIN_TELEGRAM_TOKEN"  # noqa: S105 -- a variable name
 ENV_TELEGRAM_SECRET = "CHECKIN_TELEGRAM_WEBHOOK_SECRET"  # noqa: S105 -- a variable name
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -35,10 +38,15 @@ class Clinic:
     name: str = "your clinic"
     contact: str = ""
     urgent_line: str = ""
+    emergency_number: str = "911"  # said in every crisis and help message
     show_scores: bool = False
     # Empty: the templates' US defaults in the patient's language (988 call or text, 911;
     # instruments.md section 7). A clinic elsewhere lists its own lines.
     crisis_lines: tuple[tuple[str, str], ...] = ()
+    # Scheduled messages wait for the patient's allowed window (local time); replies to a
+    # patient who just wrote, and crisis messages, never wait. Equal times: no quiet hours.
+    quiet_hours_start_local: time = time(20, 0)
+    quiet_hours_end_local: time = time(8, 0)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,36 @@ class Telegram:
 
 
 @dataclass(frozen=True)
+class Sms:
+    """The SMS channel on Twilio. Off until an account, a token and a sender are set."""
+
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_base_url: str = "https://api.twilio.com"
+    default_region: str = "US"  # for numbers typed without a country code
+
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.account_sid
+            and self.auth_token
+            and (self.from_number or self.messaging_service_sid)
+        )
+
+
+_SMS_FIELDS = (
+    "account_sid",
+    "auth_token",
+    "from_number",
+    "messaging_service_sid",
+    "api_base_url",
+    "default_region",
+)
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str = "(defaults)"
     instruments_dirs: tuple[Path, ...] = ()
@@ -79,6 +117,7 @@ class Settings:
     server: Server = Server()
     scheduler: Scheduler = Scheduler()
     telegram: Telegram = Telegram()
+    sms: Sms = Sms()
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -118,7 +157,19 @@ def _with_environment(settings: Settings) -> Settings:
     if secret:
         telegram = replace(telegram, webhook_secret=secret)
     settings = replace(settings, telegram=telegram)
+    sms = settings.sms
+    for variable, field in (
+        (ENV_SMS_ACCOUNT_SID, "account_sid"),
+        (ENV_SMS_AUTH_TOKEN, "auth_token"),
+    ):
+        if os.environ.get(variable):
+            sms = replace(sms, **{field: os.environ[variable]})
+    settings = replace(settings, sms=sms)
     check_telegram(settings, settings.source)
+    if sms.enabled and not settings.server.public_url.startswith("https://"):
+        raise ConfigError(
+            settings.source, "server.public_url", "SMS needs the https:// address Twilio calls"
+        )
     return settings
 
 
@@ -159,6 +210,8 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     _known(database, "database", {"url"}, source)
     _known(server, "server", {"host", "port", "public_url"}, source)
     _known(scheduler, "scheduler", {"tick_s", "expire_after_h"}, source)
+    sms = _table(data, "sms", source)
+    _known(sms, "sms", set(Sms.__dataclass_fields__), source)
     telegram = _table(data, "telegram", source)
     _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
@@ -184,6 +237,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
                 telegram, "telegram", "enroll_ttl_min", Telegram.enroll_ttl_min, source
             ),
         ),
+        sms=Sms(**{n: _value(sms, "sms", n, str, getattr(Sms, n), source) for n in _SMS_FIELDS}),
         scheduler=Scheduler(
             tick_s=_positive(scheduler, "scheduler", "tick_s", Scheduler.tick_s, source),
             expire_after_h=_positive(
@@ -228,20 +282,47 @@ def _positive(
 
 
 def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:
-    known = {"name", "contact", "urgent_line", "show_scores", "crisis_lines"}
+    known = {
+        "name", "contact", "urgent_line", "emergency_number", "show_scores", "crisis_lines",
+        "quiet_hours_start_local", "quiet_hours_end_local",
+    }  # fmt: skip
     for key in raw:
         if key not in known:
             raise ConfigError(
                 source, f"clinic.{key}", f"unknown key (known: {', '.join(sorted(known))})"
             )
-    texts = {k: raw.get(k, getattr(Clinic, k)) for k in ("name", "contact", "urgent_line")}
+    texts = {
+        k: raw.get(k, getattr(Clinic, k))
+        for k in ("name", "contact", "urgent_line", "emergency_number")
+    }
     for key, value in texts.items():
         if not isinstance(value, str):
             raise ConfigError(source, f"clinic.{key}", "must be text")
     show = raw.get("show_scores", False)
     if not isinstance(show, bool):
         raise ConfigError(source, "clinic.show_scores", "must be true or false")
-    return Clinic(**texts, show_scores=show, crisis_lines=_crisis_lines(raw, source))
+    start, end = (
+        _local_time(raw.get(key, getattr(Clinic, key)), f"clinic.{key}", source)
+        for key in ("quiet_hours_start_local", "quiet_hours_end_local")
+    )
+    return Clinic(
+        **texts,
+        show_scores=show,
+        crisis_lines=_crisis_lines(raw, source),
+        quiet_hours_start_local=start,
+        quiet_hours_end_local=end,
+    )
+
+
+def _local_time(value: Any, key: str, source: str) -> time:
+    if isinstance(value, time):
+        return value.replace(tzinfo=None)
+    if isinstance(value, str):
+        try:
+            return time.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ConfigError(source, key, 'must be a local time like "08:00"')
 
 
 def _crisis_lines(raw: Mapping[str, Any], source: str) -> tuple[tuple[str, str], ...]:

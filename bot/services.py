@@ -18,12 +18,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config import Clinic
 from bot.domain import conversation as core
 from bot.domain import events as ev
-from bot.domain.errors import NotFound
+from bot.domain.errors import ConfigError, NotFound
 from bot.domain.instruments import BloodPressure
+from bot.domain.parsing import normalize, parse_command
+from bot.domain.schedule_time import QuietHours, in_quiet_hours
 from bot.enrollment import redeem, start_parameter
 from bot.instruments import Catalog
 from bot.ports import Clock
@@ -34,6 +37,7 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
 
 log = logging.getLogger(__name__)
+YES = frozenset({"yes", "y", "si", "s"})  # replies that accept an SMS invitation
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ class Services:
                 inbound.channel,
                 inbound.provider_id,
                 inbound.sender,
-                inbound.text,
+                clean_text(inbound.text),
                 inbound.received_at,
                 kind=inbound.kind,
             )
@@ -102,11 +106,18 @@ class Services:
                 await repo.mark_processed(earlier.id, now)
 
     async def process_pending(self, limit: int = 100) -> int:
-        """Process messages recorded but not processed (after a crash); how many there were."""
+        """Process messages recorded but not processed (after a crash); how many there were.
+
+        Each message is isolated: one that fails is logged (by id, nothing it said) and left
+        for the next pass, and the others go on, so one patient's problem never holds up
+        another patient's check-ins or crisis messages."""
         async with self.db.transaction() as session:
             ids = await q.unprocessed_inbound(session, limit)
         for inbound_id in ids:
-            await self.process(inbound_id)
+            try:
+                await self.process(inbound_id)
+            except Exception as exc:
+                log.error("inbound %s could not be processed (%s)", inbound_id, type(exc).__name__)
         return len(ids)
 
     async def _from_patient(
@@ -128,7 +139,12 @@ class Services:
             )
             await self._apply(repo, patient, checkin, transition, source, now, message.id)
             return
+        if patient.status == "invited":
+            await self._consent(repo, patient, message, now)
+            return
         text = "/start" if start_parameter(message.text) else message.text
+        if opted_out and normalize(text) in YES:
+            text = "start"  # SMS: YES opts back in, as carriers expect
         if checkin is None or opted_out:
             intents, events = core.outside(text, patient.language, opted_out, now)
             empty = core.Transition(core.Conversation(()), intents, events)
@@ -136,6 +152,39 @@ class Services:
             return
         transition = core.step(core.from_json(checkin.state), text, self._setting(patient), now)
         await self._apply(repo, patient, checkin, transition, source, now, message.id)
+
+    async def _consent(
+        self, repo: Repository, patient: Patient, message: InboundMessage, now: datetime
+    ) -> None:
+        """An invited SMS patient answers the invitation: YES starts, STOP declines, anything
+        else repeats the question. Nothing else is sent before YES; the answer is audited."""
+        assert patient.id is not None
+        source = f"in{message.id}"
+        command = parse_command(message.text, patient.language)
+        if normalize(message.text) in YES or (command is not None and command.name == "start"):
+            patient.status, patient.consent_at = "active", now
+            await repo.add(patient)
+            await repo.audit(now, "patient", "consent_given", f"patient:{patient.id}")
+            await repo.enqueue(self._outbox(patient, (ev.Enrolled(),), source, now))
+        elif command is not None and command.name == "stop":
+            patient.status = "opted_out"
+            await repo.add(patient)
+            await repo.audit(now, "patient", "consent_refused", f"patient:{patient.id}")
+            await repo.enqueue(self._outbox(patient, (ev.OptOutConfirmed(),), source, now))
+        else:
+            await repo.enqueue(self._outbox(patient, (ev.Invitation(),), source, now))
+
+    async def invite(self, patient_id: int) -> None:
+        """Send an SMS patient the invitation (the only message before they reply YES)."""
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            patient = await repo.lock_patient(patient_id)
+            if patient is None:
+                raise NotFound("patient", patient_id)
+            now = self.clock()
+            key = f"invite{patient_id}:{now:%Y%m%dT%H%M%S}"
+            await repo.enqueue(self._outbox(patient, (ev.Invitation(),), key, now))
+            await repo.audit(now, "operator", "invited", f"patient:{patient_id}")
 
     async def _membership(
         self, repo: Repository, patient: Patient, status: str, now: datetime
@@ -205,15 +254,28 @@ class Services:
         instruments: Sequence[str],
         due_at: datetime | None = None,
         key: str | None = None,
+        *,
+        ignore_quiet_hours: bool = False,
     ) -> Checkin:
         """Queue a check-in (sent by the next scheduler tick once it is due)."""
+        if len(set(instruments)) != len(instruments):
+            raise ConfigError("checkin ask", "instruments", "an instrument is listed twice")
         for instrument in instruments:
             self.catalog.get(instrument)  # unknown or unavailable instruments fail here
         due = due_at or self.clock()
         async with self.db.transaction() as session:
             repo = Repository(session)
-            if await repo.get_patient(patient_id) is None:
+            patient = await repo.get_patient(patient_id)
+            if patient is None:
                 raise NotFound("patient", patient_id)
+            for instrument in instruments:
+                if patient.language not in self.catalog.get(instrument).languages:
+                    raise ConfigError(
+                        "checkin ask",
+                        instrument,
+                        f"has no {patient.language!r} wording, and an instrument is never shown "
+                        "in a translation that is not official (see docs/INSTRUMENTS.md)",
+                    )
             checkin = Checkin(
                 patient_id=patient_id,
                 idempotency_key=key or f"ask:{patient_id}:{uuid.uuid4().hex}",
@@ -222,6 +284,7 @@ class Services:
                 due_at=due,
                 expires_at=due + self.expire_after,
                 state=core.to_json(core.Conversation(tuple(instruments))),
+                ignore_quiet_hours=ignore_quiet_hours,
             )
             created = await repo.create_checkin(checkin)
             if created is None:
@@ -235,7 +298,10 @@ class Services:
         started = 0
         for checkin_id in due:
             assert checkin_id is not None
-            started += await self._start(checkin_id)
+            try:
+                started += await self._start(checkin_id)
+            except Exception as exc:
+                log.error("check-in %s could not start (%s)", checkin_id, type(exc).__name__)
         return started
 
     async def _start(self, checkin_id: int) -> int:
@@ -251,6 +317,8 @@ class Services:
             if await q.open_checkin(session, checkin.patient_id) is not None:
                 return 0  # one open check-in per patient; this one waits
             now = self.clock()
+            if not checkin.ignore_quiet_hours and self._quiet_now(patient, now):
+                return 0  # scheduled messages wait for the patient's allowed hours
             transition = core.begin(core.from_json(checkin.state), self._setting(patient), now)
             await self._apply(repo, patient, checkin, transition, f"begin{checkin_id}", now, None)
             return 1
@@ -261,7 +329,10 @@ class Services:
             overdue = [c.id for c in await q.overdue(session, self.clock(), limit)]
         for checkin_id in overdue:
             assert checkin_id is not None
-            await self._expire(checkin_id)
+            try:
+                await self._expire(checkin_id)
+            except Exception as exc:
+                log.error("check-in %s could not expire (%s)", checkin_id, type(exc).__name__)
         return len(overdue)
 
     async def _expire(self, checkin_id: int) -> None:
@@ -282,6 +353,14 @@ class Services:
             await self._apply(repo, patient, checkin, transition, f"expire{checkin_id}", now, None)
 
     # ---- writing a transition ---------------------------------------------------------
+
+    def _quiet_now(self, patient: Patient, now: datetime) -> bool:
+        quiet = QuietHours(self.clinic.quiet_hours_start_local, self.clinic.quiet_hours_end_local)
+        try:
+            zone = ZoneInfo(patient.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            zone = ZoneInfo("UTC")
+        return in_quiet_hours(now, zone, quiet)
 
     def _setting(self, patient: Patient) -> core.Setting:
         instruments = {i.key: i for i in self.catalog}
@@ -373,6 +452,15 @@ class Services:
         return rows
 
 
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+
+
+def clean_text(text: str) -> str:
+    """Text as stored: without NUL and other control characters (PostgreSQL refuses NUL,
+    and they carry no meaning a patient intended); at most 4,000 characters."""
+    return text.translate(_CONTROL)[:4000]
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -385,8 +473,8 @@ def _update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) ->
     if conv.status == "asking":
         checkin.status = "in_progress" if conv.answers else "sent"
         checkin.sent_at = checkin.sent_at or now
-    elif conv.status == "expired":
-        checkin.status = "expired"
+    elif conv.status in ("expired", "cancelled"):
+        checkin.status = conv.status
         checkin.partial = bool(conv.answers)
     else:
         checkin.status = conv.status

@@ -8,7 +8,9 @@ and missed runs collapse into one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -16,6 +18,7 @@ from bot.bootstrap import App
 from bot.delivery import Report
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,21 +30,32 @@ class TickReport:
 
 
 async def tick(app: App) -> TickReport:
-    """Everything time-driven, once: recover, expire, start due check-ins, deliver."""
+    """Everything time-driven, once: recover, expire, start due check-ins, deliver.
+
+    Each stage runs even if an earlier one failed (a database hiccup, a bug in one
+    patient's data): delivery in particular must never wait on anything else."""
     services = app.services
-    recovered = await services.process_pending()
-    expired = await services.expire_due()
-    started = await services.start_due()
-    delivery = await app.deliverer.drain()
+    recovered = await _stage("recovery", services.process_pending(), 0)
+    expired = await _stage("expiry", services.expire_due(), 0)
+    started = await _stage("start", services.start_due(), 0)
+    delivery = await _stage("delivery", app.deliverer.drain(), Report())
     app.last_tick_at[:] = [app.clock()]
     return TickReport(recovered, started, expired, delivery)
+
+
+async def _stage(name: str, work: Awaitable[T], failed: T) -> T:
+    try:
+        return await work
+    except Exception as exc:
+        log.error("tick stage %s failed (%s); the next tick tries again", name, type(exc).__name__)
+        return failed
 
 
 async def _safe_tick(app: App) -> None:
     try:
         report = await tick(app)
-    except Exception:  # the loop must survive a bad tick (database briefly away, ...)
-        log.exception("scheduler tick failed; retrying next tick")
+    except Exception as exc:  # the loop must survive a bad tick (database briefly away, ...)
+        log.error("scheduler tick failed (%s); retrying next tick", type(exc).__name__)
         return
     if report.started or report.expired or report.recovered or report.delivery.sent:
         log.info(

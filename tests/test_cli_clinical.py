@@ -71,6 +71,8 @@ def test_score_text_output() -> None:
         (["score", "phq9", "1,2,3,4,0,0,0,0,0"], "error: phq9.q4: '4' is not a valid answer (0, 1, 2, 3)"),
         (["score", "phq9", "1,x,0,0,0,0,0,0,0"], "error: phq9.q2: 'x' is not a valid answer (0, 1, 2, 3)"),
         (["score", "phq9", "back,0,0,0,0,0,0,0,0"], "error: phq9.q1: 'back' is not a valid answer"),
+        (["score", "phq9", "a,1,1,1,1,1,1,1,1"], "error: phq9.q1: 'a' is not a valid answer"),
+        (["score", "phq9", "several days,1,1,1,1,1,1,1,1"], "error: phq9.q1: 'several days' is not a valid answer"),
         (["score", "bdi", "1"], "error: unknown instrument 'bdi'; known: gad7, madrs_s, phq2, phq9, qids_sr16, side_effects"),
         (["score", "qids_sr16", "1"], "error: qids_sr16.toml: wording: qids_sr16 is a licensed instrument"),
         (["--config", "/nonexistent/checkin.toml", "instruments", "list"], "error: /nonexistent/checkin.toml: does not exist"),

@@ -113,8 +113,10 @@ def test_patients_clinicians_and_check_ins_from_the_command_line(clinic_url: str
         "--language", "es", "--channel", "console", "--clinician", str(clinician["id"]), "--json",
     ))  # fmt: skip
     assert patient["id"] and patient["status"] == "active" and patient["language"] == "es"
-    asked = ok_json(checkin(clinic_url, "ask", str(patient["id"]), "phq9", "--json"))
-    assert asked["instruments"] == ["phq9"] and asked["status"] == "pending"
+    refused = checkin(clinic_url, "ask", str(patient["id"]), "phq9")
+    assert refused.returncode == 2 and "phq9: has no 'es' wording" in refused.stderr
+    asked = ok_json(checkin(clinic_url, "ask", str(patient["id"]), "side_effects", "--json"))
+    assert asked["instruments"] == ["side_effects"] and asked["status"] == "pending"
     shown = ok_json(checkin(clinic_url, "patient", "show", str(patient["id"]), "--json"))
     assert [c["status"] for c in shown["checkins"]] == ["pending"]
     assert shown["scores"] == [] and shown["alerts"] == []
@@ -171,7 +173,7 @@ def test_run_sends_a_queued_check_in_within_a_tick_and_stops_on_sigterm(
     patient = ok_json(
         checkin(clinic_url, "patient", "add", "--name", "P", "--channel", "console", "--json")
     )
-    assert checkin(clinic_url, "ask", str(patient["id"]), "phq2").returncode == 0
+    assert checkin(clinic_url, "ask", str(patient["id"]), "phq2", "--now").returncode == 0
     service = Running(clinic_url, "--config", str(config), "run")
     try:
         service.wait_for("Lakeside check-in: PHQ-2")
@@ -214,7 +216,7 @@ def test_sigkill_mid_check_in_resumes_at_the_same_item(clinic_url: str) -> None:
         checkin(clinic_url, "patient", "add", "--name", "P", "--channel", "console", "--json")
     )
     pid = str(patient["id"])
-    assert checkin(clinic_url, "ask", pid, "phq9").returncode == 0
+    assert checkin(clinic_url, "ask", pid, "phq9", "--now").returncode == 0
     first = Running(clinic_url, "chat", pid)
     try:
         first.wait_for("1/9")

@@ -136,6 +136,20 @@ def test_back_re_asks_and_replaces_the_answer() -> None:
     ]
 
 
+def test_back_twice_then_forward_reaches_every_item() -> None:
+    """BACK, BACK, a new answer to item 1, then BACK from item 3 returns to item 2 (not 1)."""
+    chat = Chat("phq9")
+    chat.start()
+    verify(chat, [
+        ("1", ["2/10"]), ("1", ["3/10"]),
+        ("back", ["2/10"]), ("back", ["1/10"]),
+        ("2", ["3/10"]),
+        ("back", ["2/10 (last 2 weeks): Feeling down"]),
+        ("3", ["3/10"]),
+    ])  # fmt: skip
+    assert chat.conv is not None and dict(chat.conv.answers) == {"phq9.q1": 2, "phq9.q2": 3}
+
+
 def test_back_on_the_first_item_stays_there() -> None:
     """BACK before any answer re-asks the first item."""
     chat = Chat("phq9")
@@ -149,7 +163,7 @@ def test_invalid_replies_are_re_asked_then_help() -> None:
     chat.start()
     verify(chat, [
         ("7", ['"7" isn\'t one of the choices.', "1/9", "Reply 0-3, SKIP, or HELP."]),
-        ("n", ['"n" could mean 0 (Not at all) or 3 (Nearly every day).', "1/9"]),
+        ("0-1", ['"0-1" could mean 0 (Not at all) or 1 (Several days).', "1/9"]),
         ("I don't know", ["Let's try again.", "BACK: previous question", "Sorry, I didn't understand that.", "1/9"]),
         ("maybe", ["Sorry, I didn't understand that.", "1/9"]),
     ])  # fmt: skip
@@ -197,12 +211,24 @@ def test_stop_and_start() -> None:
     verify(chat, [
         ("2", ["2/10"]),
         ("STOP", ["You will get no more check-ins from Lakeside. Reply START to resume."]),
-        ("hello?", ["You have stopped check-ins from Lakeside. Reply START to resume them."]),
         ("START", ["Welcome back"]),
         ("hello?", ["There is no check-in open right now."]),
     ])  # fmt: skip
     assert chat.conv is not None and chat.conv.status == "cancelled"
     assert dict(chat.conv.answers) == {"phq9.q1": 2}
+    partial = [e for e in chat.events if isinstance(e, ev.ScoreRecorded)]
+    assert [(p.partial, p.result.instrument) for p in partial] == [(True, "phq9")]
+
+
+def test_after_stop_only_start_and_help_get_a_reply() -> None:
+    """An opted-out patient gets one confirmation, then silence except for START and HELP."""
+    chat = Chat("phq2")
+    chat.start()
+    assert "no more check-ins" in chat.say("STOP")
+    assert chat.say("hello?") == ""
+    assert chat.say("STOP") == ""
+    assert "STOP: no more check-ins" in chat.say("HELP")
+    assert "Welcome back" in chat.say("START")
 
 
 def test_help_explains_and_re_asks() -> None:

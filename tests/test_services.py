@@ -7,6 +7,7 @@ import asyncio
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, select
@@ -242,3 +243,83 @@ async def test_two_workers_keep_one_patients_order(pg_db: Database) -> None:
     )
     asks = [r.body.split(" ")[0] for r in replies if r.payload["intent"] == "Ask"]
     assert asks == [f"{n}/10" for n in range(2, 11)]
+
+
+async def test_quiet_hours_hold_scheduled_check_ins_but_never_replies(db: Database) -> None:
+    """At 22:00 local a due check-in waits until 08:00; --now sends it; replies are immediate."""
+    w = wire(db, SimClock(datetime(2026, 5, 4, 2, 0, tzinfo=UTC)))  # 22:00 in New York
+    async with db.transaction() as session:
+        patient = Patient(
+            display_name="Pat",
+            timezone="America/New_York",
+            channel="console",
+            address="ny",
+            status="active",
+        )
+        await Repository(session).add(patient)
+    assert patient.id is not None
+    await w.services.ask(patient.id, ["phq2"])
+    assert await w.services.start_due() == 0
+    w.clock.now = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)  # 08:00 in New York
+    assert await w.services.start_due() == 1
+    w.clock.now = datetime(2026, 5, 5, 3, 0, tzinfo=UTC)  # 23:00: the patient answers late
+    await w.services.handle_inbound(said("ny", "1", 0, w.clock.now))
+    replies = await rows(db, OutboundMessage, col(OutboundMessage.idempotency_key).startswith("in"))
+    assert [r.payload["intent"] for r in replies] == ["Ask"]
+    urgent = await w.services.ask(patient.id, ["gad7"], ignore_quiet_hours=True)
+    await w.services.handle_inbound(said("ny", "1", 1, w.clock.now))  # finishes the PHQ-2
+    assert await w.services.start_due() == 1
+    (started,) = await rows(db, Checkin, Checkin.id == urgent.id)
+    assert started.status == "sent"
+
+
+async def test_one_failing_message_holds_up_no_one_else(db: Database, tmp_path: object) -> None:
+    """A message that cannot be processed is left for later; other patients' work goes on."""
+    from bot.instruments import load_catalog as catalog_from
+    from tests.domain.conftest import fixture_wording
+
+    licensed = Path(str(tmp_path)) / "licensed"
+    licensed.mkdir()
+    (licensed / "qids_sr16.wording.toml").write_text(fixture_wording("qids_sr16"))
+    full = catalog_from([licensed])
+    clock = SimClock()
+    with_wording = Services(db, full, Renderer(full, CLINIC), CLINIC, clock)
+    a, b = await add_patient(db, "a"), await add_patient(db, "b")
+    await with_wording.ask(a, ["qids_sr16"])
+    await with_wording.start_due()
+    w = wire(db, clock)  # the wording directory is gone: qids_sr16 is unavailable now
+    await w.services.receive(said("a", "1", 0))
+    await w.services.ask(b, ["phq2"])
+    assert await w.services.process_pending() == 1  # tried, failed, logged, left
+    assert await w.services.start_due() == 1  # patient b is not held up
+    (left,) = await rows(db, InboundMessage, InboundMessage.sender == "a")
+    assert left.processed_at is None
+
+
+async def test_control_characters_are_stripped_before_storing(db: Database, wired: Wired) -> None:
+    """A NUL byte (which PostgreSQL refuses) cannot make an answer impossible to record."""
+    patient_id = await add_patient(db)
+    await started(wired, patient_id, ["phq2"])
+    assert await wired.services.handle_inbound(said("pat-1", "2\x00\x07", 0))
+    (answer,) = await rows(db, Answer)
+    assert (answer.value_int, answer.raw_text) == (2, "2")
+
+
+async def test_the_same_instrument_twice_is_refused(db: Database, wired: Wired) -> None:
+    """Asking for PHQ-2 twice in one check-in is an operator error, caught up front."""
+    from bot.domain.errors import ConfigError
+
+    patient_id = await add_patient(db)
+    with pytest.raises(ConfigError, match="listed twice"):
+        await wired.services.ask(patient_id, ["phq2", "phq2"])
+
+
+async def test_a_given_key_plans_a_check_in_once(db: Database, wired: Wired) -> None:
+    """Asking twice with one idempotency key plans one check-in; two asks without keys, two."""
+    patient_id = await add_patient(db)
+    await wired.services.ask(patient_id, ["phq2"], key="weekly:2026-05-04")
+    with pytest.raises(ValueError, match="already exists"):
+        await wired.services.ask(patient_id, ["phq2"], key="weekly:2026-05-04")
+    await wired.services.ask(patient_id, ["phq2"])
+    await wired.services.ask(patient_id, ["phq2"])
+    assert len(await rows(db, Checkin)) == 3

@@ -58,7 +58,11 @@ def test_enrol_and_complete_a_phq9_through_checkin_run(
     port = free_port()
     config = configure(tmp_path, url, fake.token, mode, port)
     assert checkin(db, "db", "upgrade").returncode == 0
-    patient = ok_json(checkin(db, "patient", "add", "--name", "P-1", "--channel", "telegram", "--json", config=config))
+    patient = ok_json(
+        checkin(
+            db, "patient", "add", "--name", "P-1", "--channel", "telegram", "--json", config=config
+        )
+    )
     assert patient["status"] == "invited"
     assert patient["enroll_link"] == f"https://t.me/checkin_test_bot?start={patient['enroll_code']}"
 
@@ -67,19 +71,27 @@ def test_enrol_and_complete_a_phq9_through_checkin_run(
             fake.queue_update(update)
             return
         response = httpx.post(
-            f"http://127.0.0.1:{port}/telegram", json=update, headers={SECRET_TOKEN_HEADER: SECRET}, timeout=10
+            f"http://127.0.0.1:{port}/telegram",
+            json=update,
+            headers={SECRET_TOKEN_HEADER: SECRET},
+            timeout=10,
         )
         assert response.status_code == 200
 
     service = Running(db, "--config", str(config), "run")
     try:
         if mode == "webhook":
-            wait_until("the webhook to be set", lambda: fake.webhook_url == "https://checkin.example/telegram")
+            wait_until(
+                "the webhook to be set",
+                lambda: fake.webhook_url == "https://checkin.example/telegram",
+            )
             assert fake.webhook_secret == SECRET
             _healthy(port)
         send(fake.text_update(CHAT, f"/start {patient['enroll_code']}"))
         wait_until("the welcome", lambda: any("Welcome" in t for t in fake.sent_texts(CHAT)))
-        assert checkin(db, "ask", str(patient["id"]), "phq9", config=config).returncode == 0
+        assert (
+            checkin(db, "ask", str(patient["id"]), "phq9", "--now", config=config).returncode == 0
+        )
         for n in range(1, 10):
             wait_until(f"question {n}", lambda n=n: _question(fake, f"{n}/") is not None)
             question = _question(fake, f"{n}/")
@@ -90,14 +102,18 @@ def test_enrol_and_complete_a_phq9_through_checkin_run(
                 send(fake.text_update(CHAT, "0"))
         wait_until("the difficulty question", lambda: _question(fake, "10/10") is not None)
         send(fake.text_update(CHAT, "not difficult"))
-        wait_until("the thanks", lambda: any("check-in is complete" in t for t in fake.sent_texts(CHAT)))
+        wait_until(
+            "the thanks", lambda: any("check-in is complete" in t for t in fake.sent_texts(CHAT))
+        )
         service.process.send_signal(signal.SIGTERM)
         assert service.process.wait(timeout=20) == 0
     finally:
         service.stop()
     shown = ok_json(checkin(db, "patient", "show", str(patient["id"]), "--json"))
     assert shown["status"] == "active"
-    assert [(s["instrument"], s["total"], s["band"]) for s in shown["scores"]] == [("phq9", 5, "mild")]
+    assert [(s["instrument"], s["total"], s["band"]) for s in shown["scores"]] == [
+        ("phq9", 5, "mild")
+    ]
     edited = [m["text"] for m in fake.messages(CHAT) if "✓" in m["text"]]
     assert len(edited) == 10  # every question now shows the answer chosen
 
@@ -119,7 +135,9 @@ def _healthy(port: int) -> None:
     wait_until("healthz", ok)
 
 
-def test_webhook_refuses_a_forged_update_while_running(tmp_path: Path, stand_in: tuple[TelegramStandIn, str]) -> None:
+def test_webhook_refuses_a_forged_update_while_running(
+    tmp_path: Path, stand_in: tuple[TelegramStandIn, str]
+) -> None:
     """Against the running service, a missing or wrong secret gets 403 and nothing is stored."""
     fake, url = stand_in
     db = f"sqlite:///{tmp_path / 'clinic.db'}"
@@ -131,7 +149,9 @@ def test_webhook_refuses_a_forged_update_while_running(tmp_path: Path, stand_in:
         _healthy(port)
         update = fake.text_update(CHAT, "hello")
         for headers in ({}, {SECRET_TOKEN_HEADER: "nope"}):
-            response = httpx.post(f"http://127.0.0.1:{port}/telegram", json=update, headers=headers, timeout=10)
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/telegram", json=update, headers=headers, timeout=10
+            )
             assert response.status_code == 403
     finally:
         service.process.send_signal(signal.SIGTERM)

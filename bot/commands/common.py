@@ -62,6 +62,10 @@ def with_app(ctx: typer.Context, work: Callable[[App], Awaitable[T]]) -> T:
         return asyncio.run(run())
     except (OperationalError, ProgrammingError, OSError) as exc:
         fail(database_problem(exc, settings.database_url))
+    except ValueError as exc:  # an unsupported database URL
+        if "database url" in str(exc):
+            fail(f"{settings.source}: database.url: {exc}")
+        raise
 
 
 def database_problem(exc: BaseException, url: str) -> str:

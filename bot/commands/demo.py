@@ -92,7 +92,9 @@ async def _interactive(settings: Settings) -> None:
         patient_id = await _setup(app)
         typer.echo("Demo Clinic: you are the patient. Answer each question by typing a number or")
         typer.echo("the words; try BACK, SKIP, LATER, HELP or STOP too. Ctrl-D ends the demo.\n")
-        checkin = await app.services.ask(patient_id, ["phq9", "side_effects"])
+        checkin = await app.services.ask(
+            patient_id, ["phq9", "side_effects"], ignore_quiet_hours=True
+        )
         await tick(app)
         while await _is_open(app, checkin.id):
             line = await asyncio.to_thread(_prompt)
@@ -180,7 +182,7 @@ def _spread(total: int, item9: int) -> list[str]:
 async def _play(
     app: App, patient_id: int, instruments: list[str], answers: list[str], clock: SimClock
 ) -> int:
-    checkin = await app.services.ask(patient_id, instruments)
+    checkin = await app.services.ask(patient_id, instruments, ignore_quiet_hours=True)
     await tick(app)
     replies = answers + (["no"] * 8 + ["skip"] if "side_effects" in instruments else [])
     for reply in replies:

@@ -7,13 +7,14 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram.error import TelegramError
 
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
-from bot.commands.common import JsonFlag, emit_json, fail, state, with_app
+from bot.commands.common import JsonFlag, database_problem, emit_json, fail, state, with_app
 from bot.domain.errors import CheckinError
 from bot.enrollment import enrollment_link, issue_code
 from bot.rendering import LANGUAGES
@@ -36,8 +37,14 @@ def register(app: typer.Typer) -> None:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context) -> None:
     """Create the schema, or bring it up to date; safe to run again."""
-    url = state(ctx).settings().database_url
-    migrate.upgrade(url)
+    settings = state(ctx).settings()
+    url = settings.database_url
+    try:
+        migrate.upgrade(url)
+    except ValueError as exc:
+        fail(f"{settings.source}: database.url: {exc}")
+    except (OperationalError, OSError) as exc:
+        fail(database_problem(exc, url))
     typer.echo(f"database at revision {migrate.head_revision()}: {_safe_url(url)}")
 
 
@@ -330,17 +337,29 @@ def ask(
     instruments: Annotated[
         list[str], typer.Argument(help="One or more instrument keys, asked in this order.")
     ],
+    now: Annotated[
+        bool, typer.Option("--now", help="Send even during the patient's quiet hours.")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Queue a check-in for now; the running service sends it within one tick."""
+    """Queue a check-in for now; the running service sends it within one tick (after the
+    patient's quiet hours end, unless --now)."""
 
-    async def work(app: App) -> Checkin:
+    async def work(app: App) -> tuple[Checkin, str]:
         try:
-            return await app.services.ask(patient_id, instruments)
+            checkin = await app.services.ask(patient_id, instruments, ignore_quiet_hours=now)
         except CheckinError as exc:
             fail(str(exc))
+        async with app.db.transaction() as session:
+            patient = await Repository(session).get_patient(patient_id)
+        return checkin, patient.status if patient else "unknown"
 
-    checkin = with_app(ctx, work)
+    checkin, status = with_app(ctx, work)
+    if status != "active":
+        typer.echo(
+            f"note: patient {patient_id} is {status}; the check-in waits until they are active",
+            err=True,
+        )
     if as_json:
         emit_json(_checkin_json(checkin))
     else:

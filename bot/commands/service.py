@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy.engine import make_url
 from telegram.error import TelegramError
 
 from bot.bootstrap import App, build
@@ -44,6 +47,9 @@ def run(ctx: typer.Context) -> None:
 
 
 async def _serve(settings: Settings) -> None:
+    _check_port(settings.server.host, settings.server.port)
+    if _missing_sqlite_file(settings.database_url):
+        fail("the database file does not exist: run `checkin db upgrade` first")
     try:
         current = await migrate.current_revision_async(settings.database_url)
     except Exception as exc:  # unreachable server, bad URL, unreadable file
@@ -101,6 +107,26 @@ async def _start_telegram(app: App, stop: asyncio.Event) -> asyncio.Task[None] |
         problem = type(exc).__name__
         fail(f"telegram: cannot start ({problem}); check [telegram] token and api_base_url")
     return asyncio.create_task(poll(app, channel, stop))
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before anything starts if the address is taken (uvicorn would exit mid-start)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port} ({exc.strerror}); set [server] port")
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    database = parsed.database or ""
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not Path(database).exists()
+    )
 
 
 class _Server(uvicorn.Server):

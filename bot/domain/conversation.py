@@ -6,10 +6,11 @@ shell loads the :class:`Conversation` from the database, calls one of :func:`beg
 state, events and outgoing intents in one transaction. Nothing here reads a clock, a
 database or a network.
 
-Replies: an answer moves on; BACK re-asks the previous item (its answer stands until
-replaced); SKIP moves on only where the item allows it (never on a safety item); PAUSE /
-LATER suspends, and the next message or reminder resumes at the same item; STOP cancels
-the check-in (answers kept) and opts the patient out; START opts back in; HELP explains.
+Replies: an answer moves on; BACK re-asks the item before the current one (its answer
+stands until replaced; BACK again goes further back); SKIP moves on only where the item
+allows it (never on a safety item); PAUSE / LATER suspends, and the next message or
+reminder resumes at the same item; STOP cancels the check-in (answers kept and scored as
+partial) and opts the patient out; START opts back in; HELP explains.
 Anything else is re-asked with the reason; the third such reply in a row also gets HELP.
 A safety answer that raises a flag sends crisis resources before the next question.
 """
@@ -127,29 +128,37 @@ def expire(conv: Conversation, setting: Setting, now: datetime) -> Transition:
     if not conv.is_open:
         return Transition(conv)
     closed = replace(conv, status="expired", current=None)
+    scores = _partial_scores(conv, setting, now)
+    return Transition(closed, (), (*scores, ev.CheckinExpired(now, partial=bool(conv.answers))))
+
+
+def _partial_scores(conv: Conversation, setting: Setting, now: datetime) -> tuple[ev.Event, ...]:
+    """Scores of what was answered before a check-in closed early (marked partial)."""
     answered = [k for k in conv.instruments if _answers_for(conv, k)]
-    scores = tuple(
+    return tuple(
         ev.ScoreRecorded(_score(conv, setting.instruments[k]), partial=True, at=now)
         for k in answered
     )
-    return Transition(closed, (), (*scores, ev.CheckinExpired(now, partial=bool(conv.answers))))
 
 
 def outside(
     text: str, language: str, opted_out: bool, now: datetime
 ) -> tuple[tuple[ev.Intent, ...], tuple[ev.Event, ...]]:
-    """A message when no check-in is open: STOP, START and HELP still work."""
+    """A message when no check-in is open: STOP, START and HELP still work. After opting
+    out a patient hears nothing more unless they send START or HELP."""
     command = parse_command(text, language)
     name = command.name if command else None
-    if name == "stop":
-        return (ev.OptOutConfirmed(),), (() if opted_out else (ev.OptedOut(now),))
     if name == "start":
         return (ev.OptInConfirmed(already=not opted_out),), (
             (ev.OptedIn(now),) if opted_out else ()
         )
     if name == "help":
         return (ev.Help(in_checkin=False),), ()
-    return (ev.NothingOpen(opted_out=opted_out),), ()
+    if opted_out:
+        return (), ()  # one confirmation when they opted out; silence after, but START / HELP
+    if name == "stop":
+        return (ev.OptOutConfirmed(),), (ev.OptedOut(now),)
+    return (ev.NothingOpen(),), ()
 
 
 # ---- replies ---------------------------------------------------------------------------
@@ -170,9 +179,9 @@ def _command(
             return Transition(paused, (ev.Paused(),), (ev.CheckinPaused(now),))
         case "stop":
             cancelled = replace(conv, status="cancelled", current=None)
-            return Transition(
-                cancelled, (ev.OptOutConfirmed(),), (ev.CheckinCancelled(now), ev.OptedOut(now))
-            )
+            scores = _partial_scores(conv, setting, now)
+            events_out = (*scores, ev.CheckinCancelled(now), ev.OptedOut(now))
+            return Transition(cancelled, (ev.OptOutConfirmed(),), events_out)
         case "start":
             intents = (ev.OptInConfirmed(already=True), _ask(asking, setting))
             return Transition(asking, intents, resumed)
@@ -191,9 +200,15 @@ def _invalid(conv: Conversation, problem: Invalid, setting: Setting) -> Transiti
 
 
 def _back(conv: Conversation, setting: Setting, events: tuple[ev.Event, ...]) -> Transition:
-    if not conv.history:
+    """Re-ask the item before the current one in item order (that applies), whatever path
+    the patient took to get here; on the first item, re-ask it."""
+    sequence = _sequence(conv, setting)
+    keys = [i.key for i in sequence]
+    here = keys.index(conv.current) if conv.current in keys else 0
+    previous = next((i for i in reversed(sequence[:here]) if i.applies(conv.answers)), None)
+    if previous is None:
         return Transition(conv, (_ask(conv, setting),), events)
-    back = replace(conv, current=conv.history[-1], history=conv.history[:-1])
+    back = replace(conv, current=previous.key)
     return Transition(back, (_ask(back, setting),), events)
 
 

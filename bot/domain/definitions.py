@@ -296,11 +296,15 @@ def _scoring(r: _Reader, raw: Mapping[str, Any], items: tuple[Item, ...]) -> Sco
         for member in members:
             if member not in keys:
                 raise r.fail(f"{where}.items", f"unknown item {member!r}")
+        tolerated = r.get(d, "max_missing", where, int, None)
+        if tolerated is not None and not 0 <= tolerated < len(members):
+            raise r.fail(f"{where}.max_missing", f"must be 0 to {len(members) - 1}")
         domains.append(
             Domain(
                 r.get(d, "key", where, str),
                 members,
                 _choice(r, d, "method", where, ("max", "sum"), "max"),
+                tolerated,
             )
         )
     if method == "domains" and not domains:

@@ -92,6 +92,11 @@ class Enrolled:
 
 
 @dataclass(frozen=True)
+class Invitation:
+    """SMS: asks the patient to reply YES before anything else is sent."""
+
+
+@dataclass(frozen=True)
 class EnrollRefused:
     """A wrong, used or expired code: a plain refusal that says nothing about anyone."""
 
@@ -113,6 +118,7 @@ Intent = (
     | OptInConfirmed
     | NothingOpen
     | Enrolled
+    | Invitation
     | EnrollRefused
     | Stranger
 )

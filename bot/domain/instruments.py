@@ -142,6 +142,7 @@ class Domain:
     key: str
     items: tuple[str, ...]
     method: DomainMethod = "max"
+    max_missing: int | None = None  # unanswered items tolerated; None: all but one
 
 
 @dataclass(frozen=True)

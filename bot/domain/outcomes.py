@@ -86,12 +86,13 @@ def improved_by(baseline: int, total: int, pct: int) -> bool:
 
 
 def baseline_of(observations: Sequence[Observation]) -> Observation | None:
-    """The last score before the first session; without one, the first score."""
+    """The last score before the first treatment session; without sessions, the first score."""
     ordered = sorted(observations, key=lambda o: o.at)
-    before = [o for o in ordered if not o.session]
-    if before:
-        return before[-1]
-    return ordered[0] if ordered else None
+    first_session = next((o.at for o in ordered if o.session), None)
+    if first_session is None:
+        return ordered[0] if ordered else None
+    before = [o for o in ordered if not o.session and o.at < first_session]
+    return before[-1] if before else ordered[0]
 
 
 def assess(
@@ -124,7 +125,7 @@ def assess(
         worsening_from_best=rc is not None and latest - prior_best >= rc,
         early_improvement=_early_improvement(ordered, baseline, rules),
         non_response=_non_response(ordered, baseline, rules),
-        relapse=_relapse(ordered, rules),
+        relapse=_relapse(ordered[1:], rules),  # remission counts only after the first score
     )
 
 

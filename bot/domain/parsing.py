@@ -1,11 +1,13 @@
 """Reading a patient's reply to one item. Pure, total: any string in, a value out.
 
 Accepted for a choice item: digits ("2"), keycap emoji ("2️⃣"), number words ("two",
-"dos"), option labels and their unambiguous prefixes ("more than half", "nearly"), an
-option's listed synonyms ("none", "never"), a digit with its label ("2 - More than half the
-days"), all with stray whitespace and punctuation ignored. Commands (BACK, SKIP, PAUSE /
-LATER, STOP, START, HELP and their carrier synonyms) win over answers. Anything else is
-an :class:`Invalid` carrying a reason code; templates turn the code into words.
+"dos"), option labels and their unambiguous prefixes of three letters or more ("more
+than half", "nearly"), an option's listed synonyms ("none", "never", "y"), a digit with its
+label ("2 - More than half the days"), all with stray whitespace and punctuation ignored.
+A range or choice of numbers ("0-1", "1 or 2") is never narrowed to one: it is ambiguous.
+Commands (BACK, SKIP, PAUSE / LATER, STOP, START, HELP and their carrier synonyms) win
+over answers. Anything else is an :class:`Invalid` carrying a reason code; templates turn
+the code into words.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ InvalidReason = Literal[
 ]
 
 MAX_REPLY_CHARS = 200
+MIN_PREFIX = (
+    3  # a label's start must be this long to count ("sev", "nea"); exact words always count
+)
 
 # English keywords work in every language: carriers and patients use them everywhere.
 _COMMANDS: dict[str, dict[str, CommandName]] = {
@@ -130,7 +135,7 @@ def _choice(item: Item, cleaned: str, language: str) -> Parsed:
         return _by_value(item, number, cleaned)
     with_label = _DIGIT_LABEL.match(cleaned)
     if with_label:
-        return _digit_and_label(item, int(with_label.group(1)), with_label.group(2), language)
+        return _digit_and_label(item, cleaned, with_label.group(1), with_label.group(2), language)
     return _by_words(item, cleaned, language)
 
 
@@ -147,7 +152,16 @@ def _number_word(cleaned: str, language: str) -> int | None:
     return None
 
 
-def _digit_and_label(item: Item, value: int, label: str, language: str) -> Parsed:
+def _digit_and_label(item: Item, cleaned: str, digits: str, label: str, language: str) -> Parsed:
+    value = int(digits)
+    words = [_number_word(w, language) for w in label.split()]
+    if re.search(r"\d", label) or any(n is not None for n in words):
+        # "0-1", "1 or 2", "0 - one": a range or a choice is never narrowed to one number.
+        numbers = [int(n) for n in re.findall(r"\d+", cleaned)] + [
+            n for n in words if n is not None
+        ]
+        candidates = tuple(sorted({n for n in numbers if item.option(n) is not None}))
+        return Invalid("ambiguous", cleaned, candidates or item.values)
     by_words = _by_words(item, label, language)
     if isinstance(by_words, Answer) and isinstance(by_words.value, int) and by_words.value != value:
         return Invalid("ambiguous", f"{value} and {label}", (value, by_words.value))
@@ -169,6 +183,8 @@ def _by_words(item: Item, cleaned: str, language: str) -> Parsed:
         return Answer(exact[0])
     if len(exact) > 1:
         return Invalid("ambiguous", cleaned, tuple(exact))
+    if len(cleaned) < MIN_PREFIX:
+        return Invalid("unrecognised", cleaned, item.values)  # "a", "s": too little to be sure
     prefixed = sorted(
         v for v, words in phrases.items() if any(w.startswith(cleaned) for w in words)
     )
@@ -176,8 +192,10 @@ def _by_words(item: Item, cleaned: str, language: str) -> Parsed:
         return Answer(prefixed[0])
     if len(prefixed) > 1:
         return Invalid("ambiguous", cleaned, tuple(prefixed))
-    if len(re.findall(r"\d+", cleaned)) > 1:
-        return Invalid("ambiguous", cleaned, item.values)
+    numbers = {int(n) for n in re.findall(r"\d+", cleaned)}
+    if len(numbers) > 1:
+        valid = tuple(sorted(n for n in numbers if item.option(n) is not None))
+        return Invalid("ambiguous", cleaned, valid or item.values)
     return Invalid("unrecognised", cleaned, item.values)
 
 

@@ -7,9 +7,10 @@ Rules (see ../shared/reference/instruments.md and each definition file):
   result is rounded half up to a whole number (PHQ-9: NHS Data Dictionary, "one or two
   values missing ... substituted with the average score of the non-missing items"; MNCM
   treats decimal PHQ-9 totals as invalid). More missing: no total.
-* ``domains``: each domain is the highest (or the sum) of its answered items; a domain
-  with no answer leaves the total invalid (QIDS-SR16: Rush 2003; a missing item inside a
-  max-domain is tolerated because the form itself asks for only one of items 6/7, 8/9).
+* ``domains``: each domain is the highest (or the sum) of its answered items. A domain
+  may miss at most ``max_missing`` items (QIDS-SR16: one in sleep and psychomotor; two in
+  appetite/weight, whose form asks for only one of items 6/7 and one of 8/9); more leaves
+  the total invalid, fewer raises ``domain_item_missing`` (instruments.md section 6).
 * ``none``: a checklist; it raises flags but has no total.
 * Items listed in ``never_impute`` (PHQ-9 item 9, QIDS-SR16 item 12) are never replaced by
   an average: if one is missing the total is invalid and ``safety_item_missing`` is raised.
@@ -24,6 +25,7 @@ from bot.domain.errors import AnswerError
 from bot.domain.instruments import AnswerValue, BloodPressure, Domain, Instrument, Item
 
 SAFETY_ITEM_MISSING = "safety_item_missing"
+DOMAIN_ITEM_MISSING = "domain_item_missing"  # a max-domain scored from fewer items than it has
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,15 @@ def _by_domains(
     instrument: Instrument, answers: Mapping[str, AnswerValue], base: ScoreResult
 ) -> ScoreResult:
     domains = {d.key: _domain_score(instrument, d, answers) for d in instrument.scoring.domains}
-    empty = [k for k, v in domains.items() if v is None]
-    if empty:
-        reason = f"no answer for domain(s) {', '.join(empty)}"
+    short = [
+        d.key for d in instrument.scoring.domains if _domain_shortfall(d, answers) > _tolerated(d)
+    ]
+    if short:
+        reason = f"too many unanswered items in domain(s) {', '.join(short)}"
         return replace(base, domains=domains, reason=reason)
+    incomplete = any(_domain_shortfall(d, answers) for d in instrument.scoring.domains)
+    if incomplete:
+        base = replace(base, flags=(*base.flags, DOMAIN_ITEM_MISSING))
     total = sum(v for v in domains.values() if v is not None)
     band = instrument.band_for(total)
     return replace(
@@ -153,6 +160,14 @@ def _by_domains(
         raw_total=total,
         domains=domains,
     )
+
+
+def _domain_shortfall(domain: Domain, answers: Mapping[str, AnswerValue]) -> int:
+    return sum(1 for key in domain.items if key not in answers)
+
+
+def _tolerated(domain: Domain) -> int:
+    return len(domain.items) - 1 if domain.max_missing is None else domain.max_missing
 
 
 def _domain_score(

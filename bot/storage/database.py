@@ -50,7 +50,9 @@ class Database:
 
     def __init__(self, url: str | URL, *, foreign_keys: bool = True, echo: bool = False) -> None:
         self.url = async_url(url)
-        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo)
+        # hide_parameters: a failed statement's message would otherwise carry its values
+        # (answers, names, numbers) into logs and tracebacks.
+        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, hide_parameters=True)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine, foreign_keys=foreign_keys)
         self._sessions = async_sessionmaker(

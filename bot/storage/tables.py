@@ -141,6 +141,8 @@ class Checkin(SQLModel, table=True):
     expires_at: datetime
     reminders_sent: int = 0
     partial: bool = False
+    # Sent even in the patient's quiet hours (an operator's explicit `checkin ask --now`).
+    ignore_quiet_hours: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
     state: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     version: int = Field(default=1, sa_column=_CHECKIN_VERSION)
     created_at: datetime = Field(default_factory=utcnow)

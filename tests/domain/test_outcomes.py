@@ -143,6 +143,23 @@ def test_phq9_relapse_after_remission(
     assert assess(series(*points), phq9).relapse is relapse
 
 
+def test_without_sessions_the_first_score_is_the_baseline(phq9: OutcomeRules) -> None:
+    """Weekly scores with no treatment sessions compare with the first, not the latest."""
+    result = assess(series((20, None), (14, None), (9, None)), phq9)
+    assert (result.baseline, result.change, result.response) == (20, -11, True)
+
+
+def test_a_score_after_the_series_is_not_the_baseline(phq9: OutcomeRules) -> None:
+    """An unnumbered score taken after the series does not replace the pre-series baseline."""
+    result = assess(series((20, 0), (16, 1), (12, None)), phq9)
+    assert result.baseline == 20
+
+
+def test_no_relapse_without_a_remission_after_baseline(phq9: OutcomeRules) -> None:
+    """A baseline already in the remission range is not 'remission' to relapse from."""
+    assert not assess(series((4, 0), (10, 1), (11, 2)), phq9).relapse
+
+
 def test_percent_change(phq9: OutcomeRules) -> None:
     """Change and percent improvement are reported against the baseline."""
     result = assess(series((24, 0), (18, 1)), phq9)

@@ -37,9 +37,15 @@ def test_accepted_answers(frequency: Item, text: str, value: int) -> None:
 INVALID = [
     ("", "empty"), ("   ", "empty"), ("4", "out_of_range"), ("-1", "out_of_range"),
     ("10", "out_of_range"), ("🔟", "out_of_range"), ("1.5", "not_whole"), ("2,5", "not_whole"),
-    ("n", "ambiguous"), ("1 - nearly every day", "ambiguous"), ("2 3", "ambiguous"),
+    ("nee", "unrecognised"), ("1 - nearly every day", "ambiguous"), ("2 3", "ambiguous"),
     ("hello", "unrecognised"), ("I feel awful", "unrecognised"), ("!!!", "unrecognised"),
     ("x" * 500, "unrecognised"),
+    # A range or a choice is never narrowed to its first number (item 9 "0-1" is not 0).
+    ("0-1", "ambiguous"), ("0 - 1", "ambiguous"), ("0–1", "ambiguous"), ("0:1", "ambiguous"),
+    ("0. 1", "ambiguous"), ("2-3", "ambiguous"), ("1 or 2", "ambiguous"), ("0 - one", "ambiguous"),
+    # One or two letters are too little to pick an option ("a" is not "always").
+    ("a", "unrecognised"), ("A.", "unrecognised"), ("e", "unrecognised"), ("s", "unrecognised"),
+    ("m", "unrecognised"), ("ne", "unrecognised"),
 ]  # fmt: skip
 
 
@@ -50,9 +56,20 @@ def test_invalid_replies_name_the_reason(frequency: Item, text: str, reason: str
     assert isinstance(parsed, Invalid) and parsed.reason == reason
 
 
-def test_ambiguous_prefix_lists_the_candidates(frequency: Item) -> None:
-    """'n' could be 'Not at all' or 'Nearly every day': both are offered back."""
-    assert parse_reply(frequency, "n") == Invalid("ambiguous", "n", (0, 3))
+def test_a_range_offers_its_own_numbers_back(frequency: Item) -> None:
+    """'0-1' is offered back as 0 or 1, so the patient picks one."""
+    assert parse_reply(frequency, "0-1") == Invalid("ambiguous", "0-1", (0, 1))
+    assert parse_reply(frequency, "1 or 2") == Invalid("ambiguous", "1 or 2", (1, 2))
+
+
+def test_three_letters_of_a_label_are_enough(catalog: Catalog) -> None:
+    """A three-letter start of one label is read as that option."""
+    item = catalog.get("side_effects").item("side_effects.nausea")
+    assert [parse_reply(item, t) for t in ("mod", "sev", "mil")] == [
+        Answer(2),
+        Answer(3),
+        Answer(1),
+    ]
 
 
 COMMANDS = [

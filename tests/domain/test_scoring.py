@@ -91,10 +91,21 @@ def test_qids_takes_the_highest_item_in_each_group(full_catalog: Catalog) -> Non
 
 
 def test_qids_answers_only_one_of_each_appetite_pair(full_catalog: Catalog) -> None:
-    """The form asks for item 6 or 7 and 8 or 9: leaving the other blank still scores."""
+    """The form asks for item 6 or 7 and 8 or 9: leaving the other blank still scores (flagged)."""
     answers = {f"qids_sr16.q{n}": 1 for n in range(1, 17) if n not in (7, 9)}
     result = score(full_catalog.get("qids_sr16"), answers)
     assert result.valid and result.total == 9
+    assert result.flags == ("suicidality", "domain_item_missing")  # item 12 = 1, and the gaps
+
+
+def test_qids_sleep_domain_tolerates_one_missing_item_only(full_catalog: Catalog) -> None:
+    """Sleep from three of its four items scores; from one of four, there is no total."""
+    qids = full_catalog.get("qids_sr16")
+    one_missing = {f"qids_sr16.q{n}": 1 for n in range(1, 17) if n != 2}
+    three_missing = {f"qids_sr16.q{n}": 1 for n in range(1, 17) if n not in (2, 3, 4)}
+    assert score(qids, one_missing).valid
+    result = score(qids, three_missing)
+    assert not result.valid and "sleep" in result.reason
 
 
 def test_qids_item_12_missing_is_never_imputed(full_catalog: Catalog) -> None:
