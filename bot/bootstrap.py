@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from bot.channels.console import ConsoleChannel
+from bot.channels.sms import SmsChannel
 from bot.channels.telegram import TelegramChannel
 from bot.config import Settings
 from bot.delivery import Deliverer, Pacer
@@ -40,6 +41,9 @@ class App:
         telegram = self.channels.get("telegram")
         if isinstance(telegram, TelegramChannel):
             await telegram.close()
+        sms = self.channels.get("sms")
+        if isinstance(sms, SmsChannel):
+            sms.close()
         await self.db.dispose()
 
 
@@ -65,6 +69,9 @@ def build(
     wired: dict[str, Channel] = {"console": ConsoleChannel(console)}
     if settings.telegram.enabled:
         wired["telegram"] = TelegramChannel(settings.telegram.token, settings.telegram.api_base_url)
+    if settings.sms.enabled:
+        callback = settings.server.public_url.rstrip("/") + "/sms/status"
+        wired["sms"] = SmsChannel(settings.sms, status_callback=callback)
     wired.update(channels or {})
     services = Services(
         db,

@@ -175,7 +175,7 @@ class Deliverer:
         async with self.db.transaction() as session:
             repo = Repository(session)
             if failure.recipient_gone and message.recipient_kind == "patient":
-                await _unreachable(repo, message, self.clock())
+                await mark_unreachable(repo, message, self.clock())
             if failure.permanent:
                 await repo.mark_dead(message.id, failure.reason)
                 log.warning("outbound %s dead: %s", message.id, failure.reason)
@@ -207,7 +207,7 @@ async def last_question(
     return None
 
 
-async def _unreachable(repo: Repository, message: OutboundMessage, now: datetime) -> None:
+async def mark_unreachable(repo: Repository, message: OutboundMessage, now: datetime) -> None:
     """The patient blocked the bot (or opted out at the carrier): visible to the operator."""
     patient = await repo.get_patient(message.recipient_id)
     if patient is None or patient.status in ("blocked", "opted_out", "discharged"):

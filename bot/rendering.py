@@ -51,6 +51,14 @@ def _environment(directory: Path, autoescape: bool) -> jinja2.Environment:
     )
 
 
+def _cheapest(template: jinja2.Template, context: dict[str, Any], first: bool) -> str:
+    """The fullest SMS rendering that fits one segment, else the one with fewest segments.
+    The first question of an instrument always keeps its option labels."""
+    variants = ("full", "short") if first else ("full", "short", "minimal")
+    renders = [gsm7.to_gsm7(template.render(context | {"variant": v}).strip()) for v in variants]
+    return next((r for r in renders if gsm7.segments(r) == 1), min(renders, key=gsm7.segments))
+
+
 def template_name(intent: object) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(intent).__name__).lower()
 
@@ -71,9 +79,11 @@ class Renderer:
         if name in OPTIONAL and path not in env.list_templates():
             return None
         context = self._context(intent, language) | {"clinic": self.clinic, "channel": channel}
-        text = env.get_template(path).render(context).strip()
+        template = env.get_template(path)
         if channel == "sms":
-            text = gsm7.to_gsm7(text)
+            text = _cheapest(template, context, first=getattr(intent, "position", 1) == 1)
+        else:
+            text = template.render(context | {"variant": "full"}).strip()
         buttons = self._buttons(intent, language) if channel == "telegram" else ()
         return Rendered(text, buttons, html=channel == "telegram")
 

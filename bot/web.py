@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
+from bot.sms_webhooks import inbound_handler, status_handler
 from bot.telegram_updates import handle_update
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ def create_app(app: App) -> Starlette:
     telegram = app.channels.get("telegram")
     if isinstance(telegram, TelegramChannel) and app.settings.telegram.mode == "webhook":
         routes.append(Route("/telegram", _telegram_webhook(app, telegram), methods=["POST"]))
+    if "sms" in app.channels:
+        routes.append(Route("/sms", inbound_handler(app), methods=["POST"]))
+        routes.append(Route("/sms/status", status_handler(app), methods=["POST"]))
     return Starlette(routes=routes)
 
 

@@ -153,3 +153,45 @@ def test_gsm7_segments() -> None:
     assert gsm7.segments("a" * 152 + "€" + "a" * 152) == 3  # € is not split across parts
     assert gsm7.segments("a" * 66 + "🙂" + "a" * 66) == 3  # nor is a surrogate pair
     assert gsm7.to_gsm7("últimas — “sí”") == 'ultimas - "si"'
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_each_sms_question_fits_one_segment_where_its_text_allows(
+    renderer: Renderer, catalog: Catalog, language: str
+) -> None:
+    """Any question whose own text leaves room is one SMS segment (labels shown once, first)."""
+    for instrument in catalog:
+        for item in instrument.items:
+            bare = gsm7.to_gsm7(f"2/9: {item.text.get(language)}\nReply 0-3")
+            rendered = renderer.render(ev.Ask(item.key, 2, 9), "sms", language)
+            assert rendered is not None
+            if gsm7.segments(bare) == 1:
+                assert gsm7.segments(rendered.text) == 1, (item.key, rendered.text)
+
+
+def phq9_sms_segments(renderer: Renderer, language: str) -> int:
+    """Segments of every message of one complete PHQ-9 by SMS (intro to thanks)."""
+    from datetime import UTC, datetime
+
+    from bot.domain.conversation import Conversation, Setting, begin, step
+
+    setting = Setting({i.key: i for i in renderer.catalog}, language)
+    now = datetime(2026, 5, 4, 12, tzinfo=UTC)
+    t = begin(Conversation(("phq9",)), setting, now)
+    intents = list(t.intents)
+    for reply in ["1"] * 9 + ["0"]:
+        t = step(t.state, reply, setting, now)
+        intents.extend(t.intents)
+    texts = [renderer.render(i, "sms", language) for i in intents]
+    return sum(gsm7.segments(r.text) for r in texts if r is not None)
+
+
+def test_segments_for_a_complete_phq9_are_counted() -> None:
+    """A complete PHQ-9 by SMS (with item 9 endorsed, so crisis resources too) stays in budget.
+
+    Measured on 2026-11-25: 17 segments in English and 17 in Spanish.
+    """
+    renderer = Renderer(load_catalog(), CLINIC)
+    counts = {language: phq9_sms_segments(renderer, language) for language in LANGUAGES}
+    assert counts["en"] <= 18, counts
+    assert counts["es"] <= 18, counts

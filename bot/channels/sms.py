@@ -94,8 +94,15 @@ def valid_signature(
     auth_token: str, url: str, form: Sequence[tuple[str, str]] | Mapping[str, str], signature: str
 ) -> bool:
     """Twilio's X-Twilio-Signature check over every form field (repeated keys included)."""
-    params: dict[str, list[str]] = {}
+    params = _MultiParams()
     items = form.items() if isinstance(form, Mapping) else form
     for key, value in items:
         params.setdefault(key, []).append(value)
     return bool(RequestValidator(auth_token).validate(url, params, signature))
+
+
+class _MultiParams(dict[str, list[str]]):
+    """Form fields with repeated keys, in the shape twilio's validator reads (``getlist``)."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self[key]

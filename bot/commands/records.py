@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram.error import TelegramError
 
 from bot.bootstrap import App
+from bot.channels.sms import InvalidNumber, e164
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import JsonFlag, database_problem, emit_json, fail, state, with_app
 from bot.domain.errors import CheckinError
@@ -70,11 +71,15 @@ def patient_add(
     address: Annotated[
         str | None, typer.Option(help="Console channel only: the name the patient types as.")
     ] = None,
+    phone: Annotated[
+        str | None, typer.Option(help="SMS: the patient's mobile number (E.164, or national).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Enrol a patient. Console patients are active at once; Telegram and SMS patients are
-    invited and become active when they accept."""
+    """Enrol a patient. Console patients are active at once; Telegram patients get a
+    single-use link; SMS patients get an invitation and become active when they reply YES."""
     _check_patient_options(name, channel, timezone, language)
+    number = _phone(ctx, channel, phone)
 
     async def work(app: App) -> dict[str, Any]:
         async with app.db.transaction() as session:
@@ -89,6 +94,7 @@ def patient_add(
                 clinician_id=clinician,
                 protocol=protocol,
                 status="active" if channel == "console" else "invited",
+                address=number,
             )
             await repo.add(patient)
             if channel == "console":
@@ -98,7 +104,10 @@ def patient_add(
             invite = (
                 await _invite(app, session, patient_id=patient.id) if channel == "telegram" else {}
             )
-            return _patient_json(patient) | invite
+        if channel == "sms" and patient.id is not None:
+            await app.services.invite(patient.id)  # the only message before they reply YES
+            invite = {"invited": True}
+        return _patient_json(patient) | invite
 
     data = with_app(ctx, work)
     if as_json:
@@ -145,6 +154,23 @@ def _echo_invite(data: dict[str, Any]) -> None:
     if "enroll_link" in data:
         typer.echo(f"enrolment link (single use, until {data['enroll_expires_at'][:16]} UTC):")
         typer.echo(f"  {data['enroll_link']}")
+
+
+def _phone(ctx: typer.Context, channel: str, phone: str | None) -> str | None:
+    """The E.164 number for an SMS patient or clinician (and SMS must be configured)."""
+    if channel != "sms":
+        if phone is not None:
+            fail("--phone is for --channel sms")
+        return None
+    settings = state(ctx).settings()
+    if not settings.sms.enabled:
+        fail("sms is not configured: set [sms] account_sid, auth_token and from_number")
+    if not phone:
+        fail("--channel sms needs --phone NUMBER")
+    try:
+        return e164(phone, settings.sms.default_region)
+    except InvalidNumber as exc:
+        fail(f"--phone {exc}")
 
 
 def _check_patient_options(name: str, channel: str, timezone: str, language: str) -> None:
@@ -286,18 +312,20 @@ def clinician_add(
     address: Annotated[
         str | None, typer.Option(help="Console channel only: where alerts are shown.")
     ] = None,
+    phone: Annotated[str | None, typer.Option(help="SMS: the clinician's mobile number.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add a clinician who receives alerts."""
+    """Add a clinician who receives alerts (staff: SMS clinicians need no invitation)."""
     if not name.strip():
         fail("--name must not be empty")
     if channel not in CHANNELS:
         fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
+    number = _phone(ctx, channel, phone)
 
     async def work(app: App) -> Clinician:
         async with app.db.transaction() as session:
             repo = Repository(session)
-            clinician = Clinician(display_name=name, channel=channel)
+            clinician = Clinician(display_name=name, channel=channel, address=number)
             await repo.add(clinician)
             if channel == "console":
                 clinician.address = address or f"clinician-{clinician.id}"

@@ -1,0 +1,103 @@
+"""Twilio's webhooks: incoming SMS at ``/sms`` and delivery status at ``/sms/status``.
+
+Both check ``X-Twilio-Signature`` against the configured public URL with every form field;
+a forged or altered request gets 403 and nothing is stored. An incoming message is
+recorded before anything else (Twilio does not reliably retry), then processed; the reply
+goes through the outbox, so the webhook answers with an empty TwiML document. Status
+callbacks may arrive out of order: a final status (delivered, failed) never regresses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlmodel import col, select
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from bot.bootstrap import App
+from bot.channels.sms import OPTED_OUT, valid_signature
+from bot.delivery import mark_unreachable
+from bot.services import Inbound
+from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Twilio-Signature"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+FINAL = ("delivered", "failed")
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def _verified(app: App, request: Request, path: str) -> dict[str, str] | None:
+    form = await request.form()
+    items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    url = app.settings.server.public_url.rstrip("/") + path
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if not signature or not valid_signature(app.settings.sms.auth_token, url, items, signature):
+        return None
+    return dict(items)
+
+
+def inbound_handler(app: App) -> Handler:
+    async def sms(request: Request) -> Response:
+        params = await _verified(app, request, "/sms")
+        if params is None:
+            return PlainTextResponse("forbidden", status_code=403)
+        sid, sender = params.get("MessageSid"), params.get("From")
+        if not sid or not sender:
+            return PlainTextResponse("not an incoming message", status_code=400)
+        inbound = Inbound("sms", sid, sender, params.get("Body", ""), app.clock())
+        try:
+            inbound_id = await app.services.receive(inbound)
+        except Exception as exc:
+            log.error("sms could not be recorded (%s)", type(exc).__name__)
+            return PlainTextResponse("try again", status_code=503)
+        if inbound_id is not None:
+            try:
+                await app.services.process(inbound_id)
+            except Exception as exc:
+                log.error("inbound %s left for recovery (%s)", inbound_id, type(exc).__name__)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    return sms
+
+
+def status_handler(app: App) -> Handler:
+    async def status(request: Request) -> Response:
+        params = await _verified(app, request, "/sms/status")
+        if params is None:
+            return PlainTextResponse("forbidden", status_code=403)
+        await record_status(
+            app,
+            params.get("MessageSid", ""),
+            params.get("MessageStatus", ""),
+            params.get("ErrorCode"),
+        )
+        return Response(status_code=204)
+
+    return status
+
+
+async def record_status(app: App, sid: str, status: str, error_code: str | None) -> None:
+    """Delivered or failed, once: a later, older callback never overwrites a final status."""
+    outcome = {"delivered": "delivered", "failed": "failed", "undelivered": "failed"}.get(status)
+    if outcome is None or not sid:
+        return
+    async with app.db.transaction() as session:
+        statement = select(OutboundMessage).where(
+            OutboundMessage.channel == "sms",
+            OutboundMessage.provider_id == sid,
+            col(OutboundMessage.status).not_in(FINAL),
+        )
+        message = (await session.exec(statement.with_for_update())).first()
+        if message is None:
+            return
+        message.status = outcome
+        if outcome == "failed":
+            message.last_error = f"sms: twilio error {error_code or 'unknown'} (after sending)"
+        repo = Repository(session)
+        await repo.add(message)
+        if error_code == str(OPTED_OUT) and message.recipient_kind == "patient":
+            await mark_unreachable(repo, message, app.clock())

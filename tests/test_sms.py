@@ -1,0 +1,237 @@
+"""The SMS channel in one process: the real twilio client talks to a Twilio stand-in; Twilio's
+signed webhooks reach our Starlette app through httpx; a real database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import col, select
+
+from bot.bootstrap import App, build
+from bot.config import Clinic, Server, Settings, Sms
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient
+from bot.web import create_app
+from scheduler.loop import tick
+from tests.standins.server import serve
+from tests.standins.twilio import TwilioStandIn, signed_request, unsubscribed
+from tests.test_services import SimClock
+
+PUBLIC = "https://checkin.example"
+PATIENT = "+15555550123"
+CLINIC_NUMBER = "+15555550100"
+
+
+@dataclass
+class Rig:
+    app: App
+    twilio: TwilioStandIn
+    web: httpx.AsyncClient
+    clock: SimClock
+
+    async def post(self, request: Any) -> httpx.Response:
+        path = request.url.removeprefix(PUBLIC)
+        return await self.web.post(path, data=request.form, headers=request.headers)
+
+    async def text(self, body: str, sid: str | None = None) -> httpx.Response:
+        extra = {"message_sid": sid} if sid else {}
+        request = self.twilio.inbound_request(
+            f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body=body, **extra
+        )
+        response = await self.post(request)
+        await tick(self.app)
+        return response
+
+    def bodies(self) -> list[str]:
+        return [m["body"] for m in self.twilio.messages.values() if m["to"] == PATIENT]
+
+
+@pytest.fixture
+async def rig(db: Database) -> AsyncIterator[Rig]:
+    twilio = TwilioStandIn()
+    clock = SimClock(datetime(2026, 5, 4, 16, 0, tzinfo=UTC))  # noon in New York
+    async with serve(twilio.app) as url:
+        settings = Settings(
+            database_url=db.url.render_as_string(hide_password=False),
+            clinic=Clinic(name="Lakeside"),
+            server=Server(public_url=PUBLIC),
+            sms=Sms(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                    from_number=CLINIC_NUMBER, api_base_url=url),
+        )  # fmt: skip
+        app = build(settings, clock=clock)
+        transport = httpx.ASGITransport(app=create_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as web:
+            try:
+                yield Rig(app, twilio, web, clock)
+            finally:
+                await app.close()
+
+
+async def invited(rig: Rig) -> int:
+    async with rig.app.db.transaction() as session:
+        patient = Patient(
+            display_name="P", timezone="America/New_York", channel="sms", address=PATIENT
+        )
+        await Repository(session).add(patient)
+    assert patient.id is not None
+    await rig.app.services.invite(patient.id)
+    await tick(rig.app)
+    return patient.id
+
+
+async def table(db: Database, model: type, *where: object) -> list:  # type: ignore[type-arg]
+    async with db.transaction() as session:
+        return list((await session.exec(select(model).where(*where).order_by(col(model.id)))).all())
+
+
+async def test_invitation_yes_and_a_complete_phq9(rig: Rig, db: Database) -> None:
+    """Invited, the patient gets only the invitation; YES activates; a PHQ-9 completes by SMS."""
+    patient_id = await invited(rig)
+    assert rig.bodies() == [
+        "Lakeside invites you to answer short health check-ins by text message. Reply YES to "
+        "start, or STOP to decline. Msg & data rates may apply."
+    ]
+    await rig.app.services.ask(patient_id, ["phq9"])
+    await tick(rig.app)
+    assert len(rig.bodies()) == 1  # nothing else before YES
+    await rig.text("yes")
+    (patient,) = await table(db, Patient)
+    assert patient.status == "active" and patient.consent_at is not None
+    await tick(rig.app)
+    assert rig.bodies()[-1].startswith("1/9 (last 2 weeks): Little interest")
+    for reply in ["1", "2", "0", "1", "0", "1", "0", "0", "0", "1"]:
+        assert (await rig.text(reply)).status_code == 200
+    answers = await table(db, Answer)
+    assert [a.value_int for a in answers] == [1, 2, 0, 1, 0, 1, 0, 0, 0, 1]
+    assert "Thank you, your check-in is complete." in rig.bodies()[-1]
+    sent = [c for c in rig.twilio.calls if c.method == "Messages.create"]
+    assert all(c.params["StatusCallback"] == f"{PUBLIC}/sms/status" for c in sent)
+    assert all(c.params["From"] == CLINIC_NUMBER for c in sent)
+
+
+async def test_declining_the_invitation(rig: Rig, db: Database) -> None:
+    """STOP to the invitation records the refusal; nothing is sent after the confirmation."""
+    patient_id = await invited(rig)
+    await rig.text("STOP")
+    (patient,) = await table(db, Patient)
+    assert patient.status == "opted_out" and patient.consent_at is None
+    await rig.app.services.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    assert len(rig.bodies()) == 2  # the invitation and the one confirmation
+
+
+@pytest.mark.parametrize("forgery", ["altered body", "wrong url", "no signature", "wrong token"])
+async def test_forged_webhooks_get_403_and_store_nothing(
+    rig: Rig, db: Database, forgery: str
+) -> None:
+    """A request Twilio did not sign exactly as received is refused, and nothing is recorded."""
+    await invited(rig)
+    request = rig.twilio.inbound_request(
+        f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body="yes"
+    )
+    form, headers = dict(request.form), dict(request.headers)
+    if forgery == "altered body":
+        form["Body"] = "STOP"
+    elif forgery == "wrong url":
+        headers = signed_request(
+            "https://elsewhere.example/sms", form, rig.twilio.auth_token
+        ).headers
+    elif forgery == "no signature":
+        headers.pop("X-Twilio-Signature")
+    else:
+        headers = signed_request(request.url, form, "not-the-token").headers
+    response = await rig.web.post("/sms", data=form, headers=headers)
+    assert response.status_code == 403
+    assert await table(db, InboundMessage) == []
+
+
+async def test_a_duplicate_message_sid_stores_one_answer_and_one_reply(
+    rig: Rig, db: Database
+) -> None:
+    """Twilio resending one MessageSid changes things once."""
+    patient_id = await invited(rig)
+    await rig.text("YES")
+    await rig.app.services.ask(patient_id, ["phq9"])
+    await tick(rig.app)
+    before = len(rig.bodies())
+    for _ in range(3):
+        response = await rig.text("2", sid="SM" + "d" * 32)
+        assert response.status_code == 200 and "<Response>" in response.text
+    answers = await table(db, Answer)
+    assert [(a.item_key, a.value_int) for a in answers] == [("phq9.q1", 2)]
+    assert len(rig.bodies()) == before + 1
+
+
+async def test_stop_mid_check_in_stops_everything_and_start_resumes(rig: Rig, db: Database) -> None:
+    """STOP cancels the open check-in and every planned one at once; START lets new ones run."""
+    patient_id = await invited(rig)
+    await rig.text("YES")
+    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.ask(patient_id, ["gad7"], due_at=rig.clock.now + timedelta(days=7))
+    await tick(rig.app)
+    await rig.text("1")
+    await rig.text("STOP")
+    assert [c.status for c in await table(db, Checkin)] == ["cancelled", "cancelled"]
+    (patient,) = await table(db, Patient)
+    assert patient.status == "opted_out"
+    rig.clock.now += timedelta(days=8)
+    await tick(rig.app)
+    stopped = len(rig.bodies())
+    await rig.text("START")
+    (patient,) = await table(db, Patient)
+    assert patient.status == "active"
+    await rig.app.services.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    assert len(rig.bodies()) == stopped + 3  # welcome back, intro, first question
+
+
+async def test_carrier_opt_out_21610_is_never_retried(rig: Rig, db: Database) -> None:
+    """Twilio's 21610 (the number replied STOP to the carrier) opts the patient out, no retry."""
+    patient_id = await invited(rig)
+    await rig.text("YES")
+    rig.twilio.opt_out(PATIENT)
+    await rig.app.services.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    (patient,) = await table(db, Patient)
+    assert patient.status == "opted_out"
+    dead = await table(db, OutboundMessage, OutboundMessage.status == "dead")
+    assert dead and all("21610" in (m.last_error or "") for m in dead)
+    attempts = len(rig.twilio.calls)
+    rig.clock.now += timedelta(hours=2)
+    await tick(rig.app)
+    assert len(rig.twilio.calls) == attempts
+    assert unsubscribed().code == 21610
+
+
+async def test_status_callbacks_never_regress(rig: Rig, db: Database) -> None:
+    """delivered then a late 'sent' leaves delivered; a signed callback is required."""
+    await invited(rig)
+    (invitation,) = await table(db, OutboundMessage)
+    assert invitation.provider_id is not None
+    for status in ("delivered", "sent", "failed"):
+        response = await rig.post(rig.twilio.status_request(invitation.provider_id, status))
+        assert response.status_code == 204
+    (after,) = await table(db, OutboundMessage)
+    assert after.status == "delivered"
+    forged = await rig.web.post(
+        "/sms/status", data={"MessageSid": invitation.provider_id, "MessageStatus": "failed"}
+    )
+    assert forged.status_code == 403
+
+
+async def test_an_unknown_number_gets_nothing(rig: Rig, db: Database) -> None:
+    """A text from a number no patient has is recorded and answered with silence."""
+    request = rig.twilio.inbound_request(
+        f"{PUBLIC}/sms", from_="+15555550199", to=CLINIC_NUMBER, body="hi"
+    )
+    assert (await rig.post(request)).status_code == 200
+    await tick(rig.app)
+    assert rig.twilio.messages == {}
+    (message,) = await table(db, InboundMessage)
+    assert message.error == "unknown sender"
