@@ -235,3 +235,23 @@ async def test_an_unknown_number_gets_nothing(rig: Rig, db: Database) -> None:
     assert rig.twilio.messages == {}
     (message,) = await table(db, InboundMessage)
     assert message.error == "unknown sender"
+
+
+async def test_a_messaging_service_sends_without_a_from_number() -> None:
+    """With messaging_service_sid set, messages go through the service (no From)."""
+    from bot.channels.sms import SmsChannel
+    from bot.rendering import Rendered
+
+    twilio = TwilioStandIn()
+    service = "MG" + "a" * 32
+    async with serve(twilio.app) as url:
+        settings = Sms(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
+                       messaging_service_sid=service, api_base_url=url)  # fmt: skip
+        channel = SmsChannel(settings, status_callback=f"{PUBLIC}/sms/status")
+        try:
+            sid = await channel.send(PATIENT, Rendered("1/9: hello"), {})
+        finally:
+            channel.close()
+    (call,) = [c for c in twilio.calls if c.method == "Messages.create"]
+    assert call.params["MessagingServiceSid"] == service and "From" not in call.params
+    assert sid in twilio.messages
