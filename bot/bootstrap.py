@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from bot.alerting import Alerting
 from bot.channels.console import ConsoleChannel
 from bot.channels.sms import SmsChannel
 from bot.channels.telegram import TelegramChannel
 from bot.config import Settings
 from bot.delivery import Deliverer, Pacer
+from bot.domain.alerts_config import check_references
 from bot.instruments import Catalog, load_catalog
 from bot.ports import Channel, Clock
 from bot.rendering import Renderer
@@ -73,6 +75,7 @@ def build(
         callback = settings.server.public_url.rstrip("/") + "/sms/status"
         wired["sms"] = SmsChannel(settings.sms, status_callback=callback)
     wired.update(channels or {})
+    check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
     services = Services(
         db,
         catalog,
@@ -80,6 +83,7 @@ def build(
         settings.clinic,
         clock,
         expire_after=timedelta(hours=settings.scheduler.expire_after_h),
+        alerting=Alerting(catalog, settings.alerts, renderer),
     )
     deliverer = Deliverer(db, wired, clock, pacers=default_pacers())
     return App(settings, db, catalog, renderer, services, deliverer, wired, clock)

@@ -17,13 +17,15 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
+from bot.domain.alerts import DEFAULT_RULES, AlertRules
+from bot.domain.alerts_config import rules_from_mapping
 from bot.domain.errors import ConfigError
 
 DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
 ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
-SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram", "sms"}
+SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts"}
 ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
 ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
 ENV_TELEGRAM_TOKEN = "CHECKIN_TELEGRAM_TOKEN"  # noqa: S105 -- a variable name
@@ -118,6 +120,7 @@ class Settings:
     scheduler: Scheduler = Scheduler()
     telegram: Telegram = Telegram()
     sms: Sms = Sms()
+    alerts: AlertRules = DEFAULT_RULES
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -216,6 +219,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
     return Settings(
+        alerts=rules_from_mapping(_table(data, "alerts", source), source),
         source=source,
         instruments_dirs=tuple(base / d for d in dirs),
         clinic=_clinic(_table(data, "clinic", source), source),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.alerting import Alerting
 from bot.config import Clinic
 from bot.domain import conversation as core
 from bot.domain import events as ev
@@ -58,6 +59,7 @@ class Services:
     clinic: Clinic
     clock: Clock
     expire_after: timedelta = timedelta(hours=24)
+    alerting: Alerting | None = None
 
     # ---- inbound ---------------------------------------------------------------------
 
@@ -211,8 +213,13 @@ class Services:
         Returns the note kept on the inbound record (None when all went well)."""
         assert message.id is not None
         session = repo.session
-        if await q.clinician_by_address(session, message.channel, message.sender) is not None:
-            return None  # clinician commands arrive with the alerts issue
+        clinician = await q.clinician_by_address(session, message.channel, message.sender)
+        if clinician is not None:
+            if self.alerting is not None and message.kind == "text":
+                await self.alerting.clinician_says(
+                    repo, clinician, message.text, f"in{message.id}", now
+                )
+            return None
         code = start_parameter(message.text) if message.kind == "text" else None
         intent: ev.Intent
         note: str | None = "unknown sender"
@@ -352,6 +359,13 @@ class Services:
             transition = core.expire(conv, self._setting(patient), now)
             await self._apply(repo, patient, checkin, transition, f"expire{checkin_id}", now, None)
 
+    async def escalate_due(self) -> int:
+        """Escalate alerts nobody acknowledged in time (the tick calls this)."""
+        if self.alerting is None:
+            return 0
+        async with self.db.transaction() as session:
+            return await self.alerting.escalate_due(Repository(session), self.clock())
+
     # ---- writing a transition ---------------------------------------------------------
 
     def _quiet_now(self, patient: Patient, now: datetime) -> bool:
@@ -384,6 +398,8 @@ class Services:
         for event in transition.events:
             await self._record(repo, patient, checkin, event, inbound_id)
         await repo.enqueue(self._outbox(patient, transition.intents, source, now))
+        if self.alerting is not None:  # same transaction: the answer and its alert together
+            await self.alerting.on_events(repo, patient, transition.events, now)
 
     async def _record(
         self,

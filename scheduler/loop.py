@@ -38,6 +38,7 @@ async def tick(app: App) -> TickReport:
     recovered = await _stage("recovery", services.process_pending(), 0)
     expired = await _stage("expiry", services.expire_due(), 0)
     started = await _stage("start", services.start_due(), 0)
+    await _stage("escalation", services.escalate_due(), 0)
     delivery = await _stage("delivery", app.deliverer.drain(), Report())
     app.last_tick_at[:] = [app.clock()]
     return TickReport(recovered, started, expired, delivery)

@@ -123,18 +123,20 @@ async def _is_open(app: App, checkin_id: int | None) -> bool:
 
 async def _summary(app: App, patient_id: int) -> None:
     async with app.db.transaction() as session:
-        scores = await Repository(session).scores_for_patient(patient_id)
+        repo = Repository(session)
+        scores = await repo.scores_for_patient(patient_id)
+        alerts = await repo.alerts_for_patient(patient_id)
     typer.echo("\n--- What the clinic sees ---")
     for s in scores:
         total = f"{s.total}" if s.total is not None else "no total"
         flags = f"; flags: {', '.join(s.flags)}" if s.flags else ""
         typer.echo(f"{s.instrument}: {total}{f' ({s.band})' if s.band else ''}{flags}")
-    flagged = sorted({f for s in scores for f in s.flags})
-    if flagged:
+    for a in alerts:
         typer.echo(
-            "Dr. Demo would be alerted now: Demo Patient, " + ", ".join(flagged)
-            + ". (Clinician alerts with acknowledgement and escalation are being built.)"
-        )  # fmt: skip
+            f"alert {a.code}: {a.level} {a.rule.replace('_', ' ')} ({a.status}), sent to Dr. Demo"
+        )
+    if not scores and not alerts:
+        typer.echo("nothing recorded yet")
 
 
 async def _auto(settings: Settings) -> None:

@@ -8,6 +8,7 @@ Nothing here sends or stores anything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -106,6 +107,34 @@ class Stranger:
     """A message from a chat or number nobody enrolled: says what the service is, nothing more."""
 
 
+@dataclass(frozen=True)
+class AlertNotice:
+    """To a clinician: an alert raised, upgraded or escalated. Numbers only, no wording."""
+
+    code: str
+    rule: str
+    level: str
+    patient: str
+    detail: Mapping[str, object]
+    escalation: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AckConfirmed:
+    code: str
+
+
+@dataclass(frozen=True)
+class AckUnknown:
+    code: str
+
+
+@dataclass(frozen=True)
+class ClinicianHelp:
+    """A clinician wrote something that is not a command."""
+
+
 Intent = (
     Intro
     | Ask
@@ -121,6 +150,10 @@ Intent = (
     | Invitation
     | EnrollRefused
     | Stranger
+    | AlertNotice
+    | AckConfirmed
+    | AckUnknown
+    | ClinicianHelp
 )
 
 # ---- events: facts to store ----------------------------------------------------------------

@@ -205,10 +205,16 @@ class Alert(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, sa_column_kwargs={"onupdate": utcnow})
-    ack_deadline: datetime
+    ack_deadline: datetime | None = None  # None: informational, no acknowledgement expected
     acknowledged_by: int | None = Field(default=None, foreign_key="clinician.id")
     acknowledged_at: datetime | None = None
     escalation_count: int = 0
+    last_notified_at: datetime | None = None
+    last_triggered_at: datetime | None = None
+    occurrences: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    recipients: list[int] = Field(default_factory=list, sa_type=JSON)  # clinicians told so far
+    resolved_by: str | None = None  # "clinician:<id>", "system", ...
+    resolved_at: datetime | None = None
 
 
 class InboundMessage(SQLModel, table=True):

@@ -1,0 +1,158 @@
+"""Alerts through the service: an endorsed item 9 reaches the clinician in the same
+transaction as the answer, escalates on a controllable clock, and stops at ACK."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+
+from bot.alerting import Alerting
+from bot.channels.console import ConsoleChannel
+from bot.delivery import Deliverer
+from bot.domain import events as ev
+from bot.domain.alerts import DEFAULT_RULES
+from bot.rendering import LANGUAGES, Renderer
+from bot.services import Services
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
+from tests.test_services import CATALOG, CLINIC, T0, SimClock, rows, said
+
+RENDERER = Renderer(CATALOG, CLINIC)
+
+
+def wired(db: Database) -> tuple[Services, Deliverer, SimClock]:
+    clock = SimClock(T0)
+    services = Services(
+        db, CATALOG, RENDERER, CLINIC, clock, alerting=Alerting(CATALOG, DEFAULT_RULES, RENDERER)
+    )
+    deliverer = Deliverer(db, {"console": ConsoleChannel(io.StringIO())}, clock)
+    return services, deliverer, clock
+
+
+async def clinic(db: Database) -> tuple[int, int, int]:
+    """A primary clinician with a backup, and their patient (console)."""
+    async with db.transaction() as session:
+        repo = Repository(session)
+        backup = Clinician(display_name="Dr. Backup", channel="console", address="dr-b")
+        await repo.add(backup)
+        primary = Clinician(
+            display_name="Dr. Rao", channel="console", address="dr-r", backup_clinician_id=backup.id
+        )
+        await repo.add(primary)
+        patient = Patient(
+            display_name="P-017", timezone="UTC", channel="console", address="pat", status="active",
+            clinician_id=primary.id,
+        )  # fmt: skip
+        await repo.add(patient)
+    assert primary.id and backup.id and patient.id
+    return primary.id, backup.id, patient.id
+
+
+async def to(db: Database, address: str) -> list[str]:
+    return [m.body for m in await rows(db, OutboundMessage, OutboundMessage.address == address)]
+
+
+async def endorse_item_9(services: Services, patient_id: int, value: str = "2") -> None:
+    await services.ask(patient_id, ["phq9"])
+    await services.start_due()
+    for n in range(8):
+        await services.handle_inbound(said("pat", "0", n))
+    await services.handle_inbound(said("pat", value, 8))
+
+
+async def test_item_9_alerts_the_clinician_with_numbers_only(db: Database) -> None:
+    """Item 9 = 2: crisis resources to the patient and a crisis alert to the clinician at once."""
+    services, _, _ = wired(db)
+    _, _, patient_id = await clinic(db)
+    await endorse_item_9(services, patient_id)
+    (alert,) = await rows(db, Alert)
+    assert (alert.rule, alert.level, alert.status) == ("suicidality", "crisis", "open")
+    (notice,) = await to(db, "dr-r")
+    assert notice.startswith("CRISIS: P-017, suicidal thoughts endorsed (PHQ9, item 9 = 2)")
+    assert notice.endswith(f"Reply ACK {alert.code}")
+    assert "better off dead" not in notice
+    assert any("988" in body for body in await to(db, "pat"))
+
+
+async def test_escalation_to_backup_then_both_until_ack(db: Database) -> None:
+    """Unacknowledged past 15 minutes: the backup; then both every 15 minutes; ACK stops it."""
+    services, _, clock = wired(db)
+    _, _, patient_id = await clinic(db)
+    await endorse_item_9(services, patient_id)
+    (alert,) = await rows(db, Alert)
+    clock.now += timedelta(minutes=10)
+    assert await services.escalate_due() == 0
+    clock.now += timedelta(minutes=6)
+    assert await services.escalate_due() == 1
+    assert len(await to(db, "dr-b")) == 1
+    clock.now += timedelta(minutes=15)
+    assert await services.escalate_due() == 1
+    assert (len(await to(db, "dr-r")), len(await to(db, "dr-b"))) == (2, 2)
+    await services.handle_inbound(said("dr-r", f"ack {alert.code.lower()}", 99, clock.now))
+    assert (await to(db, "dr-r"))[-1] == f"Acknowledged {alert.code}. Reminders for it stop."
+    clock.now += timedelta(hours=2)
+    assert await services.escalate_due() == 0
+    (acked,) = await rows(db, Alert)
+    assert acked.status == "acknowledged" and acked.acknowledged_by is not None
+
+
+async def test_repeats_within_the_cool_down_raise_one_alert(db: Database) -> None:
+    """Item 9 endorsed again in a second check-in soon after updates the one open alert."""
+    services, _, clock = wired(db)
+    _, _, patient_id = await clinic(db)
+    await endorse_item_9(services, patient_id, "1")
+    await services.handle_inbound(said("pat", "0", 9))  # the difficulty item: done
+    clock.now += timedelta(minutes=20)
+    await services.ask(patient_id, ["phq9"])
+    await services.start_due()
+    for n in range(8):
+        await services.handle_inbound(said("pat", "0", 20 + n, clock.now))
+    await services.handle_inbound(said("pat", "1", 28, clock.now))
+    alerts = await rows(db, Alert, Alert.rule == "suicidality")
+    assert len(alerts) == 1 and alerts[0].occurrences == 2
+
+
+async def test_an_unknown_code_is_answered_plainly(db: Database) -> None:
+    """A clinician's ACK with a wrong code is told so; other text gets the command list."""
+    services, _, _ = wired(db)
+    await clinic(db)
+    await services.handle_inbound(said("dr-r", "ACK ZZZZZZ", 1))
+    await services.handle_inbound(said("dr-r", "who is this?", 2))
+    assert await to(db, "dr-r") == [
+        "No open alert has the code ZZZZZZ. Reply ACK followed by the code in the alert.",
+        "Clinician commands: ACK <code> acknowledges an alert.",
+    ]
+
+
+@pytest.mark.parametrize("channel", ["sms", "telegram", "console"])
+def test_no_alert_text_contains_item_wording(channel: str) -> None:
+    """For every rule and every item, the clinician's message carries no item wording."""
+    wording = [
+        text
+        for instrument in CATALOG
+        for item in instrument.items
+        for text in item.text.texts.values()
+    ]
+    for rule in DEFAULT_RULES.keys:
+        for instrument in CATALOG:
+            for item in instrument.items:
+                detail = {"instrument": instrument.key, "item": item.key, "item_number": item.number,
+                          "value": 2, "total": 14, "change": -6, "session": 3}  # fmt: skip
+                notice = ev.AlertNotice("ABC234", rule, "urgent", "P-1", detail, 0, T0)
+                for language in LANGUAGES:
+                    rendered = RENDERER.render(notice, channel, language)
+                    assert rendered is not None
+                    assert not any(text in rendered.text for text in wording), rendered.text
+
+
+async def test_patient_show_lists_alerts(db: Database) -> None:
+    """The alert is on the patient's record."""
+    services, _, _ = wired(db)
+    _, _, patient_id = await clinic(db)
+    await endorse_item_9(services, patient_id)
+    async with db.transaction() as session:
+        alerts = await Repository(session).alerts_for_patient(patient_id)
+    assert [(a.rule, a.level) for a in alerts] == [("suicidality", "crisis")]
