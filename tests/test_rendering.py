@@ -3,6 +3,10 @@ segment cost is counted."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
 import pytest
 
 from bot import gsm7
@@ -14,6 +18,7 @@ from bot.domain.scoring import score
 from bot.instruments import Catalog, load_catalog
 from bot.rendering import CHANNELS, LANGUAGES, Renderer, template_name
 
+T0 = datetime(2026, 5, 4, 12, tzinfo=UTC)
 CLINIC = Clinic(
     name="Lakeside Mood Clinic", contact="555-0100", urgent_line="555-0199", show_scores=True
 )
@@ -195,3 +200,59 @@ def test_segments_for_a_complete_phq9_are_counted() -> None:
     counts = {language: phq9_sms_segments(renderer, language) for language in LANGUAGES}
     assert counts["en"] <= 18, counts
     assert counts["es"] <= 18, counts
+
+
+TELEGRAM_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "code",
+    "pre",
+    "a",
+    "tg-spoiler",
+    "span",
+    "blockquote",
+}
+
+
+class _TelegramHtml(HTMLParser):
+    """Telegram's HTML subset: known tags, balanced; anything else is a parse error there."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: object) -> None:
+        if tag not in TELEGRAM_TAGS:
+            self.problems.append(f"<{tag}>")
+        self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open.pop() != tag:
+            self.problems.append(f"</{tag}>")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_telegram_message_is_valid_telegram_html(
+    renderer: Renderer, catalog: Catalog, language: str
+) -> None:
+    """Telegram refuses a message with an unknown tag or a bare & or <: none of ours has one."""
+    intents = [*every_intent(catalog), ev.AlertNotice("ABC234", "suicidality", "crisis", "P & Q <1>", {}, 0, T0),
+               ev.ClinicianHelp(), ev.AckConfirmed("ABC234"), ev.AckUnknown("<x>"), ev.Invitation()]  # fmt: skip
+    for intent in intents:
+        rendered = renderer.render(intent, "telegram", language)
+        if rendered is None:
+            continue
+        parser = _TelegramHtml()
+        parser.feed(rendered.text)
+        assert parser.problems == [] and parser.open == [], (intent, rendered.text)
+        assert not re.search(r"&(?!amp;|lt;|gt;|quot;|#\d+;|#x[0-9a-f]+;)", rendered.text), (
+            rendered.text
+        )
