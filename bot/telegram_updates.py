@@ -35,8 +35,12 @@ async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]
         return  # a redelivery: already recorded, and processed or about to be
     try:
         await app.services.process(inbound_id)
-    except Exception:
-        log.exception("processing inbound %s failed; the recovery pass will retry", inbound_id)
+    except Exception as exc:  # the type only: a message could quote what the patient sent
+        log.error(
+            "inbound %s not processed (%s); the recovery pass retries",
+            inbound_id,
+            type(exc).__name__,
+        )
 
 
 async def poll(
@@ -64,8 +68,8 @@ async def poll(
         for update in updates:
             try:
                 await handle_update(app, channel, update.to_dict())
-            except Exception:
-                log.exception("update could not be recorded; it will be fetched again")
+            except Exception as exc:
+                log.error("update not recorded (%s); it will be fetched again", type(exc).__name__)
                 await _sleep(stop, backoff)
                 break
             offset = update.update_id + 1

@@ -58,8 +58,10 @@ def _telegram_webhook(
             return PlainTextResponse("not a Telegram update", status_code=400)
         try:
             await handle_update(app, channel, data)
-        except Exception:
-            log.exception("telegram update could not be recorded; asking Telegram to retry")
+        except Exception as exc:  # the type only: a message could quote what the patient sent
+            log.error(
+                "telegram update not recorded (%s); asking Telegram to retry", type(exc).__name__
+            )
             return PlainTextResponse("try again", status_code=503)
         return Response(status_code=200)
 

@@ -156,3 +156,16 @@ async def test_patient_show_lists_alerts(db: Database) -> None:
     async with db.transaction() as session:
         alerts = await Repository(session).alerts_for_patient(patient_id)
     assert [(a.rule, a.level) for a in alerts] == [("suicidality", "crisis")]
+
+
+async def test_a_red_flag_symptom_raises_a_crisis_alert_at_once(db: Database) -> None:
+    """'Yes' to the red-flag question: call-911 advice to the patient and a crisis alert."""
+    services, _, _ = wired(db)
+    _, _, patient_id = await clinic(db)
+    await services.ask(patient_id, ["side_effects"])
+    await services.start_due()
+    await services.handle_inbound(said("pat", "yes", 0))
+    (alert,) = await rows(db, Alert)
+    assert (alert.rule, alert.level) == ("side_effect_red_flag", "crisis")
+    assert any("call 911 now" in body for body in await to(db, "pat"))
+    assert (await to(db, "dr-r"))[0].startswith("CRISIS: P-017")

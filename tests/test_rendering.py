@@ -42,7 +42,7 @@ def every_intent(catalog: Catalog) -> list[ev.Intent]:
         ev.Paused(), ev.Help(), ev.Help("repeated_invalid"), ev.Help(in_checkin=False),
         ev.Completed((full,), show_scores=True), ev.Completed((full,), show_scores=False),
         ev.OptOutConfirmed(), ev.OptInConfirmed(), ev.OptInConfirmed(already=True),
-        ev.NothingOpen(), ev.NothingOpen(opted_out=True),
+        ev.NothingOpen(),
         ev.CrisisResources("suicidality", "phq9.q9"), ev.CrisisResources("medical", "side_effects.red_flags"),
         ev.Answered("phq9.q1", 2), ev.Answered("side_effects.blood_pressure", BloodPressure(120, 80)),
         ev.Enrolled(), ev.Enrolled("clinician"), ev.EnrollRefused(), ev.Stranger(),

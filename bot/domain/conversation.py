@@ -39,7 +39,6 @@ class Conversation:
     current: str | None = None
     answers: Mapping[str, AnswerValue] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
-    history: tuple[str, ...] = ()  # items answered or skipped, in the order visited
     invalid_streak: int = 0
     crisis_sent: tuple[str, ...] = ()
 
@@ -218,9 +217,8 @@ def _skip(
     if not item.skippable:
         return Transition(conv, (replace(_ask(conv, setting), cannot_skip=True),), events)
     if item.key in conv.answers:  # re-asked after BACK: SKIP keeps the earlier answer
-        kept = replace(conv, history=(*conv.history, item.key))
-        return _advance(kept, item, setting, now, (), events)
-    skipped = replace(conv, skipped=(*conv.skipped, item.key), history=(*conv.history, item.key))
+        return _advance(conv, item, setting, now, (), events)
+    skipped = replace(conv, skipped=(*conv.skipped, item.key))
     return _advance(skipped, item, setting, now, (), (*events, ev.ItemSkipped(item.key, now)))
 
 
@@ -235,7 +233,6 @@ def _answer(
         conv,
         answers={**conv.answers, item.key: value},
         skipped=tuple(k for k in conv.skipped if k != item.key),
-        history=(*conv.history, item.key),
         invalid_streak=0,
     )
     flags = tuple(
@@ -331,7 +328,6 @@ def to_json(conv: Conversation) -> dict[str, Any]:
         "current": conv.current,
         "answers": {k: _value_json(v) for k, v in conv.answers.items()},
         "skipped": list(conv.skipped),
-        "history": list(conv.history),
         "invalid_streak": conv.invalid_streak,
         "crisis_sent": list(conv.crisis_sent),
     }
@@ -344,7 +340,6 @@ def from_json(data: Mapping[str, Any]) -> Conversation:
         current=data.get("current"),
         answers={k: _value_from_json(v) for k, v in data.get("answers", {}).items()},
         skipped=tuple(data.get("skipped", ())),
-        history=tuple(data.get("history", ())),
         invalid_streak=int(data.get("invalid_streak", 0)),
         crisis_sent=tuple(data.get("crisis_sent", ())),
     )

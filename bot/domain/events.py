@@ -82,8 +82,6 @@ class OptInConfirmed:
 class NothingOpen:
     """A message arrived with no check-in open; says so and how to get help."""
 
-    opted_out: bool = False
-
 
 @dataclass(frozen=True)
 class Enrolled:
