@@ -19,6 +19,7 @@ from bot.domain.alerts_config import check_references
 from bot.instruments import Catalog, load_catalog
 from bot.ports import Channel, Clock
 from bot.rendering import Renderer
+from bot.scheduling import Planner, check_protocols
 from bot.services import Services
 from bot.storage.database import Database
 
@@ -37,6 +38,7 @@ class App:
     deliverer: Deliverer
     channels: Mapping[str, Channel]
     clock: Clock
+    planner: Planner
     last_tick_at: list[datetime] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -49,11 +51,14 @@ class App:
         await self.db.dispose()
 
 
-def default_pacers() -> dict[str, Pacer]:
-    """Provider send limits. Telegram: about 30 messages a second overall and one a second
-    per chat (Bot FAQ; python-telegram-bot FloodLimit). SMS: one a second, the usual rate of
-    a US long code; raise it for a short code or a Messaging Service with more numbers."""
-    return {"telegram": Pacer(rate_per_s=30, gap_s=1.0), "sms": Pacer(rate_per_s=1)}
+def default_pacers(settings: Settings) -> dict[str, Pacer]:
+    """Provider send limits (``rate_per_s`` of [telegram] and [sms]). Telegram: about 30
+    messages a second overall and one a second per chat (Bot FAQ; python-telegram-bot
+    FloodLimit). SMS: one a second, the usual rate of a US long code."""
+    return {
+        "telegram": Pacer(rate_per_s=settings.telegram.rate_per_s, gap_s=1.0),
+        "sms": Pacer(rate_per_s=settings.sms.rate_per_s),
+    }
 
 
 def build(
@@ -76,6 +81,7 @@ def build(
         wired["sms"] = SmsChannel(settings.sms, status_callback=callback)
     wired.update(channels or {})
     check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
+    check_protocols(settings.protocols, catalog, settings.source)
     services = Services(
         db,
         catalog,
@@ -85,5 +91,15 @@ def build(
         expire_after=timedelta(hours=settings.scheduler.expire_after_h),
         alerting=Alerting(catalog, settings.alerts, renderer),
     )
-    deliverer = Deliverer(db, wired, clock, pacers=default_pacers())
-    return App(settings, db, catalog, renderer, services, deliverer, wired, clock)
+    deliverer = Deliverer(db, wired, clock, pacers=default_pacers(settings))
+    planner = Planner(
+        db,
+        catalog,
+        settings.protocols,
+        settings.clinic,
+        clock,
+        plan_ahead=timedelta(days=settings.scheduler.plan_ahead_days),
+        bundle_window=timedelta(minutes=settings.scheduler.bundle_window_min),
+        batch=settings.scheduler.batch,
+    )
+    return App(settings, db, catalog, renderer, services, deliverer, wired, clock, planner)

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,16 @@ from typing import Any
 from bot.domain.alerts import DEFAULT_RULES, AlertRules
 from bot.domain.alerts_config import rules_from_mapping
 from bot.domain.errors import ConfigError
+from bot.domain.schedule import Protocol, example_protocols, protocol_from_mapping
 
 DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
 ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
-SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts"}
+SECTIONS = {
+    "instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts",
+    "protocols",
+}  # fmt: skip
 ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
 ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
 ENV_TELEGRAM_TOKEN = "CHECKIN_TELEGRAM_TOKEN"  # noqa: S105 -- a variable name
@@ -61,7 +65,10 @@ class Server:
 @dataclass(frozen=True)
 class Scheduler:
     tick_s: float = 5.0
-    expire_after_h: float = 24.0
+    expire_after_h: float = 24.0  # check-ins asked by hand (`checkin ask`); rules set their own
+    plan_ahead_days: float = 7.0  # protocol check-ins are stored this far ahead
+    bundle_window_min: float = 120.0  # check-ins due this close together become one
+    batch: int = 500  # rows one tick takes per stage (planning, starting, reminding...)
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,8 @@ class Telegram:
     api_base_url: str = "https://api.telegram.org/bot"  # python-telegram-bot's base_url
     bot_username: str = ""  # for enrolment links; asked of Telegram (getMe) when empty
     enroll_ttl_min: float = 60.0
+    # Telegram's limits: about 30 messages a second overall, one a second per chat.
+    rate_per_s: float = 30.0
 
     @property
     def enabled(self) -> bool:
@@ -90,6 +99,9 @@ class Sms:
     messaging_service_sid: str = ""
     api_base_url: str = "https://api.twilio.com"
     default_region: str = "US"  # for numbers typed without a country code
+    # One a second is the usual rate of a US long code; a short code or a Messaging
+    # Service with several numbers allows more (ask Twilio what yours is).
+    rate_per_s: float = 1.0
 
     @property
     def enabled(self) -> bool:
@@ -121,6 +133,16 @@ class Settings:
     telegram: Telegram = Telegram()
     sms: Sms = Sms()
     alerts: AlertRules = DEFAULT_RULES
+    # Absent [protocols]: the example protocols (weekly-phq9, ketamine-iv-6).
+    protocols: Mapping[str, Protocol] = field(default_factory=lambda: default_protocols())
+
+
+def default_protocols() -> dict[str, Protocol]:
+    """The protocols config.example.toml ships, used when a file has no [protocols]."""
+    return {
+        name: protocol_from_mapping(name, table, "(built-in protocols)")
+        for name, table in example_protocols().items()
+    }
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -161,12 +183,10 @@ def _with_environment(settings: Settings) -> Settings:
         telegram = replace(telegram, webhook_secret=secret)
     settings = replace(settings, telegram=telegram)
     sms = settings.sms
-    for variable, field in (
-        (ENV_SMS_ACCOUNT_SID, "account_sid"),
-        (ENV_SMS_AUTH_TOKEN, "auth_token"),
-    ):
-        if os.environ.get(variable):
-            sms = replace(sms, **{field: os.environ[variable]})
+    if os.environ.get(ENV_SMS_ACCOUNT_SID):
+        sms = replace(sms, account_sid=os.environ[ENV_SMS_ACCOUNT_SID])
+    if os.environ.get(ENV_SMS_AUTH_TOKEN):
+        sms = replace(sms, auth_token=os.environ[ENV_SMS_AUTH_TOKEN])
     settings = replace(settings, sms=sms)
     check_telegram(settings, settings.source)
     if sms.enabled and not settings.server.public_url.startswith("https://"):
@@ -212,7 +232,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     scheduler = _table(data, "scheduler", source)
     _known(database, "database", {"url"}, source)
     _known(server, "server", {"host", "port", "public_url"}, source)
-    _known(scheduler, "scheduler", {"tick_s", "expire_after_h"}, source)
+    _known(scheduler, "scheduler", set(Scheduler.__dataclass_fields__), source)
     sms = _table(data, "sms", source)
     _known(sms, "sms", set(Sms.__dataclass_fields__), source)
     telegram = _table(data, "telegram", source)
@@ -240,15 +260,30 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
             enroll_ttl_min=_positive(
                 telegram, "telegram", "enroll_ttl_min", Telegram.enroll_ttl_min, source
             ),
+            rate_per_s=_positive(telegram, "telegram", "rate_per_s", Telegram.rate_per_s, source),
         ),
-        sms=Sms(**{n: _value(sms, "sms", n, str, getattr(Sms, n), source) for n in _SMS_FIELDS}),
+        sms=Sms(
+            **{n: _value(sms, "sms", n, str, getattr(Sms, n), source) for n in _SMS_FIELDS},
+            rate_per_s=_positive(sms, "sms", "rate_per_s", Sms.rate_per_s, source),
+        ),
         scheduler=Scheduler(
-            tick_s=_positive(scheduler, "scheduler", "tick_s", Scheduler.tick_s, source),
-            expire_after_h=_positive(
-                scheduler, "scheduler", "expire_after_h", Scheduler.expire_after_h, source
-            ),
+            **{
+                key: _positive(scheduler, "scheduler", key, getattr(Scheduler, key), source)
+                for key in ("tick_s", "expire_after_h", "plan_ahead_days", "bundle_window_min")
+            },
+            batch=int(_positive(scheduler, "scheduler", "batch", Scheduler.batch, source)),
         ),
+        protocols=_protocols(data, source),
     )
+
+
+def _protocols(data: Mapping[str, Any], source: str) -> dict[str, Protocol]:
+    if "protocols" not in data:
+        return default_protocols()
+    return {
+        name: protocol_from_mapping(name, table, source)
+        for name, table in _table(data, "protocols", source).items()
+    }
 
 
 def _relative_sqlite(url: str, base: Path) -> str:

@@ -27,7 +27,7 @@ from bot.domain import events as ev
 from bot.domain.errors import ConfigError, NotFound
 from bot.domain.instruments import BloodPressure
 from bot.domain.parsing import normalize, parse_command
-from bot.domain.schedule_time import QuietHours, in_quiet_hours
+from bot.domain.schedule_time import QuietHours, defer, in_quiet_hours
 from bot.enrollment import redeem, start_parameter
 from bot.instruments import Catalog
 from bot.ports import Clock
@@ -39,6 +39,9 @@ from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage,
 
 log = logging.getLogger(__name__)
 YES = frozenset({"yes", "y", "si", "s"})  # replies that accept an SMS invitation
+START_LEASE = timedelta(minutes=2)  # a worker starting a check-in holds it this long
+HELD_BEHIND = timedelta(minutes=5)  # looked at again this often while another one is open
+HELD_INACTIVE = timedelta(hours=1)  # ... while the patient is paused or not yet consented
 
 
 @dataclass(frozen=True)
@@ -299,12 +302,15 @@ class Services:
             return created
 
     async def start_due(self, limit: int = 500) -> int:
-        """Send the first question of every due check-in whose patient has none open."""
+        """Send the first question of every due check-in whose patient has none open.
+
+        Due check-ins are claimed with a short lease (PostgreSQL: ``FOR UPDATE SKIP
+        LOCKED``), so several workers start different ones; each start then runs under
+        the patient's row lock and re-checks the row, so none is ever sent twice."""
         async with self.db.transaction() as session:
-            due = [c.id for c in await q.due_pending(session, self.clock(), limit)]
+            due = await q.claim_due(Repository(session), self.clock(), limit, START_LEASE)
         started = 0
         for checkin_id in due:
-            assert checkin_id is not None
             try:
                 started += await self._start(checkin_id)
             except Exception as exc:
@@ -319,15 +325,62 @@ class Services:
                 return 0
             patient = await repo.lock_patient(checkin.patient_id)
             await session.refresh(checkin)
-            if patient is None or checkin.status != "pending" or patient.status != "active":
+            if patient is None or checkin.status != "pending":
+                return 0
+            now = self.clock()
+            if patient.status != "active":
+                checkin.lease_until = now + HELD_INACTIVE  # paused, blocked, not yet consented
+                await repo.add(checkin)
                 return 0
             if await q.open_checkin(session, checkin.patient_id) is not None:
-                return 0  # one open check-in per patient; this one waits
-            now = self.clock()
+                checkin.lease_until = now + HELD_BEHIND  # one open check-in per patient
+                await repo.add(checkin)
+                return 0
             if not checkin.ignore_quiet_hours and self._quiet_now(patient, now):
-                return 0  # scheduled messages wait for the patient's allowed hours
+                checkin.lease_until = self._quiet_end(patient, now)  # the allowed hours
+                await repo.add(checkin)
+                return 0
+            checkin.lease_until = None
             transition = core.begin(core.from_json(checkin.state), self._setting(patient), now)
             await self._apply(repo, patient, checkin, transition, f"begin{checkin_id}", now, None)
+            return 1
+
+    async def remind_due(self, limit: int = 500) -> int:
+        """Re-ask the current question of open check-ins whose reminder is due."""
+        async with self.db.transaction() as session:
+            due = await q.reminders_due(session, self.clock(), limit)
+        sent = 0
+        for checkin_id in due:
+            try:
+                sent += await self._remind(checkin_id)
+            except Exception as exc:
+                log.error("check-in %s could not be reminded (%s)", checkin_id, type(exc).__name__)
+        return sent
+
+    async def _remind(self, checkin_id: int) -> int:
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            checkin = await repo.get_checkin(checkin_id)
+            if checkin is None:
+                return 0
+            patient = await repo.lock_patient(checkin.patient_id)
+            await session.refresh(checkin)
+            now = self.clock()
+            due = checkin.next_reminder_at
+            if patient is None or due is None or due > now or checkin.status not in q.OPEN_STATUSES:
+                return 0  # answered, closed or reminded meanwhile
+            if patient.status != "active":
+                checkin.next_reminder_at = None
+                await repo.add(checkin)
+                return 0
+            if self._quiet_now(patient, now):
+                checkin.next_reminder_at = self._quiet_end(patient, now)
+                await repo.add(checkin)
+                return 0
+            checkin.reminders_sent += 1
+            transition = core.remind(core.from_json(checkin.state), self._setting(patient), now)
+            source = f"remind{checkin_id}:{checkin.reminders_sent}"
+            await self._apply(repo, patient, checkin, transition, source, now, None)
             return 1
 
     async def expire_due(self, limit: int = 500) -> int:
@@ -369,12 +422,13 @@ class Services:
     # ---- writing a transition ---------------------------------------------------------
 
     def _quiet_now(self, patient: Patient, now: datetime) -> bool:
-        quiet = QuietHours(self.clinic.quiet_hours_start_local, self.clinic.quiet_hours_end_local)
-        try:
-            zone = ZoneInfo(patient.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            zone = ZoneInfo("UTC")
-        return in_quiet_hours(now, zone, quiet)
+        return in_quiet_hours(now, _zone(patient), self._quiet())
+
+    def _quiet_end(self, patient: Patient, now: datetime) -> datetime:
+        return defer(now, _zone(patient), self._quiet())
+
+    def _quiet(self) -> QuietHours:
+        return QuietHours(self.clinic.quiet_hours_start_local, self.clinic.quiet_hours_end_local)
 
     def _setting(self, patient: Patient) -> core.Setting:
         instruments = {i.key: i for i in self.catalog}
@@ -484,8 +538,21 @@ def _int(text: str) -> int:
         return -1  # no option has it: the press changes nothing
 
 
+def _zone(patient: Patient) -> ZoneInfo:
+    try:
+        return ZoneInfo(patient.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def _update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) -> None:
     checkin.state = core.to_json(conv)
+    more = checkin.reminder_after_s is not None and checkin.reminders_sent < checkin.max_reminders
+    if conv.is_open and more and checkin.reminder_after_s is not None:
+        # the next reminder counts from the latest message or answer
+        checkin.next_reminder_at = now + timedelta(seconds=checkin.reminder_after_s)
+    else:
+        checkin.next_reminder_at = None
     if conv.status == "asking":
         checkin.status = "in_progress" if conv.answers else "sent"
         checkin.sent_at = checkin.sent_at or now

@@ -27,21 +27,27 @@ class TickReport:
     started: int
     expired: int
     delivery: Report
+    planned: int = 0
+    reminded: int = 0
 
 
 async def tick(app: App) -> TickReport:
-    """Everything time-driven, once: recover, expire, start due check-ins, deliver.
+    """Everything time-driven, once: recover, plan, expire, start due check-ins, remind,
+    escalate, deliver.
 
     Each stage runs even if an earlier one failed (a database hiccup, a bug in one
     patient's data): delivery in particular must never wait on anything else."""
     services = app.services
+    batch = app.settings.scheduler.batch
     recovered = await _stage("recovery", services.process_pending(), 0)
-    expired = await _stage("expiry", services.expire_due(), 0)
-    started = await _stage("start", services.start_due(), 0)
+    planned = await _stage("planning", app.planner.plan_due(), 0)
+    expired = await _stage("expiry", services.expire_due(batch), 0)
+    started = await _stage("start", services.start_due(batch), 0)
+    reminded = await _stage("reminders", services.remind_due(batch), 0)
     await _stage("escalation", services.escalate_due(), 0)
     delivery = await _stage("delivery", app.deliverer.drain(), Report())
     app.last_tick_at[:] = [app.clock()]
-    return TickReport(recovered, started, expired, delivery)
+    return TickReport(recovered, started, expired, delivery, planned, reminded)
 
 
 async def _stage(name: str, work: Awaitable[T], failed: T) -> T:
@@ -58,11 +64,12 @@ async def _safe_tick(app: App) -> None:
     except Exception as exc:  # the loop must survive a bad tick (database briefly away, ...)
         log.error("scheduler tick failed (%s); retrying next tick", type(exc).__name__)
         return
-    if report.started or report.expired or report.recovered or report.delivery.sent:
+    counts = (report.planned, report.started, report.reminded, report.expired, report.recovered)
+    if any(counts) or report.delivery.sent:
         log.info(
-            "tick: started=%d expired=%d recovered=%d sent=%d retried=%d dead=%d",
-            report.started, report.expired, report.recovered,
-            report.delivery.sent, report.delivery.retried, report.delivery.dead,
+            "tick: planned=%d started=%d reminded=%d expired=%d recovered=%d "
+            "sent=%d retried=%d dead=%d",
+            *counts, report.delivery.sent, report.delivery.retried, report.delivery.dead,
         )  # fmt: skip
 
 

@@ -79,6 +79,13 @@ def patient_add(
     """Enrol a patient. Console patients are active at once; Telegram patients get a
     single-use link; SMS patients get an invitation and become active when they reply YES."""
     _check_patient_options(name, channel, timezone, language)
+    protocols = state(ctx).settings().protocols
+    if protocol is not None and protocol not in protocols:
+        known = ", ".join(sorted(protocols)) or "none configured"
+        fail(
+            f"--protocol: no protocol {protocol!r} (known: {known}); "
+            "see `checkin schedule protocols`"
+        )
     number = _phone(ctx, channel, phone)
 
     async def work(app: App) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import signal
 import socket
@@ -33,6 +34,7 @@ from scheduler.loop import start_scheduler, tick
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
+    app.command("worker")(worker)
     app.command("chat")(chat)
     app.command("demo")(demo.demo)
 
@@ -46,8 +48,38 @@ def run(ctx: typer.Context) -> None:
     asyncio.run(_serve(settings))
 
 
-async def _serve(settings: Settings) -> None:
-    _check_port(settings.server.host, settings.server.port)
+def worker(ctx: typer.Context) -> None:
+    """Run the scheduler only, without the web server, until SIGTERM or Ctrl-C: plan
+    protocols, start due check-ins, remind, expire, escalate alerts, deliver the outbox.
+    On PostgreSQL run as many workers as you like (they claim different rows); on SQLite
+    one process schedules (`run` included), and a second one refuses to start."""
+    settings = state(ctx).settings()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    await _require_schema(settings)
+    with _scheduler_lock(settings.database_url):
+        app = build(settings)
+        scheduler = start_scheduler(app)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        logging.getLogger("checkin").info(
+            "worker ticking every %gs; Ctrl-C to stop", settings.scheduler.tick_s
+        )
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown(wait=False)
+            await app.close()
+
+
+async def _require_schema(settings: Settings) -> None:
     if _missing_sqlite_file(settings.database_url):
         fail("the database file does not exist: run `checkin db upgrade` first")
     try:
@@ -56,6 +88,39 @@ async def _serve(settings: Settings) -> None:
         fail(database_problem(exc, settings.database_url))
     if current != migrate.head_revision():
         fail("the database schema is not up to date: run `checkin db upgrade` first")
+
+
+@contextlib.contextmanager
+def _scheduler_lock(url: str) -> Iterator[None]:
+    """SQLite: hold ``<database>.scheduler.lock`` so a second scheduling process refuses to
+    start (SQLite has no row locks to share work with). PostgreSQL: nothing to hold."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    path = Path(f"{parsed.database}.scheduler.lock")
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fail(
+                f"another process is already scheduling on {parsed.database}; one scheduler "
+                "per SQLite file (use PostgreSQL for several workers)"
+            )
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def _serve(settings: Settings) -> None:
+    _check_port(settings.server.host, settings.server.port)
+    await _require_schema(settings)
+    with _scheduler_lock(settings.database_url):
+        await _serve_locked(settings)
+
+
+async def _serve_locked(settings: Settings) -> None:
     app = build(settings)
     server = _Server(
         uvicorn.Config(

@@ -4,12 +4,13 @@ due or overdue. Small functions over one session, like the repository's methods.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Clinician, InboundMessage, Patient
 
 OPEN_STATUSES = ("sent", "in_progress", "paused")
@@ -38,22 +39,50 @@ async def open_checkin(session: AsyncSession, patient_id: int) -> Checkin | None
     return (await session.exec(statement)).first()
 
 
-async def due_pending(session: AsyncSession, now: datetime, limit: int) -> Sequence[Checkin]:
-    """Pending check-ins due now whose patient is active and has none open (oldest first)."""
+async def claim_due(repo: Repository, now: datetime, limit: int, lease: timedelta) -> list[int]:
+    """Due pending check-ins of active patients with none open, leased to this worker.
+
+    A check-in held back (quiet hours, another one open) carries a lease until it is worth
+    looking at again, so held ones never crowd out the rest. PostgreSQL skips rows another
+    worker is claiming (``FOR UPDATE SKIP LOCKED``)."""
     busy = select(Checkin.patient_id).where(col(Checkin.status).in_(OPEN_STATUSES))
     statement = (
-        select(Checkin)
+        select(Checkin.id)
         .join(Patient, col(Patient.id) == col(Checkin.patient_id))
         .where(
             Checkin.status == "pending",
             col(Checkin.due_at) <= now,
+            or_(col(Checkin.lease_until).is_(None), col(Checkin.lease_until) <= now),
             col(Patient.status).in_(ACTIVE_PATIENT),
             col(Checkin.patient_id).not_in(busy),
         )
         .order_by(col(Checkin.due_at), col(Checkin.id))
         .limit(limit)
     )
-    return (await session.exec(statement)).all()
+    if repo.dialect == "postgresql":
+        statement = statement.with_for_update(of=Checkin, skip_locked=True)
+    ids = [i for i in (await repo.session.exec(statement)).all() if i is not None]
+    if ids:
+        await repo.session.exec(
+            update(Checkin)
+            .where(col(Checkin.id).in_(ids))
+            .values(lease_until=now + lease, version=col(Checkin.version) + 1)
+        )
+    return ids
+
+
+async def reminders_due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
+    """Open check-ins whose next reminder is due, soonest first."""
+    statement = (
+        select(Checkin.id)
+        .where(
+            col(Checkin.next_reminder_at) <= now,
+            col(Checkin.status).in_(OPEN_STATUSES),
+        )
+        .order_by(col(Checkin.next_reminder_at), col(Checkin.id))
+        .limit(limit)
+    )
+    return [i for i in (await session.exec(statement)).all() if i is not None]
 
 
 async def overdue(session: AsyncSession, now: datetime, limit: int) -> Sequence[Checkin]:

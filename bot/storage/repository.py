@@ -225,6 +225,10 @@ class Repository:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    async def insert_new(self, row: Row, unique: Sequence[str]) -> Row | None:
+        """Insert `row` unless one with the same `unique` columns exists (then None)."""
+        return await self._insert_new(row, unique)
+
     async def _insert_new(self, row: Row, unique: Sequence[str]) -> Row | None:
         """Insert `row` unless one with the same `unique` columns exists; the stored row."""
         table = type(row)

@@ -24,6 +24,7 @@ SQLModel.metadata.naming_convention = NAMING_CONVENTION
 
 CHANNELS = ("telegram", "sms", "console")
 PATIENT_STATUSES = ("invited", "active", "paused", "opted_out", "blocked", "discharged")
+CHECKIN_ORIGINS = ("operator", "plan")  # asked by hand, or planned from the protocol
 CHECKIN_STATUSES = (
     "pending",
     "sent",
@@ -77,6 +78,11 @@ class Patient(SQLModel, table=True):
     clinician_id: int | None = Field(default=None, foreign_key="clinician.id", index=True)
     protocol: str | None = None
     consent_at: datetime | None = None
+    # Planning: check-ins of the protocol are stored as rows up to this time. None: plan
+    # again from now (a new protocol, or treatment sessions changed). A worker planning
+    # the patient holds the lease so others pass it by.
+    planned_until: datetime | None = Field(default=None, index=True)
+    plan_lease_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, sa_column_kwargs={"onupdate": utcnow})
 
@@ -126,8 +132,10 @@ class Checkin(SQLModel, table=True):
     __mapper_args__ = {"version_id_col": _CHECKIN_VERSION}
     __table_args__ = (
         one_of("status", CHECKIN_STATUSES),
+        one_of("origin", CHECKIN_ORIGINS),
         Index("ix_checkin_patient_due", "patient_id", "due_at"),
         Index("ix_checkin_status_due", "status", "due_at"),
+        Index("ix_checkin_next_reminder", "next_reminder_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -140,11 +148,41 @@ class Checkin(SQLModel, table=True):
     completed_at: datetime | None = None
     expires_at: datetime
     reminders_sent: int = 0
+    # Reminders: at most `max_reminders`, each `reminder_after_s` after the latest message
+    # or answer; `next_reminder_at` is when the next one is due (None: no more).
+    reminder_after_s: int | None = None
+    max_reminders: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    next_reminder_at: datetime | None = None
+    # Starting it: a worker holds the lease while it sends the first question; a check-in
+    # held back (quiet hours, another one open) waits until the lease ends.
+    lease_until: datetime | None = None
+    origin: str = Field(default="operator", sa_column_kwargs={"server_default": "operator"})
     partial: bool = False
     # Sent even in the patient's quiet hours (an operator's explicit `checkin ask --now`).
     ignore_quiet_hours: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
     state: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     version: int = Field(default=1, sa_column=_CHECKIN_VERSION)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PlannedOccurrence(SQLModel, table=True):
+    """One occurrence of a protocol rule, planned once: ``(patient, key)`` is unique, so
+    however often and by however many workers a patient is planned, each intended
+    check-in ("before_session:3", "weekly:2026-03-09") becomes at most one check-in row.
+    Several occurrences due close together share one check-in (a bundle)."""
+
+    __tablename__ = "planned_occurrence"
+    __table_args__ = (UniqueConstraint("patient_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: int = Field(foreign_key="patient.id", ondelete="CASCADE")
+    key: str
+    rule: str
+    session_number: int | None = None
+    due_at: datetime
+    checkin_id: int | None = Field(
+        default=None, foreign_key="checkin.id", ondelete="CASCADE", index=True
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 
