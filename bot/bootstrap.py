@@ -82,6 +82,7 @@ def build(
     wired.update(channels or {})
     check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
     check_protocols(settings.protocols, catalog, settings.source)
+    lease = timedelta(seconds=settings.scheduler.lease_s)
     services = Services(
         db,
         catalog,
@@ -90,8 +91,9 @@ def build(
         clock,
         expire_after=timedelta(hours=settings.scheduler.expire_after_h),
         alerting=Alerting(catalog, settings.alerts, renderer),
+        start_lease=lease,
     )
-    deliverer = Deliverer(db, wired, clock, pacers=default_pacers(settings))
+    deliverer = Deliverer(db, wired, clock, lease=lease, pacers=default_pacers(settings))
     planner = Planner(
         db,
         catalog,
@@ -101,5 +103,6 @@ def build(
         plan_ahead=timedelta(days=settings.scheduler.plan_ahead_days),
         bundle_window=timedelta(minutes=settings.scheduler.bundle_window_min),
         batch=settings.scheduler.batch,
+        lease=lease,
     )
     return App(settings, db, catalog, renderer, services, deliverer, wired, clock, planner)

@@ -69,6 +69,10 @@ class Scheduler:
     plan_ahead_days: float = 7.0  # protocol check-ins are stored this far ahead
     bundle_window_min: float = 120.0  # check-ins due this close together become one
     batch: int = 500  # rows one tick takes per stage (planning, starting, reminding...)
+    # A worker holds what it claimed (a message to send, a check-in to start) this long;
+    # if it dies, another worker takes the work over after it. Longer than any provider
+    # timeout.
+    lease_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -269,7 +273,13 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
         scheduler=Scheduler(
             **{
                 key: _positive(scheduler, "scheduler", key, getattr(Scheduler, key), source)
-                for key in ("tick_s", "expire_after_h", "plan_ahead_days", "bundle_window_min")
+                for key in (
+                    "tick_s",
+                    "expire_after_h",
+                    "plan_ahead_days",
+                    "bundle_window_min",
+                    "lease_s",
+                )
             },
             batch=int(_positive(scheduler, "scheduler", "batch", Scheduler.batch, source)),
         ),

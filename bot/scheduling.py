@@ -43,6 +43,7 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Patient, PlannedOccurrence, TreatmentSession
 
 log = logging.getLogger(__name__)
+CHUNK = 50  # patients planned in one transaction
 
 
 def quiet_hours(clinic: Clinic) -> QuietHours:
@@ -121,11 +122,26 @@ class Planner:
                 Repository(session), now, now + self.plan_ahead / 2, self.batch, self.lease
             )
         added = 0
-        for patient_id in ids:
-            try:
-                added += await self.plan_patient(patient_id)
-            except Exception as exc:  # one patient's data never holds up the others
-                log.error("patient %s could not be planned (%s)", patient_id, type(exc).__name__)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            try:  # many in one transaction: one commit instead of one each
+                async with self.db.transaction() as session:
+                    repo = Repository(session)
+                    for patient_id in chunk:
+                        patient = await repo.lock_patient(patient_id)
+                        if patient is not None:
+                            added += len(await self.plan_locked(session, patient, now))
+                continue
+            except Exception as exc:
+                log.warning("planning %d patients together failed (%s); one by one now",
+                            len(chunk), type(exc).__name__)  # fmt: skip
+            for patient_id in chunk:  # one patient's data never holds up the others
+                try:
+                    added += await self.plan_patient(patient_id)
+                except Exception as exc:
+                    log.error(
+                        "patient %s could not be planned (%s)", patient_id, type(exc).__name__
+                    )
         return added
 
     async def plan_patient(self, patient_id: int) -> int:

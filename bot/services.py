@@ -42,6 +42,7 @@ YES = frozenset({"yes", "y", "si", "s"})  # replies that accept an SMS invitatio
 START_LEASE = timedelta(minutes=2)  # a worker starting a check-in holds it this long
 HELD_BEHIND = timedelta(minutes=5)  # looked at again this often while another one is open
 HELD_INACTIVE = timedelta(hours=1)  # ... while the patient is paused or not yet consented
+CHUNK = 50  # check-ins started in one transaction
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Services:
     clock: Clock
     expire_after: timedelta = timedelta(hours=24)
     alerting: Alerting | None = None
+    start_lease: timedelta = START_LEASE
 
     # ---- inbound ---------------------------------------------------------------------
 
@@ -308,42 +310,52 @@ class Services:
         LOCKED``), so several workers start different ones; each start then runs under
         the patient's row lock and re-checks the row, so none is ever sent twice."""
         async with self.db.transaction() as session:
-            due = await q.claim_due(Repository(session), self.clock(), limit, START_LEASE)
+            due = await q.claim_due(Repository(session), self.clock(), limit, self.start_lease)
         started = 0
-        for checkin_id in due:
-            try:
-                started += await self._start(checkin_id)
+        for chunk in _chunks(due, CHUNK):
+            try:  # many in one transaction: one commit instead of one each
+                async with self.db.transaction() as session:
+                    repo = Repository(session)
+                    for checkin_id in chunk:
+                        started += await self._start_in(repo, checkin_id)
+                continue
             except Exception as exc:
-                log.error("check-in %s could not start (%s)", checkin_id, type(exc).__name__)
+                log.warning("starting %d check-ins together failed (%s); one by one now",
+                            len(chunk), type(exc).__name__)  # fmt: skip
+            for checkin_id in chunk:  # isolate the one that fails
+                try:
+                    async with self.db.transaction() as session:
+                        started += await self._start_in(Repository(session), checkin_id)
+                except Exception as exc:
+                    log.error("check-in %s could not start (%s)", checkin_id, type(exc).__name__)
         return started
 
-    async def _start(self, checkin_id: int) -> int:
-        async with self.db.transaction() as session:
-            repo = Repository(session)
-            checkin = await repo.get_checkin(checkin_id)
-            if checkin is None:
-                return 0
-            patient = await repo.lock_patient(checkin.patient_id)
-            await session.refresh(checkin)
-            if patient is None or checkin.status != "pending":
-                return 0
-            now = self.clock()
-            if patient.status != "active":
-                checkin.lease_until = now + HELD_INACTIVE  # paused, blocked, not yet consented
-                await repo.add(checkin)
-                return 0
-            if await q.open_checkin(session, checkin.patient_id) is not None:
-                checkin.lease_until = now + HELD_BEHIND  # one open check-in per patient
-                await repo.add(checkin)
-                return 0
-            if not checkin.ignore_quiet_hours and self._quiet_now(patient, now):
-                checkin.lease_until = self._quiet_end(patient, now)  # the allowed hours
-                await repo.add(checkin)
-                return 0
-            checkin.lease_until = None
-            transition = core.begin(core.from_json(checkin.state), self._setting(patient), now)
-            await self._apply(repo, patient, checkin, transition, f"begin{checkin_id}", now, None)
-            return 1
+    async def _start_in(self, repo: Repository, checkin_id: int) -> int:
+        session = repo.session
+        checkin = await repo.get_checkin(checkin_id)
+        if checkin is None:
+            return 0
+        patient = await repo.lock_patient(checkin.patient_id)
+        await session.refresh(checkin)
+        if patient is None or checkin.status != "pending":
+            return 0
+        now = self.clock()
+        if patient.status != "active":
+            checkin.lease_until = now + HELD_INACTIVE  # paused, blocked, not yet consented
+            await repo.add(checkin)
+            return 0
+        if await q.open_checkin(session, checkin.patient_id) is not None:
+            checkin.lease_until = now + HELD_BEHIND  # one open check-in per patient
+            await repo.add(checkin)
+            return 0
+        if not checkin.ignore_quiet_hours and self._quiet_now(patient, now):
+            checkin.lease_until = self._quiet_end(patient, now)  # the allowed hours
+            await repo.add(checkin)
+            return 0
+        checkin.lease_until = None
+        transition = core.begin(core.from_json(checkin.state), self._setting(patient), now)
+        await self._apply(repo, patient, checkin, transition, f"begin{checkin_id}", now, None)
+        return 1
 
     async def remind_due(self, limit: int = 500) -> int:
         """Re-ask the current question of open check-ins whose reminder is due."""
@@ -536,6 +548,10 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         return -1  # no option has it: the press changes nothing
+
+
+def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _zone(patient: Patient) -> ZoneInfo:

@@ -73,8 +73,15 @@ async def _safe_tick(app: App) -> None:
         )  # fmt: skip
 
 
+def _not_overlap_notice(record: logging.LogRecord) -> bool:
+    """APScheduler warns each time a tick is due while the last one still runs; with one
+    instance at a time by design, that is expected under load, not a problem."""
+    return "maximum number of running instances reached" not in record.getMessage()
+
+
 def start_scheduler(app: App) -> AsyncIOScheduler:
     """Start ticking on the running event loop; the caller shuts it down."""
+    logging.getLogger("apscheduler.scheduler").addFilter(_not_overlap_notice)
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(
         _safe_tick,

@@ -32,8 +32,14 @@ class TelegramChannel:
     def __init__(
         self, token: str, api_base_url: str = DEFAULT_API_BASE_URL, timeout_s: float = 10.0
     ) -> None:
+        # The outbox sends several messages at once (Deliverer.concurrency): a pool of one
+        # connection would queue them behind each other and time out waiting for it.
         request = HTTPXRequest(
-            connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s
+            connection_pool_size=32,
+            pool_timeout=timeout_s,
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            write_timeout=timeout_s,
         )
         self.bot = telegram.Bot(token, base_url=api_base_url, request=request)
         self._ready = False
