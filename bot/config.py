@@ -25,7 +25,10 @@ DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
 ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
-SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts"}
+SECTIONS = {
+    "instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts",
+    "retention",
+}  # fmt: skip
 ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
 ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
 ENV_TELEGRAM_TOKEN = "CHECKIN_TELEGRAM_TOKEN"  # noqa: S105 -- a variable name
@@ -100,6 +103,14 @@ class Sms:
         )
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long a discharged patient's records stay, and what survives their erasure."""
+
+    delete_after_days: int = 365  # counted from discharge
+    keep_deidentified_scores: bool = False  # keep scores under a wiped, pseudonymous row
+
+
 _SMS_FIELDS = (
     "account_sid",
     "auth_token",
@@ -121,6 +132,7 @@ class Settings:
     telegram: Telegram = Telegram()
     sms: Sms = Sms()
     alerts: AlertRules = DEFAULT_RULES
+    retention: Retention = Retention()
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -219,6 +231,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
     return Settings(
+        retention=_retention(_table(data, "retention", source), source),
         alerts=rules_from_mapping(_table(data, "alerts", source), source),
         source=source,
         instruments_dirs=tuple(base / d for d in dirs),
@@ -249,6 +262,15 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
             ),
         ),
     )
+
+
+def _retention(raw: Mapping[str, Any], source: str) -> Retention:
+    _known(raw, "retention", set(Retention.__dataclass_fields__), source)
+    days = _value(raw, "retention", "delete_after_days", int, Retention.delete_after_days, source)
+    if days < 1:
+        raise ConfigError(source, "retention.delete_after_days", "must be at least 1 (days)")
+    keep = _value(raw, "retention", "keep_deidentified_scores", bool, False, source)
+    return Retention(delete_after_days=days, keep_deidentified_scores=keep)
 
 
 def _relative_sqlite(url: str, base: Path) -> str:
