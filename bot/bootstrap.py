@@ -40,6 +40,7 @@ class App:
     clock: Clock
     planner: Planner
     last_tick_at: list[datetime] = field(default_factory=list)
+    last_purge_at: list[datetime] = field(default_factory=list)
 
     async def close(self) -> None:
         telegram = self.channels.get("telegram")

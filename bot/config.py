@@ -29,6 +29,7 @@ DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
 SECTIONS = {
     "instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts",
     "protocols",
+    "retention",
 }  # fmt: skip
 ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
 ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
@@ -116,6 +117,14 @@ class Sms:
         )
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long a discharged patient's records stay, and what survives their erasure."""
+
+    delete_after_days: int = 365  # counted from discharge
+    keep_deidentified_scores: bool = False  # keep scores under a wiped, pseudonymous row
+
+
 _SMS_FIELDS = (
     "account_sid",
     "auth_token",
@@ -137,6 +146,7 @@ class Settings:
     telegram: Telegram = Telegram()
     sms: Sms = Sms()
     alerts: AlertRules = DEFAULT_RULES
+    retention: Retention = Retention()
     # Absent [protocols]: the example protocols (weekly-phq9, ketamine-iv-6).
     protocols: Mapping[str, Protocol] = field(default_factory=lambda: default_protocols())
 
@@ -243,6 +253,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
     return Settings(
+        retention=_retention(_table(data, "retention", source), source),
         alerts=rules_from_mapping(_table(data, "alerts", source), source),
         source=source,
         instruments_dirs=tuple(base / d for d in dirs),
@@ -294,6 +305,15 @@ def _protocols(data: Mapping[str, Any], source: str) -> dict[str, Protocol]:
         name: protocol_from_mapping(name, table, source)
         for name, table in _table(data, "protocols", source).items()
     }
+
+
+def _retention(raw: Mapping[str, Any], source: str) -> Retention:
+    _known(raw, "retention", set(Retention.__dataclass_fields__), source)
+    days = _value(raw, "retention", "delete_after_days", int, Retention.delete_after_days, source)
+    if days < 1:
+        raise ConfigError(source, "retention.delete_after_days", "must be at least 1 (days)")
+    keep = _value(raw, "retention", "keep_deidentified_scores", bool, False, source)
+    return Retention(delete_after_days=days, keep_deidentified_scores=keep)
 
 
 def _relative_sqlite(url: str, base: Path) -> str:

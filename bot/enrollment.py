@@ -4,7 +4,9 @@ clinician.
 A code is 192 random bits (URL-safe, fits Telegram's ``start`` parameter), shown once to
 the operator and stored only as a SHA-256 hash; it expires (default one hour) and works
 once. A wrong, used or expired code gets the same plain refusal, so trying codes teaches
-nothing.
+nothing. A sender refused ``MAX_FAILED_ATTEMPTS`` times within ``ATTEMPT_WINDOW`` gets
+that same refusal without any code being checked; the count is of their refused inbound
+messages in the database, so it holds across worker processes.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import select
+from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, EnrollmentCode, Patient
+from bot.storage.tables import Clinician, EnrollmentCode, InboundMessage, Patient
 
 CODE_BYTES = 24  # 192 bits; 32 URL-safe characters (Telegram allows 64)
+MAX_FAILED_ATTEMPTS = 5
+ATTEMPT_WINDOW = timedelta(hours=1)
+CODE_REFUSED = "enrolment code refused"  # the note kept on the refused inbound message
+ATTEMPTS_LIMITED = "enrolment attempts limited"  # not counted: the limit is a fixed rate
 TELEGRAM_LINK = "https://t.me/{username}?start={code}"
 
 
@@ -89,6 +95,20 @@ async def redeem(
     await repo.add(clinician)
     await repo.audit(now, "clinician", "linked", f"clinician:{clinician.id}", channel=channel)
     return Linked(clinician=clinician)
+
+
+async def too_many_attempts(
+    session: AsyncSession, channel: str, sender: str, now: datetime
+) -> bool:
+    """Whether `sender` had MAX_FAILED_ATTEMPTS codes refused within the last ATTEMPT_WINDOW."""
+    statement = select(func.count()).where(
+        InboundMessage.channel == channel,
+        InboundMessage.sender == sender,
+        InboundMessage.error == CODE_REFUSED,
+        col(InboundMessage.received_at) > now - ATTEMPT_WINDOW,
+    )
+    refused: int = (await session.exec(statement)).one()
+    return refused >= MAX_FAILED_ATTEMPTS
 
 
 def start_parameter(text: str) -> str | None:

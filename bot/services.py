@@ -28,7 +28,13 @@ from bot.domain.errors import ConfigError, NotFound
 from bot.domain.instruments import BloodPressure
 from bot.domain.parsing import normalize, parse_command
 from bot.domain.schedule_time import QuietHours, defer, in_quiet_hours
-from bot.enrollment import redeem, start_parameter
+from bot.enrollment import (
+    ATTEMPTS_LIMITED,
+    CODE_REFUSED,
+    redeem,
+    start_parameter,
+    too_many_attempts,
+)
 from bot.instruments import Catalog
 from bot.ports import Clock
 from bot.rendering import Renderer
@@ -234,13 +240,15 @@ class Services:
                 return note
             intent = ev.Stranger()
         else:
-            linked = await redeem(session, code, message.channel, message.sender, now)
+            limited = await too_many_attempts(session, message.channel, message.sender, now)
+            if not limited:
+                linked = await redeem(session, code, message.channel, message.sender, now)
             if linked is not None and linked.patient is not None:
                 rows = self._outbox(linked.patient, (ev.Enrolled(),), f"in{message.id}", now)
                 await repo.enqueue(rows)
                 return None
             intent = ev.Enrolled("clinician") if linked is not None else ev.EnrollRefused()
-            note = None if linked is not None else "enrolment code refused"
+            note = None if linked is not None else ATTEMPTS_LIMITED if limited else CODE_REFUSED
         rendered = self.renderer.render(intent, message.channel, "en")
         assert rendered is not None
         clinician = linked.clinician if linked is not None else None

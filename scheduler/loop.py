@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.bootstrap import App
 from bot.delivery import Report
+from bot.retention import purge_due
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+PURGE_EVERY = timedelta(hours=1)  # how often a worker looks for patients past retention
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ async def tick(app: App) -> TickReport:
     reminded = await _stage("reminders", services.remind_due(batch), 0)
     await _stage("escalation", services.escalate_due(), 0)
     delivery = await _stage("delivery", app.deliverer.drain(), Report())
+    now = app.clock()
+    if not app.last_purge_at or now - app.last_purge_at[0] >= PURGE_EVERY:
+        app.last_purge_at[:] = [now]  # erasing discharged patients is a daily matter
+        await _stage("retention", purge_due(app.db, app.settings.retention, app.clock), None)
     app.last_tick_at[:] = [app.clock()]
     return TickReport(recovered, started, expired, delivery, planned, reminded)
 

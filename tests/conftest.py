@@ -17,7 +17,9 @@ always used.
 """
 
 import asyncio
+import logging
 import os
+import re
 
 # python-telegram-bot 22 warns (an error under our warning filter) unless durations are
 # timedeltas; the service sets this in bootstrap, the tests set it for every test.
@@ -188,3 +190,70 @@ async def sqlite_db(migrated_sqlite_url: str) -> AsyncIterator[Database]:
     """A SQLite database at the newest schema (for SQLite-only behaviour)."""
     async for database in _opened(migrated_sqlite_url):
         yield database
+
+
+# ---- no identifiers in logs -------------------------------------------------------------
+
+# Names, addresses, numbers, chat ids and answer texts the tests use (fixtures and their own
+# canaries), plus item wording. Short names only as whole words, case-sensitive.
+LOG_CANARY_WORDS = (
+    "Ada", "Pat", "P-017", "P-1", "P-2", "Dr. Rao", "Dr. Backup", "Dr A", "Dr B",
+    "Hester Prynne", "Zebedee Quillfeather", "pat-1", "dr-r", "dr-b", "zq-console-4471",
+    "5501", "5502", "7301",
+)  # fmt: skip
+LOG_CANARY_TEXTS = (
+    "+447700900001", "+15555550123", "+15555550199", "+12125550123", "(212) 555-0123",
+    "Quillfeather-canary", "not difficult at all", "is Pat there",
+    "better off dead", "Little interest or pleasure", "Feeling bad about yourself",
+)  # fmt: skip
+_CANARY = re.compile(
+    "|".join(
+        [rf"(?<![\w-]){re.escape(w)}(?![\w-])" for w in LOG_CANARY_WORDS]
+        + [re.escape(t) for t in LOG_CANARY_TEXTS]
+    )
+)
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _leak(record: logging.LogRecord) -> str | None:
+    """The canary in the record's message, arguments or exception, if any."""
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):
+        message = str(record.msg)
+    texts = [message, repr(record.args)]
+    if record.exc_info and record.exc_info[1] is not None:
+        texts.append(str(record.exc_info[1]))
+    found = _CANARY.search("\n".join(texts))
+    return found.group(0) if found else None
+
+
+@pytest.fixture(autouse=True)
+def no_identifiers_in_logs() -> Iterator[None]:
+    """Fail any test during which a log record (ours at DEBUG, libraries' at INFO) carries
+    a known name, address, number, chat id, answer or item wording."""
+    recorder = _Recorder()
+    root, ours = logging.getLogger(), [logging.getLogger(n) for n in ("bot", "scheduler")]
+    levels = root.level, [logger.level for logger in ours]
+    root.addHandler(recorder)
+    root.setLevel(min(root.level, logging.INFO))
+    for logger in ours:
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(recorder)
+        root.setLevel(levels[0])
+        for logger, level in zip(ours, levels[1], strict=True):
+            logger.setLevel(level)
+    leaks = [(r.name, r.levelname, found) for r in recorder.records if (found := _leak(r))]
+    if leaks:
+        pytest.fail(f"identifiers in log records (logger, level, canary): {leaks}", pytrace=False)

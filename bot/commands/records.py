@@ -223,7 +223,11 @@ def patient_invite(
                 fail(
                     f"patient {patient_id} uses {patient.channel}; enrolment links are for Telegram"
                 )
-            return {"id": patient_id} | await _invite(app, session, patient_id=patient_id)
+            invite = await _invite(app, session, patient_id=patient_id)
+            await Repository(session).audit(
+                app.clock(), "operator", "enrolment_link_issued", f"patient:{patient_id}"
+            )
+            return {"id": patient_id} | invite
 
     data = with_app(ctx, work)
     if as_json:
@@ -301,7 +305,11 @@ def patient_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     async def work(app: App) -> list[Patient]:
         async with app.db.transaction() as session:
-            return list((await session.exec(select(Patient).order_by(col(Patient.id)))).all())
+            rows = list((await session.exec(select(Patient).order_by(col(Patient.id)))).all())
+            await Repository(session).audit(
+                app.clock(), "operator", "patients_listed", "patient:*", count=len(rows)
+            )
+            return rows
 
     patients = with_app(ctx, work)
     if as_json:
@@ -386,7 +394,12 @@ def ask(
         except CheckinError as exc:
             fail(str(exc))
         async with app.db.transaction() as session:
-            patient = await Repository(session).get_patient(patient_id)
+            repo = Repository(session)
+            patient = await repo.get_patient(patient_id)
+            await repo.audit(
+                app.clock(), "operator", "checkin_queued", f"patient:{patient_id}",
+                checkin=checkin.id, instruments=list(instruments),
+            )  # fmt: skip
         return checkin, patient.status if patient else "unknown"
 
     checkin, status = with_app(ctx, work)

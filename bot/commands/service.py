@@ -19,6 +19,7 @@ import uvicorn
 from sqlalchemy.engine import make_url
 from telegram.error import TelegramError
 
+from bot import logs
 from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands import demo
@@ -42,9 +43,7 @@ def register(app: typer.Typer) -> None:
 def run(ctx: typer.Context) -> None:
     """Run the web server and the scheduler in one process, until SIGTERM or Ctrl-C."""
     settings = state(ctx).settings()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(logging.INFO)
     asyncio.run(_serve(settings))
 
 
@@ -129,6 +128,7 @@ async def _serve_locked(settings: Settings) -> None:
             port=settings.server.port,
             lifespan="off",
             log_level="info",
+            log_config=None,  # uvicorn's records go through our structured, redacting handler
         )
     )
     scheduler = start_scheduler(app)

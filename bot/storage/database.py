@@ -1,8 +1,9 @@
 """The database handle: one async engine per process, built at startup, never at import.
 
-SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys on and
-``synchronous=NORMAL``; every transaction starts with ``BEGIN IMMEDIATE``, so writers
-queue on the database lock at the start instead of failing half way through. PostgreSQL
+SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys on,
+``synchronous=NORMAL`` and ``secure_delete`` (deleted content is overwritten with zeros);
+every transaction starts with ``BEGIN IMMEDIATE``, so writers queue on the database lock
+at the start instead of failing half way through. PostgreSQL
 (the scale-out store) uses asyncpg and its default READ COMMITTED isolation; row locks
 are taken explicitly where a use case needs them.
 """
@@ -85,6 +86,7 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
     """Connection pragmas, and SQLAlchemy (not pysqlite) in charge of BEGIN IMMEDIATE."""
     pragmas = (
         "PRAGMA synchronous = NORMAL",
+        "PRAGMA secure_delete = ON",  # erased rows are zeroed in the file, not just unlinked
         f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}",
     )
 

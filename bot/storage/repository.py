@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage import audit as audit_chain
 from bot.storage import outbox
 from bot.storage.tables import (
     Alert,
@@ -213,10 +214,10 @@ class Repository:
     async def audit(
         self, at: datetime, actor: str, action: str, subject: str, **detail: Any
     ) -> None:
-        """Append an audit event (no health information in `detail`)."""
-        await self.add(
-            AuditEvent(at=at, actor=actor, action=action, subject=subject, detail=detail)
-        )
+        """Append an audit event (no health information in `detail`); it joins the hash
+        chain when this transaction commits (see bot/storage/audit.py)."""
+        row = AuditEvent(at=at, actor=actor, action=action, subject=subject, detail=detail)
+        audit_chain.append(self.session, row)
 
     # Helpers
 

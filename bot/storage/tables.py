@@ -85,6 +85,8 @@ class Patient(SQLModel, table=True):
     plan_lease_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, sa_column_kwargs={"onupdate": utcnow})
+    discharged_at: datetime | None = None  # the retention period counts from here
+    erased_at: datetime | None = None  # identifying data wiped (bot/retention.py)
 
 
 class EnrollmentCode(SQLModel, table=True):
@@ -306,6 +308,13 @@ class OutboundMessage(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
+    """One append-only audit record, hash-chained to the one before it (bot/storage/audit.py).
+
+    ``hash`` is SHA-256 over ``prev_hash`` and the canonical JSON of at, actor, action,
+    subject and detail; ``prev_hash`` is the previous event's hash (id order), or
+    ``GENESIS`` for the first. Write events only through ``Repository.audit``.
+    """
+
     __tablename__ = "audit_event"
     __table_args__ = (Index("ix_audit_event_subject_at", "subject", "at"),)
 
@@ -315,3 +324,5 @@ class AuditEvent(SQLModel, table=True):
     action: str
     subject: str
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    prev_hash: str = ""
+    hash: str = ""
