@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.commands import export, records, service
+from bot.commands import configcheck, export, records, service
 from bot.commands.common import JsonFlag, State, emit_json, fail, state
 from bot.domain.errors import CheckinError
 from bot.domain.instruments import AnswerValue, Instrument
@@ -34,6 +34,7 @@ app.add_typer(instruments_app, name="instruments")
 records.register(app)
 service.register(app)
 export.register(app)
+configcheck.register(app)
 
 
 @app.callback()
