@@ -319,7 +319,8 @@ async def _page_resources(
             patients = list(found.all())
     patients_seen.update(p.id for p in patients if p.id is not None)
     resources: list[fhir.Resource] = [fhir.patient_resource(p) for p in patients]
-    resources += _responses(catalog, checkins, answers, selection, identified)
+    scored = {(s.checkin_id, s.instrument) for s in scores}
+    resources += _responses(catalog, checkins, answers, scored, selection, identified)
     for score in scores:
         subject = fhir.patient_reference(score.patient_id, identified)
         instrument = catalog.instruments.get(score.instrument)
@@ -331,9 +332,12 @@ def _responses(
     catalog: Catalog,
     checkins: Iterable[Checkin],
     answers: Iterable[Answer],
+    scored: set[tuple[int, str]],
     selection: Selection,
     identified: bool,
 ) -> list[fhir.Resource]:
+    """A response per check-in and instrument answered from `since` on, or whose score is
+    exported (an expiry scores a partial response later than its last answer)."""
     grouped: dict[tuple[int, str], list[Answer]] = defaultdict(list)
     for answer in answers:
         grouped[(answer.checkin_id, answer.instrument)].append(answer)
@@ -341,7 +345,8 @@ def _responses(
     responses = []
     for (checkin_id, key), group in grouped.items():
         authored = max(a.answered_at for a in group)
-        if selection.since is not None and authored < selection.since:
+        late = selection.since is None or authored >= selection.since
+        if not late and (checkin_id, key) not in scored:
             continue
         checkin = by_id[checkin_id]
         subject = fhir.patient_reference(checkin.patient_id, identified)

@@ -177,6 +177,15 @@ async def test_fhir_identifiers_only_when_asked_and_filters(db: Database, tmp_pa
     assert sorted(r["status"] for r in of_type(late, "QuestionnaireResponse")) == [
         "completed", "stopped",
     ]  # fmt: skip
+    after = tmp_path / "after.json"
+    await export_fhir(db, CATALOG, after, Selection(since=T0 + timedelta(days=2)))
+    later = bundle_of(after)  # the partial PHQ-9 was answered earlier but scored at expiry
+    assert sorted(r["status"] for r in of_type(later, "QuestionnaireResponse")) == [
+        "completed", "stopped",
+    ]  # fmt: skip
+    urls = {e["fullUrl"] for e in later["entry"]}
+    derived = [o["derivedFrom"][0]["reference"] for o in of_type(later, "Observation")]
+    assert len(derived) == 4 and set(derived) <= urls
 
 
 async def test_an_empty_database_exports_empty_files(db: Database, tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -121,12 +120,12 @@ async def test_healthz_is_503_with_a_reason_when_the_tick_is_stale(rig: Rig) -> 
     }  # fmt: skip
 
 
-async def test_healthz_and_metrics_are_503_when_the_database_is_unreachable(
-    tmp_path: Path,
-) -> None:
-    """A database that cannot be opened: /healthz names it, /metrics refuses to guess."""
+async def test_healthz_and_metrics_are_503_when_the_database_is_unreachable() -> None:
+    """A database server that refuses connections: /healthz names it, /metrics refuses to
+    guess. (PostgreSQL on a closed port: asyncpg fails at once, with no driver thread left
+    behind as a failed aiosqlite open can leave.)"""
     clock = SimClock()
-    url = f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'clinic.db'}"
+    url = "postgresql://checkin@127.0.0.1:9/unreachable"
     app = build(Settings(database_url=url), clock=clock, console=io.StringIO())
     app.last_tick_at[:] = [clock()]
     transport = httpx.ASGITransport(app=create_app(app))
