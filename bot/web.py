@@ -1,4 +1,4 @@
-"""The Starlette application: health now; the provider webhooks are added by the channels.
+"""The Starlette application: /healthz, /metrics, and the provider webhooks of the channels.
 
 Routes authenticate, record, hand over and return; they make no clinical decision.
 """
@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot import metrics
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
 from bot.sms_webhooks import inbound_handler, status_handler
@@ -29,9 +30,24 @@ def create_app(app: App) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         checks = {"database": await _database_ok(app), "scheduler": _tick_recent(app)}
         status = 200 if all(checks.values()) else 503
-        return JSONResponse({"ok": status == 200, **checks}, status_code=status)
+        body: dict[str, object] = {"ok": status == 200, **checks}
+        if status != 200:
+            body["reason"] = "; ".join(_problems(app, checks))
+        return JSONResponse(body, status_code=status)
 
-    routes = [Route("/healthz", healthz, methods=["GET"])]
+    async def metrics_route(_: Request) -> Response:
+        last = app.last_tick_at[0] if app.last_tick_at else None
+        try:
+            collected = await metrics.collect(app.db, app.clock(), last)
+        except Exception as exc:  # the database is away: say so, as /healthz does
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+            return PlainTextResponse("database unavailable\n", status_code=503)
+        return Response(metrics.render(collected), media_type=metrics.CONTENT_TYPE)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_route, methods=["GET"]),
+    ]
     telegram = app.channels.get("telegram")
     if isinstance(telegram, TelegramChannel) and app.settings.telegram.mode == "webhook":
         routes.append(Route("/telegram", _telegram_webhook(app, telegram), methods=["POST"]))
@@ -77,8 +93,23 @@ async def _database_ok(app: App) -> bool:
     return True
 
 
+def _tick_limit(app: App) -> timedelta:
+    return timedelta(seconds=max(30.0, 3 * app.settings.scheduler.tick_s))
+
+
 def _tick_recent(app: App) -> bool:
     if not app.last_tick_at:
         return False
-    limit = timedelta(seconds=max(30.0, 3 * app.settings.scheduler.tick_s))
-    return app.clock() - app.last_tick_at[0] <= limit
+    return app.clock() - app.last_tick_at[0] <= _tick_limit(app)
+
+
+def _problems(app: App, checks: dict[str, bool]) -> list[str]:
+    problems = [] if checks["database"] else ["database unreachable"]
+    if not checks["scheduler"]:
+        limit = _tick_limit(app).total_seconds()
+        if app.last_tick_at:
+            age = (app.clock() - app.last_tick_at[0]).total_seconds()
+            problems.append(f"scheduler tick stale ({age:.0f}s ago, limit {limit:.0f}s)")
+        else:
+            problems.append("scheduler has not ticked yet")
+    return problems

@@ -1,0 +1,119 @@
+"""`checkin config check`: a configuration seeded with many problems reports all of them,
+each with its file and key; a clean one prints one OK line. Run as the operator runs it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from bot.config_check import check
+from bot.rendering import TEMPLATES_DIR
+from tests.test_cli_service import checkin
+
+BROKEN = """
+[clinic]
+quiet_hours_start_local = "25:00"
+name = 42
+
+[scheduler]
+tick_s = -1
+
+[server]
+port = "eighty"
+
+[bogus]
+x = 1
+
+[instruments]
+dirs = ["extra"]
+
+[alerts.rules.severe_score]
+instruments.phq9 = { urgent = "high" }
+
+[alerts.rules.nonsense]
+enabled = true
+
+[protocols.ketamine]
+[protocols.ketamine.rules.baseline]
+instruments = ["phq9", "bdi2"]
+from_enrollment = "0h"
+[protocols.ketamine.rules.weekly]
+instruments = ["qids_sr16"]
+weekdays = ["mon"]
+at = "09:00"
+[protocols.ketamine.rules.later]
+instruments = ["gad7"]
+from_enrollment = "2 days"
+"""
+
+EXPECTED = [  # (file suffix, key, words in the problem)
+    ("config.toml", "clinic.quiet_hours_start_local", "local time"),
+    ("config.toml", "clinic.name", "must be text"),
+    ("config.toml", "scheduler.tick_s", "positive number"),
+    ("config.toml", "server.port", "integer"),
+    ("config.toml", "bogus", "unknown section"),
+    ("config.toml", "alerts.rules.severe_score.instruments.phq9.urgent", ""),
+    ("config.toml", "alerts.rules.nonsense", "unknown rule"),
+    ("config.toml", "protocols.ketamine.rules.baseline.instruments", "bdi2"),
+    ("config.toml", "protocols.ketamine.rules.weekly.instruments", "qids_sr16 is unavailable"),
+    ("config.toml", "protocols.ketamine.rules.later.from_enrollment", "duration"),
+    ("broken.toml", "", "not valid TOML"),
+    ("en/sms/ask.j2", "line", ""),
+    ("en/telegram/help.j2", "Help (telegram, en)", "'no_such_value' is undefined"),
+    ("es/console/paused.j2", "", "is missing"),
+]
+
+
+def seeded(tmp_path: Path) -> tuple[Path, Path]:
+    """A config with problems in every part, and a template copy broken three ways."""
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "broken.toml").write_text("key = 'x\n")
+    path = tmp_path / "config.toml"
+    path.write_text(BROKEN)
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, templates)
+    ask = templates / "en" / "sms" / "ask.j2"
+    ask.write_text("{% if item_text %}\n{{ item_text }}\n")  # never closed
+    help_ = templates / "en" / "telegram" / "help.j2"
+    help_.write_text(help_.read_text() + "{{ no_such_value }}\n")
+    (templates / "es" / "console" / "paused.j2").unlink()
+    return path, templates
+
+
+def test_every_seeded_problem_is_reported_with_its_file_and_key(tmp_path: Path) -> None:
+    """Fourteen problems in five places: all reported, none twice, nothing else."""
+    path, templates = seeded(tmp_path)
+    report = check(path, templates)
+    found = [(p.file, p.key, p.problem) for p in report.problems]
+    for suffix, key, words in EXPECTED:
+        assert any(
+            f.endswith(suffix) and k.startswith(key) and words in problem for f, k, problem in found
+        ), (suffix, key, words, found)
+    assert len(found) == len(set(found)) == len(EXPECTED), found
+
+
+def test_the_command_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    """Text: one line per problem; --json: a list of {file, key, problem}; exit status 1."""
+    path, templates = seeded(tmp_path)
+    url = f"sqlite:///{tmp_path / 'unused.db'}"
+    text = checkin(url, "config", "check", "--templates", str(templates), config=path)
+    assert text.returncode == 1, text.stderr
+    assert len(text.stdout.strip().splitlines()) == len(EXPECTED)
+    assert f"{path}: scheduler.tick_s: must be a positive number" in text.stdout
+    assert f"{len(EXPECTED)} problems" in text.stderr
+    as_json = checkin(url, "config", "check", "--templates", str(templates), "--json", config=path)
+    assert as_json.returncode == 1
+    problems = json.loads(as_json.stdout)
+    assert len(problems) == len(EXPECTED) and set(problems[0]) == {"file", "key", "problem"}
+
+
+def test_the_example_configuration_is_clean(tmp_path: Path) -> None:
+    """config.example.toml and the shipped templates: exit 0, one OK line, an empty JSON list."""
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    url = f"sqlite:///{tmp_path / 'unused.db'}"
+    text = checkin(url, "config", "check", config=example)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert text.stdout.startswith("OK: configuration, ") and len(text.stdout.splitlines()) == 1
+    as_json = checkin(url, "config", "check", "--json", config=example)
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
