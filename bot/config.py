@@ -25,7 +25,10 @@ DEFAULT_PATH = Path("config.toml")
 ENV_PATH = "CHECKIN_CONFIG"
 ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
-SECTIONS = {"instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts"}
+SECTIONS = {
+    "instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts",
+    "security",
+}  # fmt: skip
 ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
 ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
 ENV_TELEGRAM_TOKEN = "CHECKIN_TELEGRAM_TOKEN"  # noqa: S105 -- a variable name
@@ -100,6 +103,15 @@ class Sms:
         )
 
 
+@dataclass(frozen=True)
+class Security:
+    """Where the encryption key ring is read from (``CHECKIN_ENCRYPTION_KEY`` wins).
+
+    Empty `key_file`: on SQLite, ``<database>.key`` beside the database file."""
+
+    key_file: Path | None = None
+
+
 _SMS_FIELDS = (
     "account_sid",
     "auth_token",
@@ -121,6 +133,7 @@ class Settings:
     telegram: Telegram = Telegram()
     sms: Sms = Sms()
     alerts: AlertRules = DEFAULT_RULES
+    security: Security = Security()
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:
@@ -218,8 +231,12 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     telegram = _table(data, "telegram", source)
     _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
+    security = _table(data, "security", source)
+    _known(security, "security", {"key_file"}, source)
+    key_file = _value(security, "security", "key_file", str, "", source)
     return Settings(
         alerts=rules_from_mapping(_table(data, "alerts", source), source),
+        security=Security(key_file=base / key_file if key_file else None),
         source=source,
         instruments_dirs=tuple(base / d for d in dirs),
         clinic=_clinic(_table(data, "clinic", source), source),

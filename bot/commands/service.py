@@ -21,7 +21,7 @@ from telegram.error import TelegramError
 from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands import demo
-from bot.commands.common import database_problem, fail, state
+from bot.commands.common import database_problem, fail, key_problem, state
 from bot.config import Settings
 from bot.services import Inbound
 from bot.storage import migrate
@@ -57,6 +57,10 @@ async def _serve(settings: Settings) -> None:
     if current != migrate.head_revision():
         fail("the database schema is not up to date: run `checkin db upgrade` first")
     app = build(settings)
+    problem = await key_problem(settings, app.db)
+    if problem is not None:
+        await app.close()
+        fail(problem)
     server = _Server(
         uvicorn.Config(
             create_app(app),
