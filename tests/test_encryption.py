@@ -19,10 +19,19 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 import tests.test_sms as sms
-from bot.config import Settings
+from bot.config import Security, Settings
 from bot.storage import migrate
-from bot.storage.crypto import ENV_KEY, KeyProblem, KeyRing, new_key, use_keys
+from bot.storage.crypto import (
+    ENV_KEY,
+    KeyProblem,
+    KeyRing,
+    active_ring,
+    new_key,
+    parse_keys,
+    use_keys,
+)
 from bot.storage.database import Database
+from bot.storage.keys import install_keys, write_key_file
 from bot.storage.repository import Repository
 from bot.storage.rotation import key_usage, rotate
 from bot.storage.tables import Answer, InboundMessage, OutboundMessage, Patient
@@ -257,3 +266,34 @@ def test_the_cli_makes_a_key_file_and_refuses_to_run_without_it(tmp_path: Path) 
     again = _checkin(url, "db", "upgrade")
     assert again.returncode == 2 and "key file" in again.stderr and "missing" in again.stderr
     assert not key_file.exists()  # a new key that could not open the data was not made
+
+
+async def test_a_running_service_learns_a_key_another_process_added(
+    sqlite_db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys from a key file: `checkin keys rotate` elsewhere adds a key and re-encrypts; this
+    process opens the re-encrypted rows at once and then writes under the new key."""
+    monkeypatch.delenv(ENV_KEY)
+    key_file = tmp_path / "clinic.key"
+    write_key_file(key_file, TEST_RING.keys)
+    settings = Settings(database_url=str(sqlite_db.url), security=Security(key_file=key_file))
+    assert install_keys(settings) is not None
+    await add_patient(sqlite_db, address="pat-file")
+    newer = KeyRing((*TEST_RING.keys, new_key()))
+    write_key_file(key_file, newer.keys)  # what `checkin keys rotate` does, in another process
+    await rotate(sqlite_db, newer)
+    (patient,) = await rows(sqlite_db, Patient)  # sealed under a key this process never read
+    assert patient.address == "pat-file"
+    assert active_ring().current == newer.current
+    await add_patient(sqlite_db, address="pat-new")
+    usage = await key_usage(sqlite_db, [k.key_id for k in newer.keys])
+    assert usage[TEST_RING.current.key_id] == 0 and usage["other"] == 0
+
+
+def test_keys_that_are_not_keys_are_refused_with_the_source_named() -> None:
+    """A malformed CHECKIN_ENCRYPTION_KEY or key file line says where and how to make one."""
+    good = new_key().line
+    assert [k.line for k in parse_keys(f"# comment, with a comma\n{good}\n", "f")] == [good]
+    for text_, problem in [("", "holds no key"), ("k1:short", "entry 1 is not a key")]:
+        with pytest.raises(KeyProblem, match=problem):
+            parse_keys(text_, "clinic.key")

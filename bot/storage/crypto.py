@@ -172,7 +172,13 @@ def _split(token: str) -> tuple[str, bytes]:
     marker, key_id, encoded = [*token.split(":", 2), "", ""][:3]
     if marker != PREFIX or not key_id:
         raise KeyProblem("a stored value that should be encrypted is not (plaintext in the table)")
-    return key_id, base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    try:
+        blob = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (binascii.Error, ValueError):
+        raise KeyProblem(f"a stored value under key {key_id!r} is damaged") from None
+    if len(blob) < NONCE_BYTES + 16:
+        raise KeyProblem(f"a stored value under key {key_id!r} is damaged (too short)")
+    return key_id, blob
 
 
 def _b64(data: bytes) -> str:
