@@ -22,6 +22,7 @@ from bot.rendering import Renderer
 from bot.scheduling import Planner, check_protocols
 from bot.services import Services
 from bot.storage.database import Database
+from bot.storage.keys import install_keys
 
 
 def utc_now() -> datetime:
@@ -71,6 +72,7 @@ def build(
 ) -> App:
     # python-telegram-bot 22 warns unless told to use timedelta for durations (RetryAfter).
     os.environ.setdefault("PTB_TIMEDELTA", "true")
+    install_keys(settings)  # the process-wide key ring (None until a key exists)
     catalog = load_catalog(settings.instruments_dirs)
     renderer = Renderer(catalog, settings.clinic)
     db = Database(settings.database_url)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.commands import audit, configcheck, export, lifecycle, records, schedule, service
+from bot.commands import audit, configcheck, export, keys, lifecycle, records, schedule, service
 from bot.commands.common import JsonFlag, State, emit_json, fail, state
 from bot.domain.errors import CheckinError
 from bot.domain.instruments import AnswerValue, Instrument
@@ -38,6 +38,7 @@ audit.register(app)
 lifecycle.register(app)
 export.register(app)
 configcheck.register(app)
+keys.register(app)
 
 
 @app.callback()

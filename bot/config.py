@@ -30,6 +30,7 @@ SECTIONS = {
     "instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts",
     "protocols",
     "retention",
+    "security",
 }  # fmt: skip
 ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
 ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
@@ -125,6 +126,15 @@ class Retention:
     keep_deidentified_scores: bool = False  # keep scores under a wiped, pseudonymous row
 
 
+@dataclass(frozen=True)
+class Security:
+    """Where the encryption key ring is read from (``CHECKIN_ENCRYPTION_KEY`` wins).
+
+    Empty `key_file`: on SQLite, ``<database>.key`` beside the database file."""
+
+    key_file: Path | None = None
+
+
 _SMS_FIELDS = (
     "account_sid",
     "auth_token",
@@ -147,6 +157,7 @@ class Settings:
     sms: Sms = Sms()
     alerts: AlertRules = DEFAULT_RULES
     retention: Retention = Retention()
+    security: Security = Security()
     # Absent [protocols]: the example protocols (weekly-phq9, ketamine-iv-6).
     protocols: Mapping[str, Protocol] = field(default_factory=lambda: default_protocols())
 
@@ -252,9 +263,13 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     telegram = _table(data, "telegram", source)
     _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
+    security = _table(data, "security", source)
+    _known(security, "security", {"key_file"}, source)
+    key_file = _value(security, "security", "key_file", str, "", source)
     return Settings(
         retention=_retention(_table(data, "retention", source), source),
         alerts=rules_from_mapping(_table(data, "alerts", source), source),
+        security=Security(key_file=base / key_file if key_file else None),
         source=source,
         instruments_dirs=tuple(base / d for d in dirs),
         clinic=_clinic(_table(data, "clinic", source), source),

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage.crypto import lookup_hashes
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, EnrollmentCode, InboundMessage, Patient
 
@@ -103,7 +104,7 @@ async def too_many_attempts(
     """Whether `sender` had MAX_FAILED_ATTEMPTS codes refused within the last ATTEMPT_WINDOW."""
     statement = select(func.count()).where(
         InboundMessage.channel == channel,
-        InboundMessage.sender == sender,
+        col(InboundMessage.sender_hash).in_(lookup_hashes(sender)),
         InboundMessage.error == CODE_REFUSED,
         col(InboundMessage.received_at) > now - ATTEMPT_WINDOW,
     )

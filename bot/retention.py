@@ -29,6 +29,7 @@ from bot.config import Retention
 from bot.domain.errors import CheckinError, NotFound
 from bot.ports import Clock
 from bot.storage.checkins import OPEN_STATUSES
+from bot.storage.crypto import lookup_hashes
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import (
@@ -133,10 +134,10 @@ async def _delete_inbound(session: AsyncSession, patient: Patient) -> int:
     mine: list[ColumnElement[bool]] = [
         col(InboundMessage.id).in_(await _answer_inbound_ids(session, patient.id))
     ]
-    if patient.address:
+    if patient.address:  # by lookup hash: the sender column itself is encrypted
         mine.append(
             (col(InboundMessage.channel) == patient.channel)
-            & (col(InboundMessage.sender) == patient.address)
+            & col(InboundMessage.sender_hash).in_(lookup_hashes(patient.address))
         )
     result = await session.exec(delete(InboundMessage).where(or_(*mine)))
     return int(result.rowcount)
@@ -150,11 +151,15 @@ async def _delete_outbound(session: AsyncSession, patient: Patient) -> int:
         & (col(OutboundMessage.recipient_id) == patient.id),
         *(col(OutboundMessage.idempotency_key).startswith(f"alert{a}:") for a in alert_ids),
     ]
-    if patient.address:
-        mine.append(
-            (col(OutboundMessage.channel) == patient.channel)
-            & (col(OutboundMessage.address) == patient.address)
+    if patient.address:  # replies sent before they were linked (encrypted: compared here)
+        strangers = select(OutboundMessage.id, OutboundMessage.address).where(
+            OutboundMessage.channel == patient.channel,
+            OutboundMessage.recipient_kind == "stranger",
         )
+        found = [
+            i for i, address in (await session.exec(strangers)).all() if address == patient.address
+        ]
+        mine.append(col(OutboundMessage.id).in_(found))
     result = await session.exec(delete(OutboundMessage).where(or_(*mine)))
     return int(result.rowcount)
 

@@ -37,8 +37,15 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 import bot.storage.tables  # noqa: F401  (puts every table on SQLModel.metadata)
+from bot.storage.crypto import ENV_KEY, KeyRing, new_key, parse_keys, use_keys
 from bot.storage.database import Database
 from bot.storage.migrate import upgrade_async
+
+# Names, numbers and messages are encrypted at rest: every test process (and the `checkin`
+# processes tests start, which inherit the environment) uses one key made for this run.
+os.environ.setdefault(ENV_KEY, new_key().line)
+TEST_RING = KeyRing(parse_keys(os.environ[ENV_KEY], ENV_KEY))
+use_keys(TEST_RING)
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -59,6 +66,14 @@ async def _admin(sql: str) -> None:
         await connection.execute(sql)
     finally:
         await connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _test_keys() -> Iterator[None]:
+    """Every test starts (and leaves the next test) with the run's key ring installed."""
+    use_keys(TEST_RING)
+    yield
+    use_keys(TEST_RING)
 
 
 @pytest.fixture(scope="session")

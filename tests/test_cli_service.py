@@ -255,9 +255,11 @@ def _answers(url: str) -> list[tuple[str, int]]:
         "async def main():\n"
         "    db = Database(sys.argv[1])\n"
         "    async with db.transaction() as s:\n"
-        "        rows = (await s.exec(select(Answer).order_by(col(Answer.id)))).all()\n"
+        # item keys and values only: they are stored in the clear (raw text is encrypted)
+        "        query = select(Answer.item_key, Answer.value_int).order_by(col(Answer.id))\n"
+        "        rows = (await s.exec(query)).all()\n"
         "    await db.dispose()\n"
-        "    print(json.dumps([[a.item_key, a.value_int] for a in rows]))\n"
+        "    print(json.dumps([[key, value] for key, value in rows]))\n"
         "asyncio.run(main())\n"
     )
     result = subprocess.run(

@@ -22,7 +22,7 @@ import typer
 
 from bot.bootstrap import App, build
 from bot.commands.common import state
-from bot.config import Clinic, Settings
+from bot.config import Clinic, Security, Settings
 from bot.domain.outcomes import Observation, assess
 from bot.services import Inbound
 from bot.storage import migrate
@@ -56,11 +56,12 @@ def demo(
     settings = replace(
         base,
         database_url=f"sqlite:///{directory / 'demo.db'}",
+        security=Security(),
         clinic=Clinic(
             name="Demo Clinic", contact="555-0100", urgent_line="555-0199", show_scores=True
         ),
     )
-    migrate.upgrade(settings.database_url)
+    asyncio.run(migrate.upgrade_with_keys(settings))  # and a key file beside demo.db
     runner = _auto if auto else _interactive
     asyncio.run(runner(settings))
     typer.echo(f"\nEverything above is stored in {directory / 'demo.db'} (SQLite). Look inside:")

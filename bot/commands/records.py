@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import zoneinfo
 from datetime import timedelta
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from bot.domain.errors import CheckinError
 from bot.enrollment import enrollment_link, issue_code
 from bot.rendering import LANGUAGES
 from bot.storage import migrate
+from bot.storage.keys import key_source
 from bot.storage.repository import Repository
 from bot.storage.tables import CHANNELS, Checkin, Clinician, Patient
 
@@ -41,12 +43,22 @@ def db_upgrade(ctx: typer.Context) -> None:
     settings = state(ctx).settings()
     url = settings.database_url
     try:
-        migrate.upgrade(url)
+        created = asyncio.run(migrate.upgrade_with_keys(settings))
     except ValueError as exc:
         fail(f"{settings.source}: database.url: {exc}")
     except (OperationalError, OSError) as exc:
         fail(database_problem(exc, url))
     typer.echo(f"database at revision {migrate.head_revision()}: {_safe_url(url)}")
+    if created is not None:
+        typer.echo(
+            f"created the encryption key file {created} (mode 0600): back it up apart from the "
+            "database; without it the names, numbers and messages cannot be read"
+        )
+    elif key_source(settings) is None:
+        typer.echo(
+            "no encryption key yet: set CHECKIN_ENCRYPTION_KEY or [security] key_file before "
+            "`checkin run` (make a key with `checkin keys generate`)"
+        )
 
 
 def _safe_url(url: str) -> str:

@@ -23,7 +23,7 @@ from bot import logs
 from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands import demo
-from bot.commands.common import database_problem, fail, state
+from bot.commands.common import database_problem, fail, key_problem, state
 from bot.config import Settings
 from bot.services import Inbound
 from bot.storage import migrate
@@ -121,6 +121,10 @@ async def _serve(settings: Settings) -> None:
 
 async def _serve_locked(settings: Settings) -> None:
     app = build(settings)
+    problem = await key_problem(settings, app.db)
+    if problem is not None:
+        await app.close()
+        fail(problem)
     server = _Server(
         uvicorn.Config(
             create_app(app),

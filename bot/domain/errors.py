@@ -11,7 +11,9 @@ bad configuration, a forged webhook, a provider that will not take a message.
     ├── AnswerError              a value given for scoring is not a valid answer to its item
     ├── ConfigError              the configuration is malformed (names file and key)
     ├── NotFound                 an operator named a record (patient, clinician, ...) that is absent
-    └── DeliveryFailed           a channel could not deliver a message (retry or give up)
+    ├── DeliveryFailed           a channel could not deliver a message (retry or give up)
+    └── KeyProblem               (bot.storage.crypto) no key, or a key that does not open a value
+        └── NoKey                no encryption key is configured or found
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from sqlalchemy import or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage.crypto import lookup_hashes
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Clinician, InboundMessage, Patient
 
@@ -18,14 +19,20 @@ ACTIVE_PATIENT = ("active",)
 
 
 async def patient_by_address(session: AsyncSession, channel: str, address: str) -> Patient | None:
-    statement = select(Patient).where(Patient.channel == channel, Patient.address == address)
+    """The patient reached at `address` (found by its lookup hash; addresses are encrypted)."""
+    statement = select(Patient).where(
+        Patient.channel == channel, col(Patient.address_hash).in_(lookup_hashes(address))
+    )
     return (await session.exec(statement.order_by(col(Patient.id)))).first()
 
 
 async def clinician_by_address(
     session: AsyncSession, channel: str, address: str
 ) -> Clinician | None:
-    statement = select(Clinician).where(Clinician.channel == channel, Clinician.address == address)
+    """The clinician reached at `address` (found by its lookup hash)."""
+    statement = select(Clinician).where(
+        Clinician.channel == channel, col(Clinician.address_hash).in_(lookup_hashes(address))
+    )
     return (await session.exec(statement.order_by(col(Clinician.id)))).first()
 
 
@@ -127,7 +134,7 @@ async def unprocessed_from(
         select(InboundMessage)
         .where(
             InboundMessage.channel == channel,
-            InboundMessage.sender == sender,
+            col(InboundMessage.sender_hash).in_(lookup_hashes(sender)),
             col(InboundMessage.processed_at).is_(None),
             col(InboundMessage.id) <= up_to,
         )

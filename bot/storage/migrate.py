@@ -20,7 +20,10 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.config import Settings
 from bot.storage.database import Database
+from bot.storage.keys import ensure_key_file, install_keys
+from bot.storage.rotation import compact_sqlite
 
 SCRIPT_LOCATION = Path(__file__).with_name("migrations")
 _PG_MIGRATION_LOCK = 7_305_917_441  # any constant shared by every process of this service
@@ -37,6 +40,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def head_revision() -> str | None:
     """The newest revision the packaged scripts define."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def passes_through(before: str | None, revision: str) -> bool:
+    """Whether upgrading a database at `before` to head runs `revision` (False if unmigrated)."""
+    if before is None:
+        return False
+    script = ScriptDirectory.from_config(alembic_config())
+    return any(step.revision == revision for step in script.iterate_revisions("heads", before))
 
 
 async def upgrade_async(url: str | URL, revision: str = "head") -> None:
@@ -70,6 +81,21 @@ async def make_revision_async(url: str | URL, message: str, rev_id: str) -> None
     """
     async with _migration_connection(url) as connection:
         await connection.run_sync(_revision, message, rev_id)
+
+
+async def upgrade_with_keys(settings: Settings) -> Path | None:
+    """Make the key file if there is none, migrate with the key ring installed, and on
+    SQLite compact the file when this upgrade encrypted values stored in plaintext before.
+    Returns the key file it created, if any."""
+    url = settings.database_url
+    created = await ensure_key_file(settings)
+    install_keys(settings)
+    before = await current_revision_async(url)
+    await upgrade_async(url)
+    if passes_through(before, "0007"):
+        async with Database(url) as db:
+            await compact_sqlite(db)
+    return created
 
 
 def _upgrade(connection: Connection, revision: str) -> None:

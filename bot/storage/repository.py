@@ -27,6 +27,7 @@ from bot.storage.tables import (
     OutboundMessage,
     Patient,
     Score,
+    set_lookup_hash,
 )
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -248,5 +249,7 @@ class Repository:
 
 
 def _values(row: SQLModel) -> dict[str, Any]:
-    """The row's column values for an INSERT (the database assigns the id)."""
+    """The row's column values for an INSERT (the database assigns the id), its lookup hash
+    set (a Core INSERT runs no ORM flush events)."""
+    set_lookup_hash(row)
     return row.model_dump(exclude={"id"})

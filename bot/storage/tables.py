@@ -1,17 +1,32 @@
 """SQLModel tables: the database shape of patients, check-ins, answers, alerts and messages.
 
 Every ``datetime`` field is stored as an aware UTC timestamp (sqlmodel's ``UTCDateTime``);
-naive values are refused when written. Closed sets of values (channels, statuses) are
-plain text columns guarded by CHECK constraints, so adding a value is a small migration
-on both SQLite and PostgreSQL. Constraint names follow ``NAMING_CONVENTION`` so later
-migrations (SQLite batch mode included) can refer to them.
+naive values are refused when written. Names, numbers, chat ids and free text are
+``EncryptedText`` (``bot.storage.crypto``); a number or chat id is found by its lookup
+hash column, kept in step with it on every write (``set_lookup_hash``). Closed sets of
+values (channels, statuses) are plain text columns guarded by CHECK constraints, so adding
+a value is a small migration on both SQLite and PostgreSQL. Constraint names follow
+``NAMING_CONVENTION`` so later migrations (SQLite batch mode included) can refer to them.
 """
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    Text,
+    UniqueConstraint,
+    event,
+    text,
+)
+from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
+
+from bot.storage.crypto import EncryptedText, lookup_hash
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -55,9 +70,10 @@ class Clinician(SQLModel, table=True):
     __table_args__ = (one_of("channel", CHANNELS),)
 
     id: int | None = Field(default=None, primary_key=True)
-    display_name: str = Field(sa_type=Text)
+    display_name: str = Field(sa_type=EncryptedText("clinician.display_name"))
     channel: str
-    address: str | None = Field(default=None, sa_type=Text)
+    address: str | None = Field(default=None, sa_type=EncryptedText("clinician.address"))
+    address_hash: str | None = Field(default=None, index=True)  # set on flush (see below)
     backup_clinician_id: int | None = Field(
         default=None, foreign_key="clinician.id", ondelete="SET NULL"
     )
@@ -69,11 +85,12 @@ class Patient(SQLModel, table=True):
     __table_args__ = (one_of("channel", CHANNELS), one_of("status", PATIENT_STATUSES))
 
     id: int | None = Field(default=None, primary_key=True)
-    display_name: str = Field(sa_type=Text)
+    display_name: str = Field(sa_type=EncryptedText("patient.display_name"))
     timezone: str
     language: str = "en"
     channel: str
-    address: str | None = Field(default=None, sa_type=Text)
+    address: str | None = Field(default=None, sa_type=EncryptedText("patient.address"))
+    address_hash: str | None = Field(default=None, index=True)  # set on flush (see below)
     status: str = Field(default="invited", index=True)
     clinician_id: int | None = Field(default=None, foreign_key="clinician.id", index=True)
     protocol: str | None = None
@@ -196,8 +213,8 @@ class Answer(SQLModel, table=True):
     item_key: str
     instrument: str
     value_int: int | None = None
-    value_text: str | None = Field(default=None, sa_type=Text)
-    raw_text: str = Field(sa_type=Text)
+    value_text: str | None = Field(default=None, sa_type=EncryptedText("answer.value_text"))
+    raw_text: str = Field(sa_type=EncryptedText("answer.raw_text"))
     inbound_message_id: int | None = Field(
         default=None, foreign_key="inbound_message.id", ondelete="SET NULL"
     )
@@ -268,9 +285,10 @@ class InboundMessage(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel: str
     provider_id: str
-    sender: str = Field(sa_type=Text)
+    sender: str = Field(sa_type=EncryptedText("inbound_message.sender"))
+    sender_hash: str | None = Field(default=None, index=True)  # set on insert (see below)
     kind: str = Field(default="text", sa_column_kwargs={"server_default": "text"})
-    text: str = Field(sa_type=Text)
+    text: str = Field(sa_type=EncryptedText("inbound_message.text"))
     received_at: datetime
     processed_at: datetime | None = None
     error: str | None = Field(default=None, sa_type=Text)
@@ -293,8 +311,8 @@ class OutboundMessage(SQLModel, table=True):
     channel: str
     recipient_kind: str
     recipient_id: int
-    address: str = Field(sa_type=Text)
-    body: str = Field(sa_type=Text)
+    address: str = Field(sa_type=EncryptedText("outbound_message.address"))
+    body: str = Field(sa_type=EncryptedText("outbound_message.body"))
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     idempotency_key: str = Field(unique=True)
     status: str = "queued"
@@ -326,3 +344,35 @@ class AuditEvent(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     prev_hash: str = ""
     hash: str = ""
+
+
+# A lookup hash follows its plaintext column on every write: through the ORM's flush events
+# for rows the session writes, through `set_lookup_hash` for single INSERT statements.
+LOOKUP_HASHES: dict[type[SQLModel], tuple[str, str]] = {
+    Patient: ("address", "address_hash"),
+    Clinician: ("address", "address_hash"),
+    InboundMessage: ("sender", "sender_hash"),
+}
+
+
+def set_lookup_hash(row: SQLModel) -> None:
+    """Set the row's lookup hash from its plaintext number or chat id (if it has one)."""
+    pair = LOOKUP_HASHES.get(type(row))
+    if pair is not None:
+        plain, hashed = pair
+        setattr(row, hashed, lookup_hash(getattr(row, plain)))
+
+
+def _before_insert(_mapper: Any, _connection: Any, row: SQLModel) -> None:
+    set_lookup_hash(row)
+
+
+def _before_update(_mapper: Any, _connection: Any, row: SQLModel) -> None:
+    plain, _ = LOOKUP_HASHES[type(row)]
+    if sa_inspect(row).attrs[plain].history.has_changes():
+        set_lookup_hash(row)
+
+
+for _table in LOOKUP_HASHES:
+    event.listen(_table, "before_insert", _before_insert)
+    event.listen(_table, "before_update", _before_update)
