@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text as sql
 from sqlmodel import SQLModel, select
 
 from bot import retention
@@ -147,8 +148,9 @@ async def test_purge_due_erases_only_those_past_the_period(db: Database) -> None
 
 
 async def test_sqlite_file_and_log_keep_no_erased_bytes(sqlite_db: Database) -> None:
-    """On SQLite the name, address and text are in the file or its WAL before erasure and
-    in neither after (secure_delete zeroes them; the log is checkpointed and truncated)."""
+    """On SQLite the patient's name and address, as stored (encrypted), are in the file or
+    its WAL before erasure and in neither after (secure_delete zeroes them; the log is
+    checkpointed and truncated), and nothing of them in plaintext either."""
     db = sqlite_db
     path = Path(db.url.database or "")
     patient_id, _ = await treated(db)
@@ -157,7 +159,16 @@ async def test_sqlite_file_and_log_keep_no_erased_bytes(sqlite_db: Database) -> 
         wal = path.with_name(path.name + "-wal")
         return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
-    assert all(canary.encode() in on_disk() for canary in CANARIES)
+    async with db.engine.connect() as connection:  # the stored bytes, not decrypted
+        stored = (
+            await connection.execute(
+                sql("SELECT display_name, address FROM patient WHERE id = :id"),
+                {"id": patient_id},
+            )
+        ).one()
+    sealed = [value.encode() for value in stored]
+    assert all(value in on_disk() for value in sealed)
     _, _, clock = wired(db)
     await retention.erase(db, patient_id, clock(), keep_scores=True, actor="operator")
+    assert [v for v in sealed if v in on_disk()] == []
     assert [c for c in CANARIES if c.encode() in on_disk()] == []
