@@ -9,6 +9,7 @@ Never item wording, never what the patient wrote.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 from collections.abc import Sequence
@@ -18,30 +19,30 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import clinician_desk
 from bot.domain import events as ev
 from bot.domain.alerts import AlertRules, Trigger
 from bot.domain.alerts_evaluate import on_answer, on_missed, on_score
-from bot.domain.alerts_events import clinician as clinician_actor
+from bot.domain.alerts_events import Actor, AlertResolutionRefused
 from bot.domain.alerts_lifecycle import (
     Change,
     acknowledge,
     escalate,
     new_code,
-    normalize_code,
     raise_or_update,
+    resolve,
 )
 from bot.domain.outcomes import Observation
 from bot.instruments import Catalog
 from bot.rendering import Renderer
+from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import (
-    UNRESOLVED,
     count_before,
     recent_outcomes,
     session_times,
     state_of,
     store,
 )
-from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import primary as primary_of
 from bot.storage.alerts import unresolved as rows_for
 from bot.storage.repository import Repository
@@ -167,28 +168,51 @@ class Alerting:
     # ---- acknowledgement --------------------------------------------------------------
 
     async def clinician_says(
-        self, repo: Repository, clinician: Clinician, text: str, source: str, now: datetime
+        self,
+        repo: Repository,
+        clinician: Clinician,
+        text: str,
+        source: str,
+        now: datetime,
+        kind: str = "text",
     ) -> None:
-        """``ACK CODE`` (or ``/ack CODE``) from a linked clinician acknowledges the alert."""
-        words = text.strip().lstrip("/").split()
-        if len(words) != 2 or words[0].lower() != "ack":
-            await self._tell(repo, clinician, ev.ClinicianHelp(), source, now)
-            return
-        code = normalize_code(words[1])
-        row = None
-        if code is not None:
-            statement = select(Alert).where(Alert.code == code, col(Alert.status).in_(UNRESOLVED))
-            row = (await repo.session.exec(statement)).first()
-        if row is None or clinician.id is None:
-            await self._tell(repo, clinician, ev.AckUnknown(words[1][:12]), source, now)
-            return
-        change = acknowledge(state_of(row), clinician.id, now)
+        """A linked clinician's text or button: ``ACK CODE``, ``ALERTS``, ``/patients``,
+        ``/trend``, ... (see :mod:`bot.clinician_desk`)."""
+        await clinician_desk.handle(self, repo, clinician, text, kind, source, now)
+
+    async def acknowledge(
+        self, repo: Repository, row: Alert, by: int | None, now: datetime
+    ) -> bool:
+        """Clinician `by` (None: the operator) has seen the alert; escalation stops. Audited.
+        False when it was not open (already acknowledged or resolved): nothing changes."""
+        change = acknowledge(state_of(row), by or 0, now)
+        if change.event is None:
+            return False
         store(row, change.alert)
+        row.acknowledged_by = by
         await repo.add(row)
-        subject = f"patient:{row.patient_id}"
-        who = f"clinician:{clinician_actor(clinician.id).id}"
-        await repo.audit(now, who, "AlertAcknowledged", subject, code=row.code)
-        await self._tell(repo, clinician, ev.AckConfirmed(row.code), source, now)
+        actor = f"clinician:{by}" if by is not None else "operator"
+        await repo.audit(
+            now, actor, "AlertAcknowledged", f"patient:{row.patient_id}", code=row.code,
+            alert_id=row.id,
+        )  # fmt: skip
+        return True
+
+    async def resolve(self, repo: Repository, row: Alert, by: Actor, now: datetime) -> bool:
+        """Close the alert; crisis (and clinician-only) alerts only for a clinician: anyone
+        else is refused, and the refusal audited. True when it is resolved now."""
+        change = resolve(state_of(row), by, now)
+        if change.event is None:
+            return row.status == "resolved"
+        refused = isinstance(change.event, AlertResolutionRefused)
+        if not refused:
+            store(row, change.alert)
+            await repo.add(row)
+        await repo.audit(
+            now, str(by), type(change.event).__name__, f"patient:{row.patient_id}",
+            code=row.code, alert_id=row.id,
+        )  # fmt: skip
+        return not refused
 
     # ---- messages ---------------------------------------------------------------------
 
@@ -209,7 +233,7 @@ class Alerting:
                 escalation=row.escalation_count,
                 at=now,
             )
-            await self._tell(
+            await self.tell(
                 repo,
                 clinician,
                 notice,
@@ -231,13 +255,25 @@ class Alerting:
             alert_id=row.id, clinician=clinician_id or None,
         )  # fmt: skip
 
-    async def _tell(
-        self, repo: Repository, clinician: Clinician, intent: ev.Intent, source: str, now: datetime
+    async def tell(
+        self,
+        repo: Repository,
+        clinician: Clinician,
+        intent: ev.Intent,
+        source: str,
+        now: datetime,
+        photo: bytes | None = None,
     ) -> None:
+        """Queue a message to a clinician (a `photo`, PNG, goes with it as base64)."""
         assert clinician.id is not None and clinician.address is not None
         rendered = self.renderer.render(intent, clinician.channel, "en")
         if rendered is None:
             return
+        payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
+        if rendered.buttons:
+            payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
+        if photo is not None:
+            payload["photo"] = base64.b64encode(photo).decode("ascii")
         await repo.enqueue([
             OutboundMessage(
                 channel=clinician.channel,
@@ -245,7 +281,7 @@ class Alerting:
                 recipient_id=clinician.id,
                 address=clinician.address,
                 body=rendered.text,
-                payload={"intent": type(intent).__name__, "html": rendered.html},
+                payload=payload,
                 idempotency_key=f"{source}:c{clinician.id}",
                 next_attempt_at=now,
             )
