@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.commands import records, service
+from bot.commands import alerts, records, service
 from bot.commands.common import JsonFlag, State, emit_json, fail, state
 from bot.domain.errors import CheckinError
 from bot.domain.instruments import AnswerValue, Instrument
@@ -33,6 +33,7 @@ instruments_app = typer.Typer(
 app.add_typer(instruments_app, name="instruments")
 records.register(app)
 service.register(app)
+alerts.register(app)
 
 
 @app.callback()

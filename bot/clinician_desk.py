@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
-from bot.chart import load_trend, render_trend
 from bot.domain import events as ev
 from bot.domain.alerts_lifecycle import normalize_code
 from bot.rendering import ACK_BUTTON
@@ -138,6 +137,8 @@ async def _trend(
     if patient is None or patient.id is None:
         await alerting.tell(repo, clinician, ev.TrendUnavailable("unknown"), source, now)
         return
+    from bot.chart import load_trend, render_trend  # matplotlib: loaded only when charting
+
     trend = await load_trend(repo.session, alerting.catalog, patient.id, patient.display_name)
     await _audit(repo, clinician, "trend_viewed", patient.id, now)
     if not trend.series:

@@ -57,9 +57,7 @@ def store(row: Alert, state: AlertState) -> None:
         "acknowledged_by": state.acknowledged_by,
         "acknowledged_at": state.acknowledged_at,
         "resolved_at": state.resolved_at,
-        "resolved_by": f"{state.resolved_by.kind}:{state.resolved_by.id}"
-        if state.resolved_by
-        else None,
+        "resolved_by": str(state.resolved_by) if state.resolved_by else None,
     }
     for name, value in values.items():
         setattr(row, name, value)
