@@ -9,37 +9,46 @@ Never item wording, never what the patient wrote.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import clinician_desk
 from bot.domain import events as ev
 from bot.domain.alerts import AlertRules, Trigger
-from bot.domain.alerts_evaluate import on_answer, on_score
-from bot.domain.alerts_events import clinician as clinician_actor
+from bot.domain.alerts_evaluate import on_answer, on_missed, on_score
+from bot.domain.alerts_events import Actor, AlertResolutionRefused
 from bot.domain.alerts_lifecycle import (
-    AlertState,
     Change,
     acknowledge,
     escalate,
     new_code,
-    normalize_code,
     raise_or_update,
+    resolve,
 )
 from bot.domain.outcomes import Observation
 from bot.instruments import Catalog
 from bot.rendering import Renderer
+from bot.storage.alerts import backup as backup_of
+from bot.storage.alerts import (
+    count_before,
+    recent_outcomes,
+    session_times,
+    state_of,
+    store,
+)
+from bot.storage.alerts import primary as primary_of
+from bot.storage.alerts import unresolved as rows_for
 from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient, Score, TreatmentSession
+from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient, Score
 
 log = logging.getLogger(__name__)
-UNRESOLVED = ("open", "acknowledged")
 
 
 @dataclass
@@ -47,6 +56,7 @@ class Alerting:
     catalog: Catalog
     rules: AlertRules
     renderer: Renderer
+    unrouted: int = 0  # notices nobody could be given, since start (each also audited)
 
     # ---- raising ---------------------------------------------------------------------
 
@@ -61,6 +71,8 @@ class Alerting:
                 triggers += on_answer(instrument, event.item, event.value, self.rules, now)
             elif isinstance(event, ev.ScoreRecorded):
                 triggers += await self._score_triggers(repo.session, patient, event, now)
+            elif isinstance(event, ev.CheckinExpired) and not event.partial:
+                triggers += await self._missed_triggers(repo.session, patient, now)
         for trigger in triggers:
             await self._raise(repo, patient, trigger, now)
 
@@ -69,7 +81,7 @@ class Alerting:
     ) -> list[Trigger]:
         assert patient.id is not None
         instrument = self.catalog.get(event.result.instrument)
-        sessions = await _session_times(session, patient.id)
+        sessions = await session_times(session, patient.id)
         earlier = (
             await session.exec(
                 select(Score).where(
@@ -81,29 +93,38 @@ class Alerting:
             )
         ).all()
         history = [
-            Observation(s.completed_at, s.total, _count_before(sessions, s.completed_at))
+            Observation(s.completed_at, s.total, count_before(sessions, s.completed_at))
             for s in earlier
             if s.total is not None
         ]
-        current_session = _count_before(sessions, now)
+        current_session = count_before(sessions, now)
         return on_score(instrument, event.result, history, self.rules, now, session=current_session)
+
+    async def _missed_triggers(
+        self, session: AsyncSession, patient: Patient, now: datetime
+    ) -> list[Trigger]:
+        """Check-ins missed in a row (the one just expired included: it is flushed)."""
+        assert patient.id is not None
+        recent = await recent_outcomes(session, patient.id)
+        open_alerts = [state_of(r) for r in await rows_for(session, patient.id)]
+        return on_missed(recent, open_alerts, self.rules, now)
 
     async def _raise(
         self, repo: Repository, patient: Patient, trigger: Trigger, now: datetime
     ) -> None:
         assert patient.id is not None
-        rows = await _unresolved(repo.session, patient.id)
+        rows = await rows_for(repo.session, patient.id)
         taken = {r.code for r in rows}
         code = new_code(lambda alphabet: secrets.choice(alphabet), taken)
-        primary = await _primary(repo.session, patient)
+        primary = await primary_of(repo.session, patient)
         change = raise_or_update(
-            [_state(r) for r in rows], trigger, now, self.rules, primary or 0, code
+            [state_of(r) for r in rows], trigger, now, self.rules, primary or 0, code
         )
         if change.event is None:
             return
         row = next((r for r in rows if r.code == change.alert.code), None)
         row = row or Alert(patient_id=patient.id, rule=trigger.rule, level=trigger.level, code=code)
-        _store(row, change.alert)
+        store(row, change.alert)
         await repo.add(row)
         await repo.audit(
             now,
@@ -130,12 +151,12 @@ class Alerting:
             patient = await repo.get_patient(row.patient_id)
             if patient is None:
                 continue
-            primary = await _primary(repo.session, patient)
-            backup = await _backup(repo.session, primary)
-            change = escalate(_state(row), now, primary or 0, backup, self.rules)
+            primary = await primary_of(repo.session, patient)
+            backup = await backup_of(repo.session, primary)
+            change = escalate(state_of(row), now, primary or 0, backup, self.rules)
             if change is None:
                 continue
-            _store(row, change.alert)
+            store(row, change.alert)
             await repo.add(row)
             await repo.audit(
                 now, "system", "AlertEscalated", f"patient:{patient.id}", code=row.code
@@ -147,28 +168,51 @@ class Alerting:
     # ---- acknowledgement --------------------------------------------------------------
 
     async def clinician_says(
-        self, repo: Repository, clinician: Clinician, text: str, source: str, now: datetime
+        self,
+        repo: Repository,
+        clinician: Clinician,
+        text: str,
+        source: str,
+        now: datetime,
+        kind: str = "text",
     ) -> None:
-        """``ACK CODE`` (or ``/ack CODE``) from a linked clinician acknowledges the alert."""
-        words = text.strip().lstrip("/").split()
-        if len(words) != 2 or words[0].lower() != "ack":
-            await self._tell(repo, clinician, ev.ClinicianHelp(), source, now)
-            return
-        code = normalize_code(words[1])
-        row = None
-        if code is not None:
-            statement = select(Alert).where(Alert.code == code, col(Alert.status).in_(UNRESOLVED))
-            row = (await repo.session.exec(statement)).first()
-        if row is None or clinician.id is None:
-            await self._tell(repo, clinician, ev.AckUnknown(words[1][:12]), source, now)
-            return
-        change = acknowledge(_state(row), clinician.id, now)
-        _store(row, change.alert)
+        """A linked clinician's text or button: ``ACK CODE``, ``ALERTS``, ``/patients``,
+        ``/trend``, ... (see :mod:`bot.clinician_desk`)."""
+        await clinician_desk.handle(self, repo, clinician, text, kind, source, now)
+
+    async def acknowledge(
+        self, repo: Repository, row: Alert, by: int | None, now: datetime
+    ) -> bool:
+        """Clinician `by` (None: the operator) has seen the alert; escalation stops. Audited.
+        False when it was not open (already acknowledged or resolved): nothing changes."""
+        change = acknowledge(state_of(row), by or 0, now)
+        if change.event is None:
+            return False
+        store(row, change.alert)
+        row.acknowledged_by = by
         await repo.add(row)
-        subject = f"patient:{row.patient_id}"
-        who = f"clinician:{clinician_actor(clinician.id).id}"
-        await repo.audit(now, who, "AlertAcknowledged", subject, code=row.code)
-        await self._tell(repo, clinician, ev.AckConfirmed(row.code), source, now)
+        actor = f"clinician:{by}" if by is not None else "operator"
+        await repo.audit(
+            now, actor, "AlertAcknowledged", f"patient:{row.patient_id}", code=row.code,
+            alert_id=row.id,
+        )  # fmt: skip
+        return True
+
+    async def resolve(self, repo: Repository, row: Alert, by: Actor, now: datetime) -> bool:
+        """Close the alert; crisis (and clinician-only) alerts only for a clinician: anyone
+        else is refused, and the refusal audited. True when it is resolved now."""
+        change = resolve(state_of(row), by, now)
+        if change.event is None:
+            return row.status == "resolved"
+        refused = isinstance(change.event, AlertResolutionRefused)
+        if not refused:
+            store(row, change.alert)
+            await repo.add(row)
+        await repo.audit(
+            now, str(by), type(change.event).__name__, f"patient:{row.patient_id}",
+            code=row.code, alert_id=row.id,
+        )  # fmt: skip
+        return not refused
 
     # ---- messages ---------------------------------------------------------------------
 
@@ -178,10 +222,7 @@ class Alerting:
         for clinician_id in change.notify:
             clinician = await repo.session.get(Clinician, clinician_id) if clinician_id else None
             if clinician is None or clinician.address is None:
-                log.warning("alert %s has nobody to notify (clinician %s)", row.id, clinician_id)
-                await repo.audit(
-                    now, "system", "alert_unrouted", f"patient:{patient.id}", code=row.code
-                )
+                await self._unrouted(repo, patient, row, clinician_id, now)
                 continue
             notice = ev.AlertNotice(
                 code=row.code,
@@ -192,7 +233,7 @@ class Alerting:
                 escalation=row.escalation_count,
                 at=now,
             )
-            await self._tell(
+            await self.tell(
                 repo,
                 clinician,
                 notice,
@@ -200,13 +241,39 @@ class Alerting:
                 now,
             )
 
-    async def _tell(
-        self, repo: Repository, clinician: Clinician, intent: ev.Intent, source: str, now: datetime
+    async def _unrouted(
+        self, repo: Repository, patient: Patient, row: Alert, clinician_id: int, now: datetime
     ) -> None:
+        """Nobody to tell: a WARNING with opaque ids, an audit `checkin alerts` counts."""
+        self.unrouted += 1
+        log.warning(
+            "alert %s (level %s) has nobody to notify (clinician %s); unrouted so far: %d",
+            row.id, row.level, clinician_id or "none", self.unrouted,
+        )  # fmt: skip
+        await repo.audit(
+            now, "system", "alert_unrouted", f"patient:{patient.id}", code=row.code,
+            alert_id=row.id, clinician=clinician_id or None,
+        )  # fmt: skip
+
+    async def tell(
+        self,
+        repo: Repository,
+        clinician: Clinician,
+        intent: ev.Intent,
+        source: str,
+        now: datetime,
+        photo: bytes | None = None,
+    ) -> None:
+        """Queue a message to a clinician (a `photo`, PNG, goes with it as base64)."""
         assert clinician.id is not None and clinician.address is not None
         rendered = self.renderer.render(intent, clinician.channel, "en")
         if rendered is None:
             return
+        payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
+        if rendered.buttons:
+            payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
+        if photo is not None:
+            payload["photo"] = base64.b64encode(photo).decode("ascii")
         await repo.enqueue([
             OutboundMessage(
                 channel=clinician.channel,
@@ -214,86 +281,8 @@ class Alerting:
                 recipient_id=clinician.id,
                 address=clinician.address,
                 body=rendered.text,
-                payload={"intent": type(intent).__name__, "html": rendered.html},
+                payload=payload,
                 idempotency_key=f"{source}:c{clinician.id}",
                 next_attempt_at=now,
             )
         ])  # fmt: skip
-
-
-def _state(row: Alert) -> AlertState:
-    return AlertState(
-        code=row.code,
-        rule=row.rule,
-        level=row.level,  # type: ignore[arg-type]
-        created_at=row.created_at,
-        ack_deadline=row.ack_deadline,
-        detail=dict(row.detail),
-        status=row.status,  # type: ignore[arg-type]
-        escalation_count=row.escalation_count,
-        last_notified_at=row.last_notified_at,
-        recipients=tuple(row.recipients),
-        occurrences=row.occurrences,
-        last_triggered_at=row.last_triggered_at,
-        acknowledged_by=row.acknowledged_by,
-        acknowledged_at=row.acknowledged_at,
-    )
-
-
-def _store(row: Alert, state: AlertState) -> None:
-    values: dict[str, Any] = {
-        "rule": state.rule,
-        "level": state.level,
-        "status": state.status,
-        "code": state.code,
-        "detail": dict(state.detail),
-        "created_at": state.created_at,
-        "ack_deadline": state.ack_deadline,
-        "escalation_count": state.escalation_count,
-        "last_notified_at": state.last_notified_at,
-        "recipients": list(state.recipients),
-        "occurrences": state.occurrences,
-        "last_triggered_at": state.last_triggered_at,
-        "acknowledged_by": state.acknowledged_by,
-        "acknowledged_at": state.acknowledged_at,
-        "resolved_at": state.resolved_at,
-        "resolved_by": f"{state.resolved_by.kind}:{state.resolved_by.id}"
-        if state.resolved_by
-        else None,
-    }
-    for name, value in values.items():
-        setattr(row, name, value)
-
-
-async def _unresolved(session: AsyncSession, patient_id: int) -> list[Alert]:
-    statement = select(Alert).where(
-        Alert.patient_id == patient_id, col(Alert.status).in_(UNRESOLVED)
-    )
-    return list((await session.exec(statement.order_by(col(Alert.id)))).all())
-
-
-async def _primary(session: AsyncSession, patient: Patient) -> int | None:
-    """The responsible clinician; without one, the clinic's first active clinician."""
-    if patient.clinician_id is not None:
-        return patient.clinician_id
-    statement = select(Clinician.id).where(Clinician.active == True).order_by(col(Clinician.id))  # noqa: E712
-    return (await session.exec(statement)).first()
-
-
-async def _backup(session: AsyncSession, primary: int | None) -> int | None:
-    if primary is None:
-        return None
-    clinician = await session.get(Clinician, primary)
-    return clinician.backup_clinician_id if clinician is not None else None
-
-
-async def _session_times(session: AsyncSession, patient_id: int) -> list[datetime]:
-    statement = select(TreatmentSession.at).where(
-        TreatmentSession.patient_id == patient_id, col(TreatmentSession.cancelled_at).is_(None)
-    )
-    return sorted((await session.exec(statement)).all())
-
-
-def _count_before(sessions: Sequence[datetime], at: datetime) -> int | None:
-    done = sum(1 for s in sessions if s < at)
-    return done or None

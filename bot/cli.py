@@ -13,7 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.commands import audit, configcheck, export, keys, lifecycle, records, schedule, service
+from bot.commands import (
+    alerts,
+    audit,
+    configcheck,
+    export,
+    keys,
+    lifecycle,
+    records,
+    schedule,
+    service,
+)
 from bot.commands.common import JsonFlag, State, emit_json, fail, state
 from bot.domain.errors import CheckinError
 from bot.domain.instruments import AnswerValue, Instrument
@@ -39,6 +49,7 @@ lifecycle.register(app)
 export.register(app)
 configcheck.register(app)
 keys.register(app)
+alerts.register(app)
 
 
 @app.callback()

@@ -26,6 +26,7 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 CHANNELS = ("telegram", "sms", "console")
 LANGUAGES = ("en", "es")
 OPTIONAL = {"answered"}  # intents a channel may choose not to show
+ACK_BUTTON = "ack:"  # callback data of an alert's Acknowledge button: "ack:<code>"
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,9 @@ class Renderer:
         }
 
     def _buttons(self, intent: ev.Intent, language: str) -> tuple[Button, ...]:
+        if isinstance(intent, ev.AlertNotice):
+            label = self.html.get_template(f"{language}/telegram/ack_button.j2").render()
+            return (Button(label.strip(), f"{ACK_BUTTON}{intent.code}"),)
         if not isinstance(intent, ev.Ask):
             return ()
         item = self._item(intent.item)

@@ -226,9 +226,9 @@ class Services:
         session = repo.session
         clinician = await q.clinician_by_address(session, message.channel, message.sender)
         if clinician is not None:
-            if self.alerting is not None and message.kind == "text":
+            if self.alerting is not None and message.kind in ("text", "button"):
                 await self.alerting.clinician_says(
-                    repo, clinician, message.text, f"in{message.id}", now
+                    repo, clinician, message.text, f"in{message.id}", now, kind=message.kind
                 )
             return None
         code = start_parameter(message.text) if message.kind == "text" else None

@@ -124,7 +124,7 @@ async def test_an_unknown_code_is_answered_plainly(db: Database) -> None:
     await services.handle_inbound(said("dr-r", "who is this?", 2))
     assert await to(db, "dr-r") == [
         "No open alert has the code ZZZZZZ. Reply ACK followed by the code in the alert.",
-        "Clinician commands: reply ACK and an alert's code to acknowledge it.",
+        "Clinician commands: reply ACK and an alert's code to acknowledge it; ALERTS lists your open alerts.",
     ]
 
 

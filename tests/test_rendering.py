@@ -34,6 +34,22 @@ def renderer(catalog: Catalog) -> Renderer:
     return Renderer(catalog, CLINIC)
 
 
+def clinician_intents() -> list[ev.Intent]:
+    """What a clinician reads, with names that need escaping and every branch of the words."""
+    patients = (ev.PatientLine(1, "P & Q <1>", "phq9", 9, 14, 2), ev.PatientLine(2, "B", "gad7", 8, 5, 1),
+                ev.PatientLine(3, "C", "phq9", 7, 7, 0), ev.PatientLine(4, "D", None, None, None, 0),
+                ev.PatientLine(5, "E", "phq9", 12, None, 0))  # fmt: skip
+    alerts = (ev.AlertLine("ABC234", "crisis", "suicidality", "P & Q <1>", "open", T0),
+              ev.AlertLine("XYZ789", "routine", "missed_checkins", "B", "acknowledged", T0))  # fmt: skip
+    return [
+        ev.AlertNotice("ABC234", "suicidality", "crisis", "P-1", {"item_number": 9, "value": 2}, 0, T0),
+        ev.ClinicianHelp(), ev.AckConfirmed("ABC234"), ev.AckUnknown("<x>"),
+        ev.ClinicianPatients(patients), ev.ClinicianPatients(()),
+        ev.ClinicianAlerts(alerts), ev.ClinicianAlerts(()),
+        ev.TrendChart("P & Q <1>", 7), *(ev.TrendUnavailable(r) for r in ("usage", "unknown", "no_scores")),
+    ]  # fmt: skip
+
+
 def every_intent(catalog: Catalog) -> list[ev.Intent]:
     """One of each intent kind, and an Ask for every shipped item in every variant."""
     phq9 = catalog.get("phq9")
@@ -46,6 +62,7 @@ def every_intent(catalog: Catalog) -> list[ev.Intent]:
         ev.CrisisResources("suicidality", "phq9.q9"), ev.CrisisResources("medical", "side_effects.red_flags"),
         ev.Answered("phq9.q1", 2), ev.Answered("side_effects.blood_pressure", BloodPressure(120, 80)),
         ev.Enrolled(), ev.Enrolled("clinician"), ev.EnrollRefused(), ev.Stranger(),
+        *clinician_intents(),
     ]  # fmt: skip
     for instrument in catalog:
         intents.append(ev.Intro(instrument.key))

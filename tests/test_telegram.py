@@ -294,7 +294,10 @@ async def test_a_clinician_links_by_deep_link(rig: Rig, db: Database) -> None:
         "You are connected to Lakeside check-ins as a clinician. Patient alerts will come here."
     ]
     await rig.say("hello")
-    assert rig.texts()[-1] == "Clinician commands: reply ACK and an alert's code to acknowledge it."
+    assert rig.texts()[-1].splitlines()[:2] == [
+        "Clinician commands:",
+        "/patients: your patients, last score, trend, open alerts",
+    ]
 
 
 def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:

@@ -7,10 +7,14 @@ or a test stand-in is one setting away. Failures become :class:`DeliveryFailed`:
 * 403 (blocked by the user, deactivated) and 400 (chat not found): permanent.
 * 429: retried no sooner than Telegram's ``retry_after``.
 * timeouts, network errors, 5xx: retried with backoff.
+
+A payload with ``photo`` (base64 PNG bytes, e.g. a trend chart) is sent with
+``sendPhoto``, the rendered text as its caption.
 """
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import telegram
@@ -59,6 +63,9 @@ class TelegramChannel:
         try:
             if payload.get("edit"):
                 return await self._edit(address, message, payload.get("edit_message_id"))
+            photo = payload.get("photo")
+            if isinstance(photo, str):
+                return await self._photo(address, message, base64.b64decode(photo))
             sent = await self.bot.send_message(
                 chat_id=int(address),
                 text=message.text,
@@ -79,6 +86,17 @@ class TelegramChannel:
             raise DeliveryFailed(f"telegram: {type(exc).__name__}") from exc
         except TelegramError as exc:
             raise DeliveryFailed(f"telegram: {type(exc).__name__}") from exc
+        return str(sent.message_id)
+
+    async def _photo(self, address: str, message: Rendered, png: bytes) -> str:
+        """A picture (a trend chart) with the message as its caption."""
+        sent = await self.bot.send_photo(
+            chat_id=int(address),
+            photo=png,
+            caption=message.text,
+            parse_mode=ParseMode.HTML if message.html else None,
+            reply_markup=_keyboard(message),
+        )
         return str(sent.message_id)
 
     async def _edit(self, address: str, message: Rendered, message_id: object) -> str | None:

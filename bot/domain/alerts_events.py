@@ -14,7 +14,7 @@ from typing import Literal
 
 from bot.domain.alerts import DetailValue, Level
 
-ActorKind = Literal["clinician", "system", "patient"]
+ActorKind = Literal["clinician", "system", "patient", "operator"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Actor:
 
 SYSTEM = Actor("system")
 PATIENT = Actor("patient")
+OPERATOR = Actor("operator")  # someone at the command line
 
 
 def clinician(clinician_id: int) -> Actor:

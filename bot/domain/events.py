@@ -130,7 +130,54 @@ class AckUnknown:
 
 @dataclass(frozen=True)
 class ClinicianHelp:
-    """A clinician wrote something that is not a command."""
+    """A clinician wrote something that is not a command, or asked for help."""
+
+
+@dataclass(frozen=True)
+class PatientLine:
+    """One of a clinician's patients: the latest score and the one before (numbers only)."""
+
+    id: int
+    name: str
+    instrument: str | None  # the instrument of `last`, e.g. "phq9"; None: no score yet
+    last: int | None
+    previous: int | None
+    open_alerts: int
+
+
+@dataclass(frozen=True)
+class ClinicianPatients:
+    patients: tuple[PatientLine, ...]
+
+
+@dataclass(frozen=True)
+class AlertLine:
+    code: str
+    level: str
+    rule: str
+    patient: str
+    status: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ClinicianAlerts:
+    """The alerts a clinician may act on (their patients', or ones they were told about)."""
+
+    alerts: tuple[AlertLine, ...]
+
+
+@dataclass(frozen=True)
+class TrendChart:
+    """The caption of a trend chart sent as a photo."""
+
+    patient: str
+    checkins: int  # administrations charted
+
+
+@dataclass(frozen=True)
+class TrendUnavailable:
+    reason: Literal["usage", "unknown", "no_scores"]
 
 
 Intent = (
@@ -152,6 +199,10 @@ Intent = (
     | AckConfirmed
     | AckUnknown
     | ClinicianHelp
+    | ClinicianPatients
+    | ClinicianAlerts
+    | TrendChart
+    | TrendUnavailable
 )
 
 # ---- events: facts to store ----------------------------------------------------------------

@@ -4,7 +4,8 @@
     async with serve(stand_in.app) as url:
         bot = telegram.Bot(stand_in.token, base_url=f"{url}/bot")
 
-Serves ``/bot{token}/{method}`` for getMe, sendMessage, editMessageText, editMessageReplyMarkup,
+Serves ``/bot{token}/{method}`` for getMe, sendMessage, sendPhoto (the uploaded bytes kept in
+``photos``), editMessageText, editMessageReplyMarkup,
 answerCallbackQuery, setWebhook, deleteWebhook, getWebhookInfo and getUpdates, answering
 ``{"ok": true, "result": ...}`` like the real API. Every request is recorded in ``calls``.
 Failures are scripted with ``fail(fault, method=..., chat_id=..., times=...)`` using the
@@ -35,6 +36,7 @@ from tests.standins.server import Call, Fault, FaultScript, apply_fault, utc_now
 JSON = dict[str, Any]
 SECRET_TOKEN_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MAX_TEXT_CHARS = 4096
+MAX_CAPTION_CHARS = 1024
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are "
     "exactly the same as a current content and reply markup of the message"
@@ -146,6 +148,7 @@ class TelegramStandIn:
         self.webhook_url = ""
         self.webhook_secret: str | None = None
         self.answered_queries: list[str] = []
+        self.photos: dict[tuple[int | str, int], bytes] = {}  # (chat, message id) -> upload
         self._updates: list[JSON] = []
         self._messages: dict[tuple[int | str, int], JSON] = {}
         self._message_ids: defaultdict[int | str, itertools.count[int]] = defaultdict(
@@ -156,6 +159,7 @@ class TelegramStandIn:
         self._handlers: dict[str, Callable[[JSON], Awaitable[Any]]] = {
             "getme": self._get_me,
             "sendmessage": self._send_message,
+            "sendphoto": self._send_photo,
             "editmessagetext": self._edit_message_text,
             "editmessagereplymarkup": self._edit_message_reply_markup,
             "answercallbackquery": self._answer_callback_query,
@@ -199,7 +203,11 @@ class TelegramStandIn:
 
     def sent_texts(self, chat_id: int | str) -> list[str]:
         """The texts of the messages the bot sent to ``chat_id``, in order, as currently edited."""
-        return [m["text"] for (chat, _), m in self._messages.items() if chat == chat_id]
+        return [
+            m.get("text", m.get("caption", ""))
+            for (chat, _), m in self._messages.items()
+            if chat == chat_id
+        ]
 
     # -- driving the patient's side ----------------------------------------------------------
 
@@ -270,6 +278,32 @@ class TelegramStandIn:
         }
         message |= _inline_markup(params)
         self._messages[(chat_id, message_id)] = message
+        return message
+
+    async def _send_photo(self, params: JSON) -> JSON:
+        """An uploaded photo (multipart), kept as bytes; its caption is checked like text."""
+        chat_id = _required(params, "chat_id", "Bad Request: chat_id is empty")
+        photo = params.get("photo")
+        if not isinstance(photo, bytes) or not photo:
+            raise _ApiError(400, "Bad Request: there is no photo in the request")
+        caption = str(params.get("caption", ""))
+        shown = _strip_html(caption) if params.get("parse_mode") == "HTML" else caption
+        if len(shown) > MAX_CAPTION_CHARS:
+            raise _ApiError(400, "Bad Request: message caption is too long")
+        message_id = next(self._message_ids[chat_id])
+        size = {"file_id": f"photo{message_id}", "file_unique_id": f"u{message_id}",
+                "width": 800, "height": 600, "file_size": len(photo)}  # fmt: skip
+        message: JSON = {
+            "message_id": message_id,
+            "from": self.bot_user,
+            "chat": _chat(chat_id),
+            "date": int(self.clock().timestamp()),
+            "photo": [size],
+            "caption": shown,
+        }
+        message |= _inline_markup(params)
+        self._messages[(chat_id, message_id)] = message
+        self.photos[(chat_id, message_id)] = photo
         return message
 
     async def _edit_message_text(self, params: JSON) -> JSON | bool:
@@ -369,7 +403,8 @@ async def _read_params(request: Request) -> JSON:
         raw |= await request.json()
     elif request.method == "POST":
         async with request.form() as form:
-            raw |= {k: v for k, v in form.items() if isinstance(v, str)}
+            for name, value in form.items():  # text fields, and uploaded files as bytes
+                raw[name] = value if isinstance(value, str) else await value.read()
     return {name: _typed(name, value) for name, value in raw.items()}
 
 

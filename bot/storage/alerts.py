@@ -1,0 +1,143 @@
+"""Alert rows: to and from the pure core's :class:`AlertState`, and the queries the alert
+use cases need (a patient's unresolved alerts, who is responsible, a clinician's alerts,
+how each ended up unrouted). Small functions over one session."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.domain.alerts_evaluate import CheckinOutcome
+from bot.domain.alerts_lifecycle import AlertState
+from bot.storage.tables import Alert, AuditEvent, Checkin, Clinician, Patient, TreatmentSession
+
+UNRESOLVED = ("open", "acknowledged")
+ENDED = ("completed", "expired", "cancelled")
+
+
+def state_of(row: Alert) -> AlertState:
+    return AlertState(
+        code=row.code,
+        rule=row.rule,
+        level=row.level,  # type: ignore[arg-type]
+        created_at=row.created_at,
+        ack_deadline=row.ack_deadline,
+        detail=dict(row.detail),
+        status=row.status,  # type: ignore[arg-type]
+        escalation_count=row.escalation_count,
+        last_notified_at=row.last_notified_at,
+        recipients=tuple(row.recipients),
+        occurrences=row.occurrences,
+        last_triggered_at=row.last_triggered_at,
+        acknowledged_by=row.acknowledged_by,
+        acknowledged_at=row.acknowledged_at,
+    )
+
+
+def store(row: Alert, state: AlertState) -> None:
+    """Copy `state` onto the row (the caller adds it to the session)."""
+    values: dict[str, Any] = {
+        "rule": state.rule,
+        "level": state.level,
+        "status": state.status,
+        "code": state.code,
+        "detail": dict(state.detail),
+        "created_at": state.created_at,
+        "ack_deadline": state.ack_deadline,
+        "escalation_count": state.escalation_count,
+        "last_notified_at": state.last_notified_at,
+        "recipients": list(state.recipients),
+        "occurrences": state.occurrences,
+        "last_triggered_at": state.last_triggered_at,
+        "acknowledged_by": state.acknowledged_by,
+        "acknowledged_at": state.acknowledged_at,
+        "resolved_at": state.resolved_at,
+        "resolved_by": str(state.resolved_by) if state.resolved_by else None,
+    }
+    for name, value in values.items():
+        setattr(row, name, value)
+
+
+async def unresolved(session: AsyncSession, patient_id: int) -> list[Alert]:
+    statement = select(Alert).where(
+        Alert.patient_id == patient_id, col(Alert.status).in_(UNRESOLVED)
+    )
+    return list((await session.exec(statement.order_by(col(Alert.id)))).all())
+
+
+async def primary(session: AsyncSession, patient: Patient) -> int | None:
+    """The responsible clinician; without one, the clinic's first active clinician."""
+    if patient.clinician_id is not None:
+        return patient.clinician_id
+    statement = select(Clinician.id).where(Clinician.active == True).order_by(col(Clinician.id))  # noqa: E712
+    return (await session.exec(statement)).first()
+
+
+async def backup(session: AsyncSession, primary_id: int | None) -> int | None:
+    if primary_id is None:
+        return None
+    clinician = await session.get(Clinician, primary_id)
+    return clinician.backup_clinician_id if clinician is not None else None
+
+
+async def session_times(session: AsyncSession, patient_id: int) -> list[datetime]:
+    statement = select(TreatmentSession.at).where(
+        TreatmentSession.patient_id == patient_id, col(TreatmentSession.cancelled_at).is_(None)
+    )
+    return sorted((await session.exec(statement)).all())
+
+
+def count_before(sessions: Sequence[datetime], at: datetime) -> int | None:
+    done = sum(1 for s in sessions if s < at)
+    return done or None
+
+
+async def recent_outcomes(
+    session: AsyncSession, patient_id: int, limit: int = 10
+) -> list[CheckinOutcome]:
+    """How the patient's latest ended check-ins ended, oldest first."""
+    statement = (
+        select(Checkin)
+        .where(Checkin.patient_id == patient_id, col(Checkin.status).in_(ENDED))
+        .order_by(col(Checkin.due_at).desc(), col(Checkin.id).desc())
+        .limit(limit)
+    )
+    rows = (await session.exec(statement)).all()
+    return [CheckinOutcome(r.due_at, r.status, r.partial) for r in reversed(rows)]  # type: ignore[arg-type]
+
+
+async def visible_to(
+    session: AsyncSession, clinician_id: int, statuses: Sequence[str] = UNRESOLVED
+) -> list[tuple[Alert, Patient]]:
+    """Alerts a clinician may see: of their own patients, or ones they were told about."""
+    statement = (
+        select(Alert, Patient)
+        .join(Patient, col(Patient.id) == col(Alert.patient_id))
+        .where(col(Alert.status).in_(statuses))
+        .order_by(col(Alert.created_at), col(Alert.id))
+    )
+    rows = (await session.exec(statement)).all()
+    return [(a, p) for a, p in rows if may_see(a, p, clinician_id)]
+
+
+def may_see(alert: Alert, patient: Patient, clinician_id: int) -> bool:
+    return patient.clinician_id == clinician_id or clinician_id in alert.recipients
+
+
+async def unrouted_counts(session: AsyncSession, alert_ids: Sequence[int]) -> Counter[int]:
+    """How many times each alert had nobody to notify (from the `alert_unrouted` audits)."""
+    if not alert_ids:
+        return Counter()
+    statement = select(AuditEvent.detail).where(AuditEvent.action == "alert_unrouted")
+    wanted = set(alert_ids)
+    found = Counter[int]()
+    for detail in (await session.exec(statement)).all():
+        alert_id = detail.get("alert_id")
+        if isinstance(alert_id, int) and alert_id in wanted:
+            found[alert_id] += 1
+    return found
