@@ -3,6 +3,7 @@ points (CLI, web server, scheduler) at start-up, never at import."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,14 @@ class App:
     planner: Planner
     last_tick_at: list[datetime] = field(default_factory=list)
     last_purge_at: list[datetime] = field(default_factory=list)
+    # Set by a process that serves webhooks: replies (a crisis message above all) go out
+    # as soon as they are committed instead of at the next tick (see deliver_when_woken).
+    wake: asyncio.Event | None = None
+
+    def kick(self) -> None:
+        """New messages are in the outbox: deliver now, if this process delivers on wake."""
+        if self.wake is not None:
+            self.wake.set()
 
     async def close(self) -> None:
         telegram = self.channels.get("telegram")

@@ -222,3 +222,18 @@ async def mark_unreachable(repo: Repository, message: OutboundMessage, now: date
 def _rendered(message: OutboundMessage) -> Rendered:
     buttons = tuple(Button(label, data) for label, data in message.payload.get("buttons", []))
     return Rendered(message.body, buttons, html=bool(message.payload.get("html")))
+
+
+async def deliver_when_woken(
+    deliverer: Deliverer, wake: asyncio.Event, stop: asyncio.Event
+) -> None:
+    """Drain the outbox each time `wake` is set, until `stop`: the webhook process sends a
+    reply the moment it is committed. Safe beside the tick and other workers (claims are
+    leased); a failed drain is logged and left to the tick."""
+    while not stop.is_set():
+        await wake.wait()
+        wake.clear()
+        try:
+            await deliverer.drain()
+        except Exception as exc:
+            log.error("delivery on wake failed (%s); the tick retries", type(exc).__name__)

@@ -57,6 +57,7 @@ def inbound_handler(app: App) -> Handler:
         if inbound_id is not None:
             try:
                 await app.services.process(inbound_id)
+                app.kick()
             except Exception as exc:
                 log.error("inbound %s left for recovery (%s)", inbound_id, type(exc).__name__)
         return Response(EMPTY_TWIML, media_type="text/xml")

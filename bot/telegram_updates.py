@@ -35,6 +35,7 @@ async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]
         return  # a redelivery: already recorded, and processed or about to be
     try:
         await app.services.process(inbound_id)
+        app.kick()
     except Exception as exc:  # the type only: a message could quote what the patient sent
         log.error(
             "inbound %s not processed (%s); the recovery pass retries",

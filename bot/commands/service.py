@@ -25,6 +25,7 @@ from bot.channels.telegram import TelegramChannel
 from bot.commands import demo
 from bot.commands.common import database_problem, fail, key_problem, state
 from bot.config import Settings
+from bot.delivery import deliver_when_woken
 from bot.services import Inbound
 from bot.storage import migrate
 from bot.storage.repository import Repository
@@ -137,6 +138,8 @@ async def _serve_locked(settings: Settings) -> None:
     )
     scheduler = start_scheduler(app)
     stop = asyncio.Event()
+    app.wake = asyncio.Event()
+    courier = asyncio.create_task(deliver_when_woken(app.deliverer, app.wake, stop))
     poller = await _start_telegram(app, stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,6 +152,9 @@ async def _serve_locked(settings: Settings) -> None:
         await server.serve()  # returns after SIGTERM or Ctrl-C
     finally:
         stop.set()
+        courier.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await courier
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
