@@ -54,9 +54,7 @@ def worker(ctx: typer.Context) -> None:
     On PostgreSQL run as many workers as you like (they claim different rows); on SQLite
     one process schedules (`run` included), and a second one refuses to start."""
     settings = state(ctx).settings()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(logging.INFO)
     asyncio.run(_work(settings))
 
 
