@@ -14,6 +14,7 @@ never sooner than the provider's Retry-After, for as long as it takes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -56,6 +57,12 @@ class Report:
 class Pacer:
     """At most `rate_per_s` sends a second on a channel, and `gap_s` between two to one address.
 
+    Two rules together: sends are spaced ``1 / rate_per_s`` apart, and no more than
+    ``rate_per_s`` (rounded down) leave in any sliding ``window_s``, counted when they
+    actually leave. Spacing alone is not enough: a busy event loop wakes several spaced
+    sends at once, and a provider counting in a sliding second sees a burst (429). A
+    `window_s` a little over a second keeps the arrivals inside the limit.
+
     In-process: with several workers each paces itself (a shared limit needs a shared
     store). Time and sleeping are injectable so the schedule is tested without waiting.
     """
@@ -66,14 +73,19 @@ class Pacer:
         gap_s: float = 0.0,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        window_s: float = 1.0,
     ) -> None:
         self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
         self.gap_s = gap_s
+        self.window_s = window_s
+        self.per_window = max(1, int(rate_per_s * window_s)) if rate_per_s else 0
         self._monotonic = monotonic
         self._sleep = sleep
         self._next = 0.0
         self._last: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self._window_lock = asyncio.Lock()
+        self._left: collections.deque[float] = collections.deque()
 
     def reserve(self, address: str) -> float:
         """Book the next send slot for `address`; how long to wait for it."""
@@ -89,6 +101,19 @@ class Pacer:
             delay = self.reserve(address)
         if delay > 0:
             await self._sleep(delay)
+        if self.per_window:
+            await self._window()
+
+    async def _window(self) -> None:
+        async with self._window_lock:
+            while True:
+                now = self._monotonic()
+                while self._left and now - self._left[0] >= self.window_s:
+                    self._left.popleft()
+                if len(self._left) < self.per_window:
+                    self._left.append(now)
+                    return
+                await self._sleep(self._left[0] + self.window_s - now)
 
 
 @dataclass

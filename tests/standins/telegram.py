@@ -16,6 +16,7 @@ factories below (``flood``, ``blocked``, ``chat_not_found``, ``server_error``) o
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import time
@@ -148,6 +149,10 @@ class TelegramStandIn:
         self.webhook_url = ""
         self.webhook_secret: str | None = None
         self.answered_queries: list[str] = []
+        # Telegram's broadcast limit, when set: more than this many sendMessage calls in
+        # any one second are answered 429 with retry_after 1 (as the real API does).
+        self.limit_per_s: float | None = None
+        self._recent_sends: collections.deque[float] = collections.deque()
         self.photos: dict[tuple[int | str, int], bytes] = {}  # (chat, message id) -> upload
         self._updates: list[JSON] = []
         self._messages: dict[tuple[int | str, int], JSON] = {}
@@ -251,6 +256,8 @@ class TelegramStandIn:
         fault = self.faults.take(method, None if chat_id is None else str(chat_id))
         if fault is None and chat_id in self.blocked_chats:
             fault = blocked()
+        if fault is None and method.lower() == "sendmessage" and self._over_limit():
+            fault = flood(1)
         self.calls.append(Call(method, params, self.clock(), fault))
         if fault is not None and (response := await apply_fault(fault, _fault_response)):
             return response
@@ -258,6 +265,17 @@ class TelegramStandIn:
             return JSONResponse({"ok": True, "result": await handler(params)})
         except _ApiError as exc:
             return _error(exc.status, exc.description)
+
+    def _over_limit(self) -> bool:
+        if self.limit_per_s is None:
+            return False
+        now = time.monotonic()
+        while self._recent_sends and now - self._recent_sends[0] >= 1.0:
+            self._recent_sends.popleft()
+        if len(self._recent_sends) >= self.limit_per_s:
+            return True
+        self._recent_sends.append(now)
+        return False
 
     async def _get_me(self, params: JSON) -> JSON:
         return self.bot_user | {

@@ -1,0 +1,313 @@
+"""The scheduler at scale: a wave of due check-ins, send rate under a provider limit, and
+worker memory against the number of enrolled patients.
+
+Each run uses a fresh PostgreSQL database, real `checkin worker` processes (APScheduler
+tick, SKIP LOCKED claims, the real python-telegram-bot client) and the Telegram Bot API
+stand-in of tests/standins, served in this process.
+
+    .venv/bin/python -m bench.scheduler [--wave 10000] [--workers 2] [--idle 1000,10000,100000]
+        [--rate 30 --rate-patients 300] [--no-doc]
+
+* wave: `--wave` patients enrolled a moment ago on a one-rule protocol (PHQ-2 at
+  enrollment), so all are due in the same minute; the time until every one has received
+  its messages, and each worker's peak memory (VmHWM).
+* rate: the same with `[telegram] rate_per_s` set to `--rate`: the achieved send rate
+  over the sending phase as a fraction of the limit, and the 429 answers received.
+* idle: N patients already planned (nothing due); one worker ticks for `--idle-s`
+  seconds; its peak memory. Flat in N means no per-patient state in the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import asyncpg
+
+from bot.storage.crypto import ENV_KEY, KeyRing, new_key, parse_keys, use_keys
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN = os.environ.get("CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+FIRST_CHAT = 700_000
+CONFIG = """
+[clinic]
+quiet_hours_start_local = "00:00"
+quiet_hours_end_local = "00:00"
+[scheduler]
+tick_s = 0.5
+batch = 500
+[telegram]
+token = "{token}"
+api_base_url = "{url}/bot"
+bot_username = "checkin_bench_bot"
+rate_per_s = {rate}
+[protocols.wave.rules.baseline]
+instruments = ["phq2"]
+from_enrollment = "0h"
+expires_after = "1d"
+"""
+
+
+@dataclass
+class Run:
+    patients: int
+    workers: int
+    seconds: float
+    messages: int
+    duplicates: int
+    missed: int
+    peak_mb: list[float]
+    too_many: int = 0
+    send_rate: float = 0.0
+
+
+def _ring() -> KeyRing:
+    os.environ.setdefault(ENV_KEY, new_key().line)
+    ring = KeyRing(parse_keys(os.environ[ENV_KEY], ENV_KEY))
+    use_keys(ring)
+    return ring
+
+
+async def _database() -> str:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = ADMIN.rsplit("/", 1)[0]
+    return f"{base}/{name}"
+
+
+async def _drop(url: str) -> None:
+    admin = await asyncpg.connect(ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _seed(url: str, count: int, planned_until: datetime | None) -> None:
+    ring = _ring()
+    now = datetime.now(UTC)
+    enrolled = now - timedelta(seconds=5)
+    rows = []
+    for n in range(count):
+        chat = str(FIRST_CHAT + n)
+        rows.append((
+            ring.encrypt("patient.display_name", f"B{n}"), "UTC", "en", "telegram",
+            ring.encrypt("patient.address", chat), ring.lookup_hash(chat), "active", "wave",
+            enrolled, enrolled, now, planned_until,
+        ))  # fmt: skip
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.copy_records_to_table(
+            "patient",
+            records=rows,
+            columns=[
+                "display_name", "timezone", "language", "channel", "address", "address_hash",
+                "status", "protocol", "consent_at", "created_at", "updated_at", "planned_until",
+            ],
+        )  # fmt: skip
+    finally:
+        await connection.close()
+
+
+def _env(url: str) -> dict[str, str]:
+    env = dict(os.environ, CHECKIN_DATABASE_URL=url, PYTHONUNBUFFERED="1")
+    env.pop("CHECKIN_CONFIG", None)
+    return env
+
+
+def _peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def run(count: int, workers: int, *, rate: float, idle_s: float | None = None) -> Run:
+    """One wave (or, with `idle_s`, an idle period) against a fresh database."""
+    from tests.standins.server import serve_in_thread
+    from tests.standins.telegram import TelegramStandIn
+
+    fake = TelegramStandIn()
+    fake.limit_per_s = rate if rate < 1000 else None  # the provider enforces its limit
+    url = asyncio.run(_database())
+    try:
+        with serve_in_thread(fake.app) as base, TemporaryDirectory() as tmp:
+            config = Path(tmp) / "config.toml"
+            config.write_text(CONFIG.format(token=fake.token, url=base, rate=rate))
+            env = _env(url)
+            subprocess.run(
+                [sys.executable, "-m", "bot", "--config", str(config), "db", "upgrade"],
+                env=env, cwd=ROOT, check=True, capture_output=True,
+            )  # fmt: skip
+            idle = idle_s is not None
+            far = datetime.now(UTC) + timedelta(days=365) if idle else None
+            asyncio.run(_seed(url, count, far))
+            log = Path(tmp) / "workers.log"
+            started = time.monotonic()
+            with log.open("ab") as out:
+                processes = [
+                    subprocess.Popen(
+                        [sys.executable, "-m", "bot", "--config", str(config), "worker"],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        cwd=ROOT,
+                    )
+                    for _ in range(workers)
+                ]
+            try:
+                if idle:
+                    time.sleep(idle_s or 0)
+                else:
+                    _wait_for_wave(fake, count, started)
+                peaks = [_peak_mb(p.pid) for p in processes]
+            finally:
+                _stop(processes)
+            elapsed = time.monotonic() - started
+            return _tally(fake, count, workers, elapsed, peaks)
+    finally:
+        asyncio.run(_drop(url))
+
+
+def _wait_for_wave(fake: object, count: int, started: float, timeout_s: float = 3600) -> None:
+    calls = fake.calls  # type: ignore[attr-defined]
+    last_report = started
+    while time.monotonic() - started < timeout_s:
+        time.sleep(2.0)  # cheap checks, rarely: the stand-in shares this process
+        if len(calls) >= 2 * count:
+            sends = [c for c in calls if c.method.lower() == "sendmessage" and c.fault is None]
+            chats = Counter(str(c.params.get("chat_id")) for c in sends)
+            if len(chats) >= count and all(n >= 2 for n in chats.values()):
+                return
+        if time.monotonic() - last_report > 10:
+            last_report = time.monotonic()
+            print(f"  ... {len(calls)} requests for {count} patients", file=sys.stderr, flush=True)
+    raise TimeoutError(f"the wave of {count} did not finish in {timeout_s:.0f}s")
+
+
+def _tally(fake: object, count: int, workers: int, elapsed: float, peaks: list[float]) -> Run:
+    every = fake.calls_to("sendMessage")  # type: ignore[attr-defined]
+    calls = [c for c in every if c.fault is None]  # what the provider accepted
+    chats = Counter(str(c.params.get("chat_id")) for c in calls)
+    expected = [str(FIRST_CHAT + n) for n in range(count)]
+    per = 2  # the PHQ-2's introduction and first question
+    duplicates = sum(max(0, chats[c] - per) for c in expected)
+    missed = sum(1 for c in expected if chats[c] < per)
+    too_many = sum(1 for c in every if c.fault is not None and c.fault.status == 429)
+    times = sorted(c.at for c in calls)
+    rate = 0.0
+    if len(times) > 20:  # the sending phase: first to last message, the ends trimmed
+        lo, hi = times[len(times) // 20], times[-len(times) // 20]
+        span = (hi - lo).total_seconds()
+        rate = (len(times) * 0.9) / span if span > 0 else 0.0
+    return Run(count, workers, elapsed, len(calls), duplicates, missed, peaks, too_many, rate)
+
+
+def _machine() -> str:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    memory = next(
+        line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )  # fmt: skip
+    gib = int(memory) // 1024 // 1024
+    return f"{os.cpu_count()} CPUs ({model}), {gib} GiB, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--wave", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--idle", default="1000,10000,100000")
+    parser.add_argument("--idle-s", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--rate-patients", type=int, default=300)
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+    _ring()
+    lines = [
+        "## Scheduler: a wave, the send rate, memory",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {_machine()}, PostgreSQL 127.0.0.1, with",
+        f"`{shlex.join(['.venv/bin/python', '-m', 'bench.scheduler', *sys.argv[1:]])}`.",
+        "Workers are `checkin worker` processes; the Telegram stand-in runs in the bench",
+        "process. Each patient's check-in is a PHQ-2: two messages (introduction, question).",
+        "",
+        "| what | patients | workers | seconds | messages | duplicates | missed "
+        "| peak MB per worker | 429s | send rate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]  # fmt: skip
+
+    def row(what: str, r: Run, rate: str = "", wave: bool = True) -> None:
+        peaks = ", ".join(f"{p:.0f}" for p in r.peak_mb)
+        counts = f"{r.duplicates} | {r.missed}" if wave else "- | -"
+        line = (f"| {what} | {r.patients} | {r.workers} | {r.seconds:.1f} | {r.messages} | "
+                f"{counts} | {peaks} | {r.too_many} | {rate} |")  # fmt: skip
+        print(line, flush=True)
+        lines.append(line)
+
+    if args.wave:
+        r = run(args.wave, args.workers, rate=100_000)
+        row("wave, no send limit", r, f"{r.send_rate:.0f}/s")
+    if args.rate_patients:
+        r = run(args.rate_patients, 1, rate=args.rate)
+        row(
+            f"wave, limit {args.rate:g}/s",
+            r,
+            f"{r.send_rate:.1f}/s = {r.send_rate / args.rate:.0%}",
+        )
+    for size in [int(s) for s in args.idle.split(",") if s]:
+        r = run(size, 1, rate=100_000, idle_s=args.idle_s)
+        row(f"idle {args.idle_s:g} s, all planned", r, wave=False)
+    if not args.no_doc:
+        _write_section("\n".join(lines) + "\n")
+
+
+def _write_section(text: str) -> None:
+    """Replace this bench's section of docs/PERFORMANCE.md (or append it)."""
+    path = ROOT / "docs" / "PERFORMANCE.md"
+    doc = path.read_text() if path.exists() else "# Performance\n"
+    start = "<!-- bench.scheduler -->"
+    end = "<!-- /bench.scheduler -->"
+    block = f"{start}\n{text}{end}\n"
+    if start in doc and end in doc:
+        head, rest = doc.split(start, 1)
+        doc = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block
+    path.write_text(doc)
+
+
+if __name__ == "__main__":
+    main()
