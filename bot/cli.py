@@ -21,6 +21,7 @@ from bot.commands import (
     keys,
     lifecycle,
     records,
+    report,
     schedule,
     service,
 )
@@ -50,6 +51,7 @@ export.register(app)
 configcheck.register(app)
 keys.register(app)
 alerts.register(app)
+report.register(app)
 
 
 @app.callback()
