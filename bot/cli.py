@@ -16,6 +16,8 @@ import typer
 from bot.commands import (
     alerts,
     audit,
+    checkins,
+    clinicians,
     configcheck,
     export,
     keys,
@@ -52,6 +54,8 @@ configcheck.register(app)
 keys.register(app)
 alerts.register(app)
 report.register(app)
+clinicians.register(app)
+checkins.register(app)
 
 
 @app.callback()
