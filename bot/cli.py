@@ -16,11 +16,14 @@ import typer
 from bot.commands import (
     alerts,
     audit,
+    checkins,
+    clinicians,
     configcheck,
     export,
     keys,
     lifecycle,
     records,
+    report,
     schedule,
     service,
 )
@@ -50,6 +53,9 @@ export.register(app)
 configcheck.register(app)
 keys.register(app)
 alerts.register(app)
+report.register(app)
+clinicians.register(app)
+checkins.register(app)
 
 
 @app.callback()

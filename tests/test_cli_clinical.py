@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from bot.cli import app
@@ -126,12 +129,30 @@ def test_config_errors_name_the_key(tmp_path: Path) -> None:
     assert result.stderr.strip() == f"error: {config}: instruments.dirs: must be a list of paths"
 
 
+def _command_paths(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every command and group under `command`, as the words an operator types (Typer
+    vendors its own click, so a group is found by its `commands`, not by its class)."""
+    yield path
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _command_paths(sub, (*path, name))
+
+
 def test_every_command_has_help() -> None:
-    """--help works on every command and says something."""
-    for args in (["--help"], ["instruments", "--help"], ["instruments", "list", "--help"],
-                 ["instruments", "show", "--help"], ["score", "--help"]):  # fmt: skip
-        result = runner.invoke(app, args)
-        assert result.exit_code == 0 and "Usage" in result.stdout
+    """Every command and group in the tree (walked, not listed by hand) has help text of its
+    own and answers --help; each option and argument is explained too."""
+    root = typer.main.get_command(app)
+    paths = list(_command_paths(root))
+    assert len(paths) > 40 and ("report",) in paths and ("checkins", "cancel") in paths
+    for path in paths:
+        command = root
+        for name in path:
+            command = command.commands[name]
+        assert (command.help or "").strip(), f"`checkin {' '.join(path)}` has no help text"
+        for param in command.params:
+            if param.name not in ("help", "ctx"):
+                assert getattr(param, "help", None), f"{' '.join(path)} {param.name}: no help"
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.stdout, (path, result.stdout)
 
 
 def test_config_example_is_valid_and_complete() -> None:

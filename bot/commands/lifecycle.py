@@ -1,16 +1,21 @@
-"""The end of care: discharge a patient, erase one, and run the retention policy."""
+"""The course of care: pause and resume a patient, discharge one, erase one, and run the
+retention policy."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy import update
+from sqlmodel import col
 
 from bot import retention
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, state, with_app
 from bot.commands.records import patient_app
 from bot.domain.errors import CheckinError
+from bot.storage.repository import Repository
+from bot.storage.tables import Checkin
 
 retention_app = typer.Typer(
     help="Erase patients discharged longer ago than retention.delete_after_days.",
@@ -20,9 +25,52 @@ PatientId = Annotated[int, typer.Argument(help="Patient id.")]
 
 
 def register(app: typer.Typer) -> None:
+    patient_app.command("pause")(patient_pause)
+    patient_app.command("resume")(patient_resume)
     patient_app.command("discharge")(patient_discharge)
     patient_app.command("delete")(patient_delete)
     app.add_typer(retention_app, name="retention")
+
+
+def patient_pause(ctx: typer.Context, patient_id: PatientId, as_json: JsonFlag = False) -> None:
+    """Pause an active patient's check-ins (e.g. a hospital stay): nothing is sent or planned
+    while paused. Check-ins already planned are kept and wait; one the patient is answering
+    right now may still be finished. Undo with `checkin patient resume`."""
+    _change_status(ctx, patient_id, "active", "paused", as_json)
+
+
+def patient_resume(ctx: typer.Context, patient_id: PatientId, as_json: JsonFlag = False) -> None:
+    """Resume a paused patient: their protocol is planned again from now, and check-ins that
+    waited go out at the next tick (those that expired meanwhile are not sent)."""
+    _change_status(ctx, patient_id, "paused", "active", as_json)
+
+
+def _change_status(ctx: typer.Context, patient_id: int, was: str, to: str, as_json: bool) -> None:
+    async def work(app: App) -> None:
+        async with app.db.transaction() as session:
+            repo = Repository(session)
+            patient = await repo.lock_patient(patient_id)
+            if patient is None:
+                fail(f"no patient with id {patient_id}; see `checkin patient list`")
+            if patient.status != was:
+                verb = "pause" if to == "paused" else "resume"
+                fail(f"patient {patient_id} is {patient.status}; only {was} patients can {verb}")
+            patient.status, patient.planned_until = to, None  # planned afresh on resuming
+            await repo.add(patient)
+            if to == "active":  # held check-ins wait for no lease of the paused time
+                await session.exec(
+                    update(Checkin)
+                    .where(col(Checkin.patient_id) == patient_id, col(Checkin.status) == "pending")
+                    .values(lease_until=None, version=col(Checkin.version) + 1)
+                )
+            action = "patient_paused" if to == "paused" else "patient_resumed"
+            await repo.audit(app.clock(), "operator", action, f"patient:{patient_id}")
+
+    with_app(ctx, work)
+    if as_json:
+        emit_json({"id": patient_id, "status": to})
+    else:
+        typer.echo(f"patient {patient_id} {to if to == 'paused' else 'resumed'}")
 
 
 def patient_discharge(ctx: typer.Context, patient_id: PatientId, as_json: JsonFlag = False) -> None:

@@ -23,7 +23,7 @@ from bot.rendering import LANGUAGES
 from bot.storage import migrate
 from bot.storage.keys import key_source
 from bot.storage.repository import Repository
-from bot.storage.tables import CHANNELS, Checkin, Clinician, Patient
+from bot.storage.tables import CHANNELS, PATIENT_STATUSES, Checkin, Clinician, Patient
 
 db_app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)
 patient_app = typer.Typer(help="Enrol and look up patients.", no_args_is_help=True)
@@ -312,12 +312,24 @@ def _checkin_json(checkin: Checkin) -> dict[str, Any]:
 
 
 @patient_app.command("list")
-def patient_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+def patient_list(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"Only patients in this status: {', '.join(PATIENT_STATUSES)}."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """List patients (id, name, channel, status)."""
+    if status is not None and status not in PATIENT_STATUSES:
+        fail(f"--status {status!r} is not one of {', '.join(PATIENT_STATUSES)}")
 
     async def work(app: App) -> list[Patient]:
         async with app.db.transaction() as session:
-            rows = list((await session.exec(select(Patient).order_by(col(Patient.id)))).all())
+            statement = select(Patient).order_by(col(Patient.id))
+            if status is not None:
+                statement = statement.where(Patient.status == status)
+            rows = list((await session.exec(statement)).all())
             await Repository(session).audit(
                 app.clock(), "operator", "patients_listed", "patient:*", count=len(rows)
             )
@@ -372,7 +384,7 @@ def clinician_add(
 
 @clinician_app.command("list")
 def clinician_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List clinicians (id, name, channel)."""
+    """List clinicians (id, name, channel, whether active, backup)."""
 
     async def work(app: App) -> list[Clinician]:
         async with app.db.transaction() as session:
@@ -380,10 +392,22 @@ def clinician_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     rows = with_app(ctx, work)
     if as_json:
-        emit_json([{"id": c.id, "name": c.display_name, "channel": c.channel} for c in rows])
+        emit_json([_clinician_json(c) for c in rows])
         return
     for c in rows:
-        typer.echo(f"{c.id:>5}  {c.display_name:<24} {c.channel}")
+        backup = f"  backup {c.backup_clinician_id}" if c.backup_clinician_id else ""
+        inactive = "" if c.active else " inactive"
+        typer.echo(f"{c.id:>5}  {c.display_name:<24} {c.channel:<9}{inactive}{backup}")
+
+
+def _clinician_json(clinician: Clinician) -> dict[str, Any]:
+    return {
+        "id": clinician.id,
+        "name": clinician.display_name,
+        "channel": clinician.channel,
+        "active": clinician.active,
+        "backup_clinician_id": clinician.backup_clinician_id,
+    }
 
 
 def ask(

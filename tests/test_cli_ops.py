@@ -1,0 +1,189 @@
+"""Operator commands for the course of care, run as an operator runs them (real processes on
+a SQLite file, the real scheduler services in between): patient pause / resume / list
+--status, clinician backup / link / deactivate, checkins list / cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from bot.enrollment import redeem
+from bot.storage.database import Database
+from bot.storage.tables import AuditEvent, Checkin
+from tests.standins.server import serve_in_thread
+from tests.standins.telegram import TelegramStandIn
+from tests.test_cli_service import checkin, ok_json
+from tests.test_services import SimClock, said, wire
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'clinic.db'}"
+    assert checkin(url, "db", "upgrade").returncode == 0
+    return url
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().startswith(f"error: {message}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def add_patient(url: str, *extra: str) -> int:
+    args = ("patient", "add", "--name", "P-1", "--channel", "console", *extra, "--json")
+    patient_id: int = ok_json(checkin(url, *args))["id"]
+    return patient_id
+
+
+def add_clinician(url: str, channel: str = "console", config: Path | None = None) -> int:
+    args = ("clinician", "add", "--name", "Dr", "--channel", channel, "--json")
+    clinician_id: int = ok_json(checkin(url, *args, config=config))["id"]
+    return clinician_id
+
+
+def services(url: str) -> Any:
+    """Run one coroutine against the scheduler services on this clinic's database."""
+
+    def run(work: Any) -> Any:
+        async def go() -> Any:
+            async with Database(url) as db:
+                return await work(wire(db, SimClock(datetime.now(UTC) + timedelta(minutes=1))))
+
+        return asyncio.run(go())
+
+    return run
+
+
+async def _actions(url: str) -> list[str]:
+    async with Database(url) as db, db.transaction() as session:
+        rows = (await session.exec(select(AuditEvent).order_by(AuditEvent.id))).all()  # type: ignore[arg-type]
+        return [r.action for r in rows]
+
+
+async def _checkin(url: str, checkin_id: int) -> Checkin:
+    async with Database(url) as db, db.transaction() as session:
+        found = await session.get(Checkin, checkin_id)
+        assert found is not None
+        return found
+
+
+def test_a_paused_patient_gets_nothing_until_resumed(url: str) -> None:
+    """Pausing holds a due check-in (kept pending, not sent); resuming sends it at the next
+    start; the wrong transitions are refused and both changes are audited."""
+    patient = add_patient(url)
+    asked = ok_json(checkin(url, "ask", str(patient), "phq9", "--now", "--json"))
+    paused = ok_json(checkin(url, "patient", "pause", str(patient), "--json"))
+    assert paused == {"id": patient, "status": "paused"}
+    one_line_error(checkin(url, "patient", "pause", str(patient)), f"patient {patient} is paused")
+    listed = ok_json(checkin(url, "patient", "list", "--status", "paused", "--json"))
+    assert [p["id"] for p in listed] == [patient]  # type: ignore[index]
+    assert ok_json(checkin(url, "patient", "list", "--status", "active", "--json")) == []
+    run = services(url)
+    assert run(lambda w: w.services.start_due()) == 0
+    assert asyncio.run(_checkin(url, asked["id"])).status == "pending"
+    assert checkin(url, "patient", "resume", str(patient)).stdout.strip() == (
+        f"patient {patient} resumed"
+    )
+    assert run(lambda w: w.services.start_due()) == 1  # not held by the lease of the pause
+    assert asyncio.run(_checkin(url, asked["id"])).status in ("sent", "in_progress")
+    one_line_error(checkin(url, "patient", "resume", str(patient)), f"patient {patient} is active")
+    one_line_error(checkin(url, "patient", "pause", "99"), "no patient with id 99")
+    one_line_error(checkin(url, "patient", "list", "--status", "asleep"), "--status 'asleep'")
+    actions = asyncio.run(_actions(url))
+    assert actions.count("patient_paused") == 1 and actions.count("patient_resumed") == 1
+
+
+def test_backups_and_deactivation(url: str) -> None:
+    """A backup is set and cleared (never oneself, never an unknown id); leaving needs a
+    successor, who then takes the patients and the backup duty."""
+    first, second, third = (add_clinician(url) for _ in range(3))
+    shown = ok_json(
+        checkin(url, "clinician", "backup", str(first), "--backup", str(second), "--json")
+    )
+    assert shown == {"id": first, "backup_clinician_id": second}
+    one_line_error(checkin(url, "clinician", "backup", str(first), "--backup", str(first)),
+                   f"--backup {first}: a clinician cannot be their own backup")  # fmt: skip
+    one_line_error(checkin(url, "clinician", "backup", str(first), "--backup", "99"),
+                   "--backup: no clinician with id 99")  # fmt: skip
+    one_line_error(checkin(url, "clinician", "backup", str(first)), "give either --backup")
+    patient = add_patient(url, "--clinician", str(second))
+    one_line_error(checkin(url, "clinician", "deactivate", str(second)),
+                   f"clinician {second} is responsible for 1 patients and backup for 1")  # fmt: skip
+    done = ok_json(checkin(url, "clinician", "deactivate", str(second), "--reassign-to",
+                           str(third), "--json"))  # fmt: skip
+    assert (done["patients_moved"], done["backups_moved"]) == (1, 1)
+    rows = {c["id"]: c for c in ok_json(checkin(url, "clinician", "list", "--json"))}  # type: ignore[attr-defined]
+    assert rows[second]["active"] is False and rows[first]["backup_clinician_id"] == third
+    assert ok_json(checkin(url, "patient", "show", str(patient), "--json"))["clinician_id"] == third
+    one_line_error(checkin(url, "clinician", "backup", str(first), "--backup", str(second)),
+                   f"--backup {second}: clinician {second} is deactivated")  # fmt: skip
+    cleared = ok_json(checkin(url, "clinician", "backup", str(first), "--clear", "--json"))
+    assert cleared["backup_clinician_id"] is None
+    actions = asyncio.run(_actions(url))
+    assert actions.count("clinician_backup_set") == 2 and "clinician_deactivated" in actions
+
+
+@pytest.fixture
+def telegram_config(tmp_path: Path) -> Iterator[Path]:
+    fake = TelegramStandIn()
+    with serve_in_thread(fake.app) as base:
+        config = tmp_path / "clinic.toml"
+        config.write_text(f'[telegram]\ntoken = "{fake.token}"\napi_base_url = "{base}/bot"\n')
+        yield config
+
+
+async def _redeem(url: str, code: str, chat: str) -> bool:
+    async with Database(url) as db, db.transaction() as session:
+        return await redeem(session, code, "telegram", chat, datetime.now(UTC)) is not None
+
+
+def test_a_new_telegram_link_replaces_the_old_one(url: str, telegram_config: Path) -> None:
+    """`clinician link` asks the Bot API for the bot's name; the new code links the clinician
+    once, and the code issued before it no longer works."""
+    doctor = add_clinician(url, "telegram", telegram_config)
+    old = ok_json(checkin(url, "clinician", "link", str(doctor), "--json", config=telegram_config))
+    new = ok_json(checkin(url, "clinician", "link", str(doctor), "--json", config=telegram_config))
+    assert new["enroll_link"] == f"https://t.me/checkin_test_bot?start={new['enroll_code']}"
+    assert asyncio.run(_redeem(url, old["enroll_code"], "501")) is False
+    assert asyncio.run(_redeem(url, new["enroll_code"], "501")) is True
+    assert asyncio.run(_redeem(url, new["enroll_code"], "502")) is False  # single use
+    console = add_clinician(url)
+    one_line_error(checkin(url, "clinician", "link", str(console), config=telegram_config),
+                   f"clinician {console} uses console; links are for Telegram")  # fmt: skip
+
+
+def test_list_and_cancel_check_ins(url: str) -> None:
+    """A planned check-in and an open one are cancelled (answers kept, nothing more sent to
+    the patient); a finished one cannot be; the list filters by patient and status."""
+    patient = add_patient(url)
+    other = add_patient(url)
+    first = ok_json(checkin(url, "ask", str(patient), "phq9", "--now", "--json"))
+    ok_json(checkin(url, "ask", str(other), "gad7", "--now", "--json"))
+    listed = ok_json(checkin(url, "checkins", "list", "--patient", str(patient), "--json"))
+    assert [(c["id"], c["status"]) for c in listed] == [(first["id"], "pending")]  # type: ignore[index]
+    run = services(url)
+    assert run(lambda w: w.services.start_due()) == 2
+    address = f"patient-{patient}"
+    assert run(lambda w: w.services.handle_inbound(said(address, "2", 1, w.clock.now)))
+    done = ok_json(checkin(url, "checkins", "cancel", str(first["id"]), "--json"))
+    assert done == {"id": first["id"], "status": "cancelled", "was": "in_progress"}
+    cancelled = asyncio.run(_checkin(url, first["id"]))
+    assert cancelled.status == "cancelled" and cancelled.next_reminder_at is None
+    one_line_error(checkin(url, "checkins", "cancel", str(first["id"])),
+                   f"check-in {first['id']} is cancelled")  # fmt: skip
+    second = ok_json(checkin(url, "ask", str(patient), "gad7", "--now", "--json"))
+    assert run(lambda w: w.services.start_due()) == 1  # the patient is free again
+    text = checkin(url, "checkins", "cancel", str(second["id"]))
+    assert text.returncode == 0 and "cancelled (it was" in text.stdout
+    by_status = ok_json(checkin(url, "checkins", "list", "--status", "cancelled", "--json"))
+    assert sorted(c["id"] for c in by_status) == sorted([first["id"], second["id"]])  # type: ignore[index]
+    one_line_error(checkin(url, "checkins", "cancel", "999"), "no check-in with id 999")
+    one_line_error(checkin(url, "checkins", "list", "--status", "done"), "--status 'done'")
+    assert asyncio.run(_actions(url)).count("checkin_cancelled") == 2
