@@ -170,3 +170,22 @@ async def test_a_red_flag_symptom_raises_a_crisis_alert_at_once(db: Database) ->
     assert (alert.rule, alert.level) == ("side_effect_red_flag", "crisis")
     assert any("call 911 now" in body for body in await to(db, "pat"))
     assert (await to(db, "dr-r"))[0].startswith("CRISIS: P-017")
+
+
+async def test_an_inactive_clinician_is_passed_over_for_their_active_backup(db: Database) -> None:
+    """A deactivated responsible clinician gets nothing: their backup is told at once, and
+    escalation never goes back to them."""
+    services, _, clock = wired(db)
+    primary_id, _, patient_id = await clinic(db)
+    async with db.transaction() as session:
+        primary = await session.get(Clinician, primary_id)
+        assert primary is not None
+        primary.active = False
+        session.add(primary)
+    await endorse_item_9(services, patient_id)
+    assert await to(db, "dr-r") == []
+    (notice,) = await to(db, "dr-b")
+    assert notice.startswith("CRISIS: P-017")
+    clock.now += timedelta(minutes=16)
+    await services.escalate_due()
+    assert await to(db, "dr-r") == []

@@ -71,9 +71,16 @@ async def unresolved(session: AsyncSession, patient_id: int) -> list[Alert]:
 
 
 async def primary(session: AsyncSession, patient: Patient) -> int | None:
-    """The responsible clinician; without one, the clinic's first active clinician."""
+    """The responsible clinician if active; else their backup if active; else the clinic's
+    first active clinician (an alert must reach someone who still reads them)."""
     if patient.clinician_id is not None:
-        return patient.clinician_id
+        own = await session.get(Clinician, patient.clinician_id)
+        if own is not None and own.active:
+            return own.id
+        if own is not None and own.backup_clinician_id is not None:
+            cover = await session.get(Clinician, own.backup_clinician_id)
+            if cover is not None and cover.active:
+                return cover.id
     statement = select(Clinician.id).where(Clinician.active == True).order_by(col(Clinician.id))  # noqa: E712
     return (await session.exec(statement)).first()
 
@@ -82,7 +89,10 @@ async def backup(session: AsyncSession, primary_id: int | None) -> int | None:
     if primary_id is None:
         return None
     clinician = await session.get(Clinician, primary_id)
-    return clinician.backup_clinician_id if clinician is not None else None
+    if clinician is None or clinician.backup_clinician_id is None:
+        return None
+    cover = await session.get(Clinician, clinician.backup_clinician_id)
+    return cover.id if cover is not None and cover.active else None
 
 
 async def session_times(session: AsyncSession, patient_id: int) -> list[datetime]:
