@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -73,13 +74,14 @@ class Rig:
         return await self.web.post(path, data=request.form, headers=headers or request.headers)
 
 
-@pytest.fixture
-async def rig(db: Database) -> AsyncIterator[Rig]:
+@asynccontextmanager
+async def wired(database_url: str) -> AsyncIterator[Rig]:
+    """The app on `database_url`, both stand-ins served, the ASGI client ready."""
     telegram, twilio = TelegramStandIn(), TwilioStandIn()
     clock = SimClock(datetime(2026, 5, 4, 16, 0, tzinfo=UTC))  # midday in Chicago and UTC
     async with serve(telegram.app) as tg_url, serve(twilio.app) as sms_url:
         settings = Settings(
-            database_url=db.url.render_as_string(hide_password=False),
+            database_url=database_url,
             clinic=Clinic(name="Lakeside"),
             server=Server(public_url=PUBLIC),
             telegram=Telegram(
@@ -96,6 +98,12 @@ async def rig(db: Database) -> AsyncIterator[Rig]:
                 yield Rig(app, telegram, twilio, web, clock)
             finally:
                 await app.close()
+
+
+@pytest.fixture
+async def rig(db: Database) -> AsyncIterator[Rig]:
+    async with wired(db.url.render_as_string(hide_password=False)) as rig:
+        yield rig
 
 
 async def canary_patients(db: Database) -> tuple[int, int]:
