@@ -49,7 +49,8 @@ class Proxy:
 
     async def stop(self) -> None:
         """Refuse new connections and reset every open one, as a stopped server does."""
-        assert self._server is not None
+        if self._server is None or not self._server.is_serving():
+            return
         self._server.close()
         for writer in list(self._open):
             writer.transport.abort()
@@ -86,8 +87,11 @@ async def outage_rig(db: Database) -> AsyncIterator[tuple[Rig, Callable[[], Awai
         proxy = Proxy(db.url.host or "127.0.0.1", db.url.port or 5432)
         await proxy.start()
         proxied = make_url(url).set(host="127.0.0.1", port=proxy.port)
-        async with wired(proxied.render_as_string(hide_password=False)) as rig:
-            yield rig, proxy.stop, proxy.start
+        try:
+            async with wired(proxied.render_as_string(hide_password=False)) as rig:
+                yield rig, proxy.stop, proxy.start
+        finally:
+            await proxy.stop()  # the listener `up()` reopened, and the app's last sessions
         return
     lock = sqlite3.connect(db.url.database or "", isolation_level=None, check_same_thread=False)
 
