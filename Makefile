@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: help install run test check fmt lint types clean
+.PHONY: help install run test check fmt lint types clean bench
 
 help:  ## Show the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,3 +35,6 @@ check: lint types test  ## Format check, lint, types (strict on bot/domain) and 
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+bench: $(VENV_STAMP)  ## Run every benchmark and write docs/PERFORMANCE.md (needs PostgreSQL)
+	$(PY) -m bench.run_all

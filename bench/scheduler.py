@@ -295,18 +295,11 @@ def main() -> None:
 
 
 def _write_section(text: str) -> None:
-    """Replace this bench's section of docs/PERFORMANCE.md (or append it)."""
-    path = ROOT / "docs" / "PERFORMANCE.md"
-    doc = path.read_text() if path.exists() else "# Performance\n"
-    start = "<!-- bench.scheduler -->"
-    end = "<!-- /bench.scheduler -->"
-    block = f"{start}\n{text}{end}\n"
-    if start in doc and end in doc:
-        head, rest = doc.split(start, 1)
-        doc = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block
-    path.write_text(doc)
+    """This bench's section (docs/perf/scheduler.md); `python -m bench.run_all --stitch`
+    puts it into docs/PERFORMANCE.md."""
+    path = ROOT / "docs" / "perf" / "scheduler.md"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
 
 
 if __name__ == "__main__":
