@@ -108,7 +108,8 @@ class Pacer:
         async with self._window_lock:
             while True:
                 now = self._monotonic()
-                while self._left and now - self._left[0] >= self.window_s:
+                # (a microsecond's slack: a sleep may end a hair early, and must not spin)
+                while self._left and self._left[0] + self.window_s <= now + 1e-6:
                     self._left.popleft()
                 if len(self._left) < self.per_window:
                     self._left.append(now)
@@ -136,6 +137,11 @@ class Deliverer:
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(message: OutboundMessage) -> Report:
+            # wait for the send slot before taking a connection: a message waiting out its
+            # chat's one-second gap must not hold a place other chats could use
+            pacer = self.pacers.get(message.channel)
+            if pacer is not None:
+                await pacer.wait(message.address)
             async with gate:
                 return await self._deliver(message)
 
@@ -167,9 +173,6 @@ class Deliverer:
             if channel is None:
                 raise DeliveryFailed(f"channel {message.channel!r} is not configured")
             payload = await self._payload(message)
-            pacer = self.pacers.get(message.channel)
-            if pacer is not None:
-                await pacer.wait(message.address)
             if self._lease_ending(message):
                 return Report()  # paced past our lease: another worker may own it now
             provider_id = await channel.send(message.address, _rendered(message), payload)
