@@ -187,3 +187,29 @@ def test_list_and_cancel_check_ins(url: str) -> None:
     one_line_error(checkin(url, "checkins", "cancel", "999"), "no check-in with id 999")
     one_line_error(checkin(url, "checkins", "list", "--status", "done"), "--status 'done'")
     assert asyncio.run(_actions(url)).count("checkin_cancelled") == 2
+
+
+def test_patient_invite_issues_a_fresh_single_use_link(url: str, telegram_config: Path) -> None:
+    """`patient invite` gives an invited Telegram patient a new link that works once."""
+    added = ok_json(
+        checkin(
+            url,
+            "patient",
+            "add",
+            "--name",
+            "T-1",
+            "--channel",
+            "telegram",
+            "--json",
+            config=telegram_config,
+        )
+    )
+    again = ok_json(
+        checkin(url, "patient", "invite", str(added["id"]), "--json", config=telegram_config)
+    )
+    assert again["enroll_code"] != added["enroll_code"]
+    assert again["enroll_link"].endswith(f"?start={again['enroll_code']}")
+    assert asyncio.run(_redeem(url, again["enroll_code"], "601")) is True
+    assert asyncio.run(_redeem(url, again["enroll_code"], "602")) is False  # single use
+    one_line_error(checkin(url, "patient", "invite", "999", config=telegram_config),
+                   "no patient with id 999")  # fmt: skip
