@@ -32,6 +32,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.keys import ensure_key
 from bot.bootstrap import App, build
 from bot.config import Clinic, Scheduler, Settings, Telegram
 from bot.delivery import deliver_when_woken
@@ -277,6 +278,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    ensure_key()  # names and messages are encrypted at rest, as deployed
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     args = parse(argv)
     lines: list[str] = []

@@ -37,7 +37,8 @@ from tempfile import TemporaryDirectory
 
 import asyncpg
 
-from bot.storage.crypto import ENV_KEY, KeyRing, new_key, parse_keys, use_keys
+from bench.keys import ensure_key
+from bot.storage.crypto import KeyRing
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = os.environ.get("CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -75,10 +76,7 @@ class Run:
 
 
 def _ring() -> KeyRing:
-    os.environ.setdefault(ENV_KEY, new_key().line)
-    ring = KeyRing(parse_keys(os.environ[ENV_KEY], ENV_KEY))
-    use_keys(ring)
-    return ring
+    return ensure_key()
 
 
 async def _database() -> str:

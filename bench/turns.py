@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.keys import ensure_key
 from bot.bootstrap import build
 from bot.config import load_settings
 from bot.storage.repository import Repository
@@ -337,6 +338,7 @@ most 1.5x; two PostgreSQL workers faster than one.
 
 
 def main() -> None:
+    ensure_key()  # names and messages are encrypted at rest, as deployed
     runs = [("sqlite", 1), ("sqlite", 2), ("postgresql", 1), ("postgresql", 2), ("postgresql", 4)]
     only = os.environ.get("BENCH_RUNS")  # e.g. "sqlite:1,postgresql:2"
     if only:
