@@ -24,7 +24,6 @@ import asyncio
 import os
 import platform
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -98,38 +97,6 @@ async def _drop(url: str) -> None:
         await admin.close()
 
 
-async def _seed(url: str, count: int, planned_until: datetime | None) -> None:
-    ring = _ring()
-    now = datetime.now(UTC)
-    enrolled = now - timedelta(seconds=5)
-    rows = []
-    for n in range(count):
-        chat = str(FIRST_CHAT + n)
-        rows.append((
-            ring.encrypt("patient.display_name", f"B{n}"), "UTC", "en", "telegram",
-            ring.encrypt("patient.address", chat), ring.lookup_hash(chat), "active", "wave",
-            enrolled, enrolled, now, planned_until,
-        ))  # fmt: skip
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.copy_records_to_table(
-            "patient",
-            records=rows,
-            columns=[
-                "display_name", "timezone", "language", "channel", "address", "address_hash",
-                "status", "protocol", "consent_at", "created_at", "updated_at", "planned_until",
-            ],
-        )  # fmt: skip
-    finally:
-        await connection.close()
-
-
-def _env(url: str) -> dict[str, str]:
-    env = dict(os.environ, CHECKIN_DATABASE_URL=url, PYTHONUNBUFFERED="1")
-    env.pop("CHECKIN_CONFIG", None)
-    return env
-
-
 def _peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -137,21 +104,11 @@ def _peak_mb(pid: int) -> float:
     return 0.0
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for p in processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in processes:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def run(count: int, workers: int, *, rate: float, idle_s: float | None = None) -> Run:
     """One wave (or, with `idle_s`, an idle period) against a fresh database."""
     from tests.standins.server import serve_in_thread
     from tests.standins.telegram import TelegramStandIn
+    from tests.standins.workers import seed_patients, start_worker, stop
 
     fake = TelegramStandIn()
     fake.limit_per_s = rate if rate < 1000 else None  # the provider enforces its limit
@@ -160,27 +117,17 @@ def run(count: int, workers: int, *, rate: float, idle_s: float | None = None) -
         with serve_in_thread(fake.app) as base, TemporaryDirectory() as tmp:
             config = Path(tmp) / "config.toml"
             config.write_text(CONFIG.format(token=fake.token, url=base, rate=rate))
-            env = _env(url)
+            env = {k: v for k, v in os.environ.items() if k != "CHECKIN_CONFIG"}
             subprocess.run(
                 [sys.executable, "-m", "bot", "--config", str(config), "db", "upgrade"],
-                env=env, cwd=ROOT, check=True, capture_output=True,
+                env=env | {"CHECKIN_DATABASE_URL": url}, cwd=ROOT, check=True, capture_output=True,
             )  # fmt: skip
             idle = idle_s is not None
             far = datetime.now(UTC) + timedelta(days=365) if idle else None
-            asyncio.run(_seed(url, count, far))
+            asyncio.run(seed_patients(url, count, FIRST_CHAT, planned_until=far))
             log = Path(tmp) / "workers.log"
             started = time.monotonic()
-            with log.open("ab") as out:
-                processes = [
-                    subprocess.Popen(
-                        [sys.executable, "-m", "bot", "--config", str(config), "worker"],
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        cwd=ROOT,
-                    )
-                    for _ in range(workers)
-                ]
+            processes = [start_worker(config, url, log) for _ in range(workers)]
             try:
                 if idle:
                     time.sleep(idle_s or 0)
@@ -188,7 +135,7 @@ def run(count: int, workers: int, *, rate: float, idle_s: float | None = None) -
                     _wait_for_wave(fake, count, started)
                 peaks = [_peak_mb(p.pid) for p in processes]
             finally:
-                _stop(processes)
+                stop(processes)
             elapsed = time.monotonic() - started
             return _tally(fake, count, workers, elapsed, peaks)
     finally:

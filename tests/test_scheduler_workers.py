@@ -12,16 +12,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
-from bot.storage.crypto import active_ring
 from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn
+from tests.standins.workers import dsn, seed_patients, start_worker, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PATIENTS = 10_000
@@ -59,39 +57,8 @@ def stand_in() -> Iterator[tuple[TelegramStandIn, str]]:
         yield fake, url
 
 
-def _dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _seed(url: str, count: int) -> None:
-    """`count` active Telegram patients on the `wave` protocol, enrolled a moment ago."""
-    now = datetime.now(UTC)
-    enrolled = now - timedelta(seconds=5)
-    ring = active_ring()  # the suite's key, which the worker processes inherit
-    records = []
-    for n in range(count):
-        chat = str(FIRST_CHAT + n)
-        records.append((
-            ring.encrypt("patient.display_name", f"P{n}"), "UTC", "en", "telegram",
-            ring.encrypt("patient.address", chat), ring.lookup_hash(chat), "active", "wave",
-            enrolled, enrolled, now,
-        ))  # fmt: skip
-    connection = await asyncpg.connect(_dsn(url))
-    try:
-        await connection.copy_records_to_table(
-            "patient",
-            records=records,
-            columns=[
-                "display_name", "timezone", "language", "channel", "address", "address_hash",
-                "status", "protocol", "consent_at", "created_at", "updated_at",
-            ],
-        )  # fmt: skip
-    finally:
-        await connection.close()
-
-
 async def _outbox_per_patient(url: str) -> collections.Counter[int]:
-    connection = await asyncpg.connect(_dsn(url))
+    connection = await asyncpg.connect(dsn(url))
     try:
         rows = await connection.fetch(
             "SELECT recipient_id, count(*) AS n FROM outbound_message "
@@ -100,16 +67,6 @@ async def _outbox_per_patient(url: str) -> collections.Counter[int]:
     finally:
         await connection.close()
     return collections.Counter({r["recipient_id"]: r["n"] for r in rows})
-
-
-def _worker(config: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, CHECKIN_DATABASE_URL=url, PYTHONUNBUFFERED="1")
-    env.pop("CHECKIN_CONFIG", None)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bot", "--config", str(config), "worker"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-        )  # fmt: skip
 
 
 def _sends(fake: TelegramStandIn) -> collections.Counter[str]:
@@ -126,17 +83,6 @@ def _wait(what: str, check: object, timeout_s: float, log: Path) -> None:
     raise AssertionError(f"{what} did not happen within {timeout_s:.0f}s; worker log:\n{tail}")
 
 
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for p in processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in processes:
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
 def _setup(
     tmp_path: Path, url: str, fake: TelegramStandIn, base: str, count: int = PATIENTS
 ) -> Path:
@@ -148,7 +94,7 @@ def _setup(
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    asyncio.run(_seed(url, count))
+    asyncio.run(seed_patients(url, count, FIRST_CHAT))
     return config
 
 
@@ -169,7 +115,7 @@ def test_a_wave_of_10000_is_sent_exactly_once_by_several_workers(
     config = _setup(tmp_path, postgres_url, fake, base)
     log = tmp_path / "workers.log"
     started = time.monotonic()
-    processes = [_worker(config, postgres_url, log) for _ in range(workers)]
+    processes = [start_worker(config, postgres_url, log) for _ in range(workers)]
     try:
         # every patient's first check-in message is queued, then every one is delivered
         def done() -> bool:  # the database is asked only once every chat has heard something
@@ -182,7 +128,7 @@ def test_a_wave_of_10000_is_sent_exactly_once_by_several_workers(
         elapsed = time.monotonic() - started
         time.sleep(2)  # a late duplicate would show up now
     finally:
-        _stop(processes)
+        stop(processes)
     counts = asyncio.run(_outbox_per_patient(postgres_url))
     per_patient = set(counts.values())
     assert len(counts) == PATIENTS and len(per_patient) == 1, "every patient, the same messages"
@@ -202,13 +148,13 @@ def test_a_worker_killed_mid_wave_loses_nothing(
     fake, base = stand_in
     config = _setup(tmp_path, postgres_url, fake, base, KILL_WAVE)
     log = tmp_path / "workers.log"
-    processes = [_worker(config, postgres_url, log) for _ in range(2)]
+    processes = [start_worker(config, postgres_url, log) for _ in range(2)]
     try:
         _wait("a quarter of the wave", lambda: len(_sends(fake)) >= KILL_WAVE // 4, 600, log)
         processes[0].send_signal(signal.SIGKILL)
         processes[0].wait(timeout=10)
         at_kill = sum(_sends(fake).values())
-        processes.append(_worker(config, postgres_url, log))
+        processes.append(start_worker(config, postgres_url, log))
 
         def done() -> bool:
             if len(_sends(fake)) < KILL_WAVE:
@@ -219,7 +165,7 @@ def test_a_worker_killed_mid_wave_loses_nothing(
         _wait("the rest of the wave", done, 600, log)
         time.sleep(7)  # past the lease: a message re-sent after the kill shows up by now
     finally:
-        _stop(processes)
+        stop(processes)
     counts = asyncio.run(_outbox_per_patient(postgres_url))
     per_patient = set(counts.values())
     assert len(per_patient) == 1
