@@ -4,6 +4,7 @@ button that acknowledges it, and /trend answered with a PNG photo."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 from PIL import Image
@@ -78,3 +79,42 @@ async def test_trend_arrives_as_a_photo(rig: Rig, db: Database) -> None:  # noqa
     await rig.say("/patients", chat=DOCTOR)
     (patient,) = await table(db, Patient)
     assert f"{patient.id} P-T1: PHQ9 2, 1 open alert" in rig.texts(DOCTOR)[-1]
+
+
+async def test_the_crisis_message_and_alert_leave_without_waiting_for_a_tick(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """As in `checkin run`: the webhook wakes delivery when its transaction commits, so the
+    crisis resources and the clinician's alert arrive with no scheduler tick at all."""
+    import asyncio
+
+    from bot.delivery import deliver_when_woken
+
+    rig.app.deliverer.pacers = {}
+    patient_id, code = await invited(rig)
+    await rig.say(f"/start {code}")
+    await linked_clinician(rig, patient_id)
+    await rig.app.services.ask(patient_id, ["phq9"])
+    await tick(rig.app)
+    for _ in range(8):
+        await rig.say("0")
+    stop = asyncio.Event()
+    rig.app.wake = asyncio.Event()
+    courier = asyncio.create_task(deliver_when_woken(rig.app.deliverer, rig.app.wake, stop))
+    try:
+        question = rig.last_question()
+        update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q9=2")
+        assert (await rig.post(update)).status_code == 200  # no tick after this
+        for _ in range(100):
+            if rig.stand_in.messages(DOCTOR) and any("988" in t for t in rig.texts(CHAT)):
+                break
+            await asyncio.sleep(0.05)
+        assert any("988" in text for text in rig.texts(CHAT))
+        (notice,) = rig.stand_in.messages(DOCTOR)
+        assert notice["text"].startswith("CRISIS: P-T1")
+    finally:
+        stop.set()
+        courier.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await courier
