@@ -128,10 +128,14 @@ class Deliverer:
     concurrency: int = 16
     pacers: Mapping[str, Pacer] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self._marks = _GroupCommit(self.db)
+
     async def run_once(self) -> Report:
         """Send one batch of due messages; returns what happened to them."""
         async with self.db.transaction() as session:
             claimed = await Repository(session).claim_outbox(self.clock(), self.batch, self.lease)
+            edits = await _edit_targets(session, claimed)
         if not claimed:
             return Report()
         gate = asyncio.Semaphore(self.concurrency)
@@ -143,7 +147,7 @@ class Deliverer:
             if pacer is not None:
                 await pacer.wait(message.address)
             async with gate:
-                return await self._deliver(message)
+                return await self._deliver(message, edits)
 
         reports = await asyncio.gather(*(one(m) for m in claimed), return_exceptions=True)
         total = Report()
@@ -166,20 +170,21 @@ class Deliverer:
                 break
         return total
 
-    async def _deliver(self, message: OutboundMessage) -> Report:
+    async def _deliver(self, message: OutboundMessage, edits: Mapping[int, str | None]) -> Report:
         assert message.id is not None
         channel = self.channels.get(message.channel)
         try:
             if channel is None:
                 raise DeliveryFailed(f"channel {message.channel!r} is not configured")
-            payload = await self._payload(message)
+            payload = dict(message.payload)
+            if message.id in edits:
+                payload["edit_message_id"] = edits[message.id]
             if self._lease_ending(message):
                 return Report()  # paced past our lease: another worker may own it now
             provider_id = await channel.send(message.address, _rendered(message), payload)
         except DeliveryFailed as failure:
             return await self._failed(message, failure)
-        async with self.db.transaction() as session:
-            await Repository(session).mark_sent(message.id, provider_id, self.clock())
+        await self._marks.sent(message.id, provider_id, self.clock())
         return Report(sent=1)
 
     def _lease_ending(self, message: OutboundMessage) -> bool:
@@ -187,16 +192,6 @@ class Deliverer:
         if message.lease_until is None:
             return False
         return self.clock() >= message.lease_until - self.lease / 3
-
-    async def _payload(self, message: OutboundMessage) -> dict[str, object]:
-        """The payload, plus the provider's id of the question an edit refers to."""
-        item = message.payload.get("item")
-        if not message.payload.get("edit") or not isinstance(item, str) or message.id is None:
-            return dict(message.payload)
-        async with self.db.transaction() as session:
-            question = await last_question(session, message, item)
-        edit_of = question.provider_id if question is not None else None
-        return {**message.payload, "edit_message_id": edit_of}
 
     async def _failed(self, message: OutboundMessage, failure: DeliveryFailed) -> Report:
         assert message.id is not None
@@ -214,12 +209,72 @@ class Deliverer:
         return Report(retried=1)
 
 
-async def last_question(
+class _GroupCommit:
+    """Records "sent" outcomes, several to a transaction when they arrive together.
+
+    Each send waits until its own outcome is committed, as if it had its own transaction;
+    but while one commit runs, the outcomes arriving behind it queue up and the next
+    commit takes them all. One chat at a time commits alone; fifty sends finishing
+    together take a few transactions, not fifty (SQLite has a single writer).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: list[tuple[int, str | None, datetime, asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def sent(self, message_id: int, provider_id: str | None, at: datetime) -> None:
+        """Return once this outcome is committed; raise if its transaction failed (the
+        lease then runs out and the message is sent again: at least once)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((message_id, provider_id, at, done))
+        async with self._lock:
+            if not done.done():
+                try:
+                    await self._commit()
+                except Exception:  # noqa: S110 -- every future of the batch carries it
+                    pass
+                except BaseException:
+                    done.exception()  # retrieved: the cancellation is what propagates
+                    raise
+        await done
+
+    async def _commit(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            async with self._db.transaction() as session:
+                repo = Repository(session)
+                for message_id, provider_id, at, _ in batch:
+                    await repo.mark_sent(message_id, provider_id, at)
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else RuntimeError("commit cancelled")
+            for *_, done in batch:
+                done.set_exception(failure)
+            raise
+        for *_, done in batch:
+            done.set_result(None)
+
+
+async def _edit_targets(
+    session: AsyncSession, claimed: list[OutboundMessage]
+) -> dict[int, str | None]:
+    """For each claimed edit, the provider's id of the question it edits (None: unknown)."""
+    targets: dict[int, str | None] = {}
+    for message in claimed:
+        item = message.payload.get("item")
+        if message.payload.get("edit") and isinstance(item, str) and message.id is not None:
+            targets[message.id] = await last_question_id(session, message, item)
+    return targets
+
+
+async def last_question_id(
     session: AsyncSession, message: OutboundMessage, item: str
-) -> OutboundMessage | None:
-    """The most recent question about `item` sent to the same recipient before `message`."""
+) -> str | None:
+    """The provider's id of the most recent question about `item` sent to the same
+    recipient before `message`. Only the columns needed are read: a whole row would
+    decrypt its address and body for nothing."""
     statement = (
-        select(OutboundMessage)
+        select(OutboundMessage.provider_id, OutboundMessage.payload)
         .where(
             OutboundMessage.recipient_kind == message.recipient_kind,
             OutboundMessage.recipient_id == message.recipient_id,
@@ -229,9 +284,9 @@ async def last_question(
         .order_by(col(OutboundMessage.id).desc())
         .limit(50)
     )
-    for row in (await session.exec(statement)).all():
-        if row.payload.get("intent") == "Ask" and row.payload.get("item") == item:
-            return row
+    for provider_id, payload in (await session.exec(statement)).all():
+        if payload.get("intent") == "Ask" and payload.get("item") == item:
+            return provider_id
     return None
 
 

@@ -46,6 +46,10 @@ from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage,
 log = logging.getLogger(__name__)
 YES = frozenset({"yes", "y", "si", "s"})  # replies that accept an SMS invitation
 START_LEASE = timedelta(minutes=2)  # a worker starting a check-in holds it this long
+# Recovery leaves a message this long to the webhook that recorded it: processing one takes
+# well under a second, and a recovery pass that took in-flight messages too would process
+# every one of them twice over under load (harmless, but twice the database work).
+RECOVERY_GRACE = timedelta(seconds=10)
 HELD_BEHIND = timedelta(minutes=5)  # looked at again this often while another one is open
 HELD_INACTIVE = timedelta(hours=1)  # ... while the patient is paused or not yet consented
 CHUNK = 50  # check-ins started in one transaction
@@ -71,6 +75,7 @@ class Services:
     expire_after: timedelta = timedelta(hours=24)
     alerting: Alerting | None = None
     start_lease: timedelta = START_LEASE
+    recovery_grace: timedelta = RECOVERY_GRACE
 
     # ---- inbound ---------------------------------------------------------------------
 
@@ -119,13 +124,14 @@ class Services:
                 await repo.mark_processed(earlier.id, now)
 
     async def process_pending(self, limit: int = 100) -> int:
-        """Process messages recorded but not processed (after a crash); how many there were.
+        """Process messages recorded but not processed (after a crash) at least
+        `recovery_grace` ago; how many there were.
 
         Each message is isolated: one that fails is logged (by id, nothing it said) and left
         for the next pass, and the others go on, so one patient's problem never holds up
         another patient's check-ins or crisis messages."""
         async with self.db.transaction() as session:
-            ids = await q.unprocessed_inbound(session, limit)
+            ids = await q.unprocessed_inbound(session, limit, self.clock() - self.recovery_grace)
         for inbound_id in ids:
             try:
                 await self.process(inbound_id)

@@ -115,11 +115,17 @@ async def cancel_pending(session: AsyncSession, patient_id: int) -> None:
     )
 
 
-async def unprocessed_inbound(session: AsyncSession, limit: int) -> Sequence[int]:
-    """Inbound messages recorded but never processed (a crash between the two), oldest first."""
+async def unprocessed_inbound(
+    session: AsyncSession, limit: int, received_before: datetime
+) -> Sequence[int]:
+    """Inbound messages received by `received_before` and never processed (a crash between
+    recording and processing), oldest first."""
     statement = (
         select(InboundMessage.id)
-        .where(col(InboundMessage.processed_at).is_(None))
+        .where(
+            col(InboundMessage.processed_at).is_(None),
+            col(InboundMessage.received_at) <= received_before,
+        )
         .order_by(col(InboundMessage.id))
         .limit(limit)
     )

@@ -1,0 +1,111 @@
+"""Delivery records outcomes in few transactions without weakening them: sends that finish
+together share a commit, each returns only once its own row is committed, and a failed
+commit fails every send that was waiting on it (their leases run out: sent again)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+
+from bot.delivery import _edit_targets, _GroupCommit
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
+from tests.test_services import rows
+
+MESSAGES = 50
+
+
+def _message(n: int, at: datetime) -> OutboundMessage:
+    return OutboundMessage(
+        channel="telegram", recipient_kind="patient", recipient_id=n, address=str(9000 + n),
+        body=f"question {n}", payload={}, idempotency_key=f"commit-test:{n}", next_attempt_at=at,
+    )  # fmt: skip
+
+
+async def _queued_ids(db: Database, at: datetime) -> list[int]:
+    async with db.transaction() as session:
+        queued = await Repository(session).enqueue([_message(n, at) for n in range(MESSAGES)])
+    return [row.id for row in queued if row.id is not None]
+
+
+def _count_commits(db: Database) -> list[int]:
+    commits = [0]
+
+    @event.listens_for(db.engine.sync_engine, "commit")
+    def _on_commit(_connection: Any) -> None:
+        commits[0] += 1
+
+    return commits
+
+
+async def test_sends_finishing_together_share_a_commit(db: Database, now: datetime) -> None:
+    """Fifty outcomes arriving at once: every row is marked sent with its own provider id
+    and time, in at most three transactions rather than fifty."""
+    ids = await _queued_ids(db, now)
+    marks = _GroupCommit(db)
+    commits = _count_commits(db)
+    await asyncio.gather(*(marks.sent(i, f"tg-{i}", now + timedelta(seconds=i)) for i in ids))
+    assert 1 <= commits[0] <= 3
+    stored = {m.id: m for m in await rows(db, OutboundMessage)}
+    for i in ids:
+        assert stored[i].status == "sent"
+        assert stored[i].provider_id == f"tg-{i}"
+        assert stored[i].sent_at == now + timedelta(seconds=i)
+
+
+async def test_a_failed_commit_fails_every_send_waiting_on_it(
+    sqlite_db: Database, now: datetime
+) -> None:
+    """The database refuses the update: no caller is told its message was recorded, and
+    nothing is marked sent (the leases run out and the messages go again)."""
+    ids = await _queued_ids(sqlite_db, now)
+    async with sqlite_db.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE TRIGGER refuse_sent BEFORE UPDATE ON outbound_message "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        )
+    marks = _GroupCommit(sqlite_db)
+    outcomes = await asyncio.gather(
+        *(marks.sent(i, f"tg-{i}", now) for i in ids), return_exceptions=True
+    )
+    assert all(isinstance(outcome, Exception) for outcome in outcomes)
+    assert {m.status for m in await rows(sqlite_db, OutboundMessage)} == {"queued"}
+
+
+async def test_an_edit_finds_the_question_it_edits(db: Database, now: datetime) -> None:
+    """The claim reads the provider's id of the last question about the same item sent to
+    the same recipient, and only that question's (not another item's, not another chat's)."""
+
+    def ask(n: int, item: str, recipient: int) -> OutboundMessage:
+        row = _message(n, now)
+        row.recipient_id = recipient
+        row.payload = {"intent": "Ask", "item": item}
+        return row
+
+    async with db.transaction() as session:
+        repo = Repository(session)
+        asked = await repo.enqueue([ask(1, "phq9.1", 1), ask(2, "phq9.2", 1), ask(3, "phq9.1", 2)])
+        for row in asked:
+            assert row.id is not None
+            await repo.mark_sent(row.id, f"tg-{row.id}", now)
+        edit = _message(4, now)
+        edit.recipient_id = 1
+        edit.payload = {"edit": True, "item": "phq9.1"}
+        (queued_edit,) = await repo.enqueue([edit])
+    async with db.transaction() as session:
+        claimed = await Repository(session).claim_outbox(now, 10, timedelta(seconds=30))
+        targets = await _edit_targets(session, claimed)
+    assert [row.id for row in claimed] == [queued_edit.id]
+    assert targets == {queued_edit.id: f"tg-{asked[0].id}"}
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
