@@ -65,17 +65,13 @@ class App:
 def default_pacers(settings: Settings) -> dict[str, Pacer]:
     """Provider send limits (``rate_per_s`` of [telegram] and [sms]). Telegram: about 30
     messages a second overall and one a second per chat (Bot FAQ; python-telegram-bot
-    FloodLimit). SMS: one a second, the usual rate of a US long code. The counting window
-    is a little over a second: requests arrive with some jitter, and a provider counting
-    in a sliding second would otherwise answer 429 now and then."""
+    FloodLimit). SMS: one a second, the usual rate of a US long code. How a send is
+    counted against the limit, and why, is in `Pacer`."""
     telegram, sms = settings.telegram.rate_per_s, settings.sms.rate_per_s
     return {
-        "telegram": Pacer(rate_per_s=telegram, gap_s=1.0, window_s=PACE_WINDOW_S),
-        "sms": Pacer(rate_per_s=sms, window_s=max(PACE_WINDOW_S, 1 / sms)),
+        "telegram": Pacer(rate_per_s=telegram, gap_s=1.0),
+        "sms": Pacer(rate_per_s=sms, window_s=max(1.0, 1 / sms)),
     }
-
-
-PACE_WINDOW_S = 1.015
 
 
 def build(

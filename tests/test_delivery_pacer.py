@@ -1,0 +1,165 @@
+"""The send pacer, on virtual time: its schedule is computed, never waited for.
+
+A provider counts a request when it arrives, somewhere between leaving and being
+answered; the checks below assume the worst arrival inside that span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from bot.delivery import Pacer
+
+
+class VirtualTime:
+    """A clock that jumps to the next sleeper's wake-up once every task is waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        done = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + max(seconds, 0.0), next(self._order), done))
+        await done
+
+    async def run(self, *jobs: Coroutine[Any, Any, Any]) -> list[Any]:
+        tasks = [asyncio.ensure_future(job) for job in jobs]
+        while not all(task.done() for task in tasks):
+            for _ in range(20):  # let every runnable task reach its next wait
+                await asyncio.sleep(0)
+            if self._sleepers:
+                at, _, done = heapq.heappop(self._sleepers)
+                self.now = max(self.now, at)
+                done.set_result(None)
+            elif not all(task.done() for task in tasks):
+                raise AssertionError("deadlock: every task waits and nobody sleeps")
+        return [task.result() for task in tasks]
+
+
+def pacer_on(clock: VirtualTime, **kwargs: Any) -> Pacer:
+    return Pacer(monotonic=clock.monotonic, sleep=clock.sleep, **kwargs)
+
+
+def sender(
+    clock: VirtualTime, pacer: Pacer, spans: list[tuple[str, float, float]]
+) -> Callable[[str, float], Awaitable[None]]:
+    """A send that takes `rtt` seconds; records (address, left, answered)."""
+
+    async def send(address: str, rtt: float = 0.0) -> None:
+        async with pacer.turn(address):
+            left = clock.now
+            await clock.sleep(rtt)
+            spans.append((address, left, clock.now))
+
+    return send
+
+
+def most_arriving_in_one_window(spans: list[tuple[str, float, float]], window: float) -> int:
+    """The most sends that could arrive within one `window`, each arriving anywhere
+    between leaving and its answer (the worst case is a window opening at an answer).
+    To the microsecond: the pacer allows that much for sleeps ending a hair early."""
+    return max(
+        sum(1 for _, left, answered in spans if answered >= start and left < start + window - 1e-6)
+        for start in (answered for _, _, answered in spans)
+    )
+
+
+async def test_sends_are_spaced_per_channel_and_a_chat_waits_out_its_gap() -> None:
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, gap_s=1.0)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+    for address in ("a", "b", "c", "a"):
+        await clock.run(send(address))
+    assert [left for _, left, _ in spans] == pytest.approx([0.0, 1 / 30, 2 / 30, 1.0])
+    clock.now += 5.0
+    await clock.run(send("a"))
+    assert spans[-1][1] == 6.0  # long after its gap: at once
+
+
+async def test_a_chat_in_its_gap_does_not_hold_up_the_others() -> None:
+    """The old pacer booked the channel's next slot past a waiting chat's gap: every
+    other chat then stalled behind it for most of a second."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, gap_s=1.0)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+    await clock.run(send("busy"))
+    await clock.run(send("busy"), *(send(f"chat{n}") for n in range(5)))
+    left = {address: at for address, at, _ in spans[1:]}
+    assert left["busy"] == pytest.approx(1.0)
+    assert max(at for address, at in left.items() if address != "busy") < 0.25
+
+
+async def test_the_gap_runs_from_the_answer_and_two_sends_to_one_chat_never_overlap() -> None:
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, gap_s=1.0)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+    await clock.run(send("a", 0.3), send("a", 0.3), send("a", 0.3))
+    for (_, _, answered), (_, left, _) in itertools.pairwise(spans):
+        assert left - answered >= 1.0 - 1e-9
+
+
+async def test_no_more_than_the_limit_can_arrive_in_any_window_whatever_the_delays() -> None:
+    """Round trips of 0 to 80 ms and a stalled event loop: counted from leaving, a
+    request delayed on the way could still arrive inside the next second's count."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=10)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+    rtts = random.Random(9).choices([0.0, 0.002, 0.03, 0.08], k=80)
+    stall_then = send("chat-late", 0.0)
+
+    async def stall() -> None:
+        await clock.sleep(2.0)
+        clock.now += 0.5  # the loop was busy: sleepers all wake late together
+        await stall_then
+
+    await clock.run(stall(), *(send(f"chat{n}", rtt) for n, rtt in enumerate(rtts)))
+    assert most_arriving_in_one_window(spans, 1.0) <= 10
+    # and it still goes at about the limit: 81 sends at 10/s, a round trip per window
+    assert max(answered for *_, answered in spans) < 81 / 10 * 1.1 + 0.5
+
+
+async def test_the_limit_is_held_with_many_sends_in_flight_at_once() -> None:
+    """Slow answers (a provider taking 1.5 s): the places are all taken in flight, and
+    the next send waits for an answer rather than for the clock."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=5)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+    await clock.run(*(send(f"chat{n}", 1.5) for n in range(12)))
+    assert most_arriving_in_one_window(spans, 1.0) <= 5
+    sixth = sorted(left for _, left, _ in spans)[5]
+    assert sixth == pytest.approx(1.5 + 1.0)  # the first answer plus the window
+
+
+async def test_the_rate_rounds_to_whole_sends_per_window() -> None:
+    assert Pacer(rate_per_s=30).per_window == 30
+    assert Pacer(rate_per_s=1, window_s=1.0).per_window == 1
+    assert Pacer(rate_per_s=0.5, window_s=2.0).per_window == 1
+    assert Pacer().per_window == 0
+
+
+async def test_chats_long_past_their_gap_are_forgotten() -> None:
+    """One entry per address would otherwise grow for as long as the worker runs."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=10_000, gap_s=1.0)
+    send = sender(clock, pacer, [])
+    for n in range(5000):
+        await clock.run(send(f"chat{n}"))
+        clock.now += 0.01
+    assert len(pacer._chats) < 2200  # about two sweeps' worth at most, not 5000
