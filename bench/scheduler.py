@@ -230,7 +230,7 @@ def main() -> None:
         row(
             f"wave, limit {args.rate:g}/s",
             r,
-            f"{r.send_rate:.1f}/s = {r.send_rate / args.rate:.0%}",
+            f"{r.send_rate:.1f}/s = {r.send_rate / args.rate:.1%}",
         )
     for size in [int(s) for s in args.idle.split(",") if s]:
         r = run(size, 1, rate=100_000, idle_s=args.idle_s)

@@ -143,7 +143,7 @@ class Pacer:
                     await self._sleep(self._next - now)
                     continue
                 if not self.per_window:
-                    self._next = now + self.interval
+                    self._next = self._following(now)
                     return None
                 # (a microsecond's slack: a sleep may end a hair early, and must not spin)
                 while self._closing and self._closing[0] <= now + 1e-6:
@@ -154,10 +154,16 @@ class Pacer:
                     await self._sleep(self._closing[0] - now)
                 else:
                     await self._flying[0].wait()
-            self._next = now + self.interval
+            self._next = self._following(now)
             flying = asyncio.Event()
             self._flying.append(flying)
             return flying
+
+    def _following(self, now: float) -> float:
+        """The slot after one taken at `now`. Slots keep to their schedule: sleeps end a
+        little late, and spacing each from the last actual leave lost one send a second
+        to the drift. A send later than a whole slot lets one more catch up at once."""
+        return max(self._next, now - self.interval) + self.interval
 
     def _chat(self, address: str) -> _Chat:
         chat = self._chats.get(address)
