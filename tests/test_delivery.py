@@ -145,3 +145,14 @@ def test_retry_policy_backs_off_and_respects_retry_after() -> None:
     policy = RetryPolicy(base_s=2, cap_s=60)
     assert [policy.delay(n, None).total_seconds() for n in (1, 2, 3, 6, 10)] == [2, 4, 8, 60, 60]
     assert policy.delay(1, 45).total_seconds() == 45
+
+
+async def test_provider_requests_do_not_pay_for_a_failed_import_each() -> None:
+    """httpcore asks sniffio which event loop runs on every request; without sniffio
+    installed, each request costs a failed import (a search of sys.path)."""
+    import sys
+
+    import httpcore._synchronization as sync
+
+    assert sync.current_async_library() == "asyncio"  # imports sniffio if it can
+    assert "sniffio" in sys.modules
