@@ -113,6 +113,18 @@ def test_item_9_sends_crisis_resources_before_the_next_question() -> None:
     assert any(isinstance(e, ev.FlagRaised) and e.flag == "suicidality" for e in chat.events)
 
 
+def test_crisis_resources_lead_the_patients_line() -> None:
+    """Ahead of the edit of the question just answered: with Telegram's one message a
+    second per chat, anything before it would hold the crisis message up by a second."""
+    chat = Chat("phq9")
+    chat.start()
+    for _ in range(8):
+        chat.say("1")
+    assert chat.conv is not None
+    t = step(chat.conv, "2", chat.setting, chat.now)
+    assert [type(i) for i in t.intents] == [ev.CrisisResources, ev.Answered, ev.Ask]
+
+
 def test_side_effect_red_flag_says_call_911() -> None:
     """A red-flag 'yes' on the side-effect check says to call 911 before the details."""
     chat = Chat("side_effects")

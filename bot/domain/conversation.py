@@ -242,7 +242,9 @@ def _answer(
     )
     intents: list[ev.Intent] = [ev.Answered(item.key, value)]
     if flags and item.crisis and item.crisis not in conv.crisis_sent:
-        intents.append(ev.CrisisResources(item.crisis, item.key))
+        # first in the patient's line: the edit of the question just answered (which
+        # changes an old message in place) must not hold it up by a per-chat gap
+        intents.insert(0, ev.CrisisResources(item.crisis, item.key))
         answered = replace(answered, crisis_sent=(*answered.crisis_sent, item.crisis))
     return _advance(answered, item, setting, now, tuple(intents), (recorded, *flags))
 
