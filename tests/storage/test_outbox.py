@@ -60,6 +60,20 @@ async def test_enqueue_skips_known_idempotency_keys(db: Database, now: datetime)
     assert await _enqueue(db, _message(1, 1, now)) == []
 
 
+async def test_several_queued_at_once_are_numbered_in_the_order_given(
+    db: Database, now: datetime
+) -> None:
+    """A turn's messages go in one INSERT: ids (the recipient's order) follow the order
+    given, not the keys' order, and a known key is skipped without disturbing the rest."""
+    order = random.Random(4).sample(range(40), 40)
+    await _enqueue(db, _message(1, order[5], now))
+    queued = await _enqueue(db, *(_message(1, n, now) for n in order))
+    assert [row.idempotency_key for row in queued] == [f"1:{n}" for n in order if n != order[5]]
+    ids = [row.id or 0 for row in queued]
+    assert ids == sorted(ids)
+    assert all(row.body == f"message {row.idempotency_key[2:]} for 1" for row in queued)
+
+
 async def test_claim_takes_only_due_messages(db: Database, now: datetime) -> None:
     """A message whose next attempt is in the future is not claimed yet."""
     later = now + timedelta(seconds=10)
