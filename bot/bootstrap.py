@@ -12,7 +12,6 @@ from typing import TextIO
 
 from bot.alerting import Alerting
 from bot.channels.console import ConsoleChannel
-from bot.channels.sms import SmsChannel
 from bot.channels.telegram import TelegramChannel
 from bot.config import Settings
 from bot.delivery import Deliverer, Pacer
@@ -56,9 +55,12 @@ class App:
         telegram = self.channels.get("telegram")
         if isinstance(telegram, TelegramChannel):
             await telegram.close()
-        sms = self.channels.get("sms")
-        if isinstance(sms, SmsChannel):
-            sms.close()
+        if "sms" in self.channels:
+            from bot.channels.sms import SmsChannel  # twilio: loaded only where SMS is wired
+
+            sms = self.channels["sms"]
+            if isinstance(sms, SmsChannel):
+                sms.close()
         await self.db.dispose()
 
 
@@ -91,8 +93,7 @@ def build(
     if settings.telegram.enabled:
         wired["telegram"] = TelegramChannel(settings.telegram.token, settings.telegram.api_base_url)
     if settings.sms.enabled:
-        callback = settings.server.public_url.rstrip("/") + "/sms/status"
-        wired["sms"] = SmsChannel(settings.sms, status_callback=callback)
+        wired["sms"] = _sms_channel(settings)
     wired.update(channels or {})
     check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
     check_protocols(settings.protocols, catalog, settings.source)
@@ -120,3 +121,11 @@ def build(
         lease=lease,
     )
     return App(settings, db, catalog, renderer, services, deliverer, wired, clock, planner)
+
+
+def _sms_channel(settings: Settings) -> Channel:
+    """The SMS channel: twilio (a large import) is loaded only when [sms] is configured."""
+    from bot.channels.sms import SmsChannel
+
+    callback = settings.server.public_url.rstrip("/") + "/sms/status"
+    return SmsChannel(settings.sms, status_callback=callback)

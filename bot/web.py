@@ -19,7 +19,6 @@ from starlette.routing import Route
 from bot import metrics
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
-from bot.sms_webhooks import inbound_handler, status_handler
 from bot.telegram_updates import handle_update
 
 log = logging.getLogger(__name__)
@@ -52,6 +51,8 @@ def create_app(app: App) -> Starlette:
     if isinstance(telegram, TelegramChannel) and app.settings.telegram.mode == "webhook":
         routes.append(Route("/telegram", _telegram_webhook(app, telegram), methods=["POST"]))
     if "sms" in app.channels:
+        from bot.sms_webhooks import inbound_handler, status_handler  # twilio: SMS only
+
         routes.append(Route("/sms", inbound_handler(app), methods=["POST"]))
         routes.append(Route("/sms/status", status_handler(app), methods=["POST"]))
     return Starlette(routes=routes)

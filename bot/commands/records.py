@@ -14,7 +14,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram.error import TelegramError
 
 from bot.bootstrap import App
-from bot.channels.sms import InvalidNumber, e164
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import JsonFlag, database_problem, emit_json, fail, state, with_app
 from bot.domain.errors import CheckinError
@@ -186,6 +185,8 @@ def _phone(ctx: typer.Context, channel: str, phone: str | None) -> str | None:
         fail("sms is not configured: set [sms] account_sid, auth_token and from_number")
     if not phone:
         fail("--channel sms needs --phone NUMBER")
+    from bot.channels.sms import InvalidNumber, e164  # twilio: loaded for SMS numbers only
+
     try:
         return e164(phone, settings.sms.default_region)
     except InvalidNumber as exc:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bot import report as series
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
 from bot.domain.errors import NotFound
+
+if TYPE_CHECKING:
+    from bot.report import Report
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +36,8 @@ def report(
     """Write a patient's series report: baseline, the scores around each treatment session,
     response / remission / non-response / reliable change, side-effect flags, alerts and the
     trend chart. The file is readable by its owner only (mode 0600); the writing is audited."""
+    from bot import report as series  # matplotlib: loaded by this command only, not by `run`
+
     if format_ not in series.FORMATS:
         fail(f"--format {format_!r} is not supported; use --format html (print it to PDF)")
     if out.is_dir():
@@ -41,7 +45,7 @@ def report(
     if not out.parent.is_dir():
         fail(f"--out {out}: the directory {out.parent} does not exist")
 
-    async def work(app: App) -> series.Report:
+    async def work(app: App) -> Report:
         try:
             return await series.write_report(
                 app.db, app.catalog, patient_id, out, app.clock(), actor="operator"

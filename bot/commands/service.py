@@ -1,4 +1,5 @@
-"""Running the service: ``run`` (web server + scheduler), ``chat`` (be a console patient)."""
+"""Running the service: ``run`` (web server + scheduler; the server is in web_server.py),
+``worker`` (scheduler only), ``chat`` (be a console patient)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import fcntl
 import logging
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -15,22 +15,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from sqlalchemy.engine import make_url
-from telegram.error import TelegramError
 
 from bot import logs
 from bot.bootstrap import App, build
-from bot.channels.telegram import TelegramChannel
 from bot.commands import demo
-from bot.commands.common import database_problem, fail, key_problem, state
+from bot.commands.common import database_problem, fail, state
 from bot.config import Settings
-from bot.delivery import deliver_when_woken
 from bot.services import Inbound
 from bot.storage import migrate
 from bot.storage.repository import Repository
-from bot.telegram_updates import ALLOWED_UPDATES, poll
-from bot.web import create_app
 from scheduler.loop import start_scheduler, tick
 
 
@@ -112,84 +106,12 @@ def _scheduler_lock(url: str) -> Iterator[None]:
 
 
 async def _serve(settings: Settings) -> None:
-    _check_port(settings.server.host, settings.server.port)
+    from bot.commands import web_server  # uvicorn, Starlette, the webhooks: `run` only
+
+    web_server.check_port(settings.server.host, settings.server.port)
     await _require_schema(settings)
     with _scheduler_lock(settings.database_url):
-        await _serve_locked(settings)
-
-
-async def _serve_locked(settings: Settings) -> None:
-    app = build(settings)
-    problem = await key_problem(settings, app.db)
-    if problem is not None:
-        await app.close()
-        fail(problem)
-    server = _Server(
-        uvicorn.Config(
-            create_app(app),
-            host=settings.server.host,
-            port=settings.server.port,
-            lifespan="off",
-            log_level="info",
-            log_config=None,  # uvicorn's records go through our structured, redacting handler
-        )
-    )
-    scheduler = start_scheduler(app)
-    stop = asyncio.Event()
-    app.wake = asyncio.Event()
-    courier = asyncio.create_task(deliver_when_woken(app.deliverer, app.wake, stop))
-    poller = await _start_telegram(app, stop)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stop)
-    logging.getLogger("checkin").info(
-        "serving on http://%s:%d; scheduler tick every %gs; Ctrl-C to stop",
-        settings.server.host, settings.server.port, settings.scheduler.tick_s,
-    )  # fmt: skip
-    try:
-        await server.serve()  # returns after SIGTERM or Ctrl-C
-    finally:
-        stop.set()
-        courier.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await courier
-        if poller is not None:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
-        scheduler.shutdown(wait=False)
-        await app.close()
-
-
-async def _start_telegram(app: App, stop: asyncio.Event) -> asyncio.Task[None] | None:
-    """Polling: a poller task in this process. Webhook: tell Telegram where to call."""
-    channel = app.channels.get("telegram")
-    if not isinstance(channel, TelegramChannel):
-        return None
-    settings = app.settings
-    try:
-        await channel.start()
-        if settings.telegram.mode == "webhook":
-            await channel.bot.set_webhook(
-                url=settings.server.public_url.rstrip("/") + "/telegram",
-                secret_token=settings.telegram.webhook_secret,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-            return None
-    except TelegramError as exc:
-        problem = type(exc).__name__
-        fail(f"telegram: cannot start ({problem}); check [telegram] token and api_base_url")
-    return asyncio.create_task(poll(app, channel, stop))
-
-
-def _check_port(host: str, port: int) -> None:
-    """Fail before anything starts if the address is taken (uvicorn would exit mid-start)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            fail(f"cannot listen on {host}:{port} ({exc.strerror}); set [server] port")
+        await web_server.serve(settings)
 
 
 def _missing_sqlite_file(url: str) -> bool:
@@ -200,20 +122,6 @@ def _missing_sqlite_file(url: str) -> bool:
         and database not in ("", ":memory:")
         and not Path(database).exists()
     )
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, minus its own signal handling: it re-raises SIGTERM after shutting down,
-    which would end the process with -15 instead of a clean 0. `run` stops it instead."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def stop(self) -> None:
-        if self.should_exit:
-            self.force_exit = True  # a second Ctrl-C stops without waiting for connections
-        self.should_exit = True
 
 
 def chat(

@@ -1,0 +1,113 @@
+"""The web server of ``checkin run``: uvicorn serving the Starlette app, the scheduler, the
+delivery courier and Telegram polling in one process. Imported by `run` only, so `worker`
+(and every other command) never loads uvicorn, Starlette or the webhook routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from telegram.error import TelegramError
+
+from bot.bootstrap import App, build
+from bot.channels.telegram import TelegramChannel
+from bot.commands.common import fail, key_problem
+from bot.config import Settings
+from bot.delivery import deliver_when_woken
+from bot.telegram_updates import ALLOWED_UPDATES, poll
+from bot.web import create_app
+from scheduler.loop import start_scheduler
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or Ctrl-C (the caller holds the scheduler lock)."""
+    app = build(settings)
+    problem = await key_problem(settings, app.db)
+    if problem is not None:
+        await app.close()
+        fail(problem)
+    server = _Server(
+        uvicorn.Config(
+            create_app(app),
+            host=settings.server.host,
+            port=settings.server.port,
+            lifespan="off",
+            log_level="info",
+            log_config=None,  # uvicorn's records go through our structured, redacting handler
+        )
+    )
+    scheduler = start_scheduler(app)
+    stop = asyncio.Event()
+    app.wake = asyncio.Event()
+    courier = asyncio.create_task(deliver_when_woken(app.deliverer, app.wake, stop))
+    poller = await _start_telegram(app, stop)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop)
+    logging.getLogger("checkin").info(
+        "serving on http://%s:%d; scheduler tick every %gs; Ctrl-C to stop",
+        settings.server.host, settings.server.port, settings.scheduler.tick_s,
+    )  # fmt: skip
+    try:
+        await server.serve()  # returns after SIGTERM or Ctrl-C
+    finally:
+        stop.set()
+        courier.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await courier
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        scheduler.shutdown(wait=False)
+        await app.close()
+
+
+async def _start_telegram(app: App, stop: asyncio.Event) -> asyncio.Task[None] | None:
+    """Polling: a poller task in this process. Webhook: tell Telegram where to call."""
+    channel = app.channels.get("telegram")
+    if not isinstance(channel, TelegramChannel):
+        return None
+    settings = app.settings
+    try:
+        await channel.start()
+        if settings.telegram.mode == "webhook":
+            await channel.bot.set_webhook(
+                url=settings.server.public_url.rstrip("/") + "/telegram",
+                secret_token=settings.telegram.webhook_secret,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+            return None
+    except TelegramError as exc:
+        problem = type(exc).__name__
+        fail(f"telegram: cannot start ({problem}); check [telegram] token and api_base_url")
+    return asyncio.create_task(poll(app, channel, stop))
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before anything starts if the address is taken (uvicorn would exit mid-start)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port} ({exc.strerror}); set [server] port")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handling: it re-raises SIGTERM after shutting down,
+    which would end the process with -15 instead of a clean 0. `run` stops it instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def stop(self) -> None:
+        if self.should_exit:
+            self.force_exit = True  # a second Ctrl-C stops without waiting for connections
+        self.should_exit = True
