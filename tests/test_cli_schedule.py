@@ -72,7 +72,10 @@ def _utc(at: datetime) -> str:
 
 def test_treatment_add_move_cancel_and_list(url: str) -> None:
     pid = _patient(url)
-    first_at, second_at, moved_at = _local(3, 10), _local(2, 10), _local(5, 14)
+    # afternoons: every session-relative check-in (2 h before, 24 h after) lands at noon
+    # or 14:00, more than the 2 h bundling window from the Monday 09:00 maintenance
+    # PHQ-9, which would otherwise absorb it on whichever run puts it on a Monday
+    first_at, second_at, moved_at = _local(3, 14), _local(2, 14), _local(5, 14)
     args = ["treatment", "add", str(pid), "--at", first_at.isoformat()[:16]]
     added = ok_json(checkin(url, *args, "--kind", "ketamine-iv", "--json"))
     assert added["session"]["number"] == 1
