@@ -182,15 +182,17 @@ class Repository:
         chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different
         rows; SQLite claims in one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)``.
         """
-        due = outbox.due_ids(now, limit)
+        due = {"now": now, "limit": limit}
+        leased = {"lease_until": now + lease}
         if self.dialect == "postgresql":
-            ids = list((await self.session.exec(due.with_for_update(skip_locked=True))).all())
+            found = await self.session.exec(outbox.DUE_IDS_LOCKED, params=due)
+            ids = list(found.all())
             if not ids:
                 return []
-            statement = outbox.lease(ids, now, lease)
+            result = await self.session.exec(outbox.LEASE_IDS, params={"ids": ids, **leased})
         else:
-            statement = outbox.lease(due, now, lease)
-        claimed = (await self.session.exec(statement)).scalars().all()
+            result = await self.session.exec(outbox.LEASE_DUE, params={**due, **leased})
+        claimed = result.scalars().all()
         return sorted(claimed, key=lambda row: row.id or 0)
 
     async def mark_sent(self, message_id: int, provider_id: str | None, now: datetime) -> None:
