@@ -70,6 +70,9 @@ class Renderer:
         self.clinic = clinic
         self.html = _environment(directory, autoescape=True)  # Telegram HTML
         self.plain = _environment(directory, autoescape=False)  # SMS and console
+        # which templates exist, read once: listing walks the directory tree, and doing
+        # it per message was over half the rendering time (a new template needs a restart)
+        self._present = frozenset(self.plain.list_templates())
 
     def render(self, intent: ev.Intent, channel: str, language: str) -> Rendered | None:
         """The message for `intent`, or None where the channel does not show that intent."""
@@ -77,7 +80,7 @@ class Renderer:
         name = template_name(intent)
         path = f"{language}/{channel}/{name}.j2"
         env = self.html if channel == "telegram" else self.plain
-        if name in OPTIONAL and path not in env.list_templates():
+        if name in OPTIONAL and path not in self._present:
             return None
         context = self._context(intent, language) | {"clinic": self.clinic, "channel": channel}
         template = env.get_template(path)
