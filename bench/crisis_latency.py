@@ -7,7 +7,7 @@ python-telegram-bot client sends; the real scheduler tick (APScheduler, ``--tick
 delivers the outbox; the database is a fresh SQLite file (or ``--database-url``).
 
     .venv/bin/python -m bench.crisis_latency [--patients 50] [--clinicians 5]
-        [--tick-s 1] [--pacing on|off|both] [--no-doc]
+        [--tick-s 1] [--pacing on|off|both] [--backlog 0] [--database-url URL] [--no-doc]
 
 Items 1 to 8 are answered first and their messages delivered; only item 9 is timed.
 Pacing is on by default, as deployed: one message a second per Telegram chat, 30 a second
@@ -36,6 +36,7 @@ from bench.keys import ensure_key
 from bot.bootstrap import App, build
 from bot.config import Clinic, Scheduler, Settings, Telegram
 from bot.delivery import deliver_when_woken
+from bot.storage import outbox
 from bot.storage.migrate import upgrade
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, OutboundMessage, Patient
@@ -47,6 +48,7 @@ from tests.standins.telegram import TelegramStandIn
 SECRET = "bench-secret"  # noqa: S105 -- the webhook secret of a throwaway stand-in
 PATIENT_CHAT0 = 100_000
 CLINICIAN_CHAT0 = 900_000
+BACKLOG0 = 500_000  # chats (and recipient ids) of the routine backlog
 DOC = Path(__file__).resolve().parent.parent / "docs" / "perf" / "crisis_latency.md"
 SECTION = "## Crisis path latency"
 
@@ -61,6 +63,7 @@ class Result:
     crisis_s: list[float]
     alert_s: list[float]
     wall_s: float
+    backlog: int = 0
 
 
 async def prepare(app: App, patients: int, clinicians: int) -> list[tuple[int, str]]:
@@ -153,6 +156,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> Result:
                     await asyncio.gather(*(post(web, stand_in, chat, "0") for chat, _ in people))
                 await asked(stand_in, [chat for chat, _ in people], "9/9")
                 await drained(app)
+                await backlog(app, args.backlog)
                 return await timed(app, web, stand_in, people, args)
         finally:
             stop.set()
@@ -160,6 +164,24 @@ async def measure(args: argparse.Namespace, database_url: str) -> Result:
             scheduler.shutdown(wait=False)
             await settled()  # let a tick in flight finish before the database closes
             await app.close()
+
+
+async def backlog(app: App, count: int) -> None:
+    """`count` routine messages to other chats, queued just before the crisis answers (as
+    if a scheduled wave were being sent): they must not hold the crisis messages up."""
+    if not count:
+        return
+    now = app.clock()
+    rows = [
+        OutboundMessage(channel="telegram", recipient_kind="patient", recipient_id=BACKLOG0 + n,
+                        address=str(BACKLOG0 + n), body=f"Routine message {n}",
+                        idempotency_key=f"backlog:{n}", next_attempt_at=now,
+                        priority=outbox.ROUTINE)
+        for n in range(count)
+    ]  # fmt: skip
+    async with app.db.transaction() as session:
+        await Repository(session).enqueue(rows)
+    app.kick()
 
 
 async def settled(timeout_s: float = 30) -> None:
@@ -196,7 +218,15 @@ async def timed(
         alert.append((to_doctor - posted[chat]).total_seconds())
         both.append(max(crisis[-1], alert[-1]))
     return Result(
-        args.patients, args.clinicians, args.tick_s, args.pacing, both, crisis, alert, wall
+        args.patients,
+        args.clinicians,
+        args.tick_s,
+        args.pacing,
+        both,
+        crisis,
+        alert,
+        wall,
+        args.backlog,
     )
 
 
@@ -213,7 +243,9 @@ def summary(result: Result) -> list[str]:
 
     return [
         f"{result.patients} patients, {result.clinicians} clinicians, tick_s={result.tick_s:g}, "
-        f"pacing {'on (as deployed)' if result.pacing else 'off'}; all delivered in "
+        f"pacing {'on (as deployed)' if result.pacing else 'off'}"
+        f"{f', {result.backlog} routine messages queued ahead' if result.backlog else ''}"
+        "; all delivered in "
         f"{result.wall_s:.1f} s.",
         "",
         "| seconds from webhook to ... | p50 | p99 | max |",
@@ -270,6 +302,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pacing", choices=("on", "off", "both"), default="both",
                         help="Telegram rate limits as deployed (on), none: the pipeline's own "
                              "cost (off), or one run of each (default)")  # fmt: skip
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="routine messages to other chats queued just before the answers "
+                             "(a scheduled wave in progress); default 0")  # fmt: skip
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--no-doc", dest="doc", action="store_false",
                         help="print only; do not update docs/PERFORMANCE.md")  # fmt: skip

@@ -35,6 +35,7 @@ from bot.domain.alerts_lifecycle import (
 from bot.domain.outcomes import Observation
 from bot.instruments import Catalog
 from bot.rendering import Renderer
+from bot.storage import outbox
 from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import (
     count_before,
@@ -284,5 +285,7 @@ class Alerting:
                 payload=payload,
                 idempotency_key=f"{source}:c{clinician.id}",
                 next_attempt_at=now,
+                # an alert goes before routine traffic; a command's answer is a reply
+                priority=outbox.URGENT if isinstance(intent, ev.AlertNotice) else outbox.REPLY,
             )
         ])  # fmt: skip

@@ -39,6 +39,7 @@ from bot.instruments import Catalog
 from bot.ports import Clock
 from bot.rendering import Renderer
 from bot.storage import checkins as q
+from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
@@ -268,6 +269,7 @@ class Services:
                 payload={"intent": type(intent).__name__, "html": rendered.html},
                 idempotency_key=f"in{message.id}:0",
                 next_attempt_at=now,
+                priority=outbox.REPLY,
             )
         ])  # fmt: skip
         return note
@@ -521,6 +523,7 @@ class Services:
         self, patient: Patient, intents: Sequence[ev.Intent], source: str, now: datetime
     ) -> list[OutboundMessage]:
         assert patient.id is not None and patient.address is not None
+        answering = source.startswith("in")  # a reply to what the patient just sent
         rows = []
         for n, intent in enumerate(intents):
             rendered = self.renderer.render(intent, patient.channel, patient.language)
@@ -543,9 +546,17 @@ class Services:
                     payload=payload,
                     idempotency_key=f"{source}:{n}",
                     next_attempt_at=now,
+                    priority=_priority(intent, answering),
                 )
             )
         return rows
+
+
+def _priority(intent: ev.Intent, answering: bool) -> int:
+    """Crisis resources before everything; replies before scheduled outreach."""
+    if isinstance(intent, ev.CrisisResources):
+        return outbox.URGENT
+    return outbox.REPLY if answering else outbox.ROUTINE
 
 
 _CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")

@@ -15,6 +15,7 @@ from bot.domain import events as ev
 from bot.domain.alerts import DEFAULT_RULES
 from bot.rendering import LANGUAGES, Renderer
 from bot.services import Services
+from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
@@ -76,6 +77,24 @@ async def test_item_9_alerts_the_clinician_with_numbers_only(db: Database) -> No
     assert notice.endswith(f"Reply ACK {alert.code}")
     assert "better off dead" not in notice
     assert any("988" in body for body in await to(db, "pat"))
+
+
+async def test_crisis_message_and_alert_are_claimed_before_routine_traffic(
+    db: Database,
+) -> None:
+    """Priorities as queued: the crisis message and the clinician's alert are urgent, the
+    rest of the turn is a reply, the scheduled opening of the check-in is routine."""
+    services, _, _ = wired(db)
+    _, _, patient_id = await clinic(db)
+    await endorse_item_9(services, patient_id)
+    queued = await rows(db, OutboundMessage)
+    by_intent = {(m.payload["intent"], m.priority) for m in queued}
+    assert ("CrisisResources", outbox.URGENT) in by_intent
+    assert ("AlertNotice", outbox.URGENT) in by_intent
+    assert {p for i, p in by_intent if i in ("Answered", "Ask")} == {outbox.REPLY, outbox.ROUTINE}
+    first_ask = min((m for m in queued if m.payload["intent"] == "Ask"), key=lambda m: m.id or 0)
+    assert first_ask.priority == outbox.ROUTINE  # sent by the scheduler, not a reply
+    assert all(m.priority == outbox.REPLY for m in queued if m.payload["intent"] == "Answered")
 
 
 async def test_escalation_to_backup_then_both_until_ack(db: Database) -> None:

@@ -18,9 +18,17 @@ from bot.storage.tables import OutboundMessage
 
 UNFINISHED = ("queued", "sending")
 
+# Claim order across recipients (``priority``, highest first). During a scheduled wave
+# thousands of routine messages can be queued; a crisis message or a clinician alert
+# must not wait behind them, nor a reply to someone in the middle of a check-in.
+URGENT = 2  # crisis resources, clinician alerts and escalations
+REPLY = 1  # answers to what someone just sent
+ROUTINE = 0  # scheduled outreach: check-in openings, reminders, invitations
+
 
 def _due_ids() -> SelectOfScalar[int | None]:
-    """Ids of due head-of-line messages, oldest first; parameters ``now`` and ``limit``."""
+    """Ids of due head-of-line messages, most urgent first, then oldest first; parameters
+    ``now`` and ``limit``."""
     row = aliased(OutboundMessage, name="candidate")
     earlier = aliased(OutboundMessage, name="earlier")
     now: BindParameter[datetime] = bindparam("now")
@@ -37,7 +45,7 @@ def _due_ids() -> SelectOfScalar[int | None]:
     return (
         select(col(row.id))
         .where(ready, ~waiting_behind)
-        .order_by(col(row.next_attempt_at), col(row.id))
+        .order_by(col(row.priority).desc(), col(row.next_attempt_at), col(row.id))
         .limit(bindparam("limit"))
     )
 

@@ -178,7 +178,8 @@ class Repository:
     ) -> list[OutboundMessage]:
         """Take up to `limit` due messages for sending, each leased until ``now + lease``.
 
-        At most one message per recipient (the head of its line). PostgreSQL locks the
+        At most one message per recipient (the head of its line), the most urgent
+        (``priority``) first, then the oldest (see bot/storage/outbox.py). PostgreSQL locks the
         chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different
         rows; SQLite claims in one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)``.
         """
@@ -193,7 +194,9 @@ class Repository:
         else:
             result = await self.session.exec(outbox.LEASE_DUE, params={**due, **leased})
         claimed = result.scalars().all()
-        return sorted(claimed, key=lambda row: row.id or 0)
+        # most urgent first: the deliverer starts (and paces) them in this order; one
+        # message per recipient, so no recipient's own order is at stake
+        return sorted(claimed, key=lambda row: (-row.priority, row.id or 0))
 
     async def mark_sent(self, message_id: int, provider_id: str | None, now: datetime) -> None:
         """The provider accepted the message."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    SmallInteger,
     Text,
     UniqueConstraint,
     event,
@@ -315,6 +316,9 @@ class OutboundMessage(SQLModel, table=True):
     body: str = Field(sa_type=EncryptedText("outbound_message.body"))
     payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     idempotency_key: str = Field(unique=True)
+    # which recipients' next messages are claimed first (bot/storage/outbox.py: URGENT,
+    # REPLY, ROUTINE); a recipient's own messages still go strictly in id order
+    priority: int = Field(default=0, sa_type=SmallInteger, sa_column_kwargs={"server_default": "0"})
     status: str = "queued"
     attempts: int = 0
     next_attempt_at: datetime

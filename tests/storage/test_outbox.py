@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlmodel import select
 
+from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
@@ -72,6 +73,24 @@ async def test_several_queued_at_once_are_numbered_in_the_order_given(
     ids = [row.id or 0 for row in queued]
     assert ids == sorted(ids)
     assert all(row.body == f"message {row.idempotency_key[2:]} for 1" for row in queued)
+
+
+async def test_urgent_messages_are_claimed_first_but_never_overtake_in_a_line(
+    db: Database, now: datetime
+) -> None:
+    """A crisis message queued behind a wave of routine ones is claimed in the next batch;
+    one queued behind its own recipient's earlier message still waits for it."""
+    wave = [_message(r, 1, now) for r in range(10, 40)]
+    reply, crisis, behind = _message(2, 1, now), _message(3, 1, now), _message(10, 2, now)
+    reply.priority, crisis.priority, behind.priority = outbox.REPLY, outbox.URGENT, outbox.URGENT
+    await _enqueue(db, *wave)
+    await _enqueue(db, reply)
+    await _enqueue(db, crisis)
+    await _enqueue(db, behind)  # recipient 10's second message: its first is routine
+    assert await _claim(db, now, limit=3) == ["3:1", "2:1", "10:1"]  # and sent in this order
+    async with db.transaction() as session:
+        claimed = await Repository(session).claim_outbox(now, 1, LEASE)
+    assert [row.idempotency_key for row in claimed] == ["11:1"]  # routine, oldest first
 
 
 async def test_claim_takes_only_due_messages(db: Database, now: datetime) -> None:
