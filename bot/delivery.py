@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -91,14 +93,14 @@ class Pacer:
         self._monotonic = monotonic
         self._sleep = sleep
         self._next = 0.0
-        self._slots = asyncio.Lock()
+        self._slots = _PriorityLock()
         self._closing: collections.deque[float] = collections.deque()  # when each place frees
         self._flying: list[asyncio.Event] = []  # sends not yet answered
         self._chats: dict[str, _Chat] = {}
         self._sweep_at = 1024
 
     @contextlib.asynccontextmanager
-    async def turn(self, address: str) -> AsyncIterator[Callable[[], None]]:
+    async def turn(self, address: str, priority: int = 0) -> AsyncIterator[Callable[[], None]]:
         """Wait until a send to `address` may leave, then hold its place while it is in
         flight. Yields `answered`: call it when the provider has answered (leaving the
         block does it too), so that the time spent recording the outcome is not counted."""
@@ -107,7 +109,7 @@ class Pacer:
         try:
             async with chat.lock:
                 await self._until(chat.free_at)
-                flying = await self._take_slot()
+                flying = await self._take_slot(priority)
                 answered = False
 
                 def done() -> None:
@@ -134,9 +136,10 @@ class Pacer:
         if delay > 0:
             await self._sleep(delay)
 
-    async def _take_slot(self) -> asyncio.Event | None:
-        """Wait for the channel's next slot and a free place in the window; take both."""
-        async with self._slots:
+    async def _take_slot(self, priority: int) -> asyncio.Event | None:
+        """Wait for the channel's next slot and a free place in the window; take both.
+        Sends waiting for a slot are served highest `priority` first, then in turn."""
+        async with self._slots.held(priority):
             while True:
                 now = self._monotonic()
                 if now < self._next:
@@ -176,6 +179,45 @@ class Pacer:
         return chat
 
 
+class _PriorityLock:
+    """A lock whose waiters get it highest priority first, then first come first served:
+    a crisis message queued behind a wave's routine sends takes the next send slot."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def held(self, priority: int) -> AsyncIterator[None]:
+        if self._held or self._waiting:
+            turn = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (-priority, next(self._order), turn))
+            try:
+                await turn
+            except BaseException:
+                if turn.done() and not turn.cancelled():
+                    self._release()  # handed the lock just as we were cancelled
+                else:
+                    self._waiting = [w for w in self._waiting if w[2] is not turn]
+                    heapq.heapify(self._waiting)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        while self._waiting:
+            *_, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)  # ownership passes straight to the next waiter
+                return
+        self._held = False
+
+
 @dataclass
 class _Chat:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -213,7 +255,7 @@ class Deliverer:
             if pacer is None:
                 async with gate:
                     return await self._deliver(message, edits, _nothing)
-            async with pacer.turn(message.address) as answered, gate:
+            async with pacer.turn(message.address, message.priority) as answered, gate:
                 return await self._deliver(message, edits, answered)
 
         reports = await asyncio.gather(*(one(m) for m in claimed), return_exceptions=True)

@@ -162,6 +162,43 @@ async def test_the_limit_is_held_with_many_sends_in_flight_at_once() -> None:
     assert sixth == pytest.approx(1.5 + 1.0)  # the first answer plus the window
 
 
+async def test_an_urgent_send_takes_the_next_slot_ahead_of_a_queue_of_routine_ones() -> None:
+    """Sixty routine sends are waiting for slots (two seconds' worth) when a crisis
+    message arrives: it leaves next, not after them."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30)
+    left: dict[str, float] = {}
+
+    async def send(address: str, priority: int = 0, after: float = 0.0) -> None:
+        await clock.sleep(after)
+        async with pacer.turn(address, priority):
+            left[address] = clock.now
+
+    routine = [send(f"chat{n}") for n in range(60)]
+    await clock.run(*routine, send("crisis", priority=2, after=0.2))
+    # the send already holding the channel (asleep until its slot) goes first; then it
+    assert 0.2 <= left["crisis"] < 0.2 + 3 / 30
+    assert sum(1 for at in left.values() if at > left["crisis"]) > 50  # it overtook them
+
+
+async def test_a_cancelled_send_gives_up_its_place_in_the_queue() -> None:
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=10)
+    left: list[str] = []
+
+    async def send(address: str) -> None:
+        async with pacer.turn(address):
+            left.append(address)
+
+    async def cancelled_soon() -> None:
+        task = asyncio.ensure_future(send("gone"))
+        await clock.sleep(0.05)
+        task.cancel()
+
+    await clock.run(*(send(f"chat{n}") for n in range(5)), cancelled_soon())
+    assert left == [f"chat{n}" for n in range(5)]  # and nobody waits for "gone" forever
+
+
 async def test_the_rate_rounds_to_whole_sends_per_window() -> None:
     assert Pacer(rate_per_s=30).per_window == 30
     assert Pacer(rate_per_s=1, window_s=1.0).per_window == 1
