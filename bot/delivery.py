@@ -95,7 +95,8 @@ class Pacer:
         self._next = 0.0
         self._slots = _PriorityLock()
         self._closing: collections.deque[float] = collections.deque()  # when each place frees
-        self._flying: list[asyncio.Event] = []  # sends not yet answered
+        self._flying: list[object] = []  # a token per send not yet answered
+        self._an_answer = asyncio.Event()  # set whenever one of them is answered
         self._chats: dict[str, _Chat] = {}
         self._sweep_at = 1024
 
@@ -122,7 +123,7 @@ class Pacer:
                     if flying is not None:
                         self._flying.remove(flying)
                         self._closing.append(end + self.window_s)
-                        flying.set()
+                        self._an_answer.set()
 
                 try:
                     yield done
@@ -136,7 +137,7 @@ class Pacer:
         if delay > 0:
             await self._sleep(delay)
 
-    async def _take_slot(self, priority: int) -> asyncio.Event | None:
+    async def _take_slot(self, priority: int) -> object | None:
         """Wait for the channel's next slot and a free place in the window; take both.
         Sends waiting for a slot are served highest `priority` first, then in turn."""
         async with self._slots.held(priority):
@@ -155,10 +156,11 @@ class Pacer:
                     break
                 if self._closing:  # answered sends free their places first
                     await self._sleep(self._closing[0] - now)
-                else:
-                    await self._flying[0].wait()
+                else:  # every place is in flight: wait for any answer, then look again
+                    self._an_answer.clear()
+                    await self._an_answer.wait()
             self._next = self._following(now)
-            flying = asyncio.Event()
+            flying = object()
             self._flying.append(flying)
             return flying
 

@@ -199,6 +199,24 @@ async def test_a_cancelled_send_gives_up_its_place_in_the_queue() -> None:
     assert left == [f"chat{n}" for n in range(5)]  # and nobody waits for "gone" forever
 
 
+async def test_one_slow_answer_does_not_hold_the_channel() -> None:
+    """Every place in flight, the oldest stuck for 5 s: the next send waits for the first
+    answer to come back (plus the window), not for the oldest."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=2)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+
+    async def later(address: str, after: float, rtt: float) -> None:
+        await clock.sleep(after)
+        await send(address, rtt)
+
+    # "next" comes at 1.05 s with both places in flight; "quick" is answered at 1.1 s
+    await clock.run(send("slow", 5.0), later("quick", 0.5, 0.6), later("next", 1.05, 0.0))
+    left = {address: at for address, at, _ in spans}
+    assert left["next"] == pytest.approx(1.1 + 1.0)
+
+
 async def test_the_rate_rounds_to_whole_sends_per_window() -> None:
     assert Pacer(rate_per_s=30).per_window == 30
     assert Pacer(rate_per_s=1, window_s=1.0).per_window == 1
