@@ -159,9 +159,8 @@ class Repository:
         Returns the rows actually queued. Their ids grow in the given order, which is
         the order each recipient receives them in.
         """
-        if len(rows) < 2:
-            queued = [await self._insert_new(row, ("idempotency_key",)) for row in rows]
-            return [row for row in queued if row is not None]
+        if not rows:
+            return []
         # one statement for a turn's messages: one INSERT with a VALUES row each, which
         # both databases number in the order given
         statement = (
