@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -30,11 +31,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.domain.errors import DeliveryFailed
 from bot.ports import Channel, Clock
 from bot.rendering import Button, Rendered
+from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
+URGENT_ROOM = 20  # claimed beyond a full batch in flight when something urgent may be due
 
 
 @dataclass(frozen=True)
@@ -242,44 +245,99 @@ class Deliverer:
         self._marks = _GroupCommit(self.db)
 
     async def run_once(self) -> Report:
-        """Send one batch of due messages; returns what happened to them."""
+        """Send one claim of due messages; returns what happened to them."""
+        sending = _Sending(asyncio.Semaphore(self.concurrency))
+        try:
+            await self._claim(sending, self.batch)
+            while sending.running:
+                await self._finished(sending, None)
+        finally:
+            await sending.cancel()
+        return sending.report
+
+    async def drain(self, wake: asyncio.Event | None = None) -> Report:
+        """Deliver until nothing is due now (messages waiting on a retry delay stay queued).
+
+        The drain claims again whenever what it has sent may have let something urgent
+        through, not only when a whole claim is done: when a reply or an urgent message
+        is sent (the next one in that recipient's line, such as a clinician's second
+        alert, may now be due), when `wake` is set (something was queued), when half of a
+        full claim is gone, and when nothing is left in flight. A paced claim of 200
+        routine messages takes seven seconds at 30 a second; an alert queued meanwhile
+        is taken at once and, urgent, is sent next."""
+        sending = _Sending(asyncio.Semaphore(self.concurrency))
+        try:
+            await self._claim(sending, self.batch, wake)
+            while sending.running:
+                finished = await self._finished(sending, wake)
+                room = self.batch - len(sending.running)
+                woken = wake is not None and wake.is_set()
+                if woken or any(m.priority >= outbox.REPLY for m in finished):
+                    # something may be urgent: claim it even if the batch is in flight,
+                    # up to twice the batch at most
+                    extra = min(URGENT_ROOM, room + self.batch)
+                    await self._claim(sending, max(room, extra), wake)
+                elif not sending.running or (sending.full and room >= self.batch // 2):
+                    await self._claim(sending, room, wake)
+        finally:
+            await sending.cancel()
+        return sending.report
+
+    async def _claim(
+        self, sending: _Sending, limit: int, wake: asyncio.Event | None = None
+    ) -> None:
+        """Claim up to `limit` due messages and start sending each."""
+        if limit <= 0:
+            return
+        if wake is not None:
+            wake.clear()  # what it announced is due now: this claim sees it
         async with self.db.transaction() as session:
-            claimed = await Repository(session).claim_outbox(self.clock(), self.batch, self.lease)
+            claimed = await Repository(session).claim_outbox(self.clock(), limit, self.lease)
             edits = await _edit_targets(session, claimed)
-        if not claimed:
-            return Report()
-        gate = asyncio.Semaphore(self.concurrency)
+        sending.full = len(claimed) == limit
+        for message in claimed:  # most urgent first: they reach the pacer in this order
+            task = asyncio.create_task(self._one(message, edits, sending.gate))
+            sending.running[task] = message
 
-        async def one(message: OutboundMessage) -> Report:
-            # wait for the send slot before taking a connection: a message waiting out its
-            # chat's one-second gap must not hold a place other chats could use
-            pacer = self.pacers.get(message.channel)
-            if pacer is None:
-                async with gate:
-                    return await self._deliver(message, edits, _nothing)
-            async with pacer.turn(message.address, message.priority) as answered, gate:
-                return await self._deliver(message, edits, answered)
+    async def _one(
+        self, message: OutboundMessage, edits: Mapping[int, str | None], gate: asyncio.Semaphore
+    ) -> Report:
+        # wait for the send slot before taking a connection: a message waiting out its
+        # chat's one-second gap must not hold a place other chats could use
+        pacer = self.pacers.get(message.channel)
+        if pacer is None:
+            async with gate:
+                return await self._deliver(message, edits, _nothing)
+        async with pacer.turn(message.address, message.priority) as answered, gate:
+            return await self._deliver(message, edits, answered)
 
-        reports = await asyncio.gather(*(one(m) for m in claimed), return_exceptions=True)
-        total = Report()
-        for message, outcome in zip(claimed, reports, strict=True):
-            if isinstance(outcome, BaseException):  # a channel bug: its lease runs out, retried
-                log.error(
-                    "outbound %s failed unexpectedly (%s)", message.id, type(outcome).__name__
-                )
+    async def _finished(
+        self, sending: _Sending, wake: asyncio.Event | None
+    ) -> list[OutboundMessage]:
+        """Wait until at least one send is done (or `wake` is set); the messages done."""
+        waiting: set[asyncio.Future[Any]] = set(sending.running)
+        woken: asyncio.Future[Any] | None = None
+        if wake is not None:
+            woken = asyncio.ensure_future(wake.wait())
+            waiting.add(woken)
+        try:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if woken is not None and not woken.done():
+                woken.cancel()
+        finished = []
+        for task in done:
+            if task is woken:
                 continue
-            total += outcome
-        return total
-
-    async def drain(self, max_rounds: int = 1000) -> Report:
-        """Deliver until nothing is due now (messages waiting on a retry delay stay queued)."""
-        total = Report()
-        for _ in range(max_rounds):
-            report = await self.run_once()
-            total += report
-            if report == Report():
-                break
-        return total
+            message = sending.running.pop(task)
+            finished.append(message)
+            if task.cancelled() or task.exception() is not None:
+                # a channel bug: the lease runs out and the message is sent again
+                problem = "cancelled" if task.cancelled() else type(task.exception()).__name__
+                log.error("outbound %s failed unexpectedly (%s)", message.id, problem)
+                continue
+            sending.report += task.result()
+        return finished
 
     async def _deliver(
         self,
@@ -327,6 +385,23 @@ class Deliverer:
             await repo.mark_retry(message.id, failure.reason, retry_at)
         log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
         return Report(retried=1)
+
+
+@dataclass
+class _Sending:
+    """One drain's sends in flight (a task each, with its message) and their outcomes."""
+
+    gate: asyncio.Semaphore  # at most `concurrency` provider calls at once
+    running: dict[asyncio.Future[Report], OutboundMessage] = field(default_factory=dict)
+    report: Report = field(default_factory=Report)
+    full: bool = False  # the last claim took all it asked for: more may be due
+
+    async def cancel(self) -> None:
+        """Stop what is still in flight (the drain was cancelled or failed): those
+        messages' leases run out and they are sent later."""
+        for task in self.running:
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
 
 
 class _GroupCommit:
@@ -441,6 +516,6 @@ async def deliver_when_woken(
         await wake.wait()
         wake.clear()
         try:
-            await deliverer.drain()
+            await deliverer.drain(wake)
         except Exception as exc:
             log.error("delivery on wake failed (%s); the tick retries", type(exc).__name__)
