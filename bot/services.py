@@ -83,7 +83,7 @@ class Services:
     async def receive(self, inbound: Inbound) -> int | None:
         """Record the message durably; its id, or None if it was already recorded."""
         async with self.db.transaction() as session:
-            row = await Repository(session).record_inbound(
+            return await Repository(session).record_inbound(
                 inbound.channel,
                 inbound.provider_id,
                 inbound.sender,
@@ -91,7 +91,6 @@ class Services:
                 inbound.received_at,
                 kind=inbound.kind,
             )
-        return row.id if row is not None else None
 
     async def handle_inbound(self, inbound: Inbound) -> bool:
         """Record, then process. False when the message was a duplicate (nothing done)."""
@@ -110,14 +109,14 @@ class Services:
             message = await session.get(InboundMessage, inbound_id)
             if message is None or message.processed_at is not None:
                 return
-            found = await q.patient_by_address(session, message.channel, message.sender)
+            patient = await q.patient_by_address(
+                session, message.channel, message.sender, lock=True
+            )
             now = self.clock()
-            if found is None or found.id is None:
+            if patient is None:
                 note = await self._from_stranger(repo, message, now)
                 await repo.mark_processed(inbound_id, now, error=note)
                 return
-            patient = await repo.lock_patient(found.id)
-            assert patient is not None
             waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
             for earlier in waiting:  # empty if another worker processed them while we waited
                 assert earlier.id is not None

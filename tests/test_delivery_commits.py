@@ -29,8 +29,7 @@ def _message(n: int, at: datetime) -> OutboundMessage:
 
 async def _queued_ids(db: Database, at: datetime) -> list[int]:
     async with db.transaction() as session:
-        queued = await Repository(session).enqueue([_message(n, at) for n in range(MESSAGES)])
-    return [row.id for row in queued if row.id is not None]
+        return await Repository(session).enqueue([_message(n, at) for n in range(MESSAGES)])
 
 
 def _count_commits(db: Database) -> list[int]:
@@ -92,9 +91,8 @@ async def test_an_edit_finds_the_question_it_edits(db: Database, now: datetime) 
     async with db.transaction() as session:
         repo = Repository(session)
         asked = await repo.enqueue([ask(1, "phq9.1", 1), ask(2, "phq9.2", 1), ask(3, "phq9.1", 2)])
-        for row in asked:
-            assert row.id is not None
-            await repo.mark_sent(row.id, f"tg-{row.id}", now)
+        for asked_id in asked:
+            await repo.mark_sent(asked_id, f"tg-{asked_id}", now)
         edit = _message(4, now)
         edit.recipient_id = 1
         edit.payload = {"edit": True, "item": "phq9.1"}
@@ -102,8 +100,8 @@ async def test_an_edit_finds_the_question_it_edits(db: Database, now: datetime) 
     async with db.transaction() as session:
         claimed = await Repository(session).claim_outbox(now, 10, timedelta(seconds=30))
         targets = await _edit_targets(session, claimed)
-    assert [row.id for row in claimed] == [queued_edit.id]
-    assert targets == {queued_edit.id: f"tg-{asked[0].id}"}
+    assert [row.id for row in claimed] == [queued_edit]
+    assert targets == {queued_edit: f"tg-{asked[0]}"}
 
 
 @pytest.fixture

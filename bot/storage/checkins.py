@@ -18,12 +18,19 @@ OPEN_STATUSES = ("sent", "in_progress", "paused")
 ACTIVE_PATIENT = ("active",)
 
 
-async def patient_by_address(session: AsyncSession, channel: str, address: str) -> Patient | None:
-    """The patient reached at `address` (found by its lookup hash; addresses are encrypted)."""
+async def patient_by_address(
+    session: AsyncSession, channel: str, address: str, *, lock: bool = False
+) -> Patient | None:
+    """The patient reached at `address` (found by its lookup hash; addresses are encrypted).
+    With `lock`, the row is locked until the transaction ends, as `Repository.lock_patient`
+    does, in the same statement."""
     statement = select(Patient).where(
         Patient.channel == channel, col(Patient.address_hash).in_(lookup_hashes(address))
     )
-    return (await session.exec(statement.order_by(col(Patient.id)))).first()
+    statement = statement.order_by(col(Patient.id)).limit(1)
+    if lock:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return (await session.exec(statement)).first()
 
 
 async def clinician_by_address(

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,6 +32,16 @@ from bot.storage.tables import (
 Row = TypeVar("Row", bound=SQLModel)
 
 _ANSWER_KEY = ("checkin_id", "item_key")
+
+
+def _table(entity: type[SQLModel]) -> Table:
+    """The entity's table, for plain Core statements (no ORM objects built or synced)."""
+    table = entity.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+OUTBOX_TABLE = _table(OutboundMessage)
 _ANSWER_VALUES = ("instrument", "value_int", "value_text", "raw_text", "inbound_message_id")
 
 
@@ -58,8 +67,9 @@ class Repository:
         text: str,
         received_at: datetime,
         kind: str = "text",
-    ) -> InboundMessage | None:
-        """Store an inbound message once; None when (channel, provider_id) was seen before."""
+    ) -> int | None:
+        """Store an inbound message once; its id, or None when (channel, provider_id) was
+        seen before."""
         row = InboundMessage(
             channel=channel,
             provider_id=provider_id,
@@ -68,7 +78,7 @@ class Repository:
             text=text,
             received_at=received_at,
         )
-        return await self._insert_new(row, ("channel", "provider_id"))
+        return await self._insert_id(row, ("channel", "provider_id"))
 
     async def mark_processed(
         self, inbound_id: int, now: datetime, error: str | None = None
@@ -116,7 +126,7 @@ class Repository:
 
     async def save_answer(self, answer: Answer) -> bool:
         """Store the answer to one item; False (and nothing written) if it has one already."""
-        return await self._insert_new(answer, _ANSWER_KEY) is not None
+        return await self._insert_id(answer, _ANSWER_KEY) is not None
 
     async def replace_answer(self, answer: Answer) -> Answer:
         """Store or overwrite the one answer to an item (the patient went BACK and changed it)."""
@@ -153,24 +163,23 @@ class Repository:
 
     # Outbox
 
-    async def enqueue(self, rows: Sequence[OutboundMessage]) -> list[OutboundMessage]:
+    async def enqueue(self, rows: Sequence[OutboundMessage]) -> list[int]:
         """Queue messages in the given order; rows whose idempotency key exists are skipped.
 
-        Returns the rows actually queued. Their ids grow in the given order, which is
-        the order each recipient receives them in.
+        Returns the ids of the rows actually queued, ascending: the order each recipient
+        receives them in. Only the ids come back (a whole row would be decrypted again).
         """
         if not rows:
             return []
         # one statement for a turn's messages: one INSERT with a VALUES row each, which
         # both databases number in the order given
         statement = (
-            self._insert(OutboundMessage)
+            self._insert(OUTBOX_TABLE)
             .values([_values(row) for row in rows])
             .on_conflict_do_nothing(index_elements=("idempotency_key",))
-            .returning(OutboundMessage)
+            .returning(OUTBOX_TABLE.c.id)
         )
-        stored = (await self.session.exec(statement)).scalars().all()
-        return sorted(stored, key=lambda row: row.id or 0)
+        return sorted((await self.session.exec(statement)).scalars().all())
 
     async def claim_outbox(
         self, now: datetime, limit: int, lease: timedelta
@@ -237,7 +246,7 @@ class Repository:
 
     # Helpers
 
-    def _insert(self, table: type[SQLModel]) -> sqlite.Insert | postgresql.Insert:
+    def _insert(self, table: type[SQLModel] | Table) -> sqlite.Insert | postgresql.Insert:
         if self.dialect == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
@@ -258,9 +267,25 @@ class Repository:
         stored: Row | None = (await self.session.exec(statement)).scalars().first()
         return stored
 
+    async def _insert_id(self, row: SQLModel, unique: Sequence[str]) -> int | None:
+        """Insert `row` unless one with the same `unique` columns exists; the new id, else
+        None. A plain INSERT on the table, returning only the id."""
+        table = _table(type(row))
+        statement = (
+            self._insert(table)
+            .values(_values(row))
+            .on_conflict_do_nothing(index_elements=unique)
+            .returning(table.c.id)
+        )
+        new_id: int | None = (await self.session.exec(statement)).scalars().first()
+        return new_id
+
     async def _update(self, table: type[SQLModel], row_id: int, **values: Any) -> None:
-        primary_key = sa_inspect(table).primary_key[0]
-        await self.session.exec(update(table).where(primary_key == row_id).values(**values))
+        """A plain UPDATE by id: on the table, not the entity, so the ORM neither fetches
+        the row back nor looks for it in the session (rows updated this way are not read
+        again in the same transaction)."""
+        plain = _table(table)
+        await self.session.exec(update(plain).where(plain.c.id == row_id).values(**values))
 
 
 def _values(row: SQLModel) -> dict[str, Any]:

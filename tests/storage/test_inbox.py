@@ -12,16 +12,18 @@ from bot.storage.tables import InboundMessage
 
 async def _deliver(db: Database, now: datetime, provider_id: str = "SM123") -> bool:
     async with db.transaction() as session:
-        row = await Repository(session).record_inbound("sms", provider_id, "+15550100", "2", now)
-    return row is not None
+        row_id = await Repository(session).record_inbound("sms", provider_id, "+15550100", "2", now)
+    return row_id is not None
 
 
 async def test_first_delivery_is_recorded(db: Database, now: datetime) -> None:
-    """The first delivery returns the stored row with its id and fields."""
+    """The first delivery returns the new row's id; the row holds what was delivered."""
     async with db.transaction() as session:
-        row = await Repository(session).record_inbound("telegram", "77", "4242", "hello", now)
+        row_id = await Repository(session).record_inbound("telegram", "77", "4242", "hello", now)
+    assert row_id is not None
+    async with db.transaction() as session:
+        row = await session.get(InboundMessage, row_id)
     assert row is not None
-    assert row.id is not None
     assert (row.channel, row.provider_id, row.text, row.received_at) == (
         "telegram",
         "77",
@@ -56,10 +58,10 @@ async def test_ten_concurrent_deliveries_store_one_row(db: Database, now: dateti
 async def test_mark_processed_records_outcome(db: Database, now: datetime) -> None:
     """Marking an inbound message processed stores when, and the error if there was one."""
     async with db.transaction() as session:
-        row = await Repository(session).record_inbound("sms", "SM9", "+15550100", "x", now)
-        assert row is not None and row.id is not None
-        await Repository(session).mark_processed(row.id, now, error="unparseable")
+        row_id = await Repository(session).record_inbound("sms", "SM9", "+15550100", "x", now)
+        assert row_id is not None
+        await Repository(session).mark_processed(row_id, now, error="unparseable")
     async with db.transaction() as session:
-        stored = await session.get(InboundMessage, row.id)
+        stored = await session.get(InboundMessage, row_id)
     assert stored is not None
     assert (stored.processed_at, stored.error) == (now, "unparseable")

@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.storage import outbox
 from bot.storage.database import Database
@@ -29,8 +29,12 @@ def _message(recipient: int, n: int, due: datetime) -> OutboundMessage:
 
 
 async def _enqueue(db: Database, *rows: OutboundMessage) -> list[OutboundMessage]:
+    """Queue `rows`; the rows queued, read back by the ids enqueue returned (in its order)."""
     async with db.transaction() as session:
-        return await Repository(session).enqueue(rows)
+        ids = await Repository(session).enqueue(rows)
+        found = await session.exec(select(OutboundMessage).where(col(OutboundMessage.id).in_(ids)))
+        stored = {row.id: row for row in found.all()}
+    return [stored[i] for i in ids]
 
 
 async def _claim(db: Database, at: datetime, limit: int = 10) -> list[str]:
