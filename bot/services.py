@@ -81,24 +81,40 @@ class Services:
     # ---- inbound ---------------------------------------------------------------------
 
     async def receive(self, inbound: Inbound) -> int | None:
-        """Record the message durably; its id, or None if it was already recorded."""
+        """Record the message durably and nothing else; its id, or None if it was already
+        recorded. (The webhooks use `handle_inbound`; this is for tools and tests.)"""
         async with self.db.transaction() as session:
-            return await Repository(session).record_inbound(
-                inbound.channel,
-                inbound.provider_id,
-                inbound.sender,
-                clean_text(inbound.text),
-                inbound.received_at,
-                kind=inbound.kind,
-            )
+            return await self._record_inbound(Repository(session), inbound)
 
     async def handle_inbound(self, inbound: Inbound) -> bool:
-        """Record, then process. False when the message was a duplicate (nothing done)."""
-        inbound_id = await self.receive(inbound)
-        if inbound_id is None:
-            return False
-        await self.process(inbound_id)
-        return True
+        """Record the message and process it, in one transaction. False when it had been
+        recorded before (a provider's redelivery: nothing is done).
+
+        The sender's patient row is locked before the message is numbered, so two
+        messages from one patient arriving together on PostgreSQL are numbered in the
+        order they are processed in. If processing fails, the transaction is rolled back
+        and the message recorded alone: the failure is logged (by type: an error could
+        quote the patient) and the recovery pass processes it later. If even that fails
+        (the database is away), this raises: the webhook answers 5xx without
+        acknowledging, and the provider sends the message again."""
+        try:
+            async with self.db.transaction() as session:
+                repo = Repository(session)
+                patient = await q.patient_by_address(
+                    session, inbound.channel, inbound.sender, lock=True
+                )
+                inbound_id = await self._record_inbound(repo, inbound)
+                if inbound_id is not None:
+                    await self._process_locked(
+                        repo, patient, inbound.channel, inbound.sender, inbound_id
+                    )
+            return inbound_id is not None
+        except Exception as exc:
+            failure = type(exc).__name__
+        recorded = await self.receive(inbound)  # raises when the database is away
+        if recorded is not None:
+            log.error("inbound %s left for recovery (%s)", recorded, failure)
+        return recorded is not None
 
     async def process(self, inbound_id: int) -> None:
         """Handle a recorded message, and before it any earlier one from the same sender
@@ -112,16 +128,35 @@ class Services:
             patient = await q.patient_by_address(
                 session, message.channel, message.sender, lock=True
             )
-            now = self.clock()
-            if patient is None:
-                note = await self._from_stranger(repo, message, now)
-                await repo.mark_processed(inbound_id, now, error=note)
-                return
-            waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
-            for earlier in waiting:  # empty if another worker processed them while we waited
-                assert earlier.id is not None
-                await self._from_patient(repo, patient, earlier, now)
-                await repo.mark_processed(earlier.id, now)
+            await self._process_locked(repo, patient, message.channel, message.sender, inbound_id)
+
+    async def _record_inbound(self, repo: Repository, inbound: Inbound) -> int | None:
+        return await repo.record_inbound(
+            inbound.channel,
+            inbound.provider_id,
+            inbound.sender,
+            clean_text(inbound.text),
+            inbound.received_at,
+            kind=inbound.kind,
+        )
+
+    async def _process_locked(
+        self, repo: Repository, patient: Patient | None, channel: str, sender: str, up_to: int
+    ) -> None:
+        """Process the sender's waiting messages up to `up_to`, the patient's row locked
+        (None: the sender is not a patient)."""
+        now = self.clock()
+        if patient is None:
+            message = await repo.session.get(InboundMessage, up_to)
+            assert message is not None
+            note = await self._from_stranger(repo, message, now)
+            await repo.mark_processed(up_to, now, error=note)
+            return
+        waiting = await q.unprocessed_from(repo.session, channel, sender, up_to)
+        for earlier in waiting:  # empty if another worker processed them while we waited
+            assert earlier.id is not None
+            await self._from_patient(repo, patient, earlier, now)
+            await repo.mark_processed(earlier.id, now)
 
     async def process_pending(self, limit: int = 100) -> int:
         """Process messages recorded but not processed (after a crash) at least

@@ -50,16 +50,12 @@ def inbound_handler(app: App) -> Handler:
             return PlainTextResponse("not an incoming message", status_code=400)
         inbound = Inbound("sms", sid, sender, params.get("Body", ""), app.clock())
         try:
-            inbound_id = await app.services.receive(inbound)
+            recorded = await app.services.handle_inbound(inbound)  # processing errors: logged
         except Exception as exc:
             log.error("sms could not be recorded (%s)", type(exc).__name__)
             return PlainTextResponse("try again", status_code=503)
-        if inbound_id is not None:
-            try:
-                await app.services.process(inbound_id)
-                app.kick()
-            except Exception as exc:
-                log.error("inbound %s left for recovery (%s)", inbound_id, type(exc).__name__)
+        if recorded:
+            app.kick()
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     return sms

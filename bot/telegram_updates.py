@@ -1,7 +1,7 @@
 """Telegram updates in: the webhook route's and the poller's shared path.
 
-Record first (so a crash after this point loses nothing), stop the button spinner, then
-process. Processing errors are logged and left to the scheduler's recovery pass; only a
+Record and process (one transaction; see `Services.handle_inbound`), then stop the button
+spinner. Processing errors are logged and left to the scheduler's recovery pass; only a
 failure to *record* is reported to the caller, so the webhook can answer 5xx and Telegram
 sends the update again.
 """
@@ -28,20 +28,11 @@ async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]
     inbound = to_inbound(update)
     if inbound is None:
         return
-    inbound_id = await app.services.receive(inbound)
+    recorded = await app.services.handle_inbound(inbound)  # raises if not recorded
     if update.callback_query is not None:
         await channel.answer_button(update.callback_query.id)
-    if inbound_id is None:
-        return  # a redelivery: already recorded, and processed or about to be
-    try:
-        await app.services.process(inbound_id)
+    if recorded:
         app.kick()
-    except Exception as exc:  # the type only: a message could quote what the patient sent
-        log.error(
-            "inbound %s not processed (%s); the recovery pass retries",
-            inbound_id,
-            type(exc).__name__,
-        )
 
 
 async def poll(

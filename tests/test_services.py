@@ -299,6 +299,64 @@ async def test_one_failing_message_holds_up_no_one_else(db: Database, tmp_path: 
     assert left.processed_at is None
 
 
+async def test_a_webhook_message_that_cannot_be_processed_is_still_recorded(
+    db: Database, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recording and processing share a transaction; when processing fails, the message is
+    recorded anyway (the webhook can acknowledge it), the failure is logged without what
+    the patient said, and the recovery pass takes it up later."""
+    from bot.instruments import load_catalog as catalog_from
+    from tests.domain.conftest import fixture_wording
+
+    licensed = Path(str(tmp_path)) / "licensed"
+    licensed.mkdir()
+    (licensed / "qids_sr16.wording.toml").write_text(fixture_wording("qids_sr16"))
+    full = catalog_from([licensed])
+    clock = SimClock()
+    with_wording = Services(db, full, Renderer(full, CLINIC), CLINIC, clock)
+    patient = await add_patient(db, "a")
+    await with_wording.ask(patient, ["qids_sr16"])
+    await with_wording.start_due()
+    w = wire(db, clock)  # the wording is gone: answering the check-in fails
+    with caplog.at_level("ERROR"):
+        assert await w.services.handle_inbound(said("a", "canary-7731", 0)) is True
+    (left,) = [m for m in await rows(db, InboundMessage) if m.sender == "a"]
+    assert left.text == "canary-7731" and left.processed_at is None
+    assert await rows(db, Answer) == []
+    assert f"inbound {left.id} left for recovery" in caplog.text
+    assert "canary-7731" not in caplog.text
+    assert await w.services.handle_inbound(said("a", "canary-7731", 0)) is False  # redelivery
+    clock.now += RECOVERY_GRACE
+    assert await with_wording.process_pending() == 1  # the wording is back: recovered
+    (done,) = [m for m in await rows(db, InboundMessage) if m.sender == "a"]
+    assert done.processed_at is not None
+
+
+async def test_one_patients_simultaneous_messages_are_taken_in_the_order_numbered(
+    db: Database, wired: Wired
+) -> None:
+    """Nine answers from each of three patients, all arriving together: whatever order
+    they are recorded in, each patient's are processed in the order of their numbers
+    (the patient is locked before a message is numbered), so a patient's n-th message
+    recorded answers the n-th item."""
+    addresses = ("pat-1", "pat-2", "pat-3")
+    checkins = {}
+    for address in addresses:
+        patient_id = await add_patient(db, address)
+        checkins[address] = (await wired.services.ask(patient_id, ["phq9"])).id
+    assert await wired.services.start_due() == len(addresses)
+    await asyncio.gather(*(
+        wired.services.handle_inbound(said(address, str(n % 4), n))
+        for n in range(9) for address in addresses
+    ))  # fmt: skip
+    for address in addresses:
+        inbound = await rows(db, InboundMessage, InboundMessage.provider_id.startswith(address))
+        answers = await rows(db, Answer, Answer.checkin_id == checkins[address])
+        assert len(answers) == 9 and all(m.processed_at is not None for m in inbound)
+        by_item = sorted(answers, key=lambda a: int(a.item_key.removeprefix("phq9.q")))
+        assert [a.inbound_message_id for a in by_item] == [m.id for m in inbound]
+
+
 async def test_control_characters_are_stripped_before_storing(db: Database, wired: Wired) -> None:
     """A NUL byte (which PostgreSQL refuses) cannot make an answer impossible to record."""
     patient_id = await add_patient(db)
