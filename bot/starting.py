@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -37,7 +38,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain import conversation as core
 from bot.domain import events as ev
-from bot.rendering import Rendered, Renderer
 from bot.services import HELD_BEHIND, HELD_INACTIVE, Services, _update_checkin
 from bot.storage import bulk
 from bot.storage import checkins as q
@@ -89,13 +89,12 @@ async def start_chunk(services: Services, repo: Repository, ids: Sequence[int]) 
     patients = await _lock_patients(session, ids)
     checkins = await _checkins(session, ids)
     busy = await _with_open_checkin(session, list(patients))
-    now = services.clock()
-    chunk = _Chunk(replace(services, renderer=_Remembering(services.renderer)), now)
+    chunk = _Chunk(services, services.clock(), busy)
     for checkin_id in ids:
         checkin = checkins.get(checkin_id)
         patient = patients.get(checkin.patient_id) if checkin is not None else None
         if checkin is not None and patient is not None and checkin.status == "pending":
-            chunk.decide(patient, checkin, busy)
+            chunk.decide(patient, checkin)
     await bulk.update_by_id(session, Checkin, chunk.held)
     await bulk.update_by_id(session, Checkin, chunk.started)
     await bulk.insert_new(session, OutboundMessage, chunk.messages, ("idempotency_key",))
@@ -105,82 +104,109 @@ async def start_chunk(services: Services, repo: Repository, ids: Sequence[int]) 
     return started
 
 
+@dataclass(frozen=True)
+class _Recipient:
+    """What starting reads of a patient."""
+
+    id: int
+    status: str
+    timezone: str
+    language: str
+    channel: str
+    address: str
+
+    def as_patient(self) -> Patient:
+        """A detached Patient with these values, for the services' helpers (building one
+        costs far more than this class: a chunk builds one per time zone or language)."""
+        return Patient(display_name="", **asdict(self))
+
+
 @dataclass
 class _Chunk:
-    """What one chunk's decisions write: held and started check-ins, opening messages, and
-    the check-ins left to ``Services._start_in``."""
+    """One chunk's decisions: the check-ins held and started, their opening messages, and
+    the check-ins left to ``Services._start_in``.
+
+    What does not depend on the patient is worked out once per chunk: quiet hours per time
+    zone, the conversation setting per language, and the opening messages per intents,
+    channel and language (rendered once, then addressed to each patient)."""
 
     services: Services
     now: datetime
+    busy: set[int]  # patients with a check-in open
     held: list[dict[str, Any]] = field(default_factory=list)
     started: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     later: list[int] = field(default_factory=list)
     deferred: set[int] = field(default_factory=set)  # patients whose starts are `later`
+    quiet_until: dict[str, datetime | None] = field(default_factory=dict)
     settings: dict[str, core.Setting] = field(default_factory=dict)
+    openings: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
 
-    def decide(self, patient: Patient, checkin: Checkin, busy: set[int]) -> None:
-        assert checkin.id is not None and patient.id is not None
-        services, now = self.services, self.now
+    def decide(self, patient: _Recipient, checkin: SimpleNamespace) -> None:
         if patient.id in self.deferred:
             self.later.append(checkin.id)  # decided after the one before it, in order
         elif patient.status != "active":
-            self.hold(checkin, now + HELD_INACTIVE)  # paused, blocked, not yet consented
-        elif patient.id in busy:
-            self.hold(checkin, now + HELD_BEHIND)  # one open check-in per patient
-        elif not checkin.ignore_quiet_hours and services._quiet_now(patient, now):
-            self.hold(checkin, services._quiet_end(patient, now))  # the allowed hours
+            self.hold(checkin, self.now + HELD_INACTIVE)  # paused, blocked, not consented
+        elif patient.id in self.busy:
+            self.hold(checkin, self.now + HELD_BEHIND)  # one open check-in per patient
+        elif not checkin.ignore_quiet_hours and (until := self.quiet(patient)) is not None:
+            self.hold(checkin, until)  # the allowed hours
         else:
-            self.begin(patient, checkin, busy)
+            self.begin(patient, checkin)
 
-    def hold(self, checkin: Checkin, until: datetime) -> None:
+    def hold(self, checkin: SimpleNamespace, until: datetime) -> None:
         self.held.append({"id": checkin.id, "lease_until": until})
 
-    def begin(self, patient: Patient, checkin: Checkin, busy: set[int]) -> None:
-        assert checkin.id is not None and patient.id is not None
+    def begin(self, patient: _Recipient, checkin: SimpleNamespace) -> None:
         transition = core.begin(core.from_json(checkin.state), self.setting(patient), self.now)
         if any(not isinstance(e, SILENT_EVENTS) for e in transition.events):
             self.later.append(checkin.id)
             self.deferred.add(patient.id)
             return
         if transition.state.is_open:
-            busy.add(patient.id)  # the patient's next one waits behind this one
-        _update_checkin(checkin, transition.state, self.now)
+            self.busy.add(patient.id)  # the patient's next one waits behind this one
+        # the row as Services._start_in would leave it (only attributes are read and set)
+        _update_checkin(cast(Checkin, checkin), transition.state, self.now)
         row = {name: getattr(checkin, name) for name in _STARTED}
         self.started.append({"id": checkin.id, "lease_until": None, **row})
-        source = f"begin{checkin.id}"
-        for message in self.services._outbox(patient, transition.intents, source, self.now):
-            self.messages.append(message.model_dump(exclude={"id"}))
+        self.messages += self.opening(patient, transition.intents, f"begin{checkin.id}")
 
-    def setting(self, patient: Patient) -> core.Setting:
+    def opening(
+        self, patient: _Recipient, intents: tuple[ev.Intent, ...], source: str
+    ) -> list[dict[str, Any]]:
+        """The outbox rows of `intents` for the patient, keyed ``<source>:<n>``."""
+        key: tuple[Any, ...] = (intents, patient.channel, patient.language)
+        try:
+            made = self.openings.get(key)
+        except TypeError:  # an intent holding a dict or list: made for this one alone
+            made, key = None, ()
+        if made is None:
+            rows = self.services._outbox(patient.as_patient(), intents, source, self.now)
+            made = [row.model_dump(exclude={"id"}) for row in rows]
+            if key:
+                self.openings[key] = made
+        return [
+            row | {"recipient_id": patient.id, "address": patient.address,
+                   "idempotency_key": f"{source}:{row['idempotency_key'].rsplit(':', 1)[1]}"}
+            for row in made
+        ]  # fmt: skip
+
+    def quiet(self, patient: _Recipient) -> datetime | None:
+        """When the patient's quiet hours end, or None outside them."""
+        if patient.timezone not in self.quiet_until:
+            stand_in, now = patient.as_patient(), self.now
+            quiet = self.services._quiet_now(stand_in, now)
+            until = self.services._quiet_end(stand_in, now) if quiet else None
+            self.quiet_until[patient.timezone] = until
+        return self.quiet_until[patient.timezone]
+
+    def setting(self, patient: _Recipient) -> core.Setting:
         if patient.language not in self.settings:
-            self.settings[patient.language] = self.services._setting(patient)
+            self.settings[patient.language] = self.services._setting(patient.as_patient())
         return self.settings[patient.language]
 
 
-class _Remembering(Renderer):
-    """The renderer, remembering each (intent, channel, language) it rendered for one chunk.
-
-    A render depends on nothing else (the templates, catalog and clinic are fixed), and a
-    wave's openings are the same few intents over and over."""
-
-    def __init__(self, renderer: Renderer) -> None:  # wraps one; builds no environment
-        self._inner = renderer
-        self._seen: dict[tuple[object, str, str], Rendered | None] = {}
-
-    def render(self, intent: ev.Intent, channel: str, language: str) -> Rendered | None:
-        key = (intent, channel, language)
-        try:
-            return self._seen[key]
-        except KeyError:
-            pass
-        except TypeError:  # an intent holding a dict or list: not remembered
-            return self._inner.render(intent, channel, language)
-        rendered = self._seen[key] = self._inner.render(intent, channel, language)
-        return rendered
-
-
-async def _lock_patients(session: AsyncSession, ids: Sequence[int]) -> dict[int, Patient]:
+async def _lock_patients(session: AsyncSession, ids: Sequence[int]) -> dict[int, _Recipient]:
     """The patients of check-ins `ids`, row-locked in id order, as detached rows."""
     patient, checkin = bulk.table_of(Patient), bulk.table_of(Checkin)
     statement = (
@@ -190,15 +216,15 @@ async def _lock_patients(session: AsyncSession, ids: Sequence[int]) -> dict[int,
         .with_for_update(of=patient)
     )
     rows = await (await session.connection()).execute(statement)
-    return {row.id: Patient(display_name="", **row._mapping) for row in rows}
+    return {row.id: _Recipient(**row._mapping) for row in rows}
 
 
-async def _checkins(session: AsyncSession, ids: Sequence[int]) -> dict[int, Checkin]:
-    """The check-ins `ids` as they are now, as detached rows (written back by Core)."""
+async def _checkins(session: AsyncSession, ids: Sequence[int]) -> dict[int, SimpleNamespace]:
+    """The check-ins `ids` as they are now, as plain objects (written back by Core)."""
     checkin = bulk.table_of(Checkin)
     statement = sa.select(*(checkin.c[name] for name in _CHECKIN)).where(checkin.c.id.in_(ids))
     rows = await (await session.connection()).execute(statement)
-    return {row.id: Checkin(**row._mapping) for row in rows}
+    return {row.id: SimpleNamespace(**row._mapping) for row in rows}
 
 
 # what starting reads: enough to decide, to render the opening and to update the row
