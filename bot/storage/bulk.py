@@ -14,6 +14,7 @@ caller updating a check-in bumps its ``version`` (``update_by_id`` does).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -57,15 +58,31 @@ async def update_by_id(
 ) -> None:
     """Set columns of many rows by id: each dict holds ``id`` and the same other columns.
 
-    A table with a ``version`` column (the check-in's optimistic lock) has it bumped."""
+    Rows given the same values (a wave's check-ins all start alike) share one ``UPDATE ...
+    WHERE id IN (...)``; the rest are one statement executed for each. A table with a
+    ``version`` column (the check-in's optimistic lock) has it bumped."""
     if not rows:
         return
     table = table_of(model)
     names = [name for name in rows[0] if name != "id"]
-    values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names}
-    if "version" in table.c:
-        values["version"] = table.c.version + 1
-    statement = update(table).where(table.c.id == bindparam("row_id")).values(values)
-    params = [{"row_id": row["id"], **{f"new_{n}": row[n] for n in names}} for row in rows]
+    bump = {"version": table.c.version + 1} if "version" in table.c else {}
+    alike: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        alike.setdefault(_fingerprint(row, names), []).append(row)
     connection = await session.connection()
-    await connection.execute(statement, params)
+    apart = [group[0] for group in alike.values() if len(group) == 1]
+    for group in alike.values():
+        if len(group) > 1:
+            values = {name: group[0][name] for name in names} | bump
+            ids = [row["id"] for row in group]
+            await connection.execute(update(table).where(table.c.id.in_(ids)).values(values))
+    if apart:
+        each: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names} | bump
+        statement = update(table).where(table.c.id == bindparam("row_id")).values(each)
+        params = [{"row_id": row["id"], **{f"new_{n}": row[n] for n in names}} for row in apart]
+        await connection.execute(statement, params)
+
+
+def _fingerprint(row: Mapping[str, Any], names: Sequence[str]) -> str:
+    """The row's new values as text, equal for rows given equal values."""
+    return json.dumps([row[name] for name in names], sort_keys=True, default=str)
