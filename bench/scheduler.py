@@ -220,20 +220,9 @@ def _wait_for_wave(fake: object, count: int, started: float, timeout_s: float = 
 
 def _from_outbox(url: str, count: int, workers: int, elapsed: float, peaks: list[float]) -> Run:
     """The wave's figures from the outbox (nothing counted at the provider)."""
-    from tests.standins.workers import dsn
+    from tests.standins.workers import outbox_per_patient
 
-    async def per_patient() -> list[int]:
-        connection = await asyncpg.connect(dsn(url))
-        try:
-            rows = await connection.fetch(
-                "SELECT count(*) AS n FROM outbound_message "
-                "WHERE recipient_kind = 'patient' GROUP BY recipient_id"
-            )
-        finally:
-            await connection.close()
-        return [r["n"] for r in rows]
-
-    counts = asyncio.run(per_patient())
+    counts = list(asyncio.run(outbox_per_patient(url)).values())
     duplicates = sum(max(0, n - PER_PATIENT) for n in counts)
     missed = count - sum(1 for n in counts if n >= PER_PATIENT)
     return Run(count, workers, elapsed, sum(counts), duplicates, missed, peaks)
