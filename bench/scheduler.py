@@ -6,11 +6,14 @@ tick, SKIP LOCKED claims, the real python-telegram-bot client) and the Telegram 
 stand-in of tests/standins, served in this process.
 
     .venv/bin/python -m bench.scheduler [--wave 10000] [--workers 2] [--idle 1000,10000,100000]
-        [--rate 30 --rate-patients 300] [--no-doc]
+        [--rate 30 --rate-patients 300] [--until delivered|planned] [--no-doc]
 
 * wave: `--wave` patients enrolled a moment ago on a one-rule protocol (PHQ-2 at
-  enrollment), so all are due in the same minute; the time until every one has received
-  its messages, and each worker's peak memory (VmHWM).
+  enrollment), so all are due in the same minute. Two times from the workers' start: until
+  the outbox holds every patient's opening messages ("planned into outbox": planned,
+  started and queued, polled every 0.2 s), and until every patient has received them (the
+  whole wave); and each worker's peak memory (VmHWM). `--until planned` stops at the
+  first (then duplicates and missed are counted in the outbox, not at the provider).
 * rate: the same with `[telegram] rate_per_s` set to `--rate`: the achieved send rate
   over the sending phase as a fraction of the limit, and the 429 answers received.
 * idle: N patients already planned (nothing due); one worker ticks for `--idle-s`
@@ -26,6 +29,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -42,6 +46,7 @@ from bot.storage.crypto import KeyRing
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = os.environ.get("CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 FIRST_CHAT = 700_000
+PER_PATIENT = 2  # messages: the PHQ-2's introduction and first question
 CONFIG = """
 [clinic]
 quiet_hours_start_local = "00:00"
@@ -72,6 +77,7 @@ class Run:
     peak_mb: list[float]
     too_many: int = 0
     send_rate: float = 0.0
+    planned_s: float | None = None  # until the outbox held every opening message
 
 
 def _ring() -> KeyRing:
@@ -104,7 +110,14 @@ def _peak_mb(pid: int) -> float:
     return 0.0
 
 
-def run(count: int, workers: int, *, rate: float, idle_s: float | None = None) -> Run:
+def run(
+    count: int,
+    workers: int,
+    *,
+    rate: float,
+    idle_s: float | None = None,
+    until: str = "delivered",
+) -> Run:
     """One wave (or, with `idle_s`, an idle period) against a fresh database."""
     from tests.standins.server import serve_in_thread
     from tests.standins.telegram import TelegramStandIn
@@ -124,22 +137,69 @@ def run(count: int, workers: int, *, rate: float, idle_s: float | None = None) -
             )  # fmt: skip
             idle = idle_s is not None
             far = datetime.now(UTC) + timedelta(days=365) if idle else None
+            seeding = time.monotonic()
             asyncio.run(seed_patients(url, count, FIRST_CHAT, planned_until=far))
+            print(f"  seeded {count} patients in {time.monotonic() - seeding:.1f}s",
+                  file=sys.stderr, flush=True)  # fmt: skip
             log = Path(tmp) / "workers.log"
             started = time.monotonic()
             processes = [start_worker(config, url, log) for _ in range(workers)]
+            outbox = _OutboxWatch(url, PER_PATIENT * count, started)
             try:
                 if idle:
                     time.sleep(idle_s or 0)
+                elif until == "planned":
+                    outbox.wait()
                 else:
                     _wait_for_wave(fake, count, started)
                 peaks = [_peak_mb(p.pid) for p in processes]
             finally:
                 stop(processes)
+                outbox.stop()
             elapsed = time.monotonic() - started
-            return _tally(fake, count, workers, elapsed, peaks)
+            if until == "planned" and not idle:
+                found = _from_outbox(url, count, workers, elapsed, peaks)
+            else:
+                found = _tally(fake, count, workers, elapsed, peaks)
+            found.planned_s = None if idle else outbox.seconds
+            return found
     finally:
         asyncio.run(_drop(url))
+
+
+class _OutboxWatch:
+    """A thread counting the outbox's rows every 0.2 s until it holds `target`; `seconds`
+    is then the time from `started` (None if it never did)."""
+
+    def __init__(self, url: str, target: int, started: float) -> None:
+        self.url, self.target, self.started = url, target, started
+        self.seconds: float | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._watch()), daemon=True)
+        self._thread.start()
+
+    async def _watch(self) -> None:
+        from tests.standins.workers import dsn
+
+        connection = await asyncpg.connect(dsn(self.url))
+        try:
+            while not self._done.is_set():
+                rows = await connection.fetchval("SELECT count(*) FROM outbound_message")
+                if rows >= self.target:
+                    self.seconds = time.monotonic() - self.started
+                    return
+                await asyncio.sleep(0.2)
+        finally:
+            await connection.close()
+
+    def wait(self, timeout_s: float = 3600) -> None:
+        self._thread.join(timeout_s)
+        if self.seconds is None:
+            raise TimeoutError(f"the outbox did not fill in {timeout_s:.0f}s")
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5)
 
 
 def _wait_for_wave(fake: object, count: int, started: float, timeout_s: float = 3600) -> None:
@@ -158,14 +218,23 @@ def _wait_for_wave(fake: object, count: int, started: float, timeout_s: float = 
     raise TimeoutError(f"the wave of {count} did not finish in {timeout_s:.0f}s")
 
 
+def _from_outbox(url: str, count: int, workers: int, elapsed: float, peaks: list[float]) -> Run:
+    """The wave's figures from the outbox (nothing counted at the provider)."""
+    from tests.standins.workers import outbox_per_patient
+
+    counts = list(asyncio.run(outbox_per_patient(url)).values())
+    duplicates = sum(max(0, n - PER_PATIENT) for n in counts)
+    missed = count - sum(1 for n in counts if n >= PER_PATIENT)
+    return Run(count, workers, elapsed, sum(counts), duplicates, missed, peaks)
+
+
 def _tally(fake: object, count: int, workers: int, elapsed: float, peaks: list[float]) -> Run:
     every = fake.calls_to("sendMessage")  # type: ignore[attr-defined]
     calls = [c for c in every if c.fault is None]  # what the provider accepted
     chats = Counter(str(c.params.get("chat_id")) for c in calls)
     expected = [str(FIRST_CHAT + n) for n in range(count)]
-    per = 2  # the PHQ-2's introduction and first question
-    duplicates = sum(max(0, chats[c] - per) for c in expected)
-    missed = sum(1 for c in expected if chats[c] < per)
+    duplicates = sum(max(0, chats[c] - PER_PATIENT) for c in expected)
+    missed = sum(1 for c in expected if chats[c] < PER_PATIENT)
     too_many = sum(1 for c in every if c.fault is not None and c.fault.status == 429)
     times = sorted(c.at for c in calls)
     rate = 0.0
@@ -198,6 +267,12 @@ def main() -> None:
     parser.add_argument("--idle-s", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--rate-patients", type=int, default=300)
+    parser.add_argument(
+        "--until",
+        choices=("delivered", "planned"),
+        default="delivered",
+        help="end the wave when every message is delivered, or once the outbox holds them",
+    )
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     _ring()
@@ -209,22 +284,26 @@ def main() -> None:
         "Workers are `checkin worker` processes; the Telegram stand-in runs in the bench",
         "process. Each patient's check-in is a PHQ-2: two messages (introduction, question).",
         "",
-        "| what | patients | workers | seconds | messages | duplicates | missed "
-        "| peak MB per worker | 429s | send rate |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+        "| what | patients | workers | planned into outbox s | seconds | messages | duplicates "
+        "| missed | peak MB per worker | 429s | send rate |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]  # fmt: skip
 
     def row(what: str, r: Run, rate: str = "", wave: bool = True) -> None:
         peaks = ", ".join(f"{p:.0f}" for p in r.peak_mb)
         counts = f"{r.duplicates} | {r.missed}" if wave else "- | -"
-        line = (f"| {what} | {r.patients} | {r.workers} | {r.seconds:.1f} | {r.messages} | "
-                f"{counts} | {peaks} | {r.too_many} | {rate} |")  # fmt: skip
+        planned = "-" if r.planned_s is None else f"{r.planned_s:.1f}"
+        line = (f"| {what} | {r.patients} | {r.workers} | {planned} | {r.seconds:.1f} | "
+                f"{r.messages} | {counts} | {peaks} | {r.too_many} | {rate} |")  # fmt: skip
         print(line, flush=True)
         lines.append(line)
 
     if args.wave:
-        r = run(args.wave, args.workers, rate=100_000)
-        row("wave, no send limit", r, f"{r.send_rate:.0f}/s")
+        r = run(args.wave, args.workers, rate=100_000, until=args.until)
+        if args.until == "planned":
+            row("wave until planned, no send limit", r, "-")
+        else:
+            row("wave, no send limit", r, f"{r.send_rate:.0f}/s")
     if args.rate_patients:
         r = run(args.rate_patients, 1, rate=args.rate)
         row(

@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,12 +39,13 @@ from bot.domain.errors import ConfigError, NotFound
 from bot.domain.schedule import Bundle, Occurrence, Protocol, QuietHours, Session, bundle, plan
 from bot.instruments import Catalog
 from bot.ports import Clock
+from bot.storage import bulk
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Patient, PlannedOccurrence, TreatmentSession
 
 log = logging.getLogger(__name__)
-CHUNK = 50  # patients planned in one transaction
+CHUNK = 250  # patients planned in one transaction
 
 
 def quiet_hours(clinic: Clinic) -> QuietHours:
@@ -124,13 +126,9 @@ class Planner:
         added = 0
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            try:  # many in one transaction: one commit instead of one each
+            try:  # many in one transaction, a few statements for all of them
                 async with self.db.transaction() as session:
-                    repo = Repository(session)
-                    for patient_id in chunk:
-                        patient = await repo.lock_patient(patient_id)
-                        if patient is not None:
-                            added += len(await self.plan_locked(session, patient, now))
+                    added += await self.plan_chunk(session, chunk, now)
                 continue
             except Exception as exc:
                 log.warning("planning %d patients together failed (%s); one by one now",
@@ -144,6 +142,18 @@ class Planner:
                     )
         return added
 
+    async def plan_chunk(self, session: AsyncSession, ids: Sequence[int], now: datetime) -> int:
+        """Lock the patients `ids` (in id order) and plan them all; the check-ins added."""
+        patients = await _lock_plannable(session, ids)
+        plans = await self._plan_many(session, patients, now)
+        await bulk.update_by_id(
+            session,
+            Patient,
+            [{"id": p.patient.id, "planned_until": p.planned_until, "plan_lease_until": None}
+             for p in plans],
+        )  # fmt: skip
+        return sum(len(p.created) for p in plans)
+
     async def plan_patient(self, patient_id: int) -> int:
         async with self.db.transaction() as session:
             patient = await Repository(session).lock_patient(patient_id)
@@ -151,51 +161,60 @@ class Planner:
                 return 0
             return len(await self.plan_locked(session, patient, self.clock()))
 
-    # ---- in the caller's transaction, the patient's row locked -------------------------
+    # ---- in the caller's transaction, the patients' rows locked ------------------------
 
     async def plan_locked(
         self, session: AsyncSession, patient: Patient, now: datetime
     ) -> list[Checkin]:
         """Store the patient's check-ins up to the horizon; the check-ins added."""
-        assert patient.id is not None
+        await session.flush()  # what the caller changed (sessions, protocol) is read below
+        (done,) = await self._plan_many(session, [_Plannable.of(patient)], now)
         patient.plan_lease_until = None
+        patient.planned_until = done.planned_until
+        session.add(patient)
+        await session.flush()
+        if not done.created:
+            return []
+        statement = select(Checkin).where(col(Checkin.id).in_(done.created))
+        return list((await session.exec(statement.order_by(col(Checkin.id)))).all())
+
+    async def _plan_many(
+        self, session: AsyncSession, patients: Sequence[_Plannable], now: datetime
+    ) -> list[_Plan]:
+        """Plan `patients` (their rows locked): a few statements, however many they are."""
+        plannable = [p.id for p in patients if p.status == "active" and p.protocol is not None]
+        sessions = await _sessions_by_patient(session, plannable)
+        plans = [self._intend(p, sessions.get(p.id, []), now) for p in patients]
+        known = await _known_pairs(session, plans)
+        end = now + self.plan_ahead
+        for p in plans:
+            fresh = [o for o in p.found if (p.patient.id, o.key) not in known]
+            # a bundle due past the horizon waits for the next pass, with whatever joins it
+            p.groups = [g for g in bundle(fresh, self.bundle_window) if g.due_at < end]
+        await self._store(session, plans)
+        return plans
+
+    def _intend(self, patient: _Plannable, sessions: list[Session], now: datetime) -> _Plan:
+        """What the protocol plans for the patient up to the horizon (pure)."""
         end = now + self.plan_ahead
         if patient.status != "active" or patient.protocol is None:
-            patient.planned_until = None  # planned from scratch when it becomes plannable
-            session.add(patient)
-            return []
+            return _Plan(patient, None)  # planned from scratch when it becomes plannable
         protocol = self.protocols.get(patient.protocol)
         if protocol is None:
             log.warning("patient %s has a protocol that is not configured", patient.id)
-            patient.planned_until = end  # looked at again next horizon, not every tick
-            session.add(patient)
-            return []
+            return _Plan(patient, end)  # looked at again next horizon, not every tick
         catchup = max(rule.expires_after for rule in protocol.rules)
-        start = patient.planned_until or now - catchup
-        sessions = domain_sessions(await sessions_of(session, patient.id))
         found = plan(
             protocol,
             timezone=patient.timezone,
-            enrolled_at=enrolled_at(patient),
+            enrolled_at=patient.enrolled_at,
             sessions=sessions,
-            start=start,
+            start=patient.planned_until or now - catchup,
             end=end + self.bundle_window,
             quiet=quiet_hours(self.clinic),
         )
-        found = [o for o in found if o.due_at + o.expires_after > now]  # not already too late
-        known = await _known_keys(session, patient.id, [o.key for o in found])
-        fresh = [o for o in found if o.key not in known]
-        created = []
-        for group in bundle(fresh, self.bundle_window):
-            if group.due_at >= end:
-                continue  # the next planning pass takes it, with whatever joins it
-            checkin = await self._store(session, patient, group)
-            if checkin is not None:
-                created.append(checkin)
-        patient.planned_until = end
-        session.add(patient)
-        await session.flush()
-        return created
+        # not already too late
+        return _Plan(patient, end, [o for o in found if o.due_at + o.expires_after > now])
 
     async def replan(
         self, session: AsyncSession, patient: Patient, now: datetime
@@ -288,55 +307,44 @@ class Planner:
         await Repository(session).audit(now, "operator", action, f"patient:{patient.id}", **detail)
         return Change(row, cancelled, added)
 
-    async def _store(
-        self, session: AsyncSession, patient: Patient, group: Bundle
-    ) -> Checkin | None:
-        assert patient.id is not None
-        repo = Repository(session)
-        rows = []
-        for member in group.members:
-            row = await repo.insert_new(
-                PlannedOccurrence(
-                    patient_id=patient.id,
-                    key=member.key,
-                    rule=member.rule,
-                    session_number=member.session,
-                    due_at=member.due_at,
-                ),
-                ("patient_id", "key"),
-            )
-            if row is not None:
-                rows.append(row)
-        if len(rows) != len(group.members):  # planned meanwhile: never twice
-            return None
-        instruments = self._askable(patient, group.instruments)
-        if not instruments:
-            return None
-        reminder = group.reminder_after
-        checkin = await repo.create_checkin(
-            Checkin(
-                patient_id=patient.id,
-                # unique by itself: the occurrences' keys are what keep planning idempotent,
-                # and a bundle planned again after a change must not meet its old row
-                idempotency_key=f"plan:{patient.id}:{group.key}:{uuid.uuid4().hex[:12]}",
-                instruments=list(instruments),
-                due_at=group.due_at,
-                expires_at=group.expires_at,
-                reminder_after_s=int(reminder.total_seconds()) if reminder else None,
-                max_reminders=group.max_reminders if reminder else 0,
-                origin="plan",
-                state=core.to_json(core.Conversation(instruments)),
-            )
+    async def _store(self, session: AsyncSession, plans: Sequence[_Plan]) -> None:
+        """Insert the plans' occurrences, then a check-in for each bundle whose occurrences
+        were all inserted here (any already stored: planned meanwhile, never twice)."""
+        occurrences = [
+            {"patient_id": p.patient.id, "key": m.key, "rule": m.rule,
+             "session_number": m.session, "due_at": m.due_at, "checkin_id": None}
+            for p in plans for g in p.groups for m in g.members
+        ]  # fmt: skip
+        inserted = await bulk.insert_new(
+            session, PlannedOccurrence, occurrences, ("patient_id", "key"),
+            returning=("patient_id", "key", "id"),
+        )  # fmt: skip
+        ours = {(row.patient_id, row.key): row.id for row in inserted}
+        checkins: list[dict[str, Any]] = []
+        members: dict[str, list[int]] = {}  # a check-in's idempotency key -> occurrence ids
+        for p in plans:
+            for group in p.groups:
+                ids = [ours.get((p.patient.id, m.key)) for m in group.members]
+                instruments = self._askable(p.patient, group.instruments)
+                if None in ids or not instruments:
+                    continue
+                row = _checkin_row(p.patient.id, group, instruments)
+                checkins.append(row)
+                members[row["idempotency_key"]] = [i for i in ids if i is not None]
+        stored = await bulk.insert_new(
+            session, Checkin, checkins, ("idempotency_key",), returning=("id", "idempotency_key")
         )
-        assert checkin is not None and checkin.id is not None
-        await session.exec(
-            update(PlannedOccurrence)
-            .where(col(PlannedOccurrence.id).in_([r.id for r in rows]))
-            .values(checkin_id=checkin.id)
-        )
-        return checkin
+        created = {row.idempotency_key: row.id for row in stored}
+        links = [
+            {"id": occurrence, "checkin_id": created[key]}
+            for key, ids in members.items() for occurrence in ids
+        ]  # fmt: skip
+        await bulk.update_by_id(session, PlannedOccurrence, links)
+        plan_of = {p.patient.id: p for p in plans}
+        for row in checkins:
+            plan_of[row["patient_id"]].created.append(created[row["idempotency_key"]])
 
-    def _askable(self, patient: Patient, instruments: Sequence[str]) -> tuple[str, ...]:
+    def _askable(self, patient: _Plannable, instruments: Sequence[str]) -> tuple[str, ...]:
         """The instruments that can be asked of this patient (loaded, in their language)."""
         keep = []
         for key in instruments:
@@ -378,13 +386,106 @@ async def _claim(
     return ids
 
 
-async def _known_keys(session: AsyncSession, patient_id: int, keys: Sequence[str]) -> set[str]:
+@dataclass(frozen=True)
+class _Plannable:
+    """What planning reads of a patient (from a locked row, or the caller's ORM object)."""
+
+    id: int
+    status: str
+    protocol: str | None
+    timezone: str
+    language: str
+    enrolled_at: datetime
+    planned_until: datetime | None
+
+    @classmethod
+    def of(cls, patient: Patient) -> _Plannable:
+        assert patient.id is not None
+        return cls(
+            patient.id, patient.status, patient.protocol, patient.timezone, patient.language,
+            enrolled_at(patient), patient.planned_until,
+        )  # fmt: skip
+
+
+@dataclass
+class _Plan:
+    """One patient's planning pass: the plan's new end, the occurrences due up to it, the
+    bundles not stored yet, and the ids of the check-ins this pass created."""
+
+    patient: _Plannable
+    planned_until: datetime | None
+    found: list[Occurrence] = field(default_factory=list)
+    groups: list[Bundle] = field(default_factory=list)
+    created: list[int] = field(default_factory=list)
+
+
+def _checkin_row(patient_id: int, group: Bundle, instruments: tuple[str, ...]) -> dict[str, Any]:
+    reminder = group.reminder_after
+    return {
+        "patient_id": patient_id,
+        # unique by itself: the occurrences' keys are what keep planning idempotent, and a
+        # bundle planned again after a change must not meet its old row
+        "idempotency_key": f"plan:{patient_id}:{group.key}:{uuid.uuid4().hex[:12]}",
+        "instruments": list(instruments),
+        "status": "pending",
+        "due_at": group.due_at,
+        "expires_at": group.expires_at,
+        "reminder_after_s": int(reminder.total_seconds()) if reminder else None,
+        "max_reminders": group.max_reminders if reminder else 0,
+        "origin": "plan",
+        "state": core.to_json(core.Conversation(instruments)),
+        "version": 1,
+    }
+
+
+_PLANNABLE = ("id", "status", "protocol", "timezone", "language", "consent_at", "created_at",
+              "planned_until")  # fmt: skip
+
+
+async def _lock_plannable(session: AsyncSession, ids: Sequence[int]) -> list[_Plannable]:
+    """Lock the patients `ids` in id order (two workers never deadlock); what planning reads."""
+    table = bulk.table_of(Patient)
+    statement = (
+        sa.select(*(table.c[name] for name in _PLANNABLE))
+        .where(table.c.id.in_(ids))
+        .order_by(table.c.id)
+        .with_for_update()
+    )
+    rows = await (await session.connection()).execute(statement)
+    return [
+        _Plannable(r.id, r.status, r.protocol, r.timezone, r.language,
+                   r.consent_at or r.created_at, r.planned_until)
+        for r in rows
+    ]  # fmt: skip
+
+
+async def _sessions_by_patient(
+    session: AsyncSession, patient_ids: Sequence[int]
+) -> dict[int, list[Session]]:
+    """The treatment sessions of each patient, in time order."""
+    if not patient_ids:
+        return {}
+    statement = (
+        select(TreatmentSession)
+        .where(col(TreatmentSession.patient_id).in_(patient_ids))
+        .order_by(col(TreatmentSession.at), col(TreatmentSession.id))
+    )
+    found: dict[int, list[TreatmentSession]] = {}
+    for row in (await session.exec(statement)).all():
+        found.setdefault(row.patient_id, []).append(row)
+    return {patient_id: domain_sessions(rows) for patient_id, rows in found.items()}
+
+
+async def _known_pairs(session: AsyncSession, plans: Sequence[_Plan]) -> set[tuple[int, str]]:
+    """Which (patient, occurrence key) of the plans are stored already."""
+    patients = [p.patient.id for p in plans if p.found]
+    keys = {o.key for p in plans for o in p.found}
     if not keys:
         return set()
-    statement = select(PlannedOccurrence.key).where(
-        PlannedOccurrence.patient_id == patient_id, col(PlannedOccurrence.key).in_(keys)
+    statement = select(PlannedOccurrence.patient_id, PlannedOccurrence.key).where(
+        col(PlannedOccurrence.patient_id).in_(patients), col(PlannedOccurrence.key).in_(keys)
     )
-    return set((await session.exec(statement)).all())
+    return {(row[0], row[1]) for row in (await session.exec(statement)).all()}
 
 
 # ---- treatment sessions -----------------------------------------------------------------

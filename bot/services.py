@@ -357,28 +357,12 @@ class Services:
         """Send the first question of every due check-in whose patient has none open.
 
         Due check-ins are claimed with a short lease (PostgreSQL: ``FOR UPDATE SKIP
-        LOCKED``), so several workers start different ones; each start then runs under
-        the patient's row lock and re-checks the row, so none is ever sent twice."""
-        async with self.db.transaction() as session:
-            due = await q.claim_due(Repository(session), self.clock(), limit, self.start_lease)
-        started = 0
-        for chunk in _chunks(due, CHUNK):
-            try:  # many in one transaction: one commit instead of one each
-                async with self.db.transaction() as session:
-                    repo = Repository(session)
-                    for checkin_id in chunk:
-                        started += await self._start_in(repo, checkin_id)
-                continue
-            except Exception as exc:
-                log.warning("starting %d check-ins together failed (%s); one by one now",
-                            len(chunk), type(exc).__name__)  # fmt: skip
-            for checkin_id in chunk:  # isolate the one that fails
-                try:
-                    async with self.db.transaction() as session:
-                        started += await self._start_in(Repository(session), checkin_id)
-                except Exception as exc:
-                    log.error("check-in %s could not start (%s)", checkin_id, type(exc).__name__)
-        return started
+        LOCKED``), so several workers start different ones; each chunk of them then runs
+        under its patients' row locks and re-checks the rows, so none is ever sent twice
+        (see bot/starting.py)."""
+        from bot import starting  # it builds on this module
+
+        return await starting.start_due(self, limit)
 
     async def _start_in(self, repo: Repository, checkin_id: int) -> int:
         session = repo.session

@@ -14,12 +14,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn
-from tests.standins.workers import dsn, seed_patients, start_worker, stop
+from tests.standins.workers import outbox_per_patient, seed_patients, start_worker, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PATIENTS = 10_000
@@ -55,18 +54,6 @@ def stand_in() -> Iterator[tuple[TelegramStandIn, str]]:
     fake = TelegramStandIn()
     with serve_in_thread(fake.app) as url:
         yield fake, url
-
-
-async def _outbox_per_patient(url: str) -> collections.Counter[int]:
-    connection = await asyncpg.connect(dsn(url))
-    try:
-        rows = await connection.fetch(
-            "SELECT recipient_id, count(*) AS n FROM outbound_message "
-            "WHERE recipient_kind = 'patient' GROUP BY recipient_id"
-        )
-    finally:
-        await connection.close()
-    return collections.Counter({r["recipient_id"]: r["n"] for r in rows})
 
 
 def _sends(fake: TelegramStandIn) -> collections.Counter[str]:
@@ -121,7 +108,7 @@ def test_a_wave_of_10000_is_sent_exactly_once_by_several_workers(
         def done() -> bool:  # the database is asked only once every chat has heard something
             if len(_sends(fake)) < PATIENTS:
                 return False
-            counts = asyncio.run(_outbox_per_patient(postgres_url))
+            counts = asyncio.run(outbox_per_patient(postgres_url))
             return len(counts) == PATIENTS and sum(_sends(fake).values()) >= sum(counts.values())
 
         _wait("the wave", done, 600, log)
@@ -129,7 +116,7 @@ def test_a_wave_of_10000_is_sent_exactly_once_by_several_workers(
         time.sleep(2)  # a late duplicate would show up now
     finally:
         stop(processes)
-    counts = asyncio.run(_outbox_per_patient(postgres_url))
+    counts = asyncio.run(outbox_per_patient(postgres_url))
     per_patient = set(counts.values())
     assert len(counts) == PATIENTS and len(per_patient) == 1, "every patient, the same messages"
     duplicates, missed = _tally(fake, per_patient.pop())
@@ -159,14 +146,14 @@ def test_a_worker_killed_mid_wave_loses_nothing(
         def done() -> bool:
             if len(_sends(fake)) < KILL_WAVE:
                 return False
-            counts = asyncio.run(_outbox_per_patient(postgres_url))
+            counts = asyncio.run(outbox_per_patient(postgres_url))
             return len(counts) == KILL_WAVE and sum(_sends(fake).values()) >= sum(counts.values())
 
         _wait("the rest of the wave", done, 600, log)
         time.sleep(7)  # past the lease: a message re-sent after the kill shows up by now
     finally:
         stop(processes)
-    counts = asyncio.run(_outbox_per_patient(postgres_url))
+    counts = asyncio.run(outbox_per_patient(postgres_url))
     per_patient = set(counts.values())
     assert len(per_patient) == 1
     duplicates, missed = _tally(fake, per_patient.pop(), KILL_WAVE)

@@ -8,6 +8,8 @@ import asyncio
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
 from bot.bootstrap import build
 from bot.config import Clinic, Settings, default_protocols
@@ -310,3 +312,95 @@ async def _messages(db: Database, patient_id: int) -> int:
             OutboundMessage.recipient_id == patient_id,
         )
     )
+
+
+# ---- a chunk of patients planned together (Planner.plan_chunk) ---------------------------
+
+
+async def _plan_chunk(clinic: Clinic2, ids: list[int]) -> int:
+    async with clinic.db.transaction() as session:
+        return await clinic.planner.plan_chunk(session, ids, clinic.clock())
+
+
+async def _chunk_of_everyone(db: Database) -> dict[str, int]:
+    """Patients a planning chunk can meet: plannable ones, and ones it must leave alone."""
+    found = {
+        "weekly": await enrolled(db, "weekly-phq9", address="weekly"),
+        "combo": await enrolled(db, "combo", address="combo"),
+        "unknown": await enrolled(db, "no-such-protocol", address="unknown"),
+        "paused": await enrolled(db, "weekly-phq9", address="paused"),
+    }
+    async with db.transaction() as session:
+        paused = await Repository(session).lock_patient(found["paused"])
+        assert paused is not None
+        paused.status = "paused"
+        await Repository(session).add(paused)
+    return found
+
+
+async def test_a_chunk_plans_each_patient_as_planning_it_alone_does(
+    db: Database, clock: SimClock
+) -> None:
+    together, alone = Clinic2(db, clock), Clinic2(db, clock)
+    chunk = await _chunk_of_everyone(db)
+    single = {role: await enrolled(db, "combo" if role == "combo" else "weekly-phq9",
+                                   address=f"1{role}") for role in ("weekly", "combo")}  # fmt: skip
+    added = await _plan_chunk(together, list(chunk.values()))
+    assert added == sum([await alone.planner.plan_patient(i) for i in single.values()])
+    for role, patient_id in single.items():
+        assert live(await planned(db, chunk[role])) == live(await planned(db, patient_id))
+    patients = {p.id: p for p in await rows(db, Patient)}
+    horizon = T0 + together.planner.plan_ahead
+    assert patients[chunk["weekly"]].planned_until == horizon
+    assert patients[chunk["unknown"]].planned_until == horizon  # looked at next horizon
+    assert patients[chunk["paused"]].planned_until is None  # planned when it is active
+    assert await planned(db, chunk["paused"]) == await planned(db, chunk["unknown"]) == []
+    assert all(p.plan_lease_until is None for p in patients.values())
+
+
+async def test_a_chunk_planned_twice_or_by_two_workers_at_once_adds_nothing(
+    db: Database, clock: SimClock
+) -> None:
+    one, two = Clinic2(db, clock), Clinic2(db, clock)
+    ids = list((await _chunk_of_everyone(db)).values())
+    first = await asyncio.gather(_plan_chunk(one, ids), _plan_chunk(two, ids))
+    assert sorted(first)[0] == 0  # the second waited for the first's locks, found it all
+    before = await rows(db, Checkin)
+    assert await _plan_chunk(one, ids) == 0
+    assert len(await rows(db, Checkin)) == len(before) == sum(first)
+
+
+async def test_occurrences_stored_meanwhile_make_no_check_in(
+    db: Database, clock: SimClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a bundle's occurrence already be stored when the chunk inserts it (another
+    worker got there between the look and the insert), the occurrence's unique key decides:
+    no second check-in."""
+    clinic = Clinic2(db, clock)
+    patient_id = await enrolled(db, "combo")
+    assert await _plan_chunk(clinic, [patient_id]) > 0
+    before = await planned(db, patient_id)
+
+    async def nothing_known(*_: object) -> set[tuple[int, str]]:
+        return set()
+
+    monkeypatch.setattr("bot.scheduling._known_pairs", nothing_known)
+    async with db.transaction() as session:  # as if the plan had run out
+        await session.exec(update(Patient).values(planned_until=None))  # type: ignore[call-overload]
+    assert await _plan_chunk(clinic, [patient_id]) == 0
+    assert await planned(db, patient_id) == before
+
+
+async def test_a_patient_that_cannot_be_planned_holds_up_no_one_in_its_chunk(
+    db: Database, clock: SimClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    clinic = Clinic2(db, clock)
+    good = [await enrolled(db, "weekly-phq9", address=f"g{n}") for n in range(3)]
+    bad = await enrolled(db, "weekly-phq9", address="bad")
+    async with db.transaction() as session:
+        await session.exec(  # type: ignore[call-overload]
+            update(Patient).where(col(Patient.id) == bad).values(timezone="Nowhere/Atlantis")
+        )
+    assert await clinic.planner.plan_due() == 2 * len(good)
+    assert "one by one now" in caplog.text and f"patient {bad} could not be planned" in caplog.text
+    assert await planned(db, bad) == []

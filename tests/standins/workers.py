@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -60,6 +61,19 @@ async def seed_patients(
         )  # fmt: skip
     finally:
         await connection.close()
+
+
+async def outbox_per_patient(url: str) -> Counter[int]:
+    """How many outbox rows each patient has (by patient id)."""
+    connection = await asyncpg.connect(dsn(url))
+    try:
+        rows = await connection.fetch(
+            "SELECT recipient_id, count(*) AS n FROM outbound_message "
+            "WHERE recipient_kind = 'patient' GROUP BY recipient_id"
+        )
+    finally:
+        await connection.close()
+    return Counter({r["recipient_id"]: r["n"] for r in rows})
 
 
 def start_worker(config: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
