@@ -53,7 +53,6 @@ START_LEASE = timedelta(minutes=2)  # a worker starting a check-in holds it this
 RECOVERY_GRACE = timedelta(seconds=10)
 HELD_BEHIND = timedelta(minutes=5)  # looked at again this often while another one is open
 HELD_INACTIVE = timedelta(hours=1)  # ... while the patient is paused or not yet consented
-CHUNK = 50  # check-ins started in one transaction
 
 
 @dataclass(frozen=True)
@@ -591,10 +590,6 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         return -1  # no option has it: the press changes nothing
-
-
-def _chunks(items: Sequence[int], size: int) -> list[Sequence[int]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _zone(patient: Patient) -> ZoneInfo:

@@ -13,12 +13,14 @@ from sqlmodel import col
 
 from bot.bootstrap import build
 from bot.config import Clinic, Settings, default_protocols
+from bot.delivery import Report
 from bot.domain.schedule import protocol_from_mapping
+from bot.rendering import Rendered
 from bot.scheduling import Planner
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, OutboundMessage, Patient, PlannedOccurrence
-from scheduler.loop import tick
+from scheduler.loop import courier, tick
 from tests.test_services import CATALOG, SimClock, Wired, rows, said, wire
 
 NY = "America/New_York"
@@ -297,6 +299,45 @@ async def test_the_tick_plans_starts_and_delivers_through_the_app(
         await app.close()
     assert report.planned == 1 and report.started == 1 and report.delivery.sent >= 1
     assert await _messages(db, patient_id) == report.delivery.sent
+
+
+class _Unanswered:
+    """A provider that takes no message until `answer` is set (a test double at the
+    channel port, standing for a paced or slow provider)."""
+
+    name = "console"
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.sent: list[str] = []
+
+    async def send(self, address: str, message: Rendered, payload: dict[str, object]) -> None:
+        await self.answer.wait()
+        self.sent.append(address)
+
+
+async def test_with_a_courier_the_tick_does_not_wait_for_sending(
+    db: Database, clock: SimClock
+) -> None:
+    """`checkin run` and `checkin worker` deliver in a courier task: the tick plans and
+    starts, wakes the courier and returns, however long the provider takes; the courier
+    sends once the provider answers. (Without a courier the tick delivers itself.)"""
+    app = build(Settings(database_url=str(db.url), clinic=QUIET), clock=clock)
+    provider = _Unanswered()
+    app.deliverer.channels = {"console": provider}
+    patient_id = await enrolled(db, "ketamine-iv-6")
+    try:
+        async with courier(app):
+            report = await asyncio.wait_for(tick(app), timeout=30)
+            assert report.planned == 1 and report.started == 1 and report.delivery == Report()
+            provider.answer.set()
+            async with asyncio.timeout(30):
+                while len(provider.sent) < await _messages(db, patient_id):
+                    await asyncio.sleep(0.05)
+        assert app.wake is None
+    finally:
+        await app.close()
+    assert provider.sent and set(provider.sent) == {"p1"}
 
 
 async def _checkins(db: Database, patient_id: int) -> list[Checkin]:

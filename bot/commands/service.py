@@ -25,7 +25,7 @@ from bot.config import Settings
 from bot.services import Inbound
 from bot.storage import migrate
 from bot.storage.repository import Repository
-from scheduler.loop import start_scheduler, tick
+from scheduler.loop import courier, start_scheduler, tick
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +56,6 @@ async def _work(settings: Settings) -> None:
     await _require_schema(settings)
     with _scheduler_lock(settings.database_url):
         app = build(settings)
-        scheduler = start_scheduler(app)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,9 +64,13 @@ async def _work(settings: Settings) -> None:
             "worker ticking every %gs; Ctrl-C to stop", settings.scheduler.tick_s
         )
         try:
-            await stop.wait()
+            async with courier(app):
+                scheduler = start_scheduler(app)
+                try:
+                    await stop.wait()
+                finally:
+                    scheduler.shutdown(wait=False)
         finally:
-            scheduler.shutdown(wait=False)
             await app.close()
 
 

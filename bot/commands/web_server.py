@@ -18,10 +18,9 @@ from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import fail, key_problem
 from bot.config import Settings
-from bot.delivery import deliver_when_woken
 from bot.telegram_updates import ALLOWED_UPDATES, poll
 from bot.web import create_app
-from scheduler.loop import start_scheduler
+from scheduler.loop import courier, start_scheduler
 
 
 async def serve(settings: Settings) -> None:
@@ -41,10 +40,18 @@ async def serve(settings: Settings) -> None:
             log_config=None,  # uvicorn's records go through our structured, redacting handler
         )
     )
+    try:
+        async with courier(app):  # replies leave the moment they are committed
+            await _serve_with(app, server)
+    finally:
+        await app.close()
+
+
+async def _serve_with(app: App, server: _Server) -> None:
+    """The scheduler, the Telegram poller (if polling) and the web server, until stopped."""
+    settings = app.settings
     scheduler = start_scheduler(app)
     stop = asyncio.Event()
-    app.wake = asyncio.Event()
-    courier = asyncio.create_task(deliver_when_woken(app.deliverer, app.wake, stop))
     poller = await _start_telegram(app, stop)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -57,15 +64,11 @@ async def serve(settings: Settings) -> None:
         await server.serve()  # returns after SIGTERM or Ctrl-C
     finally:
         stop.set()
-        courier.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await courier
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
         scheduler.shutdown(wait=False)
-        await app.close()
 
 
 async def _start_telegram(app: App, stop: asyncio.Event) -> asyncio.Task[None] | None:
