@@ -6,7 +6,8 @@ tick, SKIP LOCKED claims, the real python-telegram-bot client) and the Telegram 
 stand-in of tests/standins, served in this process.
 
     .venv/bin/python -m bench.scheduler [--wave 10000] [--workers 2] [--idle 1000,10000,100000]
-        [--rate 30 --rate-patients 300] [--until delivered|planned] [--no-doc]
+        [--rate 30 --rate-patients 300] [--until delivered|planned] [--planned 100000]
+        [--no-doc]
 
 * wave: `--wave` patients enrolled a moment ago on a one-rule protocol (PHQ-2 at
   enrollment), so all are due in the same minute. Two times from the workers' start: until
@@ -14,6 +15,8 @@ stand-in of tests/standins, served in this process.
   started and queued, polled every 0.2 s), and until every patient has received them (the
   whole wave); and each worker's peak memory (VmHWM). `--until planned` stops at the
   first (then duplicates and missed are counted in the outbox, not at the provider).
+* planned: `--planned` patients (default 100,000) the same way, with the provider limit
+  of `--rate` as deployed, timed until the outbox holds every opening message.
 * rate: the same with `[telegram] rate_per_s` set to `--rate`: the achieved send rate
   over the sending phase as a fraction of the limit, and the 429 answers received.
 * idle: N patients already planned (nothing due); one worker ticks for `--idle-s`
@@ -273,6 +276,13 @@ def main() -> None:
         default="delivered",
         help="end the wave when every message is delivered, or once the outbox holds them",
     )
+    parser.add_argument(
+        "--planned",
+        type=int,
+        default=100_000,
+        help="a wave of this many, sent at --rate as deployed, timed until the outbox holds "
+        "every opening message (0: skip)",
+    )
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     _ring()
@@ -304,6 +314,9 @@ def main() -> None:
             row("wave until planned, no send limit", r, "-")
         else:
             row("wave, no send limit", r, f"{r.send_rate:.0f}/s")
+    if args.planned:
+        r = run(args.planned, args.workers, rate=args.rate, until="planned")
+        row(f"wave until planned, limit {args.rate:g}/s", r, "-")
     if args.rate_patients:
         r = run(args.rate_patients, 1, rate=args.rate)
         row(

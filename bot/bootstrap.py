@@ -42,6 +42,8 @@ class App:
     planner: Planner
     last_tick_at: list[datetime] = field(default_factory=list)
     last_purge_at: list[datetime] = field(default_factory=list)
+    grown_since_analyze: int = 0  # check-ins planned and started since statistics refreshed
+    analyze_after: int = 5_000  # ... before they are refreshed again (doubles each time)
     # Set by a process that serves webhooks: replies (a crisis message above all) go out
     # as soon as they are committed instead of at the next tick (see deliver_when_woken).
     wake: asyncio.Event | None = None

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,7 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Patient, PlannedOccurrence, TreatmentSession
 
 log = logging.getLogger(__name__)
+CATCH_UP_S = 5.0  # how long a tick's stage goes on claiming while it finds full batches
 CHUNK = 250  # patients planned in one transaction
 
 
@@ -106,6 +108,7 @@ class Planner:
     bundle_window: timedelta = timedelta(hours=2)
     batch: int = 500
     lease: timedelta = timedelta(minutes=2)
+    catch_up_s: float = CATCH_UP_S
 
     def protocol(self, name: str) -> Protocol:
         found = self.protocols.get(name)
@@ -117,12 +120,24 @@ class Planner:
     # ---- the tick's stage -------------------------------------------------------------
 
     async def plan_due(self) -> int:
-        """Plan the patients whose stored plan runs out soon; how many check-ins were added."""
-        now = self.clock()
-        async with self.db.transaction() as session:
-            ids = await _claim(
-                Repository(session), now, now + self.plan_ahead / 2, self.batch, self.lease
-            )
+        """Plan the patients whose stored plan runs out soon; how many check-ins were added.
+
+        Claims `batch` patients, and again while claims come back full, for up to
+        `catch_up_s` seconds: thousands enrolled at once are planned at the database's
+        pace, not a batch a tick, and the tick's other stages still run within seconds."""
+        deadline = monotonic() + self.catch_up_s
+        added = 0
+        while True:
+            now = self.clock()
+            async with self.db.transaction() as session:
+                ids = await _claim(
+                    Repository(session), now, now + self.plan_ahead / 2, self.batch, self.lease
+                )
+            added += await self._plan_claimed(ids, now)
+            if len(ids) < self.batch or monotonic() >= deadline:
+                return added
+
+    async def _plan_claimed(self, ids: Sequence[int], now: datetime) -> int:
         added = 0
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]

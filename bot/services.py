@@ -76,6 +76,7 @@ class Services:
     alerting: Alerting | None = None
     start_lease: timedelta = START_LEASE
     recovery_grace: timedelta = RECOVERY_GRACE
+    catch_up_s: float = 5.0  # the start stage claims again while batches come back full
 
     # ---- inbound ---------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ own transaction, so one bad row holds up no other.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -54,9 +55,22 @@ _STARTED = ("state", "status", "sent_at", "next_reminder_at", "partial", "comple
 
 
 async def start_due(services: Services, limit: int) -> int:
-    """Claim up to `limit` due check-ins and start them; how many were started."""
-    async with services.db.transaction() as session:
-        due = await q.claim_due(Repository(session), services.clock(), limit, services.start_lease)
+    """Claim up to `limit` due check-ins and start them; again while claims come back
+    full, for up to ``services.catch_up_s`` seconds, so a wave of thousands starts at the
+    database's pace rather than a batch a tick. How many were started."""
+    deadline = time.monotonic() + services.catch_up_s
+    started = 0
+    while True:
+        async with services.db.transaction() as session:
+            due = await q.claim_due(
+                Repository(session), services.clock(), limit, services.start_lease
+            )
+        started += await _start_claimed(services, due)
+        if len(due) < limit or time.monotonic() >= deadline:
+            return started
+
+
+async def _start_claimed(services: Services, due: Sequence[int]) -> int:
     started = 0
     for first in range(0, len(due), CHUNK):
         chunk = due[first : first + CHUNK]

@@ -24,6 +24,11 @@ from bot.retention import purge_due
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PURGE_EVERY = timedelta(hours=1)  # how often a worker looks for patients past retention
+# PostgreSQL's statistics are refreshed after a worker planned and started 5,000 check-ins,
+# then 10,000 more, 20,000, ... (`App.analyze_after`; see Database.refresh_statistics): a
+# wave grows the tables faster than autovacuum looks at them, and an ANALYZE of them
+# costs about half a second of the database's time at 100,000 patients.
+GROWN = ("patient", "planned_occurrence", "checkin", "outbound_message")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,11 @@ async def tick(app: App) -> TickReport:
     planned = await _stage("planning", app.planner.plan_due(), 0)
     expired = await _stage("expiry", services.expire_due(batch), 0)
     started = await _stage("start", services.start_due(batch), 0)
+    app.grown_since_analyze += planned + started
+    if app.grown_since_analyze >= app.analyze_after:
+        app.grown_since_analyze = 0
+        app.analyze_after *= 2
+        await _stage("statistics", app.db.refresh_statistics(GROWN), None)
     reminded = await _stage("reminders", services.remind_due(batch), 0)
     await _stage("escalation", services.escalate_due(), 0)
     if app.wake is None:

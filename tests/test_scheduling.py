@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from sqlalchemy import text as sa_text
 from sqlalchemy import update
 from sqlmodel import col
 
@@ -338,6 +339,27 @@ async def test_with_a_courier_the_tick_does_not_wait_for_sending(
     finally:
         await app.close()
     assert provider.sent and set(provider.sent) == {"p1"}
+
+
+async def test_the_tick_refreshes_postgresql_statistics_after_growth(
+    pg_db: Database, clock: SimClock
+) -> None:
+    """Once a worker has planned and started `analyze_after` check-ins, the tick analyzes
+    the tables a wave grows, and waits twice as long before the next time."""
+    app = build(Settings(database_url=str(pg_db.url), clinic=QUIET), clock=clock)
+    app.analyze_after = 2
+    await enrolled(pg_db, "ketamine-iv-6", address="stats")
+    try:
+        report = await tick(app)
+    finally:
+        await app.close()
+    assert report.planned + report.started >= 2
+    assert (app.grown_since_analyze, app.analyze_after) == (0, 4)
+    async with pg_db.transaction() as session:
+        found = await session.exec(
+            sa_text("SELECT reltuples FROM pg_class WHERE relname = 'checkin'")
+        )
+        assert found.one()[0] >= 1  # -1 until the table is first analyzed
 
 
 async def _checkins(db: Database, patient_id: int) -> list[Checkin]:

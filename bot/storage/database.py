@@ -9,11 +9,11 @@ are taken explicitly where a use case needs them.
 """
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -70,6 +70,18 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def refresh_statistics(self, tables: Sequence[str]) -> None:
+        """PostgreSQL: ``ANALYZE`` `tables` now. Its planner chooses indexes from
+        statistics that autovacuum refreshes about once a minute at best, so a table grown
+        from nothing by a wave of check-ins is taken for empty meanwhile, and the index
+        for "this patient's check-ins" loses to a scan of every open one (measured: 10 ms
+        and more a query on 100,000 rows, 0.3 ms once analyzed). SQLite: nothing."""
+        if self.dialect != "postgresql":
+            return
+        async with self.engine.connect() as connection:
+            await connection.execute(text(f"ANALYZE {', '.join(tables)}"))
+            await connection.commit()
 
     async def dispose(self) -> None:
         """Close every pooled connection; the engine can still reconnect if used again."""
