@@ -1,12 +1,16 @@
 """Use cases: each loads what it needs, asks the pure core, and saves the outcome together
 with the messages it causes (the outbox) in one transaction.
 
+* :meth:`Services.handle_inbound` records an inbound message and processes it in one
+  transaction (if processing fails, the record is committed alone), for a provider that
+  sends a message again until it is acknowledged (Telegram): the webhook answers after
+  the commit.
 * :meth:`Services.receive` records an inbound message and nothing else (its own, short
-  transaction), so a webhook can acknowledge it knowing it is durable.
-* :meth:`Services.process` handles one recorded message: lock the patient's row, step the
-  conversation, write answers, scores, state and replies, mark the message processed.
-  Processing a message twice is impossible: ``processed_at`` is set in the same
-  transaction, under the patient lock.
+  transaction), for a provider that may not send it again (Twilio): a crash while
+  processing cannot lose it. :meth:`Services.process` then handles it: lock the
+  patient's row, step the conversation, write answers, scores, state and replies, mark
+  the message processed. Processing a message twice is impossible: ``processed_at`` is
+  set in the same transaction, under the patient lock.
 * :meth:`Services.start_due` and :meth:`Services.expire_due` are what the scheduler tick
   calls; :meth:`Services.ask` queues a check-in.
 """
@@ -82,7 +86,7 @@ class Services:
 
     async def receive(self, inbound: Inbound) -> int | None:
         """Record the message durably and nothing else; its id, or None if it was already
-        recorded. (The webhooks use `handle_inbound`; this is for tools and tests.)"""
+        recorded."""
         async with self.db.transaction() as session:
             return await self._record_inbound(Repository(session), inbound)
 

@@ -49,13 +49,17 @@ def inbound_handler(app: App) -> Handler:
         if not sid or not sender:
             return PlainTextResponse("not an incoming message", status_code=400)
         inbound = Inbound("sms", sid, sender, params.get("Body", ""), app.clock())
-        try:
-            recorded = await app.services.handle_inbound(inbound)  # processing errors: logged
+        try:  # committed on its own first: a crash while processing must not lose it
+            inbound_id = await app.services.receive(inbound)
         except Exception as exc:
             log.error("sms could not be recorded (%s)", type(exc).__name__)
             return PlainTextResponse("try again", status_code=503)
-        if recorded:
-            app.kick()
+        if inbound_id is not None:
+            try:
+                await app.services.process(inbound_id)
+                app.kick()
+            except Exception as exc:
+                log.error("inbound %s left for recovery (%s)", inbound_id, type(exc).__name__)
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     return sms
