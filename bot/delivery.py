@@ -246,11 +246,12 @@ class Deliverer:
 
     async def run_once(self) -> Report:
         """Send one claim of due messages; returns what happened to them."""
-        sending = _Sending(asyncio.Semaphore(self.concurrency))
+        sending = _Sending(asyncio.Semaphore(self.concurrency), self.clock() + self.lease / 3)
         try:
             await self._claim(sending, self.batch)
             while sending.running:
                 await self._finished(sending, None)
+                await self._renew_if_due(sending)
         finally:
             await sending.cancel()
         return sending.report
@@ -265,11 +266,12 @@ class Deliverer:
         full claim is gone, and when nothing is left in flight. A paced claim of 200
         routine messages takes seven seconds at 30 a second; an alert queued meanwhile
         is taken at once and, urgent, is sent next."""
-        sending = _Sending(asyncio.Semaphore(self.concurrency))
+        sending = _Sending(asyncio.Semaphore(self.concurrency), self.clock() + self.lease / 3)
         try:
             await self._claim(sending, self.batch, wake)
             while sending.running:
                 finished = await self._finished(sending, wake)
+                await self._renew_if_due(sending)
                 room = self.batch - len(sending.running)
                 woken = wake is not None and wake.is_set()
                 if woken or any(m.priority >= outbox.REPLY for m in finished):
@@ -314,14 +316,18 @@ class Deliverer:
     async def _finished(
         self, sending: _Sending, wake: asyncio.Event | None
     ) -> list[OutboundMessage]:
-        """Wait until at least one send is done (or `wake` is set); the messages done."""
+        """Wait until at least one send is done, `wake` is set or the leases are due for
+        renewal; the messages done."""
         waiting: set[asyncio.Future[Any]] = set(sending.running)
         woken: asyncio.Future[Any] | None = None
         if wake is not None:
             woken = asyncio.ensure_future(wake.wait())
             waiting.add(woken)
+        until_renewal = (sending.renew_at - self.clock()).total_seconds()
         try:
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiting, timeout=max(0.01, until_renewal), return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             if woken is not None and not woken.done():
                 woken.cancel()
@@ -338,6 +344,35 @@ class Deliverer:
                 continue
             sending.report += task.result()
         return finished
+
+    async def _renew_if_due(self, sending: _Sending) -> None:
+        """Every third of a lease, extend the leases of the messages still in flight.
+
+        A lease is what lets another worker take over the messages of one that died; a
+        worker that is alive but slow (a busy machine, a provider answering late) must not
+        lose them while a send is under way, or the message goes out twice. Each renewal
+        is one UPDATE per claim, and only extends a lease still ours: one that ran out
+        and was claimed by another worker stays theirs, and ours is not sent."""
+        now = self.clock()
+        if now < sending.renew_at or not sending.running:
+            return
+        sending.renew_at = now + self.lease / 3
+        claims: dict[datetime, list[OutboundMessage]] = {}
+        for message in sending.running.values():
+            if message.lease_until is not None and message.id is not None:
+                claims.setdefault(message.lease_until, []).append(message)
+        renewed = now + self.lease
+        try:
+            async with self.db.transaction() as session:
+                repo = Repository(session)
+                for held, messages in claims.items():
+                    ids = [m.id for m in messages if m.id is not None]
+                    kept = await repo.renew_leases(ids, held, renewed)
+                    for message in messages:
+                        if message.id in kept:
+                            message.lease_until = renewed
+        except Exception as exc:  # the leases may run out: at least once, as after a crash
+            log.warning("could not renew outbox leases (%s)", type(exc).__name__)
 
     async def _deliver(
         self,
@@ -392,6 +427,7 @@ class _Sending:
     """One drain's sends in flight (a task each, with its message) and their outcomes."""
 
     gate: asyncio.Semaphore  # at most `concurrency` provider calls at once
+    renew_at: datetime  # when the leases of what is in flight are extended next
     running: dict[asyncio.Future[Report], OutboundMessage] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     full: bool = False  # the last claim took all it asked for: more may be due

@@ -9,7 +9,7 @@ after another in the clinician's own line, must not each wait for those five sec
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
-from tests.standins.server import serve
+from tests.standins.server import Fault, serve
 from tests.standins.telegram import TelegramStandIn
 from tests.test_services import SimClock
 
@@ -150,3 +150,37 @@ async def test_a_drain_ends_when_nothing_is_due(db: Database) -> None:
         finally:
             await channel.close()
     assert arrivals(stand_in) == [f"alert {n}" for n in range(ALERTS)]
+
+
+async def test_a_slow_send_keeps_its_lease_and_is_not_sent_twice(db: Database) -> None:
+    """Two workers and a provider answering after 1.5 s, with a 0.6 s lease: the worker
+    sending renews its leases every 0.2 s, so the other finds nothing to take over, and
+    each message reaches the provider once. (Without renewal the second worker claims
+    them again once the lease runs out and sends them a second time.)"""
+    stand_in = TelegramStandIn()
+    now = datetime.now(UTC)
+    rows = [message("patient", n + 1, ROUTINE_CHAT0 + n, f"slow {n}", outbox.ROUTINE, now)
+            for n in range(3)]  # fmt: skip
+    async with db.transaction() as session:
+        await Repository(session).enqueue(rows)
+    for n in range(3):
+        stand_in.fail(Fault.slow(1.5), method="sendMessage", chat_id=ROUTINE_CHAT0 + n)
+    async with serve(stand_in.app) as url:
+        channels = [
+            TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
+            for _ in range(2)
+        ]
+        first, second = (
+            Deliverer(db, {"telegram": c}, lambda: datetime.now(UTC), lease=timedelta(seconds=0.6))
+            for c in channels
+        )
+        try:
+            sending = asyncio.create_task(first.drain())
+            await asyncio.sleep(0.9)  # past the lease the messages were claimed with
+            taken_over = await second.drain()
+            assert (await sending).sent == 3
+        finally:
+            for channel in channels:
+                await channel.close()
+    assert taken_over.sent == 0
+    assert sorted(arrivals(stand_in)) == [f"slow {n}" for n in range(3)]

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -205,6 +206,34 @@ class Repository:
         # most urgent first: the deliverer starts (and paces) them in this order; one
         # message per recipient, so no recipient's own order is at stake
         return sorted(claimed, key=lambda row: (-row.priority, row.id or 0))
+
+    async def renew_leases(
+        self, ids: Sequence[int], held_until: datetime, until: datetime
+    ) -> set[int]:
+        """Extend to `until` the leases of messages `ids` still being sent under the lease
+        that ends `held_until` (ours); the ids renewed. A message sent, given up, or
+        claimed again by another worker after our lease ran out is left alone."""
+        if not ids:
+            return set()
+        table = OUTBOX_TABLE
+        # rows locked right now are skipped, not waited for: one being marked sent needs
+        # no renewal, and waiting could deadlock with that commit (PostgreSQL)
+        ours = (
+            sa_select(table.c.id)
+            .where(
+                table.c.id.in_(ids),
+                table.c.status == "sending",
+                table.c.lease_until == held_until,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(table)
+            .where(table.c.id.in_(ours.scalar_subquery()))
+            .values(lease_until=until)
+            .returning(table.c.id)
+        )
+        return set((await self.session.exec(statement)).scalars().all())
 
     async def mark_sent(self, message_id: int, provider_id: str | None, now: datetime) -> None:
         """The provider accepted the message."""
