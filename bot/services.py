@@ -42,6 +42,7 @@ from bot.enrollment import (
 from bot.instruments import Catalog
 from bot.ports import Clock
 from bot.rendering import Renderer
+from bot.scheduling import CATCH_UP_S
 from bot.storage import checkins as q
 from bot.storage import outbox
 from bot.storage.database import Database
@@ -80,7 +81,7 @@ class Services:
     alerting: Alerting | None = None
     start_lease: timedelta = START_LEASE
     recovery_grace: timedelta = RECOVERY_GRACE
-    catch_up_s: float = 5.0  # the start stage claims again while batches come back full
+    catch_up_s: float = CATCH_UP_S  # the start stage claims again while batches are full
 
     # ---- inbound ---------------------------------------------------------------------
 
