@@ -500,6 +500,8 @@ class Services:
         if checkin is not None:
             _update_checkin(checkin, transition.state, now)
             await repo.add(checkin)
+            if checkin.status in q.CLOSED_STATUSES:  # the next one held behind it may start now
+                await q.release_held(repo.session, patient.id, now, HELD_BEHIND)
         for event in transition.events:
             await self._record(repo, patient, checkin, event, inbound_id)
         await repo.enqueue(self._outbox(patient, transition.intents, source, now))

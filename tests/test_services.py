@@ -17,7 +17,7 @@ from bot.config import Clinic
 from bot.delivery import Deliverer
 from bot.instruments import load_catalog
 from bot.rendering import Renderer
-from bot.services import RECOVERY_GRACE, Inbound, Services
+from bot.services import HELD_BEHIND, RECOVERY_GRACE, Inbound, Services
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
@@ -160,6 +160,26 @@ async def test_one_open_check_in_per_patient(db: Database, wired: Wired) -> None
     assert await wired.services.start_due() == 0
     for n, text in enumerate(["0", "0"]):
         await wired.services.handle_inbound(said("pat-1", text, n))
+    assert await wired.services.start_due() == 1
+    statuses = {c.id: c.status for c in await rows(db, Checkin)}
+    assert statuses == {first.id: "completed", second.id: "sent"}
+
+
+async def test_a_check_in_held_behind_another_starts_once_that_one_closes(
+    db: Database, wired: Wired
+) -> None:
+    """Two check-ins due together: the second is held while the first is open, and starts
+    at the first tick after the patient finishes the first, not when its hold runs out."""
+    patient_id = await add_patient(db)
+    first = await wired.services.ask(patient_id, ["phq2"])
+    second = await wired.services.ask(patient_id, ["gad7"])
+    assert await wired.services.start_due() == 1
+    (held,) = await rows(db, Checkin, Checkin.id == second.id)
+    assert held.status == "pending" and held.lease_until == T0 + HELD_BEHIND
+    wired.clock.now = T0 + timedelta(seconds=30)
+    for n, text in enumerate(["0", "0"]):
+        await wired.services.handle_inbound(said("pat-1", text, n, wired.clock.now))
+    wired.clock.now += timedelta(seconds=5)  # the next tick, well inside the hold
     assert await wired.services.start_due() == 1
     statuses = {c.id: c.status for c in await rows(db, Checkin)}
     assert statuses == {first.id: "completed", second.id: "sent"}

@@ -14,10 +14,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain.alerts_evaluate import CheckinOutcome
 from bot.domain.alerts_lifecycle import AlertState
+from bot.storage.checkins import CLOSED_STATUSES
 from bot.storage.tables import Alert, AuditEvent, Checkin, Clinician, Patient, TreatmentSession
 
 UNRESOLVED = ("open", "acknowledged")
-ENDED = ("completed", "expired", "cancelled")
 
 
 def state_of(row: Alert) -> AlertState:
@@ -113,7 +113,7 @@ async def recent_outcomes(
     """How the patient's latest ended check-ins ended, oldest first."""
     statement = (
         select(Checkin)
-        .where(Checkin.patient_id == patient_id, col(Checkin.status).in_(ENDED))
+        .where(Checkin.patient_id == patient_id, col(Checkin.status).in_(CLOSED_STATUSES))
         .order_by(col(Checkin.due_at).desc(), col(Checkin.id).desc())
         .limit(limit)
     )

@@ -15,6 +15,7 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Clinician, InboundMessage, Patient
 
 OPEN_STATUSES = ("sent", "in_progress", "paused")
+CLOSED_STATUSES = ("completed", "expired", "cancelled")
 ACTIVE_PATIENT = ("active",)
 
 
@@ -119,6 +120,26 @@ async def cancel_pending(session: AsyncSession, patient_id: int) -> None:
         update(Checkin)
         .where(col(Checkin.patient_id) == patient_id, col(Checkin.status) == "pending")
         .values(status="cancelled")
+    )
+
+
+async def release_held(
+    session: AsyncSession, patient_id: int, now: datetime, behind: timedelta
+) -> None:
+    """Let the patient's due check-ins held behind the one that just closed start at the
+    next tick, not when their hold (at most `behind` from now) runs out.
+
+    Holds that run longer (a paused patient, quiet hours) are left; a check-in released
+    here is judged afresh under the patient's lock when it is claimed again."""
+    await session.exec(
+        update(Checkin)
+        .where(
+            col(Checkin.patient_id) == patient_id,
+            col(Checkin.status) == "pending",
+            col(Checkin.lease_until) > now,
+            col(Checkin.lease_until) <= now + behind,
+        )
+        .values(lease_until=None, version=col(Checkin.version) + 1)
     )
 
 
