@@ -9,6 +9,8 @@ tick's delivery through PTB's ``Bot.send_message``. 50 chats answer in a closed 
 (each sends its next answer when its question arrives), for a fixed measuring window.
 
     python -m bench.turns            # writes docs/perf/turns.md
+    BENCH_RUNS=sqlite:1,postgresql:2 python -m bench.turns     # those only, printed
+    BENCH_WINDOW_S=30 BENCH_TICK_S=5 python -m bench.turns     # longer window, slower tick
 """
 
 from __future__ import annotations
@@ -348,10 +350,10 @@ tick {TICK_S} s; provider pacing lifted (see below). Latency is from the webhook
 stand-in receiving the next question. Every answer is "1", so item 9 is endorsed once a
 check-in: that turn also sends the crisis message and raises an alert. CPU is user +
 system time of the server processes (not the load generator or the stand-in) over the
-window, divided by the turns. `checkin
-run` is one process (web server and scheduler together); "N workers" are N such processes
-on their own ports sharing the database, the load generator sending each chat to the same
-one. Everything (load generator, stand-in, servers, database) shares the machine's cores.
+window, divided by the turns. `checkin run` is one process (web server and scheduler
+together); "N workers" are N such processes on their own ports sharing the database, the
+load generator sending each chat to the same one. Everything (load generator, stand-in,
+servers, database) shares the machine's cores.
 
 | configuration | turns | turns/s | p50 ms | p99 ms | CPU ms/turn | 5xx resent | turns/s vs echo |\
  p99 vs echo | CPU vs echo |
@@ -375,6 +377,9 @@ def main() -> None:
         runs = [(d, int(w)) for d, w in (part.split(":") for part in only.split(","))]
     results = asyncio.run(measure(runs))
     command = "python -m bench.turns"
+    if only:  # a partial run is printed, never written over the whole run's section
+        print(report(results, f"BENCH_RUNS={only} {command}"))
+        return
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(report(results, command))
     print(OUT.read_text())
