@@ -20,6 +20,7 @@ from bot.commands import (
     clinicians,
     configcheck,
     export,
+    inbound,
     keys,
     lifecycle,
     records,
@@ -56,6 +57,7 @@ alerts.register(app)
 report.register(app)
 clinicians.register(app)
 checkins.register(app)
+inbound.register(app)
 
 
 @app.callback()

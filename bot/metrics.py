@@ -20,7 +20,15 @@ from sqlmodel import col, select
 
 from bot.domain.alerts import LEVELS
 from bot.storage.database import Database
-from bot.storage.tables import CHECKIN_STATUSES, OUTBOX_STATUSES, Alert, Answer, Checkin
+from bot.storage.repository import SET_ASIDE
+from bot.storage.tables import (
+    CHECKIN_STATUSES,
+    OUTBOX_STATUSES,
+    Alert,
+    Answer,
+    Checkin,
+    InboundMessage,
+)
 from bot.storage.tables import OutboundMessage as Outbox
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -44,6 +52,11 @@ async def collect(db: Database, now: datetime, last_tick_at: datetime | None) ->
         answers = (await session.exec(select(func.count(col(Answer.id))))).one()
         due = col(Outbox.status).in_(WAITING), col(Outbox.next_attempt_at) <= now
         oldest = (await session.exec(select(func.min(Outbox.next_attempt_at)).where(*due))).one()
+        inbound = func.count(col(InboundMessage.id))
+        set_aside = col(InboundMessage.error).startswith(SET_ASIDE)
+        aside = (await session.exec(select(inbound).where(set_aside))).one()
+        unprocessed = col(InboundMessage.processed_at).is_(None)
+        waiting = (await session.exec(select(inbound).where(unprocessed))).one()
     tick_age = (now - last_tick_at).total_seconds() if last_tick_at else math.inf
     return [
         Metric("checkin_checkins", "gauge", "Check-ins by status.",
@@ -61,6 +74,13 @@ async def collect(db: Database, now: datetime, last_tick_at: datetime | None) ->
         Metric("checkin_delivery_failures", "gauge",
                "Messages the provider could not deliver (failed) or given up on (dead).",
                [({}, sum(outbox.get(s, 0) for s in FAILED))]),
+        Metric("checkin_inbound_waiting", "gauge",
+               "Inbound messages recorded and not processed yet (a few in flight is normal).",
+               [({}, waiting)]),
+        Metric("checkin_inbound_set_aside", "gauge",
+               "Inbound messages given up on after failing every recovery attempt "
+               "(`checkin inbound list`).",
+               [({}, aside)]),
         Metric("checkin_scheduler_tick_age_seconds", "gauge",
                "Seconds since this process's scheduler last ticked (+Inf: not yet).",
                [({}, tick_age)]),

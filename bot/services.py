@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from bot.alerting import Alerting
 from bot.config import Clinic
 from bot.domain import conversation as core
@@ -56,6 +58,7 @@ START_LEASE = timedelta(minutes=2)  # a worker starting a check-in holds it this
 # well under a second, and a recovery pass that took in-flight messages too would process
 # every one of them twice over under load (harmless, but twice the database work).
 RECOVERY_GRACE = timedelta(seconds=10)
+INBOUND_ATTEMPTS = 5  # recovery passes at a message that fails before it is set aside
 HELD_BEHIND = timedelta(minutes=5)  # looked at again this often while another one is open
 HELD_INACTIVE = timedelta(hours=1)  # ... while the patient is paused or not yet consented
 
@@ -169,15 +172,57 @@ class Services:
 
         Each message is isolated: one that fails is logged (by id, nothing it said) and left
         for the next pass, and the others go on, so one patient's problem never holds up
-        another patient's check-ins or crisis messages."""
+        another patient's check-ins or crisis messages. One that fails INBOUND_ATTEMPTS
+        passes is set aside (see `_failed`)."""
         async with self.db.transaction() as session:
             ids = await q.unprocessed_inbound(session, limit, self.clock() - self.recovery_grace)
+        counted: set[int] = set()
         for inbound_id in ids:
             try:
                 await self.process(inbound_id)
             except Exception as exc:
-                log.error("inbound %s could not be processed (%s)", inbound_id, type(exc).__name__)
+                await self._failed(inbound_id, type(exc).__name__, counted)
         return len(ids)
+
+    async def _failed(self, inbound_id: int, problem: str, counted: set[int]) -> None:
+        """Count a failed recovery attempt against the message that failed: the oldest its
+        sender has waiting (processing a message processes those before it first), once a
+        pass. After INBOUND_ATTEMPTS that message is set aside: left waiting, it would
+        block its sender's later messages and, with enough like it, the recovery pass
+        itself. Logged by id and exception only."""
+        try:
+            async with self.db.transaction() as session:
+                head = await self._head_of_line(session, inbound_id)
+                if head is None or head in counted:
+                    return
+                counted.add(head)
+                attempts = await Repository(session).count_failure(
+                    head, self.clock(), problem, INBOUND_ATTEMPTS
+                )
+        except Exception as exc:  # the database itself failing: the next pass tries again
+            log.error("inbound %s could not be processed (%s, then %s)",
+                      inbound_id, problem, type(exc).__name__)  # fmt: skip
+            return
+        if attempts >= INBOUND_ATTEMPTS:
+            log.error(
+                "inbound %s set aside after %d failed attempts (%s); its sender's later "
+                "messages go on. `checkin inbound list` shows it, `checkin inbound retry %s` "
+                "tries it again",
+                head, attempts, problem, head,
+            )  # fmt: skip
+        else:
+            log.error("inbound %s could not be processed (%s; attempt %d of %d)",
+                      head, problem, attempts, INBOUND_ATTEMPTS)  # fmt: skip
+
+    @staticmethod
+    async def _head_of_line(session: AsyncSession, inbound_id: int) -> int | None:
+        """The oldest unprocessed message of `inbound_id`'s sender, up to it (None: it was
+        processed meanwhile)."""
+        message = await session.get(InboundMessage, inbound_id)
+        if message is None or message.processed_at is not None:
+            return None
+        waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
+        return waiting[0].id if waiting else inbound_id
 
     async def _from_patient(
         self, repo: Repository, patient: Patient, message: InboundMessage, now: datetime
@@ -501,7 +546,7 @@ class Services:
             _update_checkin(checkin, transition.state, now)
             await repo.add(checkin)
             if checkin.status in q.CLOSED_STATUSES:  # the next one held behind it may start now
-                await q.release_held(repo.session, patient.id, now, HELD_BEHIND)
+                await q.release_held(repo.session, patient.id)
         for event in transition.events:
             await self._record(repo, patient, checkin, event, inbound_id)
         await repo.enqueue(self._outbox(patient, transition.intents, source, now))

@@ -15,8 +15,10 @@ import pytest
 from sqlmodel import select
 
 from bot.enrollment import redeem
+from bot.services import INBOUND_ATTEMPTS
 from bot.storage.database import Database
-from bot.storage.tables import AuditEvent, Checkin
+from bot.storage.repository import Repository
+from bot.storage.tables import AuditEvent, Checkin, InboundMessage
 from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn
 from tests.test_cli_service import checkin, ok_json
@@ -187,6 +189,65 @@ def test_list_and_cancel_check_ins(url: str) -> None:
     one_line_error(checkin(url, "checkins", "cancel", "999"), "no check-in with id 999")
     one_line_error(checkin(url, "checkins", "list", "--status", "done"), "--status 'done'")
     assert asyncio.run(_actions(url)).count("checkin_cancelled") == 2
+
+
+def test_cancelling_an_open_check_in_lets_the_one_held_behind_it_start(url: str) -> None:
+    """Two check-ins due together: the second waits behind the first, and starts at the
+    next tick once the first is cancelled, not when its five-minute hold runs out."""
+    patient = add_patient(url)
+    first = ok_json(checkin(url, "ask", str(patient), "phq2", "--now", "--json"))
+    second = ok_json(checkin(url, "ask", str(patient), "gad7", "--now", "--json"))
+    run = services(url)
+    assert run(lambda w: w.services.start_due()) == 1
+    assert asyncio.run(_checkin(url, second["id"])).lease_until is not None  # held
+    assert checkin(url, "checkins", "cancel", str(first["id"])).returncode == 0
+    assert run(lambda w: w.services.start_due()) == 1
+    assert asyncio.run(_checkin(url, second["id"])).status == "sent"
+
+
+async def _set_aside(url: str, address: str, text: str) -> int:
+    """A message from `address` given up on as the recovery pass gives up on one."""
+    async with Database(url) as db:
+        w = wire(db)
+        inbound_id = await w.services.receive(said(address, text, 0, w.clock.now))
+        assert inbound_id is not None
+        for _ in range(INBOUND_ATTEMPTS):
+            async with db.transaction() as session:
+                await Repository(session).count_failure(
+                    inbound_id, w.clock.now, "KeyError", INBOUND_ATTEMPTS
+                )
+        return inbound_id
+
+
+async def _inbound(url: str, inbound_id: int) -> InboundMessage:
+    async with Database(url) as db, db.transaction() as session:
+        found = await session.get(InboundMessage, inbound_id)
+        assert found is not None
+        return found
+
+
+def test_set_aside_messages_are_listed_without_their_text_and_retried(url: str) -> None:
+    """`inbound list` names the patient and the problem, never the text; `inbound retry`
+    puts a message back and the next recovery pass processes it; mistakes are one line."""
+    patient = add_patient(url)
+    aside = asyncio.run(_set_aside(url, f"patient-{patient}", "canary-8080"))
+    listed = checkin(url, "inbound", "list")
+    assert listed.returncode == 0 and "canary-8080" not in listed.stdout
+    assert f"patient {patient}" in listed.stdout and "5 attempts  KeyError" in listed.stdout
+    (row,) = ok_json(checkin(url, "inbound", "list", "--json"))
+    assert (row["id"], row["patient_id"], row["problem"]) == (aside, patient, "KeyError")
+    assert ok_json(checkin(url, "inbound", "list", "--waiting", "--json")) == []
+    one_line_error(checkin(url, "inbound", "retry", "999"), "no inbound message with id 999")
+    done = checkin(url, "inbound", "retry", str(aside))
+    assert done.returncode == 0 and "1 message put back" in done.stdout
+    back = asyncio.run(_inbound(url, aside))
+    assert (back.processed_at, back.error, back.attempts) == (None, None, 0)
+    one_line_error(checkin(url, "inbound", "retry", str(aside)), f"inbound message {aside} is not")
+    run = services(url)
+    assert run(lambda w: w.services.process_pending()) == 1  # no check-in open: a reply
+    assert asyncio.run(_inbound(url, aside)).processed_at is not None
+    assert checkin(url, "inbound", "list").stdout.strip() == "no messages set aside"
+    assert asyncio.run(_actions(url)).count("inbound_retried") == 1
 
 
 def test_patient_invite_issues_a_fresh_single_use_link(url: str, telegram_config: Path) -> None:

@@ -17,7 +17,7 @@ from bot.config import Clinic
 from bot.delivery import Deliverer
 from bot.instruments import load_catalog
 from bot.rendering import Renderer
-from bot.services import HELD_BEHIND, RECOVERY_GRACE, Inbound, Services
+from bot.services import HELD_BEHIND, INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound, Services
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
@@ -349,6 +349,48 @@ async def test_a_webhook_message_that_cannot_be_processed_is_still_recorded(
     assert await with_wording.process_pending() == 1  # the wording is back: recovered
     (done,) = [m for m in await rows(db, InboundMessage) if m.sender == "a"]
     assert done.processed_at is not None
+
+
+async def test_a_message_that_keeps_failing_is_set_aside_and_its_sender_goes_on(
+    db: Database, tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure is counted against the sender's oldest waiting message (processing a
+    message processes those before it first), once a pass. After INBOUND_ATTEMPTS passes
+    that message is set aside, logged by id without what it said, and recovery is empty
+    again; once the cause is fixed, the sender's later messages are processed in order."""
+    clock = SimClock()
+    with_wording = licensed_services(db, tmp_path, clock)
+    patient = await add_patient(db, "a")
+    await with_wording.ask(patient, ["qids_sr16"])
+    await with_wording.start_due()
+    w = wire(db, clock)  # the wording is gone: answering the check-in fails
+    await w.services.receive(said("a", "canary-5150", 0))
+    await w.services.receive(said("a", "2", 1))
+    first, second = sorted(m.id for m in await rows(db, InboundMessage) if m.sender == "a")
+
+    async def attempts() -> list[tuple[int, bool]]:
+        found = {m.id: m for m in await rows(db, InboundMessage)}
+        return [(found[i].attempts, found[i].processed_at is not None) for i in (first, second)]
+
+    with caplog.at_level("ERROR"):
+        for n in range(1, INBOUND_ATTEMPTS):
+            clock.now += RECOVERY_GRACE
+            assert await w.services.process_pending() == 2
+            assert await attempts() == [(n, False), (0, False)]
+        clock.now += RECOVERY_GRACE
+        assert await w.services.process_pending() == 2
+    # the first set aside; the second, processed alone now, failed on its own
+    assert await attempts() == [(INBOUND_ATTEMPTS, True), (1, False)]
+    (aside,) = await rows(db, InboundMessage, InboundMessage.id == first)
+    assert aside.error == "set_aside:KeyError" and aside.text == "canary-5150"
+    assert f"inbound {first} set aside after {INBOUND_ATTEMPTS} failed attempts" in caplog.text
+    assert "canary-5150" not in caplog.text
+    assert await with_wording.handle_inbound(said("a", "3", 2, clock.now))  # the cause fixed
+    answers = await rows(db, Answer)
+    assert [(a.raw_text, a.inbound_message_id) for a in answers] == [
+        ("2", second),
+        ("3", second + 1),
+    ]
 
 
 async def test_one_patients_simultaneous_messages_are_taken_in_the_order_numbered(

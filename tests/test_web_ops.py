@@ -15,6 +15,7 @@ from bot.bootstrap import App, build
 from bot.config import Clinic, Settings
 from bot.services import Inbound
 from bot.storage.database import Database
+from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 from bot.web import create_app
 from scheduler.loop import tick
@@ -97,6 +98,14 @@ async def test_metrics_follow_a_check_in_from_queue_to_alert(rig: Rig, db: Datab
     assert after["checkin_delivery_failures"] == 1
     assert after['checkin_outbox_messages{status="dead"}'] == 1
     assert after["checkin_scheduler_tick_age_seconds"] == 7
+    assert after["checkin_inbound_waiting"] == 0 and after["checkin_inbound_set_aside"] == 0
+    late = Inbound("console", "m-late", "pat-metrics", "1", rig.clock.now)
+    recorded = await rig.app.services.receive(late)  # recorded, not processed yet
+    assert recorded is not None and (await rig.scrape())["checkin_inbound_waiting"] == 1
+    async with db.transaction() as session:
+        await Repository(session).count_failure(recorded, rig.clock.now, "KeyError", 1)
+    given_up = await rig.scrape()
+    assert (given_up["checkin_inbound_waiting"], given_up["checkin_inbound_set_aside"]) == (0, 1)
     text = (await rig.web.get("/metrics")).text
     assert "pat-metrics" not in text and "Pat" not in text
 

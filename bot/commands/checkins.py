@@ -10,6 +10,7 @@ from sqlmodel import col, select
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
 from bot.commands.records import _checkin_json
+from bot.storage import checkins as q
 from bot.storage.repository import Repository
 from bot.storage.tables import CHECKIN_STATUSES, Checkin
 
@@ -84,6 +85,7 @@ def checkins_cancel(
                 fail(f"check-in {checkin_id} is {was}; only {', '.join(CANCELLABLE)} ones cancel")
             found.status, found.next_reminder_at, found.lease_until = "cancelled", None, None
             await repo.add(found)
+            await q.release_held(session, found.patient_id)
             subject = f"patient:{found.patient_id}"
             await repo.audit(
                 app.clock(), "operator", "checkin_cancelled", subject, checkin=checkin_id, was=was

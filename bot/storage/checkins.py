@@ -123,21 +123,19 @@ async def cancel_pending(session: AsyncSession, patient_id: int) -> None:
     )
 
 
-async def release_held(
-    session: AsyncSession, patient_id: int, now: datetime, behind: timedelta
-) -> None:
-    """Let the patient's due check-ins held behind the one that just closed start at the
-    next tick, not when their hold (at most `behind` from now) runs out.
-
-    Holds that run longer (a paused patient, quiet hours) are left; a check-in released
-    here is judged afresh under the patient's lock when it is claimed again."""
+async def release_held(session: AsyncSession, patient_id: int) -> None:
+    """Let the patient's held check-ins be claimed again at the next tick: one of theirs
+    just closed, and those held behind it (one open at a time) need not wait out their
+    hold. Every hold of theirs is lifted, not only those: a check-in claimed again is
+    judged afresh under the patient's lock, so one still in quiet hours or belonging to a
+    paused patient is simply held again (and no clock skew between the process that set
+    a hold and this one can keep one in place)."""
     await session.exec(
         update(Checkin)
         .where(
             col(Checkin.patient_id) == patient_id,
             col(Checkin.status) == "pending",
-            col(Checkin.lease_until) > now,
-            col(Checkin.lease_until) <= now + behind,
+            col(Checkin.lease_until).is_not(None),
         )
         .values(lease_until=None, version=col(Checkin.version) + 1)
     )

@@ -44,6 +44,7 @@ def _table(entity: type[SQLModel]) -> Table:
 
 OUTBOX_TABLE = _table(OutboundMessage)
 _ANSWER_VALUES = ("instrument", "value_int", "value_text", "raw_text", "inbound_message_id")
+SET_ASIDE = "set_aside:"  # the error of an inbound message given up on, then its problem
 
 
 class Repository:
@@ -86,6 +87,26 @@ class Repository:
     ) -> None:
         """Record that an inbound message was handled (with the error, if it failed)."""
         await self._update(InboundMessage, inbound_id, processed_at=now, error=error)
+
+    async def count_failure(
+        self, inbound_id: int, now: datetime, problem: str, give_up_at: int
+    ) -> int:
+        """One more failed attempt at processing an inbound message; how many there have
+        been. At `give_up_at` the message is set aside: marked processed with the error
+        ``set_aside:<problem>``, so it no longer blocks its sender's later messages nor
+        the recovery pass (``checkin inbound retry`` puts it back)."""
+        plain = _table(InboundMessage)
+        attempts = (
+            await self.session.exec(
+                update(plain)
+                .where(plain.c.id == inbound_id, plain.c.processed_at.is_(None))
+                .values(attempts=plain.c.attempts + 1)
+                .returning(plain.c.attempts)
+            )
+        ).scalar_one_or_none()
+        if attempts is not None and attempts >= give_up_at:
+            await self.mark_processed(inbound_id, now, error=f"{SET_ASIDE}{problem}")
+        return attempts or 0
 
     # Patients and check-ins
 

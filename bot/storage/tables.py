@@ -293,6 +293,9 @@ class InboundMessage(SQLModel, table=True):
     received_at: datetime
     processed_at: datetime | None = None
     error: str | None = Field(default=None, sa_type=Text)
+    # failed processing attempts; at INBOUND_ATTEMPTS the message is set aside (processed_at
+    # set, error "set_aside:<exception>") so it blocks neither its sender nor recovery
+    attempts: int = Field(default=0, sa_type=SmallInteger, sa_column_kwargs={"server_default": "0"})
 
 
 class OutboundMessage(SQLModel, table=True):
