@@ -50,6 +50,7 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient, Score
 
 log = logging.getLogger(__name__)
+MESSAGE_SET_ASIDE = "message_unprocessed"  # the rule of the alert for a set-aside message
 
 
 @dataclass
@@ -76,6 +77,12 @@ class Alerting:
                 triggers += await self._missed_triggers(repo.session, patient, now)
         for trigger in triggers:
             await self._raise(repo, patient, trigger, now)
+
+    async def message_set_aside(self, repo: Repository, patient: Patient, now: datetime) -> None:
+        """A message from the patient failed every processing attempt and was set aside
+        (``checkin inbound list``): nobody knows what it said, and it may be an answer
+        that matters, so the responsible clinician is asked to contact the patient."""
+        await self._raise(repo, patient, Trigger(MESSAGE_SET_ASIDE, "urgent", now), now)
 
     async def _score_triggers(
         self, session: AsyncSession, patient: Patient, event: ev.ScoreRecorded, now: datetime

@@ -189,16 +189,21 @@ class Services:
         sender has waiting (processing a message processes those before it first), once a
         pass. After INBOUND_ATTEMPTS that message is set aside: left waiting, it would
         block its sender's later messages and, with enough like it, the recovery pass
-        itself. Logged by id and exception only."""
+        itself. Logged by id and exception only; the patient's clinician gets an urgent
+        alert, since what the message said (perhaps an answer that matters) is unknown."""
         try:
             async with self.db.transaction() as session:
-                head = await self._head_of_line(session, inbound_id)
-                if head is None or head in counted:
+                message = await self._head_of_line(session, inbound_id)
+                if message is None or message.id is None or message.id in counted:
                     return
+                head = message.id
                 counted.add(head)
-                attempts = await Repository(session).count_failure(
-                    head, self.clock(), problem, INBOUND_ATTEMPTS
-                )
+                repo, now = Repository(session), self.clock()
+                attempts = await repo.count_failure(head, now, problem, INBOUND_ATTEMPTS)
+                if attempts >= INBOUND_ATTEMPTS and self.alerting is not None:
+                    sender = message.channel, message.sender
+                    if (patient := await q.patient_by_address(session, *sender)) is not None:
+                        await self.alerting.message_set_aside(repo, patient, now)
         except Exception as exc:  # the database itself failing: the next pass tries again
             log.error("inbound %s could not be processed (%s, then %s)",
                       inbound_id, problem, type(exc).__name__)  # fmt: skip
@@ -215,14 +220,14 @@ class Services:
                       head, problem, attempts, INBOUND_ATTEMPTS)  # fmt: skip
 
     @staticmethod
-    async def _head_of_line(session: AsyncSession, inbound_id: int) -> int | None:
+    async def _head_of_line(session: AsyncSession, inbound_id: int) -> InboundMessage | None:
         """The oldest unprocessed message of `inbound_id`'s sender, up to it (None: it was
         processed meanwhile)."""
         message = await session.get(InboundMessage, inbound_id)
         if message is None or message.processed_at is not None:
             return None
         waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
-        return waiting[0].id if waiting else inbound_id
+        return waiting[0] if waiting else message
 
     async def _from_patient(
         self, repo: Repository, patient: Patient, message: InboundMessage, now: datetime

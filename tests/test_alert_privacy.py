@@ -34,7 +34,14 @@ def planted() -> list[ev.Intent]:
               "answer": CANARY, "item_text": DISTINCT_WORDING[-1]}  # fmt: skip
     notices = [
         ev.AlertNotice("ABC234", rule, level, "P-1", detail, escalation, T0)
-        for rule in ("suicidality", "side_effect_red_flag", "missed_checkins", "worsening", "x")
+        for rule in (
+            "suicidality",
+            "side_effect_red_flag",
+            "missed_checkins",
+            "worsening",
+            "message_unprocessed",
+            "x",
+        )
         for level in ("crisis", "routine")
         for escalation in (0, 2)
     ]

@@ -14,12 +14,12 @@ from bot.delivery import Deliverer
 from bot.domain import events as ev
 from bot.domain.alerts import DEFAULT_RULES
 from bot.rendering import LANGUAGES, Renderer
-from bot.services import Services
+from bot.services import INBOUND_ATTEMPTS, RECOVERY_GRACE, Services
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
-from tests.test_services import CATALOG, CLINIC, T0, SimClock, rows, said
+from tests.test_services import CATALOG, CLINIC, T0, SimClock, licensed_services, rows, said
 
 RENDERER = Renderer(CATALOG, CLINIC)
 
@@ -208,3 +208,29 @@ async def test_an_inactive_clinician_is_passed_over_for_their_active_backup(db: 
     clock.now += timedelta(minutes=16)
     await services.escalate_due()
     assert await to(db, "dr-r") == []
+
+
+async def test_a_message_set_aside_asks_the_clinician_to_contact_the_patient(
+    db: Database, tmp_path: object
+) -> None:
+    """A message that failed every processing attempt may have been an answer that
+    matters: when it is set aside, the responsible clinician gets an urgent alert, with
+    nothing the patient wrote in it."""
+    services, _, clock = wired(db)
+    _, _, patient_id = await clinic(db)
+    with_wording = licensed_services(db, tmp_path, clock)
+    await with_wording.ask(patient_id, ["qids_sr16"])
+    await with_wording.start_due()
+    await services.receive(said("pat", "canary-2020", 0))  # its wording is gone here: fails
+    for attempt in range(1, INBOUND_ATTEMPTS + 1):
+        clock.now += RECOVERY_GRACE
+        assert await services.process_pending() == 1
+        alerts = await rows(db, Alert)
+        assert len(alerts) == (1 if attempt == INBOUND_ATTEMPTS else 0)
+    (alert,) = alerts
+    assert (alert.rule, alert.level, alert.status) == ("message_unprocessed", "urgent", "open")
+    (notice,) = await to(db, "dr-r")
+    assert notice.startswith(
+        "URGENT: P-017, a message from the patient could not be processed; please contact them"
+    )
+    assert notice.endswith(f"Reply ACK {alert.code}") and "canary-2020" not in notice
