@@ -19,7 +19,7 @@ from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
-from tests.test_services import CATALOG, CLINIC, T0, SimClock, licensed_services, rows, said
+from tests.test_services import CATALOG, CLINIC, T0, SimClock, rows, said, unanswerable_check_in
 
 RENDERER = Renderer(CATALOG, CLINIC)
 
@@ -218,9 +218,7 @@ async def test_a_message_set_aside_asks_the_clinician_to_contact_the_patient(
     nothing the patient wrote in it."""
     services, _, clock = wired(db)
     _, _, patient_id = await clinic(db)
-    with_wording = licensed_services(db, tmp_path, clock)
-    await with_wording.ask(patient_id, ["qids_sr16"])
-    await with_wording.start_due()
+    await unanswerable_check_in(db, tmp_path, clock, patient_id)
     await services.receive(said("pat", "canary-2020", 0))  # its wording is gone here: fails
     for attempt in range(1, INBOUND_ATTEMPTS + 1):
         clock.now += RECOVERY_GRACE

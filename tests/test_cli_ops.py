@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlmodel import select
@@ -23,6 +23,8 @@ from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn
 from tests.test_cli_service import checkin, ok_json
 from tests.test_services import SimClock, said, wire
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -69,11 +71,15 @@ async def _actions(url: str) -> list[str]:
         return [r.action for r in rows]
 
 
-async def _checkin(url: str, checkin_id: int) -> Checkin:
+async def _row(url: str, table: type[T], row_id: int) -> T:
     async with Database(url) as db, db.transaction() as session:
-        found = await session.get(Checkin, checkin_id)
+        found = await session.get(table, row_id)
         assert found is not None
         return found
+
+
+async def _checkin(url: str, checkin_id: int) -> Checkin:
+    return await _row(url, Checkin, checkin_id)
 
 
 def test_a_paused_patient_gets_nothing_until_resumed(url: str) -> None:
@@ -219,13 +225,6 @@ async def _set_aside(url: str, address: str, text: str) -> int:
         return inbound_id
 
 
-async def _inbound(url: str, inbound_id: int) -> InboundMessage:
-    async with Database(url) as db, db.transaction() as session:
-        found = await session.get(InboundMessage, inbound_id)
-        assert found is not None
-        return found
-
-
 def test_set_aside_messages_are_listed_without_their_text_and_retried(url: str) -> None:
     """`inbound list` names the patient and the problem, never the text; `inbound retry`
     puts a message back and the next recovery pass processes it; mistakes are one line."""
@@ -240,12 +239,12 @@ def test_set_aside_messages_are_listed_without_their_text_and_retried(url: str) 
     one_line_error(checkin(url, "inbound", "retry", "999"), "no inbound message with id 999")
     done = checkin(url, "inbound", "retry", str(aside))
     assert done.returncode == 0 and "1 message put back" in done.stdout
-    back = asyncio.run(_inbound(url, aside))
+    back = asyncio.run(_row(url, InboundMessage, aside))
     assert (back.processed_at, back.error, back.attempts) == (None, None, 0)
     one_line_error(checkin(url, "inbound", "retry", str(aside)), f"inbound message {aside} is not")
     run = services(url)
     assert run(lambda w: w.services.process_pending()) == 1  # no check-in open: a reply
-    assert asyncio.run(_inbound(url, aside)).processed_at is not None
+    assert asyncio.run(_row(url, InboundMessage, aside)).processed_at is not None
     assert checkin(url, "inbound", "list").stdout.strip() == "no messages set aside"
     assert asyncio.run(_actions(url)).count("inbound_retried") == 1
 

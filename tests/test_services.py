@@ -308,13 +308,23 @@ def licensed_services(db: Database, tmp_path: object, clock: SimClock) -> Servic
     return Services(db, full, Renderer(full, CLINIC), CLINIC, clock)
 
 
+async def unanswerable_check_in(
+    db: Database, tmp_path: object, clock: SimClock, patient_id: int
+) -> Services:
+    """Start a QIDS-SR16 check-in for the patient with services that have its (fixture)
+    licensed wording, and return them: services without it (`wire`) fail to process the
+    patient's answers, as after an operator removed the wording with check-ins open."""
+    with_wording = licensed_services(db, tmp_path, clock)
+    await with_wording.ask(patient_id, ["qids_sr16"])
+    await with_wording.start_due()
+    return with_wording
+
+
 async def test_one_failing_message_holds_up_no_one_else(db: Database, tmp_path: object) -> None:
     """A message that cannot be processed is left for later; other patients' work goes on."""
     clock = SimClock()
-    with_wording = licensed_services(db, tmp_path, clock)
     a, b = await add_patient(db, "a"), await add_patient(db, "b")
-    await with_wording.ask(a, ["qids_sr16"])
-    await with_wording.start_due()
+    await unanswerable_check_in(db, tmp_path, clock, a)
     w = wire(db, clock)  # the wording directory is gone: qids_sr16 is unavailable now
     await w.services.receive(said("a", "1", 0))
     await w.services.ask(b, ["phq2"])
@@ -332,10 +342,7 @@ async def test_a_webhook_message_that_cannot_be_processed_is_still_recorded(
     recorded anyway (the webhook can acknowledge it), the failure is logged without what
     the patient said, and the recovery pass takes it up later."""
     clock = SimClock()
-    with_wording = licensed_services(db, tmp_path, clock)
-    patient = await add_patient(db, "a")
-    await with_wording.ask(patient, ["qids_sr16"])
-    await with_wording.start_due()
+    with_wording = await unanswerable_check_in(db, tmp_path, clock, await add_patient(db, "a"))
     w = wire(db, clock)  # the wording is gone: answering the check-in fails
     with caplog.at_level("ERROR"):
         assert await w.services.handle_inbound(said("a", "canary-7731", 0)) is True
@@ -359,10 +366,7 @@ async def test_a_message_that_keeps_failing_is_set_aside_and_its_sender_goes_on(
     that message is set aside, logged by id without what it said, and recovery is empty
     again; once the cause is fixed, the sender's later messages are processed in order."""
     clock = SimClock()
-    with_wording = licensed_services(db, tmp_path, clock)
-    patient = await add_patient(db, "a")
-    await with_wording.ask(patient, ["qids_sr16"])
-    await with_wording.start_due()
+    with_wording = await unanswerable_check_in(db, tmp_path, clock, await add_patient(db, "a"))
     w = wire(db, clock)  # the wording is gone: answering the check-in fails
     await w.services.receive(said("a", "canary-5150", 0))
     await w.services.receive(said("a", "2", 1))
