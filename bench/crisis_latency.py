@@ -34,14 +34,14 @@ from pathlib import Path
 import httpx
 
 from bench.keys import ensure_key
+from bot.app.delivery import deliver_when_woken
 from bot.bootstrap import App, build
 from bot.config import Clinic, Scheduler, Settings, Telegram
-from bot.delivery import deliver_when_woken
 from bot.storage import outbox
 from bot.storage.migrate import upgrade
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, OutboundMessage, Patient
-from bot.web import SECRET_HEADER, create_app
+from bot.web.app import SECRET_HEADER, create_app
 from scheduler.loop import start_scheduler
 from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn

@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from bot.alerting import Alerting
+from bot.app.alerting import Alerting
+from bot.app.delivery import Deliverer, Pacer
+from bot.app.planning import Planner, check_protocols
+from bot.app.ports import Channel, Clock
+from bot.app.services import Services
 from bot.channels.console import ConsoleChannel
 from bot.channels.telegram import TelegramChannel
 from bot.config import Settings
-from bot.delivery import Deliverer, Pacer
-from bot.domain.alerts_config import check_references
+from bot.domain.alerts import check_references
 from bot.instruments import Catalog, load_catalog
-from bot.ports import Channel, Clock
-from bot.rendering import Renderer
-from bot.scheduling import Planner, check_protocols
-from bot.services import Services
+from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.keys import install_keys
 

@@ -17,8 +17,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
-from bot.domain.alerts import DEFAULT_RULES, AlertRules
-from bot.domain.alerts_config import rules_from_mapping
+from bot.domain.alerts import DEFAULT_RULES, AlertRules, rules_from_mapping
 from bot.domain.errors import ConfigError
 from bot.domain.schedule import Protocol, example_protocols, protocol_from_mapping
 

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.app.delivery import Report, deliver_when_woken
+from bot.app.retention import purge_due
 from bot.bootstrap import App
-from bot.delivery import Report, deliver_when_woken
-from bot.retention import purge_due
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from bot.domain import events as ev
-from bot.rendering import CHANNELS, LANGUAGES
+from bot.rendering.renderer import CHANNELS, LANGUAGES
 from bot.storage.database import Database
 from bot.storage.tables import Alert
 from tests.test_alerting import RENDERER, clinic, to, wired

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 
-from bot.alerting import Alerting
+from bot.app.alerting import Alerting
+from bot.app.delivery import Deliverer
+from bot.app.services import INBOUND_ATTEMPTS, RECOVERY_GRACE, Services
 from bot.channels.console import ConsoleChannel
-from bot.delivery import Deliverer
 from bot.domain import events as ev
 from bot.domain.alerts import DEFAULT_RULES
-from bot.rendering import LANGUAGES, Renderer
-from bot.services import INBOUND_ATTEMPTS, RECOVERY_GRACE, Services
+from bot.rendering.renderer import LANGUAGES, Renderer
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository

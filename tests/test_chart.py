@@ -9,7 +9,9 @@ from datetime import timedelta
 
 from PIL import Image
 
-from bot.chart import Point, load_trend, render_trend, trend_png
+from bot.app.trends import load_trend, trend_png
+from bot.rendering.chart import render_trend
+from bot.rendering.trend import Point
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Patient, Score, TreatmentSession

@@ -11,9 +11,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-CHARTS = ("matplotlib", "bot.chart", "bot.report")  # `checkin report` and clinician charts
-SMS = ("twilio", "bot.channels.sms", "bot.sms_webhooks")  # only when [sms] is configured
-WEB = ("uvicorn", "starlette", "bot.web", "bot.commands.web_server")  # `checkin run` only
+CHARTS = (
+    "matplotlib",
+    "bot.rendering.chart",
+    "bot.outputs.report",
+)  # `checkin report` and clinician charts
+SMS = ("twilio", "bot.channels.sms", "bot.web.sms")  # only when [sms] is configured
+WEB = ("uvicorn", "starlette", "bot.web.app", "bot.commands.web_server")  # `checkin run` only
 
 # As `checkin worker` starts: every command registered, the app built, one tick, the
 # scheduler started; then the names of every module loaded, as JSON.
@@ -41,7 +45,7 @@ WEB_SERVER = WORKER.replace(
     "    await tick(app)\n",
     "    await tick(app)\n"
     "    from bot.commands import web_server\n"
-    "    from bot.web import create_app\n"
+    "    from bot.web.app import create_app\n"
     "    create_app(app)\n",
 )
 
@@ -69,5 +73,5 @@ def test_the_worker_loads_no_charts_sms_or_web_server(
 def test_the_web_server_loads_no_charts_or_sms(migrated_sqlite_url: str, tmp_path: Path) -> None:
     """`checkin run` without SMS serves with Starlette but imports neither matplotlib nor twilio."""
     modules = loaded(WEB_SERVER, migrated_sqlite_url, tmp_path)
-    assert "uvicorn" in modules and "bot.web" in modules  # the probe reached the web server
+    assert "uvicorn" in modules and "bot.web.app" in modules  # the probe reached the web server
     assert [m for m in CHARTS + SMS if m in modules] == []

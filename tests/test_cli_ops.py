@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import pytest
 from sqlmodel import select
 
-from bot.enrollment import redeem
-from bot.services import INBOUND_ATTEMPTS
+from bot.app.enrollment import redeem
+from bot.app.services import INBOUND_ATTEMPTS
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import AuditEvent, Checkin, InboundMessage

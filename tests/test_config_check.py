@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from bot.config_check import check
-from bot.rendering import TEMPLATES_DIR
+from bot.app.config_check import check
+from bot.rendering.renderer import TEMPLATES_DIR
 from tests.test_cli_service import checkin
 
 BROKEN = """

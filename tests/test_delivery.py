@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from bot.app.delivery import Deliverer, Report, RetryPolicy
 from bot.channels.telegram import TelegramChannel
-from bot.delivery import Deliverer, Report, RetryPolicy
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage, Patient

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from bot.delivery import _edit_targets, _GroupCommit
+from bot.app.delivery import _edit_targets, _GroupCommit
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage

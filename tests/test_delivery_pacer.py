@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.delivery import Pacer
+from bot.app.delivery import Pacer
 
 
 class VirtualTime:

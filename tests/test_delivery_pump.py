@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.app.delivery import Deliverer, Pacer
 from bot.channels.telegram import TelegramChannel
-from bot.delivery import Deliverer, Pacer
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository

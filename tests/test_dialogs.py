@@ -14,7 +14,7 @@ from bot.config import Clinic
 from bot.domain import events as ev
 from bot.domain.conversation import Conversation, Setting, begin, expire, outside, remind, step
 from bot.instruments import load_catalog
-from bot.rendering import Renderer
+from bot.rendering.renderer import Renderer
 
 CATALOG = load_catalog()
 CLINIC = Clinic(name="Lakeside", contact="555-0100", show_scores=True)

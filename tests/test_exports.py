@@ -16,7 +16,7 @@ from fhir.resources.R4B.patient import Patient as FhirPatient
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 from sqlalchemy import update
 
-from bot.exports import ANSWER_COLUMNS, SCORE_COLUMNS, Selection, export_csv, export_fhir
+from bot.outputs.exports import ANSWER_COLUMNS, SCORE_COLUMNS, Selection, export_csv, export_fhir
 from bot.storage.database import Database
 from bot.storage.tables import Answer, Checkin, Patient, Score
 from tests.test_services import CATALOG, T0, Wired, add_patient, rows, said, started, wire

@@ -9,14 +9,14 @@ from html.parser import HTMLParser
 
 import pytest
 
-from bot import gsm7
 from bot.config import Clinic
 from bot.domain import events as ev
 from bot.domain.instruments import BloodPressure
 from bot.domain.parsing import Invalid
 from bot.domain.scoring import score
 from bot.instruments import Catalog, load_catalog
-from bot.rendering import CHANNELS, LANGUAGES, Renderer, template_name
+from bot.rendering import gsm7
+from bot.rendering.renderer import CHANNELS, LANGUAGES, Renderer, template_name
 
 T0 = datetime(2026, 5, 4, 12, tzinfo=UTC)
 CLINIC = Clinic(

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from bot.domain.errors import NotFound
-from bot.report import load_report, render_html
+from bot.outputs.report import load_report, render_html
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, AuditEvent, Checkin, Score

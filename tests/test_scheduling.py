@@ -12,12 +12,12 @@ from sqlalchemy import text as sa_text
 from sqlalchemy import update
 from sqlmodel import col
 
+from bot.app.delivery import Report
+from bot.app.planning import Planner
 from bot.bootstrap import build
 from bot.config import Clinic, Settings, default_protocols
-from bot.delivery import Report
 from bot.domain.schedule import protocol_from_mapping
-from bot.rendering import Rendered
-from bot.scheduling import Planner
+from bot.rendering.renderer import Rendered
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, OutboundMessage, Patient, PlannedOccurrence
@@ -447,7 +447,7 @@ async def test_occurrences_stored_meanwhile_make_no_check_in(
     async def nothing_known(*_: object) -> set[tuple[int, str]]:
         return set()
 
-    monkeypatch.setattr("bot.scheduling._known_pairs", nothing_known)
+    monkeypatch.setattr("bot.app.planning._known_pairs", nothing_known)
     async with db.transaction() as session:  # as if the plan had run out
         await session.exec(update(Patient).values(planned_until=None))  # type: ignore[call-overload]
     assert await _plan_chunk(clinic, [patient_id]) == 0

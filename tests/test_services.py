@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
+from bot.app.delivery import Deliverer
+from bot.app.services import HELD_BEHIND, INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound, Services
 from bot.channels.console import ConsoleChannel
 from bot.config import Clinic
-from bot.delivery import Deliverer
 from bot.instruments import load_catalog
-from bot.rendering import Renderer
-from bot.services import HELD_BEHIND, INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound, Services
+from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score

@@ -17,7 +17,7 @@ from bot.config import Clinic, Server, Settings, Sms
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient
-from bot.web import create_app
+from bot.web.app import create_app
 from scheduler.loop import tick
 from tests.standins.server import serve
 from tests.standins.twilio import TwilioStandIn, signed_request, unsubscribed
@@ -240,7 +240,7 @@ async def test_an_unknown_number_gets_nothing(rig: Rig, db: Database) -> None:
 async def test_a_messaging_service_sends_without_a_from_number() -> None:
     """With messaging_service_sid set, messages go through the service (no From)."""
     from bot.channels.sms import SmsChannel
-    from bot.rendering import Rendered
+    from bot.rendering.renderer import Rendered
 
     twilio = TwilioStandIn()
     service = "MG" + "a" * 32

@@ -8,9 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot import starting
+from bot.app import starting
+from bot.app.services import HELD_BEHIND, HELD_INACTIVE
 from bot.domain import conversation as core
-from bot.services import HELD_BEHIND, HELD_INACTIVE
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, OutboundMessage, Patient

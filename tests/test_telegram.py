@@ -13,13 +13,13 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
+from bot.app.enrollment import issue_code
 from bot.bootstrap import App, build
 from bot.config import Clinic, Settings, Telegram
-from bot.enrollment import issue_code
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, InboundMessage, OutboundMessage, Patient
-from bot.web import SECRET_HEADER, create_app
+from bot.web.app import SECRET_HEADER, create_app
 from scheduler.loop import tick
 from tests.standins.server import serve
 from tests.standins.telegram import TelegramStandIn

@@ -11,13 +11,13 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from bot.app.services import Inbound
 from bot.bootstrap import App, build
 from bot.config import Clinic, Settings
-from bot.services import Inbound
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
-from bot.web import create_app
+from bot.web.app import create_app
 from scheduler.loop import tick
 from tests.test_services import T0, SimClock, add_patient
 

@@ -7,7 +7,7 @@ import itertools
 import sys
 from typing import TextIO
 
-from bot.rendering import Rendered
+from bot.rendering.renderer import Rendered
 
 
 class ConsoleChannel:

@@ -27,7 +27,7 @@ from twilio.rest import Client
 from bot.channels.twilio_http import BaseUrlHttpClient, last_response, retry_after_s
 from bot.config import Sms
 from bot.domain.errors import DeliveryFailed
-from bot.rendering import Rendered
+from bot.rendering.renderer import Rendered
 
 OPTED_OUT = 21610
 

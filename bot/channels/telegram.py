@@ -23,9 +23,9 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
+from bot.app.services import Inbound
 from bot.domain.errors import DeliveryFailed
-from bot.rendering import Rendered
-from bot.services import Inbound
+from bot.rendering.renderer import Rendered
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
 

@@ -12,8 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
-from bot.domain.alerts_events import OPERATOR, clinician
-from bot.domain.alerts_lifecycle import AlertState, clinician_only
+from bot.domain.alerts import OPERATOR, AlertState, clinician, clinician_only
 from bot.storage.alerts import UNRESOLVED, state_of, unrouted_counts
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, Patient

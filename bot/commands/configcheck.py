@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from bot import config_check
+from bot.app import config_check
 from bot.commands.common import JsonFlag, emit_json, state
-from bot.rendering import TEMPLATES_DIR
+from bot.rendering.renderer import TEMPLATES_DIR
 
 config_app = typer.Typer(help="Check the configuration before starting the service.")
 

@@ -20,11 +20,11 @@ from typing import Annotated
 
 import typer
 
+from bot.app.services import Inbound
 from bot.bootstrap import App, build
 from bot.commands.common import state
 from bot.config import Clinic, Security, Settings
 from bot.domain.outcomes import Observation, assess
-from bot.services import Inbound
 from bot.storage import migrate
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, Patient, TreatmentSession

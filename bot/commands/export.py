@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from bot import exports
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
+from bot.outputs import exports
 from bot.storage.repository import Repository
 
 

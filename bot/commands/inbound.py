@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import col, select
 
+from bot.app.services import INBOUND_ATTEMPTS
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
-from bot.services import INBOUND_ATTEMPTS
 from bot.storage import checkins as q
 from bot.storage.repository import SET_ASIDE, Repository
 from bot.storage.tables import InboundMessage

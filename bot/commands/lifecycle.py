@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import update
 from sqlmodel import col
 
-from bot import retention
+from bot.app import retention
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, state, with_app
 from bot.commands.records import patient_app

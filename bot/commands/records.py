@@ -13,12 +13,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from telegram.error import TelegramError
 
+from bot.app.enrollment import enrollment_link, issue_code
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import JsonFlag, database_problem, emit_json, fail, state, with_app
 from bot.domain.errors import CheckinError
-from bot.enrollment import enrollment_link, issue_code
-from bot.rendering import LANGUAGES
+from bot.rendering.renderer import LANGUAGES
 from bot.storage import migrate
 from bot.storage.keys import key_source
 from bot.storage.repository import Repository

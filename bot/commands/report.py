@@ -12,7 +12,7 @@ from bot.commands.common import JsonFlag, emit_json, fail, with_app
 from bot.domain.errors import NotFound
 
 if TYPE_CHECKING:
-    from bot.report import Report
+    from bot.outputs.report import Report
 
 
 def register(app: typer.Typer) -> None:
@@ -36,7 +36,9 @@ def report(
     """Write a patient's series report: baseline, the scores around each treatment session,
     response / remission / non-response / reliable change, side-effect flags, alerts and the
     trend chart. The file is readable by its owner only (mode 0600); the writing is audited."""
-    from bot import report as series  # matplotlib: loaded by this command only, not by `run`
+    from bot.outputs import (
+        report as series,  # matplotlib: loaded by this command only, not by `run`
+    )
 
     if format_ not in series.FORMATS:
         fail(f"--format {format_!r} is not supported; use --format html (print it to PDF)")

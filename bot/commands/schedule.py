@@ -13,12 +13,17 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from bot.app.planning import Change, preview, sessions_of
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, state, with_app
 from bot.domain.errors import CheckinError
-from bot.domain.schedule import Calendar, EnrollmentRelative, Protocol, SessionRelative
-from bot.domain.schedule_rules import format_duration
-from bot.scheduling import Change, preview, sessions_of
+from bot.domain.schedule import (
+    Calendar,
+    EnrollmentRelative,
+    Protocol,
+    SessionRelative,
+    format_duration,
+)
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, TreatmentSession
 

@@ -18,11 +18,11 @@ import typer
 from sqlalchemy.engine import make_url
 
 from bot import logs
+from bot.app.services import Inbound
 from bot.bootstrap import App, build
 from bot.commands import demo
 from bot.commands.common import database_problem, fail, state
 from bot.config import Settings
-from bot.services import Inbound
 from bot.storage import migrate
 from bot.storage.repository import Repository
 from scheduler.loop import courier, start_scheduler, tick

@@ -18,8 +18,8 @@ from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import fail, key_problem
 from bot.config import Settings
-from bot.telegram_updates import ALLOWED_UPDATES, poll
-from bot.web import create_app
+from bot.web.app import create_app
+from bot.web.telegram import ALLOWED_UPDATES, poll
 from scheduler.loop import courier, start_scheduler
 
 

@@ -1,0 +1,8 @@
+"""The pure core: frozen values and pure functions, time always an argument. Imports the
+standard library and ``bot.domain`` only (mypy runs strict here).
+
+Families live in sub-packages with a small public surface in their ``__init__``
+(``alerts/``, ``schedule/``); the rest are one module each: ``instruments`` (the model),
+``definitions`` (TOML tables -> instruments), ``parsing``, ``scoring``, ``outcomes``,
+``conversation`` (the state machine), ``events`` (intents and events) and ``errors``.
+"""

@@ -1,1 +1,4 @@
-"""Storage adapter: SQLModel tables, the database handle, migrations and the repository."""
+"""Storage: SQLModel tables, the database handle, queries, migrations, the audit chain and
+encryption at rest. Imports ``bot.domain`` and ``bot.config`` only; the use cases in
+``bot.app`` are written over it (its repository and query modules are their storage port).
+"""

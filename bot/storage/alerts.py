@@ -12,8 +12,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.domain.alerts_evaluate import CheckinOutcome
-from bot.domain.alerts_lifecycle import AlertState
+from bot.domain.alerts import AlertState, CheckinOutcome
 from bot.storage.checkins import CLOSED_STATUSES
 from bot.storage.tables import Alert, AuditEvent, Checkin, Clinician, Patient, TreatmentSession
 

@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain import instruments as ins
-from bot.domain.alerts import DEFAULT_RULES, LEVELS, AlertRules, Level, Rule, Trigger
-from bot.domain.alerts_config import check_references, rules_from_mapping
-from bot.domain.alerts_evaluate import CheckinOutcome, on_answer, on_missed, on_score
-from bot.domain.alerts_events import (
+from bot.domain.alerts import (
+    DEFAULT_RULES,
+    LEVELS,
     PATIENT,
     SYSTEM,
     Actor,
@@ -25,11 +24,21 @@ from bot.domain.alerts_events import (
     AlertRaised,
     AlertResolutionRefused,
     AlertResolved,
+    AlertRules,
     AlertUpdated,
+    CheckinOutcome,
+    Level,
+    Rule,
+    Trigger,
     actor_of,
+    check_references,
     clinician,
+    on_answer,
+    on_missed,
+    on_score,
+    rules_from_mapping,
 )
-from bot.domain.alerts_lifecycle import (
+from bot.domain.alerts.lifecycle import (
     CODE_ALPHABET,
     AlertState,
     Change,

@@ -27,14 +27,16 @@ from bot.domain.schedule import (
     Session,
     SessionRelative,
     bundle,
+    defer,
     example_protocols,
+    in_quiet_hours,
     next_due,
     plan,
     protocol_from_mapping,
     reminders_due,
+    wall_clock,
 )
-from bot.domain.schedule_config import parse_bound, parse_duration
-from bot.domain.schedule_time import defer, in_quiet_hours, wall_clock
+from bot.domain.schedule.config import parse_bound, parse_duration
 from bot.instruments import Catalog
 
 NY = "America/New_York"

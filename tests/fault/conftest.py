@@ -24,7 +24,7 @@ from bot.config import Clinic, Server, Settings, Sms, Telegram
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Patient
-from bot.web import SECRET_HEADER, create_app
+from bot.web.app import SECRET_HEADER, create_app
 from tests.standins.server import serve
 from tests.standins.telegram import TelegramStandIn
 from tests.standins.twilio import SignedRequest, TwilioStandIn

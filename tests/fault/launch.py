@@ -11,8 +11,8 @@ lifted here; order per chat is kept by the outbox (one message per recipient in 
 from __future__ import annotations
 
 import bot.bootstrap
+from bot.app.delivery import Pacer
 from bot.cli import main
-from bot.delivery import Pacer
 
 
 def fast_pacers(settings: object = None) -> dict[str, Pacer]:

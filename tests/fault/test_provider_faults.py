@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 import pytest
 from twilio.rest import Client
 
+from bot.app.delivery import Deliverer, RetryPolicy
 from bot.channels.sms import SmsChannel
 from bot.channels.telegram import TelegramChannel
 from bot.channels.twilio_http import BaseUrlHttpClient
 from bot.config import Sms
-from bot.delivery import Deliverer, RetryPolicy
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage

@@ -3,17 +3,15 @@ treatment sessions as numbered vertical lines, the baseline marked.
 
 Drawn with matplotlib's object API only (a ``Figure`` on its own Agg canvas, never
 ``pyplot``), so nothing global is touched and :func:`render_trend` is safe in a worker
-thread; :func:`trend_png` loads the data and renders it with ``asyncio.to_thread``, off the
-event loop. The chart carries numbers, band names and the display name given; never item
+thread (:func:`bot.app.trends.trend_png` loads the data and renders it there, off the event
+loop). The chart carries numbers, band names and the display name given; never item
 wording or answers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from matplotlib.axes import Axes
@@ -21,53 +19,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.domain.outcomes import Observation, assess
-from bot.instruments import Catalog
-from bot.storage.database import Database
-from bot.storage.tables import Score, TreatmentSession
+from bot.rendering.trend import Series, SessionMark, Trend
 
-INSTRUMENTS = ("phq9", "gad7")  # drawn when the patient has scores on them, in this order
 # Band shades from the lowest band (calm) to the highest (alarming).
 SHADES = ("#e3f1e3", "#f2f4dc", "#fbedd5", "#f9dccb", "#f4c9c9", "#eab3b3")
-
-
-@dataclass(frozen=True)
-class Point:
-    at: datetime
-    total: int
-
-
-@dataclass(frozen=True)
-class SessionMark:
-    at: datetime
-    number: int
-
-
-@dataclass(frozen=True)
-class BandSpan:
-    low: int
-    high: int
-    label: str
-
-
-@dataclass(frozen=True)
-class Series:
-    instrument: str  # key, e.g. "phq9"
-    name: str  # shown, e.g. "PHQ-9"
-    max_total: int
-    points: tuple[Point, ...]
-    bands: tuple[BandSpan, ...] = ()
-    baseline: int | None = None
-
-
-@dataclass(frozen=True)
-class Trend:
-    title: str
-    series: tuple[Series, ...]
-    sessions: tuple[SessionMark, ...] = ()
 
 
 def render_trend(trend: Trend, dpi: int = 100) -> bytes:
@@ -123,49 +79,3 @@ def _session_numbers(axes: Axes, sessions: Sequence[SessionMark]) -> None:
         axes.annotate(f"S{mark.number}", (_x(mark.at), 1.0), xycoords=("data", "axes fraction"),
                       xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7,
                       color="#555555")  # fmt: skip
-
-
-# ---- loading ---------------------------------------------------------------------------
-
-
-async def load_trend(session: AsyncSession, catalog: Catalog, patient_id: int, title: str) -> Trend:
-    """The patient's valid scores on PHQ-9 and GAD-7 and their treatment sessions."""
-    series = []
-    for key in INSTRUMENTS:
-        if key not in catalog.instruments:
-            continue
-        statement = select(Score).where(
-            Score.patient_id == patient_id,
-            Score.instrument == key,
-            col(Score.total).is_not(None),
-            Score.valid == True,  # noqa: E712
-        )
-        scores = (await session.exec(statement.order_by(col(Score.completed_at)))).all()
-        points = tuple(Point(s.completed_at, s.total) for s in scores if s.total is not None)
-        if points:
-            series.append(series_for(catalog, key, points))
-    sessions_query = select(TreatmentSession).where(
-        TreatmentSession.patient_id == patient_id, col(TreatmentSession.cancelled_at).is_(None)
-    )
-    rows = (await session.exec(sessions_query.order_by(col(TreatmentSession.at)))).all()
-    sessions = tuple(SessionMark(r.at, r.number) for r in rows)
-    return Trend(title, tuple(series), sessions)
-
-
-def series_for(catalog: Catalog, key: str, points: tuple[Point, ...]) -> Series:
-    """A series of `points` on instrument `key`, with its bands and inferred baseline."""
-    instrument = catalog.get(key)
-    bands = tuple(BandSpan(b.low, b.high, b.label.get("en")) for b in instrument.bands)
-    observations = [Observation(p.at, p.total) for p in points]
-    baseline = assess(observations, instrument.outcomes).baseline
-    top = instrument.max_total or max(p.total for p in points)
-    return Series(key, instrument.name, top, points, bands, baseline)
-
-
-async def trend_png(db: Database, catalog: Catalog, patient_id: int, title: str) -> bytes | None:
-    """Load and render (in a worker thread); None when the patient has no scores to draw."""
-    async with db.transaction() as session:
-        trend = await load_trend(session, catalog, patient_id, title)
-    if not trend.series:
-        return None
-    return await asyncio.to_thread(render_trend, trend)

@@ -8,7 +8,7 @@
   non-responder is reported once, not at every later check-in).
 * :func:`on_missed` runs when a check-in expires: missed check-ins in a row.
 
-Each returns triggers; :mod:`bot.domain.alerts_lifecycle` turns a trigger into an alert.
+Each returns triggers; :mod:`bot.domain.alerts.lifecycle` turns a trigger into an alert.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from bot.domain.alerts import (
+from bot.domain.alerts.lifecycle import AlertState
+from bot.domain.alerts.rules import (
     SUICIDALITY_FLAG,
     AlertRules,
     DetailValue,
@@ -28,7 +29,6 @@ from bot.domain.alerts import (
     highest,
     reached,
 )
-from bot.domain.alerts_lifecycle import AlertState
 from bot.domain.instruments import AnswerValue, BloodPressure, Instrument, Item
 from bot.domain.outcomes import Assessment, Observation, assess
 from bot.domain.scoring import SAFETY_ITEM_MISSING, ScoreResult

@@ -14,9 +14,9 @@ Calendar times are wall-clock times (09:00 stays 09:00 across a clock change); s
 and enrollment offsets are elapsed time (24 h after an infusion is 24 h later, whatever
 the clock shows).
 
-Rule names are stable: they go into idempotency keys (see :mod:`bot.domain.schedule`), so
+Rule names are stable: they go into idempotency keys (see :mod:`bot.domain.schedule.planning`), so
 renaming a rule re-plans its check-ins as new ones. Files are read by
-:mod:`bot.domain.schedule_config`.
+:mod:`bot.domain.schedule.config`.
 """
 
 from __future__ import annotations

@@ -26,25 +26,25 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.alerting import Alerting
-from bot.config import Clinic
-from bot.domain import conversation as core
-from bot.domain import events as ev
-from bot.domain.errors import ConfigError, NotFound
-from bot.domain.instruments import BloodPressure
-from bot.domain.parsing import normalize, parse_command
-from bot.domain.schedule_time import QuietHours, defer, in_quiet_hours
-from bot.enrollment import (
+from bot.app.alerting import Alerting
+from bot.app.enrollment import (
     ATTEMPTS_LIMITED,
     CODE_REFUSED,
     redeem,
     start_parameter,
     too_many_attempts,
 )
+from bot.app.planning import CATCH_UP_S
+from bot.app.ports import Clock
+from bot.config import Clinic
+from bot.domain import conversation as core
+from bot.domain import events as ev
+from bot.domain.errors import ConfigError, NotFound
+from bot.domain.instruments import BloodPressure
+from bot.domain.parsing import normalize, parse_command
+from bot.domain.schedule import QuietHours, defer, in_quiet_hours
 from bot.instruments import Catalog
-from bot.ports import Clock
-from bot.rendering import Renderer
-from bot.scheduling import CATCH_UP_S
+from bot.rendering.renderer import Renderer
 from bot.storage import checkins as q
 from bot.storage import outbox
 from bot.storage.database import Database
@@ -415,7 +415,7 @@ class Services:
         LOCKED``), so several workers start different ones; each chunk of them then runs
         under its patients' row locks and re-checks the rows, so none is ever sent twice
         (see bot/starting.py)."""
-        from bot import starting  # it builds on this module
+        from bot.app import starting  # it builds on this module
 
         return await starting.start_due(self, limit)
 

@@ -5,7 +5,7 @@ ahead (``[scheduler] plan_ahead_days``) into :class:`PlannedOccurrence` rows, un
 ``(patient, occurrence key)``, and :class:`Checkin` rows (one per bundle of occurrences
 due close together). Planning the same patient twice, or by two workers at once, finds
 the occurrences already stored and creates nothing new; the tick's start stage then sends
-each check-in once (see :meth:`bot.services.Services.start_due`).
+each check-in once (see :meth:`bot.app.services.Services.start_due`).
 
 * :meth:`Planner.plan_due` is the tick's planning stage: it claims patients whose stored
   plan ends within half the horizon (PostgreSQL: ``FOR UPDATE SKIP LOCKED`` and a lease,
@@ -34,12 +34,20 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain import conversation as core
 from bot.domain.errors import ConfigError, NotFound
-from bot.domain.schedule import Bundle, Occurrence, Protocol, QuietHours, Session, bundle, plan
+from bot.domain.schedule import (
+    Bundle,
+    Occurrence,
+    Protocol,
+    QuietHours,
+    Session,
+    bundle,
+    plan,
+)
 from bot.instruments import Catalog
-from bot.ports import Clock
 from bot.storage import bulk
 from bot.storage.database import Database
 from bot.storage.repository import Repository

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from bot.rendering import Rendered
+from bot.rendering.renderer import Rendered
 
 
 class Clock(Protocol):

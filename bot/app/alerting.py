@@ -19,22 +19,26 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import clinician_desk
+from bot.app import clinician_desk
 from bot.domain import events as ev
-from bot.domain.alerts import AlertRules, Trigger
-from bot.domain.alerts_evaluate import on_answer, on_missed, on_score
-from bot.domain.alerts_events import Actor, AlertResolutionRefused
-from bot.domain.alerts_lifecycle import (
+from bot.domain.alerts import (
+    Actor,
+    AlertResolutionRefused,
+    AlertRules,
     Change,
+    Trigger,
     acknowledge,
     escalate,
     new_code,
+    on_answer,
+    on_missed,
+    on_score,
     raise_or_update,
     resolve,
 )
 from bot.domain.outcomes import Observation
 from bot.instruments import Catalog
-from bot.rendering import Renderer
+from bot.rendering.renderer import Renderer
 from bot.storage import outbox
 from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import (
@@ -185,7 +189,7 @@ class Alerting:
         kind: str = "text",
     ) -> None:
         """A linked clinician's text or button: ``ACK CODE``, ``ALERTS``, ``/patients``,
-        ``/trend``, ... (see :mod:`bot.clinician_desk`)."""
+        ``/trend``, ... (see :mod:`bot.app.clinician_desk`)."""
         await clinician_desk.handle(self, repo, clinician, text, kind, source, now)
 
     async def acknowledge(

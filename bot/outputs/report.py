@@ -22,11 +22,12 @@ import jinja2
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.chart import load_trend, render_trend
+from bot.app.trends import load_trend
 from bot.domain.errors import NotFound
 from bot.domain.outcomes import Observation, assess
 from bot.instruments import Catalog
-from bot.rendering import TEMPLATES_DIR
+from bot.rendering.chart import render_trend
+from bot.rendering.renderer import TEMPLATES_DIR
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, AuditEvent, Score, TreatmentSession

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-from bot.domain.alerts import CLINICIAN_CLOSES, AlertRules, DetailValue, Level, Trigger, rank
-from bot.domain.alerts_events import (
+from bot.domain.alerts.events import (
     Actor,
     AlertAcknowledged,
     AlertEscalated,
@@ -36,6 +35,7 @@ from bot.domain.alerts_events import (
     AlertResolved,
     AlertUpdated,
 )
+from bot.domain.alerts.rules import CLINICIAN_CLOSES, AlertRules, DetailValue, Level, Trigger, rank
 
 Status = Literal["open", "acknowledged", "resolved"]
 

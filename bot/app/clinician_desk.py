@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
+from bot.app.trends import load_trend
 from bot.domain import events as ev
-from bot.domain.alerts_lifecycle import normalize_code
-from bot.rendering import ACK_BUTTON
+from bot.domain.alerts import normalize_code
+from bot.rendering.renderer import ACK_BUTTON
 from bot.storage.alerts import UNRESOLVED, may_see, visible_to
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, Patient, Score
 
 if TYPE_CHECKING:
-    from bot.alerting import Alerting
+    from bot.app.alerting import Alerting
 
 COMMANDS = ("ack", "alerts", "patients", "trend", "help")
 GONE = ("discharged",)  # patients no longer listed
@@ -137,7 +138,7 @@ async def _trend(
     if patient is None or patient.id is None:
         await alerting.tell(repo, clinician, ev.TrendUnavailable("unknown"), source, now)
         return
-    from bot.chart import load_trend, render_trend  # matplotlib: loaded only when charting
+    from bot.rendering.chart import render_trend  # matplotlib: loaded only when charting
 
     trend = await load_trend(repo.session, alerting.catalog, patient.id, patient.display_name)
     await _audit(repo, clinician, "trend_viewed", patient.id, now)

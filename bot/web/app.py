@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bot import metrics
+from bot.app import metrics
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
-from bot.telegram_updates import handle_update
+from bot.web.telegram import handle_update
 
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
@@ -51,7 +51,7 @@ def create_app(app: App) -> Starlette:
     if isinstance(telegram, TelegramChannel) and app.settings.telegram.mode == "webhook":
         routes.append(Route("/telegram", _telegram_webhook(app, telegram), methods=["POST"]))
     if "sms" in app.channels:
-        from bot.sms_webhooks import inbound_handler, status_handler  # twilio: SMS only
+        from bot.web.sms import inbound_handler, status_handler  # twilio: SMS only
 
         routes.append(Route("/sms", inbound_handler(app), methods=["POST"]))
         routes.append(Route("/sms/status", status_handler(app), methods=["POST"]))

@@ -16,13 +16,13 @@ from typing import Any
 
 import jinja2
 
-from bot import gsm7
 from bot.config import Clinic
 from bot.domain import events as ev
 from bot.domain.instruments import Instrument, Item
 from bot.instruments import Catalog
+from bot.rendering import gsm7
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 CHANNELS = ("telegram", "sms", "console")
 LANGUAGES = ("en", "es")
 OPTIONAL = {"answered"}  # intents a channel may choose not to show

@@ -25,9 +25,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app.ports import Clock
 from bot.config import Retention
 from bot.domain.errors import CheckinError, NotFound
-from bot.ports import Clock
 from bot.storage.checkins import OPEN_STATUSES
 from bot.storage.crypto import lookup_hashes
 from bot.storage.database import Database

@@ -7,10 +7,10 @@ text; templates turn it into words. Nothing here does I/O or reads a clock.
 
 The modules beside this one do the work:
 
-* :mod:`bot.domain.alerts_evaluate`: ``on_answer``, ``on_score``, ``on_missed`` -> triggers;
-* :mod:`bot.domain.alerts_lifecycle`: an alert's life (raise or update within the cool-down,
+* :mod:`bot.domain.alerts.evaluate`: ``on_answer``, ``on_score``, ``on_missed`` -> triggers;
+* :mod:`bot.domain.alerts.lifecycle`: an alert's life (raise or update within the cool-down,
   escalate past the deadline, acknowledge, resolve) and its acknowledgement code;
-* :mod:`bot.domain.alerts_config`: the ``[alerts]`` table of config.toml -> :class:`AlertRules`.
+* :mod:`bot.domain.alerts.config`: the ``[alerts]`` table of config.toml -> :class:`AlertRules`.
 
 Levels follow instruments.md section 11: crisis = P0, urgent = P1, routine = P2,
 info = P3 (dashboard only: no acknowledgement, no notification, no escalation).

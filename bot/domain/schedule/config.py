@@ -44,7 +44,7 @@ from datetime import time, timedelta
 from typing import Any
 
 from bot.domain.errors import ConfigError
-from bot.domain.schedule_rules import (
+from bot.domain.schedule.rules import (
     INSTRUMENT_KEY,
     PROTOCOL_NAME,
     RULE_NAME,

@@ -21,14 +21,21 @@ import jinja2
 
 from bot import config
 from bot.domain import events as ev
-from bot.domain.alerts_config import check_references
+from bot.domain.alerts import check_references
 from bot.domain.errors import CheckinError, ConfigError, DefinitionError
 from bot.domain.instruments import Instrument
 from bot.domain.parsing import Invalid
-from bot.domain.schedule_config import protocol_from_mapping
+from bot.domain.schedule import protocol_from_mapping
 from bot.domain.scoring import score
 from bot.instruments import Catalog, load_catalog
-from bot.rendering import CHANNELS, LANGUAGES, OPTIONAL, TEMPLATES_DIR, Renderer, template_name
+from bot.rendering.renderer import (
+    CHANNELS,
+    LANGUAGES,
+    OPTIONAL,
+    TEMPLATES_DIR,
+    Renderer,
+    template_name,
+)
 
 T = TypeVar("T")
 _AT = datetime(2026, 1, 1, tzinfo=UTC)

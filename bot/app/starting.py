@@ -37,9 +37,9 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app.services import HELD_BEHIND, HELD_INACTIVE, Services, _update_checkin
 from bot.domain import conversation as core
 from bot.domain import events as ev
-from bot.services import HELD_BEHIND, HELD_INACTIVE, Services, _update_checkin
 from bot.storage import bulk
 from bot.storage import checkins as q
 from bot.storage.repository import Repository

@@ -47,7 +47,7 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from bot.domain.alerts import (
+from bot.domain.alerts.rules import (
     DEFAULT_RULES,
     LEVELS,
     PROTECTED,

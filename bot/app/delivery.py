@@ -28,9 +28,9 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app.ports import Channel, Clock
 from bot.domain.errors import DeliveryFailed
-from bot.ports import Channel, Clock
-from bot.rendering import Button, Rendered
+from bot.rendering.renderer import Button, Rendered
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository

@@ -21,8 +21,8 @@ hours is deferred to their end; the key does not change.
 instrument once (the pre-session PHQ-9 and the weekly PHQ-9 on the same morning).
 
 Protocol files (the ``[protocols.<name>]`` TOML shape) are read by
-:mod:`bot.domain.schedule_config`; the model lives in :mod:`bot.domain.schedule_rules`
-and time zones in :mod:`bot.domain.schedule_time`. All are re-exported here.
+:mod:`bot.domain.schedule.config`; the model lives in :mod:`bot.domain.schedule.rules`
+and time zones in :mod:`bot.domain.schedule.wallclock`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.domain.schedule_config import parse_duration, protocol_from_mapping
-from bot.domain.schedule_examples import example_protocols
-from bot.domain.schedule_rules import (
-    WEEKDAYS,
+from bot.domain.schedule.rules import (
     Bound,
     Calendar,
     EnrollmentRelative,
@@ -44,30 +41,13 @@ from bot.domain.schedule_rules import (
     Session,
     SessionRelative,
 )
-from bot.domain.schedule_time import NO_QUIET_HOURS, QuietHours, defer, in_quiet_hours, wall_clock
-
-__all__ = [
-    "NO_QUIET_HOURS",
-    "WEEKDAYS",
-    "Bound",
-    "Bundle",
-    "Calendar",
-    "EnrollmentRelative",
-    "Occurrence",
-    "Protocol",
-    "QuietHours",
-    "Rule",
-    "Session",
-    "SessionRelative",
-    "bundle",
-    "example_protocols",
-    "next_due",
-    "parse_duration",
-    "plan",
-    "protocol_from_mapping",
-    "reminders_due",
-    "wall_clock",
-]
+from bot.domain.schedule.wallclock import (
+    NO_QUIET_HOURS,
+    QuietHours,
+    defer,
+    in_quiet_hours,
+    wall_clock,
+)
 
 DEFAULT_BUNDLE_WINDOW = timedelta(hours=2)
 _DEFER_MARGIN = timedelta(days=2)  # longer than any quiet hours plus a clock change

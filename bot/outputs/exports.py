@@ -24,9 +24,9 @@ from typing import IO, Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from bot import fhir
 from bot.domain.instruments import Instrument
 from bot.instruments import Catalog
+from bot.outputs import fhir
 from bot.storage.database import Database
 from bot.storage.tables import Answer, Checkin, Patient, Score
 

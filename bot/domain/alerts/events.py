@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from bot.domain.alerts import DetailValue, Level
+from bot.domain.alerts.rules import DetailValue, Level
 
 ActorKind = Literal["clinician", "system", "patient", "operator"]
 

@@ -1,0 +1,108 @@
+"""Alerts: which answers, scores and missed check-ins need a clinician, and an alert's life
+from raised to resolved. Pure, standard library only; imports nothing of ``bot`` outside
+``bot.domain``.
+
+* :mod:`.rules`: levels, rules and their defaults, triggers.
+* :mod:`.config`: the ``[alerts]`` table of config.toml -> :class:`AlertRules`.
+* :mod:`.evaluate`: rules applied to an answer, a score, missed check-ins.
+* :mod:`.lifecycle`: raise, update, escalate, acknowledge, resolve (a state machine).
+* :mod:`.events`: what happened to an alert, as audit-ready facts, and who did it.
+
+The names below are the family's public surface; code outside it imports from here.
+"""
+
+from bot.domain.alerts.config import check_references, rules_from_mapping
+from bot.domain.alerts.evaluate import CheckinOutcome, on_answer, on_missed, on_score
+from bot.domain.alerts.events import (
+    OPERATOR,
+    PATIENT,
+    SYSTEM,
+    Actor,
+    AlertAcknowledged,
+    AlertEscalated,
+    AlertEvent,
+    AlertRaised,
+    AlertResolutionRefused,
+    AlertResolved,
+    AlertUpdated,
+    actor_of,
+    clinician,
+)
+from bot.domain.alerts.lifecycle import (
+    AlertState,
+    Change,
+    acknowledge,
+    clinician_only,
+    escalate,
+    new_code,
+    normalize_code,
+    raise_or_update,
+    resolve,
+)
+from bot.domain.alerts.rules import (
+    CLINICIAN_CLOSES,
+    DEFAULT_RULES,
+    LEVELS,
+    SUICIDALITY_FLAG,
+    AlertRules,
+    DetailValue,
+    FlagRule,
+    ItemRule,
+    Level,
+    LevelPolicy,
+    MissedRule,
+    Rule,
+    ScoreRule,
+    Trigger,
+    highest,
+    rank,
+    reached,
+)
+
+__all__ = [
+    "CLINICIAN_CLOSES",
+    "DEFAULT_RULES",
+    "LEVELS",
+    "OPERATOR",
+    "PATIENT",
+    "SUICIDALITY_FLAG",
+    "SYSTEM",
+    "Actor",
+    "AlertAcknowledged",
+    "AlertEscalated",
+    "AlertEvent",
+    "AlertRaised",
+    "AlertResolutionRefused",
+    "AlertResolved",
+    "AlertRules",
+    "AlertState",
+    "AlertUpdated",
+    "Change",
+    "CheckinOutcome",
+    "DetailValue",
+    "FlagRule",
+    "ItemRule",
+    "Level",
+    "LevelPolicy",
+    "MissedRule",
+    "Rule",
+    "ScoreRule",
+    "Trigger",
+    "acknowledge",
+    "actor_of",
+    "check_references",
+    "clinician",
+    "clinician_only",
+    "escalate",
+    "highest",
+    "new_code",
+    "normalize_code",
+    "on_answer",
+    "on_missed",
+    "on_score",
+    "raise_or_update",
+    "rank",
+    "reached",
+    "resolve",
+    "rules_from_mapping",
+]
