@@ -87,7 +87,7 @@ async def prepare(app: App, patients: int, clinicians: int) -> list[tuple[int, s
             people.append((patient.id, chat, name))
     for patient_id, _, _ in people:
         assert patient_id is not None
-        await app.services.ask(patient_id, ["phq9"], ignore_quiet_hours=True)
+        await app.services.asking.ask(patient_id, ["phq9"], ignore_quiet_hours=True)
     return [(chat, name) for _, chat, name in people]
 
 

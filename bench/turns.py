@@ -280,7 +280,7 @@ async def _enrol(config: Path, database_url: str) -> None:
         for patient_id in ids:
             assert patient_id is not None
             for _ in range(CHECKINS):
-                await app.services.ask(patient_id, BUNDLE, ignore_quiet_hours=True)
+                await app.services.asking.ask(patient_id, BUNDLE, ignore_quiet_hours=True)
     finally:
         await app.close()
 

@@ -100,7 +100,7 @@ def build(
     check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
     check_protocols(settings.protocols, catalog, settings.source)
     lease = timedelta(seconds=settings.scheduler.lease_s)
-    services = Services(
+    services = Services.create(
         db,
         catalog,
         renderer,

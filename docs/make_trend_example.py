@@ -12,7 +12,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's `bot`
 
 from bot.instruments import load_catalog
-from bot.rendering.chart import Point, SessionMark, Trend, render_trend, series_for
+from bot.rendering.chart import render_trend
+from bot.rendering.trend import Point, SessionMark, Trend, series_for
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PHQ9 = (19, 17, 14, 12, 9, 8, 6)  # before the series, then the day after each session

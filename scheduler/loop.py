@@ -49,17 +49,17 @@ async def tick(app: App) -> TickReport:
     patient's data): delivery in particular must never wait on anything else."""
     services = app.services
     batch = app.settings.scheduler.batch
-    recovered = await _stage("recovery", services.process_pending(), 0)
+    recovered = await _stage("recovery", services.inbox.process_pending(), 0)
     planned = await _stage("planning", app.planner.plan_due(), 0)
-    expired = await _stage("expiry", services.expire_due(batch), 0)
-    started = await _stage("start", services.start_due(batch), 0)
+    expired = await _stage("expiry", services.reminders.expire_due(batch), 0)
+    started = await _stage("start", services.starting.start_due(batch), 0)
     app.grown_since_analyze += planned + started
     if app.grown_since_analyze >= app.analyze_after:
         app.grown_since_analyze = 0
         app.analyze_after *= 2
         await _stage("statistics", app.db.refresh_statistics(GROWN), None)
-    reminded = await _stage("reminders", services.remind_due(batch), 0)
-    await _stage("escalation", services.escalate_due(), 0)
+    reminded = await _stage("reminders", services.reminders.remind_due(batch), 0)
+    await _stage("escalation", services.escalation.escalate_due(), 0)
     if app.wake is None:
         delivery = await _stage("delivery", app.deliverer.drain(), Report())
     else:  # a courier delivers (see `courier`): the tick only wakes it, never waits for it

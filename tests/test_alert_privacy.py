@@ -64,15 +64,17 @@ async def test_an_answer_in_words_reaches_the_clinician_as_numbers(db: Database)
     """Item 9 answered by its label: the notice says "item 9 = 2" and no words of it."""
     services, _, clock = wired(db)
     _, _, patient_id = await clinic(db)
-    await services.ask(patient_id, ["phq9"])
-    await services.start_due()
+    await services.asking.ask(patient_id, ["phq9"])
+    await services.starting.start_due()
     for n in range(8):
-        await services.handle_inbound(said("pat", "not at all", n))
-    await services.handle_inbound(said("pat", "More than half the days", 8))  # the answer text
+        await services.inbox.handle_inbound(said("pat", "not at all", n))
+    await services.inbox.handle_inbound(
+        said("pat", "More than half the days", 8)
+    )  # the answer text
     (alert,) = await rows(db, Alert)
     clock.now += timedelta(minutes=16)
-    await services.escalate_due()
-    await services.handle_inbound(said("dr-r", "/alerts", 50, clock.now))
+    await services.escalation.escalate_due()
+    await services.inbox.handle_inbound(said("dr-r", "/alerts", 50, clock.now))
     everything = await to(db, "dr-r") + await to(db, "dr-b")
     assert len(everything) == 3 and "item 9 = 2" in everything[0]
     for text in everything:

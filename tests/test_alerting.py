@@ -10,7 +10,8 @@ import pytest
 
 from bot.app.alerting import Alerting
 from bot.app.delivery import Deliverer
-from bot.app.services import INBOUND_ATTEMPTS, RECOVERY_GRACE, Services
+from bot.app.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE
+from bot.app.services import Services
 from bot.channels.console import ConsoleChannel
 from bot.domain import events as ev
 from bot.domain.alerts import DEFAULT_RULES
@@ -26,7 +27,7 @@ RENDERER = Renderer(CATALOG, CLINIC)
 
 def wired(db: Database) -> tuple[Services, Deliverer, SimClock]:
     clock = SimClock(T0)
-    services = Services(
+    services = Services.create(
         db, CATALOG, RENDERER, CLINIC, clock, alerting=Alerting(CATALOG, DEFAULT_RULES, RENDERER)
     )
     deliverer = Deliverer(db, {"console": ConsoleChannel(io.StringIO())}, clock)
@@ -58,11 +59,11 @@ async def to(db: Database, address: str) -> list[str]:
 
 
 async def endorse_item_9(services: Services, patient_id: int, value: str = "2") -> None:
-    await services.ask(patient_id, ["phq9"])
-    await services.start_due()
+    await services.asking.ask(patient_id, ["phq9"])
+    await services.starting.start_due()
     for n in range(8):
-        await services.handle_inbound(said("pat", "0", n))
-    await services.handle_inbound(said("pat", value, 8))
+        await services.inbox.handle_inbound(said("pat", "0", n))
+    await services.inbox.handle_inbound(said("pat", value, 8))
 
 
 async def test_item_9_alerts_the_clinician_with_numbers_only(db: Database) -> None:
@@ -104,17 +105,17 @@ async def test_escalation_to_backup_then_both_until_ack(db: Database) -> None:
     await endorse_item_9(services, patient_id)
     (alert,) = await rows(db, Alert)
     clock.now += timedelta(minutes=10)
-    assert await services.escalate_due() == 0
+    assert await services.escalation.escalate_due() == 0
     clock.now += timedelta(minutes=6)
-    assert await services.escalate_due() == 1
+    assert await services.escalation.escalate_due() == 1
     assert len(await to(db, "dr-b")) == 1
     clock.now += timedelta(minutes=15)
-    assert await services.escalate_due() == 1
+    assert await services.escalation.escalate_due() == 1
     assert (len(await to(db, "dr-r")), len(await to(db, "dr-b"))) == (2, 2)
-    await services.handle_inbound(said("dr-r", f"ack {alert.code.lower()}", 99, clock.now))
+    await services.inbox.handle_inbound(said("dr-r", f"ack {alert.code.lower()}", 99, clock.now))
     assert (await to(db, "dr-r"))[-1] == f"Acknowledged {alert.code}. Reminders for it stop."
     clock.now += timedelta(hours=2)
-    assert await services.escalate_due() == 0
+    assert await services.escalation.escalate_due() == 0
     (acked,) = await rows(db, Alert)
     assert acked.status == "acknowledged" and acked.acknowledged_by is not None
 
@@ -124,13 +125,13 @@ async def test_repeats_within_the_cool_down_raise_one_alert(db: Database) -> Non
     services, _, clock = wired(db)
     _, _, patient_id = await clinic(db)
     await endorse_item_9(services, patient_id, "1")
-    await services.handle_inbound(said("pat", "0", 9))  # the difficulty item: done
+    await services.inbox.handle_inbound(said("pat", "0", 9))  # the difficulty item: done
     clock.now += timedelta(minutes=20)
-    await services.ask(patient_id, ["phq9"])
-    await services.start_due()
+    await services.asking.ask(patient_id, ["phq9"])
+    await services.starting.start_due()
     for n in range(8):
-        await services.handle_inbound(said("pat", "0", 20 + n, clock.now))
-    await services.handle_inbound(said("pat", "1", 28, clock.now))
+        await services.inbox.handle_inbound(said("pat", "0", 20 + n, clock.now))
+    await services.inbox.handle_inbound(said("pat", "1", 28, clock.now))
     alerts = await rows(db, Alert, Alert.rule == "suicidality")
     assert len(alerts) == 1 and alerts[0].occurrences == 2
 
@@ -139,8 +140,8 @@ async def test_an_unknown_code_is_answered_plainly(db: Database) -> None:
     """A clinician's ACK with a wrong code is told so; other text gets the command list."""
     services, _, _ = wired(db)
     await clinic(db)
-    await services.handle_inbound(said("dr-r", "ACK ZZZZZZ", 1))
-    await services.handle_inbound(said("dr-r", "who is this?", 2))
+    await services.inbox.handle_inbound(said("dr-r", "ACK ZZZZZZ", 1))
+    await services.inbox.handle_inbound(said("dr-r", "who is this?", 2))
     assert await to(db, "dr-r") == [
         "No open alert has the code ZZZZZZ. Reply ACK followed by the code in the alert.",
         "Clinician commands: reply ACK and an alert's code to acknowledge it; ALERTS lists your open alerts.",
@@ -182,9 +183,9 @@ async def test_a_red_flag_symptom_raises_a_crisis_alert_at_once(db: Database) ->
     """'Yes' to the red-flag question: call-911 advice to the patient and a crisis alert."""
     services, _, _ = wired(db)
     _, _, patient_id = await clinic(db)
-    await services.ask(patient_id, ["side_effects"])
-    await services.start_due()
-    await services.handle_inbound(said("pat", "yes", 0))
+    await services.asking.ask(patient_id, ["side_effects"])
+    await services.starting.start_due()
+    await services.inbox.handle_inbound(said("pat", "yes", 0))
     (alert,) = await rows(db, Alert)
     assert (alert.rule, alert.level) == ("side_effect_red_flag", "crisis")
     assert any("call 911 now" in body for body in await to(db, "pat"))
@@ -206,7 +207,7 @@ async def test_an_inactive_clinician_is_passed_over_for_their_active_backup(db: 
     (notice,) = await to(db, "dr-b")
     assert notice.startswith("CRISIS: P-017")
     clock.now += timedelta(minutes=16)
-    await services.escalate_due()
+    await services.escalation.escalate_due()
     assert await to(db, "dr-r") == []
 
 
@@ -219,10 +220,10 @@ async def test_a_message_set_aside_asks_the_clinician_to_contact_the_patient(
     services, _, clock = wired(db)
     _, _, patient_id = await clinic(db)
     await unanswerable_check_in(db, tmp_path, clock, patient_id)
-    await services.receive(said("pat", "canary-2020", 0))  # its wording is gone here: fails
+    await services.inbox.receive(said("pat", "canary-2020", 0))  # its wording is gone here: fails
     for attempt in range(1, INBOUND_ATTEMPTS + 1):
         clock.now += RECOVERY_GRACE
-        assert await services.process_pending() == 1
+        assert await services.inbox.process_pending() == 1
         alerts = await rows(db, Alert)
         assert len(alerts) == (1 if attempt == INBOUND_ATTEMPTS else 0)
     (alert,) = alerts

@@ -20,10 +20,10 @@ from tests.test_services import SimClock, rows, said
 
 async def miss_one(services: Services, clock: SimClock, patient_id: int) -> None:
     """A check-in sent and never answered, past its expiry."""
-    await services.ask(patient_id, ["phq9"])
-    await services.start_due()
+    await services.asking.ask(patient_id, ["phq9"])
+    await services.starting.start_due()
     clock.now += timedelta(hours=25)
-    await services.expire_due()
+    await services.reminders.expire_due()
 
 
 async def test_two_missed_in_a_row_raise_one_routine_alert(db: Database) -> None:
@@ -46,11 +46,11 @@ async def test_an_answer_breaks_the_streak(db: Database) -> None:
     services, _, clock = wired(db)
     _, _, patient_id = await clinic(db)
     await miss_one(services, clock, patient_id)
-    await services.ask(patient_id, ["phq9"])
-    await services.start_due()
-    await services.handle_inbound(said("pat", "1", 1, clock.now))
+    await services.asking.ask(patient_id, ["phq9"])
+    await services.starting.start_due()
+    await services.inbox.handle_inbound(said("pat", "1", 1, clock.now))
     clock.now += timedelta(hours=25)
-    await services.expire_due()
+    await services.reminders.expire_due()
     await miss_one(services, clock, patient_id)
     assert await rows(db, Alert, Alert.rule == "missed_checkins") == []
 
@@ -60,7 +60,7 @@ async def test_missed_with_an_open_crisis_alert_is_urgent(db: Database) -> None:
     services, _, clock = wired(db)
     _, _, patient_id = await clinic(db)
     await endorse_item_9(services, patient_id)
-    await services.handle_inbound(said("pat", "0", 9))  # the difficulty item: completed
+    await services.inbox.handle_inbound(said("pat", "0", 9))  # the difficulty item: completed
     await miss_one(services, clock, patient_id)
     await miss_one(services, clock, patient_id)
     (missed,) = await rows(db, Alert, Alert.rule == "missed_checkins")

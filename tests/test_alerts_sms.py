@@ -46,7 +46,7 @@ async def test_item_9_reaches_patient_and_clinician_then_alerts_and_ack(
         patient.clinician_id, patient.display_name = doctor.id, "P-S1"
         await repo.add(patient)
     await rig.text("YES")
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     for _ in range(8):
         await rig.text("0")

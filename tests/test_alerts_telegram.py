@@ -35,7 +35,7 @@ async def item_9_positive(rig: Rig) -> int:  # noqa: F811
     patient_id, code = await invited(rig)
     await rig.say(f"/start {code}")
     doctor_id = await linked_clinician(rig, patient_id)
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     for _ in range(8):
         await rig.say("0")
@@ -95,7 +95,7 @@ async def test_the_crisis_message_and_alert_leave_without_waiting_for_a_tick(
     patient_id, code = await invited(rig)
     await rig.say(f"/start {code}")
     await linked_clinician(rig, patient_id)
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     for _ in range(8):
         await rig.say("0")

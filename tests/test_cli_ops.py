@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import select
 
 from bot.app.enrollment import redeem
-from bot.app.services import INBOUND_ATTEMPTS
+from bot.app.inbox import INBOUND_ATTEMPTS
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import AuditEvent, Checkin, InboundMessage
@@ -94,12 +94,12 @@ def test_a_paused_patient_gets_nothing_until_resumed(url: str) -> None:
     assert [p["id"] for p in listed] == [patient]  # type: ignore[index]
     assert ok_json(checkin(url, "patient", "list", "--status", "active", "--json")) == []
     run = services(url)
-    assert run(lambda w: w.services.start_due()) == 0
+    assert run(lambda w: w.services.starting.start_due()) == 0
     assert asyncio.run(_checkin(url, asked["id"])).status == "pending"
     assert checkin(url, "patient", "resume", str(patient)).stdout.strip() == (
         f"patient {patient} resumed"
     )
-    assert run(lambda w: w.services.start_due()) == 1  # not held by the lease of the pause
+    assert run(lambda w: w.services.starting.start_due()) == 1  # not held by the lease of the pause
     assert asyncio.run(_checkin(url, asked["id"])).status in ("sent", "in_progress")
     one_line_error(checkin(url, "patient", "resume", str(patient)), f"patient {patient} is active")
     one_line_error(checkin(url, "patient", "pause", "99"), "no patient with id 99")
@@ -177,9 +177,9 @@ def test_list_and_cancel_check_ins(url: str) -> None:
     listed = ok_json(checkin(url, "checkins", "list", "--patient", str(patient), "--json"))
     assert [(c["id"], c["status"]) for c in listed] == [(first["id"], "pending")]  # type: ignore[index]
     run = services(url)
-    assert run(lambda w: w.services.start_due()) == 2
+    assert run(lambda w: w.services.starting.start_due()) == 2
     address = f"patient-{patient}"
-    assert run(lambda w: w.services.handle_inbound(said(address, "2", 1, w.clock.now)))
+    assert run(lambda w: w.services.inbox.handle_inbound(said(address, "2", 1, w.clock.now)))
     done = ok_json(checkin(url, "checkins", "cancel", str(first["id"]), "--json"))
     assert done == {"id": first["id"], "status": "cancelled", "was": "in_progress"}
     cancelled = asyncio.run(_checkin(url, first["id"]))
@@ -187,7 +187,7 @@ def test_list_and_cancel_check_ins(url: str) -> None:
     one_line_error(checkin(url, "checkins", "cancel", str(first["id"])),
                    f"check-in {first['id']} is cancelled")  # fmt: skip
     second = ok_json(checkin(url, "ask", str(patient), "gad7", "--now", "--json"))
-    assert run(lambda w: w.services.start_due()) == 1  # the patient is free again
+    assert run(lambda w: w.services.starting.start_due()) == 1  # the patient is free again
     text = checkin(url, "checkins", "cancel", str(second["id"]))
     assert text.returncode == 0 and "cancelled (it was" in text.stdout
     by_status = ok_json(checkin(url, "checkins", "list", "--status", "cancelled", "--json"))
@@ -204,10 +204,10 @@ def test_cancelling_an_open_check_in_lets_the_one_held_behind_it_start(url: str)
     first = ok_json(checkin(url, "ask", str(patient), "phq2", "--now", "--json"))
     second = ok_json(checkin(url, "ask", str(patient), "gad7", "--now", "--json"))
     run = services(url)
-    assert run(lambda w: w.services.start_due()) == 1
+    assert run(lambda w: w.services.starting.start_due()) == 1
     assert asyncio.run(_checkin(url, second["id"])).lease_until is not None  # held
     assert checkin(url, "checkins", "cancel", str(first["id"])).returncode == 0
-    assert run(lambda w: w.services.start_due()) == 1
+    assert run(lambda w: w.services.starting.start_due()) == 1
     assert asyncio.run(_checkin(url, second["id"])).status == "sent"
 
 
@@ -215,7 +215,7 @@ async def _set_aside(url: str, address: str, text: str) -> int:
     """A message from `address` given up on as the recovery pass gives up on one."""
     async with Database(url) as db:
         w = wire(db)
-        inbound_id = await w.services.receive(said(address, text, 0, w.clock.now))
+        inbound_id = await w.services.inbox.receive(said(address, text, 0, w.clock.now))
         assert inbound_id is not None
         for _ in range(INBOUND_ATTEMPTS):
             async with db.transaction() as session:
@@ -243,7 +243,7 @@ def test_set_aside_messages_are_listed_without_their_text_and_retried(url: str) 
     assert (back.processed_at, back.error, back.attempts) == (None, None, 0)
     one_line_error(checkin(url, "inbound", "retry", str(aside)), f"inbound message {aside} is not")
     run = services(url)
-    assert run(lambda w: w.services.process_pending()) == 1  # no check-in open: a reply
+    assert run(lambda w: w.services.inbox.process_pending()) == 1  # no check-in open: a reply
     assert asyncio.run(_row(url, InboundMessage, aside)).processed_at is not None
     assert checkin(url, "inbound", "list").stdout.strip() == "no messages set aside"
     assert asyncio.run(_actions(url)).count("inbound_retried") == 1

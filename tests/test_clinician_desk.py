@@ -51,17 +51,17 @@ async def test_alerts_and_ack_only_for_whom_they_concern(db: Database) -> None:
     await endorse_item_9(services, patient_id)
     (alert,) = await rows(db, Alert)
     await stranger_clinician(db)
-    await services.handle_inbound(said("dr-o", "ALERTS", 1, clock.now))
-    await services.handle_inbound(said("dr-o", f"ACK {alert.code}", 2, clock.now))
+    await services.inbox.handle_inbound(said("dr-o", "ALERTS", 1, clock.now))
+    await services.inbox.handle_inbound(said("dr-o", f"ACK {alert.code}", 2, clock.now))
     assert await to(db, "dr-o") == [
         "No open alerts.",
         f"No open alert has the code {alert.code}. Reply ACK followed by the code in the alert.",
     ]
-    await services.handle_inbound(said("dr-r", "alerts", 3, clock.now))
+    await services.inbox.handle_inbound(said("dr-r", "alerts", 3, clock.now))
     listing = (await to(db, "dr-r"))[-1]
     assert listing.startswith("Open alerts (1):\n") and f"{alert.code} CRISIS P-017" in listing
     assert "suicidal thoughts endorsed" in listing
-    await services.handle_inbound(said("dr-r", f"/ack {alert.code}", 4, clock.now))
+    await services.inbox.handle_inbound(said("dr-r", f"/ack {alert.code}", 4, clock.now))
     (acked,) = await rows(db, Alert)
     assert acked.status == "acknowledged"
     audits = await rows(db, AuditEvent, AuditEvent.subject == f"patient:{patient_id}")
@@ -79,8 +79,8 @@ async def test_the_backup_who_was_told_may_acknowledge(db: Database) -> None:
     await endorse_item_9(services, patient_id)
     (alert,) = await rows(db, Alert)
     clock.now += timedelta(minutes=16)
-    assert await services.escalate_due() == 1
-    await services.handle_inbound(said("dr-b", f"ack {alert.code}", 5, clock.now))
+    assert await services.escalation.escalate_due() == 1
+    await services.inbox.handle_inbound(said("dr-b", f"ack {alert.code}", 5, clock.now))
     (acked,) = await rows(db, Alert)
     assert (acked.status, acked.acknowledged_by) == ("acknowledged", backup_id)
 
@@ -95,7 +95,7 @@ async def test_patients_lists_scores_trend_and_open_alerts(db: Database) -> None
         assert patient is not None
         patient.clinician_id = primary_id
         await Repository(session).add(patient)
-    await services.handle_inbound(said("dr-r", "/patients", 1, clock.now))
+    await services.inbox.handle_inbound(said("dr-r", "/patients", 1, clock.now))
     listing = (await to(db, "dr-r"))[-1]
     assert listing.splitlines()[0] == "Your patients:"
     assert f"{patient_id} P-6: PHQ9 6 (down from 8)" in listing
@@ -116,9 +116,9 @@ async def test_trend_sends_a_chart_to_whom_it_concerns(db: Database) -> None:
         patient.clinician_id = primary_id
         await Repository(session).add(patient)
     await stranger_clinician(db)
-    await services.handle_inbound(said("dr-r", "/trend p-6", 1, clock.now))
-    await services.handle_inbound(said("dr-o", f"/trend {patient_id}", 2, clock.now))
-    await services.handle_inbound(said("dr-r", "/trend", 3, clock.now))
+    await services.inbox.handle_inbound(said("dr-r", "/trend p-6", 1, clock.now))
+    await services.inbox.handle_inbound(said("dr-o", f"/trend {patient_id}", 2, clock.now))
+    await services.inbox.handle_inbound(said("dr-r", "/trend", 3, clock.now))
     (chart, usage) = [m for m in await rows(db, OutboundMessage) if m.address == "dr-r"]
     assert chart.body.startswith("P-6: 7 check-ins over time.")
     assert isinstance(chart.payload["photo"], str) and len(chart.payload["photo"]) > 1000
@@ -134,5 +134,5 @@ async def test_help_lists_the_commands(db: Database) -> None:
     """/help (and anything unknown) answers with the command list."""
     services, _, clock = wired(db)
     await clinic(db)
-    await services.handle_inbound(said("dr-r", "/help", 1, clock.now))
+    await services.inbox.handle_inbound(said("dr-r", "/help", 1, clock.now))
     assert "ALERTS lists your open alerts" in (await to(db, "dr-r"))[-1]

@@ -54,9 +54,9 @@ async def test_outage_delays_but_never_drops_and_keeps_order(db: Database) -> No
     stand_in = TelegramStandIn()
     w = wire(db)
     for patient_id in await telegram_patients(db):
-        await w.services.ask(patient_id, ["phq2"])
-        await w.services.ask(patient_id, ["gad7"], due_at=w.clock.now)
-    await w.services.start_due()
+        await w.services.asking.ask(patient_id, ["phq2"])
+        await w.services.asking.ask(patient_id, ["gad7"], due_at=w.clock.now)
+    await w.services.starting.start_due()
     expected = {
         chat: [m.body for m in await rows(db, OutboundMessage) if m.address == str(chat)]
         for chat in CHATS
@@ -88,8 +88,8 @@ async def test_retry_after_is_honoured(db: Database) -> None:
     stand_in = TelegramStandIn()
     w = wire(db)
     patient_id = (await telegram_patients(db))[0]
-    await w.services.ask(patient_id, ["phq2"])
-    await w.services.start_due()
+    await w.services.asking.ask(patient_id, ["phq2"])
+    await w.services.starting.start_due()
     stand_in.fail(flood(30), method="sendMessage")
     async with serve(stand_in.app) as url:
         channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)
@@ -110,8 +110,8 @@ async def test_blocked_patient_is_not_retried(db: Database) -> None:
     stand_in = TelegramStandIn()
     w = wire(db)
     patient_id = (await telegram_patients(db))[0]
-    await w.services.ask(patient_id, ["phq2"])
-    await w.services.start_due()
+    await w.services.asking.ask(patient_id, ["phq2"])
+    await w.services.starting.start_due()
     stand_in.fail(blocked(), method="sendMessage", times=5)
     async with serve(stand_in.app) as url:
         channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)

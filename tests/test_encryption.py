@@ -60,9 +60,9 @@ async def sms_check_in(sms_rig: Rig, monkeypatch: pytest.MonkeyPatch) -> int:
         )
         await Repository(session).add(patient)
     assert patient.id is not None
-    await sms_rig.app.services.invite(patient.id)
+    await sms_rig.app.services.consent.invite(patient.id)
     await sms_rig.text("YES")
-    await sms_rig.app.services.ask(patient.id, ["phq2"])
+    await sms_rig.app.services.asking.ask(patient.id, ["phq2"])
     await tick(sms_rig.app)
     for reply in (WORDS, "2", "3"):
         assert (await sms_rig.text(reply)).status_code == 200
@@ -142,7 +142,7 @@ async def test_rotation_re_encrypts_every_row_and_the_service_keeps_working(
     patient_id = await add_patient(db, address="pat-rot")
     await started(w, patient_id, ["phq2"])
     for n, reply in enumerate(["1", "2"]):
-        assert await w.services.handle_inbound(said("pat-rot", reply, n))
+        assert await w.services.inbox.handle_inbound(said("pat-rot", reply, n))
     await w.deliverer.drain()
     newer = KeyRing((*TEST_RING.keys, new_key()))
     use_keys(newer)
@@ -164,7 +164,7 @@ async def test_rotation_re_encrypts_every_row_and_the_service_keeps_working(
     assert [a.raw_text for a in await rows(db, Answer)] == ["1", "2"]
     await started(w, patient_id, ["phq2"])
     for n, reply in enumerate(["3", "0"], start=2):
-        assert await w.services.handle_inbound(said("pat-rot", reply, n))
+        assert await w.services.inbox.handle_inbound(said("pat-rot", reply, n))
     assert [a.value_int for a in await rows(db, Answer)] == [1, 2, 3, 0]
 
 

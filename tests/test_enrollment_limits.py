@@ -26,7 +26,7 @@ async def invited_patient(db: Database, clock: SimClock) -> tuple[int, str]:
 async def attempt(w: Wired, sender: str, code: str, n: int) -> str:
     """Send ``/start CODE`` as `sender` and return the reply it got."""
     before = len(w.console.getvalue())
-    await w.services.handle_inbound(said(sender, f"/start {code}", n, at=w.clock()))
+    await w.services.inbox.handle_inbound(said(sender, f"/start {code}", n, at=w.clock()))
     await w.deliverer.drain()
     return w.console.getvalue()[before:]
 

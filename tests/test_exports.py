@@ -38,16 +38,16 @@ async def seed(db: Database) -> tuple[Wired, int, int]:
     b = await add_patient(db, "pat-b")
     await started(w, a, ["phq9"])
     for n, text in enumerate(PHQ9):
-        assert await w.services.handle_inbound(said("pat-a", text, n))
+        assert await w.services.inbox.handle_inbound(said("pat-a", text, n))
     w.clock.now = T0 + timedelta(days=1)
     await started(w, a, ["phq9"])
     for n in range(3):
-        await w.services.handle_inbound(said("pat-a", "2", 100 + n, w.clock.now))
+        await w.services.inbox.handle_inbound(said("pat-a", "2", 100 + n, w.clock.now))
     w.clock.now = T0 + timedelta(days=2, hours=1)
-    assert await w.services.expire_due() == 1
+    assert await w.services.reminders.expire_due() == 1
     await started(w, b, ["gad7"])
     for n, text in enumerate(["0", "1", "2", "3", "0", "1", "2", "somewhat"]):
-        assert await w.services.handle_inbound(said("pat-b", text, 200 + n, w.clock.now))
+        assert await w.services.inbox.handle_inbound(said("pat-b", text, 200 + n, w.clock.now))
     async with db.transaction() as session:
         identity = {"display_name": NAME, "channel": "sms", "address": PHONE}
         await session.exec(update(Patient).where(Patient.id == a).values(**identity))  # type: ignore[call-overload]

@@ -50,13 +50,13 @@ async def treated(db: Database) -> tuple[int, int]:
         )  # fmt: skip
         await repo.add(patient)
     assert patient.id is not None
-    await services.handle_inbound(said(ADDRESS, SAID, 100))
-    await services.ask(patient.id, ["phq9"])
-    await services.start_due()
+    await services.inbox.handle_inbound(said(ADDRESS, SAID, 100))
+    await services.asking.ask(patient.id, ["phq9"])
+    await services.starting.start_due()
     for n, text in enumerate(["0"] * 8 + ["2", "not difficult at all"]):
-        await services.handle_inbound(said(ADDRESS, text, n))
+        await services.inbox.handle_inbound(said(ADDRESS, text, n))
     await deliverer.drain()
-    later = await services.ask(patient.id, ["gad7"], due_at=clock() + timedelta(days=7))
+    later = await services.asking.ask(patient.id, ["gad7"], due_at=clock() + timedelta(days=7))
     assert later.id is not None
     return patient.id, later.id
 

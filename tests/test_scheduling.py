@@ -63,16 +63,16 @@ class Clinic2:
 
     def __init__(self, db: Database, clock: SimClock, clinic: Clinic = QUIET) -> None:
         self.w: Wired = wire(db, clock)
-        self.w.services.clinic = clinic
+        self.w.services.context.clinic = clinic
         self.planner = Planner(db, CATALOG, PROTOCOLS, clinic, clock)
         self.clock = clock
         self.db = db
 
     async def tick(self) -> None:
         await self.planner.plan_due()
-        await self.w.services.expire_due()
-        await self.w.services.start_due()
-        await self.w.services.remind_due()
+        await self.w.services.reminders.expire_due()
+        await self.w.services.starting.start_due()
+        await self.w.services.reminders.remind_due()
         await self.w.deliverer.drain()
 
 
@@ -214,18 +214,18 @@ async def test_quiet_hours_defer_and_reminders_follow_the_rule(
 
     # an answer pushes the reminder back: 4 h after the latest activity
     clock.now = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
-    await clinic.w.services.handle_inbound(said("p1", "1", 1, clock.now))
+    await clinic.w.services.inbox.handle_inbound(said("p1", "1", 1, clock.now))
     (checkin,) = [c for c in await _checkins(db, patient_id) if c.status == "in_progress"]
     assert checkin.next_reminder_at == datetime(2026, 3, 3, 19, 0, tzinfo=UTC)
     clock.now = datetime(2026, 3, 3, 18, 59, tzinfo=UTC)
-    assert await clinic.w.services.remind_due() == 0
+    assert await clinic.w.services.reminders.remind_due() == 0
     clock.now = datetime(2026, 3, 3, 19, 0, tzinfo=UTC)  # 14:00 local
-    assert await clinic.w.services.remind_due() == 1
+    assert await clinic.w.services.reminders.remind_due() == 1
     # the second would be at 23:00 UTC = 18:00 local: allowed
     clock.now = datetime(2026, 3, 3, 23, 0, tzinfo=UTC)
-    assert await clinic.w.services.remind_due() == 1
+    assert await clinic.w.services.reminders.remind_due() == 1
     clock.now = datetime(2026, 3, 4, 3, 0, tzinfo=UTC)
-    assert await clinic.w.services.remind_due() == 0  # two at most
+    assert await clinic.w.services.reminders.remind_due() == 0  # two at most
     (checkin,) = [c for c in await _checkins(db, patient_id) if c.status == "in_progress"]
     assert checkin.reminders_sent == 2 and checkin.next_reminder_at is None
     clock.now = datetime(2026, 3, 4, 9, 0, tzinfo=UTC)  # 20 h after 13:00
@@ -241,13 +241,13 @@ async def test_a_reminder_due_in_quiet_hours_waits_for_their_end(
     clock.now = datetime(2026, 3, 3, 5, 0, tzinfo=UTC)
     patient_id = await enrolled(db, "tight", at=clock.now)
     await clinic.tick()
-    clinic.w.services.clinic = Clinic(
+    clinic.w.services.context.clinic = Clinic(
         name="Lakeside", quiet_hours_start_local=time(16), quiet_hours_end_local=time(8)
     )
     clock.now = datetime(2026, 3, 3, 13, 0, tzinfo=UTC)
     await clinic.tick()  # sent at 08:00 local; reminder due 12:00 local
     clock.now = datetime(2026, 3, 3, 21, 30, tzinfo=UTC)  # 16:30 local: quiet
-    assert await clinic.w.services.remind_due() == 0
+    assert await clinic.w.services.reminders.remind_due() == 0
     (checkin,) = [c for c in await _checkins(db, patient_id) if c.status == "sent"]
     assert checkin.next_reminder_at == datetime(2026, 3, 4, 13, 0, tzinfo=UTC)  # 08:00 local
 

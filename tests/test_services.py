@@ -13,7 +13,9 @@ import pytest
 from sqlmodel import col, select
 
 from bot.app.delivery import Deliverer
-from bot.app.services import HELD_BEHIND, INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound, Services
+from bot.app.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound
+from bot.app.services import Services
+from bot.app.starting import HELD_BEHIND
 from bot.channels.console import ConsoleChannel
 from bot.config import Clinic
 from bot.instruments import load_catalog
@@ -46,7 +48,7 @@ class Wired:
 def wire(db: Database, clock: SimClock | None = None) -> Wired:
     clock = clock or SimClock()
     console = io.StringIO()
-    services = Services(db, CATALOG, Renderer(CATALOG, CLINIC), CLINIC, clock)
+    services = Services.create(db, CATALOG, Renderer(CATALOG, CLINIC), CLINIC, clock)
     deliverer = Deliverer(db, {"console": ConsoleChannel(console)}, clock)
     return Wired(services, deliverer, console, clock)
 
@@ -78,8 +80,8 @@ async def rows(db: Database, table: type, *where: object) -> list:  # type: igno
 
 
 async def started(w: Wired, patient_id: int, instruments: list[str]) -> Checkin:
-    checkin = await w.services.ask(patient_id, instruments)
-    assert await w.services.start_due() == 1
+    checkin = await w.services.asking.ask(patient_id, instruments)
+    assert await w.services.starting.start_due() == 1
     return checkin
 
 
@@ -91,7 +93,7 @@ async def test_a_complete_check_in_is_stored_and_answered_in_order(
     checkin = await started(wired, patient_id, ["phq9"])
     replies = ["1", "2", "0", "1", "0", "1", "0", "0", "0", "not difficult"]
     for n, text in enumerate(replies):
-        assert await wired.services.handle_inbound(said("pat-1", text, n))
+        assert await wired.services.inbox.handle_inbound(said("pat-1", text, n))
     report = await wired.deliverer.drain()
     answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
     assert [(a.item_key, a.value_int, a.raw_text) for a in answers][:2] == [
@@ -116,7 +118,7 @@ async def test_the_same_message_ten_times_stores_one_answer_and_one_reply(
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
     outcomes = await asyncio.gather(
-        *(wired.services.handle_inbound(said("pat-1", "2", 0)) for _ in range(10))
+        *(wired.services.inbox.handle_inbound(said("pat-1", "2", 0)) for _ in range(10))
     )
     assert sorted(outcomes) == [False] * 9 + [True]
     answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
@@ -132,14 +134,14 @@ async def test_inbound_is_recorded_before_processing_and_recovered_after_a_crash
     """A message recorded but never processed (a crash in between) is processed on recovery."""
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq2"])
-    assert await wired.services.receive(said("pat-1", "3", 0)) is not None
+    assert await wired.services.inbox.receive(said("pat-1", "3", 0)) is not None
     assert await rows(db, Answer) == []
-    assert await wired.services.process_pending() == 0  # maybe still in its webhook's hands
+    assert await wired.services.inbox.process_pending() == 0  # maybe still in its webhook's hands
     wired.clock.now += RECOVERY_GRACE
-    assert await wired.services.process_pending() == 1
+    assert await wired.services.inbox.process_pending() == 1
     answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
     assert [(a.item_key, a.value_int) for a in answers] == [("phq2.q1", 3)]
-    assert await wired.services.process_pending() == 0
+    assert await wired.services.inbox.process_pending() == 0
 
 
 async def test_back_replaces_the_one_answer(db: Database, wired: Wired) -> None:
@@ -147,7 +149,7 @@ async def test_back_replaces_the_one_answer(db: Database, wired: Wired) -> None:
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
     for n, text in enumerate(["3", "back", "1"]):
-        await wired.services.handle_inbound(said("pat-1", text, n))
+        await wired.services.inbox.handle_inbound(said("pat-1", text, n))
     answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
     assert [(a.item_key, a.value_int, a.raw_text) for a in answers] == [("phq9.q1", 1, "1")]
 
@@ -156,11 +158,11 @@ async def test_one_open_check_in_per_patient(db: Database, wired: Wired) -> None
     """A second due check-in waits until the first closes, then starts."""
     patient_id = await add_patient(db)
     first = await started(wired, patient_id, ["phq2"])
-    second = await wired.services.ask(patient_id, ["gad7"])
-    assert await wired.services.start_due() == 0
+    second = await wired.services.asking.ask(patient_id, ["gad7"])
+    assert await wired.services.starting.start_due() == 0
     for n, text in enumerate(["0", "0"]):
-        await wired.services.handle_inbound(said("pat-1", text, n))
-    assert await wired.services.start_due() == 1
+        await wired.services.inbox.handle_inbound(said("pat-1", text, n))
+    assert await wired.services.starting.start_due() == 1
     statuses = {c.id: c.status for c in await rows(db, Checkin)}
     assert statuses == {first.id: "completed", second.id: "sent"}
 
@@ -171,16 +173,16 @@ async def test_a_check_in_held_behind_another_starts_once_that_one_closes(
     """Two check-ins due together: the second is held while the first is open, and starts
     at the first tick after the patient finishes the first, not when its hold runs out."""
     patient_id = await add_patient(db)
-    first = await wired.services.ask(patient_id, ["phq2"])
-    second = await wired.services.ask(patient_id, ["gad7"])
-    assert await wired.services.start_due() == 1
+    first = await wired.services.asking.ask(patient_id, ["phq2"])
+    second = await wired.services.asking.ask(patient_id, ["gad7"])
+    assert await wired.services.starting.start_due() == 1
     (held,) = await rows(db, Checkin, Checkin.id == second.id)
     assert held.status == "pending" and held.lease_until == T0 + HELD_BEHIND
     wired.clock.now = T0 + timedelta(seconds=30)
     for n, text in enumerate(["0", "0"]):
-        await wired.services.handle_inbound(said("pat-1", text, n, wired.clock.now))
+        await wired.services.inbox.handle_inbound(said("pat-1", text, n, wired.clock.now))
     wired.clock.now += timedelta(seconds=5)  # the next tick, well inside the hold
-    assert await wired.services.start_due() == 1
+    assert await wired.services.starting.start_due() == 1
     statuses = {c.id: c.status for c in await rows(db, Checkin)}
     assert statuses == {first.id: "completed", second.id: "sent"}
 
@@ -190,9 +192,9 @@ async def test_expiry_keeps_partial_answers(db: Database, wired: Wired) -> None:
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
     for n in range(8):
-        await wired.services.handle_inbound(said("pat-1", "1", n))
+        await wired.services.inbox.handle_inbound(said("pat-1", "1", n))
     wired.clock.now = T0 + timedelta(days=2)
-    assert await wired.services.expire_due() == 1
+    assert await wired.services.reminders.expire_due() == 1
     (stored,) = await rows(db, Checkin, Checkin.id == checkin.id)
     assert (stored.status, stored.partial) == ("expired", True)
     assert len(await rows(db, Answer, Answer.checkin_id == checkin.id)) == 8
@@ -205,7 +207,7 @@ async def test_a_never_answered_check_in_expires_as_missed(db: Database, wired: 
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
     wired.clock.now = T0 + timedelta(days=2)
-    await wired.services.expire_due()
+    await wired.services.reminders.expire_due()
     (stored,) = await rows(db, Checkin, Checkin.id == checkin.id)
     assert (stored.status, stored.partial) == ("expired", False)
 
@@ -214,13 +216,13 @@ async def test_stop_opts_out_and_cancels_what_is_planned(db: Database, wired: Wi
     """STOP cancels the open check-in and the planned ones; START makes the patient active."""
     patient_id = await add_patient(db)
     await started(wired, patient_id, ["phq9"])
-    planned = await wired.services.ask(patient_id, ["gad7"], due_at=T0 + timedelta(days=7))
-    await wired.services.handle_inbound(said("pat-1", "STOP", 0))
+    planned = await wired.services.asking.ask(patient_id, ["gad7"], due_at=T0 + timedelta(days=7))
+    await wired.services.inbox.handle_inbound(said("pat-1", "STOP", 0))
     (patient,) = await rows(db, Patient)
     assert patient.status == "opted_out"
     statuses = [c.status for c in await rows(db, Checkin)]
     assert statuses == ["cancelled", "cancelled"] and planned.id is not None
-    await wired.services.handle_inbound(said("pat-1", "START", 1))
+    await wired.services.inbox.handle_inbound(said("pat-1", "START", 1))
     (patient,) = await rows(db, Patient)
     assert patient.status == "active"
 
@@ -228,7 +230,7 @@ async def test_stop_opts_out_and_cancels_what_is_planned(db: Database, wired: Wi
 async def test_unknown_sender_learns_nothing(db: Database, wired: Wired) -> None:
     """A message from an address no patient has is recorded, answered with nothing."""
     await add_patient(db)
-    await wired.services.handle_inbound(said("stranger", "hello", 0))
+    await wired.services.inbox.handle_inbound(said("stranger", "hello", 0))
     assert await rows(db, OutboundMessage) == []
     (message,) = await rows(db, InboundMessage)
     assert message.error == "unknown sender" and message.processed_at is not None
@@ -245,17 +247,20 @@ async def test_two_workers_keep_one_patients_order(pg_db: Database) -> None:
         patient_id = await add_patient(pg_db)
         checkin = await started(first, patient_id, ["phq9"])
         values = [3, 0, 2, 1, 3, 0, 2, 1, 0, 2]
-        ids = [await first.services.receive(said("pat-1", str(v), n)) for n, v in enumerate(values)]
+        ids = [
+            await first.services.inbox.receive(said("pat-1", str(v), n))
+            for n, v in enumerate(values)
+        ]
         workers = [first.services if n % 2 else second.services for n in range(len(ids))]
         await asyncio.gather(
-            *(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None)
+            *(w.inbox.process(i) for w, i in zip(workers, ids, strict=True) if i is not None)
         )
         # ...and again, as a redelivery or a recovery pass would: nothing changes.
         await asyncio.gather(
-            *(w.process(i) for w, i in zip(workers, ids, strict=True) if i is not None)
+            *(w.inbox.process(i) for w, i in zip(workers, ids, strict=True) if i is not None)
         )
     finally:
-        await second.services.db.dispose()
+        await second.services.context.db.dispose()
     answers = await rows(pg_db, Answer, Answer.checkin_id == checkin.id)
     assert [(a.item_key, a.value_int) for a in answers] == [
         (f"phq9.q{n}", v) for n, v in enumerate(values, 1)
@@ -280,17 +285,17 @@ async def test_quiet_hours_hold_scheduled_check_ins_but_never_replies(db: Databa
         )
         await Repository(session).add(patient)
     assert patient.id is not None
-    await w.services.ask(patient.id, ["phq2"])
-    assert await w.services.start_due() == 0
+    await w.services.asking.ask(patient.id, ["phq2"])
+    assert await w.services.starting.start_due() == 0
     w.clock.now = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)  # 08:00 in New York
-    assert await w.services.start_due() == 1
+    assert await w.services.starting.start_due() == 1
     w.clock.now = datetime(2026, 5, 5, 3, 0, tzinfo=UTC)  # 23:00: the patient answers late
-    await w.services.handle_inbound(said("ny", "1", 0, w.clock.now))
+    await w.services.inbox.handle_inbound(said("ny", "1", 0, w.clock.now))
     replies = await rows(db, OutboundMessage, col(OutboundMessage.idempotency_key).startswith("in"))
     assert [r.payload["intent"] for r in replies] == ["Ask"]
-    urgent = await w.services.ask(patient.id, ["gad7"], ignore_quiet_hours=True)
-    await w.services.handle_inbound(said("ny", "1", 1, w.clock.now))  # finishes the PHQ-2
-    assert await w.services.start_due() == 1
+    urgent = await w.services.asking.ask(patient.id, ["gad7"], ignore_quiet_hours=True)
+    await w.services.inbox.handle_inbound(said("ny", "1", 1, w.clock.now))  # finishes the PHQ-2
+    assert await w.services.starting.start_due() == 1
     (started,) = await rows(db, Checkin, Checkin.id == urgent.id)
     assert started.status == "sent"
 
@@ -305,7 +310,7 @@ def licensed_services(db: Database, tmp_path: object, clock: SimClock) -> Servic
     licensed.mkdir()
     (licensed / "qids_sr16.wording.toml").write_text(fixture_wording("qids_sr16"))
     full = catalog_from([licensed])
-    return Services(db, full, Renderer(full, CLINIC), CLINIC, clock)
+    return Services.create(db, full, Renderer(full, CLINIC), CLINIC, clock)
 
 
 async def unanswerable_check_in(
@@ -315,8 +320,8 @@ async def unanswerable_check_in(
     licensed wording, and return them: services without it (`wire`) fail to process the
     patient's answers, as after an operator removed the wording with check-ins open."""
     with_wording = licensed_services(db, tmp_path, clock)
-    await with_wording.ask(patient_id, ["qids_sr16"])
-    await with_wording.start_due()
+    await with_wording.asking.ask(patient_id, ["qids_sr16"])
+    await with_wording.starting.start_due()
     return with_wording
 
 
@@ -326,11 +331,11 @@ async def test_one_failing_message_holds_up_no_one_else(db: Database, tmp_path: 
     a, b = await add_patient(db, "a"), await add_patient(db, "b")
     await unanswerable_check_in(db, tmp_path, clock, a)
     w = wire(db, clock)  # the wording directory is gone: qids_sr16 is unavailable now
-    await w.services.receive(said("a", "1", 0))
-    await w.services.ask(b, ["phq2"])
+    await w.services.inbox.receive(said("a", "1", 0))
+    await w.services.asking.ask(b, ["phq2"])
     clock.now += RECOVERY_GRACE
-    assert await w.services.process_pending() == 1  # tried, failed, logged, left
-    assert await w.services.start_due() == 1  # patient b is not held up
+    assert await w.services.inbox.process_pending() == 1  # tried, failed, logged, left
+    assert await w.services.starting.start_due() == 1  # patient b is not held up
     (left,) = [m for m in await rows(db, InboundMessage) if m.sender == "a"]
     assert left.processed_at is None
 
@@ -345,15 +350,15 @@ async def test_a_webhook_message_that_cannot_be_processed_is_still_recorded(
     with_wording = await unanswerable_check_in(db, tmp_path, clock, await add_patient(db, "a"))
     w = wire(db, clock)  # the wording is gone: answering the check-in fails
     with caplog.at_level("ERROR"):
-        assert await w.services.handle_inbound(said("a", "canary-7731", 0)) is True
+        assert await w.services.inbox.handle_inbound(said("a", "canary-7731", 0)) is True
     (left,) = [m for m in await rows(db, InboundMessage) if m.sender == "a"]
     assert left.text == "canary-7731" and left.processed_at is None
     assert await rows(db, Answer) == []
     assert f"inbound {left.id} left for recovery" in caplog.text
     assert "canary-7731" not in caplog.text
-    assert await w.services.handle_inbound(said("a", "canary-7731", 0)) is False  # redelivery
+    assert await w.services.inbox.handle_inbound(said("a", "canary-7731", 0)) is False  # redelivery
     clock.now += RECOVERY_GRACE
-    assert await with_wording.process_pending() == 1  # the wording is back: recovered
+    assert await with_wording.inbox.process_pending() == 1  # the wording is back: recovered
     (done,) = [m for m in await rows(db, InboundMessage) if m.sender == "a"]
     assert done.processed_at is not None
 
@@ -368,8 +373,8 @@ async def test_a_message_that_keeps_failing_is_set_aside_and_its_sender_goes_on(
     clock = SimClock()
     with_wording = await unanswerable_check_in(db, tmp_path, clock, await add_patient(db, "a"))
     w = wire(db, clock)  # the wording is gone: answering the check-in fails
-    await w.services.receive(said("a", "canary-5150", 0))
-    await w.services.receive(said("a", "2", 1))
+    await w.services.inbox.receive(said("a", "canary-5150", 0))
+    await w.services.inbox.receive(said("a", "2", 1))
     first, second = sorted(m.id for m in await rows(db, InboundMessage) if m.sender == "a")
 
     async def attempts() -> list[tuple[int, bool]]:
@@ -379,17 +384,17 @@ async def test_a_message_that_keeps_failing_is_set_aside_and_its_sender_goes_on(
     with caplog.at_level("ERROR"):
         for n in range(1, INBOUND_ATTEMPTS):
             clock.now += RECOVERY_GRACE
-            assert await w.services.process_pending() == 2
+            assert await w.services.inbox.process_pending() == 2
             assert await attempts() == [(n, False), (0, False)]
         clock.now += RECOVERY_GRACE
-        assert await w.services.process_pending() == 2
+        assert await w.services.inbox.process_pending() == 2
     # the first set aside; the second, processed alone now, failed on its own
     assert await attempts() == [(INBOUND_ATTEMPTS, True), (1, False)]
     (aside,) = await rows(db, InboundMessage, InboundMessage.id == first)
     assert aside.error == "set_aside:KeyError" and aside.text == "canary-5150"
     assert f"inbound {first} set aside after {INBOUND_ATTEMPTS} failed attempts" in caplog.text
     assert "canary-5150" not in caplog.text
-    assert await with_wording.handle_inbound(said("a", "3", 2, clock.now))  # the cause fixed
+    assert await with_wording.inbox.handle_inbound(said("a", "3", 2, clock.now))  # the cause fixed
     answers = await rows(db, Answer)
     assert [(a.raw_text, a.inbound_message_id) for a in answers] == [
         ("2", second),
@@ -408,10 +413,10 @@ async def test_one_patients_simultaneous_messages_are_taken_in_the_order_numbere
     checkins = {}
     for address in addresses:
         patient_id = await add_patient(db, address)
-        checkins[address] = (await wired.services.ask(patient_id, ["phq9"])).id
-    assert await wired.services.start_due() == len(addresses)
+        checkins[address] = (await wired.services.asking.ask(patient_id, ["phq9"])).id
+    assert await wired.services.starting.start_due() == len(addresses)
     await asyncio.gather(*(
-        wired.services.handle_inbound(said(address, str(n % 4), n))
+        wired.services.inbox.handle_inbound(said(address, str(n % 4), n))
         for n in range(9) for address in addresses
     ))  # fmt: skip
     for address in addresses:
@@ -426,7 +431,7 @@ async def test_control_characters_are_stripped_before_storing(db: Database, wire
     """A NUL byte (which PostgreSQL refuses) cannot make an answer impossible to record."""
     patient_id = await add_patient(db)
     await started(wired, patient_id, ["phq2"])
-    assert await wired.services.handle_inbound(said("pat-1", "2\x00\x07", 0))
+    assert await wired.services.inbox.handle_inbound(said("pat-1", "2\x00\x07", 0))
     (answer,) = await rows(db, Answer)
     assert (answer.value_int, answer.raw_text) == (2, "2")
 
@@ -437,15 +442,15 @@ async def test_the_same_instrument_twice_is_refused(db: Database, wired: Wired) 
 
     patient_id = await add_patient(db)
     with pytest.raises(ConfigError, match="listed twice"):
-        await wired.services.ask(patient_id, ["phq2", "phq2"])
+        await wired.services.asking.ask(patient_id, ["phq2", "phq2"])
 
 
 async def test_a_given_key_plans_a_check_in_once(db: Database, wired: Wired) -> None:
     """Asking twice with one idempotency key plans one check-in; two asks without keys, two."""
     patient_id = await add_patient(db)
-    await wired.services.ask(patient_id, ["phq2"], key="weekly:2026-05-04")
+    await wired.services.asking.ask(patient_id, ["phq2"], key="weekly:2026-05-04")
     with pytest.raises(ValueError, match="already exists"):
-        await wired.services.ask(patient_id, ["phq2"], key="weekly:2026-05-04")
-    await wired.services.ask(patient_id, ["phq2"])
-    await wired.services.ask(patient_id, ["phq2"])
+        await wired.services.asking.ask(patient_id, ["phq2"], key="weekly:2026-05-04")
+    await wired.services.asking.ask(patient_id, ["phq2"])
+    await wired.services.asking.ask(patient_id, ["phq2"])
     assert len(await rows(db, Checkin)) == 3

@@ -80,7 +80,7 @@ async def invited(rig: Rig) -> int:
         )
         await Repository(session).add(patient)
     assert patient.id is not None
-    await rig.app.services.invite(patient.id)
+    await rig.app.services.consent.invite(patient.id)
     await tick(rig.app)
     return patient.id
 
@@ -97,7 +97,7 @@ async def test_invitation_yes_and_a_complete_phq9(rig: Rig, db: Database) -> Non
         "Lakeside invites you to answer short health check-ins by text message. Reply YES to "
         "start, or STOP to decline. Msg & data rates may apply."
     ]
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     assert len(rig.bodies()) == 1  # nothing else before YES
     await rig.text("yes")
@@ -121,7 +121,7 @@ async def test_declining_the_invitation(rig: Rig, db: Database) -> None:
     await rig.text("STOP")
     (patient,) = await table(db, Patient)
     assert patient.status == "opted_out" and patient.consent_at is None
-    await rig.app.services.ask(patient_id, ["phq2"])
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
     await tick(rig.app)
     assert len(rig.bodies()) == 2  # the invitation and the one confirmation
 
@@ -157,7 +157,7 @@ async def test_a_duplicate_message_sid_stores_one_answer_and_one_reply(
     """Twilio resending one MessageSid changes things once."""
     patient_id = await invited(rig)
     await rig.text("YES")
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     before = len(rig.bodies())
     for _ in range(3):
@@ -172,8 +172,10 @@ async def test_stop_mid_check_in_stops_everything_and_start_resumes(rig: Rig, db
     """STOP cancels the open check-in and every planned one at once; START lets new ones run."""
     patient_id = await invited(rig)
     await rig.text("YES")
-    await rig.app.services.ask(patient_id, ["phq9"])
-    await rig.app.services.ask(patient_id, ["gad7"], due_at=rig.clock.now + timedelta(days=7))
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(
+        patient_id, ["gad7"], due_at=rig.clock.now + timedelta(days=7)
+    )
     await tick(rig.app)
     await rig.text("1")
     await rig.text("STOP")
@@ -186,7 +188,7 @@ async def test_stop_mid_check_in_stops_everything_and_start_resumes(rig: Rig, db
     await rig.text("START")
     (patient,) = await table(db, Patient)
     assert patient.status == "active"
-    await rig.app.services.ask(patient_id, ["phq2"])
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
     await tick(rig.app)
     assert len(rig.bodies()) == stopped + 3  # welcome back, intro, first question
 
@@ -196,7 +198,7 @@ async def test_carrier_opt_out_21610_is_never_retried(rig: Rig, db: Database) ->
     patient_id = await invited(rig)
     await rig.text("YES")
     rig.twilio.opt_out(PATIENT)
-    await rig.app.services.ask(patient_id, ["phq2"])
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
     await tick(rig.app)
     (patient,) = await table(db, Patient)
     assert patient.status == "opted_out"

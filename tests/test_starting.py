@@ -1,4 +1,4 @@
-"""Starting a chunk of due check-ins together (bot/starting.py) does to every check-in what
+"""Starting a chunk of due check-ins together (bot/app/starting.py) does to every check-in what
 starting it alone does: the same holds, the same rows, the same opening messages under the
 same keys. On a real SQLite file and a real PostgreSQL server."""
 
@@ -8,8 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.app import starting
-from bot.app.services import HELD_BEHIND, HELD_INACTIVE
+from bot.app.starting import HELD_BEHIND, HELD_INACTIVE
 from bot.domain import conversation as core
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -96,8 +95,8 @@ async def test_a_chunk_starts_each_check_in_as_starting_it_alone_does(db: Databa
     together = await _scenario(db, "a")
     alone = await _scenario(db, "b")
     async with db.transaction() as session:
-        assert await starting.start_chunk(w.services, Repository(session), together) == 5
-    assert await starting.start_one_by_one(w.services, alone) == 5
+        assert await w.services.starting.start_chunk(Repository(session), together) == 5
+    assert await w.services.starting.start_one_by_one(alone) == 5
     assert await _outcome(db, together, "a") == await _outcome(db, alone, "b")
 
 
@@ -105,7 +104,7 @@ async def test_what_a_chunk_holds_and_starts(db: Database) -> None:
     w = wire(db)
     ids = await _scenario(db, "a")
     async with db.transaction() as session:
-        await starting.start_chunk(w.services, Repository(session), ids)
+        await w.services.starting.start_chunk(Repository(session), ids)
     by_id = {c.id: c for c in await rows(db, Checkin)}
     normal, paused, busy, quiet, urgent, first, second, empty, after, _, other = (
         by_id[i] for i in ids
@@ -126,7 +125,7 @@ async def test_starting_a_chunk_twice_sends_nothing_twice(db: Database) -> None:
     counts = []
     for _ in range(2):
         async with db.transaction() as session:
-            await starting.start_chunk(w.services, Repository(session), ids)
+            await w.services.starting.start_chunk(Repository(session), ids)
         counts.append(len(await rows(db, OutboundMessage)))
     assert counts == [9, 9]  # two openings of four check-ins, the empty one's closing
 
@@ -137,7 +136,7 @@ async def test_a_failing_check_in_falls_back_and_the_rest_still_start(
     w: Wired = wire(db)
     broken = await _checkin(db, await _patient(db, "broken"), ("no_such_instrument",))
     fine = [await _checkin(db, await _patient(db, f"fine{n}"), ("phq2",)) for n in range(3)]
-    assert await w.services.start_due() == 3
+    assert await w.services.starting.start_due() == 3
     by_id = {c.id: c for c in await rows(db, Checkin)}
     assert [by_id[i].status for i in fine] == ["sent"] * 3
     assert by_id[broken].status == "pending"

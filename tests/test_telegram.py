@@ -111,7 +111,7 @@ async def test_deep_link_enrols_then_buttons_and_typing_complete_a_phq9(
     (patient,) = await table(db, Patient)
     assert (patient.status, patient.address) == ("active", str(CHAT))
     assert "Welcome: you are connected to Lakeside check-ins." in rig.texts()[-1]
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     assert rig.texts()[-1].startswith("1/9 (last 2 weeks)")
     for n in range(1, 6):
@@ -171,7 +171,7 @@ async def test_duplicates_store_one_answer(rig: Rig, db: Database) -> None:
     under a new update_id each leave exactly one answer."""
     patient_id, code = await invited(rig)
     await rig.say(f"/start {code}")
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     tap = await rig.tap("phq9.q1=2")
     assert (await rig.post(tap)).status_code == 200  # the same update again
@@ -194,7 +194,7 @@ async def test_an_old_button_does_not_answer_the_current_question(rig: Rig, db: 
     """Tapping a button on an earlier question (new query id) changes nothing."""
     patient_id, code = await invited(rig)
     await rig.say(f"/start {code}")
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     first = rig.last_question()
     await rig.tap("phq9.q1=3")
@@ -210,7 +210,7 @@ async def test_blocking_the_bot_marks_the_patient_and_stops(rig: Rig, db: Databa
     patient_id, code = await invited(rig)
     await rig.say(f"/start {code}")
     rig.stand_in.block(CHAT)
-    await rig.app.services.ask(patient_id, ["phq2"])
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
     await tick(rig.app)
     (patient,) = await table(db, Patient)
     assert patient.status == "blocked"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from bot.app.services import Inbound
+from bot.app.inbox import Inbound
 from bot.bootstrap import App, build
 from bot.config import Clinic, Settings
 from bot.storage.database import Database
@@ -71,9 +71,9 @@ async def test_metrics_follow_a_check_in_from_queue_to_alert(rig: Rig, db: Datab
     assert before["checkin_scheduler_tick_age_seconds"] == float("inf")
     assert before['checkin_checkins{status="completed"}'] == 0
     patient_id = await add_patient(db, "pat-metrics")
-    await rig.app.services.ask(patient_id, ["phq9"])
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
     assert (await rig.scrape())['checkin_checkins{status="pending"}'] == 1
-    await rig.app.services.start_due()
+    await rig.app.services.starting.start_due()
     rig.clock.now = T0 + timedelta(seconds=90)
     queued = await rig.scrape()
     assert queued["checkin_outbox_depth"] >= 1
@@ -82,7 +82,7 @@ async def test_metrics_follow_a_check_in_from_queue_to_alert(rig: Rig, db: Datab
     await tick(rig.app)
     for n, text in enumerate(PHQ9_WITH_Q9):
         inbound = Inbound("console", f"m{n}", "pat-metrics", text, rig.clock.now)
-        assert await rig.app.services.handle_inbound(inbound)
+        assert await rig.app.services.inbox.handle_inbound(inbound)
     await tick(rig.app)
     rig.clock.now += timedelta(seconds=7)
     async with db.transaction() as session:
@@ -100,7 +100,7 @@ async def test_metrics_follow_a_check_in_from_queue_to_alert(rig: Rig, db: Datab
     assert after["checkin_scheduler_tick_age_seconds"] == 7
     assert after["checkin_inbound_waiting"] == 0 and after["checkin_inbound_set_aside"] == 0
     late = Inbound("console", "m-late", "pat-metrics", "1", rig.clock.now)
-    recorded = await rig.app.services.receive(late)  # recorded, not processed yet
+    recorded = await rig.app.services.inbox.receive(late)  # recorded, not processed yet
     assert recorded is not None and (await rig.scrape())["checkin_inbound_waiting"] == 1
     async with db.transaction() as session:
         await Repository(session).count_failure(recorded, rig.clock.now, "KeyError", 1)

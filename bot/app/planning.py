@@ -5,7 +5,7 @@ ahead (``[scheduler] plan_ahead_days``) into :class:`PlannedOccurrence` rows, un
 ``(patient, occurrence key)``, and :class:`Checkin` rows (one per bundle of occurrences
 due close together). Planning the same patient twice, or by two workers at once, finds
 the occurrences already stored and creates nothing new; the tick's start stage then sends
-each check-in once (see :meth:`bot.app.services.Services.start_due`).
+each check-in once (see :meth:`bot.app.starting.Starting.start_due`).
 
 * :meth:`Planner.plan_due` is the tick's planning stage: it claims patients whose stored
   plan ends within half the horizon (PostgreSQL: ``FOR UPDATE SKIP LOCKED`` and a lease,

@@ -9,7 +9,7 @@ many check-ins it holds:
 * the check-ins are read again under those locks, so one started meanwhile is left alone;
 * one query finds the patients who already have a check-in open.
 
-Each check-in is then decided exactly as ``Services._start_in`` decides one: held for an
+Each check-in is then decided exactly as :meth:`Starting.start_one` decides one: held for an
 hour while the patient is not active, held five minutes behind an open check-in (the
 first of two due for one patient starts, the second waits), held until the morning in
 quiet hours unless asked with ``ignore_quiet_hours``, otherwise begun by the pure core.
@@ -17,7 +17,7 @@ The outcome is written with one UPDATE for the check-ins and one multi-row INSER
 opening messages, each keyed ``begin<check-in id>:<n>`` as before.
 
 A start whose transition records something (a check-in with nothing left to ask is
-completed and scored at once) is not written here: ``Services._start_in`` starts it after
+completed and scored at once) is not written here: :meth:`Starting.start_one` starts it after
 the chunk's writes, in the same transaction, so its events and alerts are stored the one
 way they always are. If a chunk fails, its check-ins are started one by one, each in its
 own transaction, so one bad row holds up no other.
@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -37,7 +37,11 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.app.services import HELD_BEHIND, HELD_INACTIVE, Services, _update_checkin
+from bot.app.context import Context
+from bot.app.messages import outbox_rows
+from bot.app.planning import CATCH_UP_S
+from bot.app.quiet_hours import quiet_end, quiet_now
+from bot.app.transitions import apply_transition, update_checkin
 from bot.domain import conversation as core
 from bot.domain import events as ev
 from bot.storage import bulk
@@ -46,76 +50,120 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, OutboundMessage, Patient
 
 log = logging.getLogger(__name__)
+START_LEASE = timedelta(minutes=2)  # a worker starting a check-in holds it this long
+HELD_BEHIND = timedelta(minutes=5)  # looked at again this often while another one is open
+HELD_INACTIVE = timedelta(hours=1)  # ... while the patient is paused or not yet consented
 CHUNK = 250  # check-ins started in one transaction
-# Events a start may carry that `Services._apply` writes nothing for: a transition with
-# only these is written here; any other goes through `Services._start_in`.
+# Events a start may carry that `apply_transition` writes nothing for: a transition with
+# only these is written here; any other goes through `Starting.start_one`.
 SILENT_EVENTS = (ev.CheckinStarted,)
 _HELD = ("lease_until",)
 _STARTED = ("state", "status", "sent_at", "next_reminder_at", "partial", "completed_at")
 
 
-async def start_due(services: Services, limit: int) -> int:
-    """Claim up to `limit` due check-ins and start them; again while claims come back
-    full, for up to ``services.catch_up_s`` seconds, so a wave of thousands starts at the
-    database's pace rather than a batch a tick. How many were started."""
-    deadline = time.monotonic() + services.catch_up_s
-    started = 0
-    while True:
-        async with services.db.transaction() as session:
-            due = await q.claim_due(
-                Repository(session), services.clock(), limit, services.start_lease
-            )
-        started += await _start_claimed(services, due)
-        if len(due) < limit or time.monotonic() >= deadline:
-            return started
+@dataclass(frozen=True)
+class Starting:
+    """The tick's start stage: send the first question of every due check-in whose patient
+    has none open."""
 
+    ctx: Context
+    start_lease: timedelta = START_LEASE
+    catch_up_s: float = CATCH_UP_S  # the stage claims again while batches are full
 
-async def _start_claimed(services: Services, due: Sequence[int]) -> int:
-    started = 0
-    for first in range(0, len(due), CHUNK):
-        chunk = due[first : first + CHUNK]
-        try:
-            async with services.db.transaction() as session:
-                started += await start_chunk(services, Repository(session), chunk)
-            continue
-        except Exception as exc:
-            log.warning("starting %d check-ins together failed (%s); one by one now",
-                        len(chunk), type(exc).__name__)  # fmt: skip
-        started += await start_one_by_one(services, chunk)
-    return started
+    async def start_due(self, limit: int = 500) -> int:
+        """Claim up to `limit` due check-ins and start them; again while claims come back
+        full, for up to `catch_up_s` seconds, so a wave of thousands starts at the
+        database's pace rather than a batch a tick. How many were started.
 
+        Due check-ins are claimed with a short lease (PostgreSQL: ``FOR UPDATE SKIP
+        LOCKED``), so several workers start different ones; each chunk of them then runs
+        under its patients' row locks and re-checks the rows, so none is ever sent twice."""
+        deadline = time.monotonic() + self.catch_up_s
+        started = 0
+        while True:
+            async with self.ctx.db.transaction() as session:
+                repo = Repository(session)
+                due = await q.claim_due(repo, self.ctx.clock(), limit, self.start_lease)
+            started += await self._start_claimed(due)
+            if len(due) < limit or time.monotonic() >= deadline:
+                return started
 
-async def start_one_by_one(services: Services, ids: Iterable[int]) -> int:
-    """Start each check-in in its own transaction; one that fails is logged and left."""
-    started = 0
-    for checkin_id in ids:
-        try:
-            async with services.db.transaction() as session:
-                started += await services._start_in(Repository(session), checkin_id)
-        except Exception as exc:
-            log.error("check-in %s could not start (%s)", checkin_id, type(exc).__name__)
-    return started
+    async def _start_claimed(self, due: Sequence[int]) -> int:
+        started = 0
+        for first in range(0, len(due), CHUNK):
+            chunk = due[first : first + CHUNK]
+            try:
+                async with self.ctx.db.transaction() as session:
+                    started += await self.start_chunk(Repository(session), chunk)
+                continue
+            except Exception as exc:
+                log.warning("starting %d check-ins together failed (%s); one by one now",
+                            len(chunk), type(exc).__name__)  # fmt: skip
+            started += await self.start_one_by_one(chunk)
+        return started
 
+    async def start_one_by_one(self, ids: Iterable[int]) -> int:
+        """Start each check-in in its own transaction; one that fails is logged and left."""
+        started = 0
+        for checkin_id in ids:
+            try:
+                async with self.ctx.db.transaction() as session:
+                    started += await self.start_one(Repository(session), checkin_id)
+            except Exception as exc:
+                log.error("check-in %s could not start (%s)", checkin_id, type(exc).__name__)
+        return started
 
-async def start_chunk(services: Services, repo: Repository, ids: Sequence[int]) -> int:
-    """Start the check-ins `ids` (in that order) in the caller's transaction."""
-    session = repo.session
-    patients = await _lock_patients(session, ids)
-    checkins = await _checkins(session, ids)
-    busy = await _with_open_checkin(session, list(patients))
-    chunk = _Chunk(services, services.clock(), busy)
-    for checkin_id in ids:
-        checkin = checkins.get(checkin_id)
-        patient = patients.get(checkin.patient_id) if checkin is not None else None
-        if checkin is not None and patient is not None and checkin.status == "pending":
-            chunk.decide(patient, checkin)
-    await bulk.update_by_id(session, Checkin, chunk.held)
-    await bulk.update_by_id(session, Checkin, chunk.started)
-    await bulk.insert_new(session, OutboundMessage, chunk.messages, ("idempotency_key",))
-    started = len(chunk.started)
-    for checkin_id in chunk.later:  # after the writes above, which it must see
-        started += await services._start_in(repo, checkin_id)
-    return started
+    async def start_chunk(self, repo: Repository, ids: Sequence[int]) -> int:
+        """Start the check-ins `ids` (in that order) in the caller's transaction."""
+        session = repo.session
+        patients = await _lock_patients(session, ids)
+        checkins = await _checkins(session, ids)
+        busy = await _with_open_checkin(session, list(patients))
+        chunk = _Chunk(self.ctx, self.ctx.clock(), busy)
+        for checkin_id in ids:
+            checkin = checkins.get(checkin_id)
+            patient = patients.get(checkin.patient_id) if checkin is not None else None
+            if checkin is not None and patient is not None and checkin.status == "pending":
+                chunk.decide(patient, checkin)
+        await bulk.update_by_id(session, Checkin, chunk.held)
+        await bulk.update_by_id(session, Checkin, chunk.started)
+        await bulk.insert_new(session, OutboundMessage, chunk.messages, ("idempotency_key",))
+        started = len(chunk.started)
+        for checkin_id in chunk.later:  # after the writes above, which it must see
+            started += await self.start_one(repo, checkin_id)
+        return started
+
+    async def start_one(self, repo: Repository, checkin_id: int) -> int:
+        """Start one check-in in the caller's transaction, under its patient's lock: held
+        while the patient is not active, behind an open check-in, or in quiet hours;
+        otherwise begun. 1 if it was begun."""
+        session, ctx = repo.session, self.ctx
+        checkin = await repo.get_checkin(checkin_id)
+        if checkin is None:
+            return 0
+        patient = await repo.lock_patient(checkin.patient_id)
+        await session.refresh(checkin)
+        if patient is None or checkin.status != "pending":
+            return 0
+        now = ctx.clock()
+        if patient.status != "active":
+            checkin.lease_until = now + HELD_INACTIVE  # paused, blocked, not yet consented
+            await repo.add(checkin)
+            return 0
+        if await q.open_checkin(session, checkin.patient_id) is not None:
+            checkin.lease_until = now + HELD_BEHIND  # one open check-in per patient
+            await repo.add(checkin)
+            return 0
+        if not checkin.ignore_quiet_hours and quiet_now(ctx.clinic, patient, now):
+            checkin.lease_until = quiet_end(ctx.clinic, patient, now)  # the allowed hours
+            await repo.add(checkin)
+            return 0
+        checkin.lease_until = None
+        transition = core.begin(core.from_json(checkin.state), ctx.setting(patient), now)
+        await apply_transition(
+            ctx, repo, patient, checkin, transition, f"begin{checkin_id}", now, None
+        )
+        return 1
 
 
 @dataclass(frozen=True)
@@ -130,7 +178,7 @@ class _Recipient:
     address: str
 
     def as_patient(self) -> Patient:
-        """A detached Patient with these values, for the services' helpers (building one
+        """A detached Patient with these values, for the shared helpers (building one
         costs far more than this class: a chunk builds one per time zone or language)."""
         return Patient(display_name="", **asdict(self))
 
@@ -138,13 +186,13 @@ class _Recipient:
 @dataclass
 class _Chunk:
     """One chunk's decisions: the check-ins held and started, their opening messages, and
-    the check-ins left to ``Services._start_in``.
+    the check-ins left to :meth:`Starting.start_one`.
 
     What does not depend on the patient is worked out once per chunk: quiet hours per time
     zone, the conversation setting per language, and the opening messages per intents,
     channel and language (rendered once, then addressed to each patient)."""
 
-    services: Services
+    ctx: Context
     now: datetime
     busy: set[int]  # patients with a check-in open
     held: list[dict[str, Any]] = field(default_factory=list)
@@ -179,8 +227,8 @@ class _Chunk:
             return
         if transition.state.is_open:
             self.busy.add(patient.id)  # the patient's next one waits behind this one
-        # the row as Services._start_in would leave it (only attributes are read and set)
-        _update_checkin(cast(Checkin, checkin), transition.state, self.now)
+        # the row as Starting.start_one would leave it (only attributes are read and set)
+        update_checkin(cast(Checkin, checkin), transition.state, self.now)
         row = {name: getattr(checkin, name) for name in _STARTED}
         self.started.append({"id": checkin.id, "lease_until": None, **row})
         self.messages += self.opening(patient, transition.intents, f"begin{checkin.id}")
@@ -195,7 +243,7 @@ class _Chunk:
         except TypeError:  # an intent holding a dict or list: made for this one alone
             made, key = None, ()
         if made is None:
-            rows = self.services._outbox(patient.as_patient(), intents, source, self.now)
+            rows = outbox_rows(self.ctx.renderer, patient.as_patient(), intents, source, self.now)
             made = [row.model_dump(exclude={"id"}) for row in rows]
             if key:
                 self.openings[key] = made
@@ -209,14 +257,14 @@ class _Chunk:
         """When the patient's quiet hours end, or None outside them."""
         if patient.timezone not in self.quiet_until:
             stand_in, now = patient.as_patient(), self.now
-            quiet = self.services._quiet_now(stand_in, now)
-            until = self.services._quiet_end(stand_in, now) if quiet else None
+            clinic = self.ctx.clinic
+            until = quiet_end(clinic, stand_in, now) if quiet_now(clinic, stand_in, now) else None
             self.quiet_until[patient.timezone] = until
         return self.quiet_until[patient.timezone]
 
     def setting(self, patient: _Recipient) -> core.Setting:
         if patient.language not in self.settings:
-            self.settings[patient.language] = self.services._setting(patient.as_patient())
+            self.settings[patient.language] = self.ctx.setting_for(patient.language)
         return self.settings[patient.language]
 
 

@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from bot.app.services import Inbound
+from bot.app.inbox import Inbound
 from bot.bootstrap import App, build
 from bot.commands.common import state
 from bot.config import Clinic, Security, Settings
@@ -93,7 +93,7 @@ async def _interactive(settings: Settings) -> None:
         patient_id = await _setup(app)
         typer.echo("Demo Clinic: you are the patient. Answer each question by typing a number or")
         typer.echo("the words; try BACK, SKIP, LATER, HELP or STOP too. Ctrl-D ends the demo.\n")
-        checkin = await app.services.ask(
+        checkin = await app.services.asking.ask(
             patient_id, ["phq9", "side_effects"], ignore_quiet_hours=True
         )
         await tick(app)
@@ -101,7 +101,7 @@ async def _interactive(settings: Settings) -> None:
             line = await asyncio.to_thread(_prompt)
             if line is None:
                 break
-            await app.services.handle_inbound(
+            await app.services.inbox.handle_inbound(
                 Inbound("console", uuid.uuid4().hex, "demo", line, app.clock())
             )
             await tick(app)
@@ -185,12 +185,12 @@ def _spread(total: int, item9: int) -> list[str]:
 async def _play(
     app: App, patient_id: int, instruments: list[str], answers: list[str], clock: SimClock
 ) -> int:
-    checkin = await app.services.ask(patient_id, instruments, ignore_quiet_hours=True)
+    checkin = await app.services.asking.ask(patient_id, instruments, ignore_quiet_hours=True)
     await tick(app)
     replies = answers + (["no"] * 8 + ["skip"] if "side_effects" in instruments else [])
     for reply in replies:
         clock.now += timedelta(seconds=40)
-        await app.services.handle_inbound(
+        await app.services.inbox.handle_inbound(
             Inbound("console", uuid.uuid4().hex, "demo", reply, clock.now)
         )
     await tick(app)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import col, select
 
-from bot.app.services import INBOUND_ATTEMPTS
+from bot.app.inbox import INBOUND_ATTEMPTS
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
 from bot.storage import checkins as q

@@ -123,7 +123,7 @@ def patient_add(
                 await _invite(app, session, patient_id=patient.id) if channel == "telegram" else {}
             )
         if channel == "sms" and patient.id is not None:
-            await app.services.invite(patient.id)  # the only message before they reply YES
+            await app.services.consent.invite(patient.id)  # the only message before they reply YES
             invite = {"invited": True}
         return _patient_json(patient) | invite
 
@@ -427,7 +427,7 @@ def ask(
 
     async def work(app: App) -> tuple[Checkin, str]:
         try:
-            checkin = await app.services.ask(patient_id, instruments, ignore_quiet_hours=now)
+            checkin = await app.services.asking.ask(patient_id, instruments, ignore_quiet_hours=now)
         except CheckinError as exc:
             fail(str(exc))
         async with app.db.transaction() as session:

@@ -18,7 +18,7 @@ import typer
 from sqlalchemy.engine import make_url
 
 from bot import logs
-from bot.app.services import Inbound
+from bot.app.inbox import Inbound
 from bot.bootstrap import App, build
 from bot.commands import demo
 from bot.commands.common import database_problem, fail, state
@@ -149,7 +149,7 @@ async def _chat(settings: Settings, patient_id: int) -> None:
             if not line:
                 break
             inbound = Inbound("console", uuid.uuid4().hex, address, line.rstrip("\n"), app.clock())
-            await app.services.handle_inbound(inbound)
+            await app.services.inbox.handle_inbound(inbound)
             await tick(app)
     finally:
         await app.close()

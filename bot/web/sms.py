@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from bot.app.delivery import mark_unreachable
-from bot.app.services import Inbound
+from bot.app.inbox import Inbound
 from bot.bootstrap import App
 from bot.channels.sms import OPTED_OUT, valid_signature
 from bot.storage.repository import Repository
@@ -50,13 +50,13 @@ def inbound_handler(app: App) -> Handler:
             return PlainTextResponse("not an incoming message", status_code=400)
         inbound = Inbound("sms", sid, sender, params.get("Body", ""), app.clock())
         try:  # committed on its own first: a crash while processing must not lose it
-            inbound_id = await app.services.receive(inbound)
+            inbound_id = await app.services.inbox.receive(inbound)
         except Exception as exc:
             log.error("sms could not be recorded (%s)", type(exc).__name__)
             return PlainTextResponse("try again", status_code=503)
         if inbound_id is not None:
             try:
-                await app.services.process(inbound_id)
+                await app.services.inbox.process(inbound_id)
                 app.kick()
             except Exception as exc:
                 log.error("inbound %s left for recovery (%s)", inbound_id, type(exc).__name__)

@@ -28,7 +28,7 @@ async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]
     inbound = to_inbound(update)
     if inbound is None:
         return
-    recorded = await app.services.handle_inbound(inbound)  # raises if not recorded
+    recorded = await app.services.inbox.handle_inbound(inbound)  # raises if not recorded
     if update.callback_query is not None:
         await channel.answer_button(update.callback_query.id)
     if recorded:

@@ -122,7 +122,7 @@ async def test_webhooks_answer_5xx_while_the_database_is_down_and_recover(db: Da
     async with outage_rig(db) as (rig, down, up):
         telegram_id, sms_id = await canary_patients(db)
         for patient_id in (telegram_id, sms_id):
-            await rig.app.services.ask(patient_id, ["phq2"], ignore_quiet_hours=True)
+            await rig.app.services.asking.ask(patient_id, ["phq2"], ignore_quiet_hours=True)
         await tick(rig.app)
         sends: list[Send] = []
         for text in (CANARY_TEXT, "2", "1"):

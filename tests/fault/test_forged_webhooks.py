@@ -38,7 +38,7 @@ async def _genuine_traffic(rig: Rig) -> tuple[list[dict[str, object]], list[obje
     """Both canary patients start a PHQ-9 and answer by webhook; the requests, for replay."""
     telegram_id, sms_id = await canary_patients(rig.app.db)
     for patient_id in (telegram_id, sms_id):
-        await rig.app.services.ask(patient_id, ["phq9"])
+        await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
     updates, sms = [], []
     for text in ("2", CANARY_TEXT, "1"):

@@ -124,7 +124,7 @@ async def _enrol(config: Path) -> None:
             ids = list((await session.exec(select(Patient.id))).all())
         for patient_id in ids:
             assert patient_id is not None
-            await app.services.ask(patient_id, ["phq2"], ignore_quiet_hours=True)
+            await app.services.asking.ask(patient_id, ["phq2"], ignore_quiet_hours=True)
     finally:
         await app.close()
 

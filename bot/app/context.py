@@ -1,0 +1,37 @@
+"""What every use case is handed: the database, the instrument catalog, the renderer, the
+clinic's settings, the clock, and the alerting use case (None in tests that leave alerts
+out). Built once by ``bot.bootstrap`` and shared by every use case, so what a test changes
+here (the clinic's quiet hours, say) every use case sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.app.alerting import Alerting
+from bot.app.ports import Clock
+from bot.config import Clinic
+from bot.domain import conversation as core
+from bot.instruments import Catalog
+from bot.rendering.renderer import Renderer
+from bot.storage.database import Database
+from bot.storage.tables import Patient
+
+
+@dataclass
+class Context:
+    db: Database
+    catalog: Catalog
+    renderer: Renderer
+    clinic: Clinic
+    clock: Clock
+    alerting: Alerting | None = None
+
+    def setting(self, patient: Patient) -> core.Setting:
+        """What the conversation needs to know beyond its state: the instruments, the
+        patient's language, whether scores are shown."""
+        return self.setting_for(patient.language)
+
+    def setting_for(self, language: str) -> core.Setting:
+        instruments = {i.key: i for i in self.catalog}
+        return core.Setting(instruments, language, self.clinic.show_scores)
