@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 
-.PHONY: help install run test check fmt lint types clean bench
+.PHONY: help install run test check fmt lint imports types clean bench
 
 help:  ## Show the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,10 +28,13 @@ lint: $(VENV_STAMP)
 	.venv/bin/ruff format --check bot scheduler tests
 	.venv/bin/ruff check bot scheduler tests
 
+imports: $(VENV_STAMP)  ## Check the import rules: layers, no circles, no private names, sizes
+	$(PY) -m tests.architecture
+
 types: $(VENV_STAMP)
 	.venv/bin/mypy
 
-check: lint types test  ## Format check, lint, types (strict on bot/domain) and tests
+check: lint imports types test  ## Format check, lint, import rules, types (strict on bot/domain), tests
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis
