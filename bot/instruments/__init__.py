@@ -5,6 +5,8 @@ and the wording of licensed ones (``<key>.wording.toml``), in extra directories.
 file is validated at start-up; a malformed one stops start-up with an error naming the
 file and the field. A licensed instrument whose wording is missing does not stop start-up:
 it is listed as unavailable, with the reason, and refuses to be used.
+
+Imports ``bot.domain`` (and may import ``bot.config``); every layer above uses the catalog.
 """
 
 from __future__ import annotations
