@@ -26,10 +26,10 @@ The layers, from the bottom up. Each may import itself and the layers named in
   storage to write files for other systems.
 * ``bot.bootstrap``: the one composition root; it wires everything above.
 * The entrypoints, on top: ``bot.web``, ``bot.commands`` with ``bot.cli`` (and
-  ``bot.__main__``), and the top-level ``scheduler`` package. The CLI calls use cases and
-  never touches ``bot.storage``: opening transactions is the use cases' work, shared with
-  the web panel (the scheduler, which runs the use cases' passes, may). Nothing below the
-  entrypoints imports them.
+  ``bot.__main__``), and the top-level ``scheduler`` package. They call use cases and
+  never touch ``bot.storage``: opening transactions is the use cases' work, so the CLI,
+  the webhooks, the web panel and the tick share one implementation of each. Nothing
+  below the entrypoints imports them.
 
 The other rules: no import circle among the modules (lazy imports inside functions count;
 imports under ``if TYPE_CHECKING:`` do not, since they never run); no module uses another
@@ -62,6 +62,7 @@ _UNDER_BOOTSTRAP = (
     "bot.channels",
     "bot.outputs",
 )
+_ENTRYPOINT_SAFE = tuple(layer for layer in _UNDER_BOOTSTRAP if layer != "bot.storage")
 _ENTRYPOINT = (  # everything but storage (and __main__), plus the scheduler
     *("bot.domain", "bot.config", "bot.logs", "bot.instruments", "bot.rendering"),
     *("bot.app", "bot.channels", "bot.outputs", "bot.bootstrap", "bot.web"),
@@ -82,11 +83,11 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "bot.channels": ("bot.domain", "bot.config", "bot.logs", "bot.rendering", "bot.app"),
     "bot.outputs": (*_CORE, "bot.storage", "bot.rendering", "bot.app"),
     "bot.bootstrap": _UNDER_BOOTSTRAP,
-    "bot.web": (*_UNDER_BOOTSTRAP, "bot.bootstrap"),
+    "bot.web": (*_ENTRYPOINT_SAFE, "bot.bootstrap"),
     "bot.commands": _ENTRYPOINT,
     "bot.cli": _ENTRYPOINT,
     "bot.__main__": ("bot.cli",),
-    "scheduler": (*_UNDER_BOOTSTRAP, "bot.bootstrap"),
+    "scheduler": (*_ENTRYPOINT_SAFE, "bot.bootstrap"),
 }
 STANDARD_LIBRARY_ONLY = ("bot.domain",)  # layers that import no third-party package
 STANDARD_LIBRARY = sys.stdlib_module_names

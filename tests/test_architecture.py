@@ -120,6 +120,24 @@ def test_a_command_importing_storage(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("entrypoint", "layer"),
+    [("bot/web/sms.py", "bot.web"), ("scheduler/loop.py", "scheduler")],
+)
+def test_a_webhook_or_the_tick_importing_storage(
+    tmp_path: Path, entrypoint: str, layer: str
+) -> None:
+    """The webhooks and the tick are entrypoints too: they reach storage through use cases."""
+    files = {
+        entrypoint: "from bot.storage.repository import Repository\n",
+        "bot/storage/repository.py": "Repository = object\n",
+    }
+    assert report(tmp_path, files) == [
+        f"{entrypoint}:1: layer: {layer} must not import bot.storage"
+        " (imports bot.storage.repository)"
+    ]
+
+
 def test_a_use_case_importing_a_channel(tmp_path: Path) -> None:
     """Use cases never name a concrete channel: ``bot.channels.telegram`` is a breach."""
     files = {

@@ -10,13 +10,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.app import metrics
+from bot.app.health import database_ok
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
 from bot.web.telegram import handle_update
@@ -27,7 +27,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 
 def create_app(app: App) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
-        checks = {"database": await _database_ok(app), "scheduler": _tick_recent(app)}
+        checks = {"database": await database_ok(app.db), "scheduler": _tick_recent(app)}
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ok": status == 200, **checks}
         if status != 200:
@@ -83,15 +83,6 @@ def _telegram_webhook(
         return Response(status_code=200)
 
     return webhook
-
-
-async def _database_ok(app: App) -> bool:
-    try:
-        async with app.db.transaction() as session:
-            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
-    except Exception:
-        return False
-    return True
 
 
 def _tick_limit(app: App) -> timedelta:

@@ -12,21 +12,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from bot.app.delivery import mark_unreachable
 from bot.app.inbox import Inbound
+from bot.app.receipts import record_status
 from bot.bootstrap import App
 from bot.channels.sms import OPTED_OUT, valid_signature
-from bot.storage.repository import Repository
-from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-FINAL = ("delivered", "failed")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -70,35 +66,16 @@ def status_handler(app: App) -> Handler:
         params = await _verified(app, request, "/sms/status")
         if params is None:
             return PlainTextResponse("forbidden", status_code=403)
+        error = params.get("ErrorCode")
         await record_status(
-            app,
+            app.db,
+            app.clock,
+            "sms",
             params.get("MessageSid", ""),
             params.get("MessageStatus", ""),
-            params.get("ErrorCode"),
+            error,
+            opted_out=error == str(OPTED_OUT),
         )
         return Response(status_code=204)
 
     return status
-
-
-async def record_status(app: App, sid: str, status: str, error_code: str | None) -> None:
-    """Delivered or failed, once: a later, older callback never overwrites a final status."""
-    outcome = {"delivered": "delivered", "failed": "failed", "undelivered": "failed"}.get(status)
-    if outcome is None or not sid:
-        return
-    async with app.db.transaction() as session:
-        statement = select(OutboundMessage).where(
-            OutboundMessage.channel == "sms",
-            OutboundMessage.provider_id == sid,
-            col(OutboundMessage.status).not_in(FINAL),
-        )
-        message = (await session.exec(statement.with_for_update())).first()
-        if message is None:
-            return
-        message.status = outcome
-        if outcome == "failed":
-            message.last_error = f"sms: twilio error {error_code or 'unknown'} (after sending)"
-        repo = Repository(session)
-        await repo.add(message)
-        if error_code == str(OPTED_OUT) and message.recipient_kind == "patient":
-            await mark_unreachable(repo, message, app.clock())
