@@ -16,7 +16,7 @@ from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from bot.app.delivery import mark_unreachable
+from bot.app.sending import mark_unreachable
 from bot.app.services import Inbound
 from bot.bootstrap import App
 from bot.channels.sms import OPTED_OUT, valid_signature
