@@ -3,7 +3,7 @@ imports only the layers listed before it (tests/architecture.py enforces this):
 
 * ``domain/``: the pure core (instruments, parsing, scoring, outcomes, the conversation,
   alerts, schedules). Standard library only.
-* ``config.py``, ``logs.py``, ``instruments/``: settings from TOML, the log format, the
+* ``config/``, ``logs.py``, ``instruments/``: settings from TOML, the log format, the
   instrument catalog. Import only the domain.
 * ``storage/``: tables, the database handle, queries, migrations, encryption at rest.
 * ``rendering/``: every word and picture a person sees (templates, GSM-7, the trend chart).

@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from bot.app.alerting import Alerting
-from bot.app.delivery import Deliverer, Pacer
-from bot.app.planning import Planner, check_protocols
+from bot.app.delivery import Deliverer
+from bot.app.pacing import Pacer
+from bot.app.planning import Planner
 from bot.app.ports import Channel, Clock
+from bot.app.protocols import check_protocols
 from bot.app.services import Services
 from bot.channels.console import ConsoleChannel
 from bot.channels.telegram import TelegramChannel

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.delivery import Pacer
+from bot.app.pacing import Pacer
 
 
 class VirtualTime:

@@ -12,8 +12,8 @@ from sqlalchemy import text as sa_text
 from sqlalchemy import update
 from sqlmodel import col
 
-from bot.app.delivery import Report
 from bot.app.planning import Planner
+from bot.app.sending import Report
 from bot.bootstrap import build
 from bot.config import Clinic, Settings, default_protocols
 from bot.domain.schedule import protocol_from_mapping

@@ -1,6 +1,10 @@
 """Alerts in the shell: triggers from answers and scores become alert rows and clinician
 messages in the same transaction as the answer; the tick escalates; a clinician's
-``ACK CODE`` acknowledges. The decisions are the pure core's (bot/domain/alerts*.py).
+``ACK CODE`` acknowledges. The decisions are the pure core's (bot/domain/alerts/).
+
+A clinician's messages are answered by :mod:`bot.app.clinician_desk`, which this hands
+them to; acknowledging and resolving are :mod:`bot.app.alert_actions`, and queueing a
+message to a clinician :mod:`bot.app.clinician_messages` (the desk uses both, never this).
 
 A clinician message carries the minimum: the patient's display name (or pseudonym), the
 rule, the level, numbers (score, change, item number and value), the time and the code.
@@ -9,7 +13,6 @@ Never item wording, never what the patient wrote.
 
 from __future__ import annotations
 
-import base64
 import logging
 import secrets
 from collections.abc import Sequence
@@ -19,27 +22,24 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.app import clinician_desk
+from bot.app import clinician_desk, clinician_messages
+from bot.app.alert_actions import acknowledge_alert, resolve_alert
 from bot.domain import events as ev
 from bot.domain.alerts import (
     Actor,
-    AlertResolutionRefused,
     AlertRules,
     Change,
     Trigger,
-    acknowledge,
     escalate,
     new_code,
     on_answer,
     on_missed,
     on_score,
     raise_or_update,
-    resolve,
 )
 from bot.domain.outcomes import Observation
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer
-from bot.storage import outbox
 from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import (
     count_before,
@@ -51,7 +51,7 @@ from bot.storage.alerts import (
 from bot.storage.alerts import primary as primary_of
 from bot.storage.alerts import unresolved as rows_for
 from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient, Score
+from bot.storage.tables import Alert, Clinician, Patient, Score
 
 log = logging.getLogger(__name__)
 MESSAGE_SET_ASIDE = "message_unprocessed"  # the rule of the alert for a set-aside message
@@ -190,41 +190,21 @@ class Alerting:
     ) -> None:
         """A linked clinician's text or button: ``ACK CODE``, ``ALERTS``, ``/patients``,
         ``/trend``, ... (see :mod:`bot.app.clinician_desk`)."""
-        await clinician_desk.handle(self, repo, clinician, text, kind, source, now)
+        await clinician_desk.handle(
+            self.catalog, self.renderer, repo, clinician, text, kind, source, now
+        )
 
     async def acknowledge(
         self, repo: Repository, row: Alert, by: int | None, now: datetime
     ) -> bool:
-        """Clinician `by` (None: the operator) has seen the alert; escalation stops. Audited.
-        False when it was not open (already acknowledged or resolved): nothing changes."""
-        change = acknowledge(state_of(row), by or 0, now)
-        if change.event is None:
-            return False
-        store(row, change.alert)
-        row.acknowledged_by = by
-        await repo.add(row)
-        actor = f"clinician:{by}" if by is not None else "operator"
-        await repo.audit(
-            now, actor, "AlertAcknowledged", f"patient:{row.patient_id}", code=row.code,
-            alert_id=row.id,
-        )  # fmt: skip
-        return True
+        """Clinician `by` (None: the operator) has seen the alert; False when it was not
+        open (see :func:`bot.app.alert_actions.acknowledge_alert`)."""
+        return await acknowledge_alert(repo, row, by, now)
 
     async def resolve(self, repo: Repository, row: Alert, by: Actor, now: datetime) -> bool:
-        """Close the alert; crisis (and clinician-only) alerts only for a clinician: anyone
-        else is refused, and the refusal audited. True when it is resolved now."""
-        change = resolve(state_of(row), by, now)
-        if change.event is None:
-            return row.status == "resolved"
-        refused = isinstance(change.event, AlertResolutionRefused)
-        if not refused:
-            store(row, change.alert)
-            await repo.add(row)
-        await repo.audit(
-            now, str(by), type(change.event).__name__, f"patient:{row.patient_id}",
-            code=row.code, alert_id=row.id,
-        )  # fmt: skip
-        return not refused
+        """Close the alert; True when it is resolved now (see
+        :func:`bot.app.alert_actions.resolve_alert`)."""
+        return await resolve_alert(repo, row, by, now)
 
     # ---- messages ---------------------------------------------------------------------
 
@@ -276,27 +256,5 @@ class Alerting:
         now: datetime,
         photo: bytes | None = None,
     ) -> None:
-        """Queue a message to a clinician (a `photo`, PNG, goes with it as base64)."""
-        assert clinician.id is not None and clinician.address is not None
-        rendered = self.renderer.render(intent, clinician.channel, "en")
-        if rendered is None:
-            return
-        payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
-        if rendered.buttons:
-            payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
-        if photo is not None:
-            payload["photo"] = base64.b64encode(photo).decode("ascii")
-        await repo.enqueue([
-            OutboundMessage(
-                channel=clinician.channel,
-                recipient_kind="clinician",
-                recipient_id=clinician.id,
-                address=clinician.address,
-                body=rendered.text,
-                payload=payload,
-                idempotency_key=f"{source}:c{clinician.id}",
-                next_attempt_at=now,
-                # an alert goes before routine traffic; a command's answer is a reply
-                priority=outbox.URGENT if isinstance(intent, ev.AlertNotice) else outbox.REPLY,
-            )
-        ])  # fmt: skip
+        """Queue a message to a clinician (see :func:`bot.app.clinician_messages.tell`)."""
+        await clinician_messages.tell(self.renderer, repo, clinician, intent, source, now, photo)

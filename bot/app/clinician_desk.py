@@ -6,6 +6,9 @@ A clinician sees and acknowledges only the alerts of their own patients and the 
 they were told about (``Alert.recipients``, e.g. as the backup); a trend only for those
 patients. A code or a patient outside that is answered as unknown, never confirmed to
 exist. Every acknowledgement, every patient list and every trend view is audited.
+
+:class:`bot.app.alerting.Alerting` hands a linked clinician's message to :func:`handle`;
+the answers go out through :mod:`bot.app.clinician_messages`.
 """
 
 from __future__ import annotations
@@ -13,20 +16,19 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
+from bot.app.alert_actions import acknowledge_alert
+from bot.app.clinician_messages import tell
 from bot.app.trends import load_trend
 from bot.domain import events as ev
 from bot.domain.alerts import normalize_code
-from bot.rendering.renderer import ACK_BUTTON
+from bot.instruments import Catalog
+from bot.rendering.renderer import ACK_BUTTON, Renderer
 from bot.storage.alerts import UNRESOLVED, may_see, visible_to
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, Patient, Score
-
-if TYPE_CHECKING:
-    from bot.app.alerting import Alerting
 
 COMMANDS = ("ack", "alerts", "patients", "trend", "help")
 GONE = ("discharged",)  # patients no longer listed
@@ -47,7 +49,8 @@ def parse(text: str, kind: str) -> tuple[str, str]:
 
 
 async def handle(
-    alerting: Alerting,
+    catalog: Catalog,
+    renderer: Renderer,
     repo: Repository,
     clinician: Clinician,
     text: str,
@@ -57,19 +60,19 @@ async def handle(
 ) -> None:
     command, argument = parse(text, kind)
     if command == "ack":
-        await _ack(alerting, repo, clinician, argument, source, now)
+        await _ack(renderer, repo, clinician, argument, source, now)
     elif command == "alerts":
-        await _alerts(alerting, repo, clinician, source, now)
+        await _alerts(renderer, repo, clinician, source, now)
     elif command == "patients":
-        await _patients(alerting, repo, clinician, source, now)
+        await _patients(renderer, repo, clinician, source, now)
     elif command == "trend":
-        await _trend(alerting, repo, clinician, argument, source, now)
+        await _trend(catalog, renderer, repo, clinician, argument, source, now)
     else:
-        await alerting.tell(repo, clinician, ev.ClinicianHelp(), source, now)
+        await tell(renderer, repo, clinician, ev.ClinicianHelp(), source, now)
 
 
 async def _ack(
-    alerting: Alerting,
+    renderer: Renderer,
     repo: Repository,
     clinician: Clinician,
     typed: str,
@@ -86,14 +89,14 @@ async def _ack(
         if found is not None and may_see(found[0], found[1], clinician.id):
             row = found[0]
     if row is None:
-        await alerting.tell(repo, clinician, ev.AckUnknown(typed[:12]), source, now)
+        await tell(renderer, repo, clinician, ev.AckUnknown(typed[:12]), source, now)
         return
-    await alerting.acknowledge(repo, row, clinician.id, now)
-    await alerting.tell(repo, clinician, ev.AckConfirmed(row.code), source, now)
+    await acknowledge_alert(repo, row, clinician.id, now)
+    await tell(renderer, repo, clinician, ev.AckConfirmed(row.code), source, now)
 
 
 async def _alerts(
-    alerting: Alerting, repo: Repository, clinician: Clinician, source: str, now: datetime
+    renderer: Renderer, repo: Repository, clinician: Clinician, source: str, now: datetime
 ) -> None:
     assert clinician.id is not None
     found = await visible_to(repo.session, clinician.id)
@@ -103,11 +106,11 @@ async def _alerts(
     )
     for patient_id in sorted({p.id for _, p in found if p.id is not None}):
         await _audit(repo, clinician, "alerts_viewed", patient_id, now)
-    await alerting.tell(repo, clinician, ev.ClinicianAlerts(lines), source, now)
+    await tell(renderer, repo, clinician, ev.ClinicianAlerts(lines), source, now)
 
 
 async def _patients(
-    alerting: Alerting, repo: Repository, clinician: Clinician, source: str, now: datetime
+    renderer: Renderer, repo: Repository, clinician: Clinician, source: str, now: datetime
 ) -> None:
     patients = await _own_patients(repo, clinician)
     open_counts = await _open_alert_counts(repo, [p.id for p in patients if p.id is not None])
@@ -120,11 +123,12 @@ async def _patients(
                            open_counts[patient.id])
         )  # fmt: skip
         await _audit(repo, clinician, "patient_listed", patient.id, now)
-    await alerting.tell(repo, clinician, ev.ClinicianPatients(tuple(lines)), source, now)
+    await tell(renderer, repo, clinician, ev.ClinicianPatients(tuple(lines)), source, now)
 
 
 async def _trend(
-    alerting: Alerting,
+    catalog: Catalog,
+    renderer: Renderer,
     repo: Repository,
     clinician: Clinician,
     query: str,
@@ -132,23 +136,23 @@ async def _trend(
     now: datetime,
 ) -> None:
     if not query:
-        await alerting.tell(repo, clinician, ev.TrendUnavailable("usage"), source, now)
+        await tell(renderer, repo, clinician, ev.TrendUnavailable("usage"), source, now)
         return
     patient = _match(await _reachable_patients(repo, clinician), query)
     if patient is None or patient.id is None:
-        await alerting.tell(repo, clinician, ev.TrendUnavailable("unknown"), source, now)
+        await tell(renderer, repo, clinician, ev.TrendUnavailable("unknown"), source, now)
         return
     from bot.rendering.chart import render_trend  # matplotlib: loaded only when charting
 
-    trend = await load_trend(repo.session, alerting.catalog, patient.id, patient.display_name)
+    trend = await load_trend(repo.session, catalog, patient.id, patient.display_name)
     await _audit(repo, clinician, "trend_viewed", patient.id, now)
     if not trend.series:
-        await alerting.tell(repo, clinician, ev.TrendUnavailable("no_scores"), source, now)
+        await tell(renderer, repo, clinician, ev.TrendUnavailable("no_scores"), source, now)
         return
     png = await asyncio.to_thread(render_trend, trend)  # off the event loop
     count = len({p.at for s in trend.series for p in s.points})
     caption = ev.TrendChart(patient.display_name, count)
-    await alerting.tell(repo, clinician, caption, source, now, photo=png)
+    await tell(renderer, repo, clinician, caption, source, now, photo=png)
 
 
 # ---- queries -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``checkin config check``: every problem in the configuration, instruments, protocols,
 alert rules and templates, each with its file and key, instead of the first one only.
 
-The service's loader (bot/config.py) stops at the first problem, which is right at
+The service's loader (bot/config/) stops at the first problem, which is right at
 start-up. This collector runs the same validators on one key at a time, so one broken
 key does not hide the next, then checks what spans files: instruments named by
 protocols and alert rules, templates that must render every intent in every channel and
@@ -115,7 +115,7 @@ def _settings(data: Mapping[str, Any], path: Path) -> config.Settings:
     """The settings as the service would load them (environment included); the sections
     this module checks itself are left out, so a loader without them still runs."""
     mine = {k: v for k, v in data.items() if k not in OWN_SECTIONS}
-    return config._with_environment(config.settings_from_mapping(mine, path))
+    return config.with_environment(config.settings_from_mapping(mine, path))
 
 
 def _read(path: Path, required: bool, report: Report) -> dict[str, Any] | None:

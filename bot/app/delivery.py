@@ -6,21 +6,16 @@ the only place that sends. No transaction is held open while a provider is calle
 leaves a lease that runs out, and another worker (or the restarted one) sends the message
 again: delivery is at least once, in order per recipient.
 
-Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
-lets the recipient's next message go; anything else is retried with exponential backoff,
-never sooner than the provider's Retry-After, for as long as it takes.
+This module is the pump: claims, the sends in flight, their leases renewed. One send and
+its outcome (what is permanent and what is retried) is :mod:`bot.app.sending`; how fast
+sends may leave, :mod:`bot.app.pacing`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import heapq
-import itertools
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +23,9 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app.pacing import Pacer
 from bot.app.ports import Channel, Clock
-from bot.domain.errors import DeliveryFailed
-from bot.rendering.renderer import Button, Rendered
+from bot.app.sending import Report, RetryPolicy, Sender
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -38,196 +33,6 @@ from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
 URGENT_ROOM = 20  # claimed beyond a full batch in flight when something urgent may be due
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    base_s: float = 2.0
-    cap_s: float = 900.0
-
-    def delay(self, attempts: int, retry_after_s: float | None) -> timedelta:
-        backoff = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
-        return timedelta(seconds=max(backoff, retry_after_s or 0.0))
-
-
-@dataclass(frozen=True)
-class Report:
-    sent: int = 0
-    retried: int = 0
-    dead: int = 0
-
-    def __add__(self, other: Report) -> Report:
-        return Report(self.sent + other.sent, self.retried + other.retried, self.dead + other.dead)
-
-
-class Pacer:
-    """At most `rate_per_s` sends a second on a channel, and `gap_s` between two to one address.
-
-    A provider counts requests when they arrive, and we only know that a request arrived
-    somewhere between leaving and its answer. So a send holds its place in the sliding
-    `window_s` from the moment it leaves until `window_s` after it is answered: no more
-    than ``rate_per_s * window_s`` sends can then ever arrive within one window, however
-    the network or a busy event loop delays them (a cold connection alone was seen to
-    make a request arrive 27 ms late and draw a 429). The price is one round trip a
-    window: on a local provider about 1 %, against a provider 100 ms away about 9 %.
-    Sends are also spaced ``1 / rate_per_s`` apart so a window does not leave as a burst.
-
-    The per-address gap is waited out before taking a channel slot, so a chat in its
-    gap never holds up the others, and runs from the answer to the previous send to that
-    address. Two sends to one address go one after the other.
-
-    In-process: with several workers each paces itself (a shared limit needs a shared
-    store). Time and sleeping are injectable so the schedule is tested without waiting.
-    """
-
-    def __init__(
-        self,
-        rate_per_s: float | None = None,
-        gap_s: float = 0.0,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        window_s: float = 1.0,
-    ) -> None:
-        self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
-        self.gap_s = gap_s
-        self.window_s = window_s
-        # (the epsilon: 30 * 1.0 must be 30, not 29 after rounding)
-        self.per_window = max(1, int(rate_per_s * window_s + 1e-9)) if rate_per_s else 0
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._next = 0.0
-        self._slots = _PriorityLock()
-        self._closing: collections.deque[float] = collections.deque()  # when each place frees
-        self._flying: list[object] = []  # a token per send not yet answered
-        self._an_answer = asyncio.Event()  # set whenever one of them is answered
-        self._chats: dict[str, _Chat] = {}
-        self._sweep_at = 1024
-
-    @contextlib.asynccontextmanager
-    async def turn(self, address: str, priority: int = 0) -> AsyncIterator[Callable[[], None]]:
-        """Wait until a send to `address` may leave, then hold its place while it is in
-        flight. Yields `answered`: call it when the provider has answered (leaving the
-        block does it too), so that the time spent recording the outcome is not counted."""
-        chat = self._chat(address)
-        chat.users += 1
-        try:
-            async with chat.lock:
-                await self._until(chat.free_at)
-                flying = await self._take_slot(priority)
-                answered = False
-
-                def done() -> None:
-                    nonlocal answered
-                    if answered:
-                        return
-                    answered = True
-                    end = self._monotonic()
-                    chat.free_at = end + self.gap_s
-                    if flying is not None:
-                        self._flying.remove(flying)
-                        self._closing.append(end + self.window_s)
-                        self._an_answer.set()
-
-                try:
-                    yield done
-                finally:
-                    done()
-        finally:
-            chat.users -= 1
-
-    async def _until(self, at: float) -> None:
-        delay = at - self._monotonic()
-        if delay > 0:
-            await self._sleep(delay)
-
-    async def _take_slot(self, priority: int) -> object | None:
-        """Wait for the channel's next slot and a free place in the window; take both.
-        Sends waiting for a slot are served highest `priority` first, then in turn."""
-        async with self._slots.held(priority):
-            while True:
-                now = self._monotonic()
-                if now < self._next:
-                    await self._sleep(self._next - now)
-                    continue
-                if not self.per_window:
-                    self._next = self._following(now)
-                    return None
-                # (a microsecond's slack: a sleep may end a hair early, and must not spin)
-                while self._closing and self._closing[0] <= now + 1e-6:
-                    self._closing.popleft()
-                if len(self._closing) + len(self._flying) < self.per_window:
-                    break
-                if self._closing:  # answered sends free their places first
-                    await self._sleep(self._closing[0] - now)
-                else:  # every place is in flight: wait for any answer, then look again
-                    self._an_answer.clear()
-                    await self._an_answer.wait()
-            self._next = self._following(now)
-            flying = object()
-            self._flying.append(flying)
-            return flying
-
-    def _following(self, now: float) -> float:
-        """The slot after one taken at `now`. Slots keep to their schedule: sleeps end a
-        little late, and spacing each from the last actual leave lost one send a second
-        to the drift. A send later than a whole slot lets one more catch up at once."""
-        return max(self._next, now - self.interval) + self.interval
-
-    def _chat(self, address: str) -> _Chat:
-        chat = self._chats.get(address)
-        if chat is None:
-            if len(self._chats) >= self._sweep_at:  # forget chats whose gap is long over
-                now = self._monotonic()
-                self._chats = {a: c for a, c in self._chats.items() if c.users or c.free_at > now}
-                self._sweep_at = max(1024, 2 * len(self._chats))
-            chat = self._chats[address] = _Chat()
-        return chat
-
-
-class _PriorityLock:
-    """A lock whose waiters get it highest priority first, then first come first served:
-    a crisis message queued behind a wave's routine sends takes the next send slot."""
-
-    def __init__(self) -> None:
-        self._held = False
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._order = itertools.count()
-
-    @contextlib.asynccontextmanager
-    async def held(self, priority: int) -> AsyncIterator[None]:
-        if self._held or self._waiting:
-            turn = asyncio.get_running_loop().create_future()
-            heapq.heappush(self._waiting, (-priority, next(self._order), turn))
-            try:
-                await turn
-            except BaseException:
-                if turn.done() and not turn.cancelled():
-                    self._release()  # handed the lock just as we were cancelled
-                else:
-                    self._waiting = [w for w in self._waiting if w[2] is not turn]
-                    heapq.heapify(self._waiting)
-                raise
-        else:
-            self._held = True
-        try:
-            yield
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        while self._waiting:
-            *_, turn = heapq.heappop(self._waiting)
-            if not turn.done():
-                turn.set_result(None)  # ownership passes straight to the next waiter
-                return
-        self._held = False
-
-
-@dataclass
-class _Chat:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    free_at: float = 0.0
-    users: int = 0
 
 
 @dataclass
@@ -242,7 +47,7 @@ class Deliverer:
     pacers: Mapping[str, Pacer] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._marks = _GroupCommit(self.db)
+        self._sender = Sender(self.db, self.clock, self.policy, self.lease)
 
     async def run_once(self) -> Report:
         """Send one claim of due messages; returns what happened to them."""
@@ -309,9 +114,9 @@ class Deliverer:
         pacer = self.pacers.get(message.channel)
         if pacer is None:
             async with gate:
-                return await self._deliver(message, edits, _nothing)
+                return await self._sender.send(message, self.channels, edits, _nothing)
         async with pacer.turn(message.address, message.priority) as answered, gate:
-            return await self._deliver(message, edits, answered)
+            return await self._sender.send(message, self.channels, edits, answered)
 
     async def _finished(
         self, sending: _Sending, wake: asyncio.Event | None
@@ -374,53 +179,6 @@ class Deliverer:
         except Exception as exc:  # the leases may run out: at least once, as after a crash
             log.warning("could not renew outbox leases (%s)", type(exc).__name__)
 
-    async def _deliver(
-        self,
-        message: OutboundMessage,
-        edits: Mapping[int, str | None],
-        answered: Callable[[], None],
-    ) -> Report:
-        """Send one message; `answered` is called as soon as the provider has answered."""
-        assert message.id is not None
-        channel = self.channels.get(message.channel)
-        try:
-            if channel is None:
-                raise DeliveryFailed(f"channel {message.channel!r} is not configured")
-            payload = dict(message.payload)
-            if message.id in edits:
-                payload["edit_message_id"] = edits[message.id]
-            if self._lease_ending(message):
-                return Report()  # paced past our lease: another worker may own it now
-            try:
-                provider_id = await channel.send(message.address, _rendered(message), payload)
-            finally:
-                answered()
-        except DeliveryFailed as failure:
-            return await self._failed(message, failure)
-        await self._marks.sent(message.id, provider_id, self.clock())
-        return Report(sent=1)
-
-    def _lease_ending(self, message: OutboundMessage) -> bool:
-        """Sending this close to the lease's end could race a worker that re-claims it."""
-        if message.lease_until is None:
-            return False
-        return self.clock() >= message.lease_until - self.lease / 3
-
-    async def _failed(self, message: OutboundMessage, failure: DeliveryFailed) -> Report:
-        assert message.id is not None
-        async with self.db.transaction() as session:
-            repo = Repository(session)
-            if failure.recipient_gone and message.recipient_kind == "patient":
-                await mark_unreachable(repo, message, self.clock())
-            if failure.permanent:
-                await repo.mark_dead(message.id, failure.reason)
-                log.warning("outbound %s dead: %s", message.id, failure.reason)
-                return Report(dead=1)
-            retry_at = self.clock() + self.policy.delay(message.attempts, failure.retry_after_s)
-            await repo.mark_retry(message.id, failure.reason, retry_at)
-        log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
-        return Report(retried=1)
-
 
 @dataclass
 class _Sending:
@@ -438,52 +196,6 @@ class _Sending:
         for task in self.running:
             task.cancel()
         await asyncio.gather(*self.running, return_exceptions=True)
-
-
-class _GroupCommit:
-    """Records "sent" outcomes, several to a transaction when they arrive together.
-
-    Each send waits until its own outcome is committed, as if it had its own transaction;
-    but while one commit runs, the outcomes arriving behind it queue up and the next
-    commit takes them all. One chat at a time commits alone; fifty sends finishing
-    together take a few transactions, not fifty (SQLite has a single writer).
-    """
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-        self._pending: list[tuple[int, str | None, datetime, asyncio.Future[None]]] = []
-        self._lock = asyncio.Lock()
-
-    async def sent(self, message_id: int, provider_id: str | None, at: datetime) -> None:
-        """Return once this outcome is committed; raise if its transaction failed (the
-        lease then runs out and the message is sent again: at least once)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((message_id, provider_id, at, done))
-        async with self._lock:
-            if not done.done():
-                try:
-                    await self._commit()
-                except Exception:  # noqa: S110 -- every future of the batch carries it
-                    pass
-                except BaseException:
-                    done.exception()  # retrieved: the cancellation is what propagates
-                    raise
-        await done
-
-    async def _commit(self) -> None:
-        batch, self._pending = self._pending, []
-        try:
-            async with self._db.transaction() as session:
-                repo = Repository(session)
-                for message_id, provider_id, at, _ in batch:
-                    await repo.mark_sent(message_id, provider_id, at)
-        except BaseException as exc:
-            failure = exc if isinstance(exc, Exception) else RuntimeError("commit cancelled")
-            for *_, done in batch:
-                done.set_exception(failure)
-            raise
-        for *_, done in batch:
-            done.set_result(None)
 
 
 async def _edit_targets(
@@ -521,25 +233,8 @@ async def last_question_id(
     return None
 
 
-async def mark_unreachable(repo: Repository, message: OutboundMessage, now: datetime) -> None:
-    """The patient blocked the bot (or opted out at the carrier): visible to the operator."""
-    patient = await repo.get_patient(message.recipient_id)
-    if patient is None or patient.status in ("blocked", "opted_out", "discharged"):
-        return
-    patient.status = "opted_out" if message.channel == "sms" else "blocked"
-    await repo.add(patient)
-    await repo.audit(
-        now, "system", f"patient_{patient.status}", f"patient:{patient.id}", channel=message.channel
-    )
-
-
 def _nothing() -> None:
     pass
-
-
-def _rendered(message: OutboundMessage) -> Rendered:
-    buttons = tuple(Button(label, data) for label, data in message.payload.get("buttons", []))
-    return Rendered(message.body, buttons, html=bool(message.payload.get("html")))
 
 
 async def deliver_when_woken(

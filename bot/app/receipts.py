@@ -1,14 +1,14 @@
 """Delivery receipts: a provider's word on a message after it accepted it (Twilio's status
 callbacks today, WhatsApp's next). Delivered or failed, once: callbacks may arrive out of
 order, and a later, older one never overwrites a final status. A number that opted out at
-the carrier makes the patient unreachable (see ``bot.app.delivery.mark_unreachable``)."""
+the carrier makes the patient unreachable (see ``bot.app.sending.mark_unreachable``)."""
 
 from __future__ import annotations
 
 from sqlmodel import col, select
 
-from bot.app.delivery import mark_unreachable
 from bot.app.ports import Clock
+from bot.app.sending import mark_unreachable
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage

@@ -2,7 +2,7 @@
 standard library and ``bot.domain`` only (mypy runs strict here).
 
 Families live in sub-packages with a small public surface in their ``__init__``
-(``alerts/``, ``schedule/``); the rest are one module each: ``instruments`` (the model),
-``definitions`` (TOML tables -> instruments), ``parsing``, ``scoring``, ``outcomes``,
+(``alerts/``, ``schedule/``, and ``definitions/``: TOML tables -> instruments); the rest
+are one module each: ``instruments`` (the model), ``parsing``, ``scoring``, ``outcomes``,
 ``conversation`` (the state machine), ``events`` (intents and events) and ``errors``.
 """

@@ -1,138 +1,38 @@
-"""Configuration: one TOML file read into one frozen settings object.
-
-Where the file comes from: the global ``--config PATH`` option, else ``CHECKIN_CONFIG``,
-else ``config.toml`` in the working directory. The default path may be absent (every
-setting has a working default); a path someone asked for by name must exist. Every error
-names the file and the key: ``config.toml: instruments.dirs: must be a list of paths``.
+"""The sections of config.toml read into :class:`Settings`: which sections and keys there
+are, and every value checked for its type and range. Each error names the file and the
+key (``config.toml: clinic.show_scores: must be true or false``). Finding and reading the
+file, and the environment, are :mod:`bot.config.loading`.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
 
-from bot.domain.alerts import DEFAULT_RULES, AlertRules, rules_from_mapping
+from bot.config.settings import (
+    DEFAULT_DATABASE_URL,
+    Clinic,
+    Retention,
+    Scheduler,
+    Security,
+    Server,
+    Settings,
+    Sms,
+    Telegram,
+    default_protocols,
+)
+from bot.domain.alerts import rules_from_mapping
 from bot.domain.errors import ConfigError
-from bot.domain.schedule import Protocol, example_protocols, protocol_from_mapping
+from bot.domain.schedule import Protocol, protocol_from_mapping
 
-DEFAULT_PATH = Path("config.toml")
-ENV_PATH = "CHECKIN_CONFIG"
-ENV_DATABASE_URL = "CHECKIN_DATABASE_URL"
-DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
 SECTIONS = {
     "instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts",
     "protocols",
     "retention",
     "security",
 }  # fmt: skip
-ENV_SMS_ACCOUNT_SID = "CHECKIN_SMS_ACCOUNT_SID"
-ENV_SMS_AUTH_TOKEN = "CHECKIN_SMS_AUTH_TOKEN"  # noqa: S105 -- a variable name
-ENV_TELEGRAM_TOKEN = "CHECKIN_TELEGRAM_TOKEN"  # noqa: S105 -- a variable name
-ENV_TELEGRAM_SECRET = "CHECKIN_TELEGRAM_WEBHOOK_SECRET"  # noqa: S105 -- a variable name
-_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-
-
-@dataclass(frozen=True)
-class Clinic:
-    """What patients are told about the clinic: its name, how to reach it, crisis lines."""
-
-    name: str = "your clinic"
-    contact: str = ""
-    urgent_line: str = ""
-    emergency_number: str = "911"  # said in every crisis and help message
-    show_scores: bool = False
-    # Empty: the templates' US defaults in the patient's language (988 call or text, 911;
-    # instruments.md section 7). A clinic elsewhere lists its own lines.
-    crisis_lines: tuple[tuple[str, str], ...] = ()
-    # Scheduled messages wait for the patient's allowed window (local time); replies to a
-    # patient who just wrote, and crisis messages, never wait. Equal times: no quiet hours.
-    quiet_hours_start_local: time = time(20, 0)
-    quiet_hours_end_local: time = time(8, 0)
-
-
-@dataclass(frozen=True)
-class Server:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    public_url: str = ""
-
-
-@dataclass(frozen=True)
-class Scheduler:
-    tick_s: float = 5.0
-    expire_after_h: float = 24.0  # check-ins asked by hand (`checkin ask`); rules set their own
-    plan_ahead_days: float = 7.0  # protocol check-ins are stored this far ahead
-    bundle_window_min: float = 120.0  # check-ins due this close together become one
-    batch: int = 500  # rows one tick takes per stage (planning, starting, reminding...)
-    # A worker holds what it claimed (a message to send, a check-in to start) this long;
-    # if it dies, another worker takes the work over after it. Longer than any provider
-    # timeout.
-    lease_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class Telegram:
-    """The Telegram channel. Empty token: Telegram is off."""
-
-    token: str = ""
-    mode: str = "polling"  # or "webhook"
-    webhook_secret: str = ""
-    api_base_url: str = "https://api.telegram.org/bot"  # python-telegram-bot's base_url
-    bot_username: str = ""  # for enrolment links; asked of Telegram (getMe) when empty
-    enroll_ttl_min: float = 60.0
-    # Telegram's limits: about 30 messages a second overall, one a second per chat.
-    rate_per_s: float = 30.0
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.token)
-
-
-@dataclass(frozen=True)
-class Sms:
-    """The SMS channel on Twilio. Off until an account, a token and a sender are set."""
-
-    account_sid: str = ""
-    auth_token: str = ""
-    from_number: str = ""
-    messaging_service_sid: str = ""
-    api_base_url: str = "https://api.twilio.com"
-    default_region: str = "US"  # for numbers typed without a country code
-    # One a second is the usual rate of a US long code; a short code or a Messaging
-    # Service with several numbers allows more (ask Twilio what yours is).
-    rate_per_s: float = 1.0
-
-    @property
-    def enabled(self) -> bool:
-        return bool(
-            self.account_sid
-            and self.auth_token
-            and (self.from_number or self.messaging_service_sid)
-        )
-
-
-@dataclass(frozen=True)
-class Retention:
-    """How long a discharged patient's records stay, and what survives their erasure."""
-
-    delete_after_days: int = 365  # counted from discharge
-    keep_deidentified_scores: bool = False  # keep scores under a wiped, pseudonymous row
-
-
-@dataclass(frozen=True)
-class Security:
-    """Where the encryption key ring is read from (``CHECKIN_ENCRYPTION_KEY`` wins).
-
-    Empty `key_file`: on SQLite, ``<database>.key`` beside the database file."""
-
-    key_file: Path | None = None
-
 
 _SMS_FIELDS = (
     "account_sid",
@@ -142,102 +42,6 @@ _SMS_FIELDS = (
     "api_base_url",
     "default_region",
 )
-
-
-@dataclass(frozen=True)
-class Settings:
-    source: str = "(defaults)"
-    instruments_dirs: tuple[Path, ...] = ()
-    clinic: Clinic = Clinic()
-    database_url: str = DEFAULT_DATABASE_URL
-    server: Server = Server()
-    scheduler: Scheduler = Scheduler()
-    telegram: Telegram = Telegram()
-    sms: Sms = Sms()
-    alerts: AlertRules = DEFAULT_RULES
-    retention: Retention = Retention()
-    security: Security = Security()
-    # Absent [protocols]: the example protocols (weekly-phq9, ketamine-iv-6).
-    protocols: Mapping[str, Protocol] = field(default_factory=lambda: default_protocols())
-
-
-def default_protocols() -> dict[str, Protocol]:
-    """The protocols config.example.toml ships, used when a file has no [protocols]."""
-    return {
-        name: protocol_from_mapping(name, table, "(built-in protocols)")
-        for name, table in example_protocols().items()
-    }
-
-
-def config_path(explicit: Path | None) -> tuple[Path, bool]:
-    """The path to read and whether someone asked for it by name."""
-    if explicit is not None:
-        return explicit, True
-    from_env = os.environ.get(ENV_PATH)
-    if from_env:
-        return Path(from_env), True
-    return DEFAULT_PATH, False
-
-
-def load_settings(explicit: Path | None = None) -> Settings:
-    path, required = config_path(explicit)
-    if not path.exists():
-        if required:
-            raise ConfigError(str(path), "", "does not exist")
-        return _with_environment(Settings())
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"is not valid TOML ({exc})") from None
-    return _with_environment(settings_from_mapping(data, path))
-
-
-def _with_environment(settings: Settings) -> Settings:
-    """Secrets and deployment specifics may come from the environment instead of the file."""
-    url = os.environ.get(ENV_DATABASE_URL)
-    if url:
-        settings = replace(settings, database_url=url)
-    telegram = settings.telegram
-    token = os.environ.get(ENV_TELEGRAM_TOKEN)
-    secret = os.environ.get(ENV_TELEGRAM_SECRET)
-    if token:
-        telegram = replace(telegram, token=token)
-    if secret:
-        telegram = replace(telegram, webhook_secret=secret)
-    settings = replace(settings, telegram=telegram)
-    sms = settings.sms
-    if os.environ.get(ENV_SMS_ACCOUNT_SID):
-        sms = replace(sms, account_sid=os.environ[ENV_SMS_ACCOUNT_SID])
-    if os.environ.get(ENV_SMS_AUTH_TOKEN):
-        sms = replace(sms, auth_token=os.environ[ENV_SMS_AUTH_TOKEN])
-    settings = replace(settings, sms=sms)
-    check_telegram(settings, settings.source)
-    if sms.enabled and not settings.server.public_url.startswith("https://"):
-        raise ConfigError(
-            settings.source, "server.public_url", "SMS needs the https:// address Twilio calls"
-        )
-    return settings
-
-
-def check_telegram(settings: Settings, source: str) -> None:
-    """Settings that only make sense together (checked after the environment is applied)."""
-    telegram = settings.telegram
-    if telegram.mode not in ("polling", "webhook"):
-        raise ConfigError(source, "telegram.mode", 'must be "polling" or "webhook"')
-    if not telegram.enabled or telegram.mode != "webhook":
-        return
-    if not _SECRET_TOKEN.match(telegram.webhook_secret):
-        raise ConfigError(
-            source,
-            "telegram.webhook_secret",
-            "webhook mode needs a secret of 1-256 letters, digits, _ or - "
-            f"(or set {ENV_TELEGRAM_SECRET})",
-        )
-    if not settings.server.public_url.startswith("https://"):
-        raise ConfigError(
-            source, "server.public_url", "webhook mode needs the https:// address Telegram calls"
-        )
 
 
 def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:

@@ -1,0 +1,137 @@
+"""The settings, frozen: one dataclass per section of config.toml, every field with a
+working default, and :class:`Settings` holding them all. Reading them from the file and
+the environment is :mod:`bot.config.loading`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+
+from bot.domain.alerts import DEFAULT_RULES, AlertRules
+from bot.domain.schedule import Protocol, example_protocols, protocol_from_mapping
+
+DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
+
+
+@dataclass(frozen=True)
+class Clinic:
+    """What patients are told about the clinic: its name, how to reach it, crisis lines."""
+
+    name: str = "your clinic"
+    contact: str = ""
+    urgent_line: str = ""
+    emergency_number: str = "911"  # said in every crisis and help message
+    show_scores: bool = False
+    # Empty: the templates' US defaults in the patient's language (988 call or text, 911;
+    # instruments.md section 7). A clinic elsewhere lists its own lines.
+    crisis_lines: tuple[tuple[str, str], ...] = ()
+    # Scheduled messages wait for the patient's allowed window (local time); replies to a
+    # patient who just wrote, and crisis messages, never wait. Equal times: no quiet hours.
+    quiet_hours_start_local: time = time(20, 0)
+    quiet_hours_end_local: time = time(8, 0)
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    tick_s: float = 5.0
+    expire_after_h: float = 24.0  # check-ins asked by hand (`checkin ask`); rules set their own
+    plan_ahead_days: float = 7.0  # protocol check-ins are stored this far ahead
+    bundle_window_min: float = 120.0  # check-ins due this close together become one
+    batch: int = 500  # rows one tick takes per stage (planning, starting, reminding...)
+    # A worker holds what it claimed (a message to send, a check-in to start) this long;
+    # if it dies, another worker takes the work over after it. Longer than any provider
+    # timeout.
+    lease_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class Telegram:
+    """The Telegram channel. Empty token: Telegram is off."""
+
+    token: str = ""
+    mode: str = "polling"  # or "webhook"
+    webhook_secret: str = ""
+    api_base_url: str = "https://api.telegram.org/bot"  # python-telegram-bot's base_url
+    bot_username: str = ""  # for enrolment links; asked of Telegram (getMe) when empty
+    enroll_ttl_min: float = 60.0
+    # Telegram's limits: about 30 messages a second overall, one a second per chat.
+    rate_per_s: float = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token)
+
+
+@dataclass(frozen=True)
+class Sms:
+    """The SMS channel on Twilio. Off until an account, a token and a sender are set."""
+
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_base_url: str = "https://api.twilio.com"
+    default_region: str = "US"  # for numbers typed without a country code
+    # One a second is the usual rate of a US long code; a short code or a Messaging
+    # Service with several numbers allows more (ask Twilio what yours is).
+    rate_per_s: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.account_sid
+            and self.auth_token
+            and (self.from_number or self.messaging_service_sid)
+        )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a discharged patient's records stay, and what survives their erasure."""
+
+    delete_after_days: int = 365  # counted from discharge
+    keep_deidentified_scores: bool = False  # keep scores under a wiped, pseudonymous row
+
+
+@dataclass(frozen=True)
+class Security:
+    """Where the encryption key ring is read from (``CHECKIN_ENCRYPTION_KEY`` wins).
+
+    Empty `key_file`: on SQLite, ``<database>.key`` beside the database file."""
+
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str = "(defaults)"
+    instruments_dirs: tuple[Path, ...] = ()
+    clinic: Clinic = Clinic()
+    database_url: str = DEFAULT_DATABASE_URL
+    server: Server = Server()
+    scheduler: Scheduler = Scheduler()
+    telegram: Telegram = Telegram()
+    sms: Sms = Sms()
+    alerts: AlertRules = DEFAULT_RULES
+    retention: Retention = Retention()
+    security: Security = Security()
+    # Absent [protocols]: the example protocols (weekly-phq9, ketamine-iv-6).
+    protocols: Mapping[str, Protocol] = field(default_factory=lambda: default_protocols())
+
+
+def default_protocols() -> dict[str, Protocol]:
+    """The protocols config.example.toml ships, used when a file has no [protocols]."""
+    return {
+        name: protocol_from_mapping(name, table, "(built-in protocols)")
+        for name, table in example_protocols().items()
+    }
