@@ -10,12 +10,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
+from telegram.error import TelegramError
+
 from bot.app.alerting import Alerting
 from bot.app.delivery import Deliverer
+from bot.app.invitations import Invitations
 from bot.app.pacing import Pacer
 from bot.app.planning import Planner
 from bot.app.ports import Channel, Clock
 from bot.app.protocols import check_protocols
+from bot.app.refusals import Refused
 from bot.app.services import Services
 from bot.channels.console import ConsoleChannel
 from bot.channels.telegram import TelegramChannel
@@ -54,6 +58,31 @@ class App:
         """New messages are in the outbox: deliver now, if this process delivers on wake."""
         if self.wake is not None:
             self.wake.set()
+
+    def invitations(self) -> Invitations:
+        """Single-use Telegram enrolment links, valid [telegram] enroll_ttl_min minutes."""
+        ttl = timedelta(minutes=self.settings.telegram.enroll_ttl_min)
+        return Invitations(self.clock, ttl, self.telegram_username)
+
+    async def telegram_username(self) -> str:
+        """The bot's @username for enrolment links: [telegram] bot_username, else asked of
+        the Bot API. Raises ``Refused`` when Telegram is not configured or not reachable."""
+        telegram = self.settings.telegram
+        channel = self.channels.get("telegram")
+        if not telegram.enabled or not isinstance(channel, TelegramChannel):
+            raise Refused(
+                "telegram is not configured: set [telegram] token (or CHECKIN_TELEGRAM_TOKEN)"
+            )
+        if telegram.bot_username:
+            return telegram.bot_username
+        try:
+            await channel.start()
+        except TelegramError as exc:
+            problem = type(exc).__name__
+            raise Refused(
+                f"telegram: cannot reach the Bot API ({problem}); set [telegram] bot_username"
+            ) from exc
+        return channel.bot.username
 
     async def close(self) -> None:
         telegram = self.channels.get("telegram")

@@ -19,14 +19,16 @@ from bot.commands import (
     checkins,
     clinicians,
     configcheck,
+    database,
     export,
     inbound,
     keys,
     lifecycle,
-    records,
+    patients,
     report,
     schedule,
     service,
+    treatments,
 )
 from bot.commands.common import JsonFlag, State, emit_json, fail, state
 from bot.domain.errors import CheckinError
@@ -45,8 +47,12 @@ instruments_app = typer.Typer(
     help="List and inspect the loaded questionnaires.", no_args_is_help=True
 )
 app.add_typer(instruments_app, name="instruments")
-records.register(app)
+database.register(app)
+patients.register(app)
+clinicians.register(app)
+app.command("ask")(checkins.ask)
 service.register(app)
+treatments.register(app)
 schedule.register(app)
 audit.register(app)
 lifecycle.register(app)
@@ -55,7 +61,6 @@ configcheck.register(app)
 keys.register(app)
 alerts.register(app)
 report.register(app)
-clinicians.register(app)
 checkins.register(app)
 inbound.register(app)
 

@@ -19,7 +19,7 @@ each check-in once (see :meth:`bot.app.starting.Starting.start_due`).
 
 The planner is here; the rows a planning pass reads and writes are
 :mod:`bot.app.planned_rows`; treatment sessions and the operator's changes,
-:mod:`bot.app.treatment`; the protocol checks and the preview, :mod:`bot.app.protocols`.
+:mod:`bot.app.session_changes`; the protocol checks and the preview, :mod:`bot.app.protocols`.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from bot.app.planned_rows import (
     store_plans,
 )
 from bot.app.ports import Clock
-from bot.app.protocols import preview, quiet_hours
-from bot.app.treatment import Change, locked_patient, record_change, session_row, sessions_of
+from bot.app.protocols import quiet_hours
+from bot.app.session_changes import Change, locked_patient, record_change, session_row
 from bot.config import Clinic
 from bot.domain.errors import ConfigError
 from bot.domain.schedule import Protocol, Session, bundle, plan
@@ -55,7 +55,6 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Patient, PlannedOccurrence, TreatmentSession
 
 # Change, preview and sessions_of: bot/commands/schedule.py imports them from here
-__all__ = ["CATCH_UP_S", "Change", "Planner", "preview", "sessions_of"]
 
 log = logging.getLogger(__name__)
 CATCH_UP_S = 5.0  # how long a tick's stage goes on claiming while it finds full batches

@@ -4,18 +4,15 @@ clinician (``--by``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app import alert_admin
+from bot.app.alert_admin import AlertView, Outcome
 from bot.bootstrap import App
-from bot.commands.common import JsonFlag, emit_json, fail, with_app
-from bot.domain.alerts import OPERATOR, AlertState, clinician, clinician_only
-from bot.storage.alerts import UNRESOLVED, state_of, unrouted_counts
-from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Clinician, Patient
+from bot.commands.common import JsonFlag, emit_json, fail, run_use_case
 
 alerts_app = typer.Typer(
     help="List clinician alerts; acknowledge or resolve one.", invoke_without_command=True
@@ -45,23 +42,12 @@ def alerts_list(
     if ctx.invoked_subcommand is not None:
         return
 
-    async def work(app: App) -> list[dict[str, Any]]:
-        async with app.db.transaction() as session:
-            statement = select(Alert, Patient).join(
-                Patient, col(Patient.id) == col(Alert.patient_id)
-            )
-            if open_only:
-                statement = statement.where(col(Alert.status).in_(UNRESOLVED))
-            if patient is not None:
-                statement = statement.where(Alert.patient_id == patient)
-            order = (col(Alert.created_at).desc(), col(Alert.id).desc())
-            found = (await session.exec(statement.order_by(*order))).all()
-            unrouted = await unrouted_counts(session, [a.id for a, _ in found if a.id is not None])
-            subject = f"patient:{patient}" if patient is not None else "alerts"
-            await Repository(session).audit(app.clock(), "operator", "alerts_listed", subject)
-        return [_alert_json(a, p, unrouted[a.id or 0]) for a, p in found]
+    async def work(app: App) -> list[AlertView]:
+        return await alert_admin.list_alerts(
+            app.db, app.clock, open_only=open_only, patient_id=patient
+        )
 
-    data = with_app(ctx, work)
+    data = [_alert_json(a) for a in run_use_case(ctx, work)]
     if as_json:
         emit_json(data)
         return
@@ -76,14 +62,14 @@ def alerts_list(
         )
 
 
-def _alert_json(alert: Alert, patient: Patient, unrouted: int) -> dict[str, Any]:
-    def when(value: Any) -> str | None:
+def _alert_json(alert: AlertView) -> dict[str, Any]:
+    def when(value: datetime | None) -> str | None:
         return value.isoformat() if value is not None else None
 
     return {
         "id": alert.id,
         "patient_id": alert.patient_id,
-        "patient": patient.display_name,
+        "patient": alert.patient,
         "rule": alert.rule,
         "level": alert.level,
         "status": alert.status,
@@ -95,11 +81,11 @@ def _alert_json(alert: Alert, patient: Patient, unrouted: int) -> dict[str, Any]
         "acknowledged_at": when(alert.acknowledged_at),
         "resolved_by": alert.resolved_by,
         "resolved_at": when(alert.resolved_at),
-        "escalations": alert.escalation_count,
+        "escalations": alert.escalations,
         "occurrences": alert.occurrences,
-        "notified": list(alert.recipients),
-        "unrouted": unrouted,
-        "clinician_only": clinician_only(state_of(alert)),
+        "notified": list(alert.notified),
+        "unrouted": alert.unrouted,
+        "clinician_only": alert.clinician_only,
     }
 
 
@@ -107,50 +93,27 @@ def _alert_json(alert: Alert, patient: Patient, unrouted: int) -> dict[str, Any]
 def alerts_ack(ctx: typer.Context, alert_id: AlertId, by: By = None) -> None:
     """Acknowledge an alert: its reminders and escalation stop."""
 
-    async def work(app: App) -> tuple[bool, Alert]:
-        async with app.db.transaction() as session:
-            row = await _alert(session, alert_id, by)
-            assert app.services.alerting is not None
-            done = await app.services.alerting.acknowledge(
-                Repository(session), row, by, app.clock()
-            )
-            return done, row
+    async def work(app: App) -> Outcome:
+        return await alert_admin.acknowledge(app.db, app.clock, app.services, alert_id, by)
 
-    done, row = with_app(ctx, work)
-    if not done:
-        typer.echo(f"alert {alert_id} is already {row.status}; nothing changed")
+    outcome = run_use_case(ctx, work)
+    if not outcome.done:
+        typer.echo(f"alert {alert_id} is already {outcome.status}; nothing changed")
         return
-    typer.echo(f"alert {alert_id} acknowledged ({row.code}); reminders for it stop")
+    typer.echo(f"alert {alert_id} acknowledged ({outcome.code}); reminders for it stop")
 
 
 @alerts_app.command("resolve")
 def alerts_resolve(ctx: typer.Context, alert_id: AlertId, by: By = None) -> None:
     """Close an alert. Crisis, suicidality and red-flag alerts need --by CLINICIAN_ID."""
 
-    async def work(app: App) -> tuple[AlertState, Alert]:
-        async with app.db.transaction() as session:
-            row = await _alert(session, alert_id, by)
-            before = state_of(row)
-            actor = clinician(by) if by is not None else OPERATOR
-            assert app.services.alerting is not None
-            await app.services.alerting.resolve(Repository(session), row, actor, app.clock())
-            return before, row
+    async def work(app: App) -> Outcome:
+        return await alert_admin.resolve(app.db, app.clock, app.services, alert_id, by)
 
-    before, row = with_app(ctx, work)
-    if row.status != "resolved":  # refused, and the refusal audited
+    outcome = run_use_case(ctx, work)
+    if not outcome.done:  # refused, and the refusal audited
         fail(
-            f"alert {alert_id} is a {before.level} {before.rule} alert: only a clinician "
+            f"alert {alert_id} is a {outcome.level} {outcome.rule} alert: only a clinician "
             "resolves it; add --by CLINICIAN_ID (see `checkin clinician list`)"
         )
-    typer.echo(f"alert {alert_id} resolved ({row.code})")
-
-
-async def _alert(session: AsyncSession, alert_id: int, by: int | None) -> Alert:
-    row = await session.get(Alert, alert_id)
-    if row is None:
-        fail(f"no alert with id {alert_id}; see `checkin alerts`")
-    if by is not None and await session.get(Clinician, by) is None:
-        fail(f"no clinician with id {by}; see `checkin clinician list`")
-    if row.status == "resolved":
-        fail(f"alert {alert_id} is already resolved; nothing to do")
-    return row
+    typer.echo(f"alert {alert_id} resolved ({outcome.code})")

@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
+from bot.app import audit_log
+from bot.app.audit_log import AuditEntry, ChainReport
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
-from bot.storage import audit
-from bot.storage.repository import Repository
-from bot.storage.tables import AuditEvent
 
 audit_app = typer.Typer(
     help="Read and verify the tamper-evident audit trail.", no_args_is_help=True
@@ -37,8 +36,8 @@ def audit_verify(
     def progress(checked: int) -> None:
         typer.echo(f"checked {checked} events...", err=True)
 
-    async def work(app: App) -> audit.ChainReport:
-        return await audit.verify(app.db, page_size=page_size, progress=progress)
+    async def work(app: App) -> ChainReport:
+        return await audit_log.verify(app.db, page_size=page_size, progress=progress)
 
     report = with_app(ctx, work)
     if as_json:
@@ -55,7 +54,7 @@ def audit_verify(
         raise typer.Exit(1)
 
 
-def _report_json(report: audit.ChainReport) -> dict[str, Any]:
+def _report_json(report: ChainReport) -> dict[str, Any]:
     return {
         "ok": report.ok,
         "checked": report.checked,
@@ -79,13 +78,8 @@ def audit_list(
     if subject is not None and not _SUBJECT.match(subject):
         fail(f"--subject {subject!r} must look like patient:12 or clinician:3")
 
-    async def work(app: App) -> list[AuditEvent]:
-        async with app.db.transaction() as session:
-            rows = await audit.events(session, subject=subject, limit=limit)
-            await Repository(session).audit(
-                app.clock(), "operator", "audit_listed", subject or "audit", count=len(rows)
-            )
-        return rows
+    async def work(app: App) -> list[AuditEntry]:
+        return await audit_log.newest(app.db, app.clock, subject=subject, limit=limit)
 
     rows = with_app(ctx, work)
     if as_json:
@@ -97,7 +91,7 @@ def audit_list(
         typer.echo(f"{row.id:>6}  {at}  {row.actor:<9} {row.action:<20} {row.subject}  {detail}")
 
 
-def _event_json(row: AuditEvent) -> dict[str, Any]:
+def _event_json(row: AuditEntry) -> dict[str, Any]:
     return {
         "id": row.id,
         "at": row.at.isoformat(),

@@ -1,27 +1,61 @@
-"""`checkin checkins`: look through check-ins and cancel one that should not go ahead."""
+"""``checkin ask`` queues a check-in by hand; ``checkin checkins`` looks through check-ins
+and cancels one that should not go ahead."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
-from sqlmodel import col, select
 
+from bot.app import checkin_admin
+from bot.app.views import CHECKIN_STATUSES, CheckinView
 from bot.bootstrap import App
-from bot.commands.common import JsonFlag, emit_json, fail, with_app
-from bot.commands.records import _checkin_json
-from bot.storage import checkins as q
-from bot.storage.repository import Repository
-from bot.storage.tables import CHECKIN_STATUSES, Checkin
+from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case, with_app
+from bot.commands.views import checkin_json
+from bot.domain.errors import CheckinError, NotFound
 
 checkins_app = typer.Typer(
     help="List check-ins and cancel planned or open ones.", no_args_is_help=True
 )
-CANCELLABLE = ("pending", "sent", "in_progress", "paused")  # not yet finished
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(checkins_app, name="checkins")
+
+
+def ask(
+    ctx: typer.Context,
+    patient_id: Annotated[int, typer.Argument(help="Patient id.")],
+    instruments: Annotated[
+        list[str], typer.Argument(help="One or more instrument keys, asked in this order.")
+    ],
+    now: Annotated[
+        bool, typer.Option("--now", help="Send even during the patient's quiet hours.")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Queue a check-in for now; the running service sends it within one tick (after the
+    patient's quiet hours end, unless --now)."""
+
+    async def work(app: App) -> checkin_admin.Queued:
+        try:
+            return await checkin_admin.queue(
+                app.db, app.clock, app.services, patient_id, instruments, ignore_quiet_hours=now
+            )
+        except CheckinError as exc:
+            fail(str(exc))
+
+    queued = with_app(ctx, work)
+    if queued.patient_status != "active":
+        typer.echo(
+            f"note: patient {patient_id} is {queued.patient_status}; the check-in waits until "
+            "they are active",
+            err=True,
+        )
+    if as_json:
+        emit_json(checkin_json(queued.checkin))
+    else:
+        typer.echo(f"check-in {queued.checkin.id} queued: {' + '.join(instruments)}")
 
 
 @checkins_app.command("list")
@@ -39,20 +73,17 @@ def checkins_list(
     if status is not None and status not in CHECKIN_STATUSES:
         fail(f"--status {status!r} is not one of {', '.join(CHECKIN_STATUSES)}")
 
-    async def work(app: App) -> list[Checkin]:
-        statement = select(Checkin).order_by(col(Checkin.due_at).desc(), col(Checkin.id).desc())
-        if patient is not None:
-            statement = statement.where(Checkin.patient_id == patient)
-        if status is not None:
-            statement = statement.where(Checkin.status == status)
-        async with app.db.transaction() as session:
-            if patient is not None and await Repository(session).get_patient(patient) is None:
-                fail(f"--patient: no patient with id {patient}; see `checkin patient list`")
-            return list((await session.exec(statement.limit(limit))).all())
+    async def work(app: App) -> list[CheckinView]:
+        return await checkin_admin.list_checkins(
+            app.db, patient_id=patient, status=status, limit=limit
+        )
 
-    rows = with_app(ctx, work)
+    try:
+        rows = with_app(ctx, work)
+    except NotFound as exc:
+        refuse(exc, "--patient: ")
     if as_json:
-        emit_json([{"patient_id": c.patient_id} | _checkin_json(c) for c in rows])
+        emit_json([{"patient_id": c.patient_id} | checkin_json(c) for c in rows])
         return
     for c in rows:
         typer.echo(
@@ -73,26 +104,9 @@ def checkins_cancel(
     check-in."""
 
     async def work(app: App) -> str:
-        async with app.db.transaction() as session:
-            repo = Repository(session)
-            found = await repo.get_checkin(checkin_id)
-            if found is None:
-                fail(f"no check-in with id {checkin_id}; see `checkin checkins list`")
-            await repo.lock_patient(found.patient_id)  # as the services do: one writer each
-            await session.refresh(found)
-            was = found.status
-            if was not in CANCELLABLE:
-                fail(f"check-in {checkin_id} is {was}; only {', '.join(CANCELLABLE)} ones cancel")
-            found.status, found.next_reminder_at, found.lease_until = "cancelled", None, None
-            await repo.add(found)
-            await q.release_held(session, found.patient_id)
-            subject = f"patient:{found.patient_id}"
-            await repo.audit(
-                app.clock(), "operator", "checkin_cancelled", subject, checkin=checkin_id, was=was
-            )
-            return was
+        return await checkin_admin.cancel(app.db, app.clock, checkin_id)
 
-    was = with_app(ctx, work)
+    was = run_use_case(ctx, work)
     if as_json:
         emit_json({"id": checkin_id, "status": "cancelled", "was": was})
     else:

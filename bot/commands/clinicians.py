@@ -1,38 +1,86 @@
-"""Clinicians over time: who covers for whom, a new Telegram link, leaving the clinic."""
+"""``checkin clinician``: add and list clinicians, who covers for whom, a new Telegram link,
+leaving the clinic."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import update
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app import clinicians
+from bot.app.refusals import Deactivated, StillResponsible
+from bot.app.views import CHANNELS, ClinicianView
 from bot.bootstrap import App
-from bot.commands.common import JsonFlag, emit_json, fail, with_app
-from bot.commands.records import _echo_invite, _invite, clinician_app
-from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, EnrollmentCode, Patient
+from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case, with_app
+from bot.commands.patients import Channel, phone_number
+from bot.commands.views import echo_invitation, invitation_json
+from bot.domain.errors import NotFound
 
+clinician_app = typer.Typer(help="Add and list clinicians.", no_args_is_help=True)
 ClinicianId = Annotated[int, typer.Argument(help="Clinician id.")]
-ENDED = ("discharged",)  # patients whose care is over need no responsible clinician
 
 
 def register(app: typer.Typer) -> None:
-    del app  # these join the `clinician` group of bot/commands/records.py
-    clinician_app.command("backup")(clinician_backup)
-    clinician_app.command("link")(clinician_link)
-    clinician_app.command("deactivate")(clinician_deactivate)
+    app.add_typer(clinician_app, name="clinician")
 
 
-async def _clinician(session: AsyncSession, clinician_id: int, what: str = "") -> Clinician:
-    clinician = await session.get(Clinician, clinician_id)
-    if clinician is None:
-        fail(f"{what}no clinician with id {clinician_id}; see `checkin clinician list`")
-    return clinician
+@clinician_app.command("add")
+def clinician_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Name shown in alerts and audit records.")],
+    channel: Channel,
+    address: Annotated[
+        str | None, typer.Option(help="Console channel only: where alerts are shown.")
+    ] = None,
+    phone: Annotated[str | None, typer.Option(help="SMS: the clinician's mobile number.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a clinician who receives alerts (staff: SMS clinicians need no invitation)."""
+    if not name.strip():
+        fail("--name must not be empty")
+    if channel not in CHANNELS:
+        fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
+    number = phone_number(ctx, channel, phone)
+
+    async def work(app: App) -> ClinicianView:
+        return await clinicians.add(app.db, app.clock, name, channel, address=address, phone=number)
+
+    clinician = with_app(ctx, work)
+    data = {"id": clinician.id, "name": clinician.name, "channel": clinician.channel}
+    if as_json:
+        emit_json(data)
+    else:
+        typer.echo(f"clinician {clinician.id} added ({clinician.channel})")
 
 
+@clinician_app.command("list")
+def clinician_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List clinicians (id, name, channel, whether active, backup)."""
+
+    async def work(app: App) -> list[ClinicianView]:
+        return await clinicians.list_clinicians(app.db)
+
+    rows = with_app(ctx, work)
+    if as_json:
+        emit_json([_clinician_json(c) for c in rows])
+        return
+    for c in rows:
+        backup = f"  backup {c.backup_clinician_id}" if c.backup_clinician_id else ""
+        inactive = "" if c.active else " inactive"
+        typer.echo(f"{c.id:>5}  {c.name:<24} {c.channel:<9}{inactive}{backup}")
+
+
+def _clinician_json(clinician: ClinicianView) -> dict[str, Any]:
+    return {
+        "id": clinician.id,
+        "name": clinician.name,
+        "channel": clinician.channel,
+        "active": clinician.active,
+        "backup_clinician_id": clinician.backup_clinician_id,
+    }
+
+
+@clinician_app.command("backup")
 def clinician_backup(
     ctx: typer.Context,
     clinician_id: ClinicianId,
@@ -51,19 +99,14 @@ def clinician_backup(
         fail(f"--backup {backup}: a clinician cannot be their own backup; choose another id")
 
     async def work(app: App) -> None:
-        async with app.db.transaction() as session:
-            clinician = await _clinician(session, clinician_id)
-            if backup is not None:
-                other = await _clinician(session, backup, "--backup: ")
-                if not other.active:
-                    fail(f"--backup {backup}: clinician {backup} is deactivated; choose another")
-            clinician.backup_clinician_id = backup
-            repo = Repository(session)
-            await repo.add(clinician)
-            await repo.audit(app.clock(), "operator", "clinician_backup_set",
-                             f"clinician:{clinician_id}", backup=backup)  # fmt: skip
+        await clinicians.set_backup(app.db, app.clock, clinician_id, backup)
 
-    with_app(ctx, work)
+    try:
+        with_app(ctx, work)
+    except Deactivated as exc:
+        fail(f"--backup {backup}: {exc}; choose another")
+    except NotFound as exc:
+        refuse(exc, "--backup: " if exc.ident == backup else "")
     if as_json:
         emit_json({"id": clinician_id, "backup_clinician_id": backup})
     elif backup is None:
@@ -72,6 +115,7 @@ def clinician_backup(
         typer.echo(f"clinician {clinician_id}'s backup is clinician {backup}")
 
 
+@clinician_app.command("link")
 def clinician_link(
     ctx: typer.Context, clinician_id: ClinicianId, as_json: JsonFlag = False
 ) -> None:
@@ -79,35 +123,17 @@ def clinician_link(
     alerts); links issued before and not used stop working."""
 
     async def work(app: App) -> dict[str, Any]:
-        async with app.db.transaction() as session:
-            clinician = await _clinician(session, clinician_id)
-            if clinician.channel != "telegram":
-                fail(f"clinician {clinician_id} uses {clinician.channel}; links are for Telegram")
-            if not clinician.active:
-                fail(f"clinician {clinician_id} is deactivated; links are for active clinicians")
-            now = app.clock()
-            await session.exec(
-                update(EnrollmentCode)
-                .where(
-                    col(EnrollmentCode.clinician_id) == clinician_id,
-                    col(EnrollmentCode.used_at).is_(None),
-                    col(EnrollmentCode.expires_at) > now,
-                )
-                .values(expires_at=now)
-            )
-            invite = await _invite(app, session, clinician_id=clinician_id)
-            await Repository(session).audit(
-                now, "operator", "enrolment_link_issued", f"clinician:{clinician_id}"
-            )
-            return {"id": clinician_id} | invite
+        invitation = await clinicians.link(app.db, app.clock, app.invitations(), clinician_id)
+        return {"id": clinician_id} | invitation_json(invitation)
 
-    data = with_app(ctx, work)
+    data = run_use_case(ctx, work)
     if as_json:
         emit_json(data)
     else:
-        _echo_invite(data)
+        echo_invitation(data)
 
 
+@clinician_app.command("deactivate")
 def clinician_deactivate(
     ctx: typer.Context,
     clinician_id: ClinicianId,
@@ -122,64 +148,22 @@ def clinician_deactivate(
     if reassign_to == clinician_id:
         fail(f"--reassign-to {reassign_to}: choose a clinician other than the one leaving")
 
-    async def work(app: App) -> dict[str, Any]:
-        async with app.db.transaction() as session:
-            clinician = await _clinician(session, clinician_id)
-            patients, backing = await _duties(session, clinician_id)
-            if (patients or backing) and reassign_to is None:
-                fail(
-                    f"clinician {clinician_id} is responsible for {len(patients)} patients and "
-                    f"backup for {len(backing)} clinicians; add --reassign-to OTHER_ID"
-                )
-            if reassign_to is not None:
-                other = await _clinician(session, reassign_to, "--reassign-to: ")
-                if not other.active:
-                    fail(f"--reassign-to {reassign_to}: clinician {reassign_to} is deactivated")
-                await _reassign(session, patients, backing, reassign_to)
-            clinician.active = False
-            repo = Repository(session)
-            await repo.add(clinician)
-            await repo.audit(app.clock(), "operator", "clinician_deactivated",
-                             f"clinician:{clinician_id}", reassigned_to=reassign_to,
-                             patients=len(patients), backups=len(backing))  # fmt: skip
-            return {"id": clinician_id, "active": False, "reassigned_to": reassign_to,
-                    "patients_moved": len(patients), "backups_moved": len(backing)}  # fmt: skip
+    async def work(app: App) -> clinicians.Departure:
+        return await clinicians.deactivate(app.db, app.clock, clinician_id, reassign_to)
 
-    data = with_app(ctx, work)
+    try:
+        departure = with_app(ctx, work)
+    except StillResponsible as exc:
+        fail(f"{exc}; add --reassign-to OTHER_ID")
+    except Deactivated as exc:
+        fail(f"--reassign-to {reassign_to}: {exc}")
+    except NotFound as exc:
+        refuse(exc, "--reassign-to: " if exc.ident == reassign_to else "")
+    data = {"id": clinician_id, "active": False, "reassigned_to": reassign_to,
+            "patients_moved": departure.patients_moved,
+            "backups_moved": departure.backups_moved}  # fmt: skip
     if as_json:
         emit_json(data)
         return
     moved = f"; {data['patients_moved']} patients and {data['backups_moved']} backup duties moved"
     typer.echo(f"clinician {clinician_id} deactivated{moved if reassign_to else ''}")
-
-
-async def _duties(session: AsyncSession, clinician_id: int) -> tuple[list[int], list[int]]:
-    """Ids of the patients in care this clinician is responsible for, and of the clinicians
-    they are backup for."""
-    patients = select(Patient.id).where(
-        Patient.clinician_id == clinician_id, col(Patient.status).not_in(ENDED)
-    )
-    backing = select(Clinician.id).where(
-        Clinician.backup_clinician_id == clinician_id,
-        Clinician.active == True,  # noqa: E712
-    )
-    found = [i for i in (await session.exec(patients)).all() if i is not None]
-    return found, [i for i in (await session.exec(backing)).all() if i is not None]
-
-
-async def _reassign(
-    session: AsyncSession, patients: list[int], backing: list[int], to: int
-) -> None:
-    if patients:
-        await session.exec(
-            update(Patient).where(col(Patient.id).in_(patients)).values(clinician_id=to)
-        )
-    if backing:  # nobody becomes their own backup
-        await session.exec(
-            update(Clinician).where(col(Clinician.id).in_(backing)).values(backup_clinician_id=to)
-        )
-        await session.exec(
-            update(Clinician)
-            .where(col(Clinician.id) == to, col(Clinician.backup_clinician_id) == to)
-            .values(backup_clinician_id=None)
-        )  # fmt: skip

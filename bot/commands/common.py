@@ -1,4 +1,5 @@
-"""What every command shares: the global options, one-line errors, JSON output."""
+"""What every command shares: the global options, one-line errors (a use case's refusal
+included), JSON output, and running a use case against the configured application."""
 
 from __future__ import annotations
 
@@ -13,18 +14,26 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, StatementError
 
+from bot.app.keys import key_problem
+from bot.app.refusals import Refused
 from bot.bootstrap import App, build
 from bot.config import Settings, load_settings
-from bot.domain.errors import CheckinError
+from bot.domain.errors import CheckinError, NotFound
 from bot.instruments import Catalog, load_catalog
-from bot.storage.crypto import installed_ring
-from bot.storage.database import Database
-from bot.storage.keys import key_source
-from bot.storage.rotation import encrypted_data_exists
 
 T = TypeVar("T")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of text.")]
+
+# Where an operator looks up the ids of each kind of record a use case may not find.
+SEE = {
+    "patient": "checkin patient list",
+    "clinician": "checkin clinician list",
+    "check-in": "checkin checkins list",
+    "alert": "checkin alerts",
+    "inbound message": "checkin inbound list",
+    "treatment session": "checkin treatment list",
+}
 
 
 @dataclass
@@ -46,6 +55,13 @@ def state(ctx: typer.Context) -> State:
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def refuse(exc: CheckinError, where: str = "") -> NoReturn:
+    """Fail with a use case's refusal, after `where` (the option it is about); a record not
+    found also says where to look its id up."""
+    see = SEE.get(exc.kind) if isinstance(exc, NotFound) else None
+    fail(f"{where}{exc}; see `{see}`" if see else f"{where}{exc}")
 
 
 def emit_json(data: Any) -> None:
@@ -80,6 +96,14 @@ def with_app(ctx: typer.Context, work: Callable[[App], Awaitable[T]]) -> T:
         raise
 
 
+def run_use_case(ctx: typer.Context, work: Callable[[App], Awaitable[T]]) -> T:
+    """`with_app`, a record not found or a refused request failing in one line."""
+    try:
+        return with_app(ctx, work)
+    except (NotFound, Refused) as exc:
+        refuse(exc)
+
+
 def database_problem(exc: BaseException, url: str) -> str:
     """One line saying what is wrong with the database and how to fix it."""
     message = str(getattr(exc, "orig", exc) or exc).lower()
@@ -87,24 +111,3 @@ def database_problem(exc: BaseException, url: str) -> str:
         return "the database has no schema yet: run `checkin db upgrade` first"
     where = make_url(url).render_as_string(hide_password=True)
     return f"cannot use the database at {where} ({type(getattr(exc, 'orig', exc)).__name__})"
-
-
-async def key_problem(settings: Settings, db: Database) -> str | None:
-    """Why this process cannot read or write the encrypted columns (one line), or None."""
-    if installed_ring() is not None:
-        return None
-    source = key_source(settings)
-    where = f" (expected at {source.where})" if source is not None else ""
-    try:
-        sealed = await encrypted_data_exists(db)
-    except (OperationalError, ProgrammingError, OSError):
-        sealed = False  # the database problem is reported where it is used
-    if sealed:
-        return (
-            f"the database holds encrypted data but no key is available{where}: restore the key "
-            "file from your backup, or set CHECKIN_ENCRYPTION_KEY"
-        )
-    return (
-        f"no encryption key{where}: run `checkin db upgrade` (on SQLite it creates one), or set "
-        "CHECKIN_ENCRYPTION_KEY or [security] key_file"
-    )

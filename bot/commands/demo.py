@@ -20,14 +20,12 @@ from typing import Annotated
 
 import typer
 
+from bot.app import database_admin, demo_clinic
 from bot.app.inbox import Inbound
 from bot.bootstrap import App, build
 from bot.commands.common import state
 from bot.config import Clinic, Security, Settings
 from bot.domain.outcomes import Observation, assess
-from bot.storage import migrate
-from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, Patient, TreatmentSession
 from scheduler.loop import tick
 
 # The scripted series: a PHQ-9 total after each session (0 = baseline), spread over items.
@@ -61,43 +59,24 @@ def demo(
             name="Demo Clinic", contact="555-0100", urgent_line="555-0199", show_scores=True
         ),
     )
-    asyncio.run(migrate.upgrade_with_keys(settings))  # and a key file beside demo.db
+    asyncio.run(database_admin.upgrade(settings))  # and a key file beside demo.db
     runner = _auto if auto else _interactive
     asyncio.run(runner(settings))
     typer.echo(f"\nEverything above is stored in {directory / 'demo.db'} (SQLite). Look inside:")
     typer.echo(f"  CHECKIN_DATABASE_URL=sqlite:///{directory / 'demo.db'} checkin patient show 1")
 
 
-async def _setup(app: App) -> int:
-    async with app.db.transaction() as session:
-        repo = Repository(session)
-        clinician = Clinician(display_name="Dr. Demo", channel="console", address="clinician")
-        await repo.add(clinician)
-        patient = Patient(
-            display_name="Demo Patient",
-            timezone="UTC",
-            language="en",
-            channel="console",
-            address="demo",
-            status="active",
-            clinician_id=clinician.id,
-        )
-        await repo.add(patient)
-        assert patient.id is not None
-        return patient.id
-
-
 async def _interactive(settings: Settings) -> None:
     app = build(settings, console=sys.stdout)
     try:
-        patient_id = await _setup(app)
+        patient_id = await demo_clinic.set_up(app.db)
         typer.echo("Demo Clinic: you are the patient. Answer each question by typing a number or")
         typer.echo("the words; try BACK, SKIP, LATER, HELP or STOP too. Ctrl-D ends the demo.\n")
         checkin = await app.services.asking.ask(
             patient_id, ["phq9", "side_effects"], ignore_quiet_hours=True
         )
         await tick(app)
-        while await _is_open(app, checkin.id):
+        while await demo_clinic.is_open(app.db, checkin.id):
             line = await asyncio.to_thread(_prompt)
             if line is None:
                 break
@@ -116,17 +95,8 @@ def _prompt() -> str | None:
     return line.rstrip("\n") if line else None
 
 
-async def _is_open(app: App, checkin_id: int | None) -> bool:
-    async with app.db.transaction() as session:
-        checkin = await Repository(session).get_checkin(checkin_id or 0)
-    return checkin is not None and checkin.status in ("pending", "sent", "in_progress", "paused")
-
-
 async def _summary(app: App, patient_id: int) -> None:
-    async with app.db.transaction() as session:
-        repo = Repository(session)
-        scores = await repo.scores_for_patient(patient_id)
-        alerts = await repo.alerts_for_patient(patient_id)
+    scores, alerts = await demo_clinic.clinic_view(app.db, patient_id)
     typer.echo("\n--- What the clinic sees ---")
     for s in scores:
         total = f"{s.total}" if s.total is not None else "no total"
@@ -145,7 +115,7 @@ async def _auto(settings: Settings) -> None:
     quiet = io.StringIO()
     app = build(settings, clock=clock, console=quiet)
     try:
-        patient_id = await _setup(app)
+        patient_id = await demo_clinic.set_up(app.db)
         typer.echo(
             "Scripted patient, IV ketamine series of six sessions; PHQ-9 the day after each.\n"
         )
@@ -153,7 +123,7 @@ async def _auto(settings: Settings) -> None:
         for index, total in enumerate(SERIES_TOTALS):
             if index:
                 session_at = START.replace(hour=10) + timedelta(days=SESSION_DAYS[index - 1])
-                await _record_session(app, patient_id, index, session_at)
+                await demo_clinic.record_session(app.db, patient_id, index, session_at)
                 clock.now = session_at + timedelta(hours=23)
             answers = _spread(total, item9=1 if index == 0 else 0)
             instruments = ["phq9", "side_effects"] if index == 1 else ["phq9"]
@@ -163,13 +133,6 @@ async def _auto(settings: Settings) -> None:
         _print_outcome(observations)
     finally:
         await app.close()
-
-
-async def _record_session(app: App, patient_id: int, number: int, at: datetime) -> None:
-    async with app.db.transaction() as session:
-        await Repository(session).add(
-            TreatmentSession(patient_id=patient_id, number=number, kind="ketamine-iv", at=at)
-        )
 
 
 def _spread(total: int, item9: int) -> list[str]:
@@ -194,8 +157,7 @@ async def _play(
             Inbound("console", uuid.uuid4().hex, "demo", reply, clock.now)
         )
     await tick(app)
-    async with app.db.transaction() as session:
-        scores = await Repository(session).scores_for_patient(patient_id, "phq9")
+    scores = await demo_clinic.scores(app.db, patient_id, "phq9")
     latest = [s for s in scores if s.checkin_id == checkin.id]
     assert latest and latest[0].total is not None, "the scripted check-in did not complete"
     return latest[0].total

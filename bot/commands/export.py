@@ -10,10 +10,11 @@ from typing import Annotated, Any
 
 import typer
 
+from bot.app import audit_log, patients
 from bot.bootstrap import App
-from bot.commands.common import JsonFlag, emit_json, fail, with_app
+from bot.commands.common import JsonFlag, emit_json, fail, refuse, with_app
+from bot.domain.errors import NotFound
 from bot.outputs import exports
-from bot.storage.repository import Repository
 
 
 class Format(StrEnum):
@@ -67,9 +68,10 @@ def export(
 
     async def work(app: App) -> exports.Counts:
         if patient is not None:
-            async with app.db.transaction() as session:
-                if await Repository(session).get_patient(patient) is None:
-                    fail(f"no patient with id {patient}; see `checkin patient list`")
+            try:
+                await patients.find(app.db, patient)
+            except NotFound as exc:
+                refuse(exc)
         if format_ is Format.csv:
             counts = await exports.export_csv(
                 app.db, app.catalog, out, selection, progress=_progress
@@ -79,12 +81,10 @@ def export(
                 app.db, app.catalog, out, selection,
                 include_identifiers=include_identifiers, now=app.clock(), progress=_progress,
             )  # fmt: skip
-        async with app.db.transaction() as session:
-            subject = f"patient:{patient}" if patient is not None else "all"
-            await Repository(session).audit(
-                app.clock(), "operator", "exported", subject,
-                format=format_.value, identifiers=include_identifiers,
-            )  # fmt: skip
+        await audit_log.record_export(
+            app.db, app.clock, patient_id=patient, format_=format_.value,
+            identifiers=include_identifiers,
+        )  # fmt: skip
         return counts
 
     counts = with_app(ctx, work)

@@ -11,14 +11,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from sqlmodel import col, select
 
+from bot.app import inbox_admin
 from bot.app.inbox import INBOUND_ATTEMPTS
 from bot.bootstrap import App
-from bot.commands.common import JsonFlag, emit_json, fail, with_app
-from bot.storage import checkins as q
-from bot.storage.repository import SET_ASIDE, Repository
-from bot.storage.tables import InboundMessage
+from bot.commands.common import JsonFlag, emit_json, run_use_case
 
 inbound_app = typer.Typer(
     help="Messages set aside after failing to process, and trying them again.",
@@ -48,30 +45,20 @@ def inbound_list(
     as_json: JsonFlag = False,
 ) -> None:
     async def work(app: App) -> list[dict[str, Any]]:
-        statement = select(InboundMessage).order_by(col(InboundMessage.id)).limit(limit)
-        if waiting:
-            statement = statement.where(col(InboundMessage.processed_at).is_(None))
-        else:
-            statement = statement.where(col(InboundMessage.error).startswith(SET_ASIDE))
-        found = []
-        async with app.db.transaction() as session:
-            for message in (await session.exec(statement)).all():
-                patient = await q.patient_by_address(session, message.channel, message.sender)
-                found.append({
-                    "id": message.id,
-                    "channel": message.channel,
-                    "received_at": message.received_at.isoformat(),
-                    "attempts": message.attempts,
-                    "problem": (message.error or "").removeprefix(SET_ASIDE) or None,
-                    "patient_id": patient.id if patient is not None else None,
-                })  # fmt: skip
-            await Repository(session).audit(
-                app.clock(), "operator", "inbound_listed", "inbound",
-                waiting=waiting, count=len(found),
-            )  # fmt: skip
-        return found
+        found = await inbox_admin.list_messages(app.db, app.clock, waiting=waiting, limit=limit)
+        return [
+            {
+                "id": m.id,
+                "channel": m.channel,
+                "received_at": m.received_at.isoformat(),
+                "attempts": m.attempts,
+                "problem": m.problem,
+                "patient_id": m.patient_id,
+            }
+            for m in found
+        ]
 
-    rows = with_app(ctx, work)
+    rows = run_use_case(ctx, work)
     if as_json:
         emit_json(rows)
         return
@@ -100,22 +87,9 @@ def inbound_retry(
     as_json: JsonFlag = False,
 ) -> None:
     async def work(app: App) -> list[int]:
-        async with app.db.transaction() as session:
-            repo = Repository(session)
-            for inbound_id in inbound_ids:
-                message = await session.get(InboundMessage, inbound_id)
-                if message is None:
-                    fail(f"no inbound message with id {inbound_id}; see `checkin inbound list`")
-                if not (message.error or "").startswith(SET_ASIDE):
-                    fail(f"inbound message {inbound_id} is not set aside; only those are retried")
-                message.processed_at, message.error, message.attempts = None, None, 0
-                await repo.add(message)
-                await repo.audit(
-                    app.clock(), "operator", "inbound_retried", f"inbound:{inbound_id}"
-                )
-        return inbound_ids
+        return await inbox_admin.retry(app.db, app.clock, inbound_ids)
 
-    retried = with_app(ctx, work)
+    retried = run_use_case(ctx, work)
     if as_json:
         emit_json({"retried": retried})
     else:

@@ -7,12 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
+from bot.app import keys as key_ring
+from bot.app.keys import CurrentKey, KeyInUse, Keys, KeysFromEnvironment, NoKey, UnknownKey
 from bot.commands.common import JsonFlag, emit_json, fail, state
 from bot.config import Settings
-from bot.storage.crypto import KeyRing, NoKey, active_ring, new_key
-from bot.storage.database import Database
-from bot.storage.keys import KeySource, install_keys, write_key_file
-from bot.storage.rotation import compact_sqlite, key_usage, rotate
 
 keys_app = typer.Typer(
     help="The encryption key ring: status, generate, rotate, retire.", no_args_is_help=True
@@ -26,7 +24,7 @@ def register(app: typer.Typer) -> None:
 @keys_app.command("generate")
 def generate(as_json: JsonFlag = False) -> None:
     """Print a new key (<id>:<base64url>) for CHECKIN_ENCRYPTION_KEY; nothing is stored."""
-    key = new_key()
+    key = key_ring.generate()
     if as_json:
         emit_json({"key_id": key.key_id, "key": key.line})
         return
@@ -37,13 +35,13 @@ def generate(as_json: JsonFlag = False) -> None:
 def status(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Where the keys come from, which is current, and how many stored values each encrypts."""
     settings = state(ctx).settings()
-    source, ring = _ring(settings)
-    usage = asyncio.run(_usage(settings, ring))
-    data = _status(source, ring, usage)
+    keys = _installed(settings)
+    usage = asyncio.run(key_ring.usage(settings, keys))
+    data = _status(keys, usage)
     if as_json:
         emit_json(data)
         return
-    typer.echo(f"keys from {source.where}")
+    typer.echo(f"keys from {keys.where}")
     for key in data["keys"]:
         mark = "  (current)" if key["current"] else ""
         typer.echo(f"  {key['key_id']}  {key['values']:>8} values{mark}")
@@ -60,31 +58,31 @@ def rotate_command(
     """Add a new key and re-encrypt every stored value under it, in batches; safe to stop and
     run again (it then finishes the rotation it started instead of adding another key)."""
     settings = state(ctx).settings()
-    source, ring = _ring(settings)
-    usage = asyncio.run(_usage(settings, ring))
+    keys = _installed(settings)
+    usage = asyncio.run(key_ring.usage(settings, keys))
     if usage["other"]:
         fail(
             f"{usage['other']} stored values are under a key this ring lacks: add that key "
-            f"back to {source.where} first (see `checkin keys status`)"
+            f"back to {keys.where} first (see `checkin keys status`)"
         )
-    older = sum(n for key_id, n in usage.items() if key_id not in ("other", ring.current.key_id))
+    older = sum(n for key_id, n in usage.items() if key_id not in ("other", keys.current))
     if older:
         _say(as_json, f"resuming: {older} values are still under older keys")
     else:
-        ring = _add_key(settings, source, ring)
-        _say(as_json, f"new key {ring.current.key_id} added to {source.where}")
+        keys = _add_key(settings, keys)
+        _say(as_json, f"new key {keys.current} added to {keys.where}")
 
     def progress(table: str, done: int, total: int) -> None:
         _say(as_json, f"  {table}: {done}/{total}")
 
-    report = asyncio.run(_rotate(settings, ring, batch, progress))
-    if report["remaining"]:
-        fail(f"{report['remaining']} values are still under older keys: run this command again")
-    old = [k.key_id for k in ring.keys[:-1]]
+    report = asyncio.run(key_ring.rotate(settings, keys, batch, progress))
+    if report.remaining:
+        fail(f"{report.remaining} values are still under older keys: run this command again")
+    old = keys.ids[:-1]
     if as_json:
-        emit_json({"current": ring.current.key_id, "rotated": report["rotated"], "retire": old})
+        emit_json({"current": keys.current, "rotated": report.rotated, "retire": old})
         return
-    typer.echo(f"every stored value is now under key {ring.current.key_id}")
+    typer.echo(f"every stored value is now under key {keys.current}")
     if old:
         typer.echo(
             f"after every running service has the new key, retire the old: "
@@ -99,61 +97,46 @@ def retire(
 ) -> None:
     """Remove an old key from the key file once no stored value uses it."""
     settings = state(ctx).settings()
-    source, ring = _ring(settings)
-    if key_id not in {k.key_id for k in ring.keys}:
-        fail(f"no key {key_id!r} in {source.where}; see `checkin keys status`")
-    if key_id == ring.current.key_id:
-        fail(f"key {key_id} is the current key; rotate first (`checkin keys rotate`)")
-    in_use = asyncio.run(_usage(settings, ring))[key_id]
-    if in_use:
-        fail(f"{in_use} stored values are still under key {key_id}; run `checkin keys rotate`")
-    remaining = tuple(k for k in ring.keys if k.key_id != key_id)
-    if source.path is None:
-        lines = ",".join(k.line for k in remaining)
-        typer.echo(f"set CHECKIN_ENCRYPTION_KEY to these keys (without {key_id}):\n{lines}")
+    keys = _installed(settings)
+    try:
+        value = asyncio.run(key_ring.retire(settings, keys, key_id))
+    except UnknownKey as exc:
+        fail(f"{exc}; see `checkin keys status`")
+    except CurrentKey as exc:
+        fail(f"{exc}; rotate first (`checkin keys rotate`)")
+    except KeyInUse as exc:
+        fail(f"{exc}; run `checkin keys rotate`")
+    if value is not None:
+        typer.echo(f"set CHECKIN_ENCRYPTION_KEY to these keys (without {key_id}):\n{value}")
         return
-    write_key_file(source.path, remaining)
-    typer.echo(f"key {key_id} removed from {source.where}; backups of it still open old backups")
+    typer.echo(f"key {key_id} removed from {keys.where}; backups of it still open old backups")
 
 
-def _ring(settings: Settings) -> tuple[KeySource, KeyRing]:
-    source = install_keys(settings)
-    if source is None:
-        fail(str(NoKey()))
-    return source, active_ring()
+def _installed(settings: Settings) -> Keys:
+    try:
+        return key_ring.installed(settings)
+    except NoKey as exc:
+        fail(str(exc))
 
 
-def _add_key(settings: Settings, source: KeySource, ring: KeyRing) -> KeyRing:
-    if source.path is None:
+def _add_key(settings: Settings, keys: Keys) -> Keys:
+    try:
+        return key_ring.add_key(settings, keys)
+    except KeysFromEnvironment as exc:
         fail(
-            "the keys come from CHECKIN_ENCRYPTION_KEY: append a key from `checkin keys "
-            "generate` to it (comma-separated; the last is current), restart the service with "
-            "it, then run `checkin keys rotate` again"
+            f"{exc}: append a key from `checkin keys generate` to it (comma-separated; the "
+            "last is current), restart the service with it, then run `checkin keys rotate` "
+            "again"
         )
-    write_key_file(source.path, (*ring.keys, new_key()))
-    install_keys(settings)
-    return active_ring()
 
 
-async def _usage(settings: Settings, ring: KeyRing) -> dict[str, int]:
-    async with Database(settings.database_url) as db:
-        return await key_usage(db, [k.key_id for k in ring.keys])
-
-
-async def _rotate(settings: Settings, ring: KeyRing, batch: int, progress: Any) -> dict[str, Any]:
-    async with Database(settings.database_url) as db:
-        report = await rotate(db, ring, batch, progress)
-        await compact_sqlite(db)
-    return {"rotated": report.rotated, "remaining": report.remaining}
-
-
-def _status(source: KeySource, ring: KeyRing, usage: dict[str, int]) -> dict[str, Any]:
+def _status(keys: Keys, usage: dict[str, int]) -> dict[str, Any]:
     return {
-        "source": source.where,
-        "current": ring.current.key_id,
+        "source": keys.where,
+        "current": keys.current,
         "keys": [
-            {"key_id": k.key_id, "current": k is ring.current, "values": usage[k.key_id]}
-            for k in ring.keys
+            {"key_id": key_id, "current": key_id == keys.current, "values": usage[key_id]}
+            for key_id in keys.ids
         ],
         "unknown_values": usage["other"],
     }

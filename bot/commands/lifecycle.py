@@ -6,16 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import update
-from sqlmodel import col
 
-from bot.app import retention
+from bot.app import patients, retention
 from bot.bootstrap import App
-from bot.commands.common import JsonFlag, emit_json, fail, state, with_app
-from bot.commands.records import patient_app
+from bot.commands.common import JsonFlag, emit_json, fail, run_use_case, state, with_app
+from bot.commands.patients import patient_app
 from bot.domain.errors import CheckinError
-from bot.storage.repository import Repository
-from bot.storage.tables import Checkin
 
 retention_app = typer.Typer(
     help="Erase patients discharged longer ago than retention.delete_after_days.",
@@ -36,37 +32,22 @@ def patient_pause(ctx: typer.Context, patient_id: PatientId, as_json: JsonFlag =
     """Pause an active patient's check-ins (e.g. a hospital stay): nothing is sent or planned
     while paused. Check-ins already planned are kept and wait; one the patient is answering
     right now may still be finished. Undo with `checkin patient resume`."""
-    _change_status(ctx, patient_id, "active", "paused", as_json)
+    _change_status(ctx, patient_id, "paused", as_json)
 
 
 def patient_resume(ctx: typer.Context, patient_id: PatientId, as_json: JsonFlag = False) -> None:
     """Resume a paused patient: their protocol is planned again from now, and check-ins that
     waited go out at the next tick (those that expired meanwhile are not sent)."""
-    _change_status(ctx, patient_id, "paused", "active", as_json)
+    _change_status(ctx, patient_id, "active", as_json)
 
 
-def _change_status(ctx: typer.Context, patient_id: int, was: str, to: str, as_json: bool) -> None:
+def _change_status(ctx: typer.Context, patient_id: int, to: str, as_json: bool) -> None:
+    change = patients.pause if to == "paused" else patients.resume
+
     async def work(app: App) -> None:
-        async with app.db.transaction() as session:
-            repo = Repository(session)
-            patient = await repo.lock_patient(patient_id)
-            if patient is None:
-                fail(f"no patient with id {patient_id}; see `checkin patient list`")
-            if patient.status != was:
-                verb = "pause" if to == "paused" else "resume"
-                fail(f"patient {patient_id} is {patient.status}; only {was} patients can {verb}")
-            patient.status, patient.planned_until = to, None  # planned afresh on resuming
-            await repo.add(patient)
-            if to == "active":  # held check-ins wait for no lease of the paused time
-                await session.exec(
-                    update(Checkin)
-                    .where(col(Checkin.patient_id) == patient_id, col(Checkin.status) == "pending")
-                    .values(lease_until=None, version=col(Checkin.version) + 1)
-                )
-            action = "patient_paused" if to == "paused" else "patient_resumed"
-            await repo.audit(app.clock(), "operator", action, f"patient:{patient_id}")
+        await change(app.db, app.clock, patient_id)
 
-    with_app(ctx, work)
+    run_use_case(ctx, work)
     if as_json:
         emit_json({"id": patient_id, "status": to})
     else:

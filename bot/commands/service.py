@@ -18,13 +18,14 @@ import typer
 from sqlalchemy.engine import make_url
 
 from bot import logs
+from bot.app import database_admin, patients
 from bot.app.inbox import Inbound
+from bot.app.refusals import Refused
 from bot.bootstrap import App, build
 from bot.commands import demo
-from bot.commands.common import database_problem, fail, state
+from bot.commands.common import database_problem, fail, refuse, state
 from bot.config import Settings
-from bot.storage import migrate
-from bot.storage.repository import Repository
+from bot.domain.errors import NotFound
 from scheduler.loop import courier, start_scheduler, tick
 
 
@@ -75,13 +76,13 @@ async def _work(settings: Settings) -> None:
 
 
 async def _require_schema(settings: Settings) -> None:
-    if _missing_sqlite_file(settings.database_url):
+    if database_admin.missing_sqlite_file(settings.database_url):
         fail("the database file does not exist: run `checkin db upgrade` first")
     try:
-        current = await migrate.current_revision_async(settings.database_url)
+        current = await database_admin.schema_is_current(settings.database_url)
     except Exception as exc:  # unreachable server, bad URL, unreadable file
         fail(database_problem(exc, settings.database_url))
-    if current != migrate.head_revision():
+    if not current:
         fail("the database schema is not up to date: run `checkin db upgrade` first")
 
 
@@ -117,16 +118,6 @@ async def _serve(settings: Settings) -> None:
         await web_server.serve(settings)
 
 
-def _missing_sqlite_file(url: str) -> bool:
-    parsed = make_url(url)
-    database = parsed.database or ""
-    return (
-        parsed.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not Path(database).exists()
-    )
-
-
 def chat(
     ctx: typer.Context,
     patient_id: Annotated[int, typer.Argument(help="A console patient's id.")],
@@ -156,10 +147,7 @@ async def _chat(settings: Settings, patient_id: int) -> None:
 
 
 async def _console_address(app: App, patient_id: int) -> str:
-    async with app.db.transaction() as session:
-        patient = await Repository(session).get_patient(patient_id)
-    if patient is None:
-        fail(f"no patient with id {patient_id}; see `checkin patient list`")
-    if patient.channel != "console" or patient.address is None:
-        fail(f"patient {patient_id} uses {patient.channel}, not the console channel")
-    return patient.address
+    try:
+        return await patients.console_address(app.db, patient_id)
+    except (NotFound, Refused) as exc:
+        refuse(exc)

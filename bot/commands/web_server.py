@@ -14,9 +14,10 @@ from collections.abc import Iterator
 import uvicorn
 from telegram.error import TelegramError
 
+from bot.app.keys import key_problem
 from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
-from bot.commands.common import fail, key_problem
+from bot.commands.common import fail
 from bot.config import Settings
 from bot.web.app import create_app
 from bot.web.telegram import ALLOWED_UPDATES, poll

@@ -1,0 +1,193 @@
+"""``checkin patient add|invite|show|list``: enrol and look up patients. (Pausing,
+discharging and erasing them is bot/commands/lifecycle.py.)"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Any
+
+import typer
+
+from bot.app import patients
+from bot.app.views import CHANNELS, PATIENT_STATUSES, PatientView
+from bot.bootstrap import App
+from bot.commands.common import JsonFlag, emit_json, fail, run_use_case, state
+from bot.commands.views import checkin_json, echo_invitation, invitation_json, patient_json
+from bot.rendering.renderer import LANGUAGES
+
+patient_app = typer.Typer(help="Enrol and look up patients.", no_args_is_help=True)
+
+Channel = Annotated[str, typer.Option(help=f"How to reach them: {', '.join(CHANNELS)}.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(patient_app, name="patient")
+
+
+@patient_app.command("add")
+def patient_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Option(help="Display name (or a pseudonym) shown to clinicians.")],
+    channel: Channel,
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. America/New_York.")] = "UTC",
+    language: Annotated[str, typer.Option(help=f"Language: {', '.join(LANGUAGES)}.")] = "en",
+    clinician: Annotated[int | None, typer.Option(help="Responsible clinician's id.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Schedule protocol name.")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Console channel only: the name the patient types as.")
+    ] = None,
+    phone: Annotated[
+        str | None, typer.Option(help="SMS: the patient's mobile number (E.164, or national).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Enrol a patient. Console patients are active at once; Telegram patients get a
+    single-use link; SMS patients get an invitation and become active when they reply YES."""
+    _check_patient_options(name, channel, timezone, language)
+    protocols = state(ctx).settings().protocols
+    if protocol is not None and protocol not in protocols:
+        known = ", ".join(sorted(protocols)) or "none configured"
+        fail(
+            f"--protocol: no protocol {protocol!r} (known: {known}); "
+            "see `checkin schedule protocols`"
+        )
+    new = patients.NewPatient(
+        name, channel, timezone, language, clinician, protocol, address,
+        phone=phone_number(ctx, channel, phone),
+    )  # fmt: skip
+
+    async def work(app: App) -> patients.Enrolled:
+        return await patients.enrol(app.db, app.clock, new, app.invitations(), app.services)
+
+    enrolled = run_use_case(ctx, work)
+    data = patient_json(enrolled.patient) | invitation_json(enrolled.invitation)
+    if enrolled.invited:
+        data["invited"] = True
+    if as_json:
+        emit_json(data)
+        return
+    typer.echo(f"patient {data['id']} added ({data['channel']}, {data['status']})")
+    echo_invitation(data)
+
+
+def phone_number(ctx: typer.Context, channel: str, phone: str | None) -> str | None:
+    """The E.164 number for an SMS patient or clinician (and SMS must be configured)."""
+    if channel != "sms":
+        if phone is not None:
+            fail("--phone is for --channel sms")
+        return None
+    settings = state(ctx).settings()
+    if not settings.sms.enabled:
+        fail("sms is not configured: set [sms] account_sid, auth_token and from_number")
+    if not phone:
+        fail("--channel sms needs --phone NUMBER")
+    from bot.channels.sms import InvalidNumber, e164  # twilio: loaded for SMS numbers only
+
+    try:
+        return e164(phone, settings.sms.default_region)
+    except InvalidNumber as exc:
+        fail(f"--phone {exc}")
+
+
+def _check_patient_options(name: str, channel: str, timezone: str, language: str) -> None:
+    if not name.strip():
+        fail("--name must not be empty")
+    if channel not in CHANNELS:
+        fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
+    if language not in LANGUAGES:
+        fail(f"--language {language!r} is not one of {', '.join(LANGUAGES)}")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        fail(f"--timezone {timezone!r} is not an IANA time zone (e.g. Europe/Madrid)")
+
+
+@patient_app.command("invite")
+def patient_invite(
+    ctx: typer.Context,
+    patient_id: Annotated[int, typer.Argument(help="Patient id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new single-use enrolment link (Telegram), e.g. when the first one expired."""
+
+    async def work(app: App) -> dict[str, Any]:
+        invitation = await patients.invite(app.db, app.clock, app.invitations(), patient_id)
+        return {"id": patient_id} | invitation_json(invitation)
+
+    data = run_use_case(ctx, work)
+    if as_json:
+        emit_json(data)
+    else:
+        echo_invitation(data)
+
+
+@patient_app.command("show")
+def patient_show(
+    ctx: typer.Context,
+    patient_id: Annotated[int, typer.Argument(help="Patient id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Show a patient with their check-ins, scores and alerts."""
+
+    async def work(app: App) -> patients.PatientRecord:
+        return await patients.show(app.db, app.clock, patient_id)
+
+    record = run_use_case(ctx, work)
+    data = _record_json(record)
+    if as_json:
+        emit_json(data)
+        return
+    typer.echo(f"patient {data['id']}: {data['name']} ({data['channel']}, {data['status']})")
+    for c in data["checkins"]:
+        typer.echo(
+            f"  check-in {c['id']}: {'+'.join(c['instruments'])} {c['status']} due {c['due_at']}"
+        )
+    for s in data["scores"]:
+        total = s["total"] if s["total"] is not None else "no total"
+        typer.echo(f"  {s['completed_at'][:16]} {s['instrument']}: {total} {s['band'] or ''}")
+
+
+def _record_json(record: patients.PatientRecord) -> dict[str, Any]:
+    return patient_json(record.patient) | {
+        "checkins": [checkin_json(c) for c in record.checkins],
+        "scores": [
+            {
+                "instrument": s.instrument,
+                "total": s.total,
+                "band": s.band,
+                "valid": s.valid,
+                "prorated": s.prorated,
+                "flags": list(s.flags),
+                "completed_at": s.completed_at.isoformat(),
+            }
+            for s in record.scores
+        ],
+        "alerts": [
+            {"id": a.id, "rule": a.rule, "level": a.level, "status": a.status}
+            for a in record.alerts
+        ],
+    }
+
+
+@patient_app.command("list")
+def patient_list(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(help=f"Only patients in this status: {', '.join(PATIENT_STATUSES)}."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List patients (id, name, channel, status)."""
+    if status is not None and status not in PATIENT_STATUSES:
+        fail(f"--status {status!r} is not one of {', '.join(PATIENT_STATUSES)}")
+
+    async def work(app: App) -> list[PatientView]:
+        return await patients.list_patients(app.db, app.clock, status)
+
+    rows = run_use_case(ctx, work)
+    if as_json:
+        emit_json([patient_json(p) for p in rows])
+        return
+    for p in rows:
+        typer.echo(f"{p.id:>5}  {p.name:<24} {p.channel:<9} {p.status}")
