@@ -34,7 +34,7 @@ from pathlib import Path
 import httpx
 
 from bench.keys import ensure_key
-from bot.app.delivery import deliver_when_woken
+from bot.app.outbox.delivery import deliver_when_woken
 from bot.bootstrap import App, build
 from bot.config import Clinic, Scheduler, Settings, Telegram
 from bot.storage import outbox

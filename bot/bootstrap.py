@@ -12,14 +12,14 @@ from typing import TextIO
 
 from telegram.error import TelegramError
 
-from bot.app.alerting import Alerting
-from bot.app.delivery import Deliverer
-from bot.app.invitations import Invitations
-from bot.app.pacing import Pacer
-from bot.app.planning import Planner
+from bot.app.alerts.alerting import Alerting
+from bot.app.operator.invitations import Invitations
+from bot.app.operator.refusals import Refused
+from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.pacing import Pacer
+from bot.app.planning.planner import Planner
+from bot.app.planning.protocols import check_protocols
 from bot.app.ports import Channel, Clock
-from bot.app.protocols import check_protocols
-from bot.app.refusals import Refused
 from bot.app.services import Services
 from bot.channels.console import ConsoleChannel
 from bot.channels.telegram import TelegramChannel

@@ -3,7 +3,7 @@
 The rule is in the code that logs: it names records by id (``inbound 12``, ``check-in
 7``, ``patient 3``) and failures by exception type, never by a name, number, chat id or
 anything a patient wrote; tests/conftest.py holds every test to it. This module adds
-the format (logfmt: ``ts=... level=error logger=bot.app.inbox msg="..."`` plus any
+the format (logfmt: ``ts=... level=error logger=bot.app.conversations.inbox msg="..."`` plus any
 ``extra`` fields) and two safety nets for what other libraries log:
 
 * :class:`Redact` replaces phone numbers (``+`` and 7-15 digits) and long digit runs

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot.app.delivery import deliver_when_woken
-from bot.app.retention import purge_due
-from bot.app.sending import Report
+from bot.app.operator.retention import purge_due
+from bot.app.outbox.delivery import deliver_when_woken
+from bot.app.outbox.sending import Report
 from bot.bootstrap import App
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from bot.app.alerting import Alerting
-from bot.app.delivery import Deliverer
-from bot.app.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE
+from bot.app.alerts.alerting import Alerting
+from bot.app.conversations.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE
+from bot.app.outbox.delivery import Deliverer
 from bot.app.services import Services
 from bot.channels.console import ConsoleChannel
 from bot.domain import events as ev

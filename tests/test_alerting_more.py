@@ -77,7 +77,7 @@ async def test_an_alert_with_nobody_to_notify_is_counted(
                           address="pat", status="active")  # fmt: skip
         await Repository(session).add(patient)
     assert patient.id is not None
-    with caplog.at_level(logging.WARNING, logger="bot.app.alerting"):
+    with caplog.at_level(logging.WARNING, logger="bot.app.alerts.alerting"):
         await endorse_item_9(services, patient.id)
     (alert,) = await rows(db, Alert)
     (record,) = [r for r in caplog.records if "nobody to notify" in r.getMessage()]

@@ -89,7 +89,7 @@ async def test_the_crisis_message_and_alert_leave_without_waiting_for_a_tick(
     crisis resources and the clinician's alert arrive with no scheduler tick at all."""
     import asyncio
 
-    from bot.app.delivery import deliver_when_woken
+    from bot.app.outbox.delivery import deliver_when_woken
 
     rig.app.deliverer.pacers = {}
     patient_id, code = await invited(rig)

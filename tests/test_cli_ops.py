@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import pytest
 from sqlmodel import select
 
-from bot.app.enrollment import redeem
-from bot.app.inbox import INBOUND_ATTEMPTS
+from bot.app.conversations.enrollment import redeem
+from bot.app.conversations.inbox import INBOUND_ATTEMPTS
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import AuditEvent, Checkin, InboundMessage

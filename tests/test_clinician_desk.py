@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.app.clinician_desk import parse
+from bot.app.alerts.desk import parse
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, AuditEvent, Clinician, OutboundMessage, Patient

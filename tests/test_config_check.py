@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from bot.app.config_check import check
+from bot.app.operator.config_check import check
 from bot.rendering.renderer import TEMPLATES_DIR
 from tests.test_cli_service import checkin
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.app.delivery import Deliverer
-from bot.app.sending import Report, RetryPolicy
+from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.sending import Report, RetryPolicy
 from bot.channels.telegram import TelegramChannel
 from bot.storage.database import Database
 from bot.storage.repository import Repository

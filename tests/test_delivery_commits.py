@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from bot.app.delivery import _edit_targets
-from bot.app.sending import _GroupCommit
+from bot.app.outbox.delivery import _edit_targets
+from bot.app.outbox.sending import _GroupCommit
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.pacing import Pacer
+from bot.app.outbox.pacing import Pacer
 
 
 class VirtualTime:

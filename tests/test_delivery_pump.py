@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.app.delivery import Deliverer
-from bot.app.pacing import Pacer
+from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.pacing import Pacer
 from bot.channels.telegram import TelegramChannel
 from bot.storage import outbox
 from bot.storage.database import Database

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.app.enrollment import ATTEMPT_WINDOW, MAX_FAILED_ATTEMPTS, issue_code
+from bot.app.conversations.enrollment import ATTEMPT_WINDOW, MAX_FAILED_ATTEMPTS, issue_code
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import EnrollmentCode, InboundMessage, Patient

@@ -30,11 +30,13 @@ def stream() -> Iterator[io.StringIO]:
 
 def test_a_line_is_logfmt_with_extra_fields(stream: io.StringIO) -> None:
     """One line: ts, level, logger, the message (quoted, as it has spaces), extra fields."""
-    logging.getLogger("bot.app.inbox").error("inbound %s failed", 12, extra={"stage": "process"})
+    logging.getLogger("bot.app.conversations.inbox").error(
+        "inbound %s failed", 12, extra={"stage": "process"}
+    )
     line = stream.getvalue().strip()
     assert line.startswith("ts=") and "\n" not in line
     assert line.split(" ", 1)[1] == (
-        'level=error logger=bot.app.inbox msg="inbound 12 failed" stage=process'
+        'level=error logger=bot.app.conversations.inbox msg="inbound 12 failed" stage=process'
     )
 
 
@@ -59,7 +61,9 @@ def test_an_exception_is_logged_by_type_and_place_only(stream: io.StringIO) -> N
     try:
         raise ValueError("invalid literal: 'so tired of everything'")
     except ValueError:
-        logging.getLogger("bot.app.inbox").exception("inbound 3 could not be processed")
+        logging.getLogger("bot.app.conversations.inbox").exception(
+            "inbound 3 could not be processed"
+        )
     line = stream.getvalue()
     assert "exc_type=ValueError exc_at=test_logs.py:" in line
     assert "tired" not in line and "Traceback" not in line

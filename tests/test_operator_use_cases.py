@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.app import clinicians, patients, treatments
-from bot.app.invitations import Invitations
-from bot.app.planning import Planner
-from bot.app.refusals import Refused
+from bot.app.operator import clinicians, patients, treatments
+from bot.app.operator.invitations import Invitations
+from bot.app.operator.refusals import Refused
+from bot.app.planning.planner import Planner
 from bot.storage.database import Database
 from tests.test_services import CATALOG, CLINIC, wire
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text as sql
 from sqlmodel import SQLModel, select
 
-from bot.app import retention
+from bot.app.operator import retention
 from bot.config import Retention
 from bot.storage import audit
 from bot.storage.database import Database

@@ -12,8 +12,8 @@ from sqlalchemy import text as sa_text
 from sqlalchemy import update
 from sqlmodel import col
 
-from bot.app.planning import Planner
-from bot.app.sending import Report
+from bot.app.outbox.sending import Report
+from bot.app.planning.planner import Planner
 from bot.bootstrap import build
 from bot.config import Clinic, Settings, default_protocols
 from bot.domain.schedule import protocol_from_mapping
@@ -447,7 +447,7 @@ async def test_occurrences_stored_meanwhile_make_no_check_in(
     async def nothing_known(*_: object) -> set[tuple[int, str]]:
         return set()
 
-    monkeypatch.setattr("bot.app.planning._known_pairs", nothing_known)
+    monkeypatch.setattr("bot.app.planning.planner._known_pairs", nothing_known)
     async with db.transaction() as session:  # as if the plan had run out
         await session.exec(update(Patient).values(planned_until=None))  # type: ignore[call-overload]
     assert await _plan_chunk(clinic, [patient_id]) == 0

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from bot.app.delivery import Deliverer
-from bot.app.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound
+from bot.app.conversations.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound
+from bot.app.conversations.starting import HELD_BEHIND
+from bot.app.outbox.delivery import Deliverer
 from bot.app.services import Services
-from bot.app.starting import HELD_BEHIND
 from bot.channels.console import ConsoleChannel
 from bot.config import Clinic
 from bot.instruments import load_catalog

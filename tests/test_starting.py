@@ -1,4 +1,4 @@
-"""Starting a chunk of due check-ins together (bot/app/starting.py) does to every check-in what
+"""Starting a chunk of due check-ins together (bot/app/conversations/starting.py) does to every check-in what
 starting it alone does: the same holds, the same rows, the same opening messages under the
 same keys. On a real SQLite file and a real PostgreSQL server."""
 
@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.app.starting import HELD_BEHIND, HELD_INACTIVE
+from bot.app.conversations.starting import HELD_BEHIND, HELD_INACTIVE
 from bot.domain import conversation as core
 from bot.storage.database import Database
 from bot.storage.repository import Repository

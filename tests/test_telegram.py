@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from bot.app.enrollment import issue_code
+from bot.app.conversations.enrollment import issue_code
 from bot.bootstrap import App, build
 from bot.config import Clinic, Settings, Telegram
 from bot.storage.database import Database

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from bot.app.inbox import Inbound
+from bot.app.conversations.inbox import Inbound
 from bot.bootstrap import App, build
 from bot.config import Clinic, Settings
 from bot.storage.database import Database

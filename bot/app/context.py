@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.app.alerting import Alerting
+from bot.app.alerts.alerting import Alerting
 from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain import conversation as core

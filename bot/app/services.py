@@ -2,13 +2,13 @@
 tick, the CLI): a typed bundle, not a class that does the work. Each member is one use
 case over one shared :class:`~bot.app.context.Context`:
 
-* ``inbox``: record and process inbound messages, recovery (``bot.app.inbox``);
-* ``asking`` / ``starting``: queue a check-in; start due ones (``bot.app.asking``,
-  ``bot.app.starting``);
-* ``reminders``: remind and expire (``bot.app.reminders``);
-* ``escalation``: escalate unacknowledged alerts (``bot.app.escalation``);
-* ``consent``: invite an SMS patient (``bot.app.consent``);
-* ``alerting``: raise, acknowledge and resolve alerts (``bot.app.alerting``).
+* ``inbox``: record and process inbound messages, recovery (``bot.app.conversations.inbox``);
+* ``asking`` / ``starting``: queue a check-in; start due ones (``bot.app.conversations.asking``,
+  ``bot.app.conversations.starting``);
+* ``reminders``: remind and expire (``bot.app.conversations.reminders``);
+* ``escalation``: escalate unacknowledged alerts (``bot.app.alerts.escalation``);
+* ``consent``: invite an SMS patient (``bot.app.conversations.consent``);
+* ``alerting``: raise, acknowledge and resolve alerts (``bot.app.alerts.alerting``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bot.app.alerting import Alerting
-from bot.app.asking import EXPIRE_AFTER, Asking
-from bot.app.consent import Consent
+from bot.app.alerts.alerting import Alerting
+from bot.app.alerts.escalation import Escalation
 from bot.app.context import Context
-from bot.app.escalation import Escalation
-from bot.app.inbox import RECOVERY_GRACE, Inbox
-from bot.app.planning import CATCH_UP_S
+from bot.app.conversations.asking import EXPIRE_AFTER, Asking
+from bot.app.conversations.consent import Consent
+from bot.app.conversations.inbox import RECOVERY_GRACE, Inbox
+from bot.app.conversations.reminders import Reminders
+from bot.app.conversations.starting import START_LEASE, Starting
+from bot.app.planning.planner import CATCH_UP_S
 from bot.app.ports import Clock
-from bot.app.reminders import Reminders
-from bot.app.starting import START_LEASE, Starting
 from bot.config import Clinic
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer

@@ -23,7 +23,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
-from bot.app.inbox import Inbound
+from bot.app.conversations.inbox import Inbound
 from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Rendered
 

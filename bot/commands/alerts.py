@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import alert_admin
-from bot.app.alert_admin import AlertView, Outcome
+from bot.app.operator import alerts as alert_admin
+from bot.app.operator.alerts import AlertView, Outcome
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, run_use_case
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import audit_log
-from bot.app.audit_log import AuditEntry, ChainReport
+from bot.app.operator import audit_log
+from bot.app.operator.audit_log import AuditEntry, ChainReport
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, with_app
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from bot.app import checkin_admin
-from bot.app.views import CHECKIN_STATUSES, CheckinView
+from bot.app.operator import checkins as checkin_admin
+from bot.app.operator.views import CHECKIN_STATUSES, CheckinView
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case, with_app
 from bot.commands.views import checkin_json

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import clinicians
-from bot.app.refusals import Deactivated, StillResponsible
-from bot.app.views import CHANNELS, ClinicianView
+from bot.app.operator import clinicians
+from bot.app.operator.refusals import Deactivated, StillResponsible
+from bot.app.operator.views import CHANNELS, ClinicianView
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case, with_app
 from bot.commands.patients import Channel, phone_number

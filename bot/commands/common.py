@@ -14,8 +14,8 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError, StatementError
 
-from bot.app.keys import key_problem
-from bot.app.refusals import Refused
+from bot.app.operator.keys import key_problem
+from bot.app.operator.refusals import Refused
 from bot.bootstrap import App, build
 from bot.config import Settings, load_settings
 from bot.domain.errors import CheckinError, NotFound

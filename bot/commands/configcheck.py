@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bot.app import config_check
+from bot.app.operator import config_check
 from bot.commands.common import JsonFlag, emit_json, state
 from bot.rendering.renderer import TEMPLATES_DIR
 

@@ -8,7 +8,7 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bot.app import database_admin
+from bot.app.operator import database as database_admin
 from bot.commands.common import database_problem, fail, state
 
 db_app = typer.Typer(help="Create or upgrade the database schema.", no_args_is_help=True)

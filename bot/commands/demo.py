@@ -20,8 +20,9 @@ from typing import Annotated
 
 import typer
 
-from bot.app import database_admin, demo_clinic
-from bot.app.inbox import Inbound
+from bot.app.conversations.inbox import Inbound
+from bot.app.operator import database as database_admin
+from bot.app.operator import demo_clinic
 from bot.bootstrap import App, build
 from bot.commands.common import state
 from bot.config import Clinic, Security, Settings

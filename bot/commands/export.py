@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import audit_log, patients
+from bot.app.operator import audit_log, patients
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, refuse, with_app
 from bot.domain.errors import NotFound

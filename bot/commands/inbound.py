@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import inbox_admin
-from bot.app.inbox import INBOUND_ATTEMPTS
+from bot.app.conversations.inbox import INBOUND_ATTEMPTS
+from bot.app.operator import inbox as inbox_admin
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, run_use_case
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import keys as key_ring
-from bot.app.keys import CurrentKey, KeyInUse, Keys, KeysFromEnvironment, NoKey, UnknownKey
+from bot.app.operator import keys as key_ring
+from bot.app.operator.keys import CurrentKey, KeyInUse, Keys, KeysFromEnvironment, NoKey, UnknownKey
 from bot.commands.common import JsonFlag, emit_json, fail, state
 from bot.config import Settings
 

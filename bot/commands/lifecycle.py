@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import patients, retention
+from bot.app.operator import patients, retention
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, run_use_case, state, with_app
 from bot.commands.patients import patient_app

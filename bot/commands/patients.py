@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import patients
-from bot.app.views import CHANNELS, PATIENT_STATUSES, PatientView
+from bot.app.operator import patients
+from bot.app.operator.views import CHANNELS, PATIENT_STATUSES, PatientView
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, run_use_case, state
 from bot.commands.views import checkin_json, echo_invitation, invitation_json, patient_json

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.app import schedule_admin
-from bot.app.refusals import NoProtocol
-from bot.app.treatments import Replanned
+from bot.app.operator import schedules as schedule_admin
+from bot.app.operator.refusals import NoProtocol
+from bot.app.operator.treatments import Replanned
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, state
 from bot.commands.treatments import PatientId, report, run_or_fail

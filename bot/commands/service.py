@@ -18,9 +18,10 @@ import typer
 from sqlalchemy.engine import make_url
 
 from bot import logs
-from bot.app import database_admin, patients
-from bot.app.inbox import Inbound
-from bot.app.refusals import Refused
+from bot.app.conversations.inbox import Inbound
+from bot.app.operator import database as database_admin
+from bot.app.operator import patients
+from bot.app.operator.refusals import Refused
 from bot.bootstrap import App, build
 from bot.commands import demo
 from bot.commands.common import database_problem, fail, refuse, state

@@ -9,8 +9,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from bot.app import treatments
-from bot.app.treatments import PlannedView, Replanned, SessionView, UnreadableTime
+from bot.app.operator import treatments
+from bot.app.operator.treatments import PlannedView, Replanned, SessionView, UnreadableTime
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, refuse, with_app
 from bot.domain.errors import CheckinError, NotFound

@@ -7,8 +7,8 @@ from typing import Any
 
 import typer
 
-from bot.app.invitations import Invitation
-from bot.app.views import CheckinView, PatientView
+from bot.app.operator.invitations import Invitation
+from bot.app.operator.views import CheckinView, PatientView
 
 
 def patient_json(patient: PatientView) -> dict[str, Any]:

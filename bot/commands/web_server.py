@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import uvicorn
 from telegram.error import TelegramError
 
-from bot.app.keys import key_problem
+from bot.app.operator.keys import key_problem
 from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import fail

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from bot.app.inbox import Inbound
-from bot.app.receipts import record_status
+from bot.app.conversations.inbox import Inbound
+from bot.app.outbox.receipts import record_status
 from bot.bootstrap import App
 from bot.channels.sms import OPTED_OUT, valid_signature
 

@@ -11,7 +11,7 @@ lifted here; order per chat is kept by the outbox (one message per recipient in 
 from __future__ import annotations
 
 import bot.bootstrap
-from bot.app.pacing import Pacer
+from bot.app.outbox.pacing import Pacer
 from bot.cli import main
 
 

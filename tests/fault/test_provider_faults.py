@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import pytest
 from twilio.rest import Client
 
-from bot.app.delivery import Deliverer
-from bot.app.sending import RetryPolicy
+from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.sending import RetryPolicy
 from bot.channels.sms import SmsChannel
 from bot.channels.telegram import TelegramChannel
 from bot.channels.twilio_http import BaseUrlHttpClient

@@ -1,0 +1,77 @@
+"""Enrolment and consent over a patient's own channel: the SMS invitation and its answer
+(YES starts, STOP declines, anything else repeats the question), and Telegram telling us
+that the patient blocked or unblocked the bot. Every change is audited."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.app.context import Context
+from bot.app.conversations.messages import outbox_rows
+from bot.domain import events as ev
+from bot.domain.errors import NotFound
+from bot.domain.parsing import normalize, parse_command
+from bot.storage.repository import Repository
+from bot.storage.tables import InboundMessage, Patient
+
+YES = frozenset({"yes", "y", "si", "s"})  # replies that accept an SMS invitation
+
+
+@dataclass(frozen=True)
+class Consent:
+    ctx: Context
+
+    async def invite(self, patient_id: int) -> None:
+        """Send an SMS patient the invitation (the only message before they reply YES)."""
+        async with self.ctx.db.transaction() as session:
+            repo = Repository(session)
+            patient = await repo.lock_patient(patient_id)
+            if patient is None:
+                raise NotFound("patient", patient_id)
+            now = self.ctx.clock()
+            key = f"invite{patient_id}:{now:%Y%m%dT%H%M%S}"
+            await repo.enqueue(
+                outbox_rows(self.ctx.renderer, patient, (ev.Invitation(),), key, now)
+            )
+            await repo.audit(now, "operator", "invited", f"patient:{patient_id}")
+
+
+async def answer_invitation(
+    ctx: Context, repo: Repository, patient: Patient, message: InboundMessage, now: datetime
+) -> None:
+    """An invited SMS patient answers the invitation: YES starts, STOP declines, anything
+    else repeats the question. Nothing else is sent before YES; the answer is audited."""
+    assert patient.id is not None
+    source = f"in{message.id}"
+    command = parse_command(message.text, patient.language)
+    if normalize(message.text) in YES or (command is not None and command.name == "start"):
+        patient.status, patient.consent_at = "active", now
+        await repo.add(patient)
+        await repo.audit(now, "patient", "consent_given", f"patient:{patient.id}")
+        intent: ev.Intent = ev.Enrolled()
+    elif command is not None and command.name == "stop":
+        patient.status = "opted_out"
+        await repo.add(patient)
+        await repo.audit(now, "patient", "consent_refused", f"patient:{patient.id}")
+        intent = ev.OptOutConfirmed()
+    else:
+        intent = ev.Invitation()
+    await repo.enqueue(outbox_rows(ctx.renderer, patient, (intent,), source, now))
+
+
+async def membership(repo: Repository, patient: Patient, status: str, now: datetime) -> None:
+    """Telegram's my_chat_member: the patient blocked (kicked) or unblocked the bot."""
+    if status == "kicked" and patient.status != "blocked":
+        patient.status = "blocked"
+    elif status == "member" and patient.status == "blocked":
+        patient.status = "active"
+    else:
+        return
+    await repo.add(patient)
+    await repo.audit(
+        now,
+        "patient",
+        f"bot_{'blocked' if status == 'kicked' else 'unblocked'}",
+        f"patient:{patient.id}",
+    )

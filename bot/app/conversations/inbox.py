@@ -1,0 +1,202 @@
+"""Inbound messages: recorded before anything else happens to them, then processed under
+the sender's row lock, in the order they arrived; recovered after a crash; set aside, with
+an alert, when one keeps failing.
+
+* :meth:`Inbox.handle_inbound` records a message and processes it in one transaction (if
+  processing fails, the record is committed alone), for a provider that sends a message
+  again until it is acknowledged (Telegram): the webhook answers after the commit.
+* :meth:`Inbox.receive` records a message and nothing else (its own, short transaction),
+  for a provider that may not send it again (Twilio): a crash while processing cannot
+  lose it. :meth:`Inbox.process` then handles it. Processing a message twice is
+  impossible: ``processed_at`` is set in the same transaction, under the patient lock.
+* :meth:`Inbox.process_pending` is the tick's recovery pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app.context import Context
+from bot.app.conversations.replies import from_patient
+from bot.app.conversations.strangers import from_stranger
+from bot.storage import checkins as q
+from bot.storage.repository import Repository
+from bot.storage.tables import InboundMessage, Patient
+
+log = logging.getLogger(__name__)
+# Recovery leaves a message this long to the webhook that recorded it: processing one takes
+# well under a second, and a recovery pass that took in-flight messages too would process
+# every one of them twice over under load (harmless, but twice the database work).
+RECOVERY_GRACE = timedelta(seconds=10)
+INBOUND_ATTEMPTS = 5  # recovery passes at a message that fails before it is set aside
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    channel: str
+    provider_id: str
+    sender: str
+    text: str
+    received_at: datetime
+    kind: str = "text"  # "button": text is "<item key>=<value>"; "member": the new chat status
+
+
+def clean_text(text: str) -> str:
+    """Text as stored: without NUL and other control characters (PostgreSQL refuses NUL,
+    and they carry no meaning a patient intended); at most 4,000 characters."""
+    return text.translate(_CONTROL)[:4000]
+
+
+@dataclass(frozen=True)
+class Inbox:
+    ctx: Context
+    recovery_grace: timedelta = RECOVERY_GRACE
+
+    async def receive(self, inbound: Inbound) -> int | None:
+        """Record the message durably and nothing else; its id, or None if it was already
+        recorded."""
+        async with self.ctx.db.transaction() as session:
+            return await _record(Repository(session), inbound)
+
+    async def handle_inbound(self, inbound: Inbound) -> bool:
+        """Record the message and process it, in one transaction. False when it had been
+        recorded before (a provider's redelivery: nothing is done).
+
+        The sender's patient row is locked before the message is numbered, so two
+        messages from one patient arriving together on PostgreSQL are numbered in the
+        order they are processed in. If processing fails, the transaction is rolled back
+        and the message recorded alone: the failure is logged (by type: an error could
+        quote the patient) and the recovery pass processes it later. If even that fails
+        (the database is away), this raises: the webhook answers 5xx without
+        acknowledging, and the provider sends the message again."""
+        try:
+            async with self.ctx.db.transaction() as session:
+                repo = Repository(session)
+                patient = await q.patient_by_address(
+                    session, inbound.channel, inbound.sender, lock=True
+                )
+                inbound_id = await _record(repo, inbound)
+                if inbound_id is not None:
+                    await self._process_locked(
+                        repo, patient, inbound.channel, inbound.sender, inbound_id
+                    )
+            return inbound_id is not None
+        except Exception as exc:
+            failure = type(exc).__name__
+        recorded = await self.receive(inbound)  # raises when the database is away
+        if recorded is not None:
+            log.error("inbound %s left for recovery (%s)", recorded, failure)
+        return recorded is not None
+
+    async def process(self, inbound_id: int) -> None:
+        """Handle a recorded message, and before it any earlier one from the same sender
+        still waiting, so a patient's replies are taken in the order they arrived even when
+        several workers pick them up at once."""
+        async with self.ctx.db.transaction() as session:
+            repo = Repository(session)
+            message = await session.get(InboundMessage, inbound_id)
+            if message is None or message.processed_at is not None:
+                return
+            patient = await q.patient_by_address(
+                session, message.channel, message.sender, lock=True
+            )
+            await self._process_locked(repo, patient, message.channel, message.sender, inbound_id)
+
+    async def process_pending(self, limit: int = 100) -> int:
+        """Process messages recorded but not processed (after a crash) at least
+        `recovery_grace` ago; how many there were.
+
+        Each message is isolated: one that fails is logged (by id, nothing it said) and left
+        for the next pass, and the others go on, so one patient's problem never holds up
+        another patient's check-ins or crisis messages. One that fails INBOUND_ATTEMPTS
+        passes is set aside (see `_failed`)."""
+        async with self.ctx.db.transaction() as session:
+            since = self.ctx.clock() - self.recovery_grace
+            ids = await q.unprocessed_inbound(session, limit, since)
+        counted: set[int] = set()
+        for inbound_id in ids:
+            try:
+                await self.process(inbound_id)
+            except Exception as exc:
+                await self._failed(inbound_id, type(exc).__name__, counted)
+        return len(ids)
+
+    async def _process_locked(
+        self, repo: Repository, patient: Patient | None, channel: str, sender: str, up_to: int
+    ) -> None:
+        """Process the sender's waiting messages up to `up_to`, the patient's row locked
+        (None: the sender is not a patient)."""
+        now = self.ctx.clock()
+        if patient is None:
+            message = await repo.session.get(InboundMessage, up_to)
+            assert message is not None
+            note = await from_stranger(self.ctx, repo, message, now)
+            await repo.mark_processed(up_to, now, error=note)
+            return
+        waiting = await q.unprocessed_from(repo.session, channel, sender, up_to)
+        for earlier in waiting:  # empty if another worker processed them while we waited
+            assert earlier.id is not None
+            await from_patient(self.ctx, repo, patient, earlier, now)
+            await repo.mark_processed(earlier.id, now)
+
+    async def _failed(self, inbound_id: int, problem: str, counted: set[int]) -> None:
+        """Count a failed recovery attempt against the message that failed: the oldest its
+        sender has waiting (processing a message processes those before it first), once a
+        pass. After INBOUND_ATTEMPTS that message is set aside: left waiting, it would
+        block its sender's later messages and, with enough like it, the recovery pass
+        itself. Logged by id and exception only; the patient's clinician gets an urgent
+        alert, since what the message said (perhaps an answer that matters) is unknown."""
+        try:
+            async with self.ctx.db.transaction() as session:
+                message = await _head_of_line(session, inbound_id)
+                if message is None or message.id is None or message.id in counted:
+                    return
+                head = message.id
+                counted.add(head)
+                repo, now = Repository(session), self.ctx.clock()
+                attempts = await repo.count_failure(head, now, problem, INBOUND_ATTEMPTS)
+                alerting = self.ctx.alerting
+                if attempts >= INBOUND_ATTEMPTS and alerting is not None:
+                    sender = message.channel, message.sender
+                    if (patient := await q.patient_by_address(session, *sender)) is not None:
+                        await alerting.message_set_aside(repo, patient, now)
+        except Exception as exc:  # the database itself failing: the next pass tries again
+            log.error("inbound %s could not be processed (%s, then %s)",
+                      inbound_id, problem, type(exc).__name__)  # fmt: skip
+            return
+        if attempts >= INBOUND_ATTEMPTS:
+            log.error(
+                "inbound %s set aside after %d failed attempts (%s); its sender's later "
+                "messages go on. `checkin inbound list` shows it, `checkin inbound retry %s` "
+                "tries it again",
+                head, attempts, problem, head,
+            )  # fmt: skip
+        else:
+            log.error("inbound %s could not be processed (%s; attempt %d of %d)",
+                      head, problem, attempts, INBOUND_ATTEMPTS)  # fmt: skip
+
+
+async def _record(repo: Repository, inbound: Inbound) -> int | None:
+    return await repo.record_inbound(
+        inbound.channel,
+        inbound.provider_id,
+        inbound.sender,
+        clean_text(inbound.text),
+        inbound.received_at,
+        kind=inbound.kind,
+    )
+
+
+async def _head_of_line(session: AsyncSession, inbound_id: int) -> InboundMessage | None:
+    """The oldest unprocessed message of `inbound_id`'s sender, up to it (None: it was
+    processed meanwhile)."""
+    message = await session.get(InboundMessage, inbound_id)
+    if message is None or message.processed_at is not None:
+        return None
+    waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
+    return waiting[0] if waiting else message

@@ -1,0 +1,62 @@
+"""Outbox rows for a patient: each intent rendered in the patient's channel and language,
+keyed ``<source>:<n>`` so that doing the same work twice enqueues nothing twice.
+
+Every use case that messages a patient builds its rows here and enqueues them in its own
+transaction (the transactional outbox); delivery happens after, in ``bot.app.outbox.delivery``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.domain import events as ev
+from bot.rendering.renderer import Renderer
+from bot.storage import outbox
+from bot.storage.tables import OutboundMessage, Patient
+
+
+def outbox_rows(
+    renderer: Renderer,
+    patient: Patient,
+    intents: Sequence[ev.Intent],
+    source: str,
+    now: datetime,
+) -> list[OutboundMessage]:
+    """The rows for `intents`; an intent with nothing to say in this channel adds none.
+    A `source` starting ``in`` (an inbound message) makes them replies."""
+    assert patient.id is not None and patient.address is not None
+    answering = source.startswith("in")  # a reply to what the patient just sent
+    rows = []
+    for n, intent in enumerate(intents):
+        rendered = renderer.render(intent, patient.channel, patient.language)
+        if rendered is None:
+            continue
+        payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
+        if isinstance(intent, ev.Ask | ev.Answered):
+            payload["item"] = intent.item
+        if isinstance(intent, ev.Answered):
+            payload["edit"] = True  # Telegram edits the question to show the choice
+        if rendered.buttons:
+            payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
+        rows.append(
+            OutboundMessage(
+                channel=patient.channel,
+                recipient_kind="patient",
+                recipient_id=patient.id,
+                address=patient.address,
+                body=rendered.text,
+                payload=payload,
+                idempotency_key=f"{source}:{n}",
+                next_attempt_at=now,
+                priority=priority(intent, answering),
+            )
+        )
+    return rows
+
+
+def priority(intent: ev.Intent, answering: bool) -> int:
+    """Crisis resources before everything; replies before scheduled outreach."""
+    if isinstance(intent, ev.CrisisResources):
+        return outbox.URGENT
+    return outbox.REPLY if answering else outbox.ROUTINE

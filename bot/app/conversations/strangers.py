@@ -1,0 +1,83 @@
+"""A message from someone not linked to a patient: a clinician (handed to alerting, which
+answers their commands), an enrolment code (which links the chat to a patient or a
+clinician), or a stranger, who is told nothing about anyone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.app.context import Context
+from bot.app.conversations.enrollment import (
+    ATTEMPTS_LIMITED,
+    CODE_REFUSED,
+    redeem,
+    start_parameter,
+    too_many_attempts,
+)
+from bot.app.conversations.messages import outbox_rows
+from bot.domain import events as ev
+from bot.storage import checkins as q
+from bot.storage import outbox
+from bot.storage.repository import Repository
+from bot.storage.tables import Clinician, InboundMessage, OutboundMessage
+
+UNKNOWN_SENDER = "unknown sender"  # the note kept on a message nobody could be found for
+
+
+async def from_stranger(
+    ctx: Context, repo: Repository, message: InboundMessage, now: datetime
+) -> str | None:
+    """Handle the message in the caller's transaction; the note kept on the inbound record
+    (None when all went well)."""
+    assert message.id is not None
+    session = repo.session
+    clinician = await q.clinician_by_address(session, message.channel, message.sender)
+    if clinician is not None:
+        if ctx.alerting is not None and message.kind in ("text", "button"):
+            await ctx.alerting.clinician_says(
+                repo, clinician, message.text, f"in{message.id}", now, kind=message.kind
+            )
+        return None
+    code = start_parameter(message.text) if message.kind == "text" else None
+    if code is None:
+        if message.kind != "text" or message.channel != "telegram":
+            return UNKNOWN_SENDER
+        await _reply(ctx, repo, message, ev.Stranger(), None, now)
+        return UNKNOWN_SENDER
+    limited = await too_many_attempts(session, message.channel, message.sender, now)
+    linked = None if limited else await redeem(session, code, message.channel, message.sender, now)
+    if linked is not None and linked.patient is not None:
+        source = f"in{message.id}"
+        await repo.enqueue(outbox_rows(ctx.renderer, linked.patient, (ev.Enrolled(),), source, now))
+        return None
+    if linked is not None:
+        await _reply(ctx, repo, message, ev.Enrolled("clinician"), linked.clinician, now)
+        return None
+    await _reply(ctx, repo, message, ev.EnrollRefused(), None, now)
+    return ATTEMPTS_LIMITED if limited else CODE_REFUSED
+
+
+async def _reply(
+    ctx: Context,
+    repo: Repository,
+    message: InboundMessage,
+    intent: ev.Intent,
+    clinician: Clinician | None,
+    now: datetime,
+) -> None:
+    """Answer at the sender's own address (in English: nobody knows their language yet)."""
+    rendered = ctx.renderer.render(intent, message.channel, "en")
+    assert rendered is not None
+    await repo.enqueue([
+        OutboundMessage(
+            channel=message.channel,
+            recipient_kind="clinician" if clinician is not None else "stranger",
+            recipient_id=(clinician.id or 0) if clinician is not None else 0,
+            address=message.sender,
+            body=rendered.text,
+            payload={"intent": type(intent).__name__, "html": rendered.html},
+            idempotency_key=f"in{message.id}:0",
+            next_attempt_at=now,
+            priority=outbox.REPLY,
+        )
+    ])  # fmt: skip

@@ -1,0 +1,134 @@
+"""Writing what the conversation core decided, in the caller's transaction: the check-in's
+new state, the events (answers, scores, flags, opt-outs) as rows and audit records, the
+messages as outbox rows, and the alerts the events raise.
+
+Every use case that steps a conversation (an inbound message, a start, a reminder, an
+expiry) ends in :func:`apply_transition`, so an answer, its score, its alert and the
+reply are always stored together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from bot.app.context import Context
+from bot.app.conversations.messages import outbox_rows
+from bot.domain import conversation as core
+from bot.domain import events as ev
+from bot.domain.instruments import BloodPressure
+from bot.storage import checkins as q
+from bot.storage.repository import Repository
+from bot.storage.tables import Answer, Checkin, Patient, Score
+
+log = logging.getLogger(__name__)
+
+
+async def apply_transition(
+    ctx: Context,
+    repo: Repository,
+    patient: Patient,
+    checkin: Checkin | None,
+    transition: core.Transition,
+    source: str,
+    now: datetime,
+    inbound_id: int | None,
+) -> None:
+    """Write the transition's state, events and messages in the caller's transaction."""
+    assert patient.id is not None
+    if checkin is not None:
+        update_checkin(checkin, transition.state, now)
+        await repo.add(checkin)
+        if checkin.status in q.CLOSED_STATUSES:  # the next one held behind it may start now
+            await q.release_held(repo.session, patient.id)
+    for event in transition.events:
+        await _record(repo, patient, checkin, event, inbound_id)
+    await repo.enqueue(outbox_rows(ctx.renderer, patient, transition.intents, source, now))
+    if ctx.alerting is not None:  # same transaction: the answer and its alert together
+        await ctx.alerting.on_events(repo, patient, transition.events, now)
+
+
+def update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) -> None:
+    """Copy the conversation's state onto the check-in row: status, reminder, times."""
+    checkin.state = core.to_json(conv)
+    more = checkin.reminder_after_s is not None and checkin.reminders_sent < checkin.max_reminders
+    if conv.is_open and more and checkin.reminder_after_s is not None:
+        # the next reminder counts from the latest message or answer
+        checkin.next_reminder_at = now + timedelta(seconds=checkin.reminder_after_s)
+    else:
+        checkin.next_reminder_at = None
+    if conv.status == "asking":
+        checkin.status = "in_progress" if conv.answers else "sent"
+        checkin.sent_at = checkin.sent_at or now
+    elif conv.status in ("expired", "cancelled"):
+        checkin.status = conv.status
+        checkin.partial = bool(conv.answers)
+    else:
+        checkin.status = conv.status
+    if conv.status == "completed":
+        checkin.completed_at = now
+
+
+async def _record(
+    repo: Repository,
+    patient: Patient,
+    checkin: Checkin | None,
+    event: ev.Event,
+    inbound_id: int | None,
+) -> None:
+    assert patient.id is not None
+    if isinstance(event, ev.AnswerRecorded) and checkin is not None and checkin.id is not None:
+        answer = _answer_row(checkin.id, event, inbound_id)
+        if event.replaced:
+            await repo.replace_answer(answer)
+        elif not await repo.save_answer(answer):
+            log.warning("check-in %s item answered twice; first answer kept", checkin.id)
+    elif isinstance(event, ev.ScoreRecorded) and checkin is not None and checkin.id is not None:
+        await repo.add(_score_row(checkin.id, patient.id, event))
+    elif isinstance(event, ev.FlagRaised):
+        await repo.audit(
+            event.at,
+            "patient",
+            "flag_raised",
+            f"patient:{patient.id}",
+            flag=event.flag,
+            item=event.item,
+        )
+    elif isinstance(event, ev.OptedOut):
+        patient.status = "opted_out"
+        await repo.add(patient)
+        await q.cancel_pending(repo.session, patient.id)
+        await repo.audit(event.at, "patient", "opted_out", f"patient:{patient.id}")
+    elif isinstance(event, ev.OptedIn):
+        patient.status = "active"
+        await repo.add(patient)
+        await repo.audit(event.at, "patient", "opted_in", f"patient:{patient.id}")
+
+
+def _answer_row(checkin_id: int, event: ev.AnswerRecorded, inbound_id: int | None) -> Answer:
+    value = event.value
+    return Answer(
+        checkin_id=checkin_id,
+        item_key=event.item,
+        instrument=event.instrument,
+        value_int=value if isinstance(value, int) else None,
+        value_text=str(value) if isinstance(value, BloodPressure) else None,
+        raw_text=event.raw_text,
+        inbound_message_id=inbound_id,
+        answered_at=event.at,
+    )
+
+
+def _score_row(checkin_id: int, patient_id: int, event: ev.ScoreRecorded) -> Score:
+    result = event.result
+    return Score(
+        checkin_id=checkin_id,
+        patient_id=patient_id,
+        instrument=result.instrument,
+        total=result.total,
+        band=result.band,
+        valid=result.valid,
+        prorated=result.prorated,
+        flags=list(result.flags),
+        completed_at=event.at,
+    )

@@ -1,0 +1,189 @@
+"""Patients as an operator manages them: enrol one, look one up, list them, issue a new
+Telegram link, pause and resume. Discharge and erasure are :mod:`bot.app.operator.retention`.
+
+Every step runs in one transaction and leaves an audit event with the operator as actor
+(reads included: who looked at whom is part of the record). A patient that is not there
+raises ``NotFound``; a step the patient's status or channel does not allow, ``Refused``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from bot.app.operator.invitations import Invitation, Invitations
+from bot.app.operator.refusals import Refused
+from bot.app.operator.views import AlertBrief, CheckinView, PatientView, ScoreView
+from bot.app.ports import Clock
+from bot.app.services import Services
+from bot.domain.errors import NotFound
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Checkin, Clinician, Patient
+
+
+@dataclass(frozen=True)
+class NewPatient:
+    name: str
+    channel: str
+    timezone: str = "UTC"
+    language: str = "en"
+    clinician_id: int | None = None
+    protocol: str | None = None
+    address: str | None = None  # console: the name the patient types as
+    phone: str | None = None  # sms: their number, E.164
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    patient: PatientView
+    invitation: Invitation | None = None  # Telegram: the link to send them
+    invited: bool = False  # SMS: the invitation is queued; they become active on YES
+
+
+async def enrol(
+    db: Database, clock: Clock, new: NewPatient, invitations: Invitations, services: Services
+) -> Enrolled:
+    """Enrol a patient. Console patients are active at once; Telegram patients get a
+    single-use link; SMS patients get an invitation and become active when they reply YES."""
+    async with db.transaction() as session:
+        repo = Repository(session)
+        if new.clinician_id is not None and await session.get(Clinician, new.clinician_id) is None:
+            raise NotFound("clinician", new.clinician_id)
+        patient = Patient(
+            display_name=new.name,
+            timezone=new.timezone,
+            language=new.language,
+            channel=new.channel,
+            clinician_id=new.clinician_id,
+            protocol=new.protocol,
+            status="active" if new.channel == "console" else "invited",
+            address=new.phone,
+        )
+        await repo.add(patient)
+        if new.channel == "console":
+            patient.address = new.address or f"patient-{patient.id}"
+            await repo.add(patient)
+        await repo.audit(clock(), "operator", "patient_added", f"patient:{patient.id}")
+        invitation = None
+        if new.channel == "telegram":
+            invitation = await invitations.issue(session, patient_id=patient.id)
+        enrolled = Enrolled(PatientView.of(patient), invitation)
+    if new.channel == "sms" and patient.id is not None:
+        await services.consent.invite(patient.id)  # the only message before they reply YES
+        enrolled = Enrolled(enrolled.patient, invited=True)
+    return enrolled
+
+
+async def invite(
+    db: Database, clock: Clock, invitations: Invitations, patient_id: int
+) -> Invitation:
+    """A new single-use enrolment link for a Telegram patient (the first one expired)."""
+    async with db.transaction() as session:
+        repo = Repository(session)
+        patient = await repo.get_patient(patient_id)
+        if patient is None:
+            raise NotFound("patient", patient_id)
+        if patient.channel != "telegram":
+            raise Refused(
+                f"patient {patient_id} uses {patient.channel}; enrolment links are for Telegram"
+            )
+        invitation = await invitations.issue(session, patient_id=patient_id)
+        await repo.audit(clock(), "operator", "enrolment_link_issued", f"patient:{patient_id}")
+    return invitation
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """A patient with their latest check-ins, scores and alerts."""
+
+    patient: PatientView
+    checkins: tuple[CheckinView, ...]
+    scores: tuple[ScoreView, ...]
+    alerts: tuple[AlertBrief, ...]
+
+
+async def show(db: Database, clock: Clock, patient_id: int) -> PatientRecord:
+    async with db.transaction() as session:
+        repo = Repository(session)
+        patient = await repo.get_patient(patient_id)
+        if patient is None:
+            raise NotFound("patient", patient_id)
+        checkins = await repo.checkins_for_patient(patient_id)
+        scores = await repo.scores_for_patient(patient_id)
+        alerts = await repo.alerts_for_patient(patient_id)
+        await repo.audit(clock(), "operator", "patient_viewed", f"patient:{patient_id}")
+        return PatientRecord(
+            PatientView.of(patient),
+            tuple(map(CheckinView.of, checkins)),
+            tuple(map(ScoreView.of, scores)),
+            tuple(map(AlertBrief.of, alerts)),
+        )
+
+
+async def find(db: Database, patient_id: int) -> PatientView:
+    """The patient, read without an audit event (to check an id before other work)."""
+    async with db.transaction() as session:
+        patient = await Repository(session).get_patient(patient_id)
+        if patient is None:
+            raise NotFound("patient", patient_id)
+        return PatientView.of(patient)
+
+
+async def list_patients(db: Database, clock: Clock, status: str | None = None) -> list[PatientView]:
+    """Every patient (in one status, if given), by id."""
+    async with db.transaction() as session:
+        statement = select(Patient).order_by(col(Patient.id))
+        if status is not None:
+            statement = statement.where(Patient.status == status)
+        rows = list((await session.exec(statement)).all())
+        await Repository(session).audit(
+            clock(), "operator", "patients_listed", "patient:*", count=len(rows)
+        )
+        return [PatientView.of(p) for p in rows]
+
+
+async def pause(db: Database, clock: Clock, patient_id: int) -> None:
+    """Pause an active patient: nothing is sent or planned until resumed."""
+    await _change_status(db, clock, patient_id, "active", "paused")
+
+
+async def resume(db: Database, clock: Clock, patient_id: int) -> None:
+    """Resume a paused patient: planned again from now; held check-ins go at the next tick."""
+    await _change_status(db, clock, patient_id, "paused", "active")
+
+
+async def _change_status(db: Database, clock: Clock, patient_id: int, was: str, to: str) -> None:
+    async with db.transaction() as session:
+        repo = Repository(session)
+        patient = await repo.lock_patient(patient_id)
+        if patient is None:
+            raise NotFound("patient", patient_id)
+        if patient.status != was:
+            verb = "pause" if to == "paused" else "resume"
+            raise Refused(
+                f"patient {patient_id} is {patient.status}; only {was} patients can {verb}"
+            )
+        patient.status, patient.planned_until = to, None  # planned afresh on resuming
+        await repo.add(patient)
+        if to == "active":  # held check-ins wait for no lease of the paused time
+            await session.exec(
+                update(Checkin)
+                .where(col(Checkin.patient_id) == patient_id, col(Checkin.status) == "pending")
+                .values(lease_until=None, version=col(Checkin.version) + 1)
+            )
+        action = "patient_paused" if to == "paused" else "patient_resumed"
+        await repo.audit(clock(), "operator", action, f"patient:{patient_id}")
+
+
+async def console_address(db: Database, patient_id: int) -> str:
+    """What a console patient types as (for ``checkin chat``)."""
+    async with db.transaction() as session:
+        patient = await Repository(session).get_patient(patient_id)
+    if patient is None:
+        raise NotFound("patient", patient_id)
+    if patient.channel != "console" or patient.address is None:
+        raise Refused(f"patient {patient_id} uses {patient.channel}, not the console channel")
+    return patient.address

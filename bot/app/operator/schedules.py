@@ -1,0 +1,66 @@
+"""Schedules as an operator sets and checks them: give a patient a protocol (check-ins not
+sent yet are planned again at once), and preview what a protocol plans for a patient.
+
+The planning itself is :mod:`bot.app.planning.planner`; a protocol name it does not know raises
+its ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.app.operator.refusals import NoProtocol
+from bot.app.operator.treatments import Replanned
+from bot.app.planning.planner import Planner
+from bot.app.planning.protocols import preview
+from bot.app.planning.session_changes import sessions_of
+from bot.app.ports import Clock
+from bot.config import Clinic
+from bot.domain.errors import NotFound
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+
+
+async def assign(planner: Planner, patient_id: int, protocol: str | None) -> Replanned:
+    """Put the patient on `protocol` (None: on none); audited by the planner."""
+    return Replanned.of(await planner.assign(patient_id, protocol))
+
+
+async def preview_plan(
+    db: Database,
+    clock: Clock,
+    planner: Planner,
+    patient_id: int,
+    *,
+    clinic: Clinic,
+    bundle_window: timedelta,
+    protocol: str | None = None,
+    start_day: date | None = None,
+    days: int = 14,
+) -> list[dict[str, Any]]:
+    """The check-ins the patient's protocol (or `protocol`) plans from local midnight of
+    `start_day` (default: their today) for `days` days: local and UTC times, rule,
+    instruments, and the bundle each is asked in. Nothing is stored but the audit event."""
+    async with db.transaction() as session:
+        repo = Repository(session)
+        patient = await repo.get_patient(patient_id)
+        if patient is None:
+            raise NotFound("patient", patient_id)
+        name = protocol or patient.protocol
+        if name is None:
+            raise NoProtocol(patient_id)
+        chosen = planner.protocol(name)
+        sessions = await sessions_of(session, patient_id)
+        await repo.audit(clock(), "operator", "schedule_previewed", f"patient:{patient_id}")
+    day = start_day or clock().astimezone(ZoneInfo(patient.timezone)).date()
+    return preview(
+        chosen,
+        patient,
+        sessions,
+        start_day=day,
+        days=days,
+        clinic=clinic,
+        bundle_window=bundle_window,
+    )

@@ -1,0 +1,128 @@
+"""A patient's treatment sessions (infusions, doses) as an operator records them: add, move,
+cancel, list. Sessions are numbered 1, 2, ... in time order; every change re-plans the
+patient's check-ins not sent yet, at once (:class:`bot.app.planning.planner.Planner` does that and
+audits it).
+
+A time is given as ISO 8601 text: with an offset (or ``Z``) it is that instant, without
+one it is the patient's local time. Text that is not such a time raises
+:class:`UnreadableTime`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bot.app.planning.planner import Planner
+from bot.app.planning.session_changes import Change, sessions_of
+from bot.app.ports import Clock
+from bot.domain.errors import CheckinError, NotFound
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Checkin, TreatmentSession
+
+
+class UnreadableTime(CheckinError):
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(f"{text!r} is not an ISO 8601 time")
+
+
+@dataclass(frozen=True)
+class SessionView:
+    id: int
+    patient_id: int
+    number: int
+    kind: str
+    at: datetime
+    at_local: datetime  # `at` in the patient's time zone (as stored, when not known)
+    cancelled_at: datetime | None
+
+    @classmethod
+    def of(cls, row: TreatmentSession, zone: ZoneInfo | None = None) -> SessionView:
+        assert row.id is not None
+        local = row.at.astimezone(zone) if zone else row.at
+        return cls(row.id, row.patient_id, row.number, row.kind, row.at, local, row.cancelled_at)
+
+
+@dataclass(frozen=True)
+class PlannedView:
+    id: int
+    instruments: tuple[str, ...]
+    due_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, row: Checkin) -> PlannedView:
+        assert row.id is not None
+        return cls(row.id, tuple(row.instruments), row.due_at, row.expires_at)
+
+
+@dataclass(frozen=True)
+class Replanned:
+    """What a change did: the session it touched (None for a new protocol), how many
+    planned check-ins were cancelled, and the check-ins planned in their place."""
+
+    session: SessionView | None
+    cancelled: int
+    planned: tuple[PlannedView, ...]
+
+    @classmethod
+    def of(cls, change: Change) -> Replanned:
+        session = SessionView.of(change.session) if change.session is not None else None
+        return cls(session, change.cancelled, tuple(map(PlannedView.of, change.planned)))
+
+
+async def add_session(
+    db: Database, planner: Planner, patient_id: int, at: str, kind: str = "treatment"
+) -> Replanned:
+    """Record a session at `at`; the protocol's check-ins around it are planned at once."""
+    instant = local_instant(at, await patient_zone(db, patient_id))
+    return Replanned.of(await planner.add_session(patient_id, instant, kind))
+
+
+async def move_session(db: Database, planner: Planner, session_id: int, at: str) -> Replanned:
+    """Move a session; its check-ins move with it (those already sent stay)."""
+    async with db.transaction() as session:
+        row = await session.get(TreatmentSession, session_id)
+    if row is None:
+        raise NotFound("treatment session", session_id)
+    instant = local_instant(at, await patient_zone(db, row.patient_id))
+    return Replanned.of(await planner.move_session(session_id, instant))
+
+
+async def cancel_session(planner: Planner, session_id: int) -> Replanned:
+    """Cancel a session that will not happen; its check-ins not yet sent are cancelled and
+    later sessions renumbered."""
+    return Replanned.of(await planner.cancel_session(session_id))
+
+
+async def list_sessions(db: Database, clock: Clock, patient_id: int) -> list[SessionView]:
+    """The patient's sessions, cancelled ones too, in time order (local times in theirs)."""
+    zone = await patient_zone(db, patient_id)
+    async with db.transaction() as session:
+        rows = await sessions_of(session, patient_id)
+        await Repository(session).audit(
+            clock(), "operator", "treatment_listed", f"patient:{patient_id}"
+        )
+    return [SessionView.of(r, zone) for r in rows]
+
+
+async def patient_zone(db: Database, patient_id: int) -> ZoneInfo:
+    async with db.transaction() as session:
+        patient = await Repository(session).get_patient(patient_id)
+    if patient is None:
+        raise NotFound("patient", patient_id)
+    return ZoneInfo(patient.timezone)
+
+
+def local_instant(text: str, zone: ZoneInfo) -> datetime:
+    """An ISO 8601 time; without an offset it is a local time in `zone`."""
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError:
+        raise UnreadableTime(text) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed

@@ -1,0 +1,252 @@
+"""Outbox delivery: claim due messages, send them through their channel, record the outcome.
+
+Messages reach the outbox in the same transaction as the change that caused them; this is
+the only place that sends. No transaction is held open while a provider is called: a claim
+(with a lease) is one short transaction, each outcome another. A worker that dies mid-send
+leaves a lease that runs out, and another worker (or the restarted one) sends the message
+again: delivery is at least once, in order per recipient.
+
+This module is the pump: claims, the sends in flight, their leases renewed. One send and
+its outcome (what is permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast
+sends may leave, :mod:`bot.app.outbox.pacing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.app.outbox.pacing import Pacer
+from bot.app.outbox.sending import Report, RetryPolicy, Sender
+from bot.app.ports import Channel, Clock
+from bot.storage import outbox
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
+
+log = logging.getLogger(__name__)
+URGENT_ROOM = 20  # claimed beyond a full batch in flight when something urgent may be due
+
+
+@dataclass
+class Deliverer:
+    db: Database
+    channels: Mapping[str, Channel]
+    clock: Clock
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    batch: int = 200
+    lease: timedelta = timedelta(seconds=30)  # longer than any provider timeout
+    concurrency: int = 16
+    pacers: Mapping[str, Pacer] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._sender = Sender(self.db, self.clock, self.policy, self.lease)
+
+    async def run_once(self) -> Report:
+        """Send one claim of due messages; returns what happened to them."""
+        sending = _Sending(asyncio.Semaphore(self.concurrency), self.clock() + self.lease / 3)
+        try:
+            await self._claim(sending, self.batch)
+            while sending.running:
+                await self._finished(sending, None)
+                await self._renew_if_due(sending)
+        finally:
+            await sending.cancel()
+        return sending.report
+
+    async def drain(self, wake: asyncio.Event | None = None) -> Report:
+        """Deliver until nothing is due now (messages waiting on a retry delay stay queued).
+
+        The drain claims again whenever what it has sent may have let something urgent
+        through, not only when a whole claim is done: when a reply or an urgent message
+        is sent (the next one in that recipient's line, such as a clinician's second
+        alert, may now be due), when `wake` is set (something was queued), when half of a
+        full claim is gone, and when nothing is left in flight. A paced claim of 200
+        routine messages takes seven seconds at 30 a second; an alert queued meanwhile
+        is taken at once and, urgent, is sent next."""
+        sending = _Sending(asyncio.Semaphore(self.concurrency), self.clock() + self.lease / 3)
+        try:
+            await self._claim(sending, self.batch, wake)
+            while sending.running:
+                finished = await self._finished(sending, wake)
+                await self._renew_if_due(sending)
+                room = self.batch - len(sending.running)
+                woken = wake is not None and wake.is_set()
+                if woken or any(m.priority >= outbox.REPLY for m in finished):
+                    # something may be urgent: claim it even if the batch is in flight,
+                    # up to twice the batch at most
+                    extra = min(URGENT_ROOM, room + self.batch)
+                    await self._claim(sending, max(room, extra), wake)
+                elif not sending.running or (sending.full and room >= self.batch // 2):
+                    await self._claim(sending, room, wake)
+        finally:
+            await sending.cancel()
+        return sending.report
+
+    async def _claim(
+        self, sending: _Sending, limit: int, wake: asyncio.Event | None = None
+    ) -> None:
+        """Claim up to `limit` due messages and start sending each."""
+        if limit <= 0:
+            return
+        if wake is not None:
+            wake.clear()  # what it announced is due now: this claim sees it
+        async with self.db.transaction() as session:
+            claimed = await Repository(session).claim_outbox(self.clock(), limit, self.lease)
+            edits = await _edit_targets(session, claimed)
+        sending.full = len(claimed) == limit
+        for message in claimed:  # most urgent first: they reach the pacer in this order
+            task = asyncio.create_task(self._one(message, edits, sending.gate))
+            sending.running[task] = message
+
+    async def _one(
+        self, message: OutboundMessage, edits: Mapping[int, str | None], gate: asyncio.Semaphore
+    ) -> Report:
+        # wait for the send slot before taking a connection: a message waiting out its
+        # chat's one-second gap must not hold a place other chats could use
+        pacer = self.pacers.get(message.channel)
+        if pacer is None:
+            async with gate:
+                return await self._sender.send(message, self.channels, edits, _nothing)
+        async with pacer.turn(message.address, message.priority) as answered, gate:
+            return await self._sender.send(message, self.channels, edits, answered)
+
+    async def _finished(
+        self, sending: _Sending, wake: asyncio.Event | None
+    ) -> list[OutboundMessage]:
+        """Wait until at least one send is done, `wake` is set or the leases are due for
+        renewal; the messages done."""
+        waiting: set[asyncio.Future[Any]] = set(sending.running)
+        woken: asyncio.Future[Any] | None = None
+        if wake is not None:
+            woken = asyncio.ensure_future(wake.wait())
+            waiting.add(woken)
+        until_renewal = (sending.renew_at - self.clock()).total_seconds()
+        try:
+            done, _ = await asyncio.wait(
+                waiting, timeout=max(0.01, until_renewal), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if woken is not None and not woken.done():
+                woken.cancel()
+        finished = []
+        for task in done:
+            if task is woken:
+                continue
+            message = sending.running.pop(task)
+            finished.append(message)
+            if task.cancelled() or task.exception() is not None:
+                # a channel bug: the lease runs out and the message is sent again
+                problem = "cancelled" if task.cancelled() else type(task.exception()).__name__
+                log.error("outbound %s failed unexpectedly (%s)", message.id, problem)
+                continue
+            sending.report += task.result()
+        return finished
+
+    async def _renew_if_due(self, sending: _Sending) -> None:
+        """Every third of a lease, extend the leases of the messages still in flight.
+
+        A lease is what lets another worker take over the messages of one that died; a
+        worker that is alive but slow (a busy machine, a provider answering late) must not
+        lose them while a send is under way, or the message goes out twice. Each renewal
+        is one UPDATE per claim, and only extends a lease still ours: one that ran out
+        and was claimed by another worker stays theirs, and ours is not sent."""
+        now = self.clock()
+        if now < sending.renew_at or not sending.running:
+            return
+        sending.renew_at = now + self.lease / 3
+        claims: dict[datetime, list[OutboundMessage]] = {}
+        for message in sending.running.values():
+            if message.lease_until is not None and message.id is not None:
+                claims.setdefault(message.lease_until, []).append(message)
+        renewed = now + self.lease
+        try:
+            async with self.db.transaction() as session:
+                repo = Repository(session)
+                for held, messages in claims.items():
+                    ids = [m.id for m in messages if m.id is not None]
+                    kept = await repo.renew_leases(ids, held, renewed)
+                    for message in messages:
+                        if message.id in kept:
+                            message.lease_until = renewed
+        except Exception as exc:  # the leases may run out: at least once, as after a crash
+            log.warning("could not renew outbox leases (%s)", type(exc).__name__)
+
+
+@dataclass
+class _Sending:
+    """One drain's sends in flight (a task each, with its message) and their outcomes."""
+
+    gate: asyncio.Semaphore  # at most `concurrency` provider calls at once
+    renew_at: datetime  # when the leases of what is in flight are extended next
+    running: dict[asyncio.Future[Report], OutboundMessage] = field(default_factory=dict)
+    report: Report = field(default_factory=Report)
+    full: bool = False  # the last claim took all it asked for: more may be due
+
+    async def cancel(self) -> None:
+        """Stop what is still in flight (the drain was cancelled or failed): those
+        messages' leases run out and they are sent later."""
+        for task in self.running:
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
+
+
+async def _edit_targets(
+    session: AsyncSession, claimed: list[OutboundMessage]
+) -> dict[int, str | None]:
+    """For each claimed edit, the provider's id of the question it edits (None: unknown)."""
+    targets: dict[int, str | None] = {}
+    for message in claimed:
+        item = message.payload.get("item")
+        if message.payload.get("edit") and isinstance(item, str) and message.id is not None:
+            targets[message.id] = await last_question_id(session, message, item)
+    return targets
+
+
+async def last_question_id(
+    session: AsyncSession, message: OutboundMessage, item: str
+) -> str | None:
+    """The provider's id of the most recent question about `item` sent to the same
+    recipient before `message`. Only the columns needed are read: a whole row would
+    decrypt its address and body for nothing."""
+    statement = (
+        select(OutboundMessage.provider_id, OutboundMessage.payload)
+        .where(
+            OutboundMessage.recipient_kind == message.recipient_kind,
+            OutboundMessage.recipient_id == message.recipient_id,
+            OutboundMessage.status == "sent",
+            col(OutboundMessage.id) < (message.id or 0),
+        )
+        .order_by(col(OutboundMessage.id).desc())
+        .limit(50)
+    )
+    for provider_id, payload in (await session.exec(statement)).all():
+        if payload.get("intent") == "Ask" and payload.get("item") == item:
+            return provider_id
+    return None
+
+
+def _nothing() -> None:
+    pass
+
+
+async def deliver_when_woken(
+    deliverer: Deliverer, wake: asyncio.Event, stop: asyncio.Event
+) -> None:
+    """Drain the outbox each time `wake` is set, until `stop`: the webhook process sends a
+    reply the moment it is committed. Safe beside the tick and other workers (claims are
+    leased); a failed drain is logged and left to the tick."""
+    while not stop.is_set():
+        await wake.wait()
+        wake.clear()
+        try:
+            await deliverer.drain(wake)
+        except Exception as exc:
+            log.error("delivery on wake failed (%s); the tick retries", type(exc).__name__)

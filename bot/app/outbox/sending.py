@@ -1,0 +1,173 @@
+"""One delivery attempt: send a claimed message through its channel and record the outcome.
+
+The claims, their leases and why delivery is at least once and in order per recipient are
+:mod:`bot.app.outbox.delivery`, which calls :meth:`Sender.send` for each message it claimed (once
+:mod:`bot.app.outbox.pacing` lets it leave). The provider is called outside any transaction; the
+outcome is recorded after it, in a short transaction of its own.
+
+Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
+lets the recipient's next message go; anything else is retried with exponential backoff,
+never sooner than the provider's Retry-After, for as long as it takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.app.ports import Channel, Clock
+from bot.domain.errors import DeliveryFailed
+from bot.rendering.renderer import Button, Rendered
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_s: float = 2.0
+    cap_s: float = 900.0
+
+    def delay(self, attempts: int, retry_after_s: float | None) -> timedelta:
+        backoff = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=max(backoff, retry_after_s or 0.0))
+
+
+@dataclass(frozen=True)
+class Report:
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+
+    def __add__(self, other: Report) -> Report:
+        return Report(self.sent + other.sent, self.retried + other.retried, self.dead + other.dead)
+
+
+@dataclass
+class Sender:
+    """Sends one claimed message at a time and records what happened to it. `lease` is how
+    long a claim holds its messages (a third of it before its end, a send is given up)."""
+
+    db: Database
+    clock: Clock
+    policy: RetryPolicy
+    lease: timedelta
+
+    def __post_init__(self) -> None:
+        self._marks = _GroupCommit(self.db)
+
+    async def send(
+        self,
+        message: OutboundMessage,
+        channels: Mapping[str, Channel],
+        edits: Mapping[int, str | None],
+        answered: Callable[[], None],
+    ) -> Report:
+        """Send one message; `answered` is called as soon as the provider has answered."""
+        assert message.id is not None
+        channel = channels.get(message.channel)
+        try:
+            if channel is None:
+                raise DeliveryFailed(f"channel {message.channel!r} is not configured")
+            payload = dict(message.payload)
+            if message.id in edits:
+                payload["edit_message_id"] = edits[message.id]
+            if self._lease_ending(message):
+                return Report()  # paced past our lease: another worker may own it now
+            try:
+                provider_id = await channel.send(message.address, _rendered(message), payload)
+            finally:
+                answered()
+        except DeliveryFailed as failure:
+            return await self._failed(message, failure)
+        await self._marks.sent(message.id, provider_id, self.clock())
+        return Report(sent=1)
+
+    def _lease_ending(self, message: OutboundMessage) -> bool:
+        """Sending this close to the lease's end could race a worker that re-claims it."""
+        if message.lease_until is None:
+            return False
+        return self.clock() >= message.lease_until - self.lease / 3
+
+    async def _failed(self, message: OutboundMessage, failure: DeliveryFailed) -> Report:
+        assert message.id is not None
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            if failure.recipient_gone and message.recipient_kind == "patient":
+                await mark_unreachable(repo, message, self.clock())
+            if failure.permanent:
+                await repo.mark_dead(message.id, failure.reason)
+                log.warning("outbound %s dead: %s", message.id, failure.reason)
+                return Report(dead=1)
+            retry_at = self.clock() + self.policy.delay(message.attempts, failure.retry_after_s)
+            await repo.mark_retry(message.id, failure.reason, retry_at)
+        log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
+        return Report(retried=1)
+
+
+class _GroupCommit:
+    """Records "sent" outcomes, several to a transaction when they arrive together.
+
+    Each send waits until its own outcome is committed, as if it had its own transaction;
+    but while one commit runs, the outcomes arriving behind it queue up and the next
+    commit takes them all. One chat at a time commits alone; fifty sends finishing
+    together take a few transactions, not fifty (SQLite has a single writer).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pending: list[tuple[int, str | None, datetime, asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()
+
+    async def sent(self, message_id: int, provider_id: str | None, at: datetime) -> None:
+        """Return once this outcome is committed; raise if its transaction failed (the
+        lease then runs out and the message is sent again: at least once)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((message_id, provider_id, at, done))
+        async with self._lock:
+            if not done.done():
+                try:
+                    await self._commit()
+                except Exception:  # noqa: S110 -- every future of the batch carries it
+                    pass
+                except BaseException:
+                    done.exception()  # retrieved: the cancellation is what propagates
+                    raise
+        await done
+
+    async def _commit(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            async with self._db.transaction() as session:
+                repo = Repository(session)
+                for message_id, provider_id, at, _ in batch:
+                    await repo.mark_sent(message_id, provider_id, at)
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else RuntimeError("commit cancelled")
+            for *_, done in batch:
+                done.set_exception(failure)
+            raise
+        for *_, done in batch:
+            done.set_result(None)
+
+
+async def mark_unreachable(repo: Repository, message: OutboundMessage, now: datetime) -> None:
+    """The patient blocked the bot (or opted out at the carrier): visible to the operator."""
+    patient = await repo.get_patient(message.recipient_id)
+    if patient is None or patient.status in ("blocked", "opted_out", "discharged"):
+        return
+    patient.status = "opted_out" if message.channel == "sms" else "blocked"
+    await repo.add(patient)
+    await repo.audit(
+        now, "system", f"patient_{patient.status}", f"patient:{patient.id}", channel=message.channel
+    )
+
+
+def _rendered(message: OutboundMessage) -> Rendered:
+    buttons = tuple(Button(label, data) for label, data in message.payload.get("buttons", []))
+    return Rendered(message.body, buttons, html=bool(message.payload.get("html")))

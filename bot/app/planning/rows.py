@@ -1,0 +1,208 @@
+"""The rows a planning pass reads and writes, a few statements however many patients it
+plans: the patients it claims and locks, their treatment sessions, and the occurrences and
+check-ins it stores. :class:`bot.app.planning.planner.Planner` runs the pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.domain import conversation as core
+from bot.domain.schedule import Bundle, Occurrence, Session
+from bot.instruments import Catalog
+from bot.storage import bulk
+from bot.storage.repository import Repository
+from bot.storage.tables import Checkin, Patient, PlannedOccurrence, TreatmentSession
+
+log = logging.getLogger(__name__)
+
+
+def enrolled_at(patient: Patient) -> datetime:
+    """The anchor of enrollment-relative rules: consent (or link), else the record's creation."""
+    return patient.consent_at or patient.created_at
+
+
+def domain_sessions(rows: Sequence[TreatmentSession]) -> list[Session]:
+    return [Session(r.number, r.at, cancelled=r.cancelled_at is not None) for r in rows]
+
+
+async def claim_due(
+    repo: Repository, now: datetime, before: datetime, limit: int, lease: timedelta
+) -> list[int]:
+    """Active patients with a protocol whose plan ends before `before`, leased to us."""
+    statement = (
+        select(Patient.id)
+        .where(
+            Patient.status == "active",
+            col(Patient.protocol).is_not(None),
+            (col(Patient.planned_until).is_(None)) | (col(Patient.planned_until) < before),
+            (col(Patient.plan_lease_until).is_(None)) | (col(Patient.plan_lease_until) < now),
+        )
+        .order_by(col(Patient.id))
+        .limit(limit)
+    )
+    if repo.dialect == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    ids = [i for i in (await repo.session.exec(statement)).all() if i is not None]
+    if ids:
+        await repo.session.exec(
+            update(Patient).where(col(Patient.id).in_(ids)).values(plan_lease_until=now + lease)
+        )
+    return ids
+
+
+@dataclass(frozen=True)
+class Plannable:
+    """What planning reads of a patient (from a locked row, or the caller's ORM object)."""
+
+    id: int
+    status: str
+    protocol: str | None
+    timezone: str
+    language: str
+    enrolled_at: datetime
+    planned_until: datetime | None
+
+    @classmethod
+    def of(cls, patient: Patient) -> Plannable:
+        assert patient.id is not None
+        return cls(
+            patient.id, patient.status, patient.protocol, patient.timezone, patient.language,
+            enrolled_at(patient), patient.planned_until,
+        )  # fmt: skip
+
+
+@dataclass
+class PatientPlan:
+    """One patient's planning pass: the plan's new end, the occurrences due up to it, the
+    bundles not stored yet, and the ids of the check-ins this pass created."""
+
+    patient: Plannable
+    planned_until: datetime | None
+    found: list[Occurrence] = field(default_factory=list)
+    groups: list[Bundle] = field(default_factory=list)
+    created: list[int] = field(default_factory=list)
+
+
+def _checkin_row(patient_id: int, group: Bundle, instruments: tuple[str, ...]) -> dict[str, Any]:
+    reminder = group.reminder_after
+    return {
+        "patient_id": patient_id,
+        # unique by itself: the occurrences' keys are what keep planning idempotent, and a
+        # bundle planned again after a change must not meet its old row
+        "idempotency_key": f"plan:{patient_id}:{group.key}:{uuid.uuid4().hex[:12]}",
+        "instruments": list(instruments),
+        "status": "pending",
+        "due_at": group.due_at,
+        "expires_at": group.expires_at,
+        "reminder_after_s": int(reminder.total_seconds()) if reminder else None,
+        "max_reminders": group.max_reminders if reminder else 0,
+        "origin": "plan",
+        "state": core.to_json(core.Conversation(instruments)),
+        "version": 1,
+    }
+
+
+_PLANNABLE = ("id", "status", "protocol", "timezone", "language", "consent_at", "created_at",
+              "planned_until")  # fmt: skip
+
+
+async def lock_plannable(session: AsyncSession, ids: Sequence[int]) -> list[Plannable]:
+    """Lock the patients `ids` in id order (two workers never deadlock); what planning reads."""
+    table = bulk.table_of(Patient)
+    statement = (
+        sa.select(*(table.c[name] for name in _PLANNABLE))
+        .where(table.c.id.in_(ids))
+        .order_by(table.c.id)
+        .with_for_update()
+    )
+    rows = await (await session.connection()).execute(statement)
+    return [
+        Plannable(r.id, r.status, r.protocol, r.timezone, r.language,
+                   r.consent_at or r.created_at, r.planned_until)
+        for r in rows
+    ]  # fmt: skip
+
+
+async def sessions_by_patient(
+    session: AsyncSession, patient_ids: Sequence[int]
+) -> dict[int, list[Session]]:
+    """The treatment sessions of each patient, in time order."""
+    if not patient_ids:
+        return {}
+    statement = (
+        select(TreatmentSession)
+        .where(col(TreatmentSession.patient_id).in_(patient_ids))
+        .order_by(col(TreatmentSession.at), col(TreatmentSession.id))
+    )
+    found: dict[int, list[TreatmentSession]] = {}
+    for row in (await session.exec(statement)).all():
+        found.setdefault(row.patient_id, []).append(row)
+    return {patient_id: domain_sessions(rows) for patient_id, rows in found.items()}
+
+
+async def store_plans(
+    session: AsyncSession, plans: Sequence[PatientPlan], catalog: Catalog
+) -> None:
+    """Insert the plans' occurrences, then a check-in for each bundle whose occurrences
+    were all inserted here (any already stored: planned meanwhile, never twice)."""
+    occurrences = [
+        {"patient_id": p.patient.id, "key": m.key, "rule": m.rule,
+         "session_number": m.session, "due_at": m.due_at, "checkin_id": None}
+        for p in plans for g in p.groups for m in g.members
+    ]  # fmt: skip
+    inserted = await bulk.insert_new(
+        session, PlannedOccurrence, occurrences, ("patient_id", "key"),
+        returning=("patient_id", "key", "id"),
+    )  # fmt: skip
+    ours = {(row.patient_id, row.key): row.id for row in inserted}
+    checkins: list[dict[str, Any]] = []
+    members: dict[str, list[int]] = {}  # a check-in's idempotency key -> occurrence ids
+    for p in plans:
+        for group in p.groups:
+            ids = [ours.get((p.patient.id, m.key)) for m in group.members]
+            instruments = _askable(catalog, p.patient, group.instruments)
+            if None in ids or not instruments:
+                continue
+            row = _checkin_row(p.patient.id, group, instruments)
+            checkins.append(row)
+            members[row["idempotency_key"]] = [i for i in ids if i is not None]
+    stored = await bulk.insert_new(
+        session, Checkin, checkins, ("idempotency_key",), returning=("id", "idempotency_key")
+    )
+    created = {row.idempotency_key: row.id for row in stored}
+    links = [
+        {"id": occurrence, "checkin_id": created[key]}
+        for key, ids in members.items() for occurrence in ids
+    ]  # fmt: skip
+    await bulk.update_by_id(session, PlannedOccurrence, links)
+    plan_of = {p.patient.id: p for p in plans}
+    for row in checkins:
+        plan_of[row["patient_id"]].created.append(created[row["idempotency_key"]])
+
+
+def _askable(catalog: Catalog, patient: Plannable, instruments: Sequence[str]) -> tuple[str, ...]:
+    """The instruments that can be asked of this patient (loaded, in their language)."""
+    keep = []
+    for key in instruments:
+        instrument = catalog.instruments.get(key)
+        if instrument is None or patient.language not in instrument.languages:
+            log.warning(
+                "patient %s: protocol instrument %s skipped (not loaded, or no %s wording)",
+                patient.id,
+                key,
+                patient.language,
+            )
+            continue
+        keep.append(key)
+    return tuple(keep)
