@@ -12,6 +12,9 @@ bad configuration, a forged webhook, a provider that will not take a message.
     ├── ConfigError              the configuration is malformed (names file and key)
     ├── NotFound                 an operator named a record (patient, clinician, ...) that is absent
     ├── DeliveryFailed           a channel could not deliver a message (retry or give up)
+    ├── Refused                  (bot.app.operator.refusals) an operator's request the records
+    │                            do not allow now: a deactivated clinician, one still responsible
+    │                            for patients, a patient with no protocol to preview
     └── KeyProblem               (bot.storage.crypto) no key, or a key that does not open a value
         └── NoKey                no encryption key is configured or found
 """
