@@ -22,8 +22,7 @@ from datetime import datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.app.alerts import desk as clinician_desk
-from bot.app.alerts import notices as clinician_messages
+from bot.app.alerts import desk, notices
 from bot.app.alerts.actions import acknowledge_alert, resolve_alert
 from bot.domain import events as ev
 from bot.domain.alerts import (
@@ -191,7 +190,7 @@ class Alerting:
     ) -> None:
         """A linked clinician's text or button: ``ACK CODE``, ``ALERTS``, ``/patients``,
         ``/trend``, ... (see :mod:`bot.app.alerts.desk`)."""
-        await clinician_desk.handle(
+        await desk.handle(
             self.catalog, self.renderer, repo, clinician, text, kind, source, now
         )
 
@@ -258,4 +257,4 @@ class Alerting:
         photo: bytes | None = None,
     ) -> None:
         """Queue a message to a clinician (see :func:`bot.app.alerts.notices.tell`)."""
-        await clinician_messages.tell(self.renderer, repo, clinician, intent, source, now, photo)
+        await notices.tell(self.renderer, repo, clinician, intent, source, now, photo)
