@@ -190,9 +190,7 @@ class Alerting:
     ) -> None:
         """A linked clinician's text or button: ``ACK CODE``, ``ALERTS``, ``/patients``,
         ``/trend``, ... (see :mod:`bot.app.alerts.desk`)."""
-        await desk.handle(
-            self.catalog, self.renderer, repo, clinician, text, kind, source, now
-        )
+        await desk.handle(self.catalog, self.renderer, repo, clinician, text, kind, source, now)
 
     async def acknowledge(
         self, repo: Repository, row: Alert, by: int | None, now: datetime
