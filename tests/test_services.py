@@ -144,14 +144,19 @@ async def test_inbound_is_recorded_before_processing_and_recovered_after_a_crash
     assert await wired.services.inbox.process_pending() == 0
 
 
-async def test_back_replaces_the_one_answer(db: Database, wired: Wired) -> None:
-    """BACK and a new answer update the item's single answer row."""
+async def test_back_keeps_the_earlier_answer_superseded(db: Database, wired: Wired) -> None:
+    """BACK and a new answer add a row; the first stays, superseded by the new one."""
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
     for n, text in enumerate(["3", "back", "1"]):
         await wired.services.inbox.handle_inbound(said("pat-1", text, n))
     answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
-    assert [(a.item_key, a.value_int, a.raw_text) for a in answers] == [("phq9.q1", 1, "1")]
+    assert [(a.item_key, a.value_int, a.raw_text) for a in answers] == [
+        ("phq9.q1", 3, "3"),
+        ("phq9.q1", 1, "1"),
+    ]
+    assert (answers[0].superseded_by, answers[1].superseded_by) == (answers[1].id, None)
+    assert answers[0].superseded_at == answers[1].answered_at
 
 
 async def test_one_open_check_in_per_patient(db: Database, wired: Wired) -> None:

@@ -4,6 +4,7 @@ A use case opens ``async with database.transaction() as session``, wraps the ses
 ``Repository`` and calls these methods; the transaction commits or rolls back as a whole.
 Writes that must be idempotent (inbox, answers, outbox, planned check-ins) are single
 ``INSERT ... ON CONFLICT DO NOTHING`` statements, never a check followed by an insert.
+Answers are append-only (``bot.storage.answer_tables``): nothing here overwrites one.
 """
 
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage import audit as audit_chain
 from bot.storage import outbox
+from bot.storage.answer_tables import CURRENT
 from bot.storage.tables import (
     Alert,
     Answer,
@@ -43,7 +45,6 @@ def _table(entity: type[SQLModel]) -> Table:
 
 
 OUTBOX_TABLE = _table(OutboundMessage)
-_ANSWER_VALUES = ("instrument", "value_int", "value_text", "raw_text", "inbound_message_id")
 SET_ASIDE = "set_aside:"  # the error of an inbound message given up on, then its problem
 
 
@@ -148,22 +149,46 @@ class Repository:
 
     async def save_answer(self, answer: Answer) -> bool:
         """Store the answer to one item; False (and nothing written) if it has one already."""
-        return await self._insert_id(answer, _ANSWER_KEY) is not None
-
-    async def replace_answer(self, answer: Answer) -> Answer:
-        """Store or overwrite the one answer to an item (the patient went BACK and changed it)."""
-        statement = self._insert(Answer).values(_values(answer))
-        changes = {name: statement.excluded[name] for name in (*_ANSWER_VALUES, "answered_at")}
-        statement = statement.on_conflict_do_update(index_elements=_ANSWER_KEY, set_=changes)
-        result = await self.session.exec(
-            statement.returning(Answer).execution_options(populate_existing=True)
+        table = _table(Answer)
+        statement = (
+            self._insert(table)
+            .values(_values(answer))
+            .on_conflict_do_nothing(index_elements=_ANSWER_KEY, index_where=CURRENT)
+            .returning(table.c.id)
         )
-        stored: Answer = result.scalars().one()
-        return stored
+        return (await self.session.exec(statement)).scalars().first() is not None
 
-    async def answers_for_checkin(self, checkin_id: int) -> list[Answer]:
-        statement = select(Answer).where(Answer.checkin_id == checkin_id).order_by(col(Answer.id))
-        return list((await self.session.exec(statement)).all())
+    async def supersede_answer(self, answer: Answer) -> tuple[int, int | None]:
+        """Store a new answer to an item the patient went BACK to; the item's current answer
+        (if any) is marked superseded by it, at the new answer's time, and otherwise kept as
+        it was. The new row's id, and the id of the one it superseded."""
+        table = _table(Answer)
+        current = (table.c.checkin_id == answer.checkin_id) & (table.c.item_key == answer.item_key)
+        old_id: int | None = (
+            await self.session.exec(
+                update(table)
+                .where(current, table.c.superseded_at.is_(None))
+                .values(superseded_at=answer.answered_at)
+                .returning(table.c.id)
+            )
+        ).scalar_one_or_none()
+        inserted = self._insert(table).values(_values(answer)).returning(table.c.id)
+        new_id: int = (await self.session.exec(inserted)).scalar_one()
+        if old_id is not None:
+            await self._update(Answer, old_id, superseded_by=new_id)
+        return new_id, old_id
+
+    async def answers_for_checkin(self, checkin_id: int, *, every: bool = False) -> list[Answer]:
+        """The check-in's current answers in the order given (`every`: the superseded too)."""
+        statement = select(Answer).where(Answer.checkin_id == checkin_id)
+        if not every:
+            statement = statement.where(col(Answer.superseded_at).is_(None))
+        return list((await self.session.exec(statement.order_by(col(Answer.id)))).all())
+
+    async def answers_for_checkins(self, checkin_ids: Sequence[int]) -> list[Answer]:
+        """Every answer to these check-ins, superseded ones included, in the order given."""
+        statement = select(Answer).where(col(Answer.checkin_id).in_(checkin_ids))
+        return list((await self.session.exec(statement.order_by(col(Answer.id)))).all())
 
     async def scores_for_patient(
         self, patient_id: int, instrument: str | None = None

@@ -6,7 +6,9 @@ naive values are refused when written. Names, numbers, chat ids and free text ar
 hash column, kept in step with it on every write (``set_lookup_hash``). Closed sets of
 values (channels, statuses) are plain text columns guarded by CHECK constraints, so adding
 a value is a small migration on both SQLite and PostgreSQL. Constraint names follow
-``NAMING_CONVENTION`` so later migrations (SQLite batch mode included) can refer to them.
+``NAMING_CONVENTION`` (``bot.storage.naming``) so later migrations (SQLite batch mode
+included) can refer to them. Answers and scores are in ``bot.storage.answer_tables``
+(re-exported here).
 """
 
 from datetime import UTC, datetime
@@ -27,16 +29,10 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
 
+from bot.storage.answer_tables import Answer as Answer
+from bot.storage.answer_tables import Score as Score
 from bot.storage.crypto import EncryptedText, lookup_hash
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-SQLModel.metadata.naming_convention = NAMING_CONVENTION
+from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
 
 CHANNELS = ("telegram", "sms", "console")
 PATIENT_STATUSES = ("invited", "active", "paused", "opted_out", "blocked", "discharged")
@@ -204,40 +200,6 @@ class PlannedOccurrence(SQLModel, table=True):
         default=None, foreign_key="checkin.id", ondelete="CASCADE", index=True
     )
     created_at: datetime = Field(default_factory=utcnow)
-
-
-class Answer(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("checkin_id", "item_key"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    checkin_id: int = Field(foreign_key="checkin.id", ondelete="CASCADE")
-    item_key: str
-    instrument: str
-    value_int: int | None = None
-    value_text: str | None = Field(default=None, sa_type=EncryptedText("answer.value_text"))
-    raw_text: str = Field(sa_type=EncryptedText("answer.raw_text"))
-    inbound_message_id: int | None = Field(
-        default=None, foreign_key="inbound_message.id", ondelete="SET NULL"
-    )
-    answered_at: datetime
-
-
-class Score(SQLModel, table=True):
-    __table_args__ = (
-        UniqueConstraint("checkin_id", "instrument"),
-        Index("ix_score_patient_instrument_completed", "patient_id", "instrument", "completed_at"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    checkin_id: int = Field(foreign_key="checkin.id", ondelete="CASCADE")
-    patient_id: int = Field(foreign_key="patient.id", ondelete="CASCADE")
-    instrument: str
-    total: int | None = None
-    band: str | None = None
-    valid: bool
-    prorated: bool = False
-    flags: list[str] = Field(default_factory=list, sa_type=JSON)
-    completed_at: datetime
 
 
 class Alert(SQLModel, table=True):

@@ -1,4 +1,5 @@
-"""Answers: one per check-in item, kept so under concurrency and when the patient goes BACK."""
+"""Answers: one current answer per check-in item, kept so under concurrency; going BACK adds
+a row and marks the earlier one superseded, never overwrites it."""
 
 import asyncio
 from datetime import datetime, timedelta
@@ -27,10 +28,10 @@ async def _save(db: Database, answer: Answer) -> bool:
         return await Repository(session).save_answer(answer)
 
 
-async def _stored(db: Database, checkin: Checkin) -> list[Answer]:
+async def _stored(db: Database, checkin: Checkin, every: bool = False) -> list[Answer]:
     async with db.transaction() as session:
         assert checkin.id is not None
-        return await Repository(session).answers_for_checkin(checkin.id)
+        return await Repository(session).answers_for_checkin(checkin.id, every=every)
 
 
 async def test_second_answer_to_an_item_is_not_stored(
@@ -53,26 +54,54 @@ async def test_concurrent_answers_to_one_item_store_one_row(
     assert len(await _stored(db, checkin)) == 1
 
 
-async def test_replace_answer_updates_the_one_row(
+async def test_a_changed_answer_is_a_new_row_and_the_old_one_is_kept(
     db: Database, checkin: Checkin, now: datetime
 ) -> None:
-    """After BACK, the new answer overwrites the item's row in place (same id, new value)."""
-    assert await _save(db, _answer(checkin, 1, now))
-    first = (await _stored(db, checkin))[0]
+    """After BACK, the new answer is a new row; the earlier one keeps its value and time
+    and is marked superseded by the new row, at the new answer's time."""
+    assert await _save(db, _answer(checkin, 2, now, "phq9.q9"))
+    (first,) = await _stored(db, checkin)
     later = now + timedelta(minutes=2)
     async with db.transaction() as session:
-        replaced = await Repository(session).replace_answer(_answer(checkin, 3, later))
-    rows = await _stored(db, checkin)
-    assert [(r.id, r.value_int, r.answered_at) for r in rows] == [(first.id, 3, later)]
-    assert (replaced.id, replaced.value_int) == (first.id, 3)
+        new_id, old_id = await Repository(session).supersede_answer(
+            _answer(checkin, 0, later, "phq9.q9")
+        )
+    assert old_id == first.id and new_id != first.id
+    every = await _stored(db, checkin, every=True)
+    assert [
+        (r.id, r.value_int, r.answered_at, r.superseded_by, r.superseded_at) for r in every
+    ] == [
+        (first.id, 2, now, new_id, later),
+        (new_id, 0, later, None, None),
+    ]
+    assert [r.id for r in await _stored(db, checkin)] == [new_id]  # the current answer
 
 
-async def test_replace_answer_stores_a_first_answer(
+async def test_changing_an_answer_twice_chains_the_rows(
     db: Database, checkin: Checkin, now: datetime
 ) -> None:
-    """Replacing an item that has no answer yet simply stores it."""
+    """3, then 1, then 2: three rows, each superseded by the next; only the last is current,
+    and a duplicate first answer is still refused."""
+    assert await _save(db, _answer(checkin, 3, now))
+    for n, value in enumerate((1, 2), start=1):
+        async with db.transaction() as session:
+            await Repository(session).supersede_answer(
+                _answer(checkin, value, now + timedelta(minutes=n))
+            )
+    rows = await _stored(db, checkin, every=True)
+    assert [r.value_int for r in rows] == [3, 1, 2]
+    assert [r.superseded_by for r in rows] == [rows[1].id, rows[2].id, None]
+    assert await _save(db, _answer(checkin, 0, now)) is False
+    assert [r.value_int for r in await _stored(db, checkin)] == [2]
+
+
+async def test_superseding_an_item_with_no_answer_stores_it(
+    db: Database, checkin: Checkin, now: datetime
+) -> None:
+    """Superseding an item that has no answer yet simply stores it."""
     async with db.transaction() as session:
-        await Repository(session).replace_answer(_answer(checkin, 2, now, "phq9.q9"))
+        _, old_id = await Repository(session).supersede_answer(_answer(checkin, 2, now, "phq9.q9"))
+    assert old_id is None
     async with db.transaction() as session:
         rows = (await session.exec(select(Answer))).all()
-    assert [(r.item_key, r.value_int) for r in rows] == [("phq9.q9", 2)]
+    assert [(r.item_key, r.value_int, r.superseded_at) for r in rows] == [("phq9.q9", 2, None)]

@@ -1,15 +1,23 @@
 """Migrations: the packaged Alembic scripts build the schema the tables describe."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, Row, inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 import bot.storage.tables  # noqa: F401  (registers the tables)
 from bot.storage.database import Database
 from bot.storage.migrate import current_revision_async, head_revision, upgrade, upgrade_async
+from bot.storage.repository import Repository
+from bot.storage.tables import Checkin, Patient
+
+T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 
 
 def _table_names(connection: Connection) -> set[str]:
@@ -54,3 +62,44 @@ async def test_concurrent_upgrades_migrate_once(db_url: str) -> None:
     """Two processes starting together (two upgrades at once) both succeed, at head."""
     await asyncio.gather(upgrade_async(db_url), upgrade_async(db_url))
     assert await current_revision_async(db_url) == head_revision()
+
+
+async def test_answers_become_append_only_keeping_every_stored_answer(db_url: str) -> None:
+    """0010 keeps each answer stored before it, as the current answer to its item; after it,
+    an item holds one current answer however many superseded ones it has."""
+    await upgrade_async(db_url, "0009")
+    async with Database(db_url) as database:
+        async with database.transaction() as session:
+            patient = Patient(display_name="Ada", timezone="UTC", channel="console", address="a")
+            await Repository(session).add(patient)
+            assert patient.id is not None
+            checkin = Checkin(
+                patient_id=patient.id, idempotency_key="k", instruments=["phq9"],
+                due_at=T0, expires_at=T0 + timedelta(days=1),
+            )  # fmt: skip
+            await Repository(session).add(checkin)
+        for item, value in (("phq9.q1", 2), ("phq9.q9", 1)):
+            await _execute(database, _OLD_ANSWER, c=checkin.id, k=item, v=value, at=T0)
+        await database.dispose()
+    await upgrade_async(db_url)
+    async with Database(db_url) as database:
+        rows = await _execute(database, "SELECT item_key, value_int, superseded_by, "
+                              "superseded_at FROM answer ORDER BY id")  # fmt: skip
+        assert [tuple(r) for r in rows] == [("phq9.q1", 2, None, None), ("phq9.q9", 1, None, None)]
+        await _execute(database, "UPDATE answer SET superseded_at = :at WHERE item_key = 'phq9.q9'",
+                       at=T0)  # fmt: skip
+        await _execute(database, _OLD_ANSWER, c=checkin.id, k="phq9.q9", v=0, at=T0)
+        with pytest.raises(IntegrityError):  # a second current answer to phq9.q1
+            await _execute(database, _OLD_ANSWER, c=checkin.id, k="phq9.q1", v=3, at=T0)
+
+
+_OLD_ANSWER = (
+    "INSERT INTO answer (checkin_id, item_key, instrument, value_int, raw_text, answered_at) "
+    "VALUES (:c, :k, 'phq9', :v, '', :at)"
+)
+
+
+async def _execute(database: Database, sql: str, **params: object) -> list[Row[Any]]:
+    async with database.engine.begin() as connection:
+        result = await connection.execute(text(sql), params)
+        return list(result.all()) if result.returns_rows else []

@@ -79,8 +79,8 @@ async def _record(
     assert patient.id is not None
     if isinstance(event, ev.AnswerRecorded) and checkin is not None and checkin.id is not None:
         answer = _answer_row(checkin.id, event, inbound_id)
-        if event.replaced:
-            await repo.replace_answer(answer)
+        if event.replaced:  # the earlier answer stays, marked superseded by this one
+            await repo.supersede_answer(answer)
         elif not await repo.save_answer(answer):
             log.warning("check-in %s item answered twice; first answer kept", checkin.id)
     elif isinstance(event, ev.ScoreRecorded) and checkin is not None and checkin.id is not None:
