@@ -12,7 +12,17 @@ import pytest
 
 from bot.config import Clinic
 from bot.domain import events as ev
-from bot.domain.conversation import Conversation, Setting, begin, expire, outside, remind, step
+from bot.domain.conversation import (
+    Conversation,
+    Setting,
+    begin,
+    expire,
+    from_json,
+    outside,
+    remind,
+    step,
+    to_json,
+)
 from bot.instruments import load_catalog
 from bot.rendering.renderer import Renderer
 
@@ -146,6 +156,27 @@ def test_back_re_asks_and_replaces_the_answer() -> None:
         ("phq9.q1", 3, False),
         ("phq9.q1", 0, True),
     ]
+
+
+def test_item_9_lowered_after_back_is_scored_as_0_and_flagged() -> None:
+    """Item 9 = 2, BACK, 0: crisis resources once, the score counts the 0 and carries
+    safety_item_changed; the answer event names the 2 it replaced; the state keeps it."""
+    chat = Chat("phq9")
+    chat.start()
+    for _ in range(8):
+        chat.say("1")
+    verify(chat, [
+        ("2", ["988", "10/10"]),
+        ("back", ["9/10 (last 2 weeks): Thoughts that you would be better off dead"]),
+        ("0", ["10/10"]),
+    ])  # fmt: skip
+    assert chat.conv is not None and from_json(to_json(chat.conv)).lowered == ("phq9.q9",)
+    reply = chat.say("1")
+    assert "988" not in reply and "PHQ-9: 8 of 27" in reply
+    answers = [e for e in chat.events if isinstance(e, ev.AnswerRecorded) and e.item == "phq9.q9"]
+    assert [(a.value, a.replaced, a.previous) for a in answers] == [(2, False, None), (0, True, 2)]
+    (result,) = [e.result for e in chat.events if isinstance(e, ev.ScoreRecorded)]
+    assert (result.total, result.flags) == (8, ("safety_item_changed",))
 
 
 def test_back_twice_then_forward_reaches_every_item() -> None:

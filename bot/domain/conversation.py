@@ -25,7 +25,7 @@ from typing import Any, Literal
 from bot.domain import events as ev
 from bot.domain.instruments import AnswerValue, BloodPressure, Instrument, Item
 from bot.domain.parsing import Answer, Command, Invalid, parse_command, parse_reply
-from bot.domain.scoring import ScoreResult, score
+from bot.domain.scoring import ScoreResult, lowered_after_endorsement, score
 
 Status = Literal["pending", "asking", "paused", "completed", "expired", "cancelled"]
 OPEN: tuple[Status, ...] = ("pending", "asking", "paused")
@@ -41,6 +41,9 @@ class Conversation:
     skipped: tuple[str, ...] = ()
     invalid_streak: int = 0
     crisis_sent: tuple[str, ...] = ()
+    # safety items whose endorsed answer was lowered after BACK: scored with the latest
+    # answer, flagged ``safety_item_changed`` (the stored rows keep every answer given)
+    lowered: tuple[str, ...] = ()
 
     @property
     def is_open(self) -> bool:
@@ -226,14 +229,17 @@ def _answer(
     conv: Conversation, item: Item, value: AnswerValue, raw: str, setting: Setting, now: datetime
 ) -> Transition:
     instrument = _instrument_of(item, setting)
+    before = conv.answers.get(item.key)
     recorded = ev.AnswerRecorded(
-        item.key, instrument.key, value, raw, now, replaced=item.key in conv.answers
+        item.key, instrument.key, value, raw, now, replaced=before is not None, previous=before
     )
+    lowered = lowered_after_endorsement(item, before, value) and item.key not in conv.lowered
     answered = replace(
         conv,
         answers={**conv.answers, item.key: value},
         skipped=tuple(k for k in conv.skipped if k != item.key),
         invalid_streak=0,
+        lowered=(*conv.lowered, item.key) if lowered else conv.lowered,
     )
     flags = tuple(
         ev.FlagRaised(rule.name, item.key, instrument.key, value, item.safety, now)
@@ -317,7 +323,7 @@ def _answers_for(conv: Conversation, instrument: str) -> dict[str, AnswerValue]:
 
 
 def _score(conv: Conversation, instrument: Instrument) -> ScoreResult:
-    return score(instrument, _answers_for(conv, instrument.key))
+    return score(instrument, _answers_for(conv, instrument.key), conv.lowered)
 
 
 # ---- persistence (plain JSON-able values) ------------------------------------------------
@@ -332,6 +338,7 @@ def to_json(conv: Conversation) -> dict[str, Any]:
         "skipped": list(conv.skipped),
         "invalid_streak": conv.invalid_streak,
         "crisis_sent": list(conv.crisis_sent),
+        "lowered": list(conv.lowered),
     }
 
 
@@ -344,6 +351,7 @@ def from_json(data: Mapping[str, Any]) -> Conversation:
         skipped=tuple(data.get("skipped", ())),
         invalid_streak=int(data.get("invalid_streak", 0)),
         crisis_sent=tuple(data.get("crisis_sent", ())),
+        lowered=tuple(data.get("lowered", ())),
     )
 
 

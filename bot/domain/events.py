@@ -216,6 +216,7 @@ class AnswerRecorded:
     raw_text: str
     at: datetime
     replaced: bool = False  # the patient went BACK and changed an earlier answer
+    previous: AnswerValue | None = None  # the answer this one replaces (when `replaced`)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,14 @@ Rules (see ../shared/reference/instruments.md and each definition file):
 * ``none``: a checklist; it raises flags but has no total.
 * Items listed in ``never_impute`` (PHQ-9 item 9, QIDS-SR16 item 12) are never replaced by
   an average: if one is missing the total is invalid and ``safety_item_missing`` is raised.
+* The latest answer to each item is scored. A safety item whose answer was lowered after
+  it had raised one of its flags (item 9 = 2, BACK, 0: :func:`lowered_after_endorsement`)
+  raises ``safety_item_changed``: the total uses the 0, the flag says a 2 was given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 from bot.domain.errors import AnswerError
@@ -26,6 +29,7 @@ from bot.domain.instruments import AnswerValue, BloodPressure, Domain, Instrumen
 
 SAFETY_ITEM_MISSING = "safety_item_missing"
 DOMAIN_ITEM_MISSING = "domain_item_missing"  # a max-domain scored from fewer items than it has
+SAFETY_ITEM_CHANGED = "safety_item_changed"  # a safety answer lowered after it was endorsed
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,17 @@ class ScoreResult:
     max_total: int | None = None
 
 
-def score(instrument: Instrument, answers: Mapping[str, AnswerValue]) -> ScoreResult:
-    """Score one administration. Raises AnswerError only for values no reply could produce."""
+def score(
+    instrument: Instrument, answers: Mapping[str, AnswerValue], lowered: Collection[str] = ()
+) -> ScoreResult:
+    """Score one administration. Raises AnswerError only for values no reply could produce.
+
+    `lowered`: items whose answer was lowered after it was endorsed (any instrument's; this
+    one's safety items among them raise ``safety_item_changed``)."""
     check_answers(instrument, answers)
     flags = _flags(instrument, answers)
+    if any(i.safety and i.key in lowered for i in instrument.items):
+        flags = (*flags, SAFETY_ITEM_CHANGED)
     method = instrument.scoring.method
     if method == "none":
         return ScoreResult(instrument.key, None, None, True, answered=len(answers), flags=flags)
@@ -89,6 +100,16 @@ def _check_value(item: Item, value: AnswerValue) -> None:
     if isinstance(value, BloodPressure | bool) or item.option(value) is None:
         allowed = ", ".join(str(v) for v in item.values)
         raise AnswerError(item.key, f"{value} is not a valid answer ({allowed})")
+
+
+def lowered_after_endorsement(item: Item, before: AnswerValue | None, after: AnswerValue) -> bool:
+    """Whether answering `after` where `before` stood lowers a safety item's answer that had
+    reached one of its flags (its alert threshold): PHQ-9 item 9 from 2 to 0 or to 1, not
+    from 0 to 0 nor from 1 to 3."""
+    if not item.safety or before is None or isinstance(before, BloodPressure):
+        return False
+    endorsed = any(rule.fires(before) for rule in item.flags)
+    return endorsed and points(item, after) < points(item, before)
 
 
 def points(item: Item, value: AnswerValue) -> int:

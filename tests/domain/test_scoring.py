@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 from bot.domain.errors import AnswerError
 from bot.domain.instruments import BloodPressure, Instrument
-from bot.domain.scoring import SAFETY_ITEM_MISSING, score
+from bot.domain.scoring import (
+    SAFETY_ITEM_CHANGED,
+    SAFETY_ITEM_MISSING,
+    lowered_after_endorsement,
+    score,
+)
 from bot.instruments import Catalog
 
 
@@ -262,3 +267,34 @@ def test_any_complete_answer_set_scores_in_range(full_catalog: Catalog, key: str
         assert result.band is not None
 
     check()
+
+
+# (item, before, after, lowered): only a safety item's endorsed answer going down counts.
+LOWERINGS = [
+    ("phq9.q9", 2, 0, True), ("phq9.q9", 3, 1, True), ("phq9.q9", 1, 0, True),
+    ("phq9.q9", 0, 0, False),  # never endorsed
+    ("phq9.q9", 1, 3, False),  # raised, not lowered
+    ("phq9.q9", 2, 2, False),  # the same answer again
+    ("phq9.q9", None, 0, False),  # a first answer
+    ("phq9.q1", 3, 0, False),  # not a safety item
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "before", "after", "lowered"), LOWERINGS)
+def test_a_safety_answer_lowered_after_endorsement(
+    catalog: Catalog, key: str, before: int | None, after: int, lowered: bool
+) -> None:
+    """Lowered after endorsement: a safety item's answer that raised its flag, then less."""
+    item = catalog.get("phq9").item(key)
+    assert lowered_after_endorsement(item, before, after) is lowered
+
+
+def test_a_lowered_safety_item_is_scored_as_answered_last_and_flagged(catalog: Catalog) -> None:
+    """Item 9 changed from 2 to 0: the total counts the 0, safety_item_changed says so;
+    items of another instrument, or not safety items, raise nothing here."""
+    phq9 = catalog.get("phq9")
+    answers = {f"phq9.q{n}": 1 for n in range(1, 9)} | {"phq9.q9": 0}
+    result = score(phq9, answers, lowered=("phq9.q9",))
+    assert (result.total, result.flags) == (8, (SAFETY_ITEM_CHANGED,))
+    assert score(phq9, answers).flags == ()
+    assert score(phq9, answers, lowered=("qids_sr16.q12", "phq9.q1")).flags == ()
