@@ -1,6 +1,8 @@
 """Stored answers and scores as FHIR R4 resources (plain dicts, JSON-ready).
 
-One check-in's answers to one instrument become a ``QuestionnaireResponse``; one score
+One check-in's answers to one instrument become a ``QuestionnaireResponse`` (the answers
+that stand); an answer the patient replaced by going BACK becomes an ``Observation`` with
+status ``entered-in-error`` (:func:`superseded_observation`); one score
 becomes an ``Observation`` with the instrument's LOINC total code, and, where the
 instrument has a LOINC panel, a panel ``Observation`` whose ``hasMember`` is the total.
 The patient is referred to by a pseudonymous identifier (the database id) unless the
@@ -148,6 +150,48 @@ def _answer_value(answer: Answer, item: Item | None) -> Resource:
             "display": option.label.get("en"),
         }
     }
+
+
+def superseded_observation(
+    answer: Answer, instrument: Instrument | None, subject: Resource
+) -> Resource:
+    """An answer the patient replaced, kept as given: an ``entered-in-error`` Observation
+    of the item (its LOINC code, else our item key) with the value answered then, derived
+    from the check-in's response and noting when and by which answer it was replaced."""
+    item = _item(instrument, answer.item_key)
+    code = (
+        {"system": LOINC, "code": item.loinc}
+        if item is not None and item.loinc
+        else {"system": CODE_SYSTEM, "code": answer.item_key}
+    )
+    resource: Resource = {
+        "resourceType": "Observation",
+        "id": f"answer-{answer.id}",
+        "identifier": [{"system": f"{CODE_SYSTEM}:answer", "value": str(answer.id)}],
+        "status": "entered-in-error",
+        "category": [_survey()],
+        "code": {"coding": [code], "text": answer.item_key},
+        "subject": subject,
+        "effectiveDateTime": instant(answer.answered_at),
+        "derivedFrom": [{"reference": full_url(f"qr-{answer.checkin_id}-{answer.instrument}")}],
+        "note": [{"text": _superseded_note(answer)}],
+    }
+    return resource | _observation_value(answer, item)
+
+
+def _superseded_note(answer: Answer) -> str:
+    assert answer.superseded_at is not None
+    return (
+        f"superseded at {instant(answer.superseded_at)} by answer {answer.superseded_by}: "
+        "the patient went back and answered this item again"
+    )
+
+
+def _observation_value(answer: Answer, item: Item | None) -> Resource:
+    value = _answer_value(answer, item)
+    if "valueCoding" in value:
+        return {"valueCodeableConcept": {"coding": [value["valueCoding"]]}}
+    return value
 
 
 def score_observations(

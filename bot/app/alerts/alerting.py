@@ -36,8 +36,10 @@ from bot.domain.alerts import (
     on_missed,
     on_score,
     raise_or_update,
+    safety_answer_lowered,
 )
 from bot.domain.outcomes import Observation
+from bot.domain.scoring import lowered_after_endorsement
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer
 from bot.storage.alerts import backup as backup_of
@@ -69,18 +71,25 @@ class Alerting:
     async def on_events(
         self, repo: Repository, patient: Patient, events: Sequence[ev.Event], now: datetime
     ) -> None:
-        """Raise or update alerts for what the conversation just recorded."""
+        """Raise or update alerts for what the conversation just recorded; then amend
+        the alerts of safety answers lowered after they were endorsed."""
         triggers: list[Trigger] = []
+        lowered: list[ev.AnswerRecorded] = []
         for event in events:
             if isinstance(event, ev.AnswerRecorded):
                 instrument = self.catalog.get(event.instrument)
                 triggers += on_answer(instrument, event.item, event.value, self.rules, now)
+                item = instrument.item(event.item)
+                if lowered_after_endorsement(item, event.previous, event.value):
+                    lowered.append(event)
             elif isinstance(event, ev.ScoreRecorded):
                 triggers += await self._score_triggers(repo.session, patient, event, now)
             elif isinstance(event, ev.CheckinExpired) and not event.partial:
                 triggers += await self._missed_triggers(repo.session, patient, now)
         for trigger in triggers:
             await self._raise(repo, patient, trigger, now)
+        for answer in lowered:
+            await self._lowered(repo, patient, answer, now)
 
     async def message_set_aside(self, repo: Repository, patient: Patient, now: datetime) -> None:
         """A message from the patient failed every processing attempt and was set aside
@@ -149,6 +158,28 @@ class Alerting:
         )
         await self._notify(repo, patient, row, change, now)
 
+    async def _lowered(
+        self, repo: Repository, patient: Patient, answer: ev.AnswerRecorded, now: datetime
+    ) -> None:
+        """The alerts an endorsed safety answer raised keep their level; their detail
+        gains the change and the clinicians told so far are told of it."""
+        assert patient.id is not None and answer.previous is not None
+        primary = await primary_of(repo.session, patient)
+        for row in await rows_for(repo.session, patient.id):
+            change = safety_answer_lowered(
+                state_of(row), answer.item, answer.previous, answer.value, now, primary or 0
+            )
+            if change is None:
+                continue
+            store(row, change.alert)
+            await repo.add(row)
+            await repo.audit(
+                now, "system", "safety_answer_lowered", f"patient:{patient.id}", code=row.code,
+                rule=row.rule, level=row.level,
+            )  # fmt: skip
+            source = f"alert{row.id}:lowered:{answer.at:%Y%m%dT%H%M%S.%f}"
+            await self._notify(repo, patient, row, change, now, source)
+
     # ---- escalation -------------------------------------------------------------------
 
     async def escalate_due(self, repo: Repository, now: datetime) -> int:
@@ -207,8 +238,17 @@ class Alerting:
     # ---- messages ---------------------------------------------------------------------
 
     async def _notify(
-        self, repo: Repository, patient: Patient, row: Alert, change: Change, now: datetime
+        self,
+        repo: Repository,
+        patient: Patient,
+        row: Alert,
+        change: Change,
+        now: datetime,
+        source: str | None = None,
     ) -> None:
+        """Tell the clinicians `change` names; `source`: the messages' idempotency key
+        (default: one per raise, upgrade and escalation of the alert)."""
+        source = source or f"alert{row.id}:{row.escalation_count}:{row.occurrences}"
         for clinician_id in change.notify:
             clinician = await repo.session.get(Clinician, clinician_id) if clinician_id else None
             if clinician is None or clinician.address is None:
@@ -223,13 +263,7 @@ class Alerting:
                 escalation=row.escalation_count,
                 at=now,
             )
-            await self.tell(
-                repo,
-                clinician,
-                notice,
-                f"alert{row.id}:{row.escalation_count}:{row.occurrences}",
-                now,
-            )
+            await self.tell(repo, clinician, notice, source, now)
 
     async def _unrouted(
         self, repo: Repository, patient: Patient, row: Alert, clinician_id: int, now: datetime

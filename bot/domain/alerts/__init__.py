@@ -7,10 +7,12 @@ from raised to resolved. Pure, standard library only; imports nothing of ``bot``
 * :mod:`.evaluate`: rules applied to an answer, a score, missed check-ins.
 * :mod:`.lifecycle`: raise, update, escalate, acknowledge, resolve (a state machine).
 * :mod:`.events`: what happened to an alert, as audit-ready facts, and who did it.
+* :mod:`.amend`: an alert's detail amended when the safety answer that raised it is lowered.
 
 The names below are the family's public surface; code outside it imports from here.
 """
 
+from bot.domain.alerts.amend import safety_answer_lowered
 from bot.domain.alerts.config import check_references, rules_from_mapping
 from bot.domain.alerts.evaluate import CheckinOutcome, on_answer, on_missed, on_score
 from bot.domain.alerts.events import (
@@ -105,4 +107,5 @@ __all__ = [
     "reached",
     "resolve",
     "rules_from_mapping",
+    "safety_answer_lowered",
 ]
