@@ -127,7 +127,8 @@ def patient_show(
     patient_id: Annotated[int, typer.Argument(help="Patient id.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a patient with their check-ins, scores and alerts."""
+    """Show a patient with their check-ins (each with every answer given, those replaced
+    after BACK marked superseded), scores and alerts."""
 
     async def work(app: App) -> patients.PatientRecord:
         return await patients.show(app.db, app.clock, patient_id)
@@ -142,14 +143,35 @@ def patient_show(
         typer.echo(
             f"  check-in {c['id']}: {'+'.join(c['instruments'])} {c['status']} due {c['due_at']}"
         )
+        for a in (a for a in data["answers"] if a["checkin_id"] == c["id"]):
+            typer.echo(_answer_line(a))
     for s in data["scores"]:
         total = s["total"] if s["total"] is not None else "no total"
         typer.echo(f"  {s['completed_at'][:16]} {s['instrument']}: {total} {s['band'] or ''}")
 
 
+def _answer_line(a: dict[str, Any]) -> str:
+    line = f"    answer {a['id']}: {a['item_key']} = {a['value']} at {a['answered_at'][:16]}"
+    if a["superseded_at"] is None:
+        return line
+    return f"{line} (superseded by answer {a['superseded_by']} at {a['superseded_at'][:16]})"
+
+
 def _record_json(record: patients.PatientRecord) -> dict[str, Any]:
     return patient_json(record.patient) | {
         "checkins": [checkin_json(c) for c in record.checkins],
+        "answers": [
+            {
+                "id": a.id,
+                "checkin_id": a.checkin_id,
+                "item_key": a.item_key,
+                "value": a.value,
+                "answered_at": a.answered_at.isoformat(),
+                "superseded_by": a.superseded_by,
+                "superseded_at": a.superseded_at.isoformat() if a.superseded_at else None,
+            }
+            for a in record.answers
+        ],
         "scores": [
             {
                 "instrument": s.instrument,

@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from bot.app.operator.invitations import Invitation, Invitations
 from bot.app.operator.refusals import Refused
-from bot.app.operator.views import AlertBrief, CheckinView, PatientView, ScoreView
+from bot.app.operator.views import AlertBrief, AnswerView, CheckinView, PatientView, ScoreView
 from bot.app.ports import Clock
 from bot.app.services import Services
 from bot.domain.errors import NotFound
@@ -97,12 +97,14 @@ async def invite(
 
 @dataclass(frozen=True)
 class PatientRecord:
-    """A patient with their latest check-ins, scores and alerts."""
+    """A patient with their latest check-ins (with every answer given to them, superseded
+    ones included), scores and alerts."""
 
     patient: PatientView
     checkins: tuple[CheckinView, ...]
     scores: tuple[ScoreView, ...]
     alerts: tuple[AlertBrief, ...]
+    answers: tuple[AnswerView, ...]
 
 
 async def show(db: Database, clock: Clock, patient_id: int) -> PatientRecord:
@@ -114,12 +116,14 @@ async def show(db: Database, clock: Clock, patient_id: int) -> PatientRecord:
         checkins = await repo.checkins_for_patient(patient_id)
         scores = await repo.scores_for_patient(patient_id)
         alerts = await repo.alerts_for_patient(patient_id)
+        answers = await repo.answers_for_checkins([c.id for c in checkins if c.id is not None])
         await repo.audit(clock(), "operator", "patient_viewed", f"patient:{patient_id}")
         return PatientRecord(
             PatientView.of(patient),
             tuple(map(CheckinView.of, checkins)),
             tuple(map(ScoreView.of, scores)),
             tuple(map(AlertBrief.of, alerts)),
+            tuple(map(AnswerView.of, answers)),
         )
 
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from bot.storage.tables import CHANNELS as CHANNELS
 from bot.storage.tables import CHECKIN_STATUSES as CHECKIN_STATUSES
 from bot.storage.tables import PATIENT_STATUSES as PATIENT_STATUSES
-from bot.storage.tables import Alert, Checkin, Clinician, Patient, Score
+from bot.storage.tables import Alert, Answer, Checkin, Clinician, Patient, Score
 
 
 def _id(row_id: int | None) -> int:
@@ -108,6 +108,33 @@ class ScoreView:
             row.prorated,
             tuple(row.flags),
             row.completed_at,
+        )
+
+
+@dataclass(frozen=True)
+class AnswerView:
+    """One answer as given (the stored value, never the patient's words); one the patient
+    replaced by going BACK names the answer that replaced it and when."""
+
+    id: int
+    checkin_id: int
+    item_key: str
+    value: int | str | None
+    answered_at: datetime
+    superseded_by: int | None
+    superseded_at: datetime | None
+
+    @classmethod
+    def of(cls, row: Answer) -> AnswerView:
+        value = row.value_int if row.value_int is not None else row.value_text
+        return cls(
+            _id(row.id),
+            row.checkin_id,
+            row.item_key,
+            value,
+            row.answered_at,
+            row.superseded_by,
+            row.superseded_at,
         )
 
 
