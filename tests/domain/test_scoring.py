@@ -283,3 +283,14 @@ def test_any_complete_answer_set_scores_in_range(full_catalog: Catalog, key: str
         assert result.band is not None
 
     check()
+
+
+@pytest.mark.parametrize(("q9", "flagged"), [(1, False), (2, True), (3, True), (6, True)])
+def test_madrs_s_item_9_flags_suicidality_from_2(
+    full_catalog: Catalog, q9: int, flagged: bool
+) -> None:
+    """MADRS-S item 9 at 2 or more raises the suicidality flag, which sends the patient crisis
+    resources, as for every urgent suicidality answer (2-3 urgent, 4-6 crisis)."""
+    madrs = full_catalog.get("madrs_s")
+    answers = {f"madrs_s.q{n}": 0 for n in range(1, 9)} | {"madrs_s.q9": q9}
+    assert ("suicidality" in score(madrs, answers).flags) is flagged
