@@ -183,7 +183,7 @@ def _worsening(
     rule = rules.worsening
     prior = sorted(history, key=lambda o: o.at)
     assert after.baseline is not None  # `after` assessed at least `current`
-    best = min([after.baseline, *(o.total for o in prior)])  # the baseline is never below it
+    best = min([after.baseline, *(o.total for o in prior)])  # never above the baseline
     previous = prior[-1].total if prior else None
     threshold = rule.threshold(instrument.key, instrument.outcomes.reliable_change)
     from_best = threshold is not None and current.total - best >= threshold
