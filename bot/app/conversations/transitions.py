@@ -47,8 +47,7 @@ async def apply_transition(
     await repo.enqueue(outbox_rows(ctx.renderer, patient, transition.intents, source, now))
     if ctx.alerting is not None:  # same transaction: the answer and its alert together
         lines_sent = any(
-            isinstance(i, ev.CrisisResources) and i.flag in LINES_KINDS
-            for i in transition.intents
+            isinstance(i, ev.CrisisResources) and i.flag in LINES_KINDS for i in transition.intents
         )  # in this same transaction: the alert says so, and when
         crisis_at = now if lines_sent else None
         await ctx.alerting.on_events(repo, patient, transition.events, now, crisis_at)
