@@ -23,6 +23,7 @@ from typing import Literal
 
 from bot.domain.alerts.lifecycle import AlertState
 from bot.domain.alerts.rules import (
+    RED_FLAG_PREFIX,
     SUICIDALITY_FLAG,
     AlertRules,
     DetailValue,
@@ -62,7 +63,8 @@ def on_answer(
     for flag in fired:
         rule = rules.flag_rule(flag)
         if flag != SUICIDALITY_FLAG and rule.enabled:
-            triggers.append(Trigger(rule.key, rule.level, now, {**detail, "flag": flag}))
+            named = {"symptoms": item.key} if flag.startswith(RED_FLAG_PREFIX) else {}
+            triggers.append(Trigger(rule.key, rule.level, now, {**detail, "flag": flag, **named}))
     return triggers
 
 

@@ -31,6 +31,16 @@ DetailValue = str | int | float | bool | None
 Thresholds = Mapping[Level, int]  # level -> the lowest value that reaches it
 
 SUICIDALITY_FLAG = "suicidality"
+# A flag naming one red-flag symptom (red_flag_chest_pain): its trigger's detail carries
+# the item in "symptoms", which templates turn into "chest pain reported". An alert
+# updated with a symptom it did not name yet tells its clinicians again (lifecycle).
+RED_FLAG_PREFIX = "red_flag_"
+SYMPTOMS = "symptoms"  # detail key: item keys, comma-separated, first named first
+# Detail key: when crisis resources were sent to the patient (ISO 8601, UTC), set on the
+# triggers of these rules by the shell, which knows what the patient was sent; every
+# clinician message about such an alert says so.
+CRISIS_SENT_AT = "crisis_sent_at"
+CRISIS_NOTED_RULES = frozenset({"suicidality", "risk_language"})
 # Rules whose alerts only a clinician may resolve, whatever their level (crisis alerts
 # always): "never let [the bot] close the alert. Only a clinician can close the loop"
 # (instruments.md section 7, step 4; S1 "require clinician closure").
