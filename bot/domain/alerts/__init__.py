@@ -7,6 +7,7 @@ from raised to resolved. Pure, standard library only; imports nothing of ``bot``
 * :mod:`.evaluate`: rules applied to an answer, a score, missed check-ins.
 * :mod:`.lifecycle`: raise, update, escalate, acknowledge, resolve (a state machine).
 * :mod:`.events`: what happened to an alert, as audit-ready facts, and who did it.
+* :mod:`.wording`: a due instrument without wording in the patient's language.
 
 The names below are the family's public surface; code outside it imports from here.
 """
@@ -58,6 +59,7 @@ from bot.domain.alerts.rules import (
     rank,
     reached,
 )
+from bot.domain.alerts.wording import WORDING_MISSING, on_wording_missing
 
 __all__ = [
     "CLINICIAN_CLOSES",
@@ -67,6 +69,7 @@ __all__ = [
     "PATIENT",
     "SUICIDALITY_FLAG",
     "SYSTEM",
+    "WORDING_MISSING",
     "Actor",
     "AlertAcknowledged",
     "AlertEscalated",
@@ -100,6 +103,7 @@ __all__ = [
     "on_answer",
     "on_missed",
     "on_score",
+    "on_wording_missing",
     "raise_or_update",
     "rank",
     "reached",
