@@ -54,7 +54,8 @@ def add_languages(
         if name not in sets:
             raise r.fail(f"option_sets.{name}", "unknown option set")
         sets[name] = _options(r, sets[name], raw, f"option_sets.{name}", added)
-    _items(r, merged, r.get(wording, "items", "", dict, {}), sets, added)
+    shipped_sets = definition.get("option_sets", {})
+    _items(r, merged, r.get(wording, "items", "", dict, {}), shipped_sets, added)
     _bands(r, merged, r.get(wording, "bands", "", dict, {}), added)
     if not added:
         raise r.fail("", 'adds no language (give texts as { es = "..." })')
@@ -62,8 +63,10 @@ def add_languages(
 
 
 def _items(
-    r: Reader, merged: dict[str, Any], raw: Mapping[str, Any], sets: Any, added: set[str]
+    r: Reader, merged: dict[str, Any], raw: Mapping[str, Any], shipped_sets: Any, added: set[str]
 ) -> None:
+    """Item texts, and an item's own options (labelled over the shipped ones: an item that
+    uses a named set gets its own copy, whatever the file gave the set)."""
     items = {i.get("key"): i for i in merged.get("items", []) if isinstance(i, dict)}
     for ikey, supplied in raw.items():
         path = f'items."{ikey}"'
@@ -78,7 +81,7 @@ def _items(
         if "options" in supplied:
             base = item.get("options")
             if isinstance(base, str):
-                base = sets.get(base, [])
+                base = copy.deepcopy(shipped_sets.get(base, []))
             item["options"] = _options(r, base, supplied["options"], f"{path}.options", added)
 
 
