@@ -51,11 +51,13 @@ class Catalog:
 
     def no_wording(self, keys: Iterable[str], language: str) -> tuple[str, ...]:
         """Of `keys` (in order, once each), those that cannot be asked in `language`: no
-        wording in it, or a licensed instrument still waiting for its wording."""
+        wording in it, or a licensed instrument still waiting for its wording. A key the
+        catalog does not know at all is not among them: that is a fault, not a language."""
         return tuple(
             key
             for key in dict.fromkeys(keys)
-            if key not in self.instruments or language not in self.instruments[key].languages
+            if key in self.unavailable
+            or (key in self.instruments and language not in self.instruments[key].languages)
         )
 
     def __iter__(self) -> Iterator[Instrument]:
