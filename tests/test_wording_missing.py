@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 from sqlmodel import col
 
@@ -18,6 +19,7 @@ from bot.app.planning.planner import Planner
 from bot.app.services import Services
 from bot.channels.console import ConsoleChannel
 from bot.domain.alerts import DEFAULT_RULES
+from bot.domain.errors import ConfigError
 from bot.domain.schedule import protocol_from_mapping
 from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
@@ -139,3 +141,13 @@ async def test_an_english_patient_is_asked_everything(db: Database) -> None:
     (checkin,) = await rows(db, Checkin, col(Checkin.due_at) <= clinic.clock.now)
     assert checkin.instruments == ["phq9", "gad7"] and checkin.status == "sent"
     assert await rows(db, Alert) == []
+
+
+async def test_asking_by_hand_takes_the_spanish_phq9_and_refuses_gad7(db: Database) -> None:
+    """`checkin ask`: the Spanish PHQ-9 is queued; GAD-7 is refused, saying how to add it."""
+    clinic = Clinic(db)
+    patient_id = await clinic.patient("mixed", "es")
+    asked = await clinic.services.asking.ask(patient_id, ["phq9", "side_effects"])
+    assert asked.instruments == ["phq9", "side_effects"]
+    with pytest.raises(ConfigError, match=r"gad7: has no 'es' wording.*gad7\.wording\.toml"):
+        await clinic.services.asking.ask(patient_id, ["side_effects", "gad7"])

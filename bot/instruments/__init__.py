@@ -4,10 +4,10 @@ The files beside this module ship with the project. Operators add their own inst
 the wording of licensed ones (``<key>.wording.toml``), and languages for any instrument
 (the same file name, for an instrument that has its words: the clinic's Spanish GAD-7)
 in extra directories. A language a wording file adds must be complete, and a wording
-file naming no instrument is refused rather than ignored. Every
-file is validated at start-up; a malformed one stops start-up with an error naming the
-file and the field. A licensed instrument whose wording is missing does not stop start-up:
-it is listed as unavailable, with the reason, and refuses to be used.
+file naming no instrument is refused rather than ignored. Every file is validated at
+start-up; a malformed one stops start-up with an error naming the file and the field.
+A licensed instrument whose wording is missing does not stop start-up: it is listed as
+unavailable, with the reason, and refuses to be used.
 
 Imports ``bot.domain`` (and may import ``bot.config``); every layer above uses the catalog.
 """
@@ -101,7 +101,7 @@ def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
             unavailable[str(key)] = missing
             origin[str(key)] = path.name
             continue
-        if wording_path is not None:
+        if wording_path is not None and added:
             _check_complete(instrument, added, wording_path.name)
         instruments[instrument.key] = instrument
         origin[instrument.key] = path.name

@@ -161,13 +161,13 @@ class Starting:
             checkin.lease_until = quiet_end(ctx.clinic, patient, now)  # the allowed hours
             await repo.add(checkin)
             return 0
-        conv: core.Conversation | None = core.from_json(checkin.state)
-        assert conv is not None
+        conv = core.from_json(checkin.state)
         missing = ctx.catalog.no_wording(conv.instruments, patient.language)
         if missing:  # left out and the clinician told, never silently
-            conv = await leave_out(ctx, repo, patient, checkin, missing, now)
-            if conv is None:
-                return 0
+            kept = await leave_out(ctx, repo, patient, checkin, missing, now)
+            if kept is None:
+                return 0  # nothing left to ask: cancelled
+            conv = kept
         checkin.lease_until = None
         transition = core.begin(conv, ctx.setting(patient), now)
         await apply_transition(
