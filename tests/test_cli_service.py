@@ -113,8 +113,8 @@ def test_patients_clinicians_and_check_ins_from_the_command_line(clinic_url: str
         "--language", "es", "--channel", "console", "--clinician", str(clinician["id"]), "--json",
     ))  # fmt: skip
     assert patient["id"] and patient["status"] == "active" and patient["language"] == "es"
-    refused = checkin(clinic_url, "ask", str(patient["id"]), "phq9")
-    assert refused.returncode == 2 and "phq9: has no 'es' wording" in refused.stderr
+    refused = checkin(clinic_url, "ask", str(patient["id"]), "gad7")  # no Spanish GAD-7 ships
+    assert refused.returncode == 2 and "gad7: has no 'es' wording" in refused.stderr
     asked = ok_json(checkin(clinic_url, "ask", str(patient["id"]), "side_effects", "--json"))
     assert asked["instruments"] == ["side_effects"] and asked["status"] == "pending"
     shown = ok_json(checkin(clinic_url, "patient", "show", str(patient["id"]), "--json"))

@@ -117,3 +117,25 @@ def test_the_example_configuration_is_clean(tmp_path: Path) -> None:
     assert text.stdout.startswith("OK: configuration, ") and len(text.stdout.splitlines()) == 1
     as_json = checkin(url, "config", "check", "--json", config=example)
     assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
+
+
+def test_a_wording_file_adding_a_language_is_checked(tmp_path: Path) -> None:
+    """The clinic's gad7.wording.toml: a complete one is clean (GAD-7 is Spanish then); one
+    missing an item, with an unknown key or with wrong option values is reported, named."""
+    from tests.domain.test_languages import gad7_spanish
+
+    (tmp_path / "clinic").mkdir()
+    wording = tmp_path / "clinic" / "gad7.wording.toml"
+    path = tmp_path / "config.toml"
+    path.write_text('[instruments]\ndirs = ["clinic"]\n')
+    wording.write_text(gad7_spanish(), encoding="utf-8")
+    assert check(path).problems == []
+    for text, key, words in [
+        (gad7_spanish(skip_item="gad7.q5"), "es", "no 'es' text for gad7.q5 text"),
+        (gad7_spanish(extra='stem = { es = "x" }'), "stem", "unknown key"),
+        (gad7_spanish(values=(0, 1, 2)), "option_sets.frequency", "values must be exactly"),
+    ]:
+        wording.write_text(text, encoding="utf-8")
+        found = [(p.file, p.key, p.problem) for p in check(path).problems]
+        assert len(found) == 1 and found[0][:2] == ("gad7.wording.toml", key), found
+        assert words in found[0][2]

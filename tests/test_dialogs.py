@@ -333,6 +333,61 @@ def test_complete_side_effect_check_in_spanish() -> None:
     ])  # fmt: skip
 
 
+def test_complete_phq9_in_spanish() -> None:
+    """A Spanish PHQ-9 from the first question to the score: the official Spanish stem,
+    items, options and difficulty item, Spanish frames and replies, the same scoring."""
+    chat = Chat("phq9", language="es")
+    assert chat.start() == (
+        "Cuestionario de Lakeside: PHQ-9, 9 preguntas.\n"
+        "Durante las últimas 2 semanas, ¿qué tan seguido ha tenido molestias debido a los "
+        "siguientes problemas?\n"
+        "Responda AYUDA para ver las opciones.\n\n"
+        "1/9 (últimas 2 semanas): Poco interés o placer en hacer cosas\n"
+        "0 Ningún día\n1 Varios días\n2 Más de la mitad de los días\n3 Casi todos los días"
+    )
+    verify(chat, [
+        ("1", ["2/10 (últimas 2 semanas): Se ha sentido decaído(a), deprimido(a) o sin "
+               "esperanzas", "0 Ningún día", "3 Casi todos los días"]),
+        ("varios días", ["3/10 (últimas 2 semanas): Ha tenido dificultad para quedarse o "
+                         "permanecer dormido(a), o ha dormido demasiado"]),
+        ("2", ["4/10 (últimas 2 semanas): Se ha sentido cansado(a) o con poca energía"]),
+        ("nada", ["5/10 (últimas 2 semanas): Sin apetito o ha comido en exceso"]),
+        ("1", ["6/10 (últimas 2 semanas): Se ha sentido mal con usted mismo(a) – o que es un "
+               "fracaso o que ha quedado mal con usted mismo(a) o con su familia"]),
+        ("Ningún día", ["7/10 (últimas 2 semanas): Ha tenido dificultad para concentrarse en "
+                        "ciertas actividades, tales como leer el periódico o ver la televisión"]),
+        ("1", ["8/10 (últimas 2 semanas): ¿Se ha movido o hablado tan lento que otras personas "
+               "podrían haberlo notado? o lo contrario – muy inquieto(a) o agitado(a) que ha "
+               "estado moviéndose mucho más de lo normal"]),
+        ("9", ['"9" no es una de las opciones.', "8/10", "Responda 0-3, SALTAR o AYUDA."]),
+        ("1", ["9/10 (últimas 2 semanas): Pensamientos de que estaría mejor muerto(a) o de "
+               "lastimarse de alguna manera"]),
+        ("saltar", ["Esta pregunta no se puede saltar", "9/10"]),
+        ("0", ["10/10 (últimas 2 semanas): Si marcó cualquiera de los problemas, ¿qué tanta "
+               "dificultad le han dado estos problemas para hacer su trabajo, encargarse de las "
+               "tareas del hogar, o llevarse bien con otras personas?",
+               "0 No ha sido difícil\n1 Un poco difícil\n2 Muy difícil\n"
+               "3 Extremadamente difícil"]),
+        ("un poco difícil", ["Gracias, su cuestionario está completo.", "PHQ-9: 7 de 27 (Leve)",
+                             "Su equipo de atención revisará sus respuestas."]),
+    ])  # fmt: skip
+    scores = [e.result for e in chat.events if isinstance(e, ev.ScoreRecorded)]
+    assert [(s.total, s.band, s.flags) for s in scores] == [(7, "mild", ())]
+    answers = {e.item: e.value for e in chat.events if isinstance(e, ev.AnswerRecorded)}
+    assert answers["phq9.q2"] == 1 and answers["phq9.q10"] == 1
+
+
+def test_spanish_item_9_sends_spanish_crisis_resources() -> None:
+    """Endorsing the Spanish item 9 brings the 988 line in Spanish at once, then item 10."""
+    chat = Chat("phq9", language="es")
+    chat.start()
+    for _ in range(8):
+        chat.say("0")
+    verify(chat, [("varios días", ["Línea 988 de Prevención del Suicidio y Crisis",
+                                   "Estos mensajes no se vigilan las 24 horas.", "10/10"])])  # fmt: skip
+    assert any(isinstance(e, ev.FlagRaised) and e.flag == "suicidality" for e in chat.events)
+
+
 def test_spanish_pause_back_invalid_help_stop_start() -> None:
     """Spanish commands and messages: LUEGO, ATRAS, invalid input, AYUDA, STOP and START."""
     chat = Chat("side_effects", language="es")

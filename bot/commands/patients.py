@@ -12,7 +12,13 @@ from bot.app.operator import patients
 from bot.app.operator.views import CHANNELS, PATIENT_STATUSES, PatientView
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, run_use_case, state
-from bot.commands.views import checkin_json, echo_invitation, invitation_json, patient_json
+from bot.commands.views import (
+    checkin_json,
+    echo_invitation,
+    invitation_json,
+    patient_json,
+    warn_no_wording,
+)
 from bot.rendering.renderer import LANGUAGES
 
 patient_app = typer.Typer(help="Enrol and look up patients.", no_args_is_help=True)
@@ -57,12 +63,17 @@ def patient_add(
     )  # fmt: skip
 
     async def work(app: App) -> patients.Enrolled:
-        return await patients.enrol(app.db, app.clock, new, app.invitations(), app.services)
+        return await patients.enrol(
+            app.db, app.clock, new, app.invitations(), app.services, app.planner
+        )
 
     enrolled = run_use_case(ctx, work)
     data = patient_json(enrolled.patient) | invitation_json(enrolled.invitation)
     if enrolled.invited:
         data["invited"] = True
+    if protocol is not None:
+        data["no_wording"] = list(enrolled.no_wording)
+    warn_no_wording(enrolled.patient.id, language, enrolled.no_wording)
     if as_json:
         emit_json(data)
         return

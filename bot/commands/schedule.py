@@ -15,6 +15,7 @@ from bot.app.operator.treatments import Replanned
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, state
 from bot.commands.treatments import PatientId, report, run_or_fail
+from bot.commands.views import warn_no_wording
 from bot.domain.schedule import (
     Calendar,
     EnrollmentRelative,
@@ -62,7 +63,9 @@ def schedule_assign(
     async def work(app: App) -> Replanned:
         return await schedule_admin.assign(app.planner, patient_id, name)
 
-    report(run_or_fail(ctx, work), f"now on {protocol}", as_json)
+    change = run_or_fail(ctx, work)
+    warn_no_wording(patient_id, None, change.no_wording)
+    report(change, f"now on {protocol}", as_json)
 
 
 @schedule_app.command("preview")
@@ -105,9 +108,12 @@ def schedule_preview(
         typer.echo("nothing planned in those days")
     for r in rows:
         together = "" if r["bundle"] == r["key"] else f"  (with {r['bundle']})"
+        unasked = (
+            f"  [NOT ASKED, no wording: {', '.join(r['no_wording'])}]" if r["no_wording"] else ""
+        )
         typer.echo(
             f"{r['due_at_local'][:16].replace('T', ' ')}  {r['due_at_utc'][11:16]}Z  "
-            f"{r['rule']:<16} {'+'.join(r['instruments'])}{together}"
+            f"{r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}"
         )
 
 

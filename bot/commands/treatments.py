@@ -123,6 +123,8 @@ def report(change: Replanned, verb: str, as_json: bool) -> None:
     }
     if change.session is not None:
         data["session"] = session_json(change.session)
+    else:  # a protocol given: which of its instruments the patient cannot be asked
+        data["no_wording"] = list(change.no_wording)
     if as_json:
         emit_json(data)
         return

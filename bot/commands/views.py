@@ -50,3 +50,18 @@ def echo_invitation(data: dict[str, Any]) -> None:
     if "enroll_link" in data:
         typer.echo(f"enrolment link (single use, until {data['enroll_expires_at'][:16]} UTC):")
         typer.echo(f"  {data['enroll_link']}")
+
+
+def warn_no_wording(patient_id: int, language: str | None, keys: tuple[str, ...]) -> None:
+    """On stderr (JSON stays clean): the protocol's instruments this patient will not be
+    asked, for want of wording in their language, and what happens instead."""
+    if not keys:
+        return
+    speaks = f"{language!r}" if language else "the patient's language"
+    typer.echo(
+        f"warning: patient {patient_id}: {', '.join(keys)} has no wording in {speaks} and "
+        "will not be asked; the check-ins go ahead without it and the clinician gets a "
+        "wording_missing alert when it first comes due (add the language with a wording "
+        "file: docs/INSTRUMENTS.md)",
+        err=True,
+    )

@@ -207,11 +207,33 @@ class Instrument:
         return tuple(i for i in self.items if i.safety)
 
     @property
+    def texts(self) -> tuple[Localized, ...]:
+        """Every text a patient or a clinician may read of the instrument: the intro (the
+        stem), the recall tag, each item, each option label, each band label."""
+        frames = tuple(t for t in (self.intro, self.recall) if t is not None)
+        items = tuple(i.text for i in self.items)
+        options = tuple(o.label for i in self.items for o in i.options)
+        return (*frames, *items, *options, *(b.label for b in self.bands))
+
+    @property
     def languages(self) -> frozenset[str]:
-        langs = frozenset[str]().union(*(i.text.languages for i in self.items))
-        for item in self.items:
-            langs &= item.text.languages
+        """The languages the instrument can be asked in: those *every* text has. An item in
+        Spanish with its options, stem or recall tag only in English is not Spanish: the
+        patient would read a mix, and a translation is never patched with another."""
+        texts = self.texts
+        langs = frozenset[str]().union(*(t.languages for t in texts))
+        for text in texts:
+            langs &= text.languages
         return langs
+
+    def missing_texts(self, language: str) -> tuple[str, ...]:
+        """Where a text has no `language` wording (empty when the language is complete)."""
+        where = [("intro", self.intro), ("recall", self.recall)]
+        for item in self.items:
+            where.append((f"{item.key} text", item.text))
+            where += [(f"{item.key} option {o.value}", o.label) for o in item.options]
+        where += [(f"band {b.key}", b.label) for b in self.bands]
+        return tuple(name for name, text in where if text and language not in text.languages)
 
     @property
     def max_total(self) -> int | None:

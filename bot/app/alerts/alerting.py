@@ -28,6 +28,7 @@ from bot.domain import events as ev
 from bot.domain.alerts import (
     CRISIS_NOTED_RULES,
     CRISIS_SENT_AT,
+    WORDING_MISSING,
     Actor,
     AlertRules,
     Change,
@@ -37,6 +38,7 @@ from bot.domain.alerts import (
     on_answer,
     on_missed,
     on_score,
+    on_wording_missing,
     raise_or_update,
     safety_answer_lowered,
 )
@@ -109,6 +111,22 @@ class Alerting:
         (``checkin inbound list``): nobody knows what it said, and it may be an answer
         that matters, so the responsible clinician is asked to contact the patient."""
         await self._raise(repo, patient, Trigger(MESSAGE_SET_ASIDE, "urgent", now), now)
+
+    async def wording_missing(
+        self, repo: Repository, patient: Patient, instruments: Sequence[str], now: datetime
+    ) -> None:
+        """A due check-in leaves `instruments` out: no wording in the patient's language.
+        The clinician is told once per patient and instrument; the patient's alerts of the
+        rule, whatever their status, are the memory of what was told."""
+        assert patient.id is not None
+        details = await repo.session.exec(
+            select(Alert.detail).where(
+                Alert.patient_id == patient.id, Alert.rule == WORDING_MISSING
+            )
+        )
+        told = {str(d.get("instrument")) for d in details.all() if isinstance(d, dict)}
+        for trigger in on_wording_missing(instruments, patient.language, told, self.rules, now):
+            await self._raise(repo, patient, trigger, now)
 
     async def _score_triggers(
         self, session: AsyncSession, patient: Patient, event: ev.ScoreRecorded, now: datetime

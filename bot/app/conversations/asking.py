@@ -43,14 +43,15 @@ class Asking:
             patient = await repo.get_patient(patient_id)
             if patient is None:
                 raise NotFound("patient", patient_id)
-            for instrument in instruments:
-                if patient.language not in catalog.get(instrument).languages:
-                    raise ConfigError(
-                        "checkin ask",
-                        instrument,
-                        f"has no {patient.language!r} wording, and an instrument is never shown "
-                        "in a translation that is not official (see docs/INSTRUMENTS.md)",
-                    )
+            missing = catalog.no_wording(instruments, patient.language)
+            if missing:
+                raise ConfigError(
+                    "checkin ask",
+                    missing[0],
+                    f"has no {patient.language!r} wording, and an instrument is never shown "
+                    "in a translation that is not official; a clinic adds its official one "
+                    f"with {missing[0]}.wording.toml (docs/INSTRUMENTS.md, Languages)",
+                )
             checkin = Checkin(
                 patient_id=patient_id,
                 idempotency_key=key or f"ask:{patient_id}:{uuid.uuid4().hex}",

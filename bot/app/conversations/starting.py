@@ -17,10 +17,12 @@ The outcome is written with one UPDATE for the check-ins and one multi-row INSER
 opening messages, each keyed ``begin<check-in id>:<n>`` as before.
 
 A start whose transition records something (a check-in with nothing left to ask is
-completed and scored at once) is not written here: :meth:`Starting.start_one` starts it after
-the chunk's writes, in the same transaction, so its events and alerts are stored the one
-way they always are. If a chunk fails, its check-ins are started one by one, each in its
-own transaction, so one bad row holds up no other.
+completed and scored at once), or whose check-in holds an instrument the patient cannot be
+asked in their language (:mod:`bot.app.conversations.unasked`), is not written here:
+:meth:`Starting.start_one` starts it after the chunk's writes, in the same transaction,
+so its events and alerts are stored the one way they always are. If a chunk fails, its
+check-ins are started one by one, each in its own transaction, so one bad row holds up
+no other.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from bot.app.context import Context
 from bot.app.conversations.messages import outbox_rows
 from bot.app.conversations.quiet_hours import quiet_end, quiet_now
 from bot.app.conversations.transitions import apply_transition, update_checkin
+from bot.app.conversations.unasked import leave_out
 from bot.app.planning.planner import CATCH_UP_S
 from bot.domain import conversation as core
 from bot.domain import events as ev
@@ -158,8 +161,15 @@ class Starting:
             checkin.lease_until = quiet_end(ctx.clinic, patient, now)  # the allowed hours
             await repo.add(checkin)
             return 0
+        conv = core.from_json(checkin.state)
+        missing = ctx.catalog.no_wording(conv.instruments, patient.language)
+        if missing:  # left out and the clinician told, never silently
+            kept = await leave_out(ctx, repo, patient, checkin, missing, now)
+            if kept is None:
+                return 0  # nothing left to ask: cancelled
+            conv = kept
         checkin.lease_until = None
-        transition = core.begin(core.from_json(checkin.state), ctx.setting(patient), now)
+        transition = core.begin(conv, ctx.setting(patient), now)
         await apply_transition(
             ctx, repo, patient, checkin, transition, f"begin{checkin_id}", now, None
         )
@@ -220,10 +230,13 @@ class _Chunk:
         self.held.append({"id": checkin.id, "lease_until": until})
 
     def begin(self, patient: _Recipient, checkin: SimpleNamespace) -> None:
-        transition = core.begin(core.from_json(checkin.state), self.setting(patient), self.now)
+        conv = core.from_json(checkin.state)
+        if self.ctx.catalog.no_wording(conv.instruments, patient.language):
+            self.defer(patient, checkin)  # some left out, the clinician told: start_one
+            return
+        transition = core.begin(conv, self.setting(patient), self.now)
         if any(not isinstance(e, SILENT_EVENTS) for e in transition.events):
-            self.later.append(checkin.id)
-            self.deferred.add(patient.id)
+            self.defer(patient, checkin)
             return
         if transition.state.is_open:
             self.busy.add(patient.id)  # the patient's next one waits behind this one
@@ -232,6 +245,10 @@ class _Chunk:
         row = {name: getattr(checkin, name) for name in _STARTED}
         self.started.append({"id": checkin.id, "lease_until": None, **row})
         self.messages += self.opening(patient, transition.intents, f"begin{checkin.id}")
+
+    def defer(self, patient: _Recipient, checkin: SimpleNamespace) -> None:
+        self.later.append(checkin.id)
+        self.deferred.add(patient.id)
 
     def opening(
         self, patient: _Recipient, intents: tuple[ev.Intent, ...], source: str

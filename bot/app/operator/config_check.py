@@ -262,6 +262,8 @@ def sample_intents(catalog: Catalog) -> list[ev.Intent]:
         ev.NothingOpen(), ev.Enrolled(), ev.Enrolled("clinician"), ev.Invitation(),
         ev.EnrollRefused(), ev.Stranger(), ev.AckConfirmed("ABC234"), ev.AckUnknown("ZZZ999"),
         ev.ClinicianHelp(),
+        ev.AlertNotice("ABC235", "wording_missing", "routine", "P-1",
+                       {"instrument": "gad7", "language": "es"}, 0, _AT),
     ]  # fmt: skip
     for instrument in catalog:
         intents += _instrument_intents(instrument)

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from bot.app.operator.invitations import Invitation, Invitations
 from bot.app.operator.refusals import Refused
 from bot.app.operator.views import AlertBrief, AnswerView, CheckinView, PatientView, ScoreView
+from bot.app.planning.planner import Planner
 from bot.app.ports import Clock
 from bot.app.services import Services
 from bot.domain.errors import NotFound
@@ -41,13 +42,22 @@ class Enrolled:
     patient: PatientView
     invitation: Invitation | None = None  # Telegram: the link to send them
     invited: bool = False  # SMS: the invitation is queued; they become active on YES
+    no_wording: tuple[str, ...] = ()  # the protocol's instruments without their language
 
 
 async def enrol(
-    db: Database, clock: Clock, new: NewPatient, invitations: Invitations, services: Services
+    db: Database,
+    clock: Clock,
+    new: NewPatient,
+    invitations: Invitations,
+    services: Services,
+    planner: Planner | None = None,
 ) -> Enrolled:
     """Enrol a patient. Console patients are active at once; Telegram patients get a
-    single-use link; SMS patients get an invitation and become active when they reply YES."""
+    single-use link; SMS patients get an invitation and become active when they reply YES.
+    Given the planner, the result names the protocol's instruments the patient cannot be
+    asked in their language (never dropped silently: the caller warns)."""
+    missing = planner.no_wording(new.protocol, new.language) if planner and new.protocol else ()
     async with db.transaction() as session:
         repo = Repository(session)
         if new.clinician_id is not None and await session.get(Clinician, new.clinician_id) is None:
@@ -70,10 +80,10 @@ async def enrol(
         invitation = None
         if new.channel == "telegram":
             invitation = await invitations.issue(session, patient_id=patient.id)
-        enrolled = Enrolled(PatientView.of(patient), invitation)
+        enrolled = Enrolled(PatientView.of(patient), invitation, no_wording=missing)
     if new.channel == "sms" and patient.id is not None:
         await services.consent.invite(patient.id)  # the only message before they reply YES
-        enrolled = Enrolled(enrolled.patient, invited=True)
+        enrolled = Enrolled(enrolled.patient, invited=True, no_wording=missing)
     return enrolled
 
 

@@ -7,6 +7,7 @@ its ``ConfigError``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,8 +25,15 @@ from bot.storage.repository import Repository
 
 
 async def assign(planner: Planner, patient_id: int, protocol: str | None) -> Replanned:
-    """Put the patient on `protocol` (None: on none); audited by the planner."""
-    return Replanned.of(await planner.assign(patient_id, protocol))
+    """Put the patient on `protocol` (None: on none); audited by the planner. The result
+    names the protocol's instruments the patient cannot be asked in their language."""
+    change = Replanned.of(await planner.assign(patient_id, protocol))
+    if protocol is None:
+        return change
+    async with planner.db.transaction() as session:
+        patient = await Repository(session).get_patient(patient_id)
+    language = patient.language if patient is not None else "en"
+    return replace(change, no_wording=planner.no_wording(protocol, language))
 
 
 async def preview_plan(
@@ -63,4 +71,5 @@ async def preview_plan(
         days=days,
         clinic=clinic,
         bundle_window=bundle_window,
+        catalog=planner.catalog,
     )

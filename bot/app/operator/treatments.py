@@ -67,6 +67,7 @@ class Replanned:
     session: SessionView | None
     cancelled: int
     planned: tuple[PlannedView, ...]
+    no_wording: tuple[str, ...] = ()  # a new protocol's instruments without their language
 
     @classmethod
     def of(cls, change: Change) -> Replanned:

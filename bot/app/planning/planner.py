@@ -35,7 +35,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.app.planning.protocols import quiet_hours
+from bot.app.planning.protocols import quiet_hours, without_wording
 from bot.app.planning.rows import (
     PatientPlan,
     Plannable,
@@ -81,6 +81,10 @@ class Planner:
             known = ", ".join(sorted(self.protocols)) or "none configured"
             raise ConfigError("protocols", name, f"no such protocol (known: {known})")
         return found
+
+    def no_wording(self, protocol: str, language: str) -> tuple[str, ...]:
+        """The instruments of `protocol` a patient speaking `language` cannot be asked."""
+        return without_wording(self.protocol(protocol), self.catalog, language)
 
     # ---- the tick's stage -------------------------------------------------------------
 

@@ -38,6 +38,12 @@ def check_protocols(protocols: Mapping[str, Protocol], catalog: Catalog, source:
                 raise ConfigError(source, where, why)
 
 
+def without_wording(protocol: Protocol, catalog: Catalog, language: str) -> tuple[str, ...]:
+    """The protocol's instruments that cannot be asked in `language` (see
+    :meth:`bot.instruments.Catalog.no_wording`), in the order the rules name them."""
+    return catalog.no_wording((k for rule in protocol.rules for k in rule.instruments), language)
+
+
 def preview(
     protocol: Protocol,
     patient: Patient,
@@ -47,9 +53,11 @@ def preview(
     days: int,
     clinic: Clinic,
     bundle_window: timedelta,
+    catalog: Catalog | None = None,
 ) -> list[dict[str, Any]]:
     """The check-ins `protocol` plans for the patient from local midnight of `start_day`,
-    for `days` days: one entry per occurrence, with the bundle it is asked in."""
+    for `days` days: one entry per occurrence, with the bundle it is asked in, and (given
+    the catalog) the instruments that will not be asked for want of the patient's language."""
     zone = ZoneInfo(patient.timezone)
     start = datetime.combine(start_day, time(0), zone).astimezone(UTC)
     end = datetime.combine(start_day + timedelta(days=days), time(0), zone).astimezone(UTC)
@@ -66,7 +74,11 @@ def preview(
     for group in bundle(found, bundle_window):
         for member in group.members:
             together[member.key] = group.key
-    return [_entry(o, zone, together[o.key]) for o in found]
+    entries = [_entry(o, zone, together[o.key]) for o in found]
+    if catalog is not None:
+        for entry in entries:
+            entry["no_wording"] = list(catalog.no_wording(entry["instruments"], patient.language))
+    return entries
 
 
 def _entry(occurrence: Occurrence, zone: ZoneInfo, bundle_key: str) -> dict[str, Any]:

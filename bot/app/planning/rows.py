@@ -192,17 +192,16 @@ async def store_plans(
 
 
 def _askable(catalog: Catalog, patient: Plannable, instruments: Sequence[str]) -> tuple[str, ...]:
-    """The instruments that can be asked of this patient (loaded, in their language)."""
+    """The instruments of the catalog, kept even without wording in the patient's language
+    (or a licensed one's wording): the start stage leaves those out when the check-in comes
+    due and tells the clinician (the ``wording_missing`` alert), so none is dropped
+    silently, and a language added meanwhile is asked. Only a key the catalog does not
+    know at all (a protocol checked against another catalog) is left out here."""
     keep = []
     for key in instruments:
-        instrument = catalog.instruments.get(key)
-        if instrument is None or patient.language not in instrument.languages:
-            log.warning(
-                "patient %s: protocol instrument %s skipped (not loaded, or no %s wording)",
-                patient.id,
-                key,
-                patient.language,
-            )
+        if key not in catalog.keys:
+            log.warning("patient %s: protocol instrument %s is not known; skipped",
+                        patient.id, key)  # fmt: skip
             continue
         keep.append(key)
     return tuple(keep)

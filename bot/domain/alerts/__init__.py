@@ -8,6 +8,7 @@ from raised to resolved. Pure, standard library only; imports nothing of ``bot``
 * :mod:`.lifecycle`: raise, update, escalate, acknowledge, resolve (a state machine).
 * :mod:`.events`: what happened to an alert, as audit-ready facts, and who did it.
 * :mod:`.amend`: an alert's detail amended when the safety answer that raised it is lowered.
+* :mod:`.wording`: a due instrument without wording in the patient's language.
 
 The names below are the family's public surface; code outside it imports from here.
 """
@@ -64,6 +65,7 @@ from bot.domain.alerts.rules import (
     rank,
     reached,
 )
+from bot.domain.alerts.wording import WORDING_MISSING, on_wording_missing
 
 __all__ = [
     "CLINICIAN_CLOSES",
@@ -77,6 +79,7 @@ __all__ = [
     "SUICIDALITY_FLAG",
     "SYMPTOMS",
     "SYSTEM",
+    "WORDING_MISSING",
     "Actor",
     "AlertAcknowledged",
     "AlertEscalated",
@@ -110,6 +113,7 @@ __all__ = [
     "on_answer",
     "on_missed",
     "on_score",
+    "on_wording_missing",
     "raise_or_update",
     "rank",
     "reached",

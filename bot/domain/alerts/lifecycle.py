@@ -48,6 +48,7 @@ from bot.domain.alerts.rules import (
     Trigger,
     rank,
 )
+from bot.domain.alerts.wording import PER_INSTRUMENT
 
 Status = Literal["open", "acknowledged", "resolved"]
 
@@ -105,7 +106,7 @@ def raise_or_update(
 
     `open_alerts`: the patient's unresolved alerts; `primary`: the responsible clinician;
     `code`: a fresh acknowledgement code, used only when a new alert is raised."""
-    current = _same_rule(open_alerts, trigger.rule)
+    current = _same_rule(open_alerts, trigger)
     cooldown = rules.cooldown_for(trigger.rule)
     if current is None or (
         current.status == "acknowledged" and now - current.created_at >= cooldown
@@ -114,8 +115,10 @@ def raise_or_update(
     return _update(current, trigger, now, rules, primary)
 
 
-def _same_rule(alerts: Sequence[AlertState], rule: str) -> AlertState | None:
-    same = [a for a in alerts if a.rule == rule and a.status != "resolved"]
+def _same_rule(alerts: Sequence[AlertState], trigger: Trigger) -> AlertState | None:
+    same = [a for a in alerts if a.rule == trigger.rule and a.status != "resolved"]
+    if trigger.rule in PER_INSTRUMENT:  # one alert per instrument, not per rule
+        same = [a for a in same if a.detail.get("instrument") == trigger.detail.get("instrument")]
     same.sort(key=lambda a: (a.status == "open", a.created_at))
     return same[-1] if same else None
 

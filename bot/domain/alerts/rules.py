@@ -147,6 +147,9 @@ class AlertRules:
     missed_checkins: MissedRule
     other_flag: Rule  # a flag that no flag rule names (an operator's own instrument)
     flag_rules: tuple[FlagRule, ...] = ()  # in order: the first rule naming a flag takes it
+    # a due check-in's instrument has no wording in the patient's language (once per
+    # patient and instrument): [I] ours, P2, so a screening that is not happening is known
+    wording_missing: Rule = Rule("wording_missing", level="routine")
 
     @property
     def rules(self) -> tuple[Rule, ...]:
