@@ -12,7 +12,15 @@ The names below are the family's public surface; code outside it imports from he
 """
 
 from bot.domain.alerts.config import check_references, rules_from_mapping
-from bot.domain.alerts.evaluate import CheckinOutcome, on_answer, on_missed, on_score
+from bot.domain.alerts.evaluate import (
+    CheckinOutcome,
+    on_answer,
+    on_endorsed,
+    on_late_answer,
+    on_missed,
+    on_risk_language,
+    on_score,
+)
 from bot.domain.alerts.events import (
     OPERATOR,
     PATIENT,
@@ -43,6 +51,7 @@ from bot.domain.alerts.rules import (
     CLINICIAN_CLOSES,
     DEFAULT_RULES,
     LEVELS,
+    RISK_LANGUAGE,
     SUICIDALITY_FLAG,
     AlertRules,
     DetailValue,
@@ -65,6 +74,7 @@ __all__ = [
     "LEVELS",
     "OPERATOR",
     "PATIENT",
+    "RISK_LANGUAGE",
     "SUICIDALITY_FLAG",
     "SYSTEM",
     "Actor",
@@ -98,7 +108,10 @@ __all__ = [
     "new_code",
     "normalize_code",
     "on_answer",
+    "on_endorsed",
+    "on_late_answer",
     "on_missed",
+    "on_risk_language",
     "on_score",
     "raise_or_update",
     "rank",
