@@ -89,8 +89,8 @@ def step(conv: Conversation, text: str, setting: Setting, now: datetime) -> Tran
     t = _step(conv, text, setting, now)
     if not conv.is_open:
         return t
-    crisis, found = risk_reply(text, now, conv.current, t.intents)
-    return replace(t, intents=(*crisis, *t.intents), events=(*t.events, *found))
+    intents, found = risk_reply(text, now, conv.current, t.intents)
+    return replace(t, intents=intents, events=(*t.events, *found))
 
 
 def _step(conv: Conversation, text: str, setting: Setting, now: datetime) -> Transition:

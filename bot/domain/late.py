@@ -5,8 +5,8 @@ Expiry closes a check-in and scores what was answered; a reply after that normal
 was asking when it expired (``Conversation.last_asked``). A value that raises the item's
 flag (PHQ-9 item 9 >= 1, a red-flag symptom), or a typed "yes" to a suicidality item, is
 not stored as an answer (the check-in stays closed and its score stands) but gets the
-crisis resources at once and an event the alert rules read (``LateAnswer``,
-``SafetyEndorsed``). Risk language anywhere in it is handled as in any message.
+item's crisis resources at once (where the item has them) and an event the alert rules
+read (``LateAnswer``, ``SafetyEndorsed``). Risk language in it counts as in any message.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def late_reply(conv: Conversation, text: str, setting: Setting, now: datetime) -
         return None
     instrument = setting.instruments[conv.last_asked.split(".", 1)[0]]
     item = instrument.item(conv.last_asked)
-    if not item.safety or item.crisis is None:
+    if not item.safety:
         return None
     parsed = parse_reply(item, text, setting.language)
     event: ev.Event
@@ -36,6 +36,8 @@ def late_reply(conv: Conversation, text: str, setting: Setting, now: datetime) -
         event = ev.SafetyEndorsed(item.key, instrument.key, now)
     else:
         return None
-    crisis: tuple[ev.Intent, ...] = (ev.CrisisResources(item.crisis, item.key),)
+    crisis: tuple[ev.Intent, ...] = (
+        (ev.CrisisResources(item.crisis, item.key),) if item.crisis else ()
+    )
     _, risk = risk_reply(text, now, None, crisis)
     return Transition(conv, crisis, (event, *risk))

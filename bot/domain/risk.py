@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from bot.domain import events as ev
@@ -172,13 +173,20 @@ def endorsed_in_words(item: Item, text: str) -> bool:
 def risk_reply(
     text: str, now: datetime, item: str | None, intents: Sequence[ev.Intent]
 ) -> tuple[tuple[ev.Intent, ...], tuple[ev.Event, ...]]:
-    """For a message with risk language: crisis resources to send first (none when
-    `intents`, the reply already decided, hold them) and the ``RiskLanguage`` event."""
+    """`intents` (the reply already decided) and no event, or for a message with risk
+    language: crisis resources first (unless `intents` hold them), a question re-asked
+    without "I didn't understand", and the ``RiskLanguage`` event."""
     if not mentions_risk(text):
-        return (), ()
+        return tuple(intents), ()
     sent = any(isinstance(i, ev.CrisisResources) for i in intents)
     crisis = () if sent else (ev.CrisisResources(SUICIDALITY_FLAG, item or ""),)
-    return crisis, (ev.RiskLanguage(now, item),)
+    return (*crisis, *(_gently(i) for i in intents)), (ev.RiskLanguage(now, item),)
+
+
+def _gently(intent: ev.Intent) -> ev.Intent:
+    if isinstance(intent, ev.Ask) and intent.problem and intent.problem.reason == "unrecognised":
+        return replace(intent, problem=replace(intent.problem, reason="how_often"))
+    return intent
 
 
 # ---- matching ------------------------------------------------------------------------------
