@@ -143,25 +143,40 @@ def words(text: str) -> Words:
     return tuple(_DOUBLED.sub(r"\1", w) for w in flat.split())
 
 
+Index = Mapping[str, tuple[Words, ...]]  # phrases by their first word
+
+
+def _index(table: Mapping[str, Iterable[str]]) -> Index:
+    by_first: dict[str, list[Words]] = {}
+    for phrases in table.values():
+        for phrase in phrases:
+            listed = words(phrase)
+            by_first.setdefault(listed[0], []).append(listed)
+    return {first: tuple(group) for first, group in by_first.items()}
+
+
+# compared as words, prepared once: every message is checked against them
 _FUZZY = frozenset(w for listed in FUZZY for w in words(listed))
+_NAMED, _WISHES, _NEGATIONS = _index(NAMED), _index(WISHES), _index(NEGATIONS)
+_ENDORSEMENTS, _DENIALS = _index(ENDORSEMENTS), _index(DENIALS)
 
 
 def mentions_risk(text: str) -> bool:
     """True when `text` names suicide or self-harm, or states a wish to die that no
     listed negation covers."""
     said = words(text)
-    if _found(said, _all(NAMED)):
+    if _found(said, _NAMED):
         return True
-    negated = _spans(said, _all(NEGATIONS))
-    return any(not _covered(span, negated) for span in _spans(said, _all(WISHES)))
+    negated = _spans(said, _NEGATIONS)
+    return any(not _covered(span, negated) for span in _spans(said, _WISHES))
 
 
 def endorses(text: str) -> bool:
     """True when a reply to a safety item says yes, or how often, in words, outside any
     listed denial."""
     said = words(text)
-    denied = _spans(said, _all(DENIALS))
-    return any(not _covered(span, denied) for span in _spans(said, _all(ENDORSEMENTS)))
+    denied = _spans(said, _DENIALS)
+    return any(not _covered(span, denied) for span in _spans(said, _ENDORSEMENTS))
 
 
 def endorsed_in_words(item: Item, text: str) -> bool:
@@ -192,22 +207,21 @@ def _gently(intent: ev.Intent) -> ev.Intent:
 # ---- matching ------------------------------------------------------------------------------
 
 
-def _all(table: Mapping[str, Iterable[str]]) -> tuple[Words, ...]:
-    return tuple(words(p) for phrases in table.values() for p in phrases)
-
-
-def _found(said: Words, phrases: Sequence[Words]) -> bool:
+def _found(said: Words, phrases: Index) -> bool:
     return bool(_spans(said, phrases))
 
 
-def _spans(said: Words, phrases: Sequence[Words]) -> list[tuple[int, int]]:
+def _spans(said: Words, phrases: Index) -> list[tuple[int, int]]:
     """(start, end) of every place a phrase occurs in `said`, word for word."""
     spans = []
-    for phrase in phrases:
-        for start in range(len(said) - len(phrase) + 1):
-            window = said[start : start + len(phrase)]
-            if all(_same(a, b) for a, b in zip(window, phrase, strict=True)):
-                spans.append((start, start + len(phrase)))
+    for start, word in enumerate(said):
+        firsts = [f for f in _FUZZY if f in phrases and f != word and _same(word, f)]
+        for first in [word, *firsts] if word in phrases else firsts:
+            for phrase in phrases[first]:
+                end = start + len(phrase)
+                rest = zip(said[start + 1 : end], phrase[1:], strict=False)
+                if end <= len(said) and all(_same(a, b) for a, b in rest):
+                    spans.append((start, end))
     return spans
 
 
@@ -218,6 +232,8 @@ def _covered(span: tuple[int, int], by: Sequence[tuple[int, int]]) -> bool:
 def _same(said: str, listed: str) -> bool:
     if said == listed:
         return True
+    if abs(len(said) - len(listed)) > 1:
+        return False
     # the Spanish "-me" (myself) must stay: "matarte" (kill you) is not "matarme"
     ending = said[-1] == listed[-1] and (said.endswith("me") or not listed.endswith("me"))
     return listed in _FUZZY and ending and _one_edit(said, listed)
