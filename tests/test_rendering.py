@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import Clinic
 from bot.domain import events as ev
+from bot.domain.crisis import CrisisLine
 from bot.domain.instruments import BloodPressure
 from bot.domain.parsing import Invalid
 from bot.domain.scoring import score
@@ -158,12 +159,19 @@ def test_sms_keeps_plain_text(catalog: Catalog) -> None:
 
 
 def test_configured_crisis_lines_replace_the_us_defaults(catalog: Catalog) -> None:
-    """A clinic outside the US lists its own crisis lines instead of 988 / 911."""
-    clinic = Clinic(name="Clinica", crisis_lines=(("Samaritans", "call 116 123"),))
+    """A clinic outside the US lists its own crisis lines instead of 988, and its
+    emergency number is still said (setting the lines never removes it)."""
+    clinic = Clinic(
+        name="Clinica",
+        country="GB",
+        emergency_number="999",
+        crisis_lines=(CrisisLine("Samaritans", "call 116 123"),),
+    )
     text = Renderer(catalog, clinic).render(
         ev.CrisisResources("suicidality", "phq9.q9"), "sms", "en"
     )
     assert text is not None and "Samaritans: call 116 123" in text.text and "988" not in text.text
+    assert "Emergency: call 999" in text.text
 
 
 def test_gsm7_segments() -> None:

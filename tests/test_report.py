@@ -146,3 +146,27 @@ def test_report_mistakes_get_one_line(
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().startswith(f"error: {message}"), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_outcome_labels_name_the_baseline_and_a_lost_response() -> None:
+    """An assessment from a mild baseline says "baseline below threshold" (no response
+    claimed); a responder who fell back reads "loss of response", not "non response"."""
+    from bot.domain.outcomes import Observation, assess
+    from bot.outputs.report import Outcome, Report
+
+    rules = CATALOG.get("phq9").outcomes
+    mild = assess([Observation(T0, 8), Observation(T0 + timedelta(days=7), 2)], rules)
+    lost = assess(
+        [Observation(T0 + timedelta(days=d), t, s)
+         for d, (t, s) in enumerate([(20, 0), (10, 3), (8, 6), (17, 8)])],
+        rules,
+    )  # fmt: skip
+    outcomes = tuple(
+        Outcome("phq9", "PHQ-9", a.baseline, a.latest, a.best, a.change, a.improvement_pct,
+                a.statuses, 2)
+        for a in (mild, lost)
+    )  # fmt: skip
+    report = Report(1, "P-1", "active", None, T0, outcomes, (), (), ())
+    html = render_html(report)
+    assert "baseline below threshold" in html and ">response<" not in html
+    assert "loss of response" in html and "non response" not in html

@@ -49,10 +49,11 @@ async def test_risk_language_with_nothing_open_alerts_without_the_words(db: Data
     assert "988" in sent
     (alert,) = await rows(db, Alert)
     assert (alert.rule, alert.level, alert.status) == ("risk_language", "urgent", "open")
-    assert alert.detail == {"in_checkin": False}
+    assert alert.detail == {"in_checkin": False, "crisis_sent_at": "2026-05-04T09:00:00+00:00"}
     (notice,) = await to(db, "dr-r")
     assert notice.startswith("URGENT: P-017, risk language detected in a message")
     assert "(outside a check-in), 04 May 09:00 UTC" in notice
+    assert "Crisis resources were sent to the patient at 09:00 UTC" in notice
     assert "kill" not in notice.lower() and "myself" not in notice.lower()
     audited = [e.action for e in await rows(db, AuditEvent)]
     assert "risk_language" in audited
@@ -70,7 +71,7 @@ async def test_risk_language_in_a_check_in_goes_on_with_the_question(db: Databas
     crisis, ask = (await to(db, "pat"))[-2:]
     assert "Línea 988" in crisis and "\n2/9: " in ask and "entendí" not in ask
     (alert,) = await rows(db, Alert)
-    assert (alert.rule, alert.detail) == ("risk_language", {"in_checkin": True})
+    assert (alert.rule, alert.detail["in_checkin"]) == ("risk_language", True)
 
 
 async def test_yes_at_item_9_is_a_crisis_alert_and_item_9_again(db: Database) -> None:
@@ -145,6 +146,7 @@ async def test_opted_out_on_sms_gets_no_message_but_the_clinician_is_told(db: Da
     assert queued == []
     (alert,) = await rows(db, Alert)
     assert alert.rule == "risk_language" and len(await to(db, "dr-r")) == 1
+    assert "crisis_sent_at" not in alert.detail  # nothing was sent: the notice must not say so
 
 
 async def test_opted_out_on_telegram_gets_crisis_resources(db: Database) -> None:

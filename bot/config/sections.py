@@ -11,6 +11,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
+from bot.config.crisis_config import clinic_crisis
 from bot.config.settings import (
     DEFAULT_DATABASE_URL,
     Clinic,
@@ -171,7 +172,7 @@ def _positive(
 def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:
     known = {
         "name", "contact", "urgent_line", "emergency_number", "show_scores", "crisis_lines",
-        "quiet_hours_start_local", "quiet_hours_end_local",
+        "country", "countries", "quiet_hours_start_local", "quiet_hours_end_local",
     }  # fmt: skip
     for key in raw:
         if key not in known:
@@ -195,7 +196,7 @@ def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:
     return Clinic(
         **texts,
         show_scores=show,
-        crisis_lines=_crisis_lines(raw, source),
+        **clinic_crisis(raw, source),
         quiet_hours_start_local=start,
         quiet_hours_end_local=end,
     )
@@ -210,22 +211,6 @@ def _local_time(value: Any, key: str, source: str) -> time:
         except ValueError:
             pass
     raise ConfigError(source, key, 'must be a local time like "08:00"')
-
-
-def _crisis_lines(raw: Mapping[str, Any], source: str) -> tuple[tuple[str, str], ...]:
-    lines = raw.get("crisis_lines")
-    if lines is None:
-        return ()
-    if not isinstance(lines, list) or not lines:
-        raise ConfigError(source, "clinic.crisis_lines", "must be a non-empty list of {name, how}")
-    parsed = []
-    for n, line in enumerate(lines):
-        if not isinstance(line, dict) or not all(
-            isinstance(line.get(k), str) for k in ("name", "how")
-        ):
-            raise ConfigError(source, f"clinic.crisis_lines[{n}]", "needs name and how, both text")
-        parsed.append((line["name"], line["how"]))
-    return tuple(parsed)
 
 
 def _table(data: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:

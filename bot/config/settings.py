@@ -11,6 +11,7 @@ from datetime import time
 from pathlib import Path
 
 from bot.domain.alerts import DEFAULT_RULES, AlertRules
+from bot.domain.crisis import Country, CrisisContacts, CrisisLine, contacts_for, country_of
 from bot.domain.schedule import Protocol, example_protocols, protocol_from_mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
@@ -22,16 +23,34 @@ class Clinic:
 
     name: str = "your clinic"
     contact: str = ""
-    urgent_line: str = ""
+    urgent_line: str = ""  # the clinic's own line: added to every crisis message when set
+    # The clinic's own country: its emergency number and crisis lines are the default, for
+    # patients whose number or time zone points to no other configured country.
+    country: str = "US"
     emergency_number: str = "911"  # said in every crisis and help message
     show_scores: bool = False
     # Empty: the templates' US defaults in the patient's language (988 call or text, 911;
     # instruments.md section 7). A clinic elsewhere lists its own lines.
-    crisis_lines: tuple[tuple[str, str], ...] = ()
+    crisis_lines: tuple[CrisisLine, ...] = ()
+    # Other countries' lines and emergency numbers ([clinic.countries.XX]).
+    countries: tuple[Country, ...] = ()
     # Scheduled messages wait for the patient's allowed window (local time); replies to a
     # patient who just wrote, and crisis messages, never wait. Equal times: no quiet hours.
     quiet_hours_start_local: time = time(20, 0)
     quiet_hours_end_local: time = time(8, 0)
+
+    @property
+    def home(self) -> Country:
+        return Country(self.country, self.emergency_number, self.crisis_lines)
+
+    def country_of(self, phone: str | None, zone: str | None) -> str:
+        """The patient's country: see :func:`bot.domain.crisis.country_of`."""
+        return country_of(phone, zone, [self.home, *self.countries], self.country)
+
+    def crisis_for(self, country: str | None, language: str) -> CrisisContacts:
+        """The lines and emergency number for a patient in `country` (None: the clinic's)."""
+        chosen = next((c for c in self.countries if c.code == country), self.home)
+        return contacts_for(chosen, language)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,16 @@ class Domain:
     key: str
     items: tuple[str, ...]
     method: DomainMethod = "max"
-    max_missing: int | None = None  # unanswered items tolerated; None: all but one
+    max_missing: int | None = None  # unanswered answers tolerated; None: all but one
+    # Groups of items of which the form asks for one ("either 6 or 7"): a group counts as
+    # one answer, given when any of its items is answered.
+    one_of: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def slots(self) -> tuple[tuple[str, ...], ...]:
+        """The answers the domain expects: each `one_of` group, then each other item."""
+        grouped = {key for group in self.one_of for key in group}
+        return (*self.one_of, *((key,) for key in self.items if key not in grouped))
 
 
 @dataclass(frozen=True)

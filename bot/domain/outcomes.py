@@ -1,5 +1,5 @@
 """Outcomes over time: baseline, change, response, remission, reliable change, early
-improvement, non-response and relapse across a treatment series.
+improvement, non-response, loss of response and relapse across a treatment series.
 
 Pure: a list of scored observations in, an :class:`Assessment` out. Thresholds come from
 the instrument's ``[outcomes]`` table (each cited there); the defaults below are the ones
@@ -9,6 +9,12 @@ Sessions: ``Observation.session`` is the number of treatment sessions completed 
 score was taken. 0 (or None) means before the series; the check-in the day after the
 fourth infusion has ``session=4``. Percentages compare with integer arithmetic, so a
 boundary (exactly 50 %) is never lost to floating point.
+
+Response and remission are claimed only from a baseline at or above the instrument's
+``response_min_baseline`` (PHQ-9 10, QIDS-SR16 11): below it the assessment says
+``baseline_below_threshold`` instead. Non-response is for a patient who never responded;
+one who had responded and falls back to the non-response criterion has a *loss of
+response* (typically during maintenance), a different clinical question.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from datetime import datetime
 class OutcomeRules:
     # >= 50 % reduction from baseline: NCQA HEDIS DRR-E, MNCM NQF 1884 (PHQ-9); STAR*D (QIDS).
     response_pct: int = 50
+    # Response and remission are reported only from a baseline at or above this. Per
+    # instrument (PHQ-9 10: HEDIS DRR-E counts response/remission from an elevated PHQ-9 > 9;
+    # QIDS-SR16 11, the lower bound of "moderate", Rush 2003). None: any baseline.
+    response_min_baseline: int | None = None
     # Remission: total at or below this. Per instrument (PHQ-9 4 i.e. < 5; QIDS-SR16 5).
     remission_max: int | None = None
     # Reliable change in points. Per instrument (PHQ-9 6, GAD-7 4: NHS Talking Therapies).
@@ -35,8 +45,9 @@ class OutcomeRules:
     nonresponse_pct: int = 20
     nonresponse_after_session: int = 4
     nonresponse_consecutive: int = 3
-    # Relapse after remission. Per instrument (PHQ-9: back to >= 10 or +5 from the nadir on
-    # two consecutive check-ins, instruments.md T4; QIDS-SR16: >= 11, STAR*D).
+    # Relapse after remission. Per instrument (PHQ-9: back to >= 10 on two consecutive
+    # check-ins, instruments.md T4; QIDS-SR16: >= 11, STAR*D). A rise from the nadir is
+    # optional (None: off); small rises are the worsening alert's, not a relapse.
     relapse_min_total: int | None = None
     relapse_rise_from_nadir: int | None = None
     relapse_consecutive: int = 1
@@ -64,6 +75,8 @@ class Assessment:
     early_improvement: bool | None = None  # None: not yet known
     non_response: bool = False
     relapse: bool = False
+    loss_of_response: bool = False  # responded earlier, now at the non-response criterion
+    baseline_below_threshold: bool = False  # response and remission are not claimed
 
     @property
     def statuses(self) -> tuple[str, ...]:
@@ -76,6 +89,8 @@ class Assessment:
             "early_improvement",
             "non_response",
             "relapse",
+            "loss_of_response",
+            "baseline_below_threshold",
         )
         return tuple(n for n in names if getattr(self, n) is True)
 
@@ -112,21 +127,38 @@ def assess(
     best = min([baseline, *(o.total for o in ordered)])
     rc = rules.reliable_change
     prior_best = min([baseline, *(o.total for o in ordered[:-1])])
+    floor = rules.response_min_baseline
+    below = floor is not None and baseline < floor
+    stalled = _non_response(ordered, baseline, rules)
+    responded = _responded_before(ordered, baseline, rules)
     return Assessment(
         baseline=baseline,
         latest=latest,
         best=best,
         change=latest - baseline,
         improvement_pct=(baseline - latest) * 100 / baseline if baseline else None,
-        response=improved_by(baseline, latest, rules.response_pct),
-        remission=rules.remission_max is not None and latest <= rules.remission_max,
+        response=not below and improved_by(baseline, latest, rules.response_pct),
+        remission=not below and _remitted(latest, rules),
         reliable_improvement=rc is not None and baseline - latest >= rc,
         reliable_worsening=rc is not None and latest - baseline >= rc,
         worsening_from_best=rc is not None and latest - prior_best >= rc,
         early_improvement=_early_improvement(ordered, baseline, rules),
-        non_response=_non_response(ordered, baseline, rules),
+        non_response=stalled and not responded,
         relapse=_relapse(ordered[1:], rules),  # remission counts only after the first score
+        loss_of_response=stalled and responded,
+        baseline_below_threshold=below,
     )
+
+
+def _responded_before(ordered: Sequence[Observation], baseline: int, rules: OutcomeRules) -> bool:
+    """An earlier post-session score (not the latest) met the response criterion. The
+    baseline floor is not applied here: it decides what is claimed, not what happened."""
+    earlier = [o for o in ordered[:-1] if o.session]
+    return any(improved_by(baseline, o.total, rules.response_pct) for o in earlier)
+
+
+def _remitted(total: int, rules: OutcomeRules) -> bool:
+    return rules.remission_max is not None and total <= rules.remission_max
 
 
 def _after_sessions(ordered: Sequence[Observation]) -> list[tuple[int, int]]:

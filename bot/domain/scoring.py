@@ -8,9 +8,10 @@ Rules (see ../shared/reference/instruments.md and each definition file):
   values missing ... substituted with the average score of the non-missing items"; MNCM
   treats decimal PHQ-9 totals as invalid). More missing: no total.
 * ``domains``: each domain is the highest (or the sum) of its answered items. A domain
-  may miss at most ``max_missing`` items (QIDS-SR16: one in sleep and psychomotor; two in
-  appetite/weight, whose form asks for only one of items 6/7 and one of 8/9); more leaves
-  the total invalid, fewer raises ``domain_item_missing`` (instruments.md section 6).
+  may miss at most ``max_missing`` answers (QIDS-SR16: one in sleep, appetite/weight and
+  psychomotor); more leaves the total invalid, fewer raises ``domain_item_missing``
+  (instruments.md section 6). A ``one_of`` group is one answer: the QIDS-SR16 form asks
+  for either item 6 or 7 and either 8 or 9, so answering one of each is complete.
 * ``none``: a checklist; it raises flags but has no total.
 * Items listed in ``never_impute`` (PHQ-9 item 9, QIDS-SR16 item 12) are never replaced by
   an average: if one is missing the total is invalid and ``safety_item_missing`` is raised.
@@ -163,11 +164,12 @@ def _by_domains(
 
 
 def _domain_shortfall(domain: Domain, answers: Mapping[str, AnswerValue]) -> int:
-    return sum(1 for key in domain.items if key not in answers)
+    """Expected answers left out: a `one_of` group is answered by any one of its items."""
+    return sum(1 for slot in domain.slots if not any(key in answers for key in slot))
 
 
 def _tolerated(domain: Domain) -> int:
-    return len(domain.items) - 1 if domain.max_missing is None else domain.max_missing
+    return len(domain.slots) - 1 if domain.max_missing is None else domain.max_missing
 
 
 def _domain_score(

@@ -74,15 +74,26 @@ class Renderer:
         # it per message was over half the rendering time (a new template needs a restart)
         self._present = frozenset(self.plain.list_templates())
 
-    def render(self, intent: ev.Intent, channel: str, language: str) -> Rendered | None:
-        """The message for `intent`, or None where the channel does not show that intent."""
+    def render(
+        self, intent: ev.Intent, channel: str, language: str, country: str | None = None
+    ) -> Rendered | None:
+        """The message for `intent`, or None where the channel does not show that intent.
+
+        `country`: the patient's (``Clinic.country_of``; None: the clinic's own). Every
+        template gets ``crisis``, the crisis lines and emergency number for that country
+        in that language (:class:`bot.domain.crisis.CrisisContacts`)."""
         language = language if language in LANGUAGES else "en"
+        crisis = self.clinic.crisis_for(country, language)
         name = template_name(intent)
         path = f"{language}/{channel}/{name}.j2"
         env = self.html if channel == "telegram" else self.plain
         if name in OPTIONAL and path not in self._present:
             return None
-        context = self._context(intent, language) | {"clinic": self.clinic, "channel": channel}
+        context = self._context(intent, language) | {
+            "clinic": self.clinic,
+            "channel": channel,
+            "crisis": crisis,
+        }
         template = env.get_template(path)
         if channel == "sms":
             text = _cheapest(template, context, first=getattr(intent, "position", 1) == 1)

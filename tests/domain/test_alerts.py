@@ -87,9 +87,9 @@ ANSWERS = [
     AnswerCase("qids_sr16", "qids_sr16.q12", 0, set()),
     AnswerCase("qids_sr16", "qids_sr16.q12", 1, {("suicidality", "urgent")}),
     AnswerCase("qids_sr16", "qids_sr16.q12", 2, {("suicidality", "crisis")}),
-    AnswerCase("madrs_s", "madrs_s.q9", 3, set()),
-    AnswerCase("madrs_s", "madrs_s.q9", 4, {("suicidality", "urgent")}),
-    AnswerCase("madrs_s", "madrs_s.q9", 6, {("suicidality", "urgent")}),
+    AnswerCase("madrs_s", "madrs_s.q9", 1, set()),
+    AnswerCase("madrs_s", "madrs_s.q9", 3, {("suicidality", "urgent")}),
+    AnswerCase("madrs_s", "madrs_s.q9", 4, {("suicidality", "crisis")}),
     AnswerCase("side_effects", "side_effects.red_flags", 0, set()),
     AnswerCase("side_effects", "side_effects.red_flags", 1, {("side_effect_red_flag", "crisis")}),
     AnswerCase("side_effects", "side_effects.chest_pain", 1, {("side_effect_red_flag", "crisis")}),
@@ -121,6 +121,10 @@ ANSWERS = [
     AnswerCase("side_effects", "side_effects.nausea", 2, set()),
     AnswerCase("side_effects", "side_effects.nausea", 3, {("severe_nausea", "routine")}),
     AnswerCase("side_effects", "side_effects.dizziness", 3, set()),
+    # MADRS-S item 9: 2-3 urgent, 4-6 crisis (anchors of the MADRS suicidal-thoughts item)
+    AnswerCase("madrs_s", "madrs_s.q9", 2, {("suicidality", "urgent")}),
+    AnswerCase("madrs_s", "madrs_s.q9", 5, {("suicidality", "crisis")}),
+    AnswerCase("madrs_s", "madrs_s.q9", 6, {("suicidality", "crisis")}),
 ]
 
 
@@ -149,7 +153,7 @@ SCORES = [
     ScoreCase("gad7", ((15, 0),), {("severe_score", "routine")}, "GAD-7 15 is D3"),
     ScoreCase("qids_sr16", ((20, 0),), set(), "QIDS 20 is below D1"),
     ScoreCase("qids_sr16", ((21, 0),), {("severe_score", "urgent")}, "QIDS 21 is D1"),
-    ScoreCase("madrs_s", ((40, 0),), set(), "no severity threshold for MADRS-S"),
+    ScoreCase("madrs_s", ((34, 0),), set(), "MADRS-S 34 is below severe"),
     ScoreCase("phq9", ((8, 0), (13, 1)), set(), "RC-1 above baseline"),
     ScoreCase("phq9", ((8, 0), (14, 1)), {("worsening", "routine")}, "RC above baseline"),
     ScoreCase("phq9", ((20, 0), (6, 1), (11, 2)), set(), "RC-1 above the best"),
@@ -184,7 +188,10 @@ SCORES = [
     ScoreCase("phq9", ((20, 0), (12, 1), (10, 2), (5, 3)), set(), "PHQ-9 5"),
     ScoreCase("phq9", ((3, 0), (3, 1)), set(), "in remission from the baseline on"),
     ScoreCase(
-        "phq9", ((20, 0), (4, 4), (10, 5), (9, 6)), {("relapse", "routine")}, ">= 10, then +5"
+        "phq9",
+        ((20, 0), (3, 4), (9, 5), (10, 6), (10, 7)),
+        {("relapse", "routine"), ("worsening", "routine")},
+        ">= 10 on two consecutive check-ins (7 above the best)",
     ),
     ScoreCase("phq9", ((20, 0), (4, 4), (10, 5), (8, 6)), set(), ">= 10 once, then +4"),
     ScoreCase(
@@ -192,6 +199,31 @@ SCORES = [
         ((20, 0), (4, 4), (10, 5), (11, 6)),
         {("relapse", "routine"), ("worsening", "routine")},
         "relapse that is also 7 above the best",
+    ),
+    # ---- issue 19, section 5 ----
+    ScoreCase("madrs_s", ((35, 0),), {("severe_score", "urgent")}, "MADRS-S 35 is severe"),
+    ScoreCase("phq9", ((20, 0), (4, 4), (10, 5), (9, 6)), set(), ">= 10 once, then 9"),
+    ScoreCase("phq9", ((20, 0), (0, 4), (5, 5), (5, 6)), set(), "5 twice after a nadir of 0"),
+    ScoreCase("qids_sr16", ((8, 0), (12, 1)), set(), "QIDS-SR16 4 above baseline"),
+    ScoreCase("qids_sr16", ((8, 0), (13, 1)), {("worsening", "routine")}, "QIDS-SR16 5 up"),
+    ScoreCase("qids_sr16", ((16, 0), (4, 3), (8, 4)), set(), "QIDS-SR16 4 above the best"),
+    ScoreCase(
+        "qids_sr16", ((16, 0), (4, 3), (9, 4)), {("worsening", "routine")}, "QIDS 5 above best"
+    ),
+    ScoreCase("madrs_s", ((30, 0), (10, 3), (19, 4)), set(), "MADRS-S 9 above the best"),
+    ScoreCase("madrs_s", ((30, 0), (10, 3), (20, 4)), {("worsening", "routine")}, "MADRS-S 10 up"),
+    ScoreCase(
+        "phq9",
+        ((20, 0), (10, 3), (8, 6), (17, 8)),
+        {("loss_of_response", "routine"), ("worsening", "routine")},
+        "a responder back to 15 % better: loss of response, not non-response",
+    ),
+    ScoreCase("phq9", ((9, 0), (6, 1), (4, 2)), set(), "no response or remission from PHQ-9 9"),
+    ScoreCase(
+        "phq9",
+        ((10, 0), (6, 1), (4, 2)),
+        {("response", "info"), ("remission", "info")},
+        "response and remission from PHQ-9 10",
     ),
 ]
 
@@ -282,11 +314,42 @@ def test_trigger_detail_is_data(full_catalog: Catalog) -> None:
         "baseline": 8,
         "change": 6,
         "improvement_pct": -75.0,
+        "baseline_below_threshold": True,
         "best": 8,
         "rise_from_best": 6,
         "previous": 8,
         "reliable_change": 6,
+        "threshold": 6,
+        "measured_from": "best",
     }
+
+
+def test_worsening_from_the_best_says_so(full_catalog: Catalog) -> None:
+    """QIDS-SR16 16 at baseline, best 4, now 14: the change from baseline (-2) would hide it;
+    the detail says it was measured from the best (up 10 from 4) and against what."""
+    case = ScoreCase("qids_sr16", ((16, 0), (4, 3), (14, 4)), set(), "")
+    by_rule = {t.rule: t for t in case.run(full_catalog)}
+    assert set(by_rule) == {"worsening", "loss_of_response", "relapse"}  # QIDS relapse: >= 11
+    detail = by_rule["worsening"].detail
+    assert (detail["change"], detail["best"], detail["rise_from_best"]) == (-2, 4, 10)
+    assert (detail["measured_from"], detail["threshold"]) == ("best", 5)
+
+
+def test_worsening_from_the_previous_score_says_so(full_catalog: Catalog) -> None:
+    """With rise_from_previous on, a rise below the best-score threshold names the previous."""
+    rules = rules_from_mapping({"rules": {"worsening": {"rise_from_previous": {"phq9": 5}}}}, "c")
+    (worse,) = ScoreCase("phq9", ((12, 0), (8, 1), (13, 2)), set(), "").run(full_catalog, rules)
+    assert (worse.detail["measured_from"], worse.detail["previous"]) == ("previous", 8)
+    assert worse.detail["threshold"] == 5
+
+
+def test_rise_from_best_is_configurable_per_instrument(full_catalog: Catalog) -> None:
+    """rise_from_best merges over the defaults: PHQ-9 set to 4 keeps QIDS-SR16 at 5."""
+    rules = rules_from_mapping({"rules": {"worsening": {"rise_from_best": {"phq9": 4}}}}, "c")
+    assert rules.worsening.rise_from_best == {"qids_sr16": 5, "madrs_s": 10, "phq9": 4}
+    four_up = ScoreCase("phq9", ((12, 0), (8, 1), (12, 2)), set(), "4 above the best")
+    assert fired(four_up.run(full_catalog)) == set()
+    assert fired(four_up.run(full_catalog, rules)) == {("worsening", "routine")}
 
 
 def all_triggers(catalog: Catalog) -> Iterator[Trigger]:
@@ -729,7 +792,7 @@ def test_disabling_a_rule(
     """enabled = false silences the rule (a disabled flag rule does not fall to other_flag)."""
     assert rule in {name for name, _ in case.expected}
     rules = rules_from_mapping({"rules": {rule: {"enabled": False}}}, "config.toml")
-    assert fired(case.run(full_catalog, rules)) == set()
+    assert fired(case.run(full_catalog, rules)) == {f for f in case.expected if f[0] != rule}
 
 
 BAD = [
@@ -751,6 +814,11 @@ BAD = [
         "[rules.worsening]\nrise_from_previous = { phq9 = true }",
         "alerts.rules.worsening.rise_from_previous.phq9",
     ),
+    (
+        "[rules.worsening]\nrise_from_best = { qids_sr16 = 0 }",
+        "alerts.rules.worsening.rise_from_best.qids_sr16",
+    ),
+    ("[rules.worsening]\nrise_from_best = 5", "alerts.rules.worsening.rise_from_best"),
     ("[rules.suicidality]\nenabled = false", "alerts.rules.suicidality.enabled"),
     ('[rules.suicidality]\nlevel = "routine"', "alerts.rules.suicidality.level"),
     ("[rules.side_effect_red_flag]\nenabled = false", "alerts.rules.side_effect_red_flag.enabled"),
@@ -798,6 +866,9 @@ def test_references_are_checked_against_the_catalog(catalog: Catalog) -> None:
     )
     with pytest.raises(ConfigError, match="phq_9"):
         check_references(typo, catalog.instruments, unavailable, "config.toml")
+    best = rules_from_mapping(parse("[rules.worsening]\nrise_from_best = { qids = 5 }"), "c")
+    with pytest.raises(ConfigError, match="qids"):
+        check_references(best, catalog.instruments, unavailable, "config.toml")
     item = rules_from_mapping(parse('[rules.suicidality]\nitems."phq9.q99" = { urgent = 1 }'), "c")
     with pytest.raises(ConfigError) as caught:
         check_references(item, catalog.instruments, unavailable, "config.toml")

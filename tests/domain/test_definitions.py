@@ -11,6 +11,7 @@ import pytest
 
 from bot.domain.definitions import instrument_from_mapping, merge_wording
 from bot.domain.errors import DefinitionError, UnknownInstrument, WordingRequired
+from bot.domain.scoring import score
 from bot.instruments import BUILTIN_DIR, Catalog, load_catalog, read_toml
 
 PHQ9_ITEMS = [
@@ -149,6 +150,47 @@ def test_broken_definitions_name_file_and_field(edit: Any, message: str) -> None
     with pytest.raises(DefinitionError) as caught:
         instrument_from_mapping(broken(edit), "phq9.toml")
     assert str(caught.value).startswith(message)
+
+
+def with_domain(**domain: Any) -> Any:
+    """An edit that scores phq9 by one max-domain over items 1-9 with `domain`'s settings."""
+    keys = [f"phq9.q{n}" for n in range(1, 10)]
+    table = {"key": "all", "items": keys, "method": "max", **domain}
+    return lambda d: d["scoring"].update(method="domains", domains=[table], never_impute=[])
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        ({"one_of": [["phq9.q1"]]}, "scoring.domains[0].one_of[0]: must be a list of two or more"),
+        ({"one_of": [["phq9.q1", "phq9.q10"]]}, "scoring.domains[0].one_of[0]: 'phq9.q10' is not"),
+        (
+            {"one_of": [["phq9.q1", "phq9.q2"], ["phq9.q2", "phq9.q3"]]},
+            "scoring.domains[0].one_of[1]: 'phq9.q2' is not",
+        ),
+        (
+            {"one_of": [["phq9.q1", "phq9.q2", "phq9.q3", "phq9.q4", "phq9.q5", "phq9.q6",
+                         "phq9.q7", "phq9.q8", "phq9.q9"]], "max_missing": 1},
+            "scoring.domains[0].max_missing: must be 0 to 0",
+        ),
+    ],
+)  # fmt: skip
+def test_one_of_groups_are_checked(domain: dict[str, Any], message: str) -> None:
+    """A one_of group needs two of the domain's own items, each in one group; max_missing
+    counts a group as one answer."""
+    with pytest.raises(DefinitionError) as caught:
+        instrument_from_mapping(broken(with_domain(**domain)), "phq9.toml")
+    assert str(caught.value).startswith(f"phq9.toml: {message}")
+
+
+def test_a_one_of_group_counts_as_one_answer() -> None:
+    """Items 1 and 2 as a one_of group: answering either completes it."""
+    data = broken(with_domain(one_of=[["phq9.q1", "phq9.q2"]], max_missing=0, method="sum"))
+    data["bands"] = []
+    instrument = instrument_from_mapping(data, "phq9.toml")
+    answers = {f"phq9.q{n}": 1 for n in range(2, 10)}
+    assert score(instrument, answers).valid
+    assert not score(instrument, {k: v for k, v in answers.items() if k != "phq9.q2"}).valid
 
 
 def test_invalid_toml_in_an_operator_directory(tmp_path: Path) -> None:

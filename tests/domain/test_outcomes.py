@@ -38,7 +38,14 @@ def test_baseline_is_the_last_score_before_the_first_session() -> None:
 
 @pytest.mark.parametrize(
     ("baseline", "latest", "response"),
-    [(20, 10, True), (20, 11, False), (21, 10, True), (21, 11, False), (1, 0, True), (0, 0, False)],
+    [
+        (20, 10, True),
+        (20, 11, False),
+        (21, 10, True),
+        (21, 11, False),
+        (10, 5, True),
+        (10, 6, False),
+    ],
 )
 def test_response_is_at_least_half(
     phq9: OutcomeRules, baseline: int, latest: int, response: bool
@@ -131,15 +138,19 @@ def test_non_response(
     [
         (((20, 0), (4, 4), (10, 5), (11, 6)), True),  # back to >= 10 twice
         (((20, 0), (4, 4), (10, 5), (8, 6)), False),  # only once
-        (((20, 0), (2, 4), (7, 5), (8, 6)), True),  # +5 from the nadir of 2, twice
-        (((20, 0), (2, 4), (6, 5), (7, 6)), False),  # +4 then +5: not two in a row
+        (((20, 0), (4, 4), (9, 5), (10, 6)), False),  # 9 is below the threshold
+        (((20, 0), (4, 4), (12, 5), (9, 6), (14, 7)), False),  # >= 10 twice, not in a row
+        (((20, 0), (4, 4), (12, 5), (9, 6), (14, 7), (10, 8)), True),  # then in a row
+        (((20, 0), (2, 4), (7, 5), (8, 6)), False),  # +5 from the nadir of 2, twice: not relapse
+        (((20, 0), (0, 4), (5, 5), (6, 6)), False),  # 5 and 6 after a nadir of 0: not relapse
         (((20, 0), (6, 4), (12, 5), (12, 6)), False),  # never remitted
     ],
 )
 def test_phq9_relapse_after_remission(
     phq9: OutcomeRules, points: tuple[tuple[int, int], ...], relapse: bool
 ) -> None:
-    """After remission, >= 10 or +5 from the nadir on two consecutive check-ins is relapse (T4)."""
+    """After remission, PHQ-9 >= 10 (Kroenke 2001 cut-point) on two consecutive check-ins is
+    relapse (T4); a small rise from the nadir to 5 or so is not."""
     assert assess(series(*points), phq9).relapse is relapse
 
 
@@ -182,3 +193,54 @@ def test_clinician_madrs_remission_is_twelve_or_less() -> None:
 
     assert assess(series((34, 0), (12, 4)), CLINICIAN_MADRS).remission
     assert not assess(series((34, 0), (13, 4)), CLINICIAN_MADRS).remission
+
+
+@pytest.mark.parametrize(
+    ("key", "baseline", "latest", "claimed"),
+    [
+        ("phq9", 10, 4, True),  # moderate baseline: response and remission
+        ("phq9", 9, 4, False),  # mild baseline: neither, baseline below threshold
+        ("phq9", 8, 0, False),
+        ("qids_sr16", 11, 5, True),
+        ("qids_sr16", 10, 5, False),
+    ],
+)
+def test_response_and_remission_need_a_baseline_at_threshold(
+    full_catalog: Catalog, key: str, baseline: int, latest: int, claimed: bool
+) -> None:
+    """Response and remission are claimed only from PHQ-9 >= 10 (HEDIS DRR-E) or QIDS-SR16 >= 11;
+    below that the assessment says baseline_below_threshold instead."""
+    result = assess(series((baseline, 0), (latest, 2)), full_catalog.get(key).outcomes)
+    assert (result.response, result.remission) == (claimed, claimed)
+    assert result.baseline_below_threshold is not claimed
+    assert ("baseline_below_threshold" in result.statuses) is not claimed
+    assert ("response" in result.statuses) is claimed
+
+
+def test_madrs_s_response_needs_a_moderate_baseline(full_catalog: Catalog) -> None:
+    """MADRS-S response is claimed from a baseline of 20 (moderate) or more, not from 19."""
+    rules = full_catalog.get("madrs_s").outcomes
+    assert assess(series((20, 0), (10, 3)), rules).response
+    below = assess(series((19, 0), (5, 3)), rules)
+    assert (below.response, below.baseline_below_threshold) == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("points", "non_response", "loss"),
+    [
+        # responded at session 3 (50 %), back to 17 (15 %) at session 8: loss of response
+        (((20, 0), (14, 1), (12, 2), (10, 3), (8, 6), (17, 8)), False, True),
+        # never responded: the same last score is non-response
+        (((20, 0), (18, 1), (17, 2), (16, 3), (16, 6), (17, 8)), True, False),
+        # responded, and still 20 % better: neither
+        (((20, 0), (10, 3), (16, 8)), False, False),
+        # a low score before the series is not a response to treatment
+        (((20, 0), (9, 0), (20, 0), (19, 4)), True, False),
+    ],
+)
+def test_loss_of_response_is_not_non_response(
+    phq9: OutcomeRules, points: tuple[tuple[int, int], ...], non_response: bool, loss: bool
+) -> None:
+    """After a response, falling back below 20 % better is loss of response, not non-response."""
+    result = assess(series(*points), phq9)
+    assert (result.non_response, result.loss_of_response) == (non_response, loss)

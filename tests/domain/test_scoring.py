@@ -90,12 +90,33 @@ def test_qids_takes_the_highest_item_in_each_group(full_catalog: Catalog) -> Non
     assert result.total == 3 + 2 + 2 + 2 + 1
 
 
-def test_qids_answers_only_one_of_each_appetite_pair(full_catalog: Catalog) -> None:
-    """The form asks for item 6 or 7 and 8 or 9: leaving the other blank still scores (flagged)."""
-    answers = {f"qids_sr16.q{n}": 1 for n in range(1, 17) if n not in (7, 9)}
+@pytest.mark.parametrize("left_out", [(7, 9), (6, 9), (7, 8), (6, 8)])
+def test_qids_answers_only_one_of_each_appetite_pair(
+    full_catalog: Catalog, left_out: tuple[int, int]
+) -> None:
+    """The form asks for item 6 or 7 and 8 or 9: a form completed so is complete, not flagged."""
+    answers = {f"qids_sr16.q{n}": 1 for n in range(1, 17) if n not in left_out}
     result = score(full_catalog.get("qids_sr16"), answers)
     assert result.valid and result.total == 9
-    assert result.flags == ("suicidality", "domain_item_missing")  # item 12 = 1, and the gaps
+    assert result.flags == ("suicidality",)  # item 12 = 1; no domain_item_missing
+
+
+@pytest.mark.parametrize("left_out", [(8, 9), (6, 7), (6, 7, 9)])
+def test_qids_a_whole_appetite_pair_left_out_is_flagged(
+    full_catalog: Catalog, left_out: tuple[int, ...]
+) -> None:
+    """Neither 8 nor 9 (or neither 6 nor 7) answered: the domain still scores, flagged."""
+    answers = {f"qids_sr16.q{n}": 1 for n in range(1, 17) if n not in left_out}
+    result = score(full_catalog.get("qids_sr16"), answers)
+    assert result.valid and result.total == 9
+    assert result.flags == ("suicidality", "domain_item_missing")
+
+
+def test_qids_appetite_domain_with_no_answer_has_no_total(full_catalog: Catalog) -> None:
+    """None of items 6-9 answered: both pairs missing is more than the one gap tolerated."""
+    answers = {f"qids_sr16.q{n}": 1 for n in range(1, 17) if n not in (6, 7, 8, 9)}
+    result = score(full_catalog.get("qids_sr16"), answers)
+    assert not result.valid and "appetite_weight" in result.reason
 
 
 def test_qids_sleep_domain_tolerates_one_missing_item_only(full_catalog: Catalog) -> None:
@@ -262,3 +283,14 @@ def test_any_complete_answer_set_scores_in_range(full_catalog: Catalog, key: str
         assert result.band is not None
 
     check()
+
+
+@pytest.mark.parametrize(("q9", "flagged"), [(1, False), (2, True), (3, True), (6, True)])
+def test_madrs_s_item_9_flags_suicidality_from_2(
+    full_catalog: Catalog, q9: int, flagged: bool
+) -> None:
+    """MADRS-S item 9 at 2 or more raises the suicidality flag, which sends the patient crisis
+    resources, as for every urgent suicidality answer (2-3 urgent, 4-6 crisis)."""
+    madrs = full_catalog.get("madrs_s")
+    answers = {f"madrs_s.q{n}": 0 for n in range(1, 9)} | {"madrs_s.q9": q9}
+    assert ("suicidality" in score(madrs, answers).flags) is flagged

@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,6 +26,8 @@ from bot.app.alerts import desk, notices
 from bot.app.alerts.actions import acknowledge_alert, resolve_alert
 from bot.domain import events as ev
 from bot.domain.alerts import (
+    CRISIS_NOTED_RULES,
+    CRISIS_SENT_AT,
     Actor,
     AlertRules,
     Change,
@@ -70,9 +72,17 @@ class Alerting:
     # ---- raising ---------------------------------------------------------------------
 
     async def on_events(
-        self, repo: Repository, patient: Patient, events: Sequence[ev.Event], now: datetime
+        self,
+        repo: Repository,
+        patient: Patient,
+        events: Sequence[ev.Event],
+        now: datetime,
+        crisis_sent_at: datetime | None = None,
     ) -> None:
-        """Raise or update alerts for what the conversation just recorded."""
+        """Raise or update alerts for what the conversation just recorded.
+
+        `crisis_sent_at`: the patient was sent crisis lines in the same transaction; the
+        alerts of ``CRISIS_NOTED_RULES`` record it, so every message about them says so."""
         triggers: list[Trigger] = []
         for event in events:
             if isinstance(event, ev.AnswerRecorded):
@@ -91,6 +101,9 @@ class Alerting:
             elif isinstance(event, ev.CheckinExpired) and not event.partial:
                 triggers += await self._missed_triggers(repo.session, patient, now)
         for trigger in triggers:
+            if crisis_sent_at is not None and trigger.rule in CRISIS_NOTED_RULES:
+                sent = crisis_sent_at.astimezone(UTC).isoformat()
+                trigger = replace(trigger, detail={**trigger.detail, CRISIS_SENT_AT: sent})
             await self._raise(repo, patient, trigger, now)
 
     async def message_set_aside(self, repo: Repository, patient: Patient, now: datetime) -> None:

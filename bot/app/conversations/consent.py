@@ -63,7 +63,7 @@ async def answer_invitation(
     await repo.enqueue(outbox_rows(ctx.renderer, patient, (*crisis, intent), source, now))
     if risk and ctx.alerting is not None:
         await repo.audit(now, "patient", "risk_language", f"patient:{patient.id}")
-        await ctx.alerting.on_events(repo, patient, risk, now)
+        await ctx.alerting.on_events(repo, patient, risk, now, crisis_sent_at=now)
 
 
 async def membership(repo: Repository, patient: Patient, status: str, now: datetime) -> None:

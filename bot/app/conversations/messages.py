@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from bot.config import Clinic
 from bot.domain import events as ev
 from bot.rendering.renderer import Renderer
 from bot.storage import outbox
@@ -27,9 +28,10 @@ def outbox_rows(
     A `source` starting ``in`` (an inbound message) makes them replies."""
     assert patient.id is not None and patient.address is not None
     answering = source.startswith("in")  # a reply to what the patient just sent
+    country = country_of(renderer.clinic, patient)
     rows = []
     for n, intent in enumerate(intents):
-        rendered = renderer.render(intent, patient.channel, patient.language)
+        rendered = renderer.render(intent, patient.channel, patient.language, country)
         if rendered is None:
             continue
         payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
@@ -53,6 +55,13 @@ def outbox_rows(
             )
         )
     return rows
+
+
+def country_of(clinic: Clinic, patient: Patient) -> str:
+    """The patient's country, for their crisis lines: an SMS patient's number says it
+    (E.164), else their time zone, else it is the clinic's own."""
+    phone = patient.address if patient.channel == "sms" else None
+    return clinic.country_of(phone, patient.timezone)
 
 
 def priority(intent: ev.Intent, answering: bool) -> int:

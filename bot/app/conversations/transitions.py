@@ -16,6 +16,7 @@ from bot.app.context import Context
 from bot.app.conversations.messages import outbox_rows
 from bot.domain import conversation as core
 from bot.domain import events as ev
+from bot.domain.crisis import LINES_KINDS
 from bot.domain.instruments import BloodPressure
 from bot.storage import checkins as q
 from bot.storage.repository import Repository
@@ -45,7 +46,11 @@ async def apply_transition(
         await _record(repo, patient, checkin, event, inbound_id)
     await repo.enqueue(outbox_rows(ctx.renderer, patient, transition.intents, source, now))
     if ctx.alerting is not None:  # same transaction: the answer and its alert together
-        await ctx.alerting.on_events(repo, patient, transition.events, now)
+        lines_sent = any(
+            isinstance(i, ev.CrisisResources) and i.flag in LINES_KINDS for i in transition.intents
+        )  # in this same transaction: the alert says so, and when
+        crisis_at = now if lines_sent else None
+        await ctx.alerting.on_events(repo, patient, transition.events, now, crisis_at)
 
 
 def update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) -> None:

@@ -49,10 +49,14 @@ from bot.domain.alerts.lifecycle import (
 )
 from bot.domain.alerts.rules import (
     CLINICIAN_CLOSES,
+    CRISIS_NOTED_RULES,
+    CRISIS_SENT_AT,
     DEFAULT_RULES,
     LEVELS,
+    RED_FLAG_PREFIX,
     RISK_LANGUAGE,
     SUICIDALITY_FLAG,
+    SYMPTOMS,
     AlertRules,
     DetailValue,
     FlagRule,
@@ -70,12 +74,16 @@ from bot.domain.alerts.rules import (
 
 __all__ = [
     "CLINICIAN_CLOSES",
+    "CRISIS_NOTED_RULES",
+    "CRISIS_SENT_AT",
     "DEFAULT_RULES",
     "LEVELS",
     "OPERATOR",
     "PATIENT",
+    "RED_FLAG_PREFIX",
     "RISK_LANGUAGE",
     "SUICIDALITY_FLAG",
+    "SYMPTOMS",
     "SYSTEM",
     "Actor",
     "AlertAcknowledged",

@@ -22,6 +22,8 @@ Everything is optional; what is named overrides :data:`DEFAULT_RULES`::
 
     [alerts.rules.worsening]
     rise_from_previous = { phq9 = 5 }              # also a rise of N from the last score
+    rise_from_best = { qids_sr16 = 5 }             # N above the best score (default: the
+                                                   # instrument's reliable change)
 
     [alerts.rules.missed_checkins]
     in_a_row = 2
@@ -31,10 +33,11 @@ Everything is optional; what is named overrides :data:`DEFAULT_RULES`::
     level = "urgent"
     flags = ["fever"]                  # "red_flag_*" matches a prefix
 
-``items`` and ``instruments`` merge key by key over the defaults; ``flags`` and
-``rise_from_previous`` replace them. A flag goes to the first rule naming it, the shipped
-rules before an operator's. ``suicidality``, ``side_effect_red_flag`` and ``risk_language``
-can be neither disabled nor set below urgent, and the red flags cannot be changed.
+``items``, ``instruments`` and ``rise_from_best`` merge key by key over the defaults;
+``flags`` and ``rise_from_previous`` replace them. A flag goes to the first rule naming it,
+the shipped rules before an operator's. ``suicidality``, ``side_effect_red_flag`` and
+``risk_language`` can be neither disabled nor set below urgent, and the red flags cannot
+be changed.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ _KEYS: dict[type[Rule], set[str]] = {
     Rule: _COMMON,
     ItemRule: _COMMON | {"items"},
     ScoreRule: {"enabled", "cooldown_h", "instruments"},  # levels come from the thresholds
-    WorseningRule: _COMMON | {"rise_from_previous"},
+    WorseningRule: _COMMON | {"rise_from_previous", "rise_from_best"},
     FlagRule: _COMMON | {"flags"},
     MissedRule: _COMMON | {"in_a_row", "level_with_open_alert"},
 }
@@ -128,7 +131,10 @@ def _rule(p: _Parser, rule: R, raw: Mapping[str, Any], path: str) -> R:
             p, rule.instruments, raw["instruments"], f"{path}.instruments", _NAME
         )
     if isinstance(rule, WorseningRule) and "rise_from_previous" in raw:
-        changes["rise_from_previous"] = _points(p, raw["rise_from_previous"], path)
+        changes["rise_from_previous"] = _points(p, raw, "rise_from_previous", path)
+    if isinstance(rule, WorseningRule) and "rise_from_best" in raw:
+        own = _points(p, raw, "rise_from_best", path)
+        changes["rise_from_best"] = MappingProxyType({**rule.rise_from_best, **own})
     if isinstance(rule, FlagRule) and "flags" in raw:
         changes["flags"] = _flags(p, raw["flags"], f"{path}.flags")
     if isinstance(rule, MissedRule):
@@ -219,8 +225,8 @@ def _thresholds(p: _Parser, raw: Any, path: str) -> Thresholds:
     return MappingProxyType(out)
 
 
-def _points(p: _Parser, raw: Any, path: str) -> Mapping[str, int]:
-    where = f"{path}.rise_from_previous"
+def _points(p: _Parser, rule: Mapping[str, Any], name: str, path: str) -> Mapping[str, int]:
+    where, raw = f"{path}.{name}", rule[name]
     if not isinstance(raw, dict):
         raise p.fail(where, "must be a table of instrument = points")
     for key in raw:
@@ -248,7 +254,9 @@ def check_references(
     instruments still without wording, whose items cannot be checked yet)."""
     known = {*instruments, *unavailable}
     base = f"{SECTION}.rules"
-    for key in [*rules.severe_score.instruments, *rules.worsening.rise_from_previous]:
+    worsening = rules.worsening
+    named = [*rules.severe_score.instruments, *worsening.rise_from_previous]
+    for key in [*named, *worsening.rise_from_best]:
         if key not in known:
             raise ConfigError(source, f"{base}.*.{key}", f"no instrument {key!r} is loaded")
     for item in rules.suicidality.items:

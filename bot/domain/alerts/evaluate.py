@@ -6,9 +6,12 @@
 * :func:`on_endorsed` (a suicidality item endorsed in words: crisis) and
   :func:`on_risk_language` (risk language in a message: the ``risk_language`` rule).
 * :func:`on_score` runs on every scored administration: an unanswered safety item, severe
-  totals, worsening (every score that meets it) and the milestones (early improvement,
-  response, remission, non-response, relapse: only on the score that makes them true, so a
-  non-responder is reported once, not at every later check-in).
+  totals, worsening (every score that meets it, measured from the best score so far and
+  said so in the detail) and the milestones (early improvement, response, remission,
+  non-response, relapse, loss of response: only on the score that makes them true, so a
+  non-responder is reported once, not at every later check-in). Response and remission
+  need a baseline at the instrument's threshold; below it the detail carries
+  ``baseline_below_threshold``.
 * :func:`on_missed` runs when a check-in expires: missed check-ins in a row.
 
 Each returns triggers; :mod:`bot.domain.alerts.lifecycle` turns a trigger into an alert.
@@ -23,6 +26,7 @@ from typing import Literal
 
 from bot.domain.alerts.lifecycle import AlertState
 from bot.domain.alerts.rules import (
+    RED_FLAG_PREFIX,
     RISK_LANGUAGE,
     SUICIDALITY_FLAG,
     AlertRules,
@@ -38,7 +42,14 @@ from bot.domain.outcomes import Assessment, Observation, assess
 from bot.domain.scoring import SAFETY_ITEM_MISSING, ScoreResult
 
 Detail = dict[str, DetailValue]
-MILESTONES = ("early_improvement", "response", "remission", "non_response", "relapse")
+MILESTONES = (
+    "early_improvement",
+    "response",
+    "remission",
+    "non_response",
+    "relapse",
+    "loss_of_response",
+)
 SERIOUS: tuple[Level, ...] = ("urgent", "crisis")
 
 
@@ -56,7 +67,8 @@ def on_answer(
     for flag in fired:
         rule = rules.flag_rule(flag)
         if flag != SUICIDALITY_FLAG and rule.enabled:
-            triggers.append(Trigger(rule.key, rule.level, now, {**detail, "flag": flag}))
+            named = {"symptoms": item.key} if flag.startswith(RED_FLAG_PREFIX) else {}
+            triggers.append(Trigger(rule.key, rule.level, now, {**detail, "flag": flag, **named}))
     return triggers
 
 
@@ -186,7 +198,10 @@ def _trajectory(
 
 def _change(a: Assessment) -> Detail:
     pct = None if a.improvement_pct is None else round(a.improvement_pct, 1)
-    return {"baseline": a.baseline, "change": a.change, "improvement_pct": pct}
+    detail: Detail = {"baseline": a.baseline, "change": a.change, "improvement_pct": pct}
+    if a.baseline_below_threshold:
+        detail["baseline_below_threshold"] = True
+    return detail
 
 
 def _worsening(
@@ -200,19 +215,21 @@ def _worsening(
     rule = rules.worsening
     prior = sorted(history, key=lambda o: o.at)
     assert after.baseline is not None  # `after` assessed at least `current`
-    best = min([after.baseline, *(o.total for o in prior)])
+    best = min([after.baseline, *(o.total for o in prior)])  # never above the baseline
     previous = prior[-1].total if prior else None
+    threshold = rule.threshold(instrument.key, instrument.outcomes.reliable_change)
+    from_best = threshold is not None and current.total - best >= threshold
     step = rule.rise_from_previous.get(instrument.key)
     from_previous = step is not None and previous is not None and current.total - previous >= step
-    if not rule.enabled or not (
-        after.reliable_worsening or after.worsening_from_best or from_previous
-    ):
+    if not rule.enabled or not (from_best or from_previous):
         return []
     facts: Detail = {
         "best": best,
         "rise_from_best": current.total - best,
         "previous": previous,
         "reliable_change": instrument.outcomes.reliable_change,
+        "threshold": threshold if from_best else step,
+        "measured_from": "best" if from_best else "previous",
     }
     return [Trigger(rule.key, rule.level, current.at, {**detail, **facts})]
 

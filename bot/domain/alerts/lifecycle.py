@@ -11,6 +11,9 @@ tense) and the clinicians to message now; nothing here stores or sends anything.
 * Unacknowledged past the deadline: the backup clinician is notified (the primary again
   when there is none); then primary and backup every ``repeat_every`` until someone
   acknowledges. Nothing is ever dropped silently.
+* An update keeps what earlier triggers established: when crisis resources were sent,
+  and every red-flag symptom named (``symptoms``). A symptom the alert did not name yet
+  is news, not a repeat: the clinicians told about the alert are told again, which one.
 * Crisis alerts, and the rules in ``CLINICIAN_CLOSES``, are resolved only by a clinician;
   anyone else's attempt is refused and recorded.
 
@@ -35,7 +38,16 @@ from bot.domain.alerts.events import (
     AlertResolved,
     AlertUpdated,
 )
-from bot.domain.alerts.rules import CLINICIAN_CLOSES, AlertRules, DetailValue, Level, Trigger, rank
+from bot.domain.alerts.rules import (
+    CLINICIAN_CLOSES,
+    CRISIS_SENT_AT,
+    SYMPTOMS,
+    AlertRules,
+    DetailValue,
+    Level,
+    Trigger,
+    rank,
+)
 
 Status = Literal["open", "acknowledged", "resolved"]
 
@@ -131,15 +143,21 @@ def _update(
     alert: AlertState, trigger: Trigger, now: datetime, rules: AlertRules, primary: int
 ) -> Change:
     upgrade = rank(trigger.level) > rank(alert.level)
+    latest = dict(trigger.detail) if rank(trigger.level) >= rank(alert.level) else alert.detail
+    detail = _carried(alert.detail, trigger.detail, latest)
     updated = replace(
-        alert,
-        occurrences=alert.occurrences + 1,
-        last_triggered_at=now,
-        detail=dict(trigger.detail) if rank(trigger.level) >= rank(alert.level) else alert.detail,
+        alert, occurrences=alert.occurrences + 1, last_triggered_at=now, detail=detail
     )
     notify: tuple[int, ...] = ()
     if upgrade:
         updated, notify = _upgrade(updated, trigger.level, now, rules, primary)
+    elif detail.get(SYMPTOMS) != alert.detail.get(SYMPTOMS) and (
+        rules.levels[alert.level].ack_within is not None
+    ):  # a red flag named after the alert was sent: its clinicians are told which
+        notify = _unique([*alert.recipients] or [primary])
+        updated = replace(
+            updated, last_notified_at=now, recipients=_unique([*alert.recipients, *notify])
+        )
     event = AlertUpdated(
         alert.code,
         alert.rule,
@@ -151,6 +169,23 @@ def _update(
         notified=notify,
     )
     return Change(updated, event, notify)
+
+
+def _carried(
+    before: Mapping[str, DetailValue],
+    trigger: Mapping[str, DetailValue],
+    latest: Mapping[str, DetailValue],
+) -> dict[str, DetailValue]:
+    """The updated alert's detail: the latest, keeping when crisis resources were sent and
+    every symptom named so far (``symptoms``, in the order they were reported)."""
+    detail = dict(latest)
+    if CRISIS_SENT_AT in before and CRISIS_SENT_AT not in detail:
+        detail[CRISIS_SENT_AT] = before[CRISIS_SENT_AT]
+    named = [str(v) for v in (before.get(SYMPTOMS), trigger.get(SYMPTOMS)) if v]
+    symptoms = list(dict.fromkeys(",".join(named).split(","))) if named else []
+    if symptoms:
+        detail[SYMPTOMS] = ",".join(symptoms)
+    return detail
 
 
 def _upgrade(

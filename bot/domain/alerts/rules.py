@@ -32,6 +32,16 @@ Thresholds = Mapping[Level, int]  # level -> the lowest value that reaches it
 
 SUICIDALITY_FLAG = "suicidality"
 RISK_LANGUAGE = "risk_language"  # a message spoke of suicide or self-harm (domain/risk.py)
+# A flag naming one red-flag symptom (red_flag_chest_pain): its trigger's detail carries
+# the item in "symptoms", which templates turn into "chest pain reported". An alert
+# updated with a symptom it did not name yet tells its clinicians again (lifecycle).
+RED_FLAG_PREFIX = "red_flag_"
+SYMPTOMS = "symptoms"  # detail key: item keys, comma-separated, first named first
+# Detail key: when crisis resources were sent to the patient (ISO 8601, UTC), set on the
+# triggers of these rules by the shell, which knows what the patient was sent; every
+# clinician message about such an alert says so.
+CRISIS_SENT_AT = "crisis_sent_at"
+CRISIS_NOTED_RULES = frozenset({"suicidality", "risk_language"})
 # Rules whose alerts only a clinician may resolve, whatever their level (crisis alerts
 # always): "never let [the bot] close the alert. Only a clinician can close the loop"
 # (instruments.md section 7, step 4; S1 "require clinician closure").
@@ -96,10 +106,16 @@ class ScoreRule(Rule):
 
 @dataclass(frozen=True)
 class WorseningRule(Rule):
-    """A rise of the instrument's reliable change from baseline or from the best score;
-    optionally also a rise of N points from the previous score, per instrument."""
+    """A rise from the best score so far (the baseline included) of `rise_from_best` points
+    for the instrument, else of its reliable change; optionally also a rise of N points from
+    the previous score, per instrument."""
 
     rise_from_previous: Mapping[str, int] = field(default_factory=dict)
+    rise_from_best: Mapping[str, int] = field(default_factory=dict)
+
+    def threshold(self, instrument: str, reliable_change: int | None) -> int | None:
+        """Points above the best score that are worsening (None: no rule for it)."""
+        return self.rise_from_best.get(instrument, reliable_change)
 
 
 @dataclass(frozen=True)
@@ -132,6 +148,7 @@ class AlertRules:
     response: Rule
     remission: Rule
     relapse: Rule
+    loss_of_response: Rule
     safety_item_missing: Rule
     missed_checkins: MissedRule
     other_flag: Rule  # a flag that no flag rule names (an operator's own instrument)
@@ -194,9 +211,12 @@ DEFAULT_RULES = AlertRules(
     levels=DEFAULT_LEVELS,
     # [I] ours: repeats of one rule within a day update one alert.
     cooldown=timedelta(hours=24),
-    # S4: PHQ-9 item 9 = 1, QIDS item 12 = 1, MADRS-S item 9 >= 4 -> P1 (VA HR 1.75 at
-    # "several days"; the MADRS-S threshold is [I]). S3: item 9 / item 12 >= 2 -> P1 in
-    # section 11, raised here to crisis (Simon 2013: steep risk gradient at >= 2).
+    # S4: PHQ-9 item 9 = 1, QIDS item 12 = 1 -> P1 (VA HR 1.75 at "several days"). S3:
+    # item 9 / item 12 >= 2 -> P1 in section 11, raised here to crisis (Simon 2013: steep
+    # risk gradient at >= 2). MADRS-S item 9 (zest for life, 0-6): 2-3 urgent, 4-6 crisis,
+    # along the anchors of the clinician MADRS suicidal-thoughts item (GENDEP, BMC Med 2009,
+    # Table 1: 2-3 weary of life, fleeting thoughts; 4-5 better off dead, suicidal thoughts
+    # common; 6 plans); section 11 had only ">= 4" as P1, an unvalidated [I] threshold.
     # Cool-down 1 h: "Still alert every time" (section 7, step 6), yet one check-in where
     # the patient goes BACK and answers again gives one alert.
     suicidality=ItemRule(
@@ -207,22 +227,37 @@ DEFAULT_RULES = AlertRules(
             {
                 "phq9.q9": {"urgent": 1, "crisis": 2},
                 "qids_sr16.q12": {"urgent": 1, "crisis": 2},
-                "madrs_s.q9": {"urgent": 4},
+                "madrs_s.q9": {"urgent": 2, "crisis": 4},
             }
         ),
     ),
-    # D1: PHQ-9 >= 20 (Kroenke & Spitzer 2002), QIDS-SR16 >= 21 ("very severe") -> P1;
-    # D3: GAD-7 >= 15 (Spitzer 2006 "severe") -> P2.
+    # D1: PHQ-9 >= 20 (Kroenke & Spitzer 2002), QIDS-SR16 >= 21 ("very severe", Rush 2003;
+    # ids-qids.org) -> P1; MADRS-S >= 35 ("severe", the Swedish primary-care bands:
+    # medicinbasen, doktorerna, distriktslakare) -> P1, each instrument's top band as for
+    # the PHQ-9; D3: GAD-7 >= 15 (Spitzer 2006 "severe") -> P2.
     severe_score=ScoreRule(
         "severe_score",
         instruments=_frozen(
-            {"phq9": {"urgent": 20}, "gad7": {"routine": 15}, "qids_sr16": {"urgent": 21}}
+            {
+                "phq9": {"urgent": 20},
+                "gad7": {"routine": 15},
+                "qids_sr16": {"urgent": 21},
+                "madrs_s": {"urgent": 35},
+            }
         ),
     ),
     # D2/D3: a rise of the reliable change (PHQ-9 6, GAD-7 4: NHS Talking Therapies) from
     # the baseline or the nadir -> P2. D2 also names "rise >= 5 from the previous score"
     # (Löwe 2004 MCID): off by default, `rise_from_previous = { phq9 = 5 }` turns it on.
-    worsening=WorseningRule("worsening", level="routine"),
+    # QIDS-SR16 and MADRS-S have no reliable change in our sources (instruments.md gives
+    # none), so [I] a conservative stand-in: the PHQ-9's MCID of 5 of 27 points (Löwe 2004,
+    # "2 standard errors of measurement"), below its reliable change of 6, scaled to each
+    # range: QIDS-SR16 5 (0-27, the PHQ-9's range and nine DSM domains), MADRS-S 10 (0-54).
+    worsening=WorseningRule(
+        "worsening",
+        level="routine",
+        rise_from_best=MappingProxyType({"qids_sr16": 5, "madrs_s": 10}),
+    ),
     # T1: < 20 % at the check-in after session 4, or 3 consecutive non-improvements
     # (Transl Psychiatry 2024) -> P2 "review before the next session".
     non_response=Rule("non_response", level="routine"),
@@ -231,8 +266,13 @@ DEFAULT_RULES = AlertRules(
     # T3: response >= 50 % / remission (HEDIS, STAR*D) -> P3.
     response=Rule("response", level="info"),
     remission=Rule("remission", level="info"),
-    # T4: after remission, back to >= 10 or +5 from the nadir on 2 check-ins -> P2.
+    # T4: after remission, PHQ-9 back to >= 10 on 2 consecutive check-ins (QIDS-SR16 >= 11,
+    # STAR*D); the thresholds are the instrument's [outcomes] -> P2.
     relapse=Rule("relapse", level="routine"),
+    # A patient who had responded (>= 50 %) and is back at the non-response criterion (< 20 %
+    # better than baseline, Transl Psychiatry 2024) has lost the response (section 9's
+    # "loss of response", typically in maintenance): said so, not "non-response" -> P2.
+    loss_of_response=Rule("loss_of_response", level="routine"),
     # S6: item 9 / item 12 unanswered -> P2.
     safety_item_missing=Rule("safety_item_missing", level="routine"),
     # M1: missed x2 -> P2; x2 after a prior S-level alert -> P1 (here: any unresolved

@@ -77,17 +77,18 @@ def _scoring(r: Reader, raw: Mapping[str, Any], items: tuple[Item, ...]) -> Scor
         for member in members:
             if member not in keys:
                 raise r.fail(f"{where}.items", f"unknown item {member!r}")
-        tolerated = r.get(d, "max_missing", where, int, None)
-        if tolerated is not None and not 0 <= tolerated < len(members):
-            raise r.fail(f"{where}.max_missing", f"must be 0 to {len(members) - 1}")
-        domains.append(
-            Domain(
-                r.get(d, "key", where, str),
-                members,
-                choice(r, d, "method", where, ("max", "sum"), "max"),
-                tolerated,
-            )
+        one_of = _one_of(r, d, where, members)
+        domain = Domain(
+            r.get(d, "key", where, str),
+            members,
+            choice(r, d, "method", where, ("max", "sum"), "max"),
+            r.get(d, "max_missing", where, int, None),
+            one_of,
         )
+        slots = len(domain.slots)
+        if domain.max_missing is not None and not 0 <= domain.max_missing < slots:
+            raise r.fail(f"{where}.max_missing", f"must be 0 to {slots - 1}")
+        domains.append(domain)
     if method == "domains" and not domains:
         raise r.fail("scoring.domains", "domain scoring needs at least one domain")
     never = tuple(r.get(raw, "never_impute", "scoring", list, []))
@@ -95,6 +96,24 @@ def _scoring(r: Reader, raw: Mapping[str, Any], items: tuple[Item, ...]) -> Scor
         if key not in keys:
             raise r.fail("scoring.never_impute", f"unknown item {key!r}")
     return Scoring(method, tuple(domains), r.get(raw, "max_missing", "scoring", int, 0), never)
+
+
+def _one_of(
+    r: Reader, raw: Mapping[str, Any], where: str, members: tuple[str, ...]
+) -> tuple[tuple[str, ...], ...]:
+    """Groups of two or more of the domain's items, each item in one group at most."""
+    groups = []
+    seen: set[str] = set()
+    for n, group in enumerate(r.get(raw, "one_of", where, list, [])):
+        path = f"{where}.one_of[{n}]"
+        if not isinstance(group, list) or len(group) < 2:
+            raise r.fail(path, "must be a list of two or more of the domain's items")
+        for key in group:
+            if key not in members or key in seen:
+                raise r.fail(path, f"{key!r} is not an item of this domain left ungrouped")
+            seen.add(key)
+        groups.append(tuple(group))
+    return tuple(groups)
 
 
 def _band(r: Reader, raw: Any, path: str) -> Band:

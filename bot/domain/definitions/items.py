@@ -11,7 +11,7 @@ from typing import Any
 from bot.domain.definitions.reader import Reader, check_unique, choice
 from bot.domain.instruments import Condition, FlagRule, Item, Option
 
-CRISIS_KINDS = ("suicidality", "medical")
+CRISIS_KINDS = ("suicidality", "medical", "blood_pressure")
 _ITEM_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
 
 
