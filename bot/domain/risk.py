@@ -56,9 +56,9 @@ NAMED: Mapping[str, tuple[str, ...]] = {
     ),
     "es": (
         "suicidio", "suicida", "suicidarme", "suicidarse", "suicidandome",
-        "matarme", "me voy a matar", "me quiero matar", "me mataria",
+        "matarme", "me voy a matar", "me quiero matar",
         "quitarme la vida", "quitarme mi vida",
-        "acabar con mi vida", "terminar con mi vida", "acabar con todo",
+        "acabar con mi vida", "terminar con mi vida",
         "hacerme dano", "autolesion", "autolesionarme", "cortarme las venas",
         "sobredosis", "ahorcarme", "tirarme de un puente",
     ),

@@ -58,13 +58,15 @@ RISK = [
     # naming suicide counts even negated or about someone else (documented choice)
     "I'm not suicidal", "I would never kill myself", "no pienso en el suicidio",
     "my friend died by suicide",
+    # item 9's own words, accident or not: the matcher cannot tell (documented)
+    "I hurt myself at the gym",
 ]  # fmt: skip
 
 NOT_RISK = [
     # figures of speech: a judgement call, see docs/ALERTS.md
     "this headache is killing me", "my back is killing me", "I'm dying to see you",
     "I'd die for a coffee", "me muero de risa", "me mata el dolor de cabeza",
-    "me muero de ganas de verte",
+    "me muero de ganas de verte", "mi mamá me mataría", "tengo que acabar con todo el trabajo",
     # clear negations of a wish
     "I don't want to die", "I do not want to die", "I never want to die",
     "no quiero morir", "No me quiero morir", "no tengo ganas de morirme",
