@@ -31,7 +31,8 @@ def planted() -> list[ev.Intent]:
     """Every clinician intent, plus notices whose detail carries the canary and wording."""
     detail = {"instrument": "phq9", "item": "phq9.q9", "item_number": 9, "value": 2,
               "total": 14, "change": 6, "session": 3, "raw_text": CANARY,
-              "answer": CANARY, "item_text": DISTINCT_WORDING[-1]}  # fmt: skip
+              "answer": CANARY, "item_text": DISTINCT_WORDING[-1], "endorsed": True,
+              "late": True, "in_checkin": True}  # fmt: skip
     notices = [
         ev.AlertNotice("ABC234", rule, level, "P-1", detail, escalation, T0)
         for rule in (
@@ -40,6 +41,7 @@ def planted() -> list[ev.Intent]:
             "missed_checkins",
             "worsening",
             "message_unprocessed",
+            "risk_language",
             "x",
         )
         for level in ("crisis", "routine")

@@ -23,6 +23,7 @@ from bot.domain.conversation import (
     step,
     to_json,
 )
+from bot.domain.late import late_reply
 from bot.instruments import load_catalog
 from bot.rendering.renderer import Renderer
 
@@ -415,3 +416,105 @@ def test_duplicate_reply_after_completion_changes_nothing(language: str) -> None
     answers = len([e for e in chat.events if isinstance(e, ev.AnswerRecorded)])
     chat.say("1")
     assert len([e for e in chat.events if isinstance(e, ev.AnswerRecorded)]) == answers == 2
+
+
+# ---- risk language, however it is said ---------------------------------------------------
+
+CRISIS_EN = "988 Suicide & Crisis Lifeline: call or text 988"
+CRISIS_ES = "Línea 988 de Prevención del Suicidio y Crisis"
+
+
+def at_item_9(language: str = "en") -> Chat:
+    chat = Chat("phq9", language=language)
+    chat.start()
+    for _ in range(8):
+        chat.say("1")
+    return chat
+
+
+@pytest.mark.parametrize("reply", ["yes", "everyday", "I want to die"])
+def test_item_9_endorsed_in_words_brings_crisis_resources_then_asks_again(reply: str) -> None:
+    """Not a value, but a yes: crisis resources at once, then item 9 again for its value;
+    the value moves on as usual (issue 19: these got a bare re-ask)."""
+    chat = at_item_9()
+    verify(chat, [
+        (reply, [CRISIS_EN, "not monitored around the clock",
+                 "Please also choose the answer below that fits best", "9/10"]),
+        ("2", ["10/10"]),
+    ])  # fmt: skip
+    endorsed = [e for e in chat.events if isinstance(e, ev.SafetyEndorsed)]
+    assert [e.item for e in endorsed] == ["phq9.q9"]
+
+
+def test_item_9_endorsed_in_spanish_words() -> None:
+    """ "todos los días" at item 9 in Spanish: the Spanish crisis lines, then item 9 again."""
+    chat = at_item_9("es")
+    verify(chat, [("todos los días", [CRISIS_ES, "Elija también la respuesta", "9/10"])])
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "crisis"),
+    [("en", "I want to kill myself", CRISIS_EN), ("es", "ya no quiero vivir", CRISIS_ES)],
+)
+def test_risk_language_during_another_item(language: str, text: str, crisis: str) -> None:
+    """Risk language at item 2: crisis resources in the patient's language, then item 2
+    again, without "I didn't understand"."""
+    chat = Chat("phq9", language=language)
+    chat.start()
+    chat.say("0")
+    reply = chat.say(text)
+    assert crisis in reply and "2/9" in reply.split(crisis, 1)[1]
+    assert "understand" not in reply and "entendí" not in reply
+    assert [e for e in chat.events if isinstance(e, ev.RiskLanguage)]
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "crisis"),
+    [
+        ("en", "i dont want to live anymore", CRISIS_EN),
+        ("en", "thinking about sucide", CRISIS_EN),
+        ("es", "Quiero quitarme la vida", CRISIS_ES),
+        ("es", "pienso en matarme", CRISIS_ES),
+    ],
+)
+def test_risk_language_with_no_check_in_open(language: str, text: str, crisis: str) -> None:
+    """No check-in open, or one already finished: crisis resources, not "nothing open"."""
+    chat = Chat("phq2", language=language)
+    chat.start()
+    chat.say("0")
+    chat.say("0")
+    reply = chat.say(text)
+    assert crisis in reply and "check-in" not in reply.lower()
+    assert isinstance(chat.events[-1], ev.RiskLanguage)
+
+
+def test_risk_language_after_stop_still_gets_crisis_resources() -> None:
+    """Opted out, the core still answers risk language (the shell drops it where the
+    carrier would block it: SMS after STOP)."""
+    chat = Chat("phq2")
+    chat.start()
+    chat.say("STOP")
+    assert CRISIS_EN in chat.say("I want to die")
+    assert chat.say("hello?") == ""
+
+
+@pytest.mark.parametrize(
+    ("language", "text"), [("en", "I don't want to die"), ("es", "no quiero morir")]
+)
+def test_a_clear_negation_of_a_wish_is_not_risk_language(language: str, text: str) -> None:
+    """ "I don't want to die" with nothing open gets the usual answer, no crisis message."""
+    chat = Chat("phq2", language=language)
+    chat.conv = None
+    reply = chat.say(text)
+    assert "988" not in reply and not chat.events
+
+
+def test_a_late_item_9_answer_after_expiry_is_not_lost() -> None:
+    """The check-in expired at item 9; "3" an hour later gets crisis resources and the
+    late-answer event, the closed check-in untouched."""
+    chat = at_item_9()
+    assert chat.conv is not None
+    chat.conv = expire(chat.conv, chat.setting, chat.now).state
+    t = late_reply(chat.conv, "3", chat.setting, chat.now + timedelta(hours=1))
+    assert t is not None and CRISIS_EN in chat.render(t.intents)
+    assert [type(e) for e in t.events] == [ev.LateAnswer] and t.state == chat.conv

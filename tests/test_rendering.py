@@ -77,6 +77,7 @@ def every_intent(catalog: Catalog) -> list[ev.Intent]:
                 "ambiguous",
                 "unrecognised",
                 "implausible",
+                "how_often",
             ):
                 intents.append(ev.Ask(item.key, 1, 9, problem=Invalid(reason, "7", (0, 3))))  # type: ignore[arg-type]
     return intents

@@ -13,57 +13,54 @@ reminder resumes at the same item; STOP cancels the check-in (answers kept and s
 partial) and opts the patient out; START opts back in; HELP explains.
 Anything else is re-asked with the reason; the third such reply in a row also gets HELP.
 A safety answer that raises a flag sends crisis resources before the next question.
+
+Safety, however the patient says it (:mod:`bot.domain.risk`): any message with risk
+language gets crisis resources first and a ``RiskLanguage`` event, wherever it comes; at
+a suicidality safety item, a typed reply that is not a value but endorses ("yes",
+"sometimes") or holds risk language also gets ``SafetyEndorsed`` (the alert, at crisis
+level) and the item is asked again for its value. An expired check-in remembers the item
+it was asking (``last_asked``) so a late answer to it is not lost (:mod:`.late`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, Literal
 
 from bot.domain import events as ev
-from bot.domain.instruments import AnswerValue, BloodPressure, Instrument, Item
+from bot.domain.conversation_state import (
+    OPEN,
+    Conversation,
+    Setting,
+    Status,
+    Transition,
+    from_json,
+    to_json,
+)
+from bot.domain.instruments import AnswerValue, Instrument, Item
 from bot.domain.parsing import Answer, Command, Invalid, parse_command, parse_reply
+from bot.domain.risk import endorsed_in_words, risk_reply
 from bot.domain.scoring import ScoreResult, lowered_after_endorsement, score
 
-Status = Literal["pending", "asking", "paused", "completed", "expired", "cancelled"]
-OPEN: tuple[Status, ...] = ("pending", "asking", "paused")
+# Re-exported: the shell and the tests take the state types from here, with the steps.
+__all__ = [
+    "OPEN",
+    "Conversation",
+    "Setting",
+    "Status",
+    "Transition",
+    "begin",
+    "expire",
+    "from_json",
+    "outside",
+    "press",
+    "remind",
+    "step",
+    "to_json",
+]
+
 INVALID_BEFORE_HELP = 3
-
-
-@dataclass(frozen=True)
-class Conversation:
-    instruments: tuple[str, ...]
-    status: Status = "pending"
-    current: str | None = None
-    answers: Mapping[str, AnswerValue] = field(default_factory=dict)
-    skipped: tuple[str, ...] = ()
-    invalid_streak: int = 0
-    crisis_sent: tuple[str, ...] = ()
-    # safety items whose endorsed answer was lowered after BACK: scored with the latest
-    # answer, flagged ``safety_item_changed`` (the stored rows keep every answer given)
-    lowered: tuple[str, ...] = ()
-
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN
-
-
-@dataclass(frozen=True)
-class Setting:
-    """What the conversation needs to know about the clinic and the patient."""
-
-    instruments: Mapping[str, Instrument]
-    language: str = "en"
-    show_scores: bool = False
-
-
-@dataclass(frozen=True)
-class Transition:
-    state: Conversation
-    intents: tuple[ev.Intent, ...] = ()
-    events: tuple[ev.Event, ...] = ()
 
 
 def begin(conv: Conversation, setting: Setting, now: datetime) -> Transition:
@@ -80,6 +77,14 @@ def begin(conv: Conversation, setting: Setting, now: datetime) -> Transition:
 
 def step(conv: Conversation, text: str, setting: Setting, now: datetime) -> Transition:
     """Take one reply from the patient to an open check-in."""
+    t = _step(conv, text, setting, now)
+    if not conv.is_open:
+        return t
+    intents, found = risk_reply(text, now, conv.current, t.intents)
+    return replace(t, intents=intents, events=(*t.events, *found))
+
+
+def _step(conv: Conversation, text: str, setting: Setting, now: datetime) -> Transition:
     if conv.status == "pending":
         return begin(conv, setting, now)
     if not conv.is_open or conv.current is None:
@@ -88,6 +93,10 @@ def step(conv: Conversation, text: str, setting: Setting, now: datetime) -> Tran
     parsed = parse_reply(item, text, setting.language)
     if isinstance(parsed, Command):
         return _command(conv, parsed, item, setting, now)
+    if isinstance(parsed, Invalid) and endorsed_in_words(item, text):
+        t = _endorsed(replace(conv, status="asking"), parsed, item, setting, now)
+        woke = (ev.CheckinResumed(now),) if conv.status == "paused" else ()
+        return replace(t, events=(*woke, *t.events))
     if conv.status == "paused":
         resumed = replace(conv, status="asking")
         if isinstance(parsed, Answer):
@@ -129,7 +138,7 @@ def expire(conv: Conversation, setting: Setting, now: datetime) -> Transition:
     """Close an unfinished check-in, keeping and scoring what was answered (marked partial)."""
     if not conv.is_open:
         return Transition(conv)
-    closed = replace(conv, status="expired", current=None)
+    closed = replace(conv, status="expired", current=None, last_asked=conv.current)
     scores = _partial_scores(conv, setting, now)
     return Transition(closed, (), (*scores, ev.CheckinExpired(now, partial=bool(conv.answers))))
 
@@ -150,6 +159,9 @@ def outside(
     out a patient hears nothing more unless they send START or HELP."""
     command = parse_command(text, language)
     name = command.name if command else None
+    crisis, found = risk_reply(text, now, None, ())
+    if found:  # opted out or not: the shell knows where it may reply
+        return crisis, found
     if name == "start":
         return (ev.OptInConfirmed(already=not opted_out),), (
             (ev.OptedIn(now),) if opted_out else ()
@@ -199,6 +211,18 @@ def _invalid(conv: Conversation, problem: Invalid, setting: Setting) -> Transiti
         return Transition(reset, (ev.Help(reason="repeated_invalid"), ask))
     counted = replace(conv, invalid_streak=streak)
     return Transition(counted, (replace(_ask(counted, setting), problem=problem),))
+
+
+def _endorsed(
+    conv: Conversation, problem: Invalid, item: Item, setting: Setting, now: datetime
+) -> Transition:
+    """Crisis resources (once per check-in), the alert, and the item asked again."""
+    t = _invalid(conv, Invalid("how_often", "", problem.candidates), setting)
+    event = ev.SafetyEndorsed(item.key, _instrument_of(item, setting).key, now)
+    if item.crisis is None or item.crisis in conv.crisis_sent:
+        return replace(t, events=(event,))
+    sent = replace(t.state, crisis_sent=(*t.state.crisis_sent, item.crisis))
+    return Transition(sent, (ev.CrisisResources(item.crisis, item.key), *t.intents), (event,))
 
 
 def _back(conv: Conversation, setting: Setting, events: tuple[ev.Event, ...]) -> Transition:
@@ -327,40 +351,3 @@ def _score(conv: Conversation, instrument: Instrument) -> ScoreResult:
 
 
 # ---- persistence (plain JSON-able values) ------------------------------------------------
-
-
-def to_json(conv: Conversation) -> dict[str, Any]:
-    return {
-        "instruments": list(conv.instruments),
-        "status": conv.status,
-        "current": conv.current,
-        "answers": {k: _value_json(v) for k, v in conv.answers.items()},
-        "skipped": list(conv.skipped),
-        "invalid_streak": conv.invalid_streak,
-        "crisis_sent": list(conv.crisis_sent),
-        "lowered": list(conv.lowered),
-    }
-
-
-def from_json(data: Mapping[str, Any]) -> Conversation:
-    return Conversation(
-        instruments=tuple(data["instruments"]),
-        status=data["status"],
-        current=data.get("current"),
-        answers={k: _value_from_json(v) for k, v in data.get("answers", {}).items()},
-        skipped=tuple(data.get("skipped", ())),
-        invalid_streak=int(data.get("invalid_streak", 0)),
-        crisis_sent=tuple(data.get("crisis_sent", ())),
-        lowered=tuple(data.get("lowered", ())),
-    )
-
-
-def _value_json(value: AnswerValue) -> int | str:
-    return str(value) if isinstance(value, BloodPressure) else value
-
-
-def _value_from_json(value: int | str) -> AnswerValue:
-    if isinstance(value, str):
-        systolic, diastolic = value.split("/")
-        return BloodPressure(int(systolic), int(diastolic))
-    return value

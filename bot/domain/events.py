@@ -45,7 +45,8 @@ class Answered:
 
 @dataclass(frozen=True)
 class CrisisResources:
-    """Sent at once, before anything else, when a safety answer raises a flag."""
+    """Sent at once, before anything else, when a safety answer raises a flag, a safety
+    item is endorsed in words, or a message holds risk language (`item` "": no item)."""
 
     flag: str
     item: str
@@ -236,6 +237,36 @@ class FlagRaised:
 
 
 @dataclass(frozen=True)
+class RiskLanguage:
+    """A message spoke of suicide, self-harm or a wish to die (:mod:`bot.domain.risk`).
+    When, and the item being asked if any; never the words."""
+
+    at: datetime
+    item: str | None = None
+
+
+@dataclass(frozen=True)
+class SafetyEndorsed:
+    """A typed reply to a suicidality safety item was not one of its values but said yes
+    ("yes", "sometimes", "todos los días") or spoke of risk; the item is asked again."""
+
+    item: str
+    instrument: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LateAnswer:
+    """A reply that raises a flag on the safety item an expired check-in was asking when it
+    closed. Not stored as an answer (the check-in is closed and scored); rules read it."""
+
+    item: str
+    instrument: str
+    value: AnswerValue
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ScoreRecorded:
     result: ScoreResult
     partial: bool
@@ -287,6 +318,9 @@ Event = (
     AnswerRecorded
     | ItemSkipped
     | FlagRaised
+    | RiskLanguage
+    | SafetyEndorsed
+    | LateAnswer
     | ScoreRecorded
     | CheckinStarted
     | CheckinPaused

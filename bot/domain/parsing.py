@@ -21,8 +21,9 @@ from bot.domain.instruments import DEFAULT_LANGUAGE, AnswerValue, BloodPressure,
 
 CommandName = Literal["back", "skip", "pause", "stop", "start", "help"]
 InvalidReason = Literal[
-    "empty", "out_of_range", "not_whole", "ambiguous", "unrecognised", "implausible"
-]
+    "empty", "out_of_range", "not_whole", "ambiguous", "unrecognised", "implausible",
+    "how_often",  # a safety item endorsed in words: which option (bot/domain/risk.py)
+]  # fmt: skip
 
 MAX_REPLY_CHARS = 200
 MIN_PREFIX = (

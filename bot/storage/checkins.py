@@ -54,6 +54,16 @@ async def open_checkin(session: AsyncSession, patient_id: int) -> Checkin | None
     return (await session.exec(statement)).first()
 
 
+async def latest_closed(session: AsyncSession, patient_id: int) -> Checkin | None:
+    """The patient's check-in that closed last (completed, expired or cancelled)."""
+    statement = (
+        select(Checkin)
+        .where(Checkin.patient_id == patient_id, col(Checkin.status).in_(CLOSED_STATUSES))
+        .order_by(col(Checkin.due_at).desc(), col(Checkin.id).desc())
+    )
+    return (await session.exec(statement.limit(1))).first()
+
+
 async def claim_due(repo: Repository, now: datetime, limit: int, lease: timedelta) -> list[int]:
     """Due pending check-ins of active patients with none open, leased to this worker.
 

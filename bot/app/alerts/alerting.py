@@ -36,7 +36,10 @@ from bot.domain.alerts import (
     escalate,
     new_code,
     on_answer,
+    on_endorsed,
+    on_late_answer,
     on_missed,
+    on_risk_language,
     on_score,
     on_wording_missing,
     raise_or_update,
@@ -94,6 +97,14 @@ class Alerting:
                 item = instrument.item(event.item)
                 if lowered_after_endorsement(item, event.previous, event.value):
                     lowered.append(event)
+            elif isinstance(event, ev.LateAnswer):
+                instrument = self.catalog.get(event.instrument)
+                triggers += on_late_answer(instrument, event.item, event.value, self.rules, now)
+            elif isinstance(event, ev.SafetyEndorsed):
+                instrument = self.catalog.get(event.instrument)
+                triggers += on_endorsed(instrument, event.item, self.rules, now)
+            elif isinstance(event, ev.RiskLanguage):
+                triggers += on_risk_language(self.rules, now, in_checkin=event.item is not None)
             elif isinstance(event, ev.ScoreRecorded):
                 triggers += await self._score_triggers(repo.session, patient, event, now)
             elif isinstance(event, ev.CheckinExpired) and not event.partial:

@@ -1,5 +1,6 @@
 """Enrolment and consent over a patient's own channel: the SMS invitation and its answer
-(YES starts, STOP declines, anything else repeats the question), and Telegram telling us
+(YES starts, STOP declines, anything else repeats the question; risk language first gets
+the crisis resources and the clinician's alert), and Telegram telling us
 that the patient blocked or unblocked the bot. Every change is audited."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from bot.app.conversations.messages import outbox_rows
 from bot.domain import events as ev
 from bot.domain.errors import NotFound
 from bot.domain.parsing import normalize, parse_command
+from bot.domain.risk import risk_reply
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage, Patient
 
@@ -57,7 +59,11 @@ async def answer_invitation(
         intent = ev.OptOutConfirmed()
     else:
         intent = ev.Invitation()
-    await repo.enqueue(outbox_rows(ctx.renderer, patient, (intent,), source, now))
+    crisis, risk = risk_reply(message.text, now, None, ())  # they wrote to us: we may answer
+    await repo.enqueue(outbox_rows(ctx.renderer, patient, (*crisis, intent), source, now))
+    if risk and ctx.alerting is not None:
+        await repo.audit(now, "patient", "risk_language", f"patient:{patient.id}")
+        await ctx.alerting.on_events(repo, patient, risk, now, crisis_sent_at=now)
 
 
 async def membership(repo: Repository, patient: Patient, status: str, now: datetime) -> None:

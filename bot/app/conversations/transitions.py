@@ -99,6 +99,11 @@ async def _record(
             flag=event.flag,
             item=event.item,
         )
+    elif isinstance(event, ev.RiskLanguage | ev.SafetyEndorsed | ev.LateAnswer):
+        # which safety signal and the item key; never the words (the inbound row has them)
+        name = {ev.RiskLanguage: "risk_language", ev.SafetyEndorsed: "safety_endorsed"}
+        action = name.get(type(event), "late_answer")
+        await repo.audit(event.at, "patient", action, f"patient:{patient.id}", item=event.item)
     elif isinstance(event, ev.OptedOut):
         patient.status = "opted_out"
         await repo.add(patient)

@@ -15,7 +15,15 @@ The names below are the family's public surface; code outside it imports from he
 
 from bot.domain.alerts.amend import safety_answer_lowered
 from bot.domain.alerts.config import check_references, rules_from_mapping
-from bot.domain.alerts.evaluate import CheckinOutcome, on_answer, on_missed, on_score
+from bot.domain.alerts.evaluate import (
+    CheckinOutcome,
+    on_answer,
+    on_endorsed,
+    on_late_answer,
+    on_missed,
+    on_risk_language,
+    on_score,
+)
 from bot.domain.alerts.events import (
     OPERATOR,
     PATIENT,
@@ -49,6 +57,7 @@ from bot.domain.alerts.rules import (
     DEFAULT_RULES,
     LEVELS,
     RED_FLAG_PREFIX,
+    RISK_LANGUAGE,
     SUICIDALITY_FLAG,
     SYMPTOMS,
     AlertRules,
@@ -76,6 +85,7 @@ __all__ = [
     "OPERATOR",
     "PATIENT",
     "RED_FLAG_PREFIX",
+    "RISK_LANGUAGE",
     "SUICIDALITY_FLAG",
     "SYMPTOMS",
     "SYSTEM",
@@ -111,7 +121,10 @@ __all__ = [
     "new_code",
     "normalize_code",
     "on_answer",
+    "on_endorsed",
+    "on_late_answer",
     "on_missed",
+    "on_risk_language",
     "on_score",
     "on_wording_missing",
     "raise_or_update",

@@ -35,8 +35,9 @@ Everything is optional; what is named overrides :data:`DEFAULT_RULES`::
 
 ``items``, ``instruments`` and ``rise_from_best`` merge key by key over the defaults;
 ``flags`` and ``rise_from_previous`` replace them. A flag goes to the first rule naming it,
-the shipped rules before an operator's. ``suicidality`` and ``side_effect_red_flag`` can be
-neither disabled nor set below urgent, and the latter's flags cannot be changed.
+the shipped rules before an operator's. ``suicidality``, ``side_effect_red_flag`` and
+``risk_language`` can be neither disabled nor set below urgent, and the red flags cannot
+be changed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """Alert rules applied to what happened: an answer, a score, missed check-ins. Pure.
 
 * :func:`on_answer` runs on every answer, before the questionnaire ends: suicidality
-  items, side-effect red flags, blood pressure and the other answer flags.
+  items, side-effect red flags, blood pressure and the other answer flags; also on a late
+  answer to the safety item of an expired check-in (:func:`on_late_answer`).
+* :func:`on_endorsed` (a suicidality item endorsed in words: crisis) and
+  :func:`on_risk_language` (risk language in a message: the ``risk_language`` rule).
 * :func:`on_score` runs on every scored administration: an unanswered safety item, severe
   totals, worsening (every score that meets it, measured from the best score so far and
   said so in the detail) and the milestones (early improvement, response, remission,
@@ -17,13 +20,14 @@ Each returns triggers; :mod:`bot.domain.alerts.lifecycle` turns a trigger into a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from bot.domain.alerts.lifecycle import AlertState
 from bot.domain.alerts.rules import (
     RED_FLAG_PREFIX,
+    RISK_LANGUAGE,
     SUICIDALITY_FLAG,
     AlertRules,
     DetailValue,
@@ -66,6 +70,32 @@ def on_answer(
             named = {"symptoms": item.key} if flag.startswith(RED_FLAG_PREFIX) else {}
             triggers.append(Trigger(rule.key, rule.level, now, {**detail, "flag": flag, **named}))
     return triggers
+
+
+def on_late_answer(
+    instrument: Instrument, item_key: str, value: AnswerValue, rules: AlertRules, now: datetime
+) -> list[Trigger]:
+    """Triggers from an answer to the safety item of a check-in that had expired: as
+    :func:`on_answer`, the detail marked ``late``."""
+    triggers = on_answer(instrument, item_key, value, rules, now)
+    return [replace(t, detail={**t.detail, "late": True}) for t in triggers]
+
+
+def on_endorsed(
+    instrument: Instrument, item_key: str, rules: AlertRules, now: datetime
+) -> list[Trigger]:
+    """A suicidality item answered "yes" (or with risk language) in words, not as a value:
+    the suicidality alert at crisis level, since how often is not yet known."""
+    item = instrument.item(item_key)
+    detail: Detail = {"instrument": instrument.key, "item": item.key, "item_number": item.number}
+    return [Trigger(rules.suicidality.key, "crisis", now, {**detail, "endorsed": True})]
+
+
+def on_risk_language(rules: AlertRules, now: datetime, in_checkin: bool) -> list[Trigger]:
+    """Risk language in a message: that it was detected, when (the trigger's time) and
+    whether a check-in was open. Never the words."""
+    rule = rules.risk_language
+    return [Trigger(RISK_LANGUAGE, rule.level, now, {"in_checkin": in_checkin})]
 
 
 def _suicidality(

@@ -31,6 +31,7 @@ DetailValue = str | int | float | bool | None
 Thresholds = Mapping[Level, int]  # level -> the lowest value that reaches it
 
 SUICIDALITY_FLAG = "suicidality"
+RISK_LANGUAGE = "risk_language"  # a message spoke of suicide or self-harm (domain/risk.py)
 # A flag naming one red-flag symptom (red_flag_chest_pain): its trigger's detail carries
 # the item in "symptoms", which templates turn into "chest pain reported". An alert
 # updated with a symptom it did not name yet tells its clinicians again (lifecycle).
@@ -44,11 +45,16 @@ CRISIS_NOTED_RULES = frozenset({"suicidality", "risk_language"})
 # Rules whose alerts only a clinician may resolve, whatever their level (crisis alerts
 # always): "never let [the bot] close the alert. Only a clinician can close the loop"
 # (instruments.md section 7, step 4; S1 "require clinician closure").
-CLINICIAN_CLOSES = frozenset({"suicidality", "side_effect_red_flag"})
+CLINICIAN_CLOSES = frozenset({"suicidality", "side_effect_red_flag", RISK_LANGUAGE})
 # Rules that an operator may neither disable nor set below urgent: DESIGN.md "Clinical
-# behaviour that must never be wrong" (a positive suicidality answer sends an urgent alert)
-# and AE3 (red-flag symptoms after a session are an emergency).
-PROTECTED: Mapping[str, Level] = {"suicidality": "urgent", "side_effect_red_flag": "urgent"}
+# behaviour that must never be wrong" (a positive suicidality answer sends an urgent alert),
+# AE3 (red-flag symptoms after a session are an emergency), and risk language in a
+# message, which is a suicidality signal however it came (issue 19).
+PROTECTED: Mapping[str, Level] = {
+    "suicidality": "urgent",
+    "side_effect_red_flag": "urgent",
+    RISK_LANGUAGE: "urgent",
+}
 
 
 def rank(level: Level) -> int:
@@ -146,6 +152,7 @@ class AlertRules:
     safety_item_missing: Rule
     missed_checkins: MissedRule
     other_flag: Rule  # a flag that no flag rule names (an operator's own instrument)
+    risk_language: Rule
     flag_rules: tuple[FlagRule, ...] = ()  # in order: the first rule naming a flag takes it
     # a due check-in's instrument has no wording in the patient's language (once per
     # patient and instrument): [I] ours, P2, so a screening that is not happening is known
@@ -276,6 +283,9 @@ DEFAULT_RULES = AlertRules(
     missed_checkins=MissedRule("missed_checkins", level="routine"),
     # [I] ours: a flag no rule names still reaches a clinician.
     other_flag=Rule("other_flag", level="routine"),
+    # [I] ours (issue 19): risk language in any message -> P1, like a positive S4 answer;
+    # repeats update the open alert, never page twice (the lifecycle's rule).
+    risk_language=Rule(RISK_LANGUAGE, level="urgent"),
     flag_rules=(
         # AE3: chest pain, shortness of breath, sudden severe headache, visual disturbance,
         # seizure, confusion after a session -> P0 (Spravato PI hypertensive crisis).
