@@ -29,25 +29,32 @@ from bot.domain.alerts import (
     Actor,
     AlertRules,
     Change,
+    OptOutFacts,
+    OptOutHow,
     Trigger,
+    endorsed_since,
     escalate,
+    is_safety_item,
     new_code,
     on_answer,
     on_missed,
+    on_opted_out,
     on_score,
     raise_or_update,
+    serious_open,
 )
 from bot.domain.outcomes import Observation
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer
-from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import (
+    answers_since,
     count_before,
     recent_outcomes,
     session_times,
     state_of,
     store,
 )
+from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import primary as primary_of
 from bot.storage.alerts import unresolved as rows_for
 from bot.storage.repository import Repository
@@ -79,7 +86,25 @@ class Alerting:
                 triggers += await self._score_triggers(repo.session, patient, event, now)
             elif isinstance(event, ev.CheckinExpired) and not event.partial:
                 triggers += await self._missed_triggers(repo.session, patient, now)
+            elif isinstance(event, ev.OptedOut):
+                facts = ("stop", event.in_checkin, event.safety_item)
+                triggers += await self._opt_out_triggers(repo.session, patient, *facts, now)
         for trigger in triggers:
+            await self._raise(repo, patient, trigger, now)
+
+    async def opted_out(
+        self,
+        repo: Repository,
+        patient: Patient,
+        how: OptOutHow,
+        in_checkin: bool,
+        safety_item: str | None,
+        now: datetime,
+    ) -> None:
+        """The patient stopped other than by the STOP command (blocked the bot, declined
+        the invitation): the clinician is told, as for STOP."""
+        args = (how, in_checkin, safety_item, now)
+        for trigger in await self._opt_out_triggers(repo.session, patient, *args):
             await self._raise(repo, patient, trigger, now)
 
     async def message_set_aside(self, repo: Repository, patient: Patient, now: datetime) -> None:
@@ -120,6 +145,34 @@ class Alerting:
         recent = await recent_outcomes(session, patient.id)
         open_alerts = [state_of(r) for r in await rows_for(session, patient.id)]
         return on_missed(recent, open_alerts, self.rules, now)
+
+    async def _opt_out_triggers(
+        self,
+        session: AsyncSession,
+        patient: Patient,
+        how: OptOutHow,
+        in_checkin: bool,
+        safety_item: str | None,
+        now: datetime,
+    ) -> list[Trigger]:
+        """The facts a stop is judged by: open serious alerts, recent endorsed safety
+        items (answer values only), the safety item the stopped check-in had reached."""
+        assert patient.id is not None
+        rule = self.rules.opted_out
+        items = {i.key: i for ins in self.catalog for i in ins.items if is_safety_item(i)}
+        answers = await answers_since(session, patient.id, now - rule.recent, sorted(items))
+        facts = OptOutFacts(
+            how,
+            in_checkin=in_checkin,
+            open_serious_alert=serious_open(
+                [state_of(r) for r in await rows_for(session, patient.id)], rule
+            ),
+            endorsed_recently=endorsed_since(
+                [(items[key], value, at) for key, value, at in answers], now - rule.recent
+            ),
+            reached_item=items.get(safety_item) if safety_item else None,
+        )
+        return on_opted_out(facts, self.rules, now)
 
     async def _raise(
         self, repo: Repository, patient: Patient, trigger: Trigger, now: datetime

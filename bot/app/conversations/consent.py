@@ -1,6 +1,8 @@
 """Enrolment and consent over a patient's own channel: the SMS invitation and its answer
 (YES starts, STOP declines, anything else repeats the question), and Telegram telling us
-that the patient blocked or unblocked the bot. Every change is audited."""
+that the patient blocked or unblocked the bot. Every change is audited; declining and
+blocking also raise the ``opted_out`` alert, so the clinician knows the patient is no
+longer measured (unblocking or opting back in leaves that alert for them to close)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from datetime import datetime
 
 from bot.app.context import Context
 from bot.app.conversations.messages import outbox_rows
+from bot.domain import conversation as core
 from bot.domain import events as ev
 from bot.domain.errors import NotFound
 from bot.domain.parsing import normalize, parse_command
+from bot.storage import checkins as q
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage, Patient
 
@@ -54,15 +58,20 @@ async def answer_invitation(
         patient.status = "opted_out"
         await repo.add(patient)
         await repo.audit(now, "patient", "consent_refused", f"patient:{patient.id}")
+        if ctx.alerting is not None:
+            await ctx.alerting.opted_out(repo, patient, "declined", False, None, now)
         intent = ev.OptOutConfirmed()
     else:
         intent = ev.Invitation()
     await repo.enqueue(outbox_rows(ctx.renderer, patient, (intent,), source, now))
 
 
-async def membership(repo: Repository, patient: Patient, status: str, now: datetime) -> None:
+async def membership(
+    ctx: Context, repo: Repository, patient: Patient, status: str, now: datetime
+) -> None:
     """Telegram's my_chat_member: the patient blocked (kicked) or unblocked the bot."""
     if status == "kicked" and patient.status != "blocked":
+        await _blocked_alert(ctx, repo, patient, now)
         patient.status = "blocked"
     elif status == "member" and patient.status == "blocked":
         patient.status = "active"
@@ -75,3 +84,16 @@ async def membership(repo: Repository, patient: Patient, status: str, now: datet
         f"bot_{'blocked' if status == 'kicked' else 'unblocked'}",
         f"patient:{patient.id}",
     )
+
+
+async def _blocked_alert(ctx: Context, repo: Repository, patient: Patient, now: datetime) -> None:
+    """Blocking is opting out on Telegram: the clinician is told, urgently when at risk
+    (the open check-in, if any, stays open and will expire)."""
+    assert patient.id is not None
+    if ctx.alerting is None or patient.status not in ("active", "paused"):
+        return  # opted out already (that alert stands), or discharged
+    checkin = await q.open_checkin(repo.session, patient.id)
+    reached = None
+    if checkin is not None:
+        reached = core.safety_reached(core.from_json(checkin.state), ctx.setting(patient))
+    await ctx.alerting.opted_out(repo, patient, "blocked", checkin is not None, reached, now)

@@ -35,10 +35,16 @@ SUICIDALITY_FLAG = "suicidality"
 # always): "never let [the bot] close the alert. Only a clinician can close the loop"
 # (instruments.md section 7, step 4; S1 "require clinician closure").
 CLINICIAN_CLOSES = frozenset({"suicidality", "side_effect_red_flag"})
-# Rules that an operator may neither disable nor set below urgent: DESIGN.md "Clinical
-# behaviour that must never be wrong" (a positive suicidality answer sends an urgent alert)
-# and AE3 (red-flag symptoms after a session are an emergency).
-PROTECTED: Mapping[str, Level] = {"suicidality": "urgent", "side_effect_red_flag": "urgent"}
+# Rules that an operator may neither disable nor set below their floor: DESIGN.md "Clinical
+# behaviour that must never be wrong" (a positive suicidality answer sends an urgent alert),
+# AE3 (red-flag symptoms after a session are an emergency), and opting out (a patient who
+# stops is no longer measured, and only this alert tells the clinician; its at-risk level
+# has the urgent floor, checked in config).
+PROTECTED: Mapping[str, Level] = {
+    "suicidality": "urgent",
+    "side_effect_red_flag": "urgent",
+    "opted_out": "routine",
+}
 
 
 def rank(level: Level) -> int:
@@ -115,6 +121,16 @@ class MissedRule(Rule):
 
 
 @dataclass(frozen=True)
+class OptOutRule(Rule):
+    """The patient stopped check-ins (STOP, a blocked bot, a declined invitation): `level`,
+    or `level_at_risk` when a crisis or urgent alert is unresolved, a safety item was
+    endorsed within `recent`, or the check-in they stopped had reached a safety item."""
+
+    level_at_risk: Level = "urgent"
+    recent: timedelta = timedelta(days=14)
+
+
+@dataclass(frozen=True)
 class AlertRules:
     levels: Mapping[Level, LevelPolicy]
     cooldown: timedelta
@@ -128,6 +144,7 @@ class AlertRules:
     relapse: Rule
     safety_item_missing: Rule
     missed_checkins: MissedRule
+    opted_out: OptOutRule
     other_flag: Rule  # a flag that no flag rule names (an operator's own instrument)
     flag_rules: tuple[FlagRule, ...] = ()  # in order: the first rule naming a flag takes it
 
@@ -231,6 +248,11 @@ DEFAULT_RULES = AlertRules(
     # M1: missed x2 -> P2; x2 after a prior S-level alert -> P1 (here: any unresolved
     # crisis or urgent alert).
     missed_checkins=MissedRule("missed_checkins", level="routine"),
+    # Issue 19 [I] ours: stopping is routine; urgent when the patient may be at risk (an
+    # unresolved crisis or urgent alert, a safety item endorsed in the last 14 days, or a
+    # stop in a check-in that had reached the safety item), since after STOP nothing else
+    # (not even missed_checkins: the check-ins are cancelled) would tell the clinician.
+    opted_out=OptOutRule("opted_out", level="routine"),
     # [I] ours: a flag no rule names still reaches a clinician.
     other_flag=Rule("other_flag", level="routine"),
     flag_rules=(
