@@ -86,11 +86,13 @@ class Alerting:
                 triggers += await self._score_triggers(repo.session, patient, event, now)
             elif isinstance(event, ev.CheckinExpired) and not event.partial:
                 triggers += await self._missed_triggers(repo.session, patient, now)
-            elif isinstance(event, ev.OptedOut):
-                facts = ("stop", event.in_checkin, event.safety_item)
-                triggers += await self._opt_out_triggers(repo.session, patient, *facts, now)
         for trigger in triggers:
             await self._raise(repo, patient, trigger, now)
+        for event in events:  # last: an alert raised just above counts as a sign of risk
+            if isinstance(event, ev.OptedOut):
+                await self.opted_out(
+                    repo, patient, "stop", event.in_checkin, event.safety_item, now
+                )
 
     async def opted_out(
         self,
@@ -101,8 +103,8 @@ class Alerting:
         safety_item: str | None,
         now: datetime,
     ) -> None:
-        """The patient stopped other than by the STOP command (blocked the bot, declined
-        the invitation): the clinician is told, as for STOP."""
+        """The patient stopped: replied STOP, blocked the bot or declined the invitation.
+        The clinician is told, urgently when the patient may be at risk."""
         args = (how, in_checkin, safety_item, now)
         for trigger in await self._opt_out_triggers(repo.session, patient, *args):
             await self._raise(repo, patient, trigger, now)
