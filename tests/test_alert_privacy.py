@@ -31,7 +31,9 @@ def planted() -> list[ev.Intent]:
     """Every clinician intent, plus notices whose detail carries the canary and wording."""
     detail = {"instrument": "phq9", "item": "phq9.q9", "item_number": 9, "value": 2,
               "total": 14, "change": 6, "session": 3, "raw_text": CANARY,
-              "answer": CANARY, "item_text": DISTINCT_WORDING[-1]}  # fmt: skip
+              "answer": CANARY, "item_text": DISTINCT_WORDING[-1],
+              "how": "stop", "in_checkin": True, "reached_instrument": "phq9",
+              "reached_item_number": 9, "endorsed_within_days": 14, "open_serious_alert": True}  # fmt: skip
     notices = [
         ev.AlertNotice("ABC234", rule, level, "P-1", detail, escalation, T0)
         for rule in (
@@ -40,6 +42,7 @@ def planted() -> list[ev.Intent]:
             "missed_checkins",
             "worsening",
             "message_unprocessed",
+            "opted_out",
             "x",
         )
         for level in ("crisis", "routine")
