@@ -245,6 +245,30 @@ async def test_carrier_opt_out_21610_is_never_retried(rig: Rig, db: Database) ->
     assert unsubscribed().code == 21610
 
 
+async def test_a_carrier_opt_out_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """21610 on sending, or in a status callback, where no STOP reached us: opted_out too."""
+    patient_id = await invited(rig)
+    await rig.text("YES")
+    rig.twilio.opt_out(PATIENT)
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level, alert.detail["how"]) == ("opted_out", "routine", "stop")
+
+
+async def test_a_21610_status_callback_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """A message accepted, then failed with 21610: the patient is opted out and alerted on."""
+    await invited(rig)
+    await rig.text("YES")
+    welcome = (await table(db, OutboundMessage))[-1]
+    assert welcome.provider_id is not None
+    response = await rig.post(rig.twilio.status_request(welcome.provider_id, "failed", 21610))
+    assert response.status_code == 204
+    (patient,) = await table(db, Patient)
+    (alert,) = await table(db, Alert)
+    assert (patient.status, alert.rule, alert.detail["how"]) == ("opted_out", "opted_out", "stop")
+
+
 async def test_status_callbacks_never_regress(rig: Rig, db: Database) -> None:
     """delivered then a late 'sent' leaves delivered; a signed callback is required."""
     await invited(rig)

@@ -222,6 +222,17 @@ async def test_blocking_the_bot_marks_the_patient_and_stops(rig: Rig, db: Databa
     assert len(rig.stand_in.calls_to("sendMessage")) == calls
 
 
+async def test_a_403_on_sending_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """Blocked with no my_chat_member seen: the failed send raises opted_out (blocked)."""
+    patient_id, code = await invited(rig)
+    await rig.say(f"/start {code}")
+    rig.stand_in.block(CHAT)
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level, alert.detail["how"]) == ("opted_out", "routine", "blocked")
+
+
 async def test_my_chat_member_updates_the_status(rig: Rig, db: Database) -> None:
     """Blocking and unblocking the bot in Telegram sets the patient blocked, then active."""
     _, code = await invited(rig)

@@ -24,6 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.alerts import desk, notices
 from bot.app.alerts.actions import acknowledge_alert, resolve_alert
+from bot.domain import conversation as core
 from bot.domain import events as ev
 from bot.domain.alerts import (
     Actor,
@@ -57,6 +58,7 @@ from bot.storage.alerts import (
 from bot.storage.alerts import backup as backup_of
 from bot.storage.alerts import primary as primary_of
 from bot.storage.alerts import unresolved as rows_for
+from bot.storage.checkins import open_checkin
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, Patient, Score
 
@@ -108,6 +110,20 @@ class Alerting:
         args = (how, in_checkin, safety_item, now)
         for trigger in await self._opt_out_triggers(repo.session, patient, *args):
             await self._raise(repo, patient, trigger, now)
+
+    async def unreachable(
+        self, repo: Repository, patient: Patient, how: OptOutHow, now: datetime
+    ) -> None:
+        """The patient blocked the bot, or opted out where we saw no STOP (the carrier's
+        21610): :meth:`opted_out`, with the check-in open now, if any, and the safety
+        item it had reached (it stays open, and expires as usual)."""
+        assert patient.id is not None
+        checkin = await open_checkin(repo.session, patient.id)
+        reached = None
+        if checkin is not None:
+            setting = core.Setting({i.key: i for i in self.catalog})
+            reached = core.safety_reached(core.from_json(checkin.state), setting)
+        await self.opted_out(repo, patient, how, checkin is not None, reached, now)
 
     async def message_set_aside(self, repo: Repository, patient: Patient, now: datetime) -> None:
         """A message from the patient failed every processing attempt and was set aside

@@ -11,11 +11,9 @@ from datetime import datetime
 
 from bot.app.context import Context
 from bot.app.conversations.messages import outbox_rows
-from bot.domain import conversation as core
 from bot.domain import events as ev
 from bot.domain.errors import NotFound
 from bot.domain.parsing import normalize, parse_command
-from bot.storage import checkins as q
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage, Patient
 
@@ -71,7 +69,8 @@ async def membership(
 ) -> None:
     """Telegram's my_chat_member: the patient blocked (kicked) or unblocked the bot."""
     if status == "kicked" and patient.status != "blocked":
-        await _blocked_alert(ctx, repo, patient, now)
+        if ctx.alerting is not None and patient.status in ("active", "paused"):
+            await ctx.alerting.unreachable(repo, patient, "blocked", now)
         patient.status = "blocked"
     elif status == "member" and patient.status == "blocked":
         patient.status = "active"
@@ -84,16 +83,3 @@ async def membership(
         f"bot_{'blocked' if status == 'kicked' else 'unblocked'}",
         f"patient:{patient.id}",
     )
-
-
-async def _blocked_alert(ctx: Context, repo: Repository, patient: Patient, now: datetime) -> None:
-    """Blocking is opting out on Telegram: the clinician is told, urgently when at risk
-    (the open check-in, if any, stays open and will expire)."""
-    assert patient.id is not None
-    if ctx.alerting is None or patient.status not in ("active", "paused"):
-        return  # opted out already (that alert stands), or discharged
-    checkin = await q.open_checkin(repo.session, patient.id)
-    reached = None
-    if checkin is not None:
-        reached = core.safety_reached(core.from_json(checkin.state), ctx.setting(patient))
-    await ctx.alerting.opted_out(repo, patient, "blocked", checkin is not None, reached, now)
