@@ -1,13 +1,14 @@
 """Alert rules as plain, frozen values: levels, rules, their defaults, and triggers.
 
-A rule looks at what happened (an answer, a score, missed check-ins) and may produce a
-:class:`Trigger`: the rule's key, a level and a detail of plain values (instrument key,
-total, change, item key and number, session). A detail never holds item wording or reply
-text; templates turn it into words. Nothing here does I/O or reads a clock.
+A rule looks at what happened (an answer, a score, missed check-ins, an opt-out) and may
+produce a :class:`Trigger`: the rule's key, a level and a detail of plain values (instrument
+key, total, change, item key and number, session). A detail never holds item wording or
+reply text; templates turn it into words. Nothing here does I/O or reads a clock.
 
 The modules beside this one do the work:
 
 * :mod:`bot.domain.alerts.evaluate`: ``on_answer``, ``on_score``, ``on_missed`` -> triggers;
+* :mod:`bot.domain.alerts.optout`: ``on_opted_out`` -> the ``opted_out`` trigger;
 * :mod:`bot.domain.alerts.lifecycle`: an alert's life (raise or update within the cool-down,
   escalate past the deadline, acknowledge, resolve) and its acknowledgement code;
 * :mod:`bot.domain.alerts.config`: the ``[alerts]`` table of config.toml -> :class:`AlertRules`.
