@@ -131,6 +131,7 @@ def build(
     check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
     check_protocols(settings.protocols, catalog, settings.source)
     lease = timedelta(seconds=settings.scheduler.lease_s)
+    alerting = Alerting(catalog, settings.alerts, renderer)
     services = Services.create(
         db,
         catalog,
@@ -138,10 +139,11 @@ def build(
         settings.clinic,
         clock,
         expire_after=timedelta(hours=settings.scheduler.expire_after_h),
-        alerting=Alerting(catalog, settings.alerts, renderer),
+        alerting=alerting,
         start_lease=lease,
     )
-    deliverer = Deliverer(db, wired, clock, lease=lease, pacers=default_pacers(settings))
+    pacers = default_pacers(settings)
+    deliverer = Deliverer(db, wired, clock, lease=lease, pacers=pacers, alerting=alerting)
     planner = Planner(
         db,
         catalog,

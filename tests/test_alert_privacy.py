@@ -32,7 +32,9 @@ def planted() -> list[ev.Intent]:
     detail = {"instrument": "phq9", "item": "phq9.q9", "item_number": 9, "value": 2,
               "total": 14, "change": 6, "session": 3, "raw_text": CANARY,
               "answer": CANARY, "item_text": DISTINCT_WORDING[-1], "endorsed": True,
-              "late": True, "in_checkin": True}  # fmt: skip
+              "late": True, "in_checkin": True,
+              "how": "stop", "reached_instrument": "phq9",
+              "reached_item_number": 9, "endorsed_within_days": 14, "open_serious_alert": True}  # fmt: skip
     notices = [
         ev.AlertNotice("ABC234", rule, level, "P-1", detail, escalation, T0)
         for rule in (
@@ -42,6 +44,7 @@ def planted() -> list[ev.Intent]:
             "worsening",
             "message_unprocessed",
             "risk_language",
+            "opted_out",
             "x",
         )
         for level in ("crisis", "routine")

@@ -44,6 +44,8 @@ def clinician_intents() -> list[ev.Intent]:
               ev.AlertLine("XYZ789", "routine", "missed_checkins", "B", "acknowledged", T0))  # fmt: skip
     return [
         ev.AlertNotice("ABC234", "suicidality", "crisis", "P-1", {"item_number": 9, "value": 2}, 0, T0),
+        ev.AlertNotice("ABC234", "opted_out", "urgent", "P-1", {"how": "blocked", "in_checkin": True,
+                       "reached_instrument": "qids_sr16", "reached_item_number": 12}, 0, T0),
         ev.ClinicianHelp(), ev.AckConfirmed("ABC234"), ev.AckUnknown("<x>"),
         ev.ClinicianPatients(patients), ev.ClinicianPatients(()),
         ev.ClinicianAlerts(alerts), ev.ClinicianAlerts(()),
@@ -172,6 +174,22 @@ def test_configured_crisis_lines_replace_the_us_defaults(catalog: Catalog) -> No
     )
     assert text is not None and "Samaritans: call 116 123" in text.text and "988" not in text.text
     assert "Emergency: call 999" in text.text
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_opt_out_confirmation_gives_the_crisis_line(
+    catalog: Catalog, channel: str, language: str
+) -> None:
+    """The one reply to STOP names 988 and the emergency number, or the clinic's own lines."""
+    default = Renderer(catalog, Clinic(name="Lakeside", emergency_number="112"))
+    text = default.render(ev.OptOutConfirmed(), channel, language)
+    assert text is not None and "988" in text.text and "112" in text.text
+    lines = (CrisisLine("Samaritans", "call 116 123"),)
+    abroad = Renderer(catalog, Clinic(name="Clinica", emergency_number="999", crisis_lines=lines))
+    text = abroad.render(ev.OptOutConfirmed(), channel, language)
+    assert text is not None and "Samaritans, call 116 123" in text.text
+    assert "999" in text.text and "988" not in text.text
 
 
 def test_gsm7_segments() -> None:

@@ -16,7 +16,14 @@ from bot.bootstrap import App, build
 from bot.config import Clinic, Server, Settings, Sms
 from bot.storage.database import Database
 from bot.storage.repository import Repository
-from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient
+from bot.storage.tables import (
+    Alert,
+    Answer,
+    Checkin,
+    InboundMessage,
+    OutboundMessage,
+    Patient,
+)
 from bot.web.app import create_app
 from scheduler.loop import tick
 from tests.standins.server import serve
@@ -193,6 +200,33 @@ async def test_stop_mid_check_in_stops_everything_and_start_resumes(rig: Rig, db
     assert len(rig.bodies()) == stopped + 3  # welcome back, intro, first question
 
 
+async def test_stop_by_sms_tells_the_clinician_and_gives_the_crisis_line(
+    rig: Rig, db: Database
+) -> None:
+    """STOP through Twilio's webhook, with nothing open: a routine opted_out alert, and a
+    one-segment confirmation naming 988 and the emergency number."""
+    await invited(rig)
+    await rig.text("YES")
+    await rig.text("STOP")
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level, alert.status) == ("opted_out", "routine", "open")
+    assert (alert.detail["how"], alert.detail["in_checkin"]) == ("stop", False)
+    confirmation = rig.bodies()[-1]
+    assert confirmation == (
+        "You will get no more check-ins from Lakeside. Reply START to resume.\n"
+        "In a crisis call or text 988. Emergency: call 911."
+    )
+
+
+async def test_declining_the_invitation_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """STOP to the invitation: the clinician who enrolled the patient learns it (routine)."""
+    await invited(rig)
+    await rig.text("STOP")
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level, alert.detail["how"]) == ("opted_out", "routine", "declined")
+    assert "988" in rig.bodies()[-1]
+
+
 async def test_carrier_opt_out_21610_is_never_retried(rig: Rig, db: Database) -> None:
     """Twilio's 21610 (the number replied STOP to the carrier) opts the patient out, no retry."""
     patient_id = await invited(rig)
@@ -209,6 +243,30 @@ async def test_carrier_opt_out_21610_is_never_retried(rig: Rig, db: Database) ->
     await tick(rig.app)
     assert len(rig.twilio.calls) == attempts
     assert unsubscribed().code == 21610
+
+
+async def test_a_carrier_opt_out_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """21610 on sending, or in a status callback, where no STOP reached us: opted_out too."""
+    patient_id = await invited(rig)
+    await rig.text("YES")
+    rig.twilio.opt_out(PATIENT)
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level, alert.detail["how"]) == ("opted_out", "routine", "stop")
+
+
+async def test_a_21610_status_callback_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """A message accepted, then failed with 21610: the patient is opted out and alerted on."""
+    await invited(rig)
+    await rig.text("YES")
+    welcome = (await table(db, OutboundMessage))[-1]
+    assert welcome.provider_id is not None
+    response = await rig.post(rig.twilio.status_request(welcome.provider_id, "failed", 21610))
+    assert response.status_code == 204
+    (patient,) = await table(db, Patient)
+    (alert,) = await table(db, Alert)
+    assert (patient.status, alert.rule, alert.detail["how"]) == ("opted_out", "opted_out", "stop")
 
 
 async def test_status_callbacks_never_regress(rig: Rig, db: Database) -> None:

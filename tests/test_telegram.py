@@ -18,7 +18,7 @@ from bot.bootstrap import App, build
 from bot.config import Clinic, Settings, Telegram
 from bot.storage.database import Database
 from bot.storage.repository import Repository
-from bot.storage.tables import Answer, InboundMessage, OutboundMessage, Patient
+from bot.storage.tables import Alert, Answer, Checkin, InboundMessage, OutboundMessage, Patient
 from bot.web.app import SECRET_HEADER, create_app
 from scheduler.loop import tick
 from tests.standins.server import serve
@@ -222,6 +222,17 @@ async def test_blocking_the_bot_marks_the_patient_and_stops(rig: Rig, db: Databa
     assert len(rig.stand_in.calls_to("sendMessage")) == calls
 
 
+async def test_a_403_on_sending_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """Blocked with no my_chat_member seen: the failed send raises opted_out (blocked)."""
+    patient_id, code = await invited(rig)
+    await rig.say(f"/start {code}")
+    rig.stand_in.block(CHAT)
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level, alert.detail["how"]) == ("opted_out", "routine", "blocked")
+
+
 async def test_my_chat_member_updates_the_status(rig: Rig, db: Database) -> None:
     """Blocking and unblocking the bot in Telegram sets the patient blocked, then active."""
     _, code = await invited(rig)
@@ -233,6 +244,35 @@ async def test_my_chat_member_updates_the_status(rig: Rig, db: Database) -> None
         assert response.status_code == 200
         (patient,) = await table(db, Patient)
         assert patient.status == expected
+
+
+async def test_blocking_the_bot_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """A my_chat_member "kicked" raises the routine opted_out alert; unblocking leaves it."""
+    _, code = await invited(rig)
+    await rig.say(f"/start {code}")
+    await rig.post(member_update(CHAT, "kicked", update_id=71_000))
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level, alert.status) == ("opted_out", "routine", "open")
+    assert (alert.detail["how"], alert.detail["in_checkin"]) == ("blocked", False)
+    await rig.post(member_update(CHAT, "member", update_id=71_001))
+    (patient,) = await table(db, Patient)
+    (alert,) = await table(db, Alert)
+    assert (patient.status, alert.status) == ("active", "open")
+
+
+async def test_blocking_the_bot_at_item_9_is_urgent(rig: Rig, db: Database) -> None:
+    """Blocked while item 9 is being asked: urgent; the check-in stays open (to expire)."""
+    patient_id, code = await invited(rig)
+    await rig.say(f"/start {code}")
+    await rig.app.services.asking.ask(patient_id, ["phq9"])
+    await tick(rig.app)
+    for n in range(1, 9):
+        await rig.tap(f"phq9.q{n}=0")
+    await rig.post(member_update(CHAT, "kicked", update_id=71_002))
+    (alert,) = await table(db, Alert)
+    assert (alert.rule, alert.level) == ("opted_out", "urgent")
+    assert (alert.detail["in_checkin"], alert.detail["reached_item_number"]) == (True, 9)
+    assert [c.status for c in await table(db, Checkin)] == ["in_progress"]
 
 
 def member_update(chat: int, status: str, update_id: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from bot.domain import events as ev
+from bot.domain.alerts.optout import is_safety_item
 from bot.domain.conversation_state import (
     OPEN,
     Conversation,
@@ -56,6 +57,7 @@ __all__ = [
     "outside",
     "press",
     "remind",
+    "safety_reached",
     "step",
     "to_json",
 ]
@@ -194,7 +196,8 @@ def _command(
         case "stop":
             cancelled = replace(conv, status="cancelled", current=None)
             scores = _partial_scores(conv, setting, now)
-            events_out = (*scores, ev.CheckinCancelled(now), ev.OptedOut(now))
+            opted_out = ev.OptedOut(now, in_checkin=True, safety_item=safety_reached(conv, setting))
+            events_out = (*scores, ev.CheckinCancelled(now), opted_out)
             return Transition(cancelled, (ev.OptOutConfirmed(),), events_out)
         case "start":
             intents = (ev.OptInConfirmed(already=True), _ask(asking, setting))
@@ -314,6 +317,14 @@ def _complete(
 
 def _sequence(conv: Conversation, setting: Setting) -> list[Item]:
     return [item for key in conv.instruments for item in setting.instruments[key].items]
+
+
+def safety_reached(conv: Conversation, setting: Setting) -> str | None:
+    """The safety item this check-in has asked (being asked now, or answered), if any."""
+    asked = {*conv.answers, conv.current}
+    return next(
+        (i.key for i in _sequence(conv, setting) if i.key in asked and is_safety_item(i)), None
+    )
 
 
 def _next_item(conv: Conversation, setting: Setting) -> Item | None:

@@ -307,6 +307,8 @@ class CheckinCancelled:
 @dataclass(frozen=True)
 class OptedOut:
     at: datetime
+    in_checkin: bool = False  # STOP during an open check-in (which it cancelled)
+    safety_item: str | None = None  # that check-in had reached this safety item (asked it)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain.alerts import AlertState, CheckinOutcome
 from bot.storage.checkins import CLOSED_STATUSES
-from bot.storage.tables import Alert, AuditEvent, Checkin, Clinician, Patient, TreatmentSession
+from bot.storage.tables import (
+    Alert,
+    Answer,
+    AuditEvent,
+    Checkin,
+    Clinician,
+    Patient,
+    TreatmentSession,
+)
 
 UNRESOLVED = ("open", "acknowledged")
 
@@ -118,6 +126,27 @@ async def recent_outcomes(
     )
     rows = (await session.exec(statement)).all()
     return [CheckinOutcome(r.due_at, r.status, r.partial) for r in reversed(rows)]  # type: ignore[arg-type]
+
+
+async def answers_since(
+    session: AsyncSession, patient_id: int, since: datetime, item_keys: Sequence[str]
+) -> list[tuple[str, int, datetime]]:
+    """The patient's whole-number answers to these items given at or after `since`:
+    (item key, value, answered at). Values only, never reply text."""
+    if not item_keys:
+        return []
+    statement = (
+        select(Answer.item_key, Answer.value_int, Answer.answered_at)
+        .join(Checkin, col(Checkin.id) == col(Answer.checkin_id))
+        .where(
+            Checkin.patient_id == patient_id,
+            col(Answer.item_key).in_(item_keys),
+            col(Answer.answered_at) >= since,
+            col(Answer.value_int).is_not(None),
+        )
+    )
+    rows = (await session.exec(statement)).all()
+    return [(key, value, at) for key, value, at in rows if value is not None]
 
 
 async def visible_to(

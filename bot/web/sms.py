@@ -75,6 +75,7 @@ def status_handler(app: App) -> Handler:
             params.get("MessageStatus", ""),
             error,
             opted_out=error == str(OPTED_OUT),
+            alerting=app.services.alerting,
         )
         return Response(status_code=204)
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.alerts import desk, notices
 from bot.app.alerts.actions import acknowledge_alert, resolve_alert
+from bot.app.alerts.facts import missed_triggers, opt_out_triggers, score_triggers
+from bot.domain import conversation as core
 from bot.domain import events as ev
 from bot.domain.alerts import (
     CRISIS_NOTED_RULES,
@@ -32,35 +33,31 @@ from bot.domain.alerts import (
     Actor,
     AlertRules,
     Change,
+    OptOutHow,
     Trigger,
     escalate,
     new_code,
     on_answer,
     on_endorsed,
     on_late_answer,
-    on_missed,
     on_risk_language,
-    on_score,
     on_wording_missing,
     raise_or_update,
     safety_answer_lowered,
 )
-from bot.domain.outcomes import Observation
 from bot.domain.scoring import lowered_after_endorsement
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer
 from bot.storage.alerts import backup as backup_of
+from bot.storage.alerts import primary as primary_of
 from bot.storage.alerts import (
-    count_before,
-    recent_outcomes,
-    session_times,
     state_of,
     store,
 )
-from bot.storage.alerts import primary as primary_of
 from bot.storage.alerts import unresolved as rows_for
+from bot.storage.checkins import open_checkin
 from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Clinician, Patient, Score
+from bot.storage.tables import Alert, Clinician, Patient
 
 log = logging.getLogger(__name__)
 MESSAGE_SET_ASIDE = "message_unprocessed"  # the rule of the alert for a set-aside message
@@ -106,9 +103,11 @@ class Alerting:
             elif isinstance(event, ev.RiskLanguage):
                 triggers += on_risk_language(self.rules, now, in_checkin=event.item is not None)
             elif isinstance(event, ev.ScoreRecorded):
-                triggers += await self._score_triggers(repo.session, patient, event, now)
+                triggers += await score_triggers(
+                    repo.session, self.catalog, self.rules, patient, event, now
+                )
             elif isinstance(event, ev.CheckinExpired) and not event.partial:
-                triggers += await self._missed_triggers(repo.session, patient, now)
+                triggers += await missed_triggers(repo.session, self.rules, patient, now)
         for trigger in triggers:
             if crisis_sent_at is not None and trigger.rule in CRISIS_NOTED_RULES:
                 sent = crisis_sent_at.astimezone(UTC).isoformat()
@@ -116,6 +115,42 @@ class Alerting:
             await self._raise(repo, patient, trigger, now)
         for answer in lowered:
             await self._lowered(repo, patient, answer, now)
+        for event in events:  # last: an alert raised just above counts as a sign of risk
+            if isinstance(event, ev.OptedOut):
+                await self.opted_out(
+                    repo, patient, "stop", event.in_checkin, event.safety_item, now
+                )
+
+    async def opted_out(
+        self,
+        repo: Repository,
+        patient: Patient,
+        how: OptOutHow,
+        in_checkin: bool,
+        safety_item: str | None,
+        now: datetime,
+    ) -> None:
+        """The patient stopped: replied STOP, blocked the bot or declined the invitation.
+        The clinician is told, urgently when the patient may be at risk."""
+        args = (how, in_checkin, safety_item, now)
+        for trigger in await opt_out_triggers(
+            repo.session, self.catalog, self.rules, patient, *args
+        ):
+            await self._raise(repo, patient, trigger, now)
+
+    async def unreachable(
+        self, repo: Repository, patient: Patient, how: OptOutHow, now: datetime
+    ) -> None:
+        """The patient blocked the bot, or opted out where we saw no STOP (the carrier's
+        21610): :meth:`opted_out`, with the check-in open now, if any, and the safety
+        item it had reached (it stays open, and expires as usual)."""
+        assert patient.id is not None
+        checkin = await open_checkin(repo.session, patient.id)
+        reached = None
+        if checkin is not None:
+            setting = core.Setting({i.key: i for i in self.catalog})
+            reached = core.safety_reached(core.from_json(checkin.state), setting)
+        await self.opted_out(repo, patient, how, checkin is not None, reached, now)
 
     async def message_set_aside(self, repo: Repository, patient: Patient, now: datetime) -> None:
         """A message from the patient failed every processing attempt and was set aside
@@ -138,39 +173,6 @@ class Alerting:
         told = {str(d.get("instrument")) for d in details.all() if isinstance(d, dict)}
         for trigger in on_wording_missing(instruments, patient.language, told, self.rules, now):
             await self._raise(repo, patient, trigger, now)
-
-    async def _score_triggers(
-        self, session: AsyncSession, patient: Patient, event: ev.ScoreRecorded, now: datetime
-    ) -> list[Trigger]:
-        assert patient.id is not None
-        instrument = self.catalog.get(event.result.instrument)
-        sessions = await session_times(session, patient.id)
-        earlier = (
-            await session.exec(
-                select(Score).where(
-                    Score.patient_id == patient.id,
-                    Score.instrument == instrument.key,
-                    col(Score.total).is_not(None),
-                    col(Score.completed_at) < now,
-                )
-            )
-        ).all()
-        history = [
-            Observation(s.completed_at, s.total, count_before(sessions, s.completed_at))
-            for s in earlier
-            if s.total is not None
-        ]
-        current_session = count_before(sessions, now)
-        return on_score(instrument, event.result, history, self.rules, now, session=current_session)
-
-    async def _missed_triggers(
-        self, session: AsyncSession, patient: Patient, now: datetime
-    ) -> list[Trigger]:
-        """Check-ins missed in a row (the one just expired included: it is flushed)."""
-        assert patient.id is not None
-        recent = await recent_outcomes(session, patient.id)
-        open_alerts = [state_of(r) for r in await rows_for(session, patient.id)]
-        return on_missed(recent, open_alerts, self.rules, now)
 
     async def _raise(
         self, repo: Repository, patient: Patient, trigger: Trigger, now: datetime

@@ -1,7 +1,9 @@
 """Enrolment and consent over a patient's own channel: the SMS invitation and its answer
 (YES starts, STOP declines, anything else repeats the question; risk language first gets
-the crisis resources and the clinician's alert), and Telegram telling us
-that the patient blocked or unblocked the bot. Every change is audited."""
+the crisis resources and the clinician's alert), and Telegram telling us that the patient
+blocked or unblocked the bot. Every change is audited; declining and blocking also raise
+the ``opted_out`` alert, so the clinician knows the patient is no longer measured
+(unblocking or opting back in leaves that alert for them to close)."""
 
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ async def answer_invitation(
         patient.status = "opted_out"
         await repo.add(patient)
         await repo.audit(now, "patient", "consent_refused", f"patient:{patient.id}")
+        if ctx.alerting is not None:
+            await ctx.alerting.opted_out(repo, patient, "declined", False, None, now)
         intent = ev.OptOutConfirmed()
     else:
         intent = ev.Invitation()
@@ -66,9 +70,13 @@ async def answer_invitation(
         await ctx.alerting.on_events(repo, patient, risk, now, crisis_sent_at=now)
 
 
-async def membership(repo: Repository, patient: Patient, status: str, now: datetime) -> None:
+async def membership(
+    ctx: Context, repo: Repository, patient: Patient, status: str, now: datetime
+) -> None:
     """Telegram's my_chat_member: the patient blocked (kicked) or unblocked the bot."""
     if status == "kicked" and patient.status != "blocked":
+        if ctx.alerting is not None and patient.status in ("active", "paused"):
+            await ctx.alerting.unreachable(repo, patient, "blocked", now)
         patient.status = "blocked"
     elif status == "member" and patient.status == "blocked":
         patient.status = "active"

@@ -27,7 +27,7 @@ async def from_patient(
     """Handle one message of the patient's, in the caller's transaction."""
     assert patient.id is not None and message.id is not None
     if message.kind == "member":
-        await membership(repo, patient, message.text, now)
+        await membership(ctx, repo, patient, message.text, now)
         return
     checkin = await q.open_checkin(repo.session, patient.id)
     opted_out = patient.status == "opted_out"

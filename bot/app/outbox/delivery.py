@@ -23,6 +23,7 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.app.alerts.alerting import Alerting
 from bot.app.outbox.pacing import Pacer
 from bot.app.outbox.sending import Report, RetryPolicy, Sender
 from bot.app.ports import Channel, Clock
@@ -45,9 +46,10 @@ class Deliverer:
     lease: timedelta = timedelta(seconds=30)  # longer than any provider timeout
     concurrency: int = 16
     pacers: Mapping[str, Pacer] = field(default_factory=dict)
+    alerting: Alerting | None = None  # a patient found unreachable raises opted_out
 
     def __post_init__(self) -> None:
-        self._sender = Sender(self.db, self.clock, self.policy, self.lease)
+        self._sender = Sender(self.db, self.clock, self.policy, self.lease, self.alerting)
 
     async def run_once(self) -> Report:
         """Send one claim of due messages; returns what happened to them."""

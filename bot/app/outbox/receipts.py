@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlmodel import col, select
 
+from bot.app.alerts.alerting import Alerting
 from bot.app.outbox.sending import mark_unreachable
 from bot.app.ports import Clock
 from bot.storage.database import Database
@@ -26,6 +27,7 @@ async def record_status(
     error_code: str | None,
     *,
     opted_out: bool,
+    alerting: Alerting | None = None,
 ) -> None:
     """Record a final status of the message the provider knows as `provider_id`; statuses
     on the way (queued, sent) change nothing. `opted_out`: the provider's error says the
@@ -50,4 +52,4 @@ async def record_status(
         repo = Repository(session)
         await repo.add(message)
         if opted_out and message.recipient_kind == "patient":
-            await mark_unreachable(repo, message, clock())
+            await mark_unreachable(repo, message, clock(), alerting)

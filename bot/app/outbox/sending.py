@@ -18,7 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot.app.alerts.alerting import Alerting
 from bot.app.ports import Channel, Clock
+from bot.domain.alerts import OptOutHow
 from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Button, Rendered
 from bot.storage.database import Database
@@ -57,6 +59,7 @@ class Sender:
     clock: Clock
     policy: RetryPolicy
     lease: timedelta
+    alerting: Alerting | None = None  # tells the clinician when a patient turns unreachable
 
     def __post_init__(self) -> None:
         self._marks = _GroupCommit(self.db)
@@ -99,7 +102,7 @@ class Sender:
         async with self.db.transaction() as session:
             repo = Repository(session)
             if failure.recipient_gone and message.recipient_kind == "patient":
-                await mark_unreachable(repo, message, self.clock())
+                await mark_unreachable(repo, message, self.clock(), self.alerting)
             if failure.permanent:
                 await repo.mark_dead(message.id, failure.reason)
                 log.warning("outbound %s dead: %s", message.id, failure.reason)
@@ -156,11 +159,17 @@ class _GroupCommit:
             done.set_result(None)
 
 
-async def mark_unreachable(repo: Repository, message: OutboundMessage, now: datetime) -> None:
-    """The patient blocked the bot (or opted out at the carrier): visible to the operator."""
+async def mark_unreachable(
+    repo: Repository, message: OutboundMessage, now: datetime, alerting: Alerting | None = None
+) -> None:
+    """The patient blocked the bot (or opted out at the carrier): visible to the operator,
+    and to the clinician through the ``opted_out`` alert (unless they had left already)."""
     patient = await repo.get_patient(message.recipient_id)
     if patient is None or patient.status in ("blocked", "opted_out", "discharged"):
         return
+    if alerting is not None and patient.status in ("active", "paused"):
+        how: OptOutHow = "stop" if message.channel == "sms" else "blocked"
+        await alerting.unreachable(repo, patient, how, now)
     patient.status = "opted_out" if message.channel == "sms" else "blocked"
     await repo.add(patient)
     await repo.audit(

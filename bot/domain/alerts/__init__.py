@@ -5,6 +5,7 @@ from raised to resolved. Pure, standard library only; imports nothing of ``bot``
 * :mod:`.rules`: levels, rules and their defaults, triggers.
 * :mod:`.config`: the ``[alerts]`` table of config.toml -> :class:`AlertRules`.
 * :mod:`.evaluate`: rules applied to an answer, a score, missed check-ins.
+* :mod:`.optout`: a patient stopping check-ins (STOP, a blocked bot) as an alert.
 * :mod:`.lifecycle`: raise, update, escalate, acknowledge, resolve (a state machine).
 * :mod:`.events`: what happened to an alert, as audit-ready facts, and who did it.
 * :mod:`.amend`: an alert's detail amended when the safety answer that raised it is lowered.
@@ -50,6 +51,16 @@ from bot.domain.alerts.lifecycle import (
     raise_or_update,
     resolve,
 )
+from bot.domain.alerts.optout import (
+    OptOutFacts,
+    OptOutHow,
+    endorsed,
+    endorsed_since,
+    is_safety_item,
+    on_opted_out,
+    opt_out_level,
+    serious_open,
+)
 from bot.domain.alerts.rules import (
     CLINICIAN_CLOSES,
     CRISIS_NOTED_RULES,
@@ -67,6 +78,7 @@ from bot.domain.alerts.rules import (
     Level,
     LevelPolicy,
     MissedRule,
+    OptOutRule,
     Rule,
     ScoreRule,
     Trigger,
@@ -108,6 +120,9 @@ __all__ = [
     "Level",
     "LevelPolicy",
     "MissedRule",
+    "OptOutFacts",
+    "OptOutHow",
+    "OptOutRule",
     "Rule",
     "ScoreRule",
     "Trigger",
@@ -116,21 +131,27 @@ __all__ = [
     "check_references",
     "clinician",
     "clinician_only",
+    "endorsed",
+    "endorsed_since",
     "escalate",
     "highest",
+    "is_safety_item",
     "new_code",
     "normalize_code",
     "on_answer",
     "on_endorsed",
     "on_late_answer",
     "on_missed",
+    "on_opted_out",
     "on_risk_language",
     "on_score",
     "on_wording_missing",
+    "opt_out_level",
     "raise_or_update",
     "rank",
     "reached",
     "resolve",
     "rules_from_mapping",
     "safety_answer_lowered",
+    "serious_open",
 ]

@@ -29,6 +29,11 @@ Everything is optional; what is named overrides :data:`DEFAULT_RULES`::
     in_a_row = 2
     level_with_open_alert = "urgent"
 
+    [alerts.rules.opted_out]           # STOP, a blocked bot, a declined invitation
+    level_at_risk = "urgent"           # at risk: an unresolved crisis/urgent alert, a
+    recent_days = 14                   # safety item endorsed this recently, or a stop in a
+                                       # check-in that had reached the safety item
+
     [alerts.rules.fever]               # a new rule for an operator's own instrument flag
     level = "urgent"
     flags = ["fever"]                  # "red_flag_*" matches a prefix
@@ -37,7 +42,8 @@ Everything is optional; what is named overrides :data:`DEFAULT_RULES`::
 ``flags`` and ``rise_from_previous`` replace them. A flag goes to the first rule naming it,
 the shipped rules before an operator's. ``suicidality``, ``side_effect_red_flag`` and
 ``risk_language`` can be neither disabled nor set below urgent, and the red flags cannot
-be changed.
+be changed; ``opted_out`` can be neither disabled nor set to info, and its
+``level_at_risk`` not below urgent.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from bot.domain.alerts.rules import (
     Level,
     LevelPolicy,
     MissedRule,
+    OptOutRule,
     Rule,
     ScoreRule,
     Thresholds,
@@ -82,6 +89,7 @@ _KEYS: dict[type[Rule], set[str]] = {
     WorseningRule: _COMMON | {"rise_from_previous", "rise_from_best"},
     FlagRule: _COMMON | {"flags"},
     MissedRule: _COMMON | {"in_a_row", "level_with_open_alert"},
+    OptOutRule: _COMMON | {"level_at_risk", "recent_days"},
 }
 
 
@@ -142,6 +150,10 @@ def _rule(p: _Parser, rule: R, raw: Mapping[str, Any], path: str) -> R:
         changes["level_with_open_alert"] = p.level(
             raw, "level_with_open_alert", path, rule.level_with_open_alert
         )
+    if isinstance(rule, OptOutRule):
+        changes["level_at_risk"] = p.level(raw, "level_at_risk", path, rule.level_at_risk)
+        days = p.count(raw, "recent_days", path, 1, rule.recent.days)
+        changes["recent"] = timedelta(days=days)
     new = replace(rule, **changes)
     _protect(p, new, raw, path)
     return new
@@ -157,6 +169,8 @@ def _protect(p: _Parser, rule: Rule, raw: Mapping[str, Any], path: str) -> None:
         raise p.fail(f"{path}.enabled", "cannot be disabled: it is a safety rule")
     if rank(rule.level) < rank(floor):
         raise p.fail(f"{path}.level", f"must be {floor} or higher: it is a safety rule")
+    if isinstance(rule, OptOutRule) and rank(rule.level_at_risk) < rank("urgent"):
+        raise p.fail(f"{path}.level_at_risk", "must be urgent or higher: it is a safety rule")
 
 
 def _levels(

@@ -1,13 +1,14 @@
 """Alert rules as plain, frozen values: levels, rules, their defaults, and triggers.
 
-A rule looks at what happened (an answer, a score, missed check-ins) and may produce a
-:class:`Trigger`: the rule's key, a level and a detail of plain values (instrument key,
-total, change, item key and number, session). A detail never holds item wording or reply
-text; templates turn it into words. Nothing here does I/O or reads a clock.
+A rule looks at what happened (an answer, a score, missed check-ins, an opt-out) and may
+produce a :class:`Trigger`: the rule's key, a level and a detail of plain values (instrument
+key, total, change, item key and number, session). A detail never holds item wording or
+reply text; templates turn it into words. Nothing here does I/O or reads a clock.
 
 The modules beside this one do the work:
 
 * :mod:`bot.domain.alerts.evaluate`: ``on_answer``, ``on_score``, ``on_missed`` -> triggers;
+* :mod:`bot.domain.alerts.optout`: ``on_opted_out`` -> the ``opted_out`` trigger;
 * :mod:`bot.domain.alerts.lifecycle`: an alert's life (raise or update within the cool-down,
   escalate past the deadline, acknowledge, resolve) and its acknowledgement code;
 * :mod:`bot.domain.alerts.config`: the ``[alerts]`` table of config.toml -> :class:`AlertRules`.
@@ -46,14 +47,17 @@ CRISIS_NOTED_RULES = frozenset({"suicidality", "risk_language"})
 # always): "never let [the bot] close the alert. Only a clinician can close the loop"
 # (instruments.md section 7, step 4; S1 "require clinician closure").
 CLINICIAN_CLOSES = frozenset({"suicidality", "side_effect_red_flag", RISK_LANGUAGE})
-# Rules that an operator may neither disable nor set below urgent: DESIGN.md "Clinical
+# Rules that an operator may neither disable nor set below their floor: DESIGN.md "Clinical
 # behaviour that must never be wrong" (a positive suicidality answer sends an urgent alert),
-# AE3 (red-flag symptoms after a session are an emergency), and risk language in a
-# message, which is a suicidality signal however it came (issue 19).
+# AE3 (red-flag symptoms after a session are an emergency), risk language in a message,
+# which is a suicidality signal however it came (issue 19), and opting out (a patient who
+# stops is no longer measured, and only this alert tells the clinician; its at-risk level
+# has the urgent floor, checked in config).
 PROTECTED: Mapping[str, Level] = {
     "suicidality": "urgent",
     "side_effect_red_flag": "urgent",
     RISK_LANGUAGE: "urgent",
+    "opted_out": "routine",
 }
 
 
@@ -137,6 +141,16 @@ class MissedRule(Rule):
 
 
 @dataclass(frozen=True)
+class OptOutRule(Rule):
+    """The patient stopped check-ins (STOP, a blocked bot, a declined invitation): `level`,
+    or `level_at_risk` when a crisis or urgent alert is unresolved, a safety item was
+    endorsed within `recent`, or the check-in they stopped had reached a safety item."""
+
+    level_at_risk: Level = "urgent"
+    recent: timedelta = timedelta(days=14)
+
+
+@dataclass(frozen=True)
 class AlertRules:
     levels: Mapping[Level, LevelPolicy]
     cooldown: timedelta
@@ -151,6 +165,7 @@ class AlertRules:
     loss_of_response: Rule
     safety_item_missing: Rule
     missed_checkins: MissedRule
+    opted_out: OptOutRule
     other_flag: Rule  # a flag that no flag rule names (an operator's own instrument)
     risk_language: Rule
     flag_rules: tuple[FlagRule, ...] = ()  # in order: the first rule naming a flag takes it
@@ -281,6 +296,11 @@ DEFAULT_RULES = AlertRules(
     # M1: missed x2 -> P2; x2 after a prior S-level alert -> P1 (here: any unresolved
     # crisis or urgent alert).
     missed_checkins=MissedRule("missed_checkins", level="routine"),
+    # Issue 19 [I] ours: stopping is routine; urgent when the patient may be at risk (an
+    # unresolved crisis or urgent alert, a safety item endorsed in the last 14 days, or a
+    # stop in a check-in that had reached the safety item), since after STOP nothing else
+    # (not even missed_checkins: the check-ins are cancelled) would tell the clinician.
+    opted_out=OptOutRule("opted_out", level="routine"),
     # [I] ours: a flag no rule names still reaches a clinician.
     other_flag=Rule("other_flag", level="routine"),
     # [I] ours (issue 19): risk language in any message -> P1, like a positive S4 answer;
