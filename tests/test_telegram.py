@@ -260,6 +260,17 @@ async def test_blocking_the_bot_tells_the_clinician(rig: Rig, db: Database) -> N
     assert (patient.status, alert.status) == ("active", "open")
 
 
+async def test_blocking_after_stop_never_reactivates(rig: Rig, db: Database) -> None:
+    """Opted out, then blocked and unblocked: still opted out (only START opts back in)."""
+    _, code = await invited(rig)
+    await rig.say(f"/start {code}")
+    await rig.say("STOP")
+    for n, status in enumerate(("kicked", "member")):
+        await rig.post(member_update(CHAT, status, update_id=72_000 + n))
+        (patient,) = await table(db, Patient)
+        assert patient.status == "opted_out", status
+
+
 async def test_blocking_the_bot_at_item_9_is_urgent(rig: Rig, db: Database) -> None:
     """Blocked while item 9 is being asked: urgent; the check-in stays open (to expire)."""
     patient_id, code = await invited(rig)

@@ -73,9 +73,13 @@ async def answer_invitation(
 async def membership(
     ctx: Context, repo: Repository, patient: Patient, status: str, now: datetime
 ) -> None:
-    """Telegram's my_chat_member: the patient blocked (kicked) or unblocked the bot."""
-    if status == "kicked" and patient.status != "blocked":
-        if ctx.alerting is not None and patient.status in ("active", "paused"):
+    """Telegram's my_chat_member: the patient blocked (kicked) or unblocked the bot.
+
+    Only a patient we are measuring becomes blocked: an opted-out or discharged patient's
+    block changes nothing, so unblocking later can never turn them back to active without
+    their START (consent is the patient's word, not the chat's)."""
+    if status == "kicked" and patient.status in ("active", "paused"):
+        if ctx.alerting is not None:
             await ctx.alerting.unreachable(repo, patient, "blocked", now)
         patient.status = "blocked"
     elif status == "member" and patient.status == "blocked":
