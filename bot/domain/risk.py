@@ -53,11 +53,14 @@ NAMED: Mapping[str, tuple[str, ...]] = {
         "hang myself", "hanging myself", "shoot myself", "jump off a bridge",
         "hurt myself", "hurting myself", "harm myself", "harming myself",
         "self harm", "selfharm", "cut myself", "cutting myself", "overdose",
+        "unalive", "unalive myself", "slit my wrists", "take all my pills",
+        "took all my pills", "taking all my pills",
     ),
     "es": (
         "suicidio", "suicida", "suicidarme", "suicidarse", "suicidandome",
         "matarme", "me voy a matar", "me quiero matar",
-        "quitarme la vida", "quitarme mi vida",
+        "quitarme la vida", "quitarme mi vida", "me voy a quitar la vida",
+        "me quiero quitar la vida",
         "acabar con mi vida", "terminar con mi vida",
         "hacerme dano", "autolesion", "autolesionarme", "cortarme las venas",
         "sobredosis", "ahorcarme", "tirarme de un puente",
@@ -80,7 +83,7 @@ WISHES: Mapping[str, tuple[str, ...]] = {
         "no quiero seguir vivo", "no quiero seguir viva", "mejor muerto", "mejor muerta",
         "prefiero estar muerto", "prefiero estar muerta", "no vale la pena vivir",
         "no tengo razones para vivir", "no tengo por que vivir", "quiero desaparecer",
-        "no quiero despertar",
+        "no quiero despertar", "sin ganas de vivir", "no tengo ganas de vivir",
     ),
 }  # fmt: skip
 

@@ -60,6 +60,10 @@ RISK = [
     "my friend died by suicide",
     # item 9's own words, accident or not: the matcher cannot tell (documented)
     "I hurt myself at the gym",
+    # found in review: pills, the online euphemism, Spanish phrasings around "vivir"/"vida"
+    "I took all my pills", "thinking of taking all my pills", "I want to unalive myself",
+    "me voy a quitar la vida", "me quiero quitar la vida", "sin ganas de vivir",
+    "no tengo ganas de vivir",
 ]  # fmt: skip
 
 NOT_RISK = [
@@ -74,7 +78,7 @@ NOT_RISK = [
     "voy a matarte", "no quiero seguir viniendo a las sesiones", "I want to dye my hair",
     "I died laughing", "my phone died", "the plant is dead", "decide", "side effects",
     # ordinary replies
-    "", "2", "yes", "every day", "a veces", "help", "STOP",
+    "", "2", "yes", "every day", "a veces", "help", "STOP", "tengo ganas de vivir",
 ]  # fmt: skip
 
 
