@@ -1,7 +1,9 @@
 """Twilio's webhooks: incoming SMS at ``/sms`` and delivery status at ``/sms/status``.
 
 Both check ``X-Twilio-Signature`` against the configured public URL with every form field;
-a forged or altered request gets 403 and nothing is stored. An incoming message is
+a forged or altered request gets 403 and nothing is stored. A signed form whose fields do
+not have Twilio's shapes (``bot.channels.twilio_form``: a re-cut of a captured request
+keeps its signature) gets 400 and nothing is stored. An incoming message is
 recorded before anything else (Twilio does not reliably retry), then processed; the reply
 goes through the outbox, so the webhook answers with an empty TwiML document. Status
 callbacks may arrive out of order: a final status (delivered, failed) never regresses.
@@ -19,6 +21,7 @@ from bot.app.conversations.inbox import Inbound
 from bot.app.outbox.receipts import record_status
 from bot.bootstrap import App
 from bot.channels.sms import OPTED_OUT, valid_signature
+from bot.channels.twilio_form import inbound_problem, status_problem
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -41,10 +44,11 @@ def inbound_handler(app: App) -> Handler:
         params = await _verified(app, request, "/sms")
         if params is None:
             return PlainTextResponse("forbidden", status_code=403)
-        sid, sender = params.get("MessageSid"), params.get("From")
-        if not sid or not sender:
-            return PlainTextResponse("not an incoming message", status_code=400)
-        inbound = Inbound("sms", sid, sender, params.get("Body", ""), app.clock())
+        problem = inbound_problem(params, app.settings.sms.account_sid)
+        if problem is not None:
+            return _refused(problem)
+        inbound = Inbound("sms", params["MessageSid"], params["From"], params.get("Body", ""),
+                          app.clock())  # fmt: skip
         try:  # committed on its own first: a crash while processing must not lose it
             inbound_id = await app.services.inbox.receive(inbound)
         except Exception as exc:
@@ -66,12 +70,15 @@ def status_handler(app: App) -> Handler:
         params = await _verified(app, request, "/sms/status")
         if params is None:
             return PlainTextResponse("forbidden", status_code=403)
+        problem = status_problem(params, app.settings.sms.account_sid)
+        if problem is not None:
+            return _refused(problem)
         error = params.get("ErrorCode")
         await record_status(
             app.db,
             app.clock,
             "sms",
-            params.get("MessageSid", ""),
+            params["MessageSid"],
             params.get("MessageStatus", ""),
             error,
             opted_out=error == str(OPTED_OUT),
@@ -80,3 +87,9 @@ def status_handler(app: App) -> Handler:
         return Response(status_code=204)
 
     return status
+
+
+def _refused(problem: str) -> Response:
+    """400 for a signed form whose fields are not Twilio's (the field named, no value)."""
+    log.warning("twilio webhook refused: %s", problem)
+    return PlainTextResponse(problem, status_code=400)
