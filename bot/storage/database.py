@@ -3,12 +3,16 @@
 SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys on,
 ``synchronous=NORMAL`` and ``secure_delete`` (deleted content is overwritten with zeros);
 every transaction starts with ``BEGIN IMMEDIATE``, so writers queue on the database lock
-at the start instead of failing half way through. PostgreSQL
+at the start instead of failing half way through. The database file is created (or
+narrowed to) mode 0600 before SQLite opens it; SQLite gives its -wal, -shm and -journal
+files the database file's mode, so they are owner-only too. PostgreSQL
 (the scale-out store) uses asyncpg and its default READ COMMITTED isolation; row locks
 are taken explicitly where a use case needs them.
 """
 
+import os
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -55,6 +59,7 @@ class Database:
         # (answers, names, numbers) into logs and tracebacks.
         self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, hide_parameters=True)
         if self.dialect == "sqlite":
+            _private_file(self.url.database)
             _configure_sqlite(self.engine, foreign_keys=foreign_keys)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
@@ -92,6 +97,22 @@ class Database:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.dispose()
+
+
+def _private_file(database: str | None) -> None:
+    """Create the SQLite file readable by its owner only (mode 0600), or narrow an existing
+    one to that, before SQLite opens it; SQLite creates it 0644 (less the umask), and its
+    -wal, -shm and -journal files copy the database file's mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    if not os.path.isdir(os.path.dirname(os.path.abspath(database))):
+        return  # SQLite says what is wrong when it cannot open the file
+    fd = os.open(database, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
