@@ -23,6 +23,7 @@ from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
+from tests.conftest import TEST_RING
 
 CATALOG = load_catalog()
 CLINIC = Clinic(name="Lakeside", contact="555-0100", show_scores=True)
@@ -425,7 +426,9 @@ async def test_one_patients_simultaneous_messages_are_taken_in_the_order_numbere
         for n in range(9) for address in addresses
     ))  # fmt: skip
     for address in addresses:
-        inbound = await rows(db, InboundMessage, InboundMessage.provider_id.startswith(address))
+        inbound = await rows(
+            db, InboundMessage, InboundMessage.sender_hash == TEST_RING.lookup_hash(address)
+        )
         answers = await rows(db, Answer, Answer.checkin_id == checkins[address])
         assert len(answers) == 9 and all(m.processed_at is not None for m in inbound)
         by_item = sorted(answers, key=lambda a: int(a.item_key.removeprefix("phq9.q")))

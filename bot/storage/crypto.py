@@ -11,6 +11,11 @@ encrypted value. Every key yields two subkeys (HKDF-SHA256): one encrypts, one h
 lookup asks for the hash under every key of the ring (``IN (...)``), so rows hashed under
 an older key are still found while a rotation runs.
 
+A provider's message id (a Telegram id carries the chat id) is kept only as a keyed hash
+(:func:`provider_hashes`): the inbox needs to tell a redelivery from a new message, which
+equality of hashes does. A conversation's state (answers kept while a check-in is open, a
+blood-pressure reading among them) is an ``EncryptedJSON`` column: the JSON text, sealed.
+
 The ring is process-wide: the composition root (``bootstrap``), the CLI and the test
 fixtures install it with :func:`use_keys`; the tables keep reading and writing plain ``str``.
 """
@@ -21,6 +26,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import threading
@@ -258,6 +264,18 @@ def lookup_hash(value: str | None) -> str | None:
     return None if value is None else active_ring().lookup_hash(value)
 
 
+def provider_text(channel: str, provider_id: str) -> str:
+    """What is hashed for a provider's message id; the prefix keeps these hashes apart from
+    the hashes of numbers and chat ids."""
+    return f"inbound:{channel}:{provider_id}"
+
+
+def provider_hashes(channel: str, provider_id: str) -> list[str]:
+    """The provider message id's keyed hash under every key of the ring, the current first:
+    the first is stored, the others find a message recorded before a rotation."""
+    return lookup_hashes(provider_text(channel, provider_id))
+
+
 class EncryptedText(TypeDecorator[str]):
     """A text column stored encrypted; Python code sees the plain ``str``.
 
@@ -281,3 +299,25 @@ class EncryptedText(TypeDecorator[str]):
         if value is None:
             return None
         return decrypt(self.label, value)
+
+
+class EncryptedJSON(EncryptedText):
+    """A JSON value (a dict or a list) stored as its encrypted JSON text.
+
+    Rotation, key usage and the canary tests treat it as any ``EncryptedText`` column; it
+    cannot be queried by its contents in SQL. Assign a new value to change it: a value
+    changed in place is not noticed by the ORM.
+    """
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return active_ring().encrypt(self.label, text)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return json.loads(decrypt(self.label, value))

@@ -85,14 +85,15 @@ async def make_revision_async(url: str | URL, message: str, rev_id: str) -> None
 
 async def upgrade_with_keys(settings: Settings) -> Path | None:
     """Make the key file if there is none, migrate with the key ring installed, and on
-    SQLite compact the file when this upgrade encrypted values stored in plaintext before.
+    SQLite compact the file when this upgrade encrypted (0007, 0011) or hashed (0011) values
+    stored in plaintext before.
     Returns the key file it created, if any."""
     url = settings.database_url
     created = await ensure_key_file(settings)
     install_keys(settings)
     before = await current_revision_async(url)
     await upgrade_async(url)
-    if passes_through(before, "0007"):
+    if passes_through(before, "0007") or passes_through(before, "0011"):
         async with Database(url) as db:
             await compact_sqlite(db)
     return created

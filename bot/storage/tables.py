@@ -2,8 +2,10 @@
 
 Every ``datetime`` field is stored as an aware UTC timestamp (sqlmodel's ``UTCDateTime``);
 naive values are refused when written. Names, numbers, chat ids and free text are
-``EncryptedText`` (``bot.storage.crypto``); a number or chat id is found by its lookup
-hash column, kept in step with it on every write (``set_lookup_hash``). Closed sets of
+``EncryptedText`` (``bot.storage.crypto``), a check-in's conversation state is
+``EncryptedJSON`` and a provider's message id is kept only as a keyed hash; a number or
+chat id is found by its lookup hash column, kept in step with it on every write
+(``set_lookup_hash``). Closed sets of
 values (channels, statuses) are plain text columns guarded by CHECK constraints, so adding
 a value is a small migration on both SQLite and PostgreSQL. Constraint names follow
 ``NAMING_CONVENTION`` (``bot.storage.naming``) so later migrations (SQLite batch mode
@@ -31,7 +33,7 @@ from sqlmodel import Field, SQLModel
 
 from bot.storage.answer_tables import Answer as Answer
 from bot.storage.answer_tables import Score as Score
-from bot.storage.crypto import EncryptedText, lookup_hash
+from bot.storage.crypto import EncryptedJSON, EncryptedText, lookup_hash
 from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
 
 CHANNELS = ("telegram", "sms", "console")
@@ -176,7 +178,8 @@ class Checkin(SQLModel, table=True):
     partial: bool = False
     # Sent even in the patient's quiet hours (an operator's explicit `checkin ask --now`).
     ignore_quiet_hours: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
-    state: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # the conversation (answers so far included), sealed: bot.storage.crypto.EncryptedJSON
+    state: dict[str, Any] = Field(default_factory=dict, sa_type=EncryptedJSON("checkin.state"))
     version: int = Field(default=1, sa_column=_CHECKIN_VERSION)
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -245,7 +248,7 @@ class InboundMessage(SQLModel, table=True):
     __table_args__ = (
         one_of("channel", CHANNELS),
         one_of("kind", INBOUND_KINDS),
-        UniqueConstraint("channel", "provider_id"),
+        UniqueConstraint("channel", "provider_hash"),
         # the few waiting to be processed, out of every message ever received: the
         # recovery pass looks for them every tick (a scan of 300,000 rows took 51 ms)
         Index(
@@ -258,7 +261,9 @@ class InboundMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str
-    provider_id: str
+    # the provider's message id (a Telegram one holds the chat id) as a keyed hash only:
+    # bot.storage.crypto.provider_hashes; enough to drop a redelivered message
+    provider_hash: str
     sender: str = Field(sa_type=EncryptedText("inbound_message.sender"))
     sender_hash: str | None = Field(default=None, index=True)  # set on insert (see below)
     kind: str = Field(default="text", sa_column_kwargs={"server_default": "text"})

@@ -5,9 +5,11 @@ from datetime import datetime
 
 from sqlmodel import select
 
+from bot.storage.crypto import KeyRing, new_key, provider_text, use_keys
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage
+from tests.conftest import TEST_RING
 
 
 async def _deliver(db: Database, now: datetime, provider_id: str = "SM123") -> bool:
@@ -24,12 +26,8 @@ async def test_first_delivery_is_recorded(db: Database, now: datetime) -> None:
     async with db.transaction() as session:
         row = await session.get(InboundMessage, row_id)
     assert row is not None
-    assert (row.channel, row.provider_id, row.text, row.received_at) == (
-        "telegram",
-        "77",
-        "hello",
-        now,
-    )
+    assert (row.channel, row.text, row.received_at) == ("telegram", "hello", now)
+    assert row.provider_hash == TEST_RING.lookup_hash(provider_text("telegram", "77"))
 
 
 async def test_redelivery_returns_none(db: Database, now: datetime) -> None:
@@ -65,3 +63,14 @@ async def test_mark_processed_records_outcome(db: Database, now: datetime) -> No
         stored = await session.get(InboundMessage, row_id)
     assert stored is not None
     assert (stored.processed_at, stored.error) == (now, "unparseable")
+
+
+async def test_a_message_recorded_before_a_key_rotation_is_still_a_duplicate(
+    db: Database, now: datetime
+) -> None:
+    """Its id was hashed under the old key; redelivered under a new current key, the ring's
+    older hashes find it, and it is not stored twice."""
+    assert await _deliver(db, now, "SM9") is True
+    use_keys(KeyRing((*TEST_RING.keys, new_key())))
+    assert await _deliver(db, now, "SM9") is False
+    assert await _deliver(db, now, "SM10") is True

@@ -1,7 +1,7 @@
 """Migrations: the packaged Alembic scripts build the schema the tables describe."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ import bot.storage.tables  # noqa: F401  (registers the tables)
 from bot.storage.database import Database
 from bot.storage.migrate import current_revision_async, head_revision, upgrade, upgrade_async
 from bot.storage.repository import Repository
-from bot.storage.tables import Checkin, Patient
+from bot.storage.tables import Patient
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 
@@ -73,11 +73,7 @@ async def test_answers_become_append_only_keeping_every_stored_answer(db_url: st
             patient = Patient(display_name="Ada", timezone="UTC", channel="console", address="a")
             await Repository(session).add(patient)
             assert patient.id is not None
-            checkin = Checkin(
-                patient_id=patient.id, idempotency_key="k", instruments=["phq9"],
-                due_at=T0, expires_at=T0 + timedelta(days=1),
-            )  # fmt: skip
-            await Repository(session).add(checkin)
+        (checkin,) = await _execute(database, _OLD_CHECKIN, p=patient.id, at=T0)
         for item, value in (("phq9.q1", 2), ("phq9.q9", 1)):
             await _execute(database, _OLD_ANSWER, c=checkin.id, k=item, v=value, at=T0)
         await database.dispose()
@@ -93,6 +89,12 @@ async def test_answers_become_append_only_keeping_every_stored_answer(db_url: st
             await _execute(database, _OLD_ANSWER, c=checkin.id, k="phq9.q1", v=3, at=T0)
 
 
+_OLD_CHECKIN = (  # the check-in as stored before 0011 (its state in plain JSON)
+    "INSERT INTO checkin (patient_id, idempotency_key, instruments, status, due_at, expires_at,"
+    " reminders_sent, max_reminders, origin, partial, ignore_quiet_hours, state, version,"
+    " created_at) VALUES (:p, 'k', '[\"phq9\"]', 'pending', :at, :at, 0, 0, 'operator', false,"
+    " false, '{}', 1, :at) RETURNING id"
+)
 _OLD_ANSWER = (
     "INSERT INTO answer (checkin_id, item_key, instrument, value_int, raw_text, answered_at) "
     "VALUES (:c, :k, 'phq9', :v, '', :at)"
