@@ -145,7 +145,8 @@ class Deliverer:
             message = sending.running.pop(task)
             finished.append(message)
             if task.cancelled() or task.exception() is not None:
-                # a channel bug: the lease runs out and the message is sent again
+                # recording the outcome failed (the channel's own errors are recorded by
+                # the sender): the lease runs out and the message is sent again
                 problem = "cancelled" if task.cancelled() else type(task.exception()).__name__
                 log.error("outbound %s failed unexpectedly (%s)", message.id, problem)
                 continue

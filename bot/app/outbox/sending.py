@@ -6,8 +6,11 @@ The claims, their leases and why delivery is at least once and in order per reci
 outcome is recorded after it, in a short transaction of its own.
 
 Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
-lets the recipient's next message go; anything else is retried with exponential backoff,
-never sooner than the provider's Retry-After, for as long as it takes.
+lets the recipient's next message go; so does an exception the channel did not translate
+(a bug: retrying it would fail the same way each time and hold every later message to that
+recipient behind it), recorded as ``unexpected error (<type>)``. Anything else is retried
+with exponential backoff, never sooner than the provider's Retry-After, for as long as it
+takes.
 """
 
 from __future__ import annotations
@@ -88,6 +91,10 @@ class Sender:
                 answered()
         except DeliveryFailed as failure:
             return await self._failed(message, failure)
+        except Exception as exc:  # a channel's bug: stop here rather than block the line
+            log.error("outbound %s: the channel raised %s", message.id, type(exc).__name__)
+            unexpected = DeliveryFailed(f"unexpected error ({type(exc).__name__})", permanent=True)
+            return await self._failed(message, unexpected)
         await self._marks.sent(message.id, provider_id, self.clock())
         return Report(sent=1)
 
