@@ -7,7 +7,11 @@ or a test stand-in is one setting away. Failures become :class:`DeliveryFailed`:
 * 403 (blocked by the user, deactivated), 400 (chat not found) and an address that is
   not a chat id: permanent.
 * 429: retried no sooner than Telegram's ``retry_after``.
-* timeouts, network errors, 5xx: retried with backoff.
+* timeouts, network errors, 5xx: retried with backoff. A read timeout means the message
+  may have arrived (Telegram has no idempotency key): the client waits ``timeout_s``
+  (default 30 s, longer than the Bot API's slow answers) before giving up, and the retry
+  waits longer (see ``RetryPolicy.maybe_sent_s``), so a slow provider is not sent the
+  same message several times.
 
 A payload with ``photo`` (base64 PNG bytes, e.g. a trend chart) is sent with
 ``sendPhoto``, the rendered text as its caption.
@@ -35,7 +39,7 @@ class TelegramChannel:
     name = "telegram"
 
     def __init__(
-        self, token: str, api_base_url: str = DEFAULT_API_BASE_URL, timeout_s: float = 10.0
+        self, token: str, api_base_url: str = DEFAULT_API_BASE_URL, timeout_s: float = 30.0
     ) -> None:
         # The outbox sends several messages at once (Deliverer.concurrency): a pool of one
         # connection would queue them behind each other and time out waiting for it.
@@ -84,7 +88,9 @@ class TelegramChannel:
             ) from exc
         except BadRequest as exc:
             raise DeliveryFailed(f"telegram: bad request ({_kind(exc)})", permanent=True) from exc
-        except (TimedOut, NetworkError) as exc:
+        except TimedOut as exc:  # may have arrived: Telegram has no idempotency key
+            raise DeliveryFailed("telegram: TimedOut", maybe_sent=True) from exc
+        except NetworkError as exc:
             raise DeliveryFailed(f"telegram: {type(exc).__name__}") from exc
         except TelegramError as exc:
             raise DeliveryFailed(f"telegram: {type(exc).__name__}") from exc

@@ -43,7 +43,7 @@ class Deliverer:
     clock: Clock
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     batch: int = 200
-    lease: timedelta = timedelta(seconds=30)  # longer than any provider timeout
+    lease: timedelta = timedelta(seconds=30)  # renewed every third of it while sending
     concurrency: int = 16
     pacers: Mapping[str, Pacer] = field(default_factory=dict)
     alerting: Alerting | None = None  # a patient found unreachable raises opted_out
