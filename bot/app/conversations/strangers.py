@@ -61,8 +61,14 @@ async def from_stranger(
     limited = await too_many_attempts(session, message.channel, message.sender, now)
     linked = None if limited else await redeem(session, code, message.channel, message.sender, now)
     if linked is not None and linked.patient is not None:
-        source = f"in{message.id}"
-        await repo.enqueue(outbox_rows(ctx.renderer, linked.patient, (ev.Enrolled(),), source, now))
+        source, patient = f"in{message.id}", linked.patient
+        if linked.moved_from is not None:  # the chat they left is told first, no details
+            notice = (ev.Relinked(),)
+            left = outbox_rows(
+                ctx.renderer, patient, notice, f"{source}:left", now, linked.moved_from
+            )
+            await repo.enqueue(left)
+        await repo.enqueue(outbox_rows(ctx.renderer, patient, (ev.Enrolled(),), source, now))
         return None
     if linked is not None:
         await _reply(ctx, repo, message, ev.Enrolled("clinician"), linked.clinician, now)
