@@ -124,7 +124,9 @@ def build(
     db = Database(settings.database_url)
     wired: dict[str, Channel] = {"console": ConsoleChannel(console)}
     if settings.telegram.enabled:
-        wired["telegram"] = TelegramChannel(settings.telegram.token, settings.telegram.api_base_url)
+        wired["telegram"] = TelegramChannel(
+            settings.telegram.token, settings.telegram.api_base_url, settings.telegram.timeout_s
+        )
     if settings.sms.enabled:
         wired["sms"] = _sms_channel(settings)
     wired.update(channels or {})
@@ -143,7 +145,8 @@ def build(
         start_lease=lease,
     )
     pacers = default_pacers(settings)
-    deliverer = Deliverer(db, wired, clock, lease=lease, pacers=pacers, alerting=alerting)
+    send_lease = timedelta(seconds=settings.scheduler.send_lease_s)
+    deliverer = Deliverer(db, wired, clock, lease=send_lease, pacers=pacers, alerting=alerting)
     planner = Planner(
         db,
         catalog,

@@ -273,3 +273,21 @@ def test_patient_invite_issues_a_fresh_single_use_link(url: str, telegram_config
     assert asyncio.run(_redeem(url, again["enroll_code"], "602")) is False  # single use
     one_line_error(checkin(url, "patient", "invite", "999", config=telegram_config),
                    "no patient with id 999")  # fmt: skip
+
+
+def test_patient_invite_relink_moves_an_active_patient(url: str, telegram_config: Path) -> None:
+    """From the command line, a plain `patient invite` link cannot move an active patient
+    to another chat, and the earlier link is revoked; one issued with --relink can."""
+    added = ok_json(
+        checkin(url, "patient", "add", "--name", "T-2", "--channel", "telegram", "--json",
+                config=telegram_config)
+    )  # fmt: skip
+    patient = str(added["id"])
+    assert asyncio.run(_redeem(url, added["enroll_code"], "611")) is True  # active in 611
+    plain = ok_json(checkin(url, "patient", "invite", patient, "--json", config=telegram_config))
+    relink = ok_json(
+        checkin(url, "patient", "invite", patient, "--relink", "--json", config=telegram_config)
+    )
+    assert asyncio.run(_redeem(url, plain["enroll_code"], "612")) is False  # revoked anyway
+    assert asyncio.run(_redeem(url, relink["enroll_code"], "612")) is True
+    assert asyncio.run(_actions(url)).count("patient_relinked") == 1

@@ -128,6 +128,83 @@ async def test_blocked_patient_is_not_retried(db: Database) -> None:
     }
 
 
+async def test_a_bad_chat_address_is_dead_with_a_reason_and_holds_up_nothing(
+    db: Database,
+) -> None:
+    """A Telegram address that is no chat id marks each message dead with a reason, one
+    attempt each, instead of re-sending the first one forever after each lease."""
+    stand_in = TelegramStandIn()
+    w = wire(db)
+    patient_id = (await telegram_patients(db))[0]
+    async with db.transaction() as session:
+        patient = await Repository(session).get_patient(patient_id)
+        assert patient is not None
+        patient.address = "not-a-chat"
+        await Repository(session).add(patient)
+    await w.services.asking.ask(patient_id, ["phq2"])
+    await w.services.starting.start_due()
+    queued = len(await rows(db, OutboundMessage))
+    async with serve(stand_in.app) as url:
+        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)
+        deliverer = Deliverer(db, {"telegram": channel}, w.clock)
+        try:
+            report = await deliver_until_quiet(deliverer, w.clock, rounds=queued + 1)
+        finally:
+            await channel.close()
+    outbox = await rows(db, OutboundMessage)
+    assert report == Report(dead=queued) and queued >= 2
+    assert {(m.status, m.attempts, m.last_error) for m in outbox} == {
+        ("dead", 1, "telegram: the address is not a chat id")
+    }
+
+
+class _BrokenForOne:
+    """A channel with a bug for one recipient: it raises something it never translated."""
+
+    name = "telegram"
+
+    def __init__(self, broken: str) -> None:
+        self.broken = broken
+        self.sent: list[str] = []
+
+    async def send(self, address: str, message: object, payload: dict[str, object]) -> str:
+        if address == self.broken:
+            raise KeyError("a bug")
+        self.sent.append(address)
+        return str(len(self.sent))
+
+
+async def test_an_untranslated_channel_error_is_dead_not_retried_forever(db: Database) -> None:
+    """An exception the channel did not translate marks that message dead ("unexpected
+    error"), once; the recipient's next message and everyone else's go on."""
+    w = wire(db)
+    first, second = await telegram_patients(db)
+    async with db.transaction() as session:
+        for n in range(2):
+            for patient_id in (first, second):
+                await Repository(session).enqueue([
+                    OutboundMessage(
+                        channel="telegram",
+                        recipient_kind="patient",
+                        recipient_id=patient_id,
+                        address=str(CHATS[0] if patient_id == first else CHATS[1]),
+                        body=f"message {n}",
+                        payload={},
+                        idempotency_key=f"test:{patient_id}:{n}",
+                        next_attempt_at=w.clock.now,
+                    )
+                ])  # fmt: skip
+    channel = _BrokenForOne(str(CHATS[0]))
+    deliverer = Deliverer(db, {"telegram": channel}, w.clock)  # type: ignore[dict-item]
+    report = await deliver_until_quiet(deliverer, w.clock, rounds=3)
+    assert report == Report(sent=2, dead=2)
+    assert channel.sent == [str(CHATS[1])] * 2
+    outbox = await rows(db, OutboundMessage, OutboundMessage.recipient_id == first)
+    assert {(m.status, m.attempts, m.last_error) for m in outbox} == {
+        ("dead", 1, "unexpected error (KeyError)")
+    }
+
+
 def _plain(html: str) -> str:
     for tag in ("<b>", "</b>", "<i>", "</i>"):
         html = html.replace(tag, "")

@@ -64,7 +64,7 @@ def every_intent(catalog: Catalog) -> list[ev.Intent]:
         ev.NothingOpen(),
         ev.CrisisResources("suicidality", "phq9.q9"), ev.CrisisResources("medical", "side_effects.red_flags"),
         ev.Answered("phq9.q1", 2), ev.Answered("side_effects.blood_pressure", BloodPressure(120, 80)),
-        ev.Enrolled(), ev.Enrolled("clinician"), ev.EnrollRefused(), ev.Stranger(),
+        ev.Enrolled(), ev.Enrolled("clinician"), ev.EnrollRefused(), ev.Relinked(), ev.Stranger(),
         *clinician_intents(),
     ]  # fmt: skip
     for instrument in catalog:

@@ -34,6 +34,7 @@ quiet_hours_end_local = "00:00"
 [scheduler]
 tick_s = 0.5
 lease_s = 5
+send_lease_s = 5
 batch = 500
 
 [telegram]

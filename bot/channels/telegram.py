@@ -4,9 +4,14 @@
 ``https://api.telegram.org/bot``; the token is appended), so a self-hosted Bot API server
 or a test stand-in is one setting away. Failures become :class:`DeliveryFailed`:
 
-* 403 (blocked by the user, deactivated) and 400 (chat not found): permanent.
+* 403 (blocked by the user, deactivated), 400 (chat not found) and an address that is
+  not a chat id: permanent.
 * 429: retried no sooner than Telegram's ``retry_after``.
-* timeouts, network errors, 5xx: retried with backoff.
+* timeouts, network errors, 5xx: retried with backoff. A read timeout means the message
+  may have arrived (Telegram has no idempotency key): the client waits ``timeout_s``
+  (default 30 s, longer than the Bot API's slow answers) before giving up, and the retry
+  waits longer (see ``RetryPolicy.maybe_sent_s``), so a slow provider is not sent the
+  same message several times.
 
 A payload with ``photo`` (base64 PNG bytes, e.g. a trend chart) is sent with
 ``sendPhoto``, the rendered text as its caption.
@@ -34,7 +39,7 @@ class TelegramChannel:
     name = "telegram"
 
     def __init__(
-        self, token: str, api_base_url: str = DEFAULT_API_BASE_URL, timeout_s: float = 10.0
+        self, token: str, api_base_url: str = DEFAULT_API_BASE_URL, timeout_s: float = 30.0
     ) -> None:
         # The outbox sends several messages at once (Deliverer.concurrency): a pool of one
         # connection would queue them behind each other and time out waiting for it.
@@ -61,13 +66,14 @@ class TelegramChannel:
     async def send(self, address: str, message: Rendered, payload: dict[str, object]) -> str | None:
         await self._initialized()
         try:
+            chat_id = _chat_id(address)
             if payload.get("edit"):
-                return await self._edit(address, message, payload.get("edit_message_id"))
+                return await self._edit(chat_id, message, payload.get("edit_message_id"))
             photo = payload.get("photo")
             if isinstance(photo, str):
-                return await self._photo(address, message, base64.b64decode(photo))
+                return await self._photo(chat_id, message, base64.b64decode(photo))
             sent = await self.bot.send_message(
-                chat_id=int(address),
+                chat_id=chat_id,
                 text=message.text,
                 parse_mode=ParseMode.HTML if message.html else None,
                 reply_markup=_keyboard(message),
@@ -82,16 +88,18 @@ class TelegramChannel:
             ) from exc
         except BadRequest as exc:
             raise DeliveryFailed(f"telegram: bad request ({_kind(exc)})", permanent=True) from exc
-        except (TimedOut, NetworkError) as exc:
+        except TimedOut as exc:  # may have arrived: Telegram has no idempotency key
+            raise DeliveryFailed("telegram: TimedOut", maybe_sent=True) from exc
+        except NetworkError as exc:
             raise DeliveryFailed(f"telegram: {type(exc).__name__}") from exc
         except TelegramError as exc:
             raise DeliveryFailed(f"telegram: {type(exc).__name__}") from exc
         return str(sent.message_id)
 
-    async def _photo(self, address: str, message: Rendered, png: bytes) -> str:
+    async def _photo(self, chat_id: int, message: Rendered, png: bytes) -> str:
         """A picture (a trend chart) with the message as its caption."""
         sent = await self.bot.send_photo(
-            chat_id=int(address),
+            chat_id=chat_id,
             photo=png,
             caption=message.text,
             parse_mode=ParseMode.HTML if message.html else None,
@@ -99,13 +107,13 @@ class TelegramChannel:
         )
         return str(sent.message_id)
 
-    async def _edit(self, address: str, message: Rendered, message_id: object) -> str | None:
+    async def _edit(self, chat_id: int, message: Rendered, message_id: object) -> str | None:
         """Show the chosen answer on the question message (and drop its buttons)."""
         if not isinstance(message_id, int | str):
             return None  # the question was never delivered: nothing to edit
         try:
             await self.bot.edit_message_text(
-                chat_id=int(address),
+                chat_id=chat_id,
                 message_id=int(message_id),
                 text=message.text,
                 parse_mode=ParseMode.HTML if message.html else None,
@@ -163,6 +171,15 @@ def to_inbound(update: telegram.Update) -> Inbound | None:
             kind="member",
         )
     return None
+
+
+def _chat_id(address: str) -> int:
+    """The chat id an address names; a permanent failure when it names none (the address
+    was typed by hand or belongs to another channel): retrying cannot make it one."""
+    try:
+        return int(address)
+    except ValueError:
+        raise DeliveryFailed("telegram: the address is not a chat id", permanent=True) from None
 
 
 def _now() -> datetime:

@@ -117,12 +117,21 @@ def _check_patient_options(name: str, channel: str, timezone: str, language: str
 def patient_invite(
     ctx: typer.Context,
     patient_id: Annotated[int, typer.Argument(help="Patient id.")],
+    relink: Annotated[
+        bool,
+        typer.Option(
+            "--relink",
+            help="Let the link move a patient already active in one chat to another "
+            "(their old chat is told, without details).",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Issue a new single-use enrolment link (Telegram), e.g. when the first one expired."""
+    """Issue a new single-use enrolment link (Telegram), e.g. when the first one expired;
+    links issued before it stop working."""
 
     async def work(app: App) -> dict[str, Any]:
-        invitation = await patients.invite(app.db, app.clock, app.invitations(), patient_id)
+        invitation = await patients.invite(app.db, app.clock, app.invitations(), patient_id, relink)
         return {"id": patient_id} | invitation_json(invitation)
 
     data = run_use_case(ctx, work)

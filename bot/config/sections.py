@@ -95,6 +95,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
                 telegram, "telegram", "enroll_ttl_min", Telegram.enroll_ttl_min, source
             ),
             rate_per_s=_positive(telegram, "telegram", "rate_per_s", Telegram.rate_per_s, source),
+            timeout_s=_positive(telegram, "telegram", "timeout_s", Telegram.timeout_s, source),
         ),
         sms=Sms(
             **{n: _value(sms, "sms", n, str, getattr(Sms, n), source) for n in _SMS_FIELDS},
@@ -109,6 +110,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
                     "plan_ahead_days",
                     "bundle_window_min",
                     "lease_s",
+                    "send_lease_s",
                 )
             },
             batch=int(_positive(scheduler, "scheduler", "batch", Scheduler.batch, source)),

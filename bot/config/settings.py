@@ -71,6 +71,11 @@ class Scheduler:
     # if it dies, another worker takes the work over after it. Longer than any provider
     # timeout.
     lease_s: float = 60.0
+    # An outbound message being sent is held this long, and the lease is renewed every
+    # third of it while the send is under way: after a crash it is sent again (a
+    # duplicate, if the provider had taken it) within this window, and the recipient's
+    # later messages wait no longer than that.
+    send_lease_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ class Telegram:
     enroll_ttl_min: float = 60.0
     # Telegram's limits: about 30 messages a second overall, one a second per chat.
     rate_per_s: float = 30.0
+    # How long a request to the Bot API may take before it is given up (and, if it was
+    # sent, retried later: it may have arrived). Longer than the provider's slow answers.
+    timeout_s: float = 30.0
 
     @property
     def enabled(self) -> bool:

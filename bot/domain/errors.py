@@ -84,6 +84,8 @@ class DeliveryFailed(CheckinError):
     marked dead. Otherwise it is retried with backoff, no sooner than `retry_after_s`.
     `recipient_gone`: the person can no longer be reached there (blocked the bot, opted out
     at the carrier); their status changes so nothing more is queued for them.
+    `maybe_sent`: the request left and no answer came back in time (a read timeout): the
+    provider may have taken it, so it is re-sent only after a longer pause.
     """
 
     def __init__(
@@ -93,9 +95,11 @@ class DeliveryFailed(CheckinError):
         permanent: bool = False,
         retry_after_s: float | None = None,
         recipient_gone: bool = False,
+        maybe_sent: bool = False,
     ) -> None:
         self.reason = reason
         self.permanent = permanent or recipient_gone
         self.retry_after_s = retry_after_s
         self.recipient_gone = recipient_gone  # blocked the bot / opted out: stop writing to them
+        self.maybe_sent = maybe_sent
         super().__init__(reason)

@@ -102,6 +102,12 @@ class EnrollRefused:
 
 
 @dataclass(frozen=True)
+class Relinked:
+    """To the chat a patient left when the operator moved them to another one: this chat
+    gets no more check-ins. No name, no clinic detail, nothing about the new chat."""
+
+
+@dataclass(frozen=True)
 class Stranger:
     """A message from a chat or number nobody enrolled: says what the service is, nothing more."""
 
@@ -195,6 +201,7 @@ Intent = (
     | Enrolled
     | Invitation
     | EnrollRefused
+    | Relinked
     | Stranger
     | AlertNotice
     | AckConfirmed

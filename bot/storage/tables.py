@@ -122,6 +122,8 @@ class EnrollmentCode(SQLModel, table=True):
     expires_at: datetime
     used_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # the operator's --relink: this code may move an active patient to another chat
+    relink: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class TreatmentSession(SQLModel, table=True):

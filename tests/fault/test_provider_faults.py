@@ -82,7 +82,9 @@ async def rig(db: Database) -> AsyncIterator[Rig]:
         sms._http = BaseUrlHttpClient(sms_url, timeout_s=CLIENT_TIMEOUT_S)
         sms._client = Client(settings.account_sid, settings.auth_token, http_client=sms._http)
         channels = {"telegram": bot, "sms": sms}
-        deliverer = Deliverer(db, channels, now, RetryPolicy(base_s=0.1, cap_s=1.0))
+        deliverer = Deliverer(
+            db, channels, now, RetryPolicy(base_s=0.1, cap_s=1.0, maybe_sent_s=0.2)
+        )
         try:
             yield Rig(db, telegram, twilio, deliverer)
         finally:

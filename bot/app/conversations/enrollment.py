@@ -4,9 +4,12 @@ clinician.
 A code is 192 random bits (URL-safe, fits Telegram's ``start`` parameter), shown once to
 the operator and stored only as a SHA-256 hash; it expires (default one hour) and works
 once. A wrong, used or expired code gets the same plain refusal, so trying codes teaches
-nothing. A sender refused ``MAX_FAILED_ATTEMPTS`` times within ``ATTEMPT_WINDOW`` gets
-that same refusal without any code being checked; the count is of their refused inbound
-messages in the database, so it holds across worker processes.
+nothing. A code cannot move a patient who is active (or paused) in one chat to another
+unless the operator issued it with ``--relink`` (``relink``): then the patient moves, the
+move is audited (``patient_relinked``) and the chat they left is told, without details.
+A sender refused ``MAX_FAILED_ATTEMPTS`` times within ``ATTEMPT_WINDOW`` gets that same
+refusal without any code being checked; the count is of their refused inbound messages in
+the database, so it holds across worker processes.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ async def issue_code(
     *,
     patient_id: int | None = None,
     clinician_id: int | None = None,
+    relink: bool = False,
 ) -> tuple[str, datetime]:
     """A fresh code for one patient or clinician, and when it expires."""
     code = secrets.token_urlsafe(CODE_BYTES)
@@ -55,6 +59,7 @@ async def issue_code(
         patient_id=patient_id,
         clinician_id=clinician_id,
         expires_at=expires_at,
+        relink=relink,
     )
     await Repository(session).add(row)
     return code, expires_at
@@ -64,6 +69,7 @@ async def issue_code(
 class Linked:
     patient: Patient | None = None
     clinician: Clinician | None = None
+    moved_from: str | None = None  # the chat a re-linked patient left (to be told)
 
 
 async def redeem(
@@ -83,12 +89,16 @@ async def redeem(
         patient = await repo.lock_patient(row.patient_id)
         if patient is None or patient.channel != channel:
             return None
+        moved_from = _moved_from(patient, address)
+        if moved_from is not None and not row.relink:
+            return None  # an active patient moves only when the operator said so
         patient.address = address
         patient.status = "active" if patient.status in ("invited", "blocked") else patient.status
         patient.consent_at = patient.consent_at or now
         await repo.add(patient)
-        await repo.audit(now, "patient", "enrolled", f"patient:{patient.id}", channel=channel)
-        return Linked(patient=patient)
+        action = "patient_relinked" if moved_from is not None else "enrolled"
+        await repo.audit(now, "patient", action, f"patient:{patient.id}", channel=channel)
+        return Linked(patient=patient, moved_from=moved_from)
     clinician = await session.get(Clinician, row.clinician_id)
     if clinician is None or clinician.channel != channel:
         return None
@@ -96,6 +106,13 @@ async def redeem(
     await repo.add(clinician)
     await repo.audit(now, "clinician", "linked", f"clinician:{clinician.id}", channel=channel)
     return Linked(clinician=clinician)
+
+
+def _moved_from(patient: Patient, address: str) -> str | None:
+    """The chat an active (or paused) patient would leave by linking `address`, if any."""
+    if patient.status not in ("active", "paused") or patient.address in (None, address):
+        return None
+    return patient.address
 
 
 async def too_many_attempts(

@@ -23,10 +23,13 @@ def outbox_rows(
     intents: Sequence[ev.Intent],
     source: str,
     now: datetime,
+    address: str | None = None,
 ) -> list[OutboundMessage]:
     """The rows for `intents`; an intent with nothing to say in this channel adds none.
-    A `source` starting ``in`` (an inbound message) makes them replies."""
-    assert patient.id is not None and patient.address is not None
+    A `source` starting ``in`` (an inbound message) makes them replies. `address`: another
+    of the patient's addresses than their current one (the chat they just left)."""
+    address = address or patient.address
+    assert patient.id is not None and address is not None
     answering = source.startswith("in")  # a reply to what the patient just sent
     country = country_of(renderer.clinic, patient)
     rows = []
@@ -46,7 +49,7 @@ def outbox_rows(
                 channel=patient.channel,
                 recipient_kind="patient",
                 recipient_id=patient.id,
-                address=patient.address,
+                address=address,
                 body=rendered.text,
                 payload=payload,
                 idempotency_key=f"{source}:{n}",

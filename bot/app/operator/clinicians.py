@@ -22,7 +22,7 @@ from bot.app.ports import Clock
 from bot.domain.errors import NotFound
 from bot.storage.database import Database
 from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, EnrollmentCode, Patient
+from bot.storage.tables import Clinician, Patient
 
 ENDED = ("discharged",)  # patients whose care is over need no responsible clinician
 
@@ -86,19 +86,9 @@ async def link(
             raise Refused(
                 f"clinician {clinician_id} is deactivated; links are for active clinicians"
             )
-        now = clock()
-        await session.exec(
-            update(EnrollmentCode)
-            .where(
-                col(EnrollmentCode.clinician_id) == clinician_id,
-                col(EnrollmentCode.used_at).is_(None),
-                col(EnrollmentCode.expires_at) > now,
-            )
-            .values(expires_at=now)
-        )
-        invitation = await invitations.issue(session, clinician_id=clinician_id)
+        invitation = await invitations.issue(session, clinician_id=clinician_id)  # revokes
         await Repository(session).audit(
-            now, "operator", "enrolment_link_issued", f"clinician:{clinician_id}"
+            clock(), "operator", "enrolment_link_issued", f"clinician:{clinician_id}"
         )
         return invitation
 

@@ -88,9 +88,11 @@ async def enrol(
 
 
 async def invite(
-    db: Database, clock: Clock, invitations: Invitations, patient_id: int
+    db: Database, clock: Clock, invitations: Invitations, patient_id: int, relink: bool = False
 ) -> Invitation:
-    """A new single-use enrolment link for a Telegram patient (the first one expired)."""
+    """A new single-use enrolment link for a Telegram patient (the first one expired); the
+    earlier links stop working. Only a `relink` link moves a patient already active in one
+    chat to the chat that opens it (the old chat is told, without details)."""
     async with db.transaction() as session:
         repo = Repository(session)
         patient = await repo.get_patient(patient_id)
@@ -100,8 +102,10 @@ async def invite(
             raise Refused(
                 f"patient {patient_id} uses {patient.channel}; enrolment links are for Telegram"
             )
-        invitation = await invitations.issue(session, patient_id=patient_id)
-        await repo.audit(clock(), "operator", "enrolment_link_issued", f"patient:{patient_id}")
+        invitation = await invitations.issue(session, patient_id=patient_id, relink=relink)
+        await repo.audit(
+            clock(), "operator", "enrolment_link_issued", f"patient:{patient_id}", relink=relink
+        )
     return invitation
 
 

@@ -43,7 +43,7 @@ class Deliverer:
     clock: Clock
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     batch: int = 200
-    lease: timedelta = timedelta(seconds=30)  # longer than any provider timeout
+    lease: timedelta = timedelta(seconds=30)  # renewed every third of it while sending
     concurrency: int = 16
     pacers: Mapping[str, Pacer] = field(default_factory=dict)
     alerting: Alerting | None = None  # a patient found unreachable raises opted_out
@@ -145,7 +145,8 @@ class Deliverer:
             message = sending.running.pop(task)
             finished.append(message)
             if task.cancelled() or task.exception() is not None:
-                # a channel bug: the lease runs out and the message is sent again
+                # recording the outcome failed (the channel's own errors are recorded by
+                # the sender): the lease runs out and the message is sent again
                 problem = "cancelled" if task.cancelled() else type(task.exception()).__name__
                 log.error("outbound %s failed unexpectedly (%s)", message.id, problem)
                 continue

@@ -6,8 +6,11 @@ The claims, their leases and why delivery is at least once and in order per reci
 outcome is recorded after it, in a short transaction of its own.
 
 Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
-lets the recipient's next message go; anything else is retried with exponential backoff,
-never sooner than the provider's Retry-After, for as long as it takes.
+lets the recipient's next message go; so does an exception the channel did not translate
+(a bug: retrying it would fail the same way each time and hold every later message to that
+recipient behind it), recorded as ``unexpected error (<type>)``. Anything else is retried
+with exponential backoff, never sooner than the provider's Retry-After, for as long as it
+takes.
 """
 
 from __future__ import annotations
@@ -32,12 +35,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """Exponential backoff from `base_s` to `cap_s`, never sooner than Retry-After; a send
+    that timed out after it left (maybe delivered) waits at least `maybe_sent_s`: a provider
+    answering a few seconds late would otherwise get the same message again and again
+    (with a 10 s client timeout and 2 s backoff, three copies of each question)."""
+
     base_s: float = 2.0
     cap_s: float = 900.0
+    maybe_sent_s: float = 20.0
 
-    def delay(self, attempts: int, retry_after_s: float | None) -> timedelta:
+    def delay(
+        self, attempts: int, retry_after_s: float | None, maybe_sent: bool = False
+    ) -> timedelta:
         backoff = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
-        return timedelta(seconds=max(backoff, retry_after_s or 0.0))
+        floor = max(retry_after_s or 0.0, self.maybe_sent_s if maybe_sent else 0.0)
+        return timedelta(seconds=max(backoff, floor))
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,10 @@ class Sender:
                 answered()
         except DeliveryFailed as failure:
             return await self._failed(message, failure)
+        except Exception as exc:  # a channel's bug: stop here rather than block the line
+            log.error("outbound %s: the channel raised %s", message.id, type(exc).__name__)
+            unexpected = DeliveryFailed(f"unexpected error ({type(exc).__name__})", permanent=True)
+            return await self._failed(message, unexpected)
         await self._marks.sent(message.id, provider_id, self.clock())
         return Report(sent=1)
 
@@ -107,7 +123,8 @@ class Sender:
                 await repo.mark_dead(message.id, failure.reason)
                 log.warning("outbound %s dead: %s", message.id, failure.reason)
                 return Report(dead=1)
-            retry_at = self.clock() + self.policy.delay(message.attempts, failure.retry_after_s)
+            delay = self.policy.delay(message.attempts, failure.retry_after_s, failure.maybe_sent)
+            retry_at = self.clock() + delay
             await repo.mark_retry(message.id, failure.reason, retry_at)
         log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
         return Report(retried=1)

@@ -1,0 +1,162 @@
+"""Duplicates per 1,000 sends when the provider answers after the client has given up.
+
+A message whose request left but whose answer came too late may have arrived (Telegram has
+no idempotency key), and delivery is at least once: it is sent again. How often depends on
+the client's read timeout and on how long the outbox waits before that retry. This sends
+``--messages`` messages (one per chat) through the real python-telegram-bot client to the
+Bot API stand-in on a fresh SQLite file; the provider takes each chat's first
+``SLOW_CALLS`` requests but answers them late (a slow spell), then answers at once. It
+counts the sendMessage calls the stand-in received beyond one per message.
+
+Times are scaled down ten times so a run takes seconds, not minutes: the "15 s provider
+against a 10 s client timeout with a 2 s first backoff" of issue 23 is a 1.5 s provider, a
+1.0 s timeout and a 0.2 s backoff here. Configurations:
+
+* before: the old client timeout (10 s) and backoff (2 s, nothing longer after a timeout)
+* after: ``[telegram] timeout_s = 30`` and a 20 s pause before a timed-out send goes again
+
+    .venv/bin/python -m bench.duplicates [--messages 200] [--no-doc]
+
+The crash case (SIGKILL of a worker mid-send) is not measured here; its window is the send
+lease (``[scheduler] send_lease_s``, 30 s; it was the 60 s ``lease_s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlmodel import func, select
+
+from bench.keys import ensure_key
+from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.sending import RetryPolicy
+from bot.bootstrap import utc_now
+from bot.channels.telegram import TelegramChannel
+from bot.storage.database import Database
+from bot.storage.migrate import upgrade
+from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
+from tests.standins.server import Fault, serve
+from tests.standins.telegram import TelegramStandIn
+
+SCALE = 10  # real seconds per bench second
+FIRST_CHAT = 300_000
+SLOW_CALLS = 2  # per chat: the slow spell
+ROUNDS = 200  # drains at most (a guard: each case needs a handful)
+DOC = Path(__file__).resolve().parent.parent / "docs" / "perf" / "duplicates.md"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    provider_s: float  # how late every answer comes (real seconds)
+    timeout_s: float  # the client's read timeout (real seconds)
+    base_s: float  # the first backoff
+    maybe_sent_s: float  # the least pause after a timed-out send
+
+
+CASES = (
+    Case("before: 10 s timeout, 2 s backoff", 15, 10, 2, 0),
+    Case("after: 30 s timeout, 20 s after a timeout", 15, 30, 2, 20),
+)
+
+
+async def run_case(case: Case, messages: int, workdir: Path) -> tuple[int, float]:
+    """The sendMessage calls beyond one per message, and the seconds until all were sent."""
+    url = f"sqlite+aiosqlite:///{workdir / (str(abs(hash(case.name))) + '.db')}"
+    await asyncio.to_thread(upgrade, url)
+    db = Database(url)
+    now = utc_now()
+    async with db.transaction() as session:
+        await Repository(session).enqueue([
+            OutboundMessage(
+                channel="telegram", recipient_kind="patient", recipient_id=n,
+                address=str(FIRST_CHAT + n), body=f"question {n}", payload={},
+                idempotency_key=f"bench:{n}", next_attempt_at=now,
+            )
+            for n in range(messages)
+        ])  # fmt: skip
+    stand_in = TelegramStandIn()
+    for n in range(messages):
+        slow = Fault.slow(case.provider_s / SCALE)
+        stand_in.fail(slow, method="sendMessage", chat_id=FIRST_CHAT + n, times=SLOW_CALLS)
+    policy = RetryPolicy(base_s=case.base_s / SCALE, maybe_sent_s=case.maybe_sent_s / SCALE)
+    started = time.monotonic()
+    async with serve(stand_in.app) as base:
+        channel = TelegramChannel(
+            stand_in.token, api_base_url=f"{base}/bot", timeout_s=case.timeout_s / SCALE
+        )
+        deliverer = Deliverer(
+            db, {"telegram": channel}, utc_now, policy,
+            lease=timedelta(seconds=30 / SCALE), concurrency=messages,
+        )  # fmt: skip
+        try:
+            for _ in range(ROUNDS):
+                if not await _unsent(db):
+                    break
+                await deliverer.drain()
+                await asyncio.sleep(0.05)
+        finally:
+            await channel.close()
+    elapsed = time.monotonic() - started
+    await db.dispose()
+    return len(stand_in.calls_to("sendMessage")) - messages, elapsed
+
+
+async def _unsent(db: Database) -> int:
+    async with db.transaction() as session:
+        statement = select(func.count()).where(OutboundMessage.status != "sent")
+        return int((await session.exec(statement)).one())
+
+
+async def main_async(messages: int) -> list[str]:
+    ensure_key()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in CASES:
+            extra, elapsed = await run_case(case, messages, Path(tmp))
+            per_1000 = extra * 1000 / messages
+            rows.append(
+                f"| {case.name} | {case.provider_s:g} s | {per_1000:.0f} | {elapsed:.1f} s |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def write_doc(rows: list[str], messages: int) -> None:
+    DOC.write_text(
+        "## Duplicates under provider faults (bench/duplicates.py)\n\n"
+        f"{messages} messages, one per chat; the Bot API takes each chat's first "
+        f"{SLOW_CALLS} requests but answers them late, then answers at once; the real "
+        "python-telegram-bot client against the stand-in; times scaled down ten times "
+        "and shown here in real seconds. Duplicates are sendMessage calls the provider "
+        "received beyond one per message, per 1,000 messages.\n\n"
+        "| configuration | provider answers after | duplicates per 1,000 | bench run (unscaled) |\n"
+        "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n\n"
+        "A SIGKILL of a worker mid-send is not measured by this bench: what the killed "
+        "worker had sent but not yet marked is sent again once its lease runs out, now "
+        "`[scheduler] send_lease_s` (30 s, renewed while a send runs) instead of the 60 s "
+        "`lease_s`; `tests/test_scheduler_workers.py` bounds those duplicates.\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--no-doc", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("PTB_TIMEDELTA", "true")  # as bootstrap does (RetryAfter durations)
+    rows = asyncio.run(main_async(args.messages))
+    if not args.no_doc:
+        write_doc(rows, args.messages)
+
+
+if __name__ == "__main__":
+    main()
