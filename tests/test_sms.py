@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -60,7 +61,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(db: Database) -> AsyncIterator[Rig]:
+async def rig(db: Database, tmp_path: Path) -> AsyncIterator[Rig]:
     twilio = TwilioStandIn()
     clock = SimClock(datetime(2026, 5, 4, 16, 0, tzinfo=UTC))  # noon in New York
     async with serve(twilio.app) as url:
@@ -69,7 +70,8 @@ async def rig(db: Database) -> AsyncIterator[Rig]:
             clinic=Clinic(name="Lakeside"),
             server=Server(public_url=PUBLIC),
             sms=Sms(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
-                    from_number=CLINIC_NUMBER, api_base_url=url),
+                    from_number=CLINIC_NUMBER, api_base_url=url,
+                    spool_path=tmp_path / "checkin.spool"),
         )  # fmt: skip
         app = build(settings, clock=clock)
         transport = httpx.ASGITransport(app=create_app(app))
@@ -315,3 +317,29 @@ async def test_a_messaging_service_sends_without_a_from_number() -> None:
     (call,) = [c for c in twilio.calls if c.method == "Messages.create"]
     assert call.params["MessagingServiceSid"] == service and "From" not in call.params
     assert sid in twilio.messages
+
+
+async def test_healthz_and_metrics_show_the_spool_and_a_stuck_one_is_unhealthy(
+    rig: Rig, db: Database
+) -> None:
+    """A spooled SMS shows in /healthz and /metrics; one waiting over two minutes makes
+    /healthz 503 with the reason, and the tick's drain makes it healthy again."""
+    await invited(rig)
+    rig.clock.now += timedelta(seconds=1)
+    request = rig.twilio.inbound_request(
+        f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body="YES"
+    )
+    assert (await rig.post(request)).status_code == 200  # spooled; no tick has drained it
+    rig.clock.now += timedelta(minutes=3)
+    rig.app.last_tick_at[:] = [rig.clock.now]
+    stuck = await rig.web.get("/healthz")
+    assert stuck.status_code == 503
+    assert stuck.json()["spool_depth"] == 1 and stuck.json()["spool_oldest_age_s"] == 180
+    assert stuck.json()["reason"] == "sms spool not draining (oldest message waiting over 120s)"
+    scraped = (await rig.web.get("/metrics")).text
+    assert "checkin_spool_depth 1\n" in scraped
+    assert "checkin_spool_oldest_age_seconds 180\n" in scraped
+    await tick(rig.app)
+    healthy = await rig.web.get("/healthz")
+    assert healthy.status_code == 200 and healthy.json()["spool_depth"] == 0
+    assert [m.text for m in await table(db, InboundMessage)] == ["YES"]

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.rendering.renderer import Rendered
+from bot.storage.spool import Spooled, SpoolStatus
 
 
 class Clock(Protocol):
@@ -21,3 +22,24 @@ class Channel(Protocol):
     async def send(self, address: str, message: Rendered, payload: dict[str, object]) -> str | None:
         """Deliver, returning the provider's message id; raise DeliveryFailed if not taken."""
         ...
+
+
+class InboundSpool(Protocol):
+    """Inbound messages made durable before the database has them (a local file), read
+    back in the order they were added; the reader says how far it got."""
+
+    def append(self, message: Spooled) -> bool:
+        """Durable when this returns True; False when the spool is full (nothing kept)."""
+        ...
+
+    def pending(self, limit: int) -> list[tuple[int, Spooled | None]]:
+        """The oldest `limit` records not consumed yet, each with its position; None for
+        a record that cannot be read (torn by a crash while it was written, or sealed
+        under a key the ring no longer has), which the spool has logged."""
+        ...
+
+    def consume(self, upto: int) -> None:
+        """Every message up to and including position `upto` is in the inbox."""
+        ...
+
+    def status(self) -> SpoolStatus: ...

@@ -21,7 +21,7 @@ from bot.commands.common import fail
 from bot.config import Settings
 from bot.web.app import create_app
 from bot.web.telegram import ALLOWED_UPDATES, poll
-from scheduler.loop import courier, start_scheduler
+from scheduler.loop import courier, spool_drainer, start_scheduler
 
 
 async def serve(settings: Settings) -> None:
@@ -42,7 +42,8 @@ async def serve(settings: Settings) -> None:
         )
     )
     try:
-        async with courier(app):  # replies leave the moment they are committed
+        # replies leave the moment they are committed; spooled SMS are drained at once
+        async with courier(app), spool_drainer(app):
             await _serve_with(app, server)
     finally:
         await app.close()

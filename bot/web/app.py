@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.app import metrics
-from bot.app.health import database_ok
+from bot.app.health import SPOOL_STALE, database_ok, spool_age_s, spool_ok
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
 from bot.web.telegram import handle_update
@@ -28,8 +28,15 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 def create_app(app: App) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         checks = {"database": await database_ok(app.db), "scheduler": _tick_recent(app)}
+        extra: dict[str, object] = {}
+        intake = app.services.intake
+        if intake is not None:
+            spool = await intake.status()
+            checks["spool"] = spool_ok(spool, app.clock())
+            extra = {"spool_depth": spool.depth,
+                     "spool_oldest_age_s": round(spool_age_s(spool, app.clock()), 1)}  # fmt: skip
         status = 200 if all(checks.values()) else 503
-        body: dict[str, object] = {"ok": status == 200, **checks}
+        body: dict[str, object] = {"ok": status == 200, **checks, **extra}
         if status != 200:
             body["reason"] = "; ".join(_problems(app, checks))
         return JSONResponse(body, status_code=status)
@@ -41,6 +48,9 @@ def create_app(app: App) -> Starlette:
         except Exception as exc:  # the database is away: say so, as /healthz does
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return PlainTextResponse("database unavailable\n", status_code=503)
+        if app.services.intake is not None:
+            spool = await app.services.intake.status()
+            collected += metrics.spool_metrics(spool, app.clock())
         return Response(metrics.render(collected), media_type=metrics.CONTENT_TYPE)
 
     routes = [
@@ -104,4 +114,7 @@ def _problems(app: App, checks: dict[str, bool]) -> list[str]:
             problems.append(f"scheduler tick stale ({age:.0f}s ago, limit {limit:.0f}s)")
         else:
             problems.append("scheduler has not ticked yet")
+    if not checks.get("spool", True):
+        limit = SPOOL_STALE.total_seconds()
+        problems.append(f"sms spool not draining (oldest message waiting over {limit:.0f}s)")
     return problems
