@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ROOT / "docs" / "perf"
 OUT = ROOT / "docs" / "PERFORMANCE.md"
-BENCHES = ["turns", "scheduler", "crisis_latency"]  # modules under bench/, in document order
+# modules under bench/, in document order
+BENCHES = ["turns", "scheduler", "crisis_latency", "sms_burst"]
 
 
 def machine() -> str:
