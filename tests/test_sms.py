@@ -3,6 +3,7 @@ signed webhooks reach our Starlette app through httpx; a real database."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ from bot.storage.tables import (
     Patient,
 )
 from bot.web.app import create_app
-from scheduler.loop import tick
+from scheduler.loop import courier, spool_drainer, tick
 from tests.standins.server import serve
 from tests.standins.twilio import TwilioStandIn, signed_request, unsubscribed
 from tests.test_services import SimClock
@@ -343,3 +344,22 @@ async def test_healthz_and_metrics_show_the_spool_and_a_stuck_one_is_unhealthy(
     healthy = await rig.web.get("/healthz")
     assert healthy.status_code == 200 and healthy.json()["spool_depth"] == 0
     assert [m.text for m in await table(db, InboundMessage)] == ["YES"]
+
+
+async def test_the_web_process_drains_a_spooled_message_without_waiting_for_a_tick(
+    rig: Rig, db: Database
+) -> None:
+    """With the drain task `checkin run` starts, a YES is recorded and processed a moment
+    after /sms answers, and the welcome sent, with no tick."""
+    await invited(rig)
+    request = rig.twilio.inbound_request(
+        f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body="YES"
+    )
+    async with courier(rig.app), spool_drainer(rig.app):
+        assert (await rig.post(request)).status_code == 200
+        for _ in range(200):
+            if any(b.startswith("Welcome") for b in rig.bodies()):
+                break
+            await asyncio.sleep(0.05)
+    (patient,) = await table(db, Patient)
+    assert patient.status == "active" and any(b.startswith("Welcome") for b in rig.bodies())

@@ -7,7 +7,11 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot.storage.spool import FileSpool, Spooled
+import pytest
+
+from bot.config import settings_from_mapping
+from bot.domain.errors import ConfigError
+from bot.storage.spool import FileSpool, Spooled, spool_path
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 SECRET_WORDS = "marmalade spool 7731 low mood"
@@ -89,3 +93,15 @@ def test_two_handles_on_one_file_see_each_others_work(tmp_path: Path) -> None:
     worker.consume(worker.pending(10)[-1][0])
     assert web.status().depth == 0 and web.append(message(4))
     assert [m.provider_id for _, m in worker.pending(10) if m] == [message(4).provider_id]
+
+
+def test_the_spool_is_beside_the_database_or_where_the_configuration_says(tmp_path: Path) -> None:
+    """[sms] spool_path is read relative to the file; absent, the spool sits beside a SQLite
+    database; a spool_max that is not a positive number is refused naming the key."""
+    config = tmp_path / "clinic.toml"
+    given = settings_from_mapping({"sms": {"spool_path": "var/in.spool", "spool_max": 50}}, config)
+    assert spool_path(given) == tmp_path / "var" / "in.spool" and given.sms.spool_max == 50
+    beside = settings_from_mapping({"database": {"url": "sqlite:///data/checkin.db"}}, config)
+    assert spool_path(beside) == tmp_path / "data" / "checkin.spool"
+    with pytest.raises(ConfigError, match=r"sms\.spool_max: must be a positive number"):
+        settings_from_mapping({"sms": {"spool_max": 0}}, config)
