@@ -3,13 +3,17 @@ never queues behind writers on SQLite), and the SMS spool is not stuck."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
+from bot.app.conversations.intake import Intake
 from bot.storage.database import Database
 from bot.storage.spool import SpoolStatus
 
+log = logging.getLogger(__name__)
 # A spooled SMS normally reaches the database within a second; one waiting this long
 # means the drain cannot record it (the database is away): /healthz says so.
 SPOOL_STALE = timedelta(minutes=2)
@@ -32,5 +36,25 @@ def spool_age_s(status: SpoolStatus, now: datetime) -> float:
     return max(0.0, (now - status.oldest_at).total_seconds())
 
 
-def spool_ok(status: SpoolStatus, now: datetime) -> bool:
-    return spool_age_s(status, now) <= SPOOL_STALE.total_seconds()
+@dataclass(frozen=True)
+class SpoolHealth:
+    ok: bool
+    problem: str | None  # why not ok
+    depth: int | None  # None: the spool could not be read
+    oldest_age_s: float | None
+
+
+async def spool_health(intake: Intake, now: datetime) -> SpoolHealth:
+    """Not ok when the oldest spooled message has waited over SPOOL_STALE, or the spool
+    cannot be read (never raises)."""
+    try:
+        status = await intake.status()
+    except OSError as exc:
+        log.error("healthz: the sms spool cannot be read (%s)", type(exc).__name__)
+        return SpoolHealth(False, "sms spool unreadable", None, None)
+    age = spool_age_s(status, now)
+    if age > SPOOL_STALE.total_seconds():
+        limit = SPOOL_STALE.total_seconds()
+        problem = f"sms spool not draining (oldest message waiting over {limit:.0f}s)"
+        return SpoolHealth(False, problem, status.depth, round(age, 1))
+    return SpoolHealth(True, None, status.depth, round(age, 1))

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.app import metrics
-from bot.app.health import SPOOL_STALE, database_ok, spool_age_s, spool_ok
+from bot.app.health import database_ok, spool_health
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
 from bot.web.telegram import handle_update
@@ -29,16 +29,16 @@ def create_app(app: App) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         checks = {"database": await database_ok(app.db), "scheduler": _tick_recent(app)}
         extra: dict[str, object] = {}
-        intake = app.services.intake
-        if intake is not None:
-            spool = await intake.status()
-            checks["spool"] = spool_ok(spool, app.clock())
-            extra = {"spool_depth": spool.depth,
-                     "spool_oldest_age_s": round(spool_age_s(spool, app.clock()), 1)}  # fmt: skip
+        problems: list[str] = []
+        if app.services.intake is not None:
+            spool = await spool_health(app.services.intake, app.clock())
+            checks["spool"] = spool.ok
+            extra = {"spool_depth": spool.depth, "spool_oldest_age_s": spool.oldest_age_s}
+            problems = [spool.problem] if spool.problem else []
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ok": status == 200, **checks, **extra}
         if status != 200:
-            body["reason"] = "; ".join(_problems(app, checks))
+            body["reason"] = "; ".join(_problems(app, checks) + problems)
         return JSONResponse(body, status_code=status)
 
     async def metrics_route(_: Request) -> Response:
@@ -114,7 +114,4 @@ def _problems(app: App, checks: dict[str, bool]) -> list[str]:
             problems.append(f"scheduler tick stale ({age:.0f}s ago, limit {limit:.0f}s)")
         else:
             problems.append("scheduler has not ticked yet")
-    if not checks.get("spool", True):
-        limit = SPOOL_STALE.total_seconds()
-        problems.append(f"sms spool not draining (oldest message waiting over {limit:.0f}s)")
     return problems
