@@ -18,6 +18,7 @@ from bot.bootstrap import App, build
 from bot.config import Clinic, Server, Settings, Sms
 from bot.storage.database import Database
 from bot.storage.repository import Repository
+from bot.storage.spool import FileSpool
 from bot.storage.tables import (
     Alert,
     Answer,
@@ -363,3 +364,25 @@ async def test_the_web_process_drains_a_spooled_message_without_waiting_for_a_ti
             await asyncio.sleep(0.05)
     (patient,) = await table(db, Patient)
     assert patient.status == "active" and any(b.startswith("Welcome") for b in rig.bodies())
+
+
+async def test_a_full_spool_answers_503_keeps_nothing_and_says_so(
+    rig: Rig, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At [sms] spool_max waiting, /sms answers 503 (Twilio logs an error), keeps nothing
+    and logs it at CRITICAL; drained, the spool takes messages again."""
+    spool = rig.app.services.intake.spool if rig.app.services.intake else None
+    assert isinstance(spool, FileSpool)
+    spool.max_messages = 1  # as `[sms] spool_max = 1`
+    await invited(rig)
+    texts = [
+        rig.twilio.inbound_request(f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body=body)
+        for body in ("YES", "HELP", "HELP")
+    ]
+    assert (await rig.post(texts[0])).status_code == 200
+    assert (await rig.post(texts[1])).status_code == 503
+    assert any(r.levelname == "CRITICAL" and "spool full" in r.getMessage() for r in caplog.records)
+    await tick(rig.app)
+    assert (await rig.post(texts[2])).status_code == 200
+    await tick(rig.app)
+    assert len(await table(db, InboundMessage)) == 2

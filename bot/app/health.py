@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 
 from bot.app.conversations.intake import Intake
+from bot.domain.errors import CheckinError
 from bot.storage.database import Database
 from bot.storage.spool import SpoolStatus
 
@@ -49,7 +50,7 @@ async def spool_health(intake: Intake, now: datetime) -> SpoolHealth:
     cannot be read (never raises)."""
     try:
         status = await intake.status()
-    except OSError as exc:
+    except (OSError, CheckinError) as exc:
         log.error("healthz: the sms spool cannot be read (%s)", type(exc).__name__)
         return SpoolHealth(False, "sms spool unreadable", None, None)
     age = spool_age_s(status, now)

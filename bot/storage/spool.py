@@ -40,11 +40,16 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from bot.config import Settings
+from bot.domain.errors import CheckinError
 from bot.storage.crypto import KeyProblem, active_ring, decrypt
 
 log = logging.getLogger(__name__)
 LABEL = "spool.message"
 MODE = 0o600
+
+
+class SpoolUnavailable(CheckinError):
+    """The spool file cannot be created or opened (its directory, its permissions)."""
 
 
 @dataclass(frozen=True)
@@ -144,12 +149,18 @@ class FileSpool:
 
     def _open(self) -> int:
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, MODE)
-            os.fchmod(fd, MODE)  # an older file with a looser mode is tightened
-            if created:
-                _sync_directory(self.path.parent)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                created = not self.path.exists()
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, MODE)
+                os.fchmod(fd, MODE)  # an older file with a looser mode is tightened
+                if created:
+                    _sync_directory(self.path.parent)
+            except OSError as exc:
+                raise SpoolUnavailable(
+                    f"sms spool: cannot open {self.path} ({exc.strerror}); set [sms] "
+                    "spool_path to a file on a local disk the service may write"
+                ) from exc
             self._fd = fd
         return self._fd
 
