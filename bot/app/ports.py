@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.rendering.renderer import Rendered
-from bot.storage.spool import Spooled, SpoolStatus
+from bot.storage.spool import Mark, Spooled, SpoolStatus
 
 
 class Clock(Protocol):
@@ -32,14 +32,15 @@ class InboundSpool(Protocol):
         """Durable when this returns True; False when the spool is full (nothing kept)."""
         ...
 
-    def pending(self, limit: int) -> list[tuple[int, Spooled | None]]:
+    def pending(self, limit: int) -> list[tuple[Mark, Spooled | None]]:
         """The oldest `limit` records not consumed yet, each with its position; None for
         a record that cannot be read (torn by a crash while it was written, or sealed
         under a key the ring no longer has), which the spool has logged."""
         ...
 
-    def consume(self, upto: int) -> None:
-        """Every message up to and including position `upto` is in the inbox."""
+    def consume(self, upto: Mark) -> None:
+        """Every message up to and including `upto` is in the inbox (a mark of an
+        earlier generation of the spool, or behind what is consumed, changes nothing)."""
         ...
 
     def status(self) -> SpoolStatus: ...

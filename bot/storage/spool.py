@@ -14,11 +14,12 @@ got. Invariants:
   time is in the clear so depth and age are known without a key. The file is mode 0600.
 * **Bounded.** At `max_messages` waiting, `append` keeps nothing and returns False: the
   webhook answers 503 and logs it, rather than fill the disk.
-* **At least once, in order.** The reader's progress (a byte offset, and how many
-  records lie before it) is in ``<spool>.state``, replaced atomically. A crash between
-  recording messages in the inbox and saving the progress reads them again; the inbox
-  drops them by provider id (``MessageSid``). Once everything is consumed the file is
-  emptied.
+* **At least once, in order.** The reader's progress (a byte offset, how many records
+  lie before it, and the file's generation) is in ``<spool>.state``, replaced
+  atomically. A crash between recording messages in the inbox and saving the progress
+  reads them again; the inbox drops them by provider id (``MessageSid``). Once
+  everything is consumed the file is emptied and its generation goes up, so a position
+  read before that (by a slower reader in another process) consumes nothing after it.
 * **Shared safely.** Every operation holds ``flock`` on the spool file (another process on
   the host, such as a ``checkin worker`` ticking) and a thread lock (appends run in
   threads, off the event loop).
@@ -64,6 +65,21 @@ class Spooled:
 
 
 @dataclass(frozen=True)
+class Mark:
+    """A position in the spool: just after one record, in one generation of the file."""
+
+    generation: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class State:
+    offset: int = 0  # bytes consumed
+    consumed: int = 0  # records in them
+    generation: int = 0  # emptied this many times
+
+
+@dataclass(frozen=True)
 class SpoolStatus:
     depth: int  # messages spooled and not yet in the inbox
     oldest_at: datetime | None  # when the oldest of them was spooled (None: empty)
@@ -78,14 +94,15 @@ class FileSpool:
         self.max_messages = max_messages
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
-        self._scan = (0, 0, 0)  # (inode, bytes scanned, records in them): counting is incremental
+        # (generation, bytes scanned, records in them): counting new records only
+        self._scan = (0, 0, 0)
 
     def append(self, message: Spooled) -> bool:
         token = active_ring().encrypt(LABEL, json.dumps(_fields(message)))
         stamp = int(message.received_at.timestamp() * 1000)
         with self._locked() as fd:
-            _, consumed = self._state()
-            if self._records(fd) - consumed >= self.max_messages:
+            state = self._state()
+            if self._records(fd, state) - state.consumed >= self.max_messages:
                 return False
             size = os.fstat(fd).st_size
             torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
@@ -94,38 +111,38 @@ class FileSpool:
             os.fsync(fd)
             return True
 
-    def pending(self, limit: int) -> list[tuple[int, Spooled | None]]:
+    def pending(self, limit: int) -> list[tuple[Mark, Spooled | None]]:
         with self._locked() as fd:
-            offset, _ = self._state()
+            state = self._state()
             size = os.fstat(fd).st_size
-            data = os.pread(fd, size - offset, offset) if size > offset else b""
-        found: list[tuple[int, Spooled | None]] = []
-        position = offset
+            unread = size - state.offset
+            data = os.pread(fd, unread, state.offset) if unread > 0 else b""
+        found: list[tuple[Mark, Spooled | None]] = []
+        position = state.offset
         for raw in data.split(b"\n")[:-1][:limit]:  # the last piece: unterminated or empty
             position += len(raw) + 1
-            found.append((position, _read(raw, position)))
+            found.append((Mark(state.generation, position), _read(raw, position)))
         return found
 
-    def consume(self, upto: int) -> None:
+    def consume(self, upto: Mark) -> None:
         with self._locked() as fd:
-            offset, consumed = self._state()
-            if upto <= offset:
-                return
+            state = self._state()
+            if upto.generation != state.generation or upto.offset <= state.offset:
+                return  # consumed already, by another reader
             size = os.fstat(fd).st_size
-            consumed += os.pread(fd, upto - offset, offset).count(b"\n")
-            if upto >= size:  # all of it: start the file again (state first, see docstring)
-                self._save_state(0, 0)
+            read = os.pread(fd, upto.offset - state.offset, state.offset).count(b"\n")
+            if upto.offset >= size:  # all of it: start again (state first, see docstring)
+                self._save_state(State(generation=state.generation + 1))
                 os.ftruncate(fd, 0)
                 os.fsync(fd)
-                self._scan = (0, 0, 0)
             else:
-                self._save_state(upto, consumed)
+                self._save_state(State(upto.offset, state.consumed + read, state.generation))
 
     def status(self) -> SpoolStatus:
         with self._locked() as fd:
-            offset, consumed = self._state()
-            depth = self._records(fd) - consumed
-            head = os.pread(fd, 24, offset) if depth > 0 else b""
+            state = self._state()
+            depth = self._records(fd, state) - state.consumed
+            head = os.pread(fd, 24, state.offset) if depth > 0 else b""
         stamp = head.split(b" ", 1)[0]
         oldest = datetime.fromtimestamp(int(stamp) / 1000, UTC) if stamp.isdigit() else None
         return SpoolStatus(max(depth, 0), oldest)
@@ -164,37 +181,38 @@ class FileSpool:
             self._fd = fd
         return self._fd
 
-    def _records(self, fd: int) -> int:
-        """Records in the file (a torn last line not counted), scanning only what is new."""
-        stat = os.fstat(fd)
-        inode, scanned, records = self._scan
-        if inode != stat.st_ino or scanned > stat.st_size:
-            inode, scanned, records = stat.st_ino, 0, 0  # emptied by another process
-        if stat.st_size > scanned:
-            data = os.pread(fd, stat.st_size - scanned, scanned)
-            complete = data.rfind(b"\n") + 1
+    def _records(self, fd: int, state: State) -> int:
+        """Records in the file (a torn last line not counted), scanning only what is new
+        since the last count in this generation of the file."""
+        size = os.fstat(fd).st_size
+        generation, scanned, records = self._scan
+        if generation != state.generation or scanned > size:
+            scanned, records = 0, 0  # emptied since (by this process or another)
+        if size > scanned:
+            data = os.pread(fd, size - scanned, scanned)
             records += data.count(b"\n")
-            scanned += complete
-        self._scan = (inode, scanned, records)
+            scanned += data.rfind(b"\n") + 1
+        self._scan = (state.generation, scanned, records)
         return records
 
-    def _state(self) -> tuple[int, int]:
+    def _state(self) -> State:
         try:
-            offset, consumed = self.state_path.read_text(encoding="ascii").split()
-            return int(offset), int(consumed)
+            offset, consumed, generation = self.state_path.read_text(encoding="ascii").split()
+            return State(int(offset), int(consumed), int(generation))
         except FileNotFoundError:
-            return 0, 0
+            return State()
         except ValueError:
             log.error(
                 "spool state %s is damaged; reading the spool from its start", self.state_path
             )
-            return 0, 0
+            return State()
 
-    def _save_state(self, offset: int, consumed: int) -> None:
+    def _save_state(self, state: State) -> None:
         temporary = self.state_path.with_name(self.state_path.name + ".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, MODE)
         try:
-            os.write(fd, f"{offset} {consumed}\n".encode("ascii"))
+            line = f"{state.offset} {state.consumed} {state.generation}\n"
+            os.write(fd, line.encode("ascii"))
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -105,3 +105,18 @@ def test_the_spool_is_beside_the_database_or_where_the_configuration_says(tmp_pa
     assert spool_path(beside) == tmp_path / "data" / "checkin.spool"
     with pytest.raises(ConfigError, match=r"sms\.spool_max: must be a positive number"):
         settings_from_mapping({"sms": {"spool_max": 0}}, config)
+
+
+def test_a_slow_reader_cannot_consume_what_arrived_after_the_spool_was_emptied(
+    tmp_path: Path,
+) -> None:
+    """A position read before another reader emptied the file consumes nothing of the
+    messages appended since (they would be lost, never recorded)."""
+    web = FileSpool(tmp_path / "checkin.spool", 10)
+    slow = FileSpool(tmp_path / "checkin.spool", 10)
+    assert web.append(message(1, "old"))
+    ((stale, _),) = slow.pending(10)
+    web.consume(web.pending(10)[-1][0])  # the other reader recorded it and emptied the file
+    assert web.append(message(2, "new, and longer than the old one"))
+    slow.consume(stale)
+    assert texts(web) == ["new, and longer than the old one"] and web.status().depth == 1

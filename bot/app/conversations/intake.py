@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from bot.app.conversations.inbox import Inbound, Inbox
 from bot.app.ports import InboundSpool
-from bot.storage.spool import Spooled, SpoolStatus
+from bot.storage.spool import Mark, Spooled, SpoolStatus
 
 log = logging.getLogger(__name__)
 DRAIN_BATCH = 200  # records read from the spool at a time
@@ -66,11 +66,11 @@ class Intake:
         return moved
 
     async def _record(
-        self, batch: list[tuple[int, Spooled | None]]
-    ) -> tuple[list[int], int | None]:
+        self, batch: list[tuple[Mark, Spooled | None]]
+    ) -> tuple[list[int], Mark | None]:
         """Record `batch` in order; the new inbox ids, and the position recorded up to."""
         recorded: list[int] = []
-        upto: int | None = None
+        upto: Mark | None = None
         for position, message in batch:
             if message is not None:
                 try:
