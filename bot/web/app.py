@@ -49,8 +49,11 @@ def create_app(app: App) -> Starlette:
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return PlainTextResponse("database unavailable\n", status_code=503)
         if app.services.intake is not None:
-            spool = await app.services.intake.status()
-            collected += metrics.spool_metrics(spool, app.clock())
+            try:
+                spool = await app.services.intake.status()
+                collected += metrics.spool_metrics(spool, app.clock())
+            except Exception as exc:  # /healthz says so; the other numbers still count
+                log.error("metrics: the sms spool cannot be read (%s)", type(exc).__name__)
         return Response(metrics.render(collected), media_type=metrics.CONTENT_TYPE)
 
     routes = [

@@ -5,8 +5,8 @@ a forged or altered request gets 403 and nothing is stored. An incoming message 
 durable in the spool before anything else (Twilio does not retry it) and answered at once
 with an empty TwiML document, whatever the database is doing; the drain records and
 processes it after (``bot.app.conversations.intake``), and the reply goes through the
-outbox. Status
-callbacks may arrive out of order: a final status (delivered, failed) never regresses.
+outbox. Status callbacks may arrive out of order: a final status (delivered, failed)
+never regresses.
 """
 
 from __future__ import annotations
