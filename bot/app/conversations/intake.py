@@ -47,8 +47,11 @@ class Intake:
 
     async def drain(self) -> int:
         """Move every spooled message into the inbox and process it; how many were moved.
-        One drain at a time in a process (the tick's and the webhook's), so one reads
-        what the other has just recorded only across processes, and drops it then."""
+        One drain at a time in a process: while one runs (it reads to the end of the
+        spool), another returns 0 at once, so a tick never waits behind a burst. Across
+        processes a message may be read twice; the inbox drops the second."""
+        if self._draining.locked():
+            return 0
         async with self._draining:
             return await self._drain()
 
