@@ -26,6 +26,7 @@ BENCHES = [
     "scheduler",
     "crisis_latency",
     "duplicates",
+    "sms_burst",
 ]  # modules under bench/, in document order
 
 

@@ -29,6 +29,7 @@ from bot.instruments import Catalog, load_catalog
 from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.keys import install_keys
+from bot.storage.spool import FileSpool, spool_path
 
 
 def utc_now() -> datetime:
@@ -53,11 +54,19 @@ class App:
     # Set by a process that serves webhooks: replies (a crisis message above all) go out
     # as soon as they are committed instead of at the next tick (see deliver_when_woken).
     wake: asyncio.Event | None = None
+    # Set by a process that serves /sms: a spooled message is drained into the inbox at
+    # once instead of at the next tick (see intake.drain_when_woken).
+    spooled: asyncio.Event | None = None
 
     def kick(self) -> None:
         """New messages are in the outbox: deliver now, if this process delivers on wake."""
         if self.wake is not None:
             self.wake.set()
+
+    def spool_woken(self) -> None:
+        """A message was spooled: drain now, if this process drains on wake."""
+        if self.spooled is not None:
+            self.spooled.set()
 
     def invitations(self) -> Invitations:
         """Single-use Telegram enrolment links, valid [telegram] enroll_ttl_min minutes."""
@@ -94,6 +103,9 @@ class App:
             sms = self.channels["sms"]
             if isinstance(sms, SmsChannel):
                 sms.close()
+        intake = self.services.intake
+        if intake is not None and isinstance(intake.spool, FileSpool):
+            intake.spool.close()
         await self.db.dispose()
 
 
@@ -133,6 +145,7 @@ def build(
     check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
     check_protocols(settings.protocols, catalog, settings.source)
     lease = timedelta(seconds=settings.scheduler.lease_s)
+    spool = FileSpool(spool_path(settings), settings.sms.spool_max) if "sms" in wired else None
     alerting = Alerting(catalog, settings.alerts, renderer)
     services = Services.create(
         db,
@@ -143,6 +156,7 @@ def build(
         expire_after=timedelta(hours=settings.scheduler.expire_after_h),
         alerting=alerting,
         start_lease=lease,
+        spool=spool,
     )
     pacers = default_pacers(settings)
     send_lease = timedelta(seconds=settings.scheduler.send_lease_s)

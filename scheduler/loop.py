@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.app.conversations.intake import drain_when_woken
 from bot.app.operator.retention import purge_due
 from bot.app.outbox.delivery import deliver_when_woken
 from bot.app.outbox.sending import Report
@@ -50,6 +51,8 @@ async def tick(app: App) -> TickReport:
     patient's data): delivery in particular must never wait on anything else."""
     services = app.services
     batch = app.settings.scheduler.batch
+    if services.intake is not None:  # spooled SMS reach the inbox before recovery looks
+        await _stage("spool", services.intake.drain(), 0)
     recovered = await _stage("recovery", services.inbox.process_pending(), 0)
     planned = await _stage("planning", app.planner.plan_due(), 0)
     expired = await _stage("expiry", services.reminders.expire_due(batch), 0)
@@ -123,6 +126,29 @@ async def courier(app: App) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         app.wake = None
+
+
+@contextlib.asynccontextmanager
+async def spool_drainer(app: App) -> AsyncIterator[None]:
+    """Drain the SMS spool in a task of its own while the block runs, woken by every
+    message the webhook spools (`App.spool_woken`): the webhook answers without waiting
+    for the database, and the message is processed a moment later, not at the next tick."""
+    intake = app.services.intake
+    if intake is None:
+        yield
+        return
+    stop = asyncio.Event()
+    app.spooled = asyncio.Event()
+    app.spooled.set()  # whatever a stopped process left in the spool, at once
+    task = asyncio.create_task(drain_when_woken(intake, app.spooled, stop, app.kick))
+    try:
+        yield
+    finally:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        app.spooled = None
 
 
 def start_scheduler(app: App) -> AsyncIOScheduler:

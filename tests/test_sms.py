@@ -3,9 +3,11 @@ signed webhooks reach our Starlette app through httpx; a real database."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from bot.bootstrap import App, build
 from bot.config import Clinic, Server, Settings, Sms
 from bot.storage.database import Database
 from bot.storage.repository import Repository
+from bot.storage.spool import FileSpool
 from bot.storage.tables import (
     Alert,
     Answer,
@@ -25,7 +28,7 @@ from bot.storage.tables import (
     Patient,
 )
 from bot.web.app import create_app
-from scheduler.loop import tick
+from scheduler.loop import courier, spool_drainer, tick
 from tests.standins.server import serve
 from tests.standins.twilio import TwilioStandIn, signed_request, unsubscribed
 from tests.test_services import SimClock
@@ -60,7 +63,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(db: Database) -> AsyncIterator[Rig]:
+async def rig(db: Database, tmp_path: Path) -> AsyncIterator[Rig]:
     twilio = TwilioStandIn()
     clock = SimClock(datetime(2026, 5, 4, 16, 0, tzinfo=UTC))  # noon in New York
     async with serve(twilio.app) as url:
@@ -69,7 +72,8 @@ async def rig(db: Database) -> AsyncIterator[Rig]:
             clinic=Clinic(name="Lakeside"),
             server=Server(public_url=PUBLIC),
             sms=Sms(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
-                    from_number=CLINIC_NUMBER, api_base_url=url),
+                    from_number=CLINIC_NUMBER, api_base_url=url,
+                    spool_path=tmp_path / "checkin.spool"),
         )  # fmt: skip
         app = build(settings, clock=clock)
         transport = httpx.ASGITransport(app=create_app(app))
@@ -315,3 +319,70 @@ async def test_a_messaging_service_sends_without_a_from_number() -> None:
     (call,) = [c for c in twilio.calls if c.method == "Messages.create"]
     assert call.params["MessagingServiceSid"] == service and "From" not in call.params
     assert sid in twilio.messages
+
+
+async def test_healthz_and_metrics_show_the_spool_and_a_stuck_one_is_unhealthy(
+    rig: Rig, db: Database
+) -> None:
+    """A spooled SMS shows in /healthz and /metrics; one waiting over two minutes makes
+    /healthz 503 with the reason, and the tick's drain makes it healthy again."""
+    await invited(rig)
+    rig.clock.now += timedelta(seconds=1)
+    request = rig.twilio.inbound_request(
+        f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body="YES"
+    )
+    assert (await rig.post(request)).status_code == 200  # spooled; no tick has drained it
+    rig.clock.now += timedelta(minutes=3)
+    rig.app.last_tick_at[:] = [rig.clock.now]
+    stuck = await rig.web.get("/healthz")
+    assert stuck.status_code == 503
+    assert stuck.json()["spool_depth"] == 1 and stuck.json()["spool_oldest_age_s"] == 180
+    assert stuck.json()["reason"] == "sms spool not draining (oldest message waiting over 120s)"
+    scraped = (await rig.web.get("/metrics")).text
+    assert "checkin_spool_depth 1\n" in scraped
+    assert "checkin_spool_oldest_age_seconds 180\n" in scraped
+    await tick(rig.app)
+    healthy = await rig.web.get("/healthz")
+    assert healthy.status_code == 200 and healthy.json()["spool_depth"] == 0
+    assert [m.text for m in await table(db, InboundMessage)] == ["YES"]
+
+
+async def test_the_web_process_drains_a_spooled_message_without_waiting_for_a_tick(
+    rig: Rig, db: Database
+) -> None:
+    """With the drain task `checkin run` starts, a YES is recorded and processed a moment
+    after /sms answers, and the welcome sent, with no tick."""
+    await invited(rig)
+    request = rig.twilio.inbound_request(
+        f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body="YES"
+    )
+    async with courier(rig.app), spool_drainer(rig.app):
+        assert (await rig.post(request)).status_code == 200
+        for _ in range(200):
+            if any(b.startswith("Welcome") for b in rig.bodies()):
+                break
+            await asyncio.sleep(0.05)
+    (patient,) = await table(db, Patient)
+    assert patient.status == "active" and any(b.startswith("Welcome") for b in rig.bodies())
+
+
+async def test_a_full_spool_answers_503_keeps_nothing_and_says_so(
+    rig: Rig, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At [sms] spool_max waiting, /sms answers 503 (Twilio logs an error), keeps nothing
+    and logs it at CRITICAL; drained, the spool takes messages again."""
+    spool = rig.app.services.intake.spool if rig.app.services.intake else None
+    assert isinstance(spool, FileSpool)
+    spool.max_messages = 1  # as `[sms] spool_max = 1`
+    await invited(rig)
+    texts = [
+        rig.twilio.inbound_request(f"{PUBLIC}/sms", from_=PATIENT, to=CLINIC_NUMBER, body=body)
+        for body in ("YES", "HELP", "HELP")
+    ]
+    assert (await rig.post(texts[0])).status_code == 200
+    assert (await rig.post(texts[1])).status_code == 503
+    assert any(r.levelname == "CRITICAL" and "spool full" in r.getMessage() for r in caplog.records)
+    await tick(rig.app)
+    assert (await rig.post(texts[2])).status_code == 200
+    await tick(rig.app)
+    assert len(await table(db, InboundMessage)) == 2

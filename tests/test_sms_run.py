@@ -107,3 +107,24 @@ def test_sms_patient_add_needs_a_valid_number(
         db, "patient", "add", "--name", "P", "--channel", "sms", "--phone", "12", config=config
     )
     assert bad.returncode == 2 and "is not a valid phone number" in bad.stderr
+
+
+def test_run_refuses_to_start_with_a_spool_it_cannot_open(
+    tmp_path: Path, twilio: tuple[TwilioStandIn, str]
+) -> None:
+    """An [sms] spool_path the service cannot create stops `checkin run` at start-up with
+    one line naming the path, before /sms could answer a single 503."""
+    fake, url = twilio
+    config = tmp_path / "clinic.toml"
+    config.write_text(
+        f'[server]\nport = {free_port()}\npublic_url = "{PUBLIC}"\n[sms]\n'
+        f'account_sid = "{fake.account_sid}"\nauth_token = "x"\n'
+        f'from_number = "{CLINIC_NUMBER}"\napi_base_url = "{url}"\n'
+        'spool_path = "/dev/null/checkin.spool"\n'
+    )
+    db = f"sqlite:///{tmp_path / 'clinic.db'}"
+    assert checkin(db, "db", "upgrade").returncode == 0
+    refused = checkin(db, "run", config=config)
+    assert refused.returncode != 0
+    assert "sms spool: cannot open /dev/null/checkin.spool (File exists)" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -149,4 +150,27 @@ async def test_healthz_and_metrics_are_503_when_the_database_is_unreachable() ->
             scraped = await web.get("/metrics")
             assert scraped.status_code == 503 and scraped.text == "database unavailable\n"
     finally:
+        await app.close()
+
+
+async def test_healthz_and_metrics_answer_while_a_writer_holds_the_sqlite_lock(
+    sqlite_db: Database,
+) -> None:
+    """With another connection holding SQLite's write lock (a burst of writers), /healthz
+    says the database is fine and /metrics answers: neither queues for the write lock."""
+    clock = SimClock()
+    url = sqlite_db.url.render_as_string(hide_password=False)
+    app = build(Settings(database_url=url), clock=clock, console=io.StringIO())
+    app.last_tick_at[:] = [clock()]
+    writer = sqlite3.connect(sqlite_db.url.database or "", isolation_level=None)
+    transport = httpx.ASGITransport(app=create_app(app))
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as web:
+            health = await web.get("/healthz")
+            scraped = await web.get("/metrics")
+        assert health.status_code == 200 and health.json()["database"] is True
+        assert scraped.status_code == 200 and "checkin_outbox_depth 0" in scraped.text
+    finally:
+        writer.close()
         await app.close()

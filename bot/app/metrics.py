@@ -18,9 +18,11 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from bot.app.health import spool_age_s
 from bot.domain.alerts import LEVELS
 from bot.storage.database import Database
 from bot.storage.repository import SET_ASIDE
+from bot.storage.spool import SpoolStatus
 from bot.storage.tables import (
     CHECKIN_STATUSES,
     OUTBOX_STATUSES,
@@ -45,7 +47,7 @@ class Metric:
 
 
 async def collect(db: Database, now: datetime, last_tick_at: datetime | None) -> list[Metric]:
-    async with db.transaction() as session:
+    async with db.reading() as session:
         checkins = await _grouped(session, Checkin.status)
         outbox = await _grouped(session, Outbox.status)
         open_alerts = await _grouped(session, Alert.level, Alert.status == "open")
@@ -84,6 +86,18 @@ async def collect(db: Database, now: datetime, last_tick_at: datetime | None) ->
         Metric("checkin_scheduler_tick_age_seconds", "gauge",
                "Seconds since this process's scheduler last ticked (+Inf: not yet).",
                [({}, tick_age)]),
+    ]  # fmt: skip
+
+
+def spool_metrics(status: SpoolStatus, now: datetime) -> list[Metric]:
+    """The SMS spool, read from its file (so also right while the database is away)."""
+    return [
+        Metric("checkin_spool_depth", "gauge",
+               "Inbound SMS spooled and not yet recorded in the database.",
+               [({}, status.depth)]),
+        Metric("checkin_spool_oldest_age_seconds", "gauge",
+               "How long the oldest spooled SMS has waited for the database (0: none).",
+               [({}, spool_age_s(status, now))]),
     ]  # fmt: skip
 
 

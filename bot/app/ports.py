@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.rendering.renderer import Rendered
+from bot.storage.spool import Mark, Spooled, SpoolStatus
 
 
 class Clock(Protocol):
@@ -21,3 +22,25 @@ class Channel(Protocol):
     async def send(self, address: str, message: Rendered, payload: dict[str, object]) -> str | None:
         """Deliver, returning the provider's message id; raise DeliveryFailed if not taken."""
         ...
+
+
+class InboundSpool(Protocol):
+    """Inbound messages made durable before the database has them (a local file), read
+    back in the order they were added; the reader says how far it got."""
+
+    def append(self, message: Spooled) -> bool:
+        """Durable when this returns True; False when the spool is full (nothing kept)."""
+        ...
+
+    def pending(self, limit: int) -> list[tuple[Mark, Spooled | None]]:
+        """The oldest `limit` records not consumed yet, each with its position; None for
+        a record that cannot be read (torn by a crash while it was written, or sealed
+        under a key the ring no longer has), which the spool has logged."""
+        ...
+
+    def consume(self, upto: Mark) -> None:
+        """Every message up to and including `upto` is in the inbox (a mark of an
+        earlier generation of the spool, or behind what is consumed, changes nothing)."""
+        ...
+
+    def status(self) -> SpoolStatus: ...

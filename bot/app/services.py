@@ -3,6 +3,8 @@ tick, the CLI): a typed bundle, not a class that does the work. Each member is o
 case over one shared :class:`~bot.app.context.Context`:
 
 * ``inbox``: record and process inbound messages, recovery (``bot.app.conversations.inbox``);
+* ``intake``: spool inbound SMS, then drain them into the inbox (``bot.app.conversations.intake``;
+  None when nothing is spooled);
 * ``asking`` / ``starting``: queue a check-in; start due ones (``bot.app.conversations.asking``,
   ``bot.app.conversations.starting``);
 * ``reminders``: remind and expire (``bot.app.conversations.reminders``);
@@ -22,10 +24,11 @@ from bot.app.context import Context
 from bot.app.conversations.asking import EXPIRE_AFTER, Asking
 from bot.app.conversations.consent import Consent
 from bot.app.conversations.inbox import RECOVERY_GRACE, Inbox
+from bot.app.conversations.intake import Intake
 from bot.app.conversations.reminders import Reminders
 from bot.app.conversations.starting import START_LEASE, Starting
 from bot.app.planning.planner import CATCH_UP_S
-from bot.app.ports import Clock
+from bot.app.ports import Clock, InboundSpool
 from bot.config import Clinic
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer
@@ -41,6 +44,7 @@ class Services:
     reminders: Reminders
     escalation: Escalation
     consent: Consent
+    intake: Intake | None = None
 
     @property
     def alerting(self) -> Alerting | None:
@@ -60,15 +64,18 @@ class Services:
         start_lease: timedelta = START_LEASE,
         recovery_grace: timedelta = RECOVERY_GRACE,
         catch_up_s: float = CATCH_UP_S,
+        spool: InboundSpool | None = None,
     ) -> Services:
         """Every use case over one context; the timings are the scheduler's settings."""
         ctx = Context(db, catalog, renderer, clinic, clock, alerting)
+        inbox = Inbox(ctx, recovery_grace)
         return cls(
             context=ctx,
-            inbox=Inbox(ctx, recovery_grace),
+            inbox=inbox,
             asking=Asking(ctx, expire_after),
             starting=Starting(ctx, start_lease, catch_up_s),
             reminders=Reminders(ctx),
             escalation=Escalation(ctx),
             consent=Consent(ctx),
+            intake=Intake(inbox, spool) if spool is not None else None,
         )

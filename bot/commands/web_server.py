@@ -19,15 +19,16 @@ from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import fail
 from bot.config import Settings
+from bot.domain.errors import CheckinError
 from bot.web.app import create_app
 from bot.web.telegram import ALLOWED_UPDATES, poll
-from scheduler.loop import courier, start_scheduler
+from scheduler.loop import courier, spool_drainer, start_scheduler
 
 
 async def serve(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C (the caller holds the scheduler lock)."""
     app = build(settings)
-    problem = await key_problem(settings, app.db)
+    problem = await key_problem(settings, app.db) or await _spool_problem(app)
     if problem is not None:
         await app.close()
         fail(problem)
@@ -42,10 +43,22 @@ async def serve(settings: Settings) -> None:
         )
     )
     try:
-        async with courier(app):  # replies leave the moment they are committed
+        # replies leave the moment they are committed; spooled SMS are drained at once
+        async with courier(app), spool_drainer(app):
             await _serve_with(app, server)
     finally:
         await app.close()
+
+
+async def _spool_problem(app: App) -> str | None:
+    """The SMS spool cannot be opened: say so before /sms answers a single 503."""
+    if app.services.intake is None:
+        return None
+    try:
+        await app.services.intake.status()
+    except CheckinError as exc:  # SpoolUnavailable: names the path and the OS's reason
+        return str(exc)
+    return None
 
 
 async def _serve_with(app: App, server: _Server) -> None:

@@ -100,6 +100,8 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
         sms=Sms(
             **{n: _value(sms, "sms", n, str, getattr(Sms, n), source) for n in _SMS_FIELDS},
             rate_per_s=_positive(sms, "sms", "rate_per_s", Sms.rate_per_s, source),
+            spool_path=_spool_path(sms, base, source),
+            spool_max=int(_positive(sms, "sms", "spool_max", Sms.spool_max, source)),
         ),
         scheduler=Scheduler(
             **{
@@ -135,6 +137,12 @@ def _retention(raw: Mapping[str, Any], source: str) -> Retention:
         raise ConfigError(source, "retention.delete_after_days", "must be at least 1 (days)")
     keep = _value(raw, "retention", "keep_deidentified_scores", bool, False, source)
     return Retention(delete_after_days=days, keep_deidentified_scores=keep)
+
+
+def _spool_path(sms: Mapping[str, Any], base: Path, source: str) -> Path | None:
+    """[sms] spool_path, relative to the file; None when absent (see `spool.spool_path`)."""
+    given = _value(sms, "sms", "spool_path", str, "", source)
+    return base / given if given else None
 
 
 def _relative_sqlite(url: str, base: Path) -> str:

@@ -112,6 +112,11 @@ class Sms:
     # One a second is the usual rate of a US long code; a short code or a Messaging
     # Service with several numbers allows more (ask Twilio what yours is).
     rate_per_s: float = 1.0
+    # Inbound SMS are spooled here (fsynced, encrypted) before the webhook answers, and
+    # moved into the database after. None: beside the SQLite database (<database>.spool),
+    # else checkin.spool beside the configuration file.
+    spool_path: Path | None = None
+    spool_max: int = 10_000  # messages waiting in the spool; past it /sms answers 503
 
     @property
     def enabled(self) -> bool:

@@ -15,8 +15,9 @@ bad configuration, a forged webhook, a provider that will not take a message.
     ├── Refused                  (bot.app.operator.refusals) an operator's request the records
     │                            do not allow now: a deactivated clinician, one still responsible
     │                            for patients, a patient with no protocol to preview
-    └── KeyProblem               (bot.storage.crypto) no key, or a key that does not open a value
-        └── NoKey                no encryption key is configured or found
+    ├── KeyProblem               (bot.storage.crypto) no key, or a key that does not open a value
+    │   └── NoKey                no encryption key is configured or found
+    └── SpoolUnavailable         (bot.storage.spool) the SMS spool file cannot be created or opened
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys
 every transaction starts with ``BEGIN IMMEDIATE``, so writers queue on the database lock
 at the start instead of failing half way through. The database file is created (or
 narrowed to) mode 0600 before SQLite opens it; SQLite gives its -wal, -shm and -journal
-files the database file's mode, so they are owner-only too. PostgreSQL
+files the database file's mode, so they are owner-only too. `Database.reading()` is for reads that
+must not queue behind writers (``/healthz``, ``/metrics``): on SQLite a deferred
+transaction on a query-only connection of its own, which in WAL mode never takes or waits
+for the write lock. PostgreSQL
 (the scale-out store) uses asyncpg and its default READ COMMITTED isolation; row locks
 are taken explicitly where a use case needs them.
 """
@@ -64,6 +67,14 @@ class Database:
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
+        self._reader: AsyncEngine | None = None
+        self._readers = self._sessions
+        if self.dialect == "sqlite":
+            self._reader = create_async_engine(self.url, echo=echo, hide_parameters=True)
+            _configure_sqlite_reader(self._reader)
+            self._readers = async_sessionmaker(
+                self._reader, class_=AsyncSession, expire_on_commit=False
+            )
 
     @property
     def dialect(self) -> Dialect:
@@ -74,6 +85,14 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only, which never waits for the write lock (SQLite: a
+        deferred, query-only transaction on a connection of its own; PostgreSQL: as
+        `transaction()`, whose reads take no lock)."""
+        async with self._readers() as session, session.begin():
             yield session
 
     async def refresh_statistics(self, tables: Sequence[str]) -> None:
@@ -91,6 +110,8 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection; the engine can still reconnect if used again."""
         await self.engine.dispose()
+        if self._reader is not None:
+            await self._reader.dispose()
 
     async def __aenter__(self) -> "Database":
         return self
@@ -138,6 +159,25 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _configure_sqlite_reader(engine: AsyncEngine) -> None:
+    """A reader's connections: the busy timeout, no writes (``query_only``), and a plain
+    deferred BEGIN, which takes no lock until the first read, and then a shared one."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA query_only = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _use_wal(cursor: Any) -> None:

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.app import metrics
-from bot.app.health import database_ok
+from bot.app.health import database_ok, spool_health
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel
 from bot.web.telegram import handle_update
@@ -28,10 +28,17 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
 def create_app(app: App) -> Starlette:
     async def healthz(_: Request) -> JSONResponse:
         checks = {"database": await database_ok(app.db), "scheduler": _tick_recent(app)}
+        extra: dict[str, object] = {}
+        problems: list[str] = []
+        if app.services.intake is not None:
+            spool = await spool_health(app.services.intake, app.clock())
+            checks["spool"] = spool.ok
+            extra = {"spool_depth": spool.depth, "spool_oldest_age_s": spool.oldest_age_s}
+            problems = [spool.problem] if spool.problem else []
         status = 200 if all(checks.values()) else 503
-        body: dict[str, object] = {"ok": status == 200, **checks}
+        body: dict[str, object] = {"ok": status == 200, **checks, **extra}
         if status != 200:
-            body["reason"] = "; ".join(_problems(app, checks))
+            body["reason"] = "; ".join(_problems(app, checks) + problems)
         return JSONResponse(body, status_code=status)
 
     async def metrics_route(_: Request) -> Response:
@@ -41,6 +48,12 @@ def create_app(app: App) -> Starlette:
         except Exception as exc:  # the database is away: say so, as /healthz does
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return PlainTextResponse("database unavailable\n", status_code=503)
+        if app.services.intake is not None:
+            try:
+                spool = await app.services.intake.status()
+                collected += metrics.spool_metrics(spool, app.clock())
+            except Exception as exc:  # /healthz says so; the other numbers still count
+                log.error("metrics: the sms spool cannot be read (%s)", type(exc).__name__)
         return Response(metrics.render(collected), media_type=metrics.CONTENT_TYPE)
 
     routes = [

@@ -3,10 +3,12 @@
 Both check ``X-Twilio-Signature`` against the configured public URL with every form field;
 a forged or altered request gets 403 and nothing is stored. A signed form whose fields do
 not have Twilio's shapes (``bot.channels.twilio_form``: a re-cut of a captured request
-keeps its signature) gets 400 and nothing is stored. An incoming message is
-recorded before anything else (Twilio does not reliably retry), then processed; the reply
-goes through the outbox, so the webhook answers with an empty TwiML document. Status
-callbacks may arrive out of order: a final status (delivered, failed) never regresses.
+keeps its signature) gets 400 and nothing is stored. An incoming message is made
+durable in the spool before anything else (Twilio does not retry it) and answered at once
+with an empty TwiML document, whatever the database is doing; the drain records and
+processes it after (``bot.app.conversations.intake``), and the reply goes through the
+outbox. Status callbacks may arrive out of order: a final status (delivered, failed)
+never regresses.
 """
 
 from __future__ import annotations
@@ -49,20 +51,32 @@ def inbound_handler(app: App) -> Handler:
             return _refused(problem)
         inbound = Inbound("sms", params["MessageSid"], params["From"], params.get("Body", ""),
                           app.clock())  # fmt: skip
-        try:  # committed on its own first: a crash while processing must not lose it
-            inbound_id = await app.services.inbox.receive(inbound)
-        except Exception as exc:
-            log.error("sms could not be recorded (%s)", type(exc).__name__)
-            return PlainTextResponse("try again", status_code=503)
-        if inbound_id is not None:
-            try:
-                await app.services.inbox.process(inbound_id)
-                app.kick()
-            except Exception as exc:
-                log.error("inbound %s left for recovery (%s)", inbound_id, type(exc).__name__)
+        refusal = await _spool(app, inbound)
+        if refusal is not None:
+            return refusal
+        app.spool_woken()  # recorded and processed after the answer, by the drain
         return Response(EMPTY_TWIML, media_type="text/xml")
 
     return sms
+
+
+async def _spool(app: App, inbound: Inbound) -> Response | None:
+    """Make the message durable (the spool, fsynced) before answering; a 503 if it could
+    not be, so that Twilio logs an error for it (it does not retry)."""
+    intake = app.services.intake
+    assert intake is not None, "/sms is served only where SMS (and so the spool) is wired"
+    try:
+        kept = await intake.accept(inbound)
+    except Exception as exc:  # the disk, or the key ring: nothing was kept
+        log.critical("sms could not be spooled (%s); answering 503", type(exc).__name__)
+        return PlainTextResponse("try again", status_code=503)
+    if not kept:
+        log.critical(
+            "sms spool full ([sms] spool_max messages waiting for the database); answering "
+            "503 and Twilio drops the message: bring the database back"
+        )
+        return PlainTextResponse("try again", status_code=503)
+    return None
 
 
 def status_handler(app: App) -> Handler:

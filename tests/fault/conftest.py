@@ -9,10 +9,12 @@ way with :func:`assert_no_canary`.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -75,8 +77,14 @@ class Rig:
 
 
 @asynccontextmanager
-async def wired(database_url: str) -> AsyncIterator[Rig]:
-    """The app on `database_url`, both stand-ins served, the ASGI client ready."""
+async def wired(database_url: str, spool: Path | None = None) -> AsyncIterator[Rig]:
+    """The app on `database_url`, both stand-ins served, the ASGI client ready; the SMS
+    spool at `spool` (default: in a directory of its own, removed afterwards)."""
+    if spool is None:
+        with tempfile.TemporaryDirectory() as directory:
+            async with wired(database_url, Path(directory) / "checkin.spool") as rig:
+                yield rig
+        return
     telegram, twilio = TelegramStandIn(), TwilioStandIn()
     clock = SimClock(datetime(2026, 5, 4, 16, 0, tzinfo=UTC))  # midday in Chicago and UTC
     async with serve(telegram.app) as tg_url, serve(twilio.app) as sms_url:
@@ -89,7 +97,7 @@ async def wired(database_url: str) -> AsyncIterator[Rig]:
                 api_base_url=f"{tg_url}/bot",
             ),
             sms=Sms(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
-                    from_number=CLINIC_NUMBER, api_base_url=sms_url),
+                    from_number=CLINIC_NUMBER, api_base_url=sms_url, spool_path=spool),
         )  # fmt: skip
         app = build(settings, clock=clock)
         transport = httpx.ASGITransport(app=create_app(app))
