@@ -20,7 +20,8 @@ from bot.channels.telegram import TelegramChannel
 from bot.commands.common import fail
 from bot.config import Settings
 from bot.web.app import create_app
-from bot.web.telegram import ALLOWED_UPDATES, poll
+from bot.web.telegram import ALLOWED_UPDATES
+from bot.web.telegram_poller import poll
 from scheduler.loop import courier, start_scheduler
 
 
