@@ -64,7 +64,7 @@ def withhold_library_data() -> None:
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        if record.name.partition(".")[0] in _LIBRARIES:
+        if str(record.name).partition(".")[0] in _LIBRARIES:
             _withhold(record)
         return record
 

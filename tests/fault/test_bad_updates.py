@@ -30,6 +30,7 @@ from tests.standins.server import serve
 from tests.standins.telegram import TelegramStandIn, server_error
 from tests.test_services import SimClock
 
+pytestmark = pytest.mark.fault
 OTHER_CHAT = 918273700  # another patient, writing after the bad update
 
 
