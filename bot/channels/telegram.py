@@ -180,10 +180,17 @@ class _UpdatesRequest(HTTPXRequest):
             parsed = None
         if isinstance(parsed, dict):
             return parsed
-        first = _FIRST_UPDATE_ID.search(payload)
+        first = first_update_id(payload)
         if first is None:
             raise TelegramError("unreadable answer to getUpdates")
-        return {"ok": True, "result": [{"update_id": int(first.group(1)), UNREADABLE: True}]}
+        return {"ok": True, "result": [{"update_id": first, UNREADABLE: True}]}
+
+
+def first_update_id(payload: bytes) -> int | None:
+    """The first ``"update_id": N`` in JSON text that could not be parsed (Telegram writes
+    it first in each update; an escaped quote inside a text does not match)."""
+    found = _FIRST_UPDATE_ID.search(payload)
+    return int(found.group(1)) if found else None
 
 
 def to_inbound(update: telegram.Update) -> Inbound | None:

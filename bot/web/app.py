@@ -18,7 +18,7 @@ from starlette.routing import Route
 from bot.app import metrics
 from bot.app.health import database_ok
 from bot.bootstrap import App
-from bot.channels.telegram import TelegramChannel
+from bot.channels.telegram import TelegramChannel, first_update_id
 from bot.web.telegram import Unusable, handle_update, skip
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def _telegram_webhook(
         try:
             data = await request.json()
         except (ValueError, RecursionError):  # from Telegram (the secret matched): never usable
-            return _skipped(app, None, "unreadable")
+            update_id = first_update_id(await request.body())
+            return _skipped(app, {"update_id": update_id}, "unreadable")
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return _skipped(app, data, "unparseable")
         try:

@@ -34,9 +34,12 @@ def canary_update(rig: Rig, **message: object) -> dict[str, object]:
     return {"update_id": update["update_id"], "message": update["message"] | message}
 
 
-async def test_unusable_updates_are_acknowledged_counted_and_not_stored(rig: Rig) -> None:
-    """Unreadable, too deep, unparseable and non-update bodies each get 200 and one count;
-    nothing is stored, and the next real message is recorded."""
+async def test_unusable_updates_are_acknowledged_counted_and_not_stored(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unreadable, too deep, unparseable and non-update bodies each get 200 and one count,
+    logged by update id (even one json cannot read); nothing is stored, and the next real
+    message is recorded."""
     deep = '{"update_id":5,"message":' + "[" * TOO_DEEP_TO_READ + "]" * TOO_DEEP_TO_READ + "}"
     bodies = [
         deep,  # json itself gives up: RecursionError
@@ -49,6 +52,8 @@ async def test_unusable_updates_are_acknowledged_counted_and_not_stored(rig: Rig
     for body in bodies:
         assert await post_text(rig, body) == 200
     assert await texts(rig) == []
+    logged = [getattr(r, "update_id", None) for r in caplog.records if "skipped" in r.getMessage()]
+    assert logged[0] == 5 and logged[-1] == 7 and len(logged) == len(bodies)
     skipped = rig.app.telegram_intake.skipped
     assert sum(skipped.values()) == len(bodies)
     assert skipped[("message", "too_deep")] == 1
