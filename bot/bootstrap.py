@@ -21,11 +21,13 @@ from bot.app.planning.planner import Planner
 from bot.app.planning.protocols import check_protocols
 from bot.app.ports import Channel, Clock
 from bot.app.services import Services
+from bot.app.telegram_intake import TelegramIntake
 from bot.channels.console import ConsoleChannel
 from bot.channels.telegram import TelegramChannel
 from bot.config import Settings
 from bot.domain.alerts import check_references
 from bot.instruments import Catalog, load_catalog
+from bot.logs import withhold_library_data
 from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.keys import install_keys
@@ -49,6 +51,7 @@ class App:
     planner: Planner
     last_tick_at: list[datetime] = field(default_factory=list)
     last_purge_at: list[datetime] = field(default_factory=list)
+    telegram_intake: TelegramIntake = field(default_factory=TelegramIntake)  # poller, skips
     grown_since_analyze: int = 0  # check-ins planned and started since statistics refreshed
     analyze_after: int = 5_000  # ... before they are refreshed again (doubles each time)
     # Set by a process that serves webhooks: replies (a crisis message above all) go out
@@ -130,6 +133,7 @@ def build(
 ) -> App:
     # python-telegram-bot 22 warns unless told to use timedelta for durations (RetryAfter).
     os.environ.setdefault("PTB_TIMEDELTA", "true")
+    withhold_library_data()  # no message text or names in the libraries' log records
     install_keys(settings)  # the process-wide key ring (None until a key exists)
     catalog = load_catalog(settings.instruments_dirs)
     renderer = Renderer(catalog, settings.clinic)

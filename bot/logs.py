@@ -11,7 +11,14 @@ the format (logfmt: ``ts=... level=error logger=bot.app.conversations.inbox msg=
 * an exception is logged as its type and the place it was raised (file:line), never its
   message or the traceback's text, which can quote the data being handled;
 * ``httpx`` and ``twilio.http_client`` are held at WARNING: at INFO they log each request
-  URL, and a Telegram request URL carries the bot token.
+  URL, and a Telegram request URL carries the bot token;
+* :func:`withhold_library_data`: a record written by python-telegram-bot, httpx, httpcore
+  or twilio keeps its wording but not its arguments (each becomes ``[withheld]``), and an
+  exception becomes its type and place. python-telegram-bot logs a whole update it cannot
+  parse (names, message text) at CRITICAL, and its debug lines quote every request and
+  answer. This is done where records are made (a record factory), not by a logger's
+  filter: a filter sees only the records of its own logger, not of the library's many
+  child loggers, and every handler (a test's too) must get the cleaned record.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from typing import TextIO
 _PHONE = re.compile(r"\+\d[\d ().-]{5,18}\d")
 _LONG_DIGITS = re.compile(r"(?<![\w.])\d{9,}(?![\w.])")
 _QUIET = ("httpx", "httpcore", "twilio.http_client")
+_LIBRARIES = frozenset({"telegram", "httpx", "httpcore", "twilio"})
+_CONVERSION = re.compile(r"%(\([^)]*\))?[#0 +-]*(\*|\d+)?(\.(\*|\d+))?[diouxXeEfFgGcrsa%]")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
@@ -45,6 +54,35 @@ class Redact(logging.Filter):
         record.msg = redact(record.getMessage())
         record.args = None
         return True
+
+
+def withhold_library_data() -> None:
+    """Make every record of the libraries above carry no data (once per process)."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "withholds", False):
+        return
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if str(record.name).partition(".")[0] in _LIBRARIES:
+            _withhold(record)
+        return record
+
+    factory.withholds = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
+def _withhold(record: logging.LogRecord) -> None:
+    def placeholder(found: re.Match[str]) -> str:
+        return "%" if found.group(0) == "%%" else "[withheld]"
+
+    text = str(record.msg)
+    record.msg = redact(_CONVERSION.sub(placeholder, text) if record.args else text)
+    record.args = None
+    if record.exc_info and record.exc_info[1] is not None:
+        where = _exception_fields(record.exc_info[1])
+        record.msg += f" ({where['exc_type']} at {where['exc_at']})"
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
 
 
 class Structured(logging.Formatter):
@@ -88,6 +126,7 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> loggin
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    withhold_library_data()
     for name in _QUIET:
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     return handler

@@ -92,3 +92,25 @@ def test_the_suite_wide_log_check_finds_canaries(message: str, leak: str | None)
     """The autouse check in conftest.py flags a known identifier, not a word containing one."""
     record = logging.LogRecord("bot.x", logging.INFO, __file__, 1, "%s", (message,), None)
     assert _leak(record) == leak
+
+
+def test_library_records_keep_their_wording_but_not_their_data() -> None:
+    """A python-telegram-bot or httpx record (a raw update at CRITICAL, with its exception)
+    is made without its arguments or exception text; our own records keep their arguments."""
+    logs.withhold_library_data()
+    update = {"message": {"from": {"first_name": "Hester Prynne"}, "text": "better off dead"}}
+    try:
+        raise ValueError(f"cannot parse {update}")
+    except ValueError as exc:
+        made = logging.getLogger("telegram.Bot").makeRecord(
+            "telegram.Bot", logging.CRITICAL, "_bot.py", 1, "Received data was %r (%d%%)",
+            (update, 5), (type(exc), exc, exc.__traceback__),
+        )  # fmt: skip
+    assert made.getMessage().startswith(
+        "Received data was [withheld] ([withheld]%) (ValueError at "
+    )
+    assert made.exc_info is None and _leak(made) is None
+    ours = logging.getLogger("bot.web").makeRecord(
+        "bot.web", logging.INFO, "x.py", 1, "inbound %d", (12,), None
+    )
+    assert ours.getMessage() == "inbound 12"

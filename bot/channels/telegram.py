@@ -15,12 +15,20 @@ or a test stand-in is one setting away. Failures become :class:`DeliveryFailed`:
 
 A payload with ``photo`` (base64 PNG bytes, e.g. a trend chart) is sent with
 ``sendPhoto``, the rendered text as its caption.
+
+Updates are fetched as plain JSON (:meth:`TelegramChannel.fetch_updates`), not as the
+library's ``Update`` objects: ``Bot.get_updates`` parses the whole batch at once, so one
+update it cannot parse fails the batch (and is logged whole, at CRITICAL). The caller
+parses each update alone and can skip the one that is unusable.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import re
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import telegram
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -33,6 +41,8 @@ from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Rendered
 
 DEFAULT_API_BASE_URL = "https://api.telegram.org/bot"
+UNREADABLE = "_unreadable"  # marks an update whose JSON could not be read (see _UpdatesRequest)
+_FIRST_UPDATE_ID = re.compile(rb'"update_id"\s*:\s*(\d+)')
 
 
 class TelegramChannel:
@@ -50,7 +60,16 @@ class TelegramChannel:
             read_timeout=timeout_s,
             write_timeout=timeout_s,
         )
-        self.bot = telegram.Bot(token, base_url=api_base_url, request=request)
+        updates = _UpdatesRequest(
+            connection_pool_size=1,
+            connect_timeout=timeout_s,
+            read_timeout=timeout_s,
+            write_timeout=timeout_s,
+        )
+        self.bot = telegram.Bot(
+            token, base_url=api_base_url, request=request, get_updates_request=updates
+        )
+        self._updates = updates
         self._ready = False
 
     async def start(self) -> None:
@@ -124,6 +143,21 @@ class TelegramChannel:
             raise
         return str(message_id)
 
+    async def fetch_updates(
+        self, offset: int | None, timeout_s: int, limit: int = 100, allowed: list[str] | None = None
+    ) -> list[object]:
+        """One getUpdates call: the updates as JSON values, unparsed. Raises TelegramError.
+
+        When the answer is not readable JSON (nested too deep, broken), it holds a single
+        placeholder, ``{"update_id": <the first id in the answer>, UNREADABLE: True}``."""
+        query = {"offset": offset, "timeout": timeout_s, "limit": limit}
+        listed = {"allowed_updates": json.dumps(allowed)} if allowed is not None else {}
+        url = f"{self.bot.base_url}/getUpdates?" + urlencode(
+            {k: v for k, v in query.items() if v is not None} | listed
+        )  # the Bot API reads parameters from the query string too
+        result = await self._updates.post(url, None, read_timeout=timeout_s + 10)
+        return list(result) if isinstance(result, list) else []
+
     async def answer_button(self, query_id: str) -> None:
         """Stop the button's spinner. Best effort: the answer is already recorded."""
         try:
@@ -137,6 +171,34 @@ class TelegramChannel:
             await self.start()
         except TelegramError as exc:
             raise DeliveryFailed(f"telegram: cannot initialise ({type(exc).__name__})") from exc
+
+
+class _UpdatesRequest(HTTPXRequest):
+    """The getUpdates connection: its answers are read without logging them.
+
+    The library's reader logs a payload it cannot read in full (message texts, names) and
+    lets RecursionError through; this one keeps the first update id of an unreadable
+    answer, so the poller can fetch that update alone and skip it."""
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> dict[str, object]:
+        try:
+            parsed = json.loads(payload.decode("utf-8", "replace"))
+        except (ValueError, RecursionError):
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+        first = first_update_id(payload)
+        if first is None:
+            raise TelegramError("unreadable answer to getUpdates")
+        return {"ok": True, "result": [{"update_id": first, UNREADABLE: True}]}
+
+
+def first_update_id(payload: bytes) -> int | None:
+    """The first ``"update_id": N`` in JSON text that could not be parsed (Telegram writes
+    it first in each update; an escaped quote inside a text does not match)."""
+    found = _FIRST_UPDATE_ID.search(payload)
+    return int(found.group(1)) if found else None
 
 
 def to_inbound(update: telegram.Update) -> Inbound | None:

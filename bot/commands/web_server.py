@@ -21,7 +21,8 @@ from bot.commands.common import fail
 from bot.config import Settings
 from bot.domain.errors import CheckinError
 from bot.web.app import create_app
-from bot.web.telegram import ALLOWED_UPDATES, poll
+from bot.web.telegram import ALLOWED_UPDATES
+from bot.web.telegram_poller import poll
 from scheduler.loop import courier, spool_drainer, start_scheduler
 
 

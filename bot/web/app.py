@@ -18,8 +18,8 @@ from starlette.routing import Route
 from bot.app import metrics
 from bot.app.health import database_ok, spool_health
 from bot.bootstrap import App
-from bot.channels.telegram import TelegramChannel
-from bot.web.telegram import handle_update
+from bot.channels.telegram import TelegramChannel, first_update_id
+from bot.web.telegram import Unusable, handle_update, skip
 
 log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 -- a header name
@@ -35,16 +35,18 @@ def create_app(app: App) -> Starlette:
             checks["spool"] = spool.ok
             extra = {"spool_depth": spool.depth, "spool_oldest_age_s": spool.oldest_age_s}
             problems = [spool.problem] if spool.problem else []
+        checks |= _poller_check(app)
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ok": status == 200, **checks, **extra}
         if status != 200:
-            body["reason"] = "; ".join(_problems(app, checks) + problems)
+            body["reason"] = "; ".join(_problems(app, checks) + problems + _poller_problems(app))
         return JSONResponse(body, status_code=status)
 
     async def metrics_route(_: Request) -> Response:
         last = app.last_tick_at[0] if app.last_tick_at else None
         try:
             collected = await metrics.collect(app.db, app.clock(), last)
+            collected += app.telegram_intake.metrics(app.clock())
         except Exception as exc:  # the database is away: say so, as /healthz does
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return PlainTextResponse("database unavailable\n", status_code=503)
@@ -82,12 +84,15 @@ def _telegram_webhook(
             return PlainTextResponse("forbidden", status_code=403)
         try:
             data = await request.json()
-        except ValueError:
-            return PlainTextResponse("not JSON", status_code=400)
-        if not isinstance(data, dict) or "update_id" not in data:
-            return PlainTextResponse("not a Telegram update", status_code=400)
+        except (ValueError, RecursionError):  # from Telegram (the secret matched): never usable
+            update_id = first_update_id(await request.body())
+            return _skipped(app, {"update_id": update_id}, "unreadable")
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            return _skipped(app, data, "unparseable")
         try:
             await handle_update(app, channel, data)
+        except Unusable as exc:
+            return _skipped(app, data, exc.reason)
         except Exception as exc:  # the type only: a message could quote what the patient sent
             log.error(
                 "telegram update not recorded (%s); asking Telegram to retry", type(exc).__name__
@@ -96,6 +101,25 @@ def _telegram_webhook(
         return Response(status_code=200)
 
     return webhook
+
+
+def _skipped(app: App, data: object, reason: str) -> Response:
+    """Acknowledge an update that can never be used: a 5xx would have Telegram resend it
+    for a day, holding back the updates behind it."""
+    skip(app, data, reason)
+    return Response(status_code=200)
+
+
+def _poller_check(app: App) -> dict[str, bool]:
+    """The Telegram poller's check, when this process polls."""
+    if not app.telegram_intake.polling:
+        return {}
+    return {"telegram_poller": app.telegram_intake.problem(app.clock()) is None}
+
+
+def _poller_problems(app: App) -> list[str]:
+    problem = app.telegram_intake.problem(app.clock())
+    return [problem] if problem else []
 
 
 def _tick_limit(app: App) -> timedelta:

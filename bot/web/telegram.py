@@ -1,20 +1,23 @@
 """Telegram updates in: the webhook route's and the poller's shared path.
 
-Record and process (one transaction; see `Services.handle_inbound`), then stop the button
-spinner. Processing errors are logged and left to the scheduler's recovery pass; only a
-failure to *record* is reported to the caller, so the webhook can answer 5xx and Telegram
-sends the update again.
+Read the update (an update that can never be used raises :class:`Unusable`: the caller
+acknowledges it, so Telegram stops sending it, and :func:`skip` counts it), record and
+process it (one transaction; see `Services.handle_inbound`), then stop the button spinner.
+Processing errors are logged and left to the scheduler's recovery pass; only a failure to
+*record* is reported to the caller, so the webhook can answer 5xx and Telegram sends the
+update again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from datetime import datetime
 from typing import Any
 
 import telegram
-from telegram.error import Conflict, TelegramError
 
+from bot.app.conversations.inbox import Inbound
+from bot.app.telegram_intake import update_kind
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel, to_inbound
 
@@ -22,10 +25,17 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 
 
+class Unusable(Exception):
+    """An update that can never be recorded; ``reason`` is one of telegram_intake.REASONS."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]) -> None:
-    """Record and process one update (raises only if it could not be recorded)."""
-    update = telegram.Update.de_json(data, channel.bot)
-    inbound = to_inbound(update)
+    """Record and process one update (raises Unusable, or anything if it was not recorded)."""
+    update, inbound = read_update(channel, data)
     if inbound is None:
         return
     recorded = await app.services.inbox.handle_inbound(inbound)  # raises if not recorded
@@ -35,40 +45,35 @@ async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]
         app.kick()
 
 
-async def poll(
-    app: App, channel: TelegramChannel, stop: asyncio.Event, timeout_s: int = 20
-) -> None:
-    """Long polling: the laptop and single-process mode (one poller per bot token)."""
-    await channel.start()
-    await channel.bot.delete_webhook()
-    offset: int | None = None
-    backoff = 1.0
-    while not stop.is_set():
-        try:
-            updates = await channel.bot.get_updates(
-                offset=offset, timeout=timeout_s, allowed_updates=ALLOWED_UPDATES
-            )
-        except Conflict:
-            log.error("another process is polling this bot token; stopping the poller")
-            return
-        except TelegramError as exc:
-            log.warning("getUpdates failed (%s); retrying in %.0fs", type(exc).__name__, backoff)
-            await _sleep(stop, backoff)
-            backoff = min(backoff * 2, 60.0)
-            continue
-        backoff = 1.0
-        for update in updates:
-            try:
-                await handle_update(app, channel, update.to_dict())
-            except Exception as exc:
-                log.error("update not recorded (%s); it will be fetched again", type(exc).__name__)
-                await _sleep(stop, backoff)
-                break
-            offset = update.update_id + 1
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+def read_update(
+    channel: TelegramChannel, data: dict[str, Any]
+) -> tuple[telegram.Update, Inbound | None]:
+    """The library's Update and our record of it; Unusable if either cannot be made."""
     try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return
+        update = telegram.Update.de_json(data, channel.bot)
+        inbound = to_inbound(update)
+    except RecursionError:
+        raise Unusable("too_deep") from None
+    except Exception:  # whatever the library raises on a structure it does not expect
+        raise Unusable("unparseable") from None
+    if inbound is not None and not _well_typed(inbound):
+        raise Unusable("unparseable")
+    return update, inbound
+
+
+def _well_typed(inbound: Inbound) -> bool:
+    """The library does not check field types: a text that is a list would fail later."""
+    fields = (inbound.provider_id, inbound.sender, inbound.text)
+    return all(isinstance(f, str) for f in fields) and isinstance(inbound.received_at, datetime)
+
+
+def skip(app: App, data: object, reason: str) -> None:
+    """Count an unusable update and log its id and kind, nothing else of it."""
+    kind = update_kind(data)
+    update_id = data.get("update_id") if isinstance(data, dict) else None
+    app.telegram_intake.skip(kind, reason)
+    log.warning(
+        "telegram update skipped as unusable (%s)",
+        reason,
+        extra={"update_id": update_id if isinstance(update_id, int) else "none", "kind": kind},
+    )

@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 # every one of them twice over under load (harmless, but twice the database work).
 RECOVERY_GRACE = timedelta(seconds=10)
 INBOUND_ATTEMPTS = 5  # recovery passes at a message that fails before it is set aside
+# Dropped from stored text: control characters but newline and tab; UTF-16 surrogates (a
+# lone one cannot be encoded as UTF-8, so neither database could store the text); and the
+# Unicode non-characters (U+FDD0-U+FDEF and the last two code points of every plane).
 _CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\n\t")
+_UNSTORABLE = _CONTROL | dict.fromkeys(range(0xD800, 0xE000)) | dict.fromkeys(range(0xFDD0, 0xFDF0))
+_UNSTORABLE |= dict.fromkeys(p + e for p in range(0, 0x110000, 0x10000) for e in (0xFFFE, 0xFFFF))
 
 
 @dataclass(frozen=True)
@@ -48,8 +53,9 @@ class Inbound:
 
 def clean_text(text: str) -> str:
     """Text as stored: without NUL and other control characters (PostgreSQL refuses NUL,
-    and they carry no meaning a patient intended); at most 4,000 characters."""
-    return text.translate(_CONTROL)[:4000]
+    and they carry no meaning a patient intended), without unpaired surrogates and other
+    non-characters; at most 4,000 characters."""
+    return text.translate(_UNSTORABLE)[:4000]
 
 
 @dataclass(frozen=True)
