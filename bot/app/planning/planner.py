@@ -198,7 +198,7 @@ class Planner:
             quiet=quiet_hours(self.clinic),
         )
         # not already too late
-        return PatientPlan(patient, end, [o for o in found if o.due_at + o.expires_after > now])
+        return PatientPlan(patient, end, [o for o in found if o.expires_at > now])
 
     async def replan(
         self, session: AsyncSession, patient: Patient, now: datetime

@@ -108,6 +108,7 @@ def _checkin_row(patient_id: int, group: Bundle, instruments: tuple[str, ...]) -
         "reminder_after_s": int(reminder.total_seconds()) if reminder else None,
         "max_reminders": group.max_reminders if reminder else 0,
         "origin": "plan",
+        "ignore_quiet_hours": group.ignore_quiet_hours,
         "state": core.to_json(core.Conversation(instruments)),
         "version": 1,
     }

@@ -1,0 +1,130 @@
+"""Check-ins before a treatment session, planned into rows and run by the tick: due and
+expired before the session whatever the hour of the session and the clock change, and a
+moved session leaves no phantom check-in (the preview shows what is then sent). On a real
+SQLite file and a real PostgreSQL server, with a controllable clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from itertools import count
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.config import Clinic
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Checkin, Patient, PlannedOccurrence, Score
+from tests.test_scheduling import Clinic2
+from tests.test_services import SimClock, rows, said
+
+LA = "America/Los_Angeles"
+ZONE = ZoneInfo(LA)
+ENROLLED = datetime(2027, 3, 5, 17, 0, tzinfo=UTC)  # Friday 09:00 PST
+MESSAGE_IDS = count(1)
+EVENINGS = Clinic(name="Lakeside", quiet_hours_start_local=time(20), quiet_hours_end_local=time(8))
+
+
+def la(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2027, month, day, hour, minute, tzinfo=ZONE).astimezone(UTC)
+
+
+# Sessions at 07:00, 07:30, 08:00 (on the spring-forward day, 2027-03-14) and 22:30 local,
+# then one at 10:00, whose 08:00 check-in needs no moving.
+SESSIONS = [la(3, 10, 7), la(3, 12, 7, 30), la(3, 14, 8), la(3, 16, 22, 30), la(3, 18, 10)]
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock(ENROLLED)
+
+
+async def enrolled(db: Database, at: datetime = ENROLLED) -> int:
+    async with db.transaction() as session:
+        patient = Patient(
+            display_name="Pat", timezone=LA, channel="console", address="la1",
+            status="active", protocol="ketamine-iv-6", consent_at=at, created_at=at,
+        )  # fmt: skip
+        await Repository(session).add(patient)
+    assert patient.id is not None
+    return patient.id
+
+
+async def pre_session(db: Database, patient_id: int) -> dict[str, Checkin]:
+    """The check-in each live pre-session occurrence is asked in, by occurrence key."""
+    found = await rows(db, PlannedOccurrence, PlannedOccurrence.patient_id == patient_id)
+    checkins = {c.id: c for c in await rows(db, Checkin, Checkin.patient_id == patient_id)}
+    return {
+        o.key: checkins[o.checkin_id]
+        for o in found
+        if o.rule == "before_session" and o.checkin_id is not None
+    }
+
+
+async def test_every_pre_session_check_in_is_due_and_closes_before_its_session(
+    db: Database, clock: SimClock
+) -> None:
+    """In Los Angeles with quiet hours 20:00-08:00, the PHQ-9 before sessions at 07:00, 07:30,
+    08:00 (on the DST day) and 22:30 goes out at 19:30 the evening before (or that evening)
+    and closes at the session's start at the latest, unanswered or half answered."""
+    clinic = Clinic2(db, clock, EVENINGS)
+    clinic.planner.plan_ahead = timedelta(days=14)  # the whole series at once
+    patient_id = await enrolled(db)
+    for at in SESSIONS:
+        await clinic.planner.add_session(patient_id, at, "ketamine-iv")
+    checkins = await pre_session(db, patient_id)
+    due = {key: c.due_at.astimezone(ZONE).strftime("%m-%d %H:%M") for key, c in checkins.items()}
+    assert due == {
+        "before_session:1": "03-09 19:30",
+        "before_session:2": "03-11 19:30",
+        "before_session:3": "03-13 19:30",  # PST, the evening before the clock springs forward
+        "before_session:4": "03-16 19:30",
+        "before_session:5": "03-18 08:00",
+    }
+    for number, session_at in enumerate(SESSIONS, start=1):
+        checkin = checkins[f"before_session:{number}"]
+        assert checkin.due_at.astimezone(UTC) < session_at
+        assert checkin.expires_at.astimezone(UTC) <= session_at
+
+    # the series runs, the patient answering all else: each is sent when due; the one for
+    # session 3 is half answered, the others not at all
+    for number, session_at in enumerate(SESSIONS, start=1):
+        checkin = checkins[f"before_session:{number}"]
+        clock.now = checkin.due_at.astimezone(UTC) - timedelta(minutes=1)
+        await clinic.tick()
+        await answer_everything_open(clinic, patient_id)
+        clock.now += timedelta(minutes=1)
+        await clinic.tick()
+        if number == 3:
+            clock.now += timedelta(minutes=5)
+            await clinic.w.services.inbox.handle_inbound(
+                said("la1", "1", next(MESSAGE_IDS), clock.now)
+            )
+        clock.now = session_at + timedelta(minutes=7)  # the first tick after dosing began
+        await clinic.tick()
+    closed = await pre_session(db, patient_id)
+    for number, session_at in enumerate(SESSIONS, start=1):
+        checkin = closed[f"before_session:{number}"]
+        assert checkin.sent_at is not None and checkin.sent_at.astimezone(UTC) < session_at
+        assert checkin.status == "expired", number
+    half = closed["before_session:3"]
+    assert half.partial
+    (score,) = await rows(db, Score, Score.checkin_id == half.id)
+    # kept, closed at its expiry (19:30 + 3 h, the evening before), not at the next tick
+    assert score.completed_at.astimezone(UTC) == half.expires_at.astimezone(UTC)
+    assert half.expires_at.astimezone(ZONE).strftime("%m-%d %H:%M") == "03-13 22:30"
+
+
+async def answer_everything_open(clinic: Clinic2, patient_id: int) -> None:
+    """The patient answers "0" (or skips) every question of the check-ins open now."""
+    for _ in range(60):
+        found = await rows(clinic.db, Checkin, Checkin.patient_id == patient_id)
+        open_now = [c for c in found if c.status in ("sent", "in_progress")]
+        if not open_now:
+            return
+        clinic.clock.now += timedelta(seconds=1)
+        text = "SKIP" if open_now[0].state.get("current") == "side_effects.blood_pressure" else "0"
+        await clinic.w.services.inbox.handle_inbound(
+            said("la1", text, next(MESSAGE_IDS), clinic.clock.now)
+        )
+    raise AssertionError("check-ins still open after 60 answers")
