@@ -162,3 +162,26 @@ def test_a_second_scheduler_on_one_sqlite_file_refuses_to_start(url: str) -> Non
         first.terminate()
         first.communicate(timeout=20)  # reads the rest and closes the pipe
     assert first.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored", "said"),
+    [
+        ("2027-03-14T02:30", "2027-03-14T10:00:00+00:00", "taken as 03:00 PDT"),  # skipped
+        ("2027-11-07T01:30", "2027-11-07T08:30:00+00:00", "taken as the first, 01:30 PDT"),
+    ],
+)
+def test_treatment_at_a_local_time_the_clock_skips_or_repeats(
+    url: str, typed: str, stored: str, said: str
+) -> None:
+    """`treatment add --at` reads a local time by the protocols' wall-clock rule (02:30 on
+    the spring-forward day is 03:00, a repeated 01:30 its first showing) and says so on
+    stderr and in --json's at_note."""
+    pid = _patient(url, zone="America/Los_Angeles")
+    result = checkin(url, "treatment", "add", str(pid), "--at", typed, "--json")
+    assert result.returncode == 0, result.stderr
+    added = ok_json(result)
+    assert added["session"]["at"] == stored
+    assert said in added["at_note"] and said in result.stderr
+    plain = checkin(url, "treatment", "add", str(pid), "--at", "2027-07-01T10:00", "--json")
+    assert ok_json(plain)["at_note"] is None and "note:" not in plain.stderr

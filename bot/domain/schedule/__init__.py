@@ -34,9 +34,12 @@ from bot.domain.schedule.rules import (
 )
 from bot.domain.schedule.wallclock import (
     NO_QUIET_HOURS,
+    LocalTime,
     QuietHours,
+    advance,
     defer,
     in_quiet_hours,
+    resolve_local,
     wall_clock,
 )
 
@@ -47,12 +50,14 @@ __all__ = [
     "Bundle",
     "Calendar",
     "EnrollmentRelative",
+    "LocalTime",
     "Occurrence",
     "Protocol",
     "QuietHours",
     "Rule",
     "Session",
     "SessionRelative",
+    "advance",
     "bundle",
     "defer",
     "example_protocols",
@@ -63,5 +68,6 @@ __all__ = [
     "plan",
     "protocol_from_mapping",
     "reminders_due",
+    "resolve_local",
     "wall_clock",
 ]
