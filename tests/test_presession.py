@@ -11,6 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.app.planning.protocols import preview
+from bot.app.planning.rows import stored_occurrences
+from bot.app.planning.session_changes import sessions_of
 from bot.config import Clinic
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -128,3 +131,78 @@ async def answer_everything_open(clinic: Clinic2, patient_id: int) -> None:
             said("la1", text, next(MESSAGE_IDS), clinic.clock.now)
         )
     raise AssertionError("check-ins still open after 60 answers")
+
+
+async def test_a_moved_session_previews_what_is_then_sent(db: Database, clock: SimClock) -> None:
+    """Session 1 moves a day after its pre-session PHQ-9 was answered: a new one is
+    planned and sent before the new time; session 2 moves half an hour after its answer,
+    which still counts: the preview says so and nothing more is sent."""
+    clinic = Clinic2(db, clock, EVENINGS)
+    patient_id = await enrolled(db)
+    first = await clinic.planner.add_session(patient_id, la(3, 10, 10), "ketamine-iv")
+    second = await clinic.planner.add_session(patient_id, la(3, 12, 10), "ketamine-iv")
+    assert first.session is not None and first.session.id is not None
+    assert second.session is not None and second.session.id is not None
+    await answer_pre_session(clinic, patient_id, "before_session:1")
+    clock.now = la(3, 10, 9)
+    await clinic.planner.move_session(first.session.id, la(3, 11, 10))  # a day later
+    await answer_pre_session(clinic, patient_id, "before_session:1@20270311T1800Z")
+    clock.now = la(3, 11, 9, 30)
+    await answer_pre_session(clinic, patient_id, "before_session:2")
+    clock.now = la(3, 12, 9)
+    await clinic.planner.move_session(second.session.id, la(3, 12, 10, 30))
+
+    shown = await previewed(clinic, patient_id, la(3, 10, 0))
+    pre = [(r["key"], r["status"]) for r in shown if r["rule"] == "before_session"]
+    assert pre == [
+        ("before_session:1@20270311T1800Z", "completed"),
+        ("before_session:2", "satisfied"),
+    ]
+    shown_at = clock.now
+    will_send: dict[str, str] = {}  # bundle -> due (UTC): the planned entries of a week
+    for row in await previewed(clinic, patient_id, la(3, 12, 0)):
+        if row["status"] == "planned":
+            bundle, due = str(row["bundle"]), str(row["due_at_utc"])
+            will_send[bundle] = min(will_send.get(bundle, due), due)
+    for hours in range(24 * 7):  # the week runs; the patient answers everything
+        clock.now = shown_at + timedelta(hours=hours)
+        await clinic.tick()
+        await answer_everything_open(clinic, patient_id)
+    week_end = la(3, 19, 0)
+    sent = {
+        c.idempotency_key.split(":", 2)[2].rsplit(":", 1)[0]: _utc(c.due_at)
+        for c in await rows(db, Checkin, Checkin.patient_id == patient_id)
+        if c.sent_at is not None and c.sent_at >= shown_at and c.due_at < week_end
+    }
+    assert set(will_send) == {"after_session:1", "after_session:2", "maintenance:2027-03-15"}
+    assert sent == will_send
+    assert not [k for k in sent if "before_session:2" in k]  # satisfied: not asked again
+
+
+def _utc(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def answer_pre_session(clinic: Clinic2, patient_id: int, key: str) -> None:
+    """Run the clock to the pre-session check-in `key`; the patient answers it all."""
+    checkin = (await pre_session(clinic.db, patient_id))[key]
+    clinic.clock.now = checkin.due_at.astimezone(UTC)
+    await clinic.tick()
+    await answer_everything_open(clinic, patient_id)
+    done = (await pre_session(clinic.db, patient_id))[key]
+    assert done.status == "completed", done.status
+
+
+async def previewed(clinic: Clinic2, patient_id: int, start: datetime) -> list[dict[str, object]]:
+    async with clinic.db.transaction() as session:
+        patient = await Repository(session).get_patient(patient_id)
+        assert patient is not None
+        sessions = await sessions_of(session, patient_id)
+        stored = (await stored_occurrences(session, [patient_id], sessions_only=False)).get(
+            patient_id, []
+        )
+    return preview(
+        clinic.planner.protocol("ketamine-iv-6"), patient, sessions,
+        start_day=start.astimezone(ZONE).date(), days=7, clinic=EVENINGS,
+        bundle_window=clinic.planner.bundle_window, stored=stored,
+    )  # fmt: skip

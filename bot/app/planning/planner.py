@@ -43,12 +43,14 @@ from bot.app.planning.rows import (
     lock_plannable,
     sessions_by_patient,
     store_plans,
+    stored_occurrences,
 )
 from bot.app.planning.session_changes import Change, locked_patient, record_change, session_row
 from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain.errors import ConfigError
 from bot.domain.schedule import Protocol, Session, bundle, plan
+from bot.domain.schedule.moves import reconcile
 from bot.instruments import Catalog
 from bot.storage import bulk
 from bot.storage.database import Database
@@ -170,9 +172,15 @@ class Planner:
         sessions = await sessions_by_patient(session, plannable)
         plans = [self._intend(p, sessions.get(p.id, []), now) for p in patients]
         known = await _known_pairs(session, plans)
+        stored = await stored_occurrences(session, [p.patient.id for p in plans if p.found])
         end = now + self.plan_ahead
         for p in plans:
-            fresh = [o for o in p.found if (p.patient.id, o.key) not in known]
+            # a moved session's pre-session check-in: planned again, or already answered
+            outlooks = reconcile(p.found, stored.get(p.patient.id, []))
+            fresh = [
+                o.occurrence for o in outlooks
+                if o.status == "new" and (p.patient.id, o.occurrence.key) not in known
+            ]  # fmt: skip
             # a bundle due past the horizon waits for the next pass, with whatever joins it
             p.groups = [g for g in bundle(fresh, self.bundle_window) if g.due_at < end]
         await store_plans(session, plans, self.catalog)
