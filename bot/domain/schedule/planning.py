@@ -8,7 +8,9 @@ Idempotency keys name the *intended* occurrence, never its computed time, so re-
 finds the same key for the same check-in:
 
 * session-relative: ``"<rule>:<session number>"``. Moving a session moves its check-ins
-  and keeps their keys; cancelling it removes them.
+  and keeps their keys; cancelling it removes them. A pre-session check-in already sent
+  when its session moves may be planned again as ``"<rule>:<number>@<new start UTC>"``
+  (:mod:`bot.domain.schedule.moves`).
 * calendar: ``"<rule>:<local date>"`` (``"weekly:2026-03-09"``); a rule fires at most once
   a local day.
 * enrollment-relative: ``"<rule>:enrolled"``.
