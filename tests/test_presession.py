@@ -206,3 +206,22 @@ async def previewed(clinic: Clinic2, patient_id: int, start: datetime) -> list[d
         start_day=start.astimezone(ZONE).date(), days=7, clinic=EVENINGS,
         bundle_window=clinic.planner.bundle_window, stored=stored,
     )  # fmt: skip
+
+
+async def test_an_open_pre_session_check_in_closes_by_its_moved_sessions_start(
+    db: Database, clock: SimClock
+) -> None:
+    """The 08:00 PHQ-9 is open when its 10:00 session moves to 09:00: it is the session's
+    still, and now closes at 09:00; no second one is planned."""
+    clinic = Clinic2(db, clock, EVENINGS)
+    patient_id = await enrolled(db)
+    added = await clinic.planner.add_session(patient_id, la(3, 10, 10), "ketamine-iv")
+    assert added.session is not None and added.session.id is not None
+    clock.now = la(3, 10, 8)
+    await clinic.tick()
+    assert (await pre_session(db, patient_id))["before_session:1"].status == "sent"
+    clock.now = la(3, 10, 8, 10)
+    await clinic.planner.move_session(added.session.id, la(3, 10, 9))
+    found = await pre_session(db, patient_id)
+    assert list(found) == ["before_session:1"]
+    assert found["before_session:1"].expires_at.astimezone(UTC) == la(3, 10, 9)

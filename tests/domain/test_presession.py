@@ -4,6 +4,7 @@ time an operator types."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ import pytest
 
 from bot.domain.errors import ConfigError
 from bot.domain.schedule import (
+    Occurrence,
     Protocol,
     QuietHours,
     Rule,
@@ -20,6 +22,7 @@ from bot.domain.schedule import (
     protocol_from_mapping,
     resolve_local,
 )
+from bot.domain.schedule.moves import Stored, reconcile, to_close
 
 LA = "America/Los_Angeles"
 ZONE = ZoneInfo(LA)
@@ -126,3 +129,79 @@ def test_a_typed_local_time_follows_the_protocols_wall_clock_rule(
 def test_resolve_local_refuses_an_aware_time() -> None:
     with pytest.raises(ValueError, match="no tzinfo"):
         resolve_local(datetime(2027, 3, 14, 2, 30, tzinfo=UTC), ZONE)
+
+
+# ---- a moved session against what was stored (reconcile) --------------------------------
+
+
+def planned_before(session_at: datetime) -> Occurrence:
+    """The one pre-session occurrence (-2 h, no quiet hours) for a session at `session_at`."""
+    (found,) = plan(
+        before(None),
+        timezone=LA,
+        enrolled_at=la(3, 1, 9),
+        sessions=[Session(1, session_at)],
+        start=la(3, 1, 0),
+        end=la(3, 31, 0),
+        quiet=QuietHours(time(0), time(0)),
+    )
+    return found
+
+
+def stored(status: str, due: datetime, done: datetime | None = None, key: str = "pre:1") -> Stored:
+    return Stored(key, "pre", 1, due.astimezone(UTC), status, done and done.astimezone(UTC))
+
+
+SENT_FOR_10 = la(3, 3, 8)  # the check-in before a 10:00 session on 03-03
+MOVES = [
+    # session now at, what was stored, (status, key) of the outlook
+    (la(3, 3, 10), [stored("completed", SENT_FOR_10, la(3, 3, 8, 5))], ("stored", "pre:1")),
+    (la(3, 3, 10), [stored("pending", SENT_FOR_10)], ("stored", "pre:1")),
+    (la(3, 3, 11), [stored("completed", SENT_FOR_10, la(3, 3, 8, 5))], ("satisfied", "pre:1")),
+    (
+        la(3, 5, 10),
+        [stored("completed", SENT_FOR_10, la(3, 3, 8, 5))],
+        ("new", "pre:1@20270305T1800Z"),
+    ),
+    (la(3, 3, 11), [stored("expired", SENT_FOR_10)], ("new", "pre:1@20270303T1900Z")),
+    (la(3, 3, 11), [stored("sent", SENT_FOR_10)], ("stored", "pre:1")),  # still open, in time
+    (la(3, 5, 10), [stored("sent", SENT_FOR_10)], ("new", "pre:1@20270305T1800Z")),
+    (  # moved once and asked again: that one is the session's now
+        la(3, 5, 10),
+        [
+            stored("completed", SENT_FOR_10, la(3, 3, 8, 5)),
+            stored("completed", la(3, 5, 8), la(3, 5, 8, 5), key="pre:1@20270305T1800Z"),
+        ],
+        ("stored", "pre:1@20270305T1800Z"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("session_at", "found", "expected"), MOVES)
+def test_a_moved_sessions_check_in_is_asked_again_only_when_its_score_is_stale(
+    session_at: datetime, found: list[Stored], expected: tuple[str, str]
+) -> None:
+    """A score from the rule's offset before the new due time on still counts; an older
+    one, or a missed check-in, plans a new one keyed by the session's new start."""
+    (outlook,) = reconcile([planned_before(session_at)], found)
+    assert (outlook.status, outlook.occurrence.key) == expected
+
+
+def test_other_stored_occurrences_are_stored_whatever_their_time() -> None:
+    """A day-after check already sent is not planned again when its session moves."""
+    after = plan(
+        before(None, offset_h=24), timezone=LA, enrolled_at=la(3, 1, 9),
+        sessions=[Session(1, la(3, 5, 10))], start=la(3, 1, 0), end=la(3, 31, 0),
+        quiet=QUIET,
+    )  # fmt: skip
+    (outlook,) = reconcile(after, [stored("sent", la(3, 4, 10))])
+    assert (outlook.status, outlook.occurrence.key) == ("stored", "pre:1")
+
+
+def test_an_open_check_in_closes_by_the_start_of_its_moved_session() -> None:
+    """Session moved from 10:00 to 09:00 while its 08:00 check-in is open: it now expires
+    at 09:00, not at the old start."""
+    open_one = replace(stored("sent", SENT_FOR_10), checkin_id=7, expires_at=la(3, 3, 10))
+    outlooks = reconcile([planned_before(la(3, 3, 9))], [open_one])
+    assert to_close(outlooks) == [(7, la(3, 3, 9).astimezone(UTC))]
+    assert to_close(reconcile([planned_before(la(3, 3, 11))], [open_one])) == []

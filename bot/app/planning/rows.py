@@ -165,7 +165,7 @@ async def stored_occurrences(
         sa.select(
             occurrence.c.patient_id, occurrence.c.key, occurrence.c.rule,
             occurrence.c.session_number, occurrence.c.due_at, checkin.c.status,
-            checkin.c.completed_at,
+            checkin.c.completed_at, checkin.c.id.label("checkin_id"), checkin.c.expires_at,
         )
         .select_from(occurrence.outerjoin(checkin, checkin.c.id == occurrence.c.checkin_id))
         .where(occurrence.c.patient_id.in_(patient_ids))
@@ -177,7 +177,8 @@ async def stored_occurrences(
     for row in await (await session.connection()).execute(statement):
         found.setdefault(row.patient_id, []).append(
             Stored(row.key, row.rule, row.session_number, _aware(row.due_at),
-                   row.status or "pending", row.completed_at and _aware(row.completed_at))
+                   row.status or "pending", row.completed_at and _aware(row.completed_at),
+                   row.checkin_id, row.expires_at and _aware(row.expires_at))
         )  # fmt: skip
     return found
 

@@ -13,7 +13,8 @@ check-in's time no longer matches the plan (its due time differs), and:
 * a score completed in the window of the moved session still counts (``"satisfied"``):
   not asked again. The window runs from the rule's offset before the moved check-in's
   due time up to the moved session's start (``-2h`` with a due time of 08:00: from 06:00);
-* a check-in still open that came due in that window is the moved session's (``"stored"``);
+* a check-in still open that came due in that window is the moved session's (``"stored"``),
+  and closes by the moved session's start (:func:`to_close`);
 * otherwise the moved session gets a new check-in, keyed by the rule, the session number
   and the session's new start in UTC (``before_session:2@20270312T1530Z``), so moving a
   session twice, or back, never plans one time twice.
@@ -46,6 +47,8 @@ class Stored:
     due_at: datetime
     status: str  # pending, sent, in_progress, paused, completed, expired, cancelled
     completed_at: datetime | None = None
+    checkin_id: int | None = None
+    expires_at: datetime | None = None  # the check-in's
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,21 @@ def _before_session(
     if still_open:
         return Outlook(occurrence, "stored", still_open[-1])
     return Outlook(again, "new", same, moved=True)
+
+
+def to_close(outlooks: Sequence[Outlook]) -> list[tuple[int, datetime]]:
+    """(check-in id, new expiry) for open pre-session check-ins whose session moved to
+    before their expiry: they close when it starts, as any pre-session check-in does."""
+    found = []
+    for outlook in outlooks:
+        stored, closes = outlook.stored, outlook.occurrence.closes_at
+        if outlook.status != "stored" or stored is None or closes is None:
+            continue
+        still_open = stored.status in OPEN and stored.checkin_id is not None
+        if still_open and stored.expires_at is not None and closes < stored.expires_at:
+            assert stored.checkin_id is not None
+            found.append((stored.checkin_id, closes))
+    return found
 
 
 def window(occurrence: Occurrence) -> tuple[datetime, datetime]:
