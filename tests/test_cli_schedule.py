@@ -185,3 +185,24 @@ def test_treatment_at_a_local_time_the_clock_skips_or_repeats(
     assert said in added["at_note"] and said in result.stderr
     plain = checkin(url, "treatment", "add", str(pid), "--at", "2027-07-01T10:00", "--json")
     assert ok_json(plain)["at_note"] is None and "note:" not in plain.stderr
+
+
+def test_preview_puts_the_pre_session_phq9_before_a_morning_session_and_says_why(
+    url: str,
+) -> None:
+    """`treatment add --at 2027-03-03T07:00` in Los Angeles: the PHQ-9 "2 h before" goes out
+    at 19:30 the evening before (quiet hours 20:00-08:00), and the preview says why."""
+    pid = _patient(url, zone="America/Los_Angeles")
+    ok_json(checkin(url, "treatment", "add", str(pid), "--at", "2027-03-03T07:00", "--json"))
+    args = ["schedule", "preview", str(pid), "--from", "2027-03-02", "--days", "2"]
+    rows = ok_json(checkin(url, *args, "--json"))
+    (pre,) = [r for r in rows if r["rule"] == "before_session"]
+    assert (pre["due_at_local"], pre["expires_at_utc"], pre["status"]) == (
+        "2027-03-02T19:30:00-08:00",
+        "2027-03-03T06:30:00Z",  # 3 h later, well before the session (15:00Z)
+        "planned",
+    )
+    assert "sent before they begin" in pre["note"]
+    text = checkin(url, *args).stdout
+    (line,) = [row for row in text.splitlines() if "before_session" in row]
+    assert line.startswith("2027-03-02 19:30") and "sent before they begin" in text

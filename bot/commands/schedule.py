@@ -114,7 +114,7 @@ def schedule_preview(
             f"  [NOT ASKED, no wording: {', '.join(r['no_wording'])}]" if r["no_wording"] else ""
         )
         status = "" if r["status"] == "planned" else f"  [{r['status'].upper()}]"
-        note = f"\n{'':>21}{r['note']}" if r["note"] else ""
+        note = f"\n{'':>26}{r['note']}" if r["note"] else ""
         typer.echo(
             f"{r['due_at_local'][:16].replace('T', ' ')}  {r['due_at_utc'][11:16]}Z  "
             f"{r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}{status}{note}"
