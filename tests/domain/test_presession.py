@@ -18,11 +18,13 @@ from bot.domain.schedule import (
     Rule,
     Session,
     SessionRelative,
+    Stored,
     plan,
     protocol_from_mapping,
+    reconcile,
     resolve_local,
+    to_close,
 )
-from bot.domain.schedule.moves import Stored, reconcile, to_close
 
 LA = "America/Los_Angeles"
 ZONE = ZoneInfo(LA)

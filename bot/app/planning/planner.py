@@ -49,8 +49,7 @@ from bot.app.planning.session_changes import Change, locked_patient, record_chan
 from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain.errors import ConfigError
-from bot.domain.schedule import Protocol, Session, bundle, plan
-from bot.domain.schedule.moves import reconcile, to_close
+from bot.domain.schedule import Protocol, Session, bundle, plan, reconcile, to_close
 from bot.instruments import Catalog
 from bot.storage import bulk
 from bot.storage.database import Database

@@ -19,8 +19,7 @@ from zoneinfo import ZoneInfo
 from bot.app.planning.rows import domain_sessions, enrolled_at
 from bot.config import Clinic
 from bot.domain.errors import ConfigError
-from bot.domain.schedule import Protocol, QuietHours, bundle, plan
-from bot.domain.schedule.moves import Outlook, Stored, reconcile
+from bot.domain.schedule import Outlook, Protocol, QuietHours, Stored, bundle, plan, reconcile
 from bot.instruments import Catalog
 from bot.storage.tables import Patient, TreatmentSession
 

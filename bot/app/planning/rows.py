@@ -18,8 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain import conversation as core
-from bot.domain.schedule import Bundle, Occurrence, Session
-from bot.domain.schedule.moves import Stored
+from bot.domain.schedule import Bundle, Occurrence, Session, Stored
 from bot.instruments import Catalog
 from bot.storage import bulk
 from bot.storage.repository import Repository
