@@ -15,6 +15,7 @@ from bot.app.planning.protocols import preview
 from bot.app.planning.rows import stored_occurrences
 from bot.app.planning.session_changes import sessions_of
 from bot.config import Clinic
+from bot.domain.schedule import protocol_from_mapping
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Patient, PlannedOccurrence, Score
@@ -225,3 +226,21 @@ async def test_an_open_pre_session_check_in_closes_by_its_moved_sessions_start(
     found = await pre_session(db, patient_id)
     assert list(found) == ["before_session:1"]
     assert found["before_session:1"].expires_at.astimezone(UTC) == la(3, 10, 9)
+
+
+async def test_a_rule_that_ignores_quiet_hours_is_sent_inside_them(
+    db: Database, clock: SimClock
+) -> None:
+    """`quiet_hours = "ignore"` (a clinic that wants a 05:00 message before a 07:00
+    infusion): the check-in is planned for 05:00 and the tick sends it then."""
+    clinic = Clinic2(db, clock, EVENINGS)
+    rule = {"instruments": ["phq9"], "from_session": "-2h", "quiet_hours": "ignore"}
+    early = protocol_from_mapping("early", {"rules": {"before_session": rule}}, "test")
+    clinic.planner.protocols = {"ketamine-iv-6": early}
+    patient_id = await enrolled(db)
+    await clinic.planner.add_session(patient_id, la(3, 10, 7), "ketamine-iv")
+    clock.now = la(3, 10, 5)
+    await clinic.tick()
+    checkin = (await pre_session(db, patient_id))["before_session:1"]
+    assert checkin.ignore_quiet_hours and checkin.status == "sent"
+    assert checkin.sent_at is not None and checkin.sent_at.astimezone(UTC) == la(3, 10, 5)
