@@ -106,6 +106,9 @@ def test_assign_and_protocols(url: str) -> None:
     pid = _patient(url, "weekly-phq9")
     protocols = ok_json(checkin(url, "schedule", "protocols", "--json"))
     assert {p["name"] for p in protocols} == {"weekly-phq9", "ketamine-iv-6"}
+    ketamine = next(p for p in protocols if p["name"] == "ketamine-iv-6")
+    quiet = {r["name"]: r["quiet_hours"] for r in ketamine["rules"]}
+    assert (quiet["before_session"], quiet["after_session"]) == ("earlier", "later")
     changed = ok_json(checkin(url, "schedule", "assign", str(pid), "ketamine-iv-6", "--json"))
     assert isinstance(changed["planned_checkins"], list)
     shown = ok_json(checkin(url, "patient", "show", str(pid), "--json"))

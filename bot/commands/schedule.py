@@ -155,6 +155,7 @@ def _protocol_json(protocol: Protocol) -> dict[str, Any]:
                 else None,
                 "max_reminders": rule.max_reminders,
                 "expires_after": format_duration(rule.expires_after),
+                "quiet_hours": rule.quiet_policy,
             }
         )
     return {"name": protocol.name, "description": protocol.description, "rules": rules}
