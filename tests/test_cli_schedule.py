@@ -106,6 +106,9 @@ def test_assign_and_protocols(url: str) -> None:
     pid = _patient(url, "weekly-phq9")
     protocols = ok_json(checkin(url, "schedule", "protocols", "--json"))
     assert {p["name"] for p in protocols} == {"weekly-phq9", "ketamine-iv-6"}
+    ketamine = next(p for p in protocols if p["name"] == "ketamine-iv-6")
+    quiet = {r["name"]: r["quiet_hours"] for r in ketamine["rules"]}
+    assert (quiet["before_session"], quiet["after_session"]) == ("earlier", "later")
     changed = ok_json(checkin(url, "schedule", "assign", str(pid), "ketamine-iv-6", "--json"))
     assert isinstance(changed["planned_checkins"], list)
     shown = ok_json(checkin(url, "patient", "show", str(pid), "--json"))
@@ -162,3 +165,47 @@ def test_a_second_scheduler_on_one_sqlite_file_refuses_to_start(url: str) -> Non
         first.terminate()
         first.communicate(timeout=20)  # reads the rest and closes the pipe
     assert first.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored", "said"),
+    [
+        ("2027-03-14T02:30", "2027-03-14T10:00:00+00:00", "taken as 03:00 PDT"),  # skipped
+        ("2027-11-07T01:30", "2027-11-07T08:30:00+00:00", "taken as the first, 01:30 PDT"),
+    ],
+)
+def test_treatment_at_a_local_time_the_clock_skips_or_repeats(
+    url: str, typed: str, stored: str, said: str
+) -> None:
+    """`treatment add --at` reads a local time by the protocols' wall-clock rule (02:30 on
+    the spring-forward day is 03:00, a repeated 01:30 its first showing) and says so on
+    stderr and in --json's at_note."""
+    pid = _patient(url, zone="America/Los_Angeles")
+    result = checkin(url, "treatment", "add", str(pid), "--at", typed, "--json")
+    assert result.returncode == 0, result.stderr
+    added = ok_json(result)
+    assert added["session"]["at"] == stored
+    assert said in added["at_note"] and said in result.stderr
+    plain = checkin(url, "treatment", "add", str(pid), "--at", "2027-07-01T10:00", "--json")
+    assert ok_json(plain)["at_note"] is None and "note:" not in plain.stderr
+
+
+def test_preview_puts_the_pre_session_phq9_before_a_morning_session_and_says_why(
+    url: str,
+) -> None:
+    """`treatment add --at 2027-03-03T07:00` in Los Angeles: the PHQ-9 "2 h before" goes out
+    at 19:30 the evening before (quiet hours 20:00-08:00), and the preview says why."""
+    pid = _patient(url, zone="America/Los_Angeles")
+    ok_json(checkin(url, "treatment", "add", str(pid), "--at", "2027-03-03T07:00", "--json"))
+    args = ["schedule", "preview", str(pid), "--from", "2027-03-02", "--days", "2"]
+    rows = ok_json(checkin(url, *args, "--json"))
+    (pre,) = [r for r in rows if r["rule"] == "before_session"]
+    assert (pre["due_at_local"], pre["expires_at_utc"], pre["status"]) == (
+        "2027-03-02T19:30:00-08:00",
+        "2027-03-03T06:30:00Z",  # 3 h later, well before the session (15:00Z)
+        "planned",
+    )
+    assert "sent before they begin" in pre["note"]
+    text = checkin(url, *args).stdout
+    (line,) = [row for row in text.splitlines() if "before_session" in row]
+    assert line.startswith("2027-03-02 19:30") and "sent before they begin" in text

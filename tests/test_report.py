@@ -170,3 +170,25 @@ def test_outcome_labels_name_the_baseline_and_a_lost_response() -> None:
     html = render_html(report)
     assert "baseline below threshold" in html and ">response<" not in html
     assert "loss of response" in html and "non response" not in html
+
+
+async def test_a_score_closed_as_the_session_starts_is_its_pre_session_score(
+    db: Database,
+) -> None:
+    """A pre-session PHQ-9 closed at session 2's start (expired as dosing began) is that
+    session's score before, never its score after."""
+    patient_id = await six_sessions(db, gad7=False)
+    start = T0 + timedelta(days=7)  # session 2
+    async with db.transaction() as session:
+        repo = Repository(session)
+        closed = Checkin(patient_id=patient_id, idempotency_key="pre2", due_at=start,
+                         expires_at=start, status="expired", partial=True)  # fmt: skip
+        await repo.add(closed)
+        assert closed.id is not None
+        await repo.add(Score(checkin_id=closed.id, patient_id=patient_id, instrument="phq9",
+                             total=11, valid=True, completed_at=start))  # fmt: skip
+    async with db.transaction() as session:
+        report = await load_report(session, CATALOG, patient_id, T0 + timedelta(days=30))
+    second = report.sessions[1]
+    assert (second.number, second.before["phq9"]) == (2, 11)
+    assert second.after["phq9"] != 11

@@ -83,7 +83,9 @@ def schedule_preview(
     as_json: JsonFlag = False,
 ) -> None:
     """List the check-ins the patient's protocol plans, with local and UTC times, rule and
-    instruments. Check-ins sharing a bundle are asked as one conversation."""
+    instruments. Check-ins sharing a bundle are asked as one conversation. Those that will
+    not be sent say why ([COMPLETED], [SATISFIED], ...), and a note says why a time moved
+    (quiet hours, a moved session)."""
     start_day = _day(from_) if from_ is not None else None
 
     async def work(app: App) -> list[dict[str, Any]]:
@@ -111,9 +113,11 @@ def schedule_preview(
         unasked = (
             f"  [NOT ASKED, no wording: {', '.join(r['no_wording'])}]" if r["no_wording"] else ""
         )
+        status = "" if r["status"] == "planned" else f"  [{r['status'].upper()}]"
+        note = f"\n{'':>26}{r['note']}" if r["note"] else ""
         typer.echo(
             f"{r['due_at_local'][:16].replace('T', ' ')}  {r['due_at_utc'][11:16]}Z  "
-            f"{r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}"
+            f"{r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}{status}{note}"
         )
 
 
@@ -151,6 +155,7 @@ def _protocol_json(protocol: Protocol) -> dict[str, Any]:
                 else None,
                 "max_reminders": rule.max_reminders,
                 "expires_after": format_duration(rule.expires_after),
+                "quiet_hours": rule.quiet_policy,
             }
         )
     return {"name": protocol.name, "description": protocol.description, "rules": rules}

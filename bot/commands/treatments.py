@@ -29,7 +29,8 @@ At = Annotated[
     typer.Option(
         "--at",
         help="When: ISO 8601, e.g. 2026-03-09T10:00 (the patient's local time) or "
-        "2026-03-09T15:00Z / +01:00 (that instant).",
+        "2026-03-09T15:00Z / +01:00 (that instant). A local time the clock skips becomes "
+        "the moment the gap ends; one it shows twice, its first showing.",
     ),
 ]
 
@@ -117,12 +118,15 @@ def run_or_fail(ctx: typer.Context, work: Callable[[App], Awaitable[T]], see: bo
 
 def report(change: Replanned, verb: str, as_json: bool) -> None:
     """What a change did to the plan: the session, check-ins cancelled and planned."""
+    if change.at_note is not None:
+        typer.echo(f"note: {change.at_note}", err=True)
     data: dict[str, Any] = {
         "cancelled_checkins": change.cancelled,
         "planned_checkins": [_planned_json(c) for c in change.planned],
     }
     if change.session is not None:
         data["session"] = session_json(change.session)
+        data["at_note"] = change.at_note  # what a skipped or repeated local --at became
     else:  # a protocol given: which of its instruments the patient cannot be asked
         data["no_wording"] = list(change.no_wording)
     if as_json:

@@ -146,8 +146,10 @@ def _outcomes(
 
 
 def _completed_before(sessions: Sequence[TreatmentSession], at: datetime) -> int:
-    """How many treatment sessions took place before `at` (Observation.session)."""
-    return sum(1 for s in sessions if s.at <= at)
+    """How many treatment sessions had started before `at` (Observation.session). A score
+    completed at a session's very start (a pre-session check-in closed as dosing began)
+    is before it; one completed after it started never is."""
+    return sum(1 for s in sessions if s.at < at)
 
 
 def _session_rows(
@@ -161,7 +163,7 @@ def _session_rows(
         for s in scores:  # oldest first: the last before wins, the first after stays
             if s.total is None:
                 continue
-            if s.completed_at < treatment.at:
+            if s.completed_at <= treatment.at:  # at its start at the latest: see above
                 before[s.instrument] = s.total
             elif until is None or s.completed_at < until:
                 after.setdefault(s.instrument, s.total)

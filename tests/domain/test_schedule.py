@@ -397,17 +397,27 @@ def test_check_ins_far_apart_are_not_bundled() -> None:
 
 
 def test_check_ins_within_the_window_share_one_conversation() -> None:
-    """Sessions on consecutive days: 'before 3' at 08:00 and 'after 2' at 10:00 ask PHQ-9 once."""
-    days = [(3, 2), (3, 5), (3, 6)]  # sessions 2 and 3 on Thu and Fri
-    found = [
-        o for o in plan_ketamine(series(days)) if o.key in {"after_session:2", "before_session:3"}
-    ]
+    """'After session 2' (Fri 09:00) joins 'before session 3' (Fri 08:00, session at 10:00)
+    in one conversation that asks PHQ-9 once and closes when session 3 begins."""
+    sessions = series([(3, 2), (3, 5), (3, 6)])
+    sessions[1] = Session(2, local(NY, 2026, 3, 5, 9).astimezone(UTC))  # Thu 09:00
+    found = [o for o in plan_ketamine(sessions) if o.key in {"after_session:2", "before_session:3"}]
     (merged,) = bundle(found)
     assert merged.key == "after_session:2+before_session:3"
     assert merged.instruments == ("phq9", "side_effects")
     assert merged.due_at == local(NY, 2026, 3, 6, 8).astimezone(UTC)
-    assert merged.expires_at == local(NY, 2026, 3, 7, 10).astimezone(UTC)  # after_session's
+    assert merged.expires_at == local(NY, 2026, 3, 6, 10).astimezone(UTC)  # session 3 starts
     assert (merged.reminder_after, merged.max_reminders) == (timedelta(hours=1), 2)
+
+
+def test_a_check_in_due_when_a_session_begins_is_not_bundled_before_it() -> None:
+    """'After session 2' due at 10:00, just as session 3 begins, is its own conversation:
+    bundled with 'before session 3' it would close the moment it came due."""
+    days = [(3, 2), (3, 5), (3, 6)]  # sessions 2 and 3 on Thu and Fri, both 10:00
+    found = [
+        o for o in plan_ketamine(series(days)) if o.key in {"after_session:2", "before_session:3"}
+    ]
+    assert [b.key for b in bundle(found)] == ["before_session:3", "after_session:2"]
 
 
 def test_weekly_and_pre_session_phq9_on_one_morning() -> None:
@@ -433,10 +443,15 @@ BUNDLE_WINDOWS = [
 @pytest.mark.parametrize(("window", "count"), BUNDLE_WINDOWS)
 def test_bundle_window_edges(window: timedelta, count: int) -> None:
     """Two occurrences exactly two hours apart bundle under a 2 h window and not under less."""
-    days = [(3, 2), (3, 5), (3, 6)]
-    found = [
-        o for o in plan_ketamine(series(days)) if o.key in {"after_session:2", "before_session:3"}
-    ]
+    every_day = frozenset(range(7))
+    protocol = Protocol(
+        "two",
+        (
+            Rule("early", ("phq9",), Calendar(every_day, time(8))),
+            Rule("late", ("gad7",), Calendar(every_day, time(10))),
+        ),
+    )
+    found = plan_days(protocol, NY, date(2026, 3, 6), 1)
     assert len(bundle(found, window)) == count
 
 

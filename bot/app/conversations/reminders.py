@@ -84,7 +84,9 @@ class Reminders:
             await session.refresh(checkin)
             if patient is None or checkin.status not in ("pending", *q.OPEN_STATUSES):
                 return
-            now = ctx.clock()
+            # closed at its expiry time, not the tick's: a pre-session check-in expires as
+            # its session starts, and what was answered stays on the right side of it
+            now = min(ctx.clock(), checkin.expires_at)
             conv = core.from_json(checkin.state)
             if conv.status == "pending":
                 conv = core.Conversation(conv.instruments, status="asking")  # never sent: missed

@@ -16,6 +16,7 @@ from bot.app.operator.refusals import NoProtocol
 from bot.app.operator.treatments import Replanned
 from bot.app.planning.planner import Planner
 from bot.app.planning.protocols import preview
+from bot.app.planning.rows import stored_occurrences
 from bot.app.planning.session_changes import sessions_of
 from bot.app.ports import Clock
 from bot.config import Clinic
@@ -50,7 +51,9 @@ async def preview_plan(
 ) -> list[dict[str, Any]]:
     """The check-ins the patient's protocol (or `protocol`) plans from local midnight of
     `start_day` (default: their today) for `days` days: local and UTC times, rule,
-    instruments, and the bundle each is asked in. Nothing is stored but the audit event."""
+    instruments, the bundle each is asked in, and its status against what was stored
+    (planned, satisfied, or already sent) with a note saying why. Nothing is stored but
+    the audit event."""
     async with db.transaction() as session:
         repo = Repository(session)
         patient = await repo.get_patient(patient_id)
@@ -61,6 +64,7 @@ async def preview_plan(
             raise NoProtocol(patient_id)
         chosen = planner.protocol(name)
         sessions = await sessions_of(session, patient_id)
+        stored = await stored_occurrences(session, [patient_id], sessions_only=False)
         await repo.audit(clock(), "operator", "schedule_previewed", f"patient:{patient_id}")
     day = start_day or clock().astimezone(ZoneInfo(patient.timezone)).date()
     return preview(
@@ -72,4 +76,5 @@ async def preview_plan(
         clinic=clinic,
         bundle_window=bundle_window,
         catalog=planner.catalog,
+        stored=stored.get(patient_id, []) if name == patient.protocol else [],
     )

@@ -4,13 +4,16 @@ patient's check-ins not sent yet, at once (:class:`bot.app.planning.planner.Plan
 audits it).
 
 A time is given as ISO 8601 text: with an offset (or ``Z``) it is that instant, without
-one it is the patient's local time. Text that is not such a time raises
-:class:`UnreadableTime`.
+one it is the patient's local time, read by the protocols' wall-clock rule
+(:func:`bot.domain.schedule.resolve_local`): a time the clock skips (02:30 on a
+spring-forward day) becomes the moment the gap ends (03:00), a time it shows twice (01:30
+on a fall-back day) its first showing. :attr:`Replanned.at_note` then says what the time
+became. Text that is not such a time raises :class:`UnreadableTime`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -18,6 +21,7 @@ from bot.app.planning.planner import Planner
 from bot.app.planning.session_changes import Change, sessions_of
 from bot.app.ports import Clock
 from bot.domain.errors import CheckinError, NotFound
+from bot.domain.schedule import resolve_local
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, TreatmentSession
@@ -68,6 +72,7 @@ class Replanned:
     cancelled: int
     planned: tuple[PlannedView, ...]
     no_wording: tuple[str, ...] = ()  # a new protocol's instruments without their language
+    at_note: str | None = None  # what a skipped or repeated local --at time became
 
     @classmethod
     def of(cls, change: Change) -> Replanned:
@@ -79,8 +84,8 @@ async def add_session(
     db: Database, planner: Planner, patient_id: int, at: str, kind: str = "treatment"
 ) -> Replanned:
     """Record a session at `at`; the protocol's check-ins around it are planned at once."""
-    instant = local_instant(at, await patient_zone(db, patient_id))
-    return Replanned.of(await planner.add_session(patient_id, instant, kind))
+    instant, note = local_instant(at, await patient_zone(db, patient_id))
+    return replace(Replanned.of(await planner.add_session(patient_id, instant, kind)), at_note=note)
 
 
 async def move_session(db: Database, planner: Planner, session_id: int, at: str) -> Replanned:
@@ -89,8 +94,8 @@ async def move_session(db: Database, planner: Planner, session_id: int, at: str)
         row = await session.get(TreatmentSession, session_id)
     if row is None:
         raise NotFound("treatment session", session_id)
-    instant = local_instant(at, await patient_zone(db, row.patient_id))
-    return Replanned.of(await planner.move_session(session_id, instant))
+    instant, note = local_instant(at, await patient_zone(db, row.patient_id))
+    return replace(Replanned.of(await planner.move_session(session_id, instant)), at_note=note)
 
 
 async def cancel_session(planner: Planner, session_id: int) -> Replanned:
@@ -118,12 +123,26 @@ async def patient_zone(db: Database, patient_id: int) -> ZoneInfo:
     return ZoneInfo(patient.timezone)
 
 
-def local_instant(text: str, zone: ZoneInfo) -> datetime:
-    """An ISO 8601 time; without an offset it is a local time in `zone`."""
+def local_instant(text: str, zone: ZoneInfo) -> tuple[datetime, str | None]:
+    """An ISO 8601 time; without an offset it is a local time in `zone`. With it, a note
+    when the clock skipped that local time or showed it twice (None otherwise)."""
     try:
         parsed = datetime.fromisoformat(text.strip().replace("z", "Z"))
     except ValueError:
         raise UnreadableTime(text) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone)
-    return parsed
+    if parsed.tzinfo is not None:
+        return parsed, None
+    found = resolve_local(parsed, zone)
+    local = found.at.astimezone(zone)
+    typed = f"{parsed:%Y-%m-%d %H:%M}"
+    if found.clock == "skipped":
+        return found.at, (
+            f"{typed} does not exist in {zone.key} (the clock jumps forward); "
+            f"taken as {local:%H:%M %Z} ({local.isoformat()}), when the gap ends"
+        )
+    if found.clock == "repeated":
+        return found.at, (
+            f"{typed} happens twice in {zone.key} (the clock falls back); "
+            f"taken as the first, {local:%H:%M %Z} ({local.isoformat()})"
+        )
+    return found.at.astimezone(zone), None

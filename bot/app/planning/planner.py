@@ -43,12 +43,13 @@ from bot.app.planning.rows import (
     lock_plannable,
     sessions_by_patient,
     store_plans,
+    stored_occurrences,
 )
 from bot.app.planning.session_changes import Change, locked_patient, record_change, session_row
 from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain.errors import ConfigError
-from bot.domain.schedule import Protocol, Session, bundle, plan
+from bot.domain.schedule import Protocol, Session, bundle, plan, reconcile, to_close
 from bot.instruments import Catalog
 from bot.storage import bulk
 from bot.storage.database import Database
@@ -170,11 +171,21 @@ class Planner:
         sessions = await sessions_by_patient(session, plannable)
         plans = [self._intend(p, sessions.get(p.id, []), now) for p in patients]
         known = await _known_pairs(session, plans)
+        stored = await stored_occurrences(session, [p.patient.id for p in plans if p.found])
         end = now + self.plan_ahead
+        closing: list[dict[str, object]] = []
         for p in plans:
-            fresh = [o for o in p.found if (p.patient.id, o.key) not in known]
+            # a moved session's pre-session check-in: planned again, or already answered
+            outlooks = reconcile(p.found, stored.get(p.patient.id, []))
+            closing += [{"id": i, "expires_at": at} for i, at in to_close(outlooks)]
+            fresh = [
+                o.occurrence for o in outlooks
+                if o.status == "new" and (p.patient.id, o.occurrence.key) not in known
+                and o.occurrence.expires_at > now  # not already too late
+            ]  # fmt: skip
             # a bundle due past the horizon waits for the next pass, with whatever joins it
             p.groups = [g for g in bundle(fresh, self.bundle_window) if g.due_at < end]
+        await bulk.update_by_id(session, Checkin, closing)
         await store_plans(session, plans, self.catalog)
         return plans
 
@@ -197,8 +208,8 @@ class Planner:
             end=end + self.bundle_window,
             quiet=quiet_hours(self.clinic),
         )
-        # not already too late
-        return PatientPlan(patient, end, [o for o in found if o.due_at + o.expires_after > now])
+        # those already too late too: a stored one may yet have to close earlier (to_close)
+        return PatientPlan(patient, end, found)
 
     async def replan(
         self, session: AsyncSession, patient: Patient, now: datetime

@@ -9,7 +9,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.domain import conversation as core
-from bot.domain.schedule import Bundle, Occurrence, Session
+from bot.domain.schedule import Bundle, Occurrence, Session, Stored
 from bot.instruments import Catalog
 from bot.storage import bulk
 from bot.storage.repository import Repository
@@ -108,6 +108,7 @@ def _checkin_row(patient_id: int, group: Bundle, instruments: tuple[str, ...]) -
         "reminder_after_s": int(reminder.total_seconds()) if reminder else None,
         "max_reminders": group.max_reminders if reminder else 0,
         "origin": "plan",
+        "ignore_quiet_hours": group.ignore_quiet_hours,
         "state": core.to_json(core.Conversation(instruments)),
         "version": 1,
     }
@@ -149,6 +150,41 @@ async def sessions_by_patient(
     for row in (await session.exec(statement)).all():
         found.setdefault(row.patient_id, []).append(row)
     return {patient_id: domain_sessions(rows) for patient_id, rows in found.items()}
+
+
+async def stored_occurrences(
+    session: AsyncSession, patient_ids: Sequence[int], *, sessions_only: bool = True
+) -> dict[int, list[Stored]]:
+    """The occurrences stored for each patient with their check-in's status (only the
+    session-relative ones with `sessions_only`: what a moved session is matched against)."""
+    if not patient_ids:
+        return {}
+    occurrence, checkin = bulk.table_of(PlannedOccurrence), bulk.table_of(Checkin)
+    statement = (
+        sa.select(
+            occurrence.c.patient_id, occurrence.c.key, occurrence.c.rule,
+            occurrence.c.session_number, occurrence.c.due_at, checkin.c.status,
+            checkin.c.completed_at, checkin.c.id.label("checkin_id"), checkin.c.expires_at,
+        )
+        .select_from(occurrence.outerjoin(checkin, checkin.c.id == occurrence.c.checkin_id))
+        .where(occurrence.c.patient_id.in_(patient_ids))
+        .order_by(occurrence.c.due_at, occurrence.c.id)
+    )  # fmt: skip
+    if sessions_only:
+        statement = statement.where(occurrence.c.session_number.is_not(None))
+    found: dict[int, list[Stored]] = {}
+    for row in await (await session.connection()).execute(statement):
+        found.setdefault(row.patient_id, []).append(
+            Stored(row.key, row.rule, row.session_number, _aware(row.due_at),
+                   row.status or "pending", row.completed_at and _aware(row.completed_at),
+                   row.checkin_id, row.expires_at and _aware(row.expires_at))
+        )  # fmt: skip
+    return found
+
+
+def _aware(at: datetime) -> datetime:
+    """A time read by a core statement (SQLite hands back naive UTC)."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def store_plans(

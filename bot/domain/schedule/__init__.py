@@ -5,7 +5,8 @@ imports nothing of ``bot`` outside ``bot.domain``.
   rules), durations.
 * :mod:`.config`: the ``[protocols.<name>]`` tables of config.toml -> :class:`Protocol`.
 * :mod:`.wallclock`: local wall-clock time, daylight-saving changes, quiet hours.
-* :mod:`.planning`: occurrences due in a window, reminders, bundling.
+* :mod:`.planning`: occurrences due in a window, pre-session timing, reminders, bundling.
+* :mod:`.moves`: a plan against what was stored before (a moved session's check-ins).
 * :mod:`.examples`: the example protocols config.example.toml ships.
 
 The names below are the family's public surface; code outside it imports from here.
@@ -13,6 +14,7 @@ The names below are the family's public surface; code outside it imports from he
 
 from bot.domain.schedule.config import parse_duration, protocol_from_mapping
 from bot.domain.schedule.examples import example_protocols
+from bot.domain.schedule.moves import Outlook, Stored, reconcile, to_close
 from bot.domain.schedule.planning import (
     Bundle,
     Occurrence,
@@ -34,9 +36,12 @@ from bot.domain.schedule.rules import (
 )
 from bot.domain.schedule.wallclock import (
     NO_QUIET_HOURS,
+    LocalTime,
     QuietHours,
+    advance,
     defer,
     in_quiet_hours,
+    resolve_local,
     wall_clock,
 )
 
@@ -47,12 +52,16 @@ __all__ = [
     "Bundle",
     "Calendar",
     "EnrollmentRelative",
+    "LocalTime",
     "Occurrence",
+    "Outlook",
     "Protocol",
     "QuietHours",
     "Rule",
     "Session",
     "SessionRelative",
+    "Stored",
+    "advance",
     "bundle",
     "defer",
     "example_protocols",
@@ -62,6 +71,9 @@ __all__ = [
     "parse_duration",
     "plan",
     "protocol_from_mapping",
+    "reconcile",
     "reminders_due",
+    "resolve_local",
+    "to_close",
     "wall_clock",
 ]

@@ -17,6 +17,9 @@ renaming a rule re-plans its check-ins as new ones)::
     max_reminders = 2                        #   latest message, at most this many
                                              #   (default 1 with reminder_after, else 0)
     expires_after = "2d"                     # default "24h", from the due time
+    quiet_hours = "earlier"                  # optional: "later", "earlier" or "ignore"
+                                             #   (default "earlier" before a session,
+                                             #   else "later"; see Rule)
 
     [protocols.ketamine-iv-6.rules.after_session]
     from_session = "24h"                     # timing 2: an offset from each session
@@ -47,6 +50,7 @@ from bot.domain.errors import ConfigError
 from bot.domain.schedule.rules import (
     INSTRUMENT_KEY,
     PROTOCOL_NAME,
+    QUIET_POLICIES,
     RULE_NAME,
     WEEKDAYS,
     AnchorKind,
@@ -54,6 +58,7 @@ from bot.domain.schedule.rules import (
     Calendar,
     EnrollmentRelative,
     Protocol,
+    QuietPolicy,
     Rule,
     SessionRelative,
     Timing,
@@ -72,7 +77,7 @@ _ANCHORS: dict[str, AnchorKind] = {
 }
 DURATION_HINT = 'a duration like "2h", "-2h", "3d" or "30m"'
 
-_COMMON = {"instruments", "reminder_after", "max_reminders", "expires_after"}
+_COMMON = {"instruments", "reminder_after", "max_reminders", "expires_after", "quiet_hours"}
 _TIMINGS = {
     "from_enrollment": {"from_enrollment"},
     "from_session": {"from_session", "max_session", "sessions"},
@@ -196,7 +201,15 @@ def _rule(name: str, raw: Any, path: str, source: str, known: Collection[str] | 
         expires_after=expires_after,
         reminder_after=reminder_after,
         max_reminders=max_reminders,
+        quiet_hours=table.parsed("quiet_hours", _quiet_policy),
     )
+
+
+def _quiet_policy(text: str) -> QuietPolicy:
+    for policy in QUIET_POLICIES:
+        if text == policy:
+            return policy
+    raise ValueError(f'must be "later", "earlier" or "ignore", not {text!r}')
 
 
 def _check_reminders(

@@ -8,17 +8,28 @@ Idempotency keys name the *intended* occurrence, never its computed time, so re-
 finds the same key for the same check-in:
 
 * session-relative: ``"<rule>:<session number>"``. Moving a session moves its check-ins
-  and keeps their keys; cancelling it removes them.
+  and keeps their keys; cancelling it removes them. A pre-session check-in already sent
+  when its session moves may be planned again as ``"<rule>:<number>@<new start UTC>"``
+  (:mod:`bot.domain.schedule.moves`).
 * calendar: ``"<rule>:<local date>"`` (``"weekly:2026-03-09"``); a rule fires at most once
   a local day.
 * enrollment-relative: ``"<rule>:enrolled"``.
 
 Rule names are unique in a protocol and carry no ``:``, so two distinct occurrences for one
 patient never share a key. The storage layer prefixes the patient. A due time inside quiet
-hours is deferred to their end; the key does not change.
+hours goes where the rule's :attr:`~bot.domain.schedule.rules.Rule.quiet_policy` says
+(:func:`place`); the key does not change.
+
+A check-in before a session (a negative session offset) is due, and expires, before the
+session starts: :attr:`Occurrence.closes_at` is the session's start and caps its expiry.
+Moved into quiet hours it goes earlier by default, to just before they begin; a rule
+that says ``"later"`` goes to their end unless that is at or after the session, and then
+it too goes earlier (``placement="no_allowed_time"``, which the preview explains).
 
 :func:`bundle` merges occurrences due close together into one conversation, asking an
-instrument once (the pre-session PHQ-9 and the weekly PHQ-9 on the same morning).
+instrument once (the pre-session PHQ-9 and the weekly PHQ-9 on the same morning). A
+bundle with a pre-session member closes at that session's start, so nothing due at or
+after that start joins it.
 
 Protocol files (the ``[protocols.<name>]`` TOML shape) are read by
 :mod:`bot.domain.schedule.config`; the model lives in :mod:`bot.domain.schedule.rules`
@@ -30,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from bot.domain.schedule.rules import (
@@ -44,6 +56,7 @@ from bot.domain.schedule.rules import (
 from bot.domain.schedule.wallclock import (
     NO_QUIET_HOURS,
     QuietHours,
+    advance,
     defer,
     in_quiet_hours,
     wall_clock,
@@ -52,21 +65,29 @@ from bot.domain.schedule.wallclock import (
 DEFAULT_BUNDLE_WINDOW = timedelta(hours=2)
 _DEFER_MARGIN = timedelta(days=2)  # longer than any quiet hours plus a clock change
 
+# Where a due time went: as the rule says; to the end of quiet hours; to just before they
+# began; there because no allowed time was left before the session; in quiet hours anyway.
+Placement = Literal["as_planned", "later", "earlier", "no_allowed_time", "ignore"]
+
 
 @dataclass(frozen=True)
 class Occurrence:
     rule: str
     instruments: tuple[str, ...]
-    due_at: datetime  # aware UTC, after any quiet-hours deferral
+    due_at: datetime  # aware UTC, after any quiet-hours move
     key: str
     session: int | None
     reminder_after: timedelta | None
     max_reminders: int
     expires_after: timedelta
+    closes_at: datetime | None = None  # a pre-session check-in's session start
+    placement: Placement = "as_planned"
+    intended_at: datetime | None = None  # before any quiet-hours move (None: due_at)
 
     @property
     def expires_at(self) -> datetime:
-        return self.due_at + self.expires_after
+        normal = self.due_at + self.expires_after
+        return normal if self.closes_at is None else min(normal, self.closes_at)
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class Bundle:
     reminder_after: timedelta | None  # the soonest any member asks for
     max_reminders: int  # the most any member allows
     members: tuple[Occurrence, ...]
+    ignore_quiet_hours: bool = False  # a member is due in quiet hours by its rule's choice
 
 
 @dataclass(frozen=True)
@@ -121,10 +143,30 @@ def plan(
     found = []
     for rule in protocol.rules:
         for key, session, intended in _intended(rule, patient, start, end):
-            due = defer(intended, zone, quiet)
+            closes = patient.sessions.get(session or 0) if rule.before_session else None
+            due, placement = place(rule, intended, closes, zone, quiet)
             if start <= due < end:
-                found.append(_occurrence(rule, key, session, due))
+                found.append(_occurrence(rule, key, session, due, closes, placement, intended))
     return sorted(found, key=lambda o: (o.due_at, o.key))
+
+
+def place(
+    rule: Rule, intended: datetime, closes: datetime | None, zone: ZoneInfo, quiet: QuietHours
+) -> tuple[datetime, Placement]:
+    """Where `intended` goes under `quiet` by the rule's policy; `closes` is the session a
+    pre-session check-in must come before (see the module docstring)."""
+    intended = intended.astimezone(UTC)
+    policy = rule.quiet_policy
+    if not in_quiet_hours(intended, zone, quiet):
+        return intended, "as_planned"
+    if policy == "ignore":
+        return intended, "ignore"
+    if policy == "earlier":
+        return advance(intended, zone, quiet), "earlier"
+    later = defer(intended, zone, quiet)
+    if closes is None or later < closes:
+        return later, "later"
+    return advance(intended, zone, quiet), "no_allowed_time"
 
 
 def _require_aware(name: str, value: datetime) -> None:
@@ -144,7 +186,15 @@ def _active(sessions: Sequence[Session]) -> dict[int, datetime]:
     return active
 
 
-def _occurrence(rule: Rule, key: str, session: int | None, due: datetime) -> Occurrence:
+def _occurrence(
+    rule: Rule,
+    key: str,
+    session: int | None,
+    due: datetime,
+    closes: datetime | None,
+    placement: Placement,
+    intended: datetime,
+) -> Occurrence:
     return Occurrence(
         rule=rule.name,
         instruments=rule.instruments,
@@ -154,6 +204,9 @@ def _occurrence(rule: Rule, key: str, session: int | None, due: datetime) -> Occ
         reminder_after=rule.reminder_after,
         max_reminders=rule.max_reminders,
         expires_after=rule.expires_after,
+        closes_at=closes,
+        placement=placement,
+        intended_at=intended,
     )
 
 
@@ -229,24 +282,37 @@ def bundle(
         if occurrence.key in seen:  # the same occurrence from overlapping plans
             continue
         seen.add(occurrence.key)
-        if groups and occurrence.due_at - groups[-1][0].due_at <= window:
+        if groups and _joins(groups[-1], occurrence, window):
             groups[-1].append(occurrence)
         else:
             groups.append([occurrence])
     return [_bundle(group) for group in groups]
 
 
+def _joins(group: Sequence[Occurrence], occurrence: Occurrence, window: timedelta) -> bool:
+    """Within the window, and not due once a pre-session member's session has begun (the
+    bundle closes then: a check-in due at or after it would have no time at all)."""
+    if occurrence.due_at - group[0].due_at > window:
+        return False
+    return all(m.closes_at is None or occurrence.due_at < m.closes_at for m in group)
+
+
 def _bundle(members: Sequence[Occurrence]) -> Bundle:
+    """A bundle with a pre-session member closes at that session's start at the latest:
+    nothing answered in it after dosing began counts as before the session."""
     instruments = tuple(dict.fromkeys(i for o in members for i in o.instruments))
     delays = [o.reminder_after for o in members if o.reminder_after is not None]
+    expires = max(o.expires_at for o in members)
+    closes = [o.closes_at for o in members if o.closes_at is not None]
     return Bundle(
         key="+".join(sorted(o.key for o in members)),
         instruments=instruments,
         due_at=members[0].due_at,
-        expires_at=max(o.expires_at for o in members),
+        expires_at=min([expires, *closes]),
         reminder_after=min(delays) if delays else None,
         max_reminders=max(o.max_reminders for o in members),
         members=tuple(members),
+        ignore_quiet_hours=any(o.placement == "ignore" for o in members),
     )
 
 

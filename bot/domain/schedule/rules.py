@@ -32,6 +32,8 @@ RULE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")  # no ':' or '+': keys are built f
 INSTRUMENT_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 
 AnchorKind = Literal["enrollment", "first_session", "last_session", "session"]
+QuietPolicy = Literal["later", "earlier", "ignore"]
+QUIET_POLICIES: tuple[QuietPolicy, ...] = ("later", "earlier", "ignore")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,11 @@ class Rule:
 
     A reminder comes `reminder_after` the latest message, at most `max_reminders` times;
     the check-in expires `expires_after` its due time.
+
+    `quiet_hours` says where a due time inside the patient's quiet hours goes: ``"later"``
+    (to their end), ``"earlier"`` (to just before they begin) or ``"ignore"`` (sent then
+    anyway). None is the default, :attr:`quiet_policy`: ``"earlier"`` for a rule before a
+    session (a score taken after dosing began is no pre-session score), else ``"later"``.
     """
 
     name: str
@@ -121,8 +128,11 @@ class Rule:
     expires_after: timedelta = timedelta(hours=24)
     reminder_after: timedelta | None = None
     max_reminders: int = 0
+    quiet_hours: QuietPolicy | None = None
 
     def __post_init__(self) -> None:
+        if self.quiet_hours is not None and self.quiet_hours not in QUIET_POLICIES:
+            raise ValueError(f"rule {self.name}: quiet_hours must be one of {QUIET_POLICIES}")
         if not RULE_NAME.match(self.name):
             raise ValueError(f"rule name {self.name!r}: lower-case letters, digits, - and _")
         if not self.instruments or len(set(self.instruments)) != len(self.instruments):
@@ -131,6 +141,17 @@ class Rule:
             raise ValueError(f"rule {self.name}: expires_after must be positive")
         if self.max_reminders < 0 or (self.max_reminders and self.reminder_after is None):
             raise ValueError(f"rule {self.name}: max_reminders needs reminder_after, >= 0")
+
+    @property
+    def before_session(self) -> bool:
+        """Planned ahead of each session: due, and expiring, before the session starts."""
+        return isinstance(self.timing, SessionRelative) and self.timing.offset < timedelta(0)
+
+    @property
+    def quiet_policy(self) -> QuietPolicy:
+        if self.quiet_hours is not None:
+            return self.quiet_hours
+        return "earlier" if self.before_session else "later"
 
 
 @dataclass(frozen=True)

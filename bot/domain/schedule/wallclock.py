@@ -9,14 +9,22 @@
   (inclusive) to `end_local` (exclusive), across midnight when the start is later than the
   end. The default, 20:00-08:00, allows 08:00 exactly and refuses 20:00 exactly. Equal
   start and end mean no quiet hours (:data:`NO_QUIET_HOURS`).
-* :func:`defer` moves an instant inside quiet hours to the next allowed instant.
+* :func:`defer` moves an instant inside quiet hours to the next allowed instant;
+  :func:`advance` moves it to just before the quiet hours it falls in began.
+* :func:`resolve_local` is :func:`wall_clock` for an operator's typed local time, saying
+  whether the clock skipped it or showed it twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
+
+# How long before quiet hours begin a check-in moved earlier is sent: time to answer a
+# PHQ-9 (two to five minutes) with room to spare, before the evening goes quiet.
+EARLIER_LEAD = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -96,3 +104,40 @@ def defer(at: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime:
     if allowed <= at:  # `at` is in a repeated hour after the end time's first showing
         allowed = datetime.combine(day, quiet.end_local.replace(fold=1), zone).astimezone(UTC)
     return allowed
+
+
+def advance(
+    at: datetime, zone: ZoneInfo, quiet: QuietHours, lead: timedelta = EARLIER_LEAD
+) -> datetime:
+    """`at` (in UTC) when it is allowed, else `lead` before the quiet hours it falls in
+    began (the evening before, for a 05:00 time and quiet hours 20:00-08:00)."""
+    local = at.astimezone(zone)
+    wall = local.time()
+    if not quiet.contains(wall):
+        return at.astimezone(UTC)
+    day = local.date()
+    if quiet.start_local > quiet.end_local and wall < quiet.end_local:
+        day -= timedelta(days=1)  # the morning part: they began the evening before
+    began = wall_clock(day, quiet.start_local, zone)
+    return min(began - lead, at.astimezone(UTC))
+
+
+@dataclass(frozen=True)
+class LocalTime:
+    """A local date and time read in a zone: the instant, and what the clock did then
+    (``"skipped"``: the time does not exist, taken as the moment the gap ended;
+    ``"repeated"``: it exists twice, taken at its first showing)."""
+
+    at: datetime  # aware UTC
+    clock: Literal["exact", "skipped", "repeated"]
+
+
+def resolve_local(naive: datetime, zone: ZoneInfo) -> LocalTime:
+    """The instant a clock in `zone` shows `naive`, by :func:`wall_clock`'s rule."""
+    if naive.tzinfo is not None:
+        raise ValueError("resolve_local reads a local time: no tzinfo")
+    at = wall_clock(naive.date(), naive.time(), zone)
+    if at.astimezone(zone).replace(tzinfo=None) != naive.replace(fold=0):
+        return LocalTime(at, "skipped")
+    second = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return LocalTime(at, "repeated" if second != at else "exact")
