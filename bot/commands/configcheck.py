@@ -47,6 +47,7 @@ def check(
                 f"{report.protocols} protocols, {report.templates} templates"
             )
         else:
-            typer.echo(f"{len(report.problems)} problems", err=True)
+            count = len(report.problems)
+            typer.echo(f"{count} problem{'' if count == 1 else 's'}", err=True)
     if report.problems:
         raise typer.Exit(1)

@@ -111,9 +111,9 @@ def schedule_preview(
         unasked = (
             f"  [NOT ASKED, no wording: {', '.join(r['no_wording'])}]" if r["no_wording"] else ""
         )
+        local, utc = (r[k][:16].replace("T", " ") for k in ("due_at_local", "due_at_utc"))
         typer.echo(
-            f"{r['due_at_local'][:16].replace('T', ' ')}  {r['due_at_utc'][11:16]}Z  "
-            f"{r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}"
+            f"{local}  {utc}Z  {r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}"
         )
 
 
