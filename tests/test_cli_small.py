@@ -111,3 +111,25 @@ def test_the_worker_says_whose_console_message_it_prints(url: str) -> None:
             assert "PHQ-2" in line or "check-in" in line.lower(), line
     finally:
         worker.stop()
+
+
+def test_preview_notes_an_instrument_asked_within_its_recall_window(url: str) -> None:
+    """A Los Angeles ketamine-iv-6 patient, infusions two days apart: the preview notes each
+    PHQ-9 asked less than half its 14-day recall after the one before, in JSON and on
+    stderr; the first PHQ-9 and the side-effect check are not noted."""
+    pid = str(_patient(url, "ketamine-iv-6", "America/Los_Angeles"))
+    for day in ("04", "06"):
+        assert checkin(url, "treatment", "add", pid, "--at", f"2030-03-{day}T13:00").returncode == 0
+    args = ["schedule", "preview", pid, "--from", "2030-03-04", "--days", "4"]
+    rows = ok_json(checkin(url, *args, "--json"))
+    noted = [(r["key"], len(r["recall_notes"])) for r in rows]
+    assert noted == [
+        ("before_session:1", 0),
+        ("after_session:1", 1),
+        ("before_session:2", 1),
+        ("after_session:2", 1),
+    ]
+    assert "phq9 asks about the last 14 days but is asked 22h apart" in rows[2]["recall_notes"][0]
+    text = checkin(url, *args)
+    notes = [line for line in text.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 3 and "QIDS-SR16 (7 days)" in notes[0], text.stderr

@@ -186,3 +186,23 @@ def test_the_same_rule_twice_is_a_warning(tmp_path: Path) -> None:
     assert text.returncode == 0 and "warning: " in text.stderr, text.stderr
     data = json.loads(checkin(url, "config", "check", "--json", config=path).stdout)
     assert data["problems"] == [] and data["warnings"][0]["key"] == warning.key
+
+
+def test_an_instrument_asked_within_its_recall_window_is_a_warning(tmp_path: Path) -> None:
+    """The example ketamine-iv-6 asks the PHQ-9 26 h apart around each infusion: warned,
+    naming QIDS-SR16's wording file; once that wording is supplied, QIDS-SR16 is named as
+    configured. The exit status stays 0."""
+    from tests.domain.conftest import fixture_wording
+
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    [warning] = check(example).warnings
+    assert warning.key == "protocols.ketamine-iv-6.rules.before_session"
+    assert "phq9 asks about the last 14 days but is asked 1d2h apart" in warning.problem
+    assert "qids_sr16.wording.toml" in warning.problem
+    (tmp_path / "clinic").mkdir()
+    (tmp_path / "clinic" / "qids_sr16.wording.toml").write_text(fixture_wording("qids_sr16"))
+    path = tmp_path / "config.toml"
+    text = example.read_text().replace("dirs = []", 'dirs = ["clinic"]')
+    path.write_text(text)
+    [warning] = check(path).warnings
+    assert "shorter-recall instruments configured: QIDS-SR16 (7 days)" in warning.problem

@@ -106,6 +106,13 @@ def schedule_preview(
         return
     if not rows:
         typer.echo("nothing planned in those days")
+    _print_rows(rows)
+    for r in rows:  # after the list, so the list reads as before
+        for text in r["recall_notes"]:
+            typer.echo(f"note: {r['due_at_local'][:16].replace('T', ' ')}: {text}", err=True)
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         together = "" if r["bundle"] == r["key"] else f"  (with {r['bundle']})"
         unasked = (

@@ -20,12 +20,14 @@ from typing import Any, TypeVar
 import jinja2
 
 from bot import config
+from bot.app.operator.recall_notes import note, recall_windows
 from bot.domain import events as ev
 from bot.domain.alerts import check_references
 from bot.domain.errors import CheckinError, ConfigError, DefinitionError
 from bot.domain.instruments import Instrument
 from bot.domain.parsing import Invalid
-from bot.domain.schedule import Rule, protocol_from_mapping
+from bot.domain.schedule import Protocol, Rule, protocol_from_mapping
+from bot.domain.schedule.recall import protocol_overlaps
 from bot.domain.scoring import score
 from bot.instruments import Catalog, load_catalog
 from bot.rendering.renderer import (
@@ -200,7 +202,17 @@ def _check_protocols(
                     report.add(Problem(source, where, f"{key} is unavailable: supply its wording"))
             if built is not None:
                 _same_rule(built.rules[0], f"protocols.{name}.rules", seen, source, report)
+        whole = report.guard(protocol_from_mapping, name, table, source, instruments=known)
+        if whole is not None:
+            _recall(whole, catalog, source, report)
         report.protocols += 1
+
+
+def _recall(protocol: Protocol, catalog: Catalog, source: str, report: Report) -> None:
+    """Warn where the rules ask an instrument again within half its recall window."""
+    for overlap in protocol_overlaps(protocol, recall_windows(catalog)):
+        where = f"protocols.{protocol.name}.rules.{overlap.rules[0]}"
+        report.warnings.append(Problem(source, where, note(overlap, catalog)))
 
 
 def _same_rule(
