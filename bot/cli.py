@@ -252,8 +252,38 @@ def _score_line(instrument: Instrument, result: ScoreResult) -> str:
 
 
 def main() -> None:
+    """Run the command line. Click's own handling (``standalone_mode``) is off so that a
+    usage mistake (``--days -3``, ``--format`` without a value, an unknown option) is one
+    line like every other error, not the framework's boxed usage message; the exit
+    statuses stay Click's (2 for a usage mistake, 1 for an abort, a command's own)."""
     try:
-        app()
+        result = app(standalone_mode=False)
+    except _CLICK_ERROR as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(2)  # Typer printed the help while the error was being made
+        where = _where(exc) if isinstance(exc, _USAGE_ERROR) else ""
+        message: str = getattr(exc, "format_message", exc.__str__)()
+        typer.echo(f"error: {where}{' '.join(message.split())}", err=True)
+        sys.exit(int(getattr(exc, "exit_code", 1)))
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except CheckinError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)  # typer.Exit's code, else success
+
+
+def _click_class(name: str) -> type[Exception]:
+    """Click's exception class `name`, found through ``typer.BadParameter`` (public), since
+    Typer 0.26 vendors Click and exports neither ``UsageError`` nor ``ClickException``."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_USAGE_ERROR = _click_class("UsageError")
+_CLICK_ERROR = _click_class("ClickException")
+
+
+def _where(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    return f"{ctx.command_path}: " if ctx is not None else ""

@@ -104,7 +104,7 @@ def test_the_command_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert f"{len(EXPECTED)} problems" in text.stderr
     as_json = checkin(url, "config", "check", "--templates", str(templates), "--json", config=path)
     assert as_json.returncode == 1
-    problems = json.loads(as_json.stdout)
+    problems = json.loads(as_json.stdout)["problems"]
     assert len(problems) == len(EXPECTED) and set(problems[0]) == {"file", "key", "problem"}
 
 
@@ -116,7 +116,7 @@ def test_the_example_configuration_is_clean(tmp_path: Path) -> None:
     assert text.returncode == 0, text.stdout + text.stderr
     assert text.stdout.startswith("OK: configuration, ") and len(text.stdout.splitlines()) == 1
     as_json = checkin(url, "config", "check", "--json", config=example)
-    assert as_json.returncode == 0 and json.loads(as_json.stdout) == []
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["problems"] == []
 
 
 def test_a_wording_file_adding_a_language_is_checked(tmp_path: Path) -> None:
@@ -139,3 +139,70 @@ def test_a_wording_file_adding_a_language_is_checked(tmp_path: Path) -> None:
         found = [(p.file, p.key, p.problem) for p in check(path).problems]
         assert len(found) == 1 and found[0][:2] == ("gad7.wording.toml", key), found
         assert words in found[0][2]
+
+
+def test_quiet_hours_starting_when_they_end_are_a_warning(tmp_path: Path) -> None:
+    """Equal start and end load (quiet hours off) but are warned about, naming
+    quiet_hours = "none", which says it explicitly and is not warned about."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[clinic]\nquiet_hours_start_local = "22:00"\nquiet_hours_end_local = "22:00"\n'
+    )
+    report = check(path)
+    assert report.problems == []
+    [warning] = report.warnings
+    assert warning.key == "clinic.quiet_hours_start_local" and 'quiet_hours = "none"' in (
+        warning.problem
+    )
+    path.write_text('[clinic]\nquiet_hours = "none"\n')
+    assert check(path).problems == [] and check(path).warnings == []
+    from bot.config import load_settings
+
+    clinic = load_settings(path).clinic
+    assert clinic.quiet_hours_start_local == clinic.quiet_hours_end_local
+    path.write_text('[clinic]\nquiet_hours = "none"\nquiet_hours_end_local = "08:00"\n')
+    assert [p.key for p in check(path).problems] == ["clinic.quiet_hours_end_local"]
+
+
+def test_the_same_rule_twice_is_a_warning(tmp_path: Path) -> None:
+    """Two rules with the same instruments and timing under two names: a warning naming
+    both, text and JSON, and the exit status stays 0."""
+    path = tmp_path / "config.toml"
+    path.write_text(
+        "[protocols.weekly.rules.monday]\n"
+        'instruments = ["phq9", "gad7"]\nweekdays = ["mon"]\nat = "09:00"\n'
+        "[protocols.weekly.rules.again]\n"
+        'instruments = ["gad7", "phq9"]\nweekdays = ["mon"]\nat = "09:00"\nexpires_after = "2d"\n'
+        "[protocols.weekly.rules.later]\n"
+        'instruments = ["phq9", "gad7"]\nweekdays = ["mon"]\nat = "10:00"\n'
+    )
+    report = check(path)
+    assert report.problems == []
+    [warning] = report.warnings
+    assert warning.key == "protocols.weekly.rules.again"
+    assert "protocols.weekly.rules.monday" in warning.problem
+    url = f"sqlite:///{tmp_path / 'unused.db'}"
+    text = checkin(url, "config", "check", config=path)
+    assert text.returncode == 0 and "warning: " in text.stderr, text.stderr
+    data = json.loads(checkin(url, "config", "check", "--json", config=path).stdout)
+    assert data["problems"] == [] and data["warnings"][0]["key"] == warning.key
+
+
+def test_an_instrument_asked_within_its_recall_window_is_a_warning(tmp_path: Path) -> None:
+    """The example ketamine-iv-6 asks the PHQ-9 26 h apart around each infusion: warned,
+    naming QIDS-SR16's wording file; once that wording is supplied, QIDS-SR16 is named as
+    configured. The exit status stays 0."""
+    from tests.domain.conftest import fixture_wording
+
+    example = Path(__file__).resolve().parent.parent / "config.example.toml"
+    [warning] = check(example).warnings
+    assert warning.key == "protocols.ketamine-iv-6.rules.before_session"
+    assert "phq9 asks about the last 14 days but is asked 1d2h apart" in warning.problem
+    assert "qids_sr16.wording.toml" in warning.problem
+    (tmp_path / "clinic").mkdir()
+    (tmp_path / "clinic" / "qids_sr16.wording.toml").write_text(fixture_wording("qids_sr16"))
+    path = tmp_path / "config.toml"
+    text = example.read_text().replace("dirs = []", 'dirs = ["clinic"]')
+    path.write_text(text)
+    [warning] = check(path).warnings
+    assert "shorter-recall instruments configured: QIDS-SR16 (7 days)" in warning.problem

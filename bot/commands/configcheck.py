@@ -29,16 +29,25 @@ def check(
     as_json: JsonFlag = False,
 ) -> None:
     """Check the configuration file, instruments, protocols, alert rules and templates
-    together. Prints every problem with its file and key; exit status 1 if there is any."""
+    together. Prints every problem with its file and key; exit status 1 if there is any.
+    Warnings (a configuration that loads but is probably not meant) go to stderr and do
+    not change the exit status. --json: {"problems": [...], "warnings": [...]}."""
     if not templates.is_dir():
         typer.echo(f"error: --templates {templates} is not a directory", err=True)
         raise typer.Exit(2)
     report = config_check.check(state(ctx).config, templates)
     if as_json:
-        emit_json([asdict(p) for p in report.problems])
+        emit_json(
+            {
+                "problems": [asdict(p) for p in report.problems],
+                "warnings": [asdict(w) for w in report.warnings],
+            }
+        )
     else:
         for problem in report.problems:
             typer.echo(problem.line())
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning.line()}", err=True)
         for note in report.notes:
             typer.echo(f"note: {note}", err=True)
         if not report.problems:
@@ -47,6 +56,7 @@ def check(
                 f"{report.protocols} protocols, {report.templates} templates"
             )
         else:
-            typer.echo(f"{len(report.problems)} problems", err=True)
+            count = len(report.problems)
+            typer.echo(f"{count} problem{'' if count == 1 else 's'}", err=True)
     if report.problems:
         raise typer.Exit(1)

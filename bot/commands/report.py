@@ -64,8 +64,15 @@ def report(
         "instruments": [o.instrument for o in written.outcomes],
         "alerts": len(written.alerts),
         "chart": written.chart_png is not None,
+        "scores": sum(o.count for o in written.outcomes),
     }
     if as_json:
         emit_json(data)
     else:
         typer.echo(f"report for patient {patient_id} written to {out}")
+        if not data["scores"]:
+            typer.echo(
+                f"note: patient {patient_id} has no valid scores yet: the report shows no "
+                "outcomes and no trend",
+                err=True,
+            )

@@ -108,16 +108,24 @@ def schedule_preview(
         return
     if not rows:
         typer.echo("nothing planned in those days")
+    _print_rows(rows)
+    for r in rows:  # after the list, so the list reads as before
+        for text in r["recall_notes"]:
+            typer.echo(f"note: {r['due_at_local'][:16].replace('T', ' ')}: {text}", err=True)
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         together = "" if r["bundle"] == r["key"] else f"  (with {r['bundle']})"
         unasked = (
             f"  [NOT ASKED, no wording: {', '.join(r['no_wording'])}]" if r["no_wording"] else ""
         )
         status = "" if r["status"] == "planned" else f"  [{r['status'].upper()}]"
-        note = f"\n{'':>26}{r['note']}" if r["note"] else ""
+        note = f"\n{'':>37}{r['note']}" if r["note"] else ""
+        local, utc = (r[k][:16].replace("T", " ") for k in ("due_at_local", "due_at_utc"))
         typer.echo(
-            f"{r['due_at_local'][:16].replace('T', ' ')}  {r['due_at_utc'][11:16]}Z  "
-            f"{r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}{status}{note}"
+            f"{local}  {utc}Z  {r['rule']:<16} {'+'.join(r['instruments'])}{together}{unasked}"
+            f"{status}{note}"
         )
 
 

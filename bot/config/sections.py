@@ -183,6 +183,7 @@ def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:
     known = {
         "name", "contact", "urgent_line", "emergency_number", "show_scores", "crisis_lines",
         "country", "countries", "quiet_hours_start_local", "quiet_hours_end_local",
+        "quiet_hours",
     }  # fmt: skip
     for key in raw:
         if key not in known:
@@ -199,10 +200,7 @@ def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:
     show = raw.get("show_scores", False)
     if not isinstance(show, bool):
         raise ConfigError(source, "clinic.show_scores", "must be true or false")
-    start, end = (
-        _local_time(raw.get(key, getattr(Clinic, key)), f"clinic.{key}", source)
-        for key in ("quiet_hours_start_local", "quiet_hours_end_local")
-    )
+    start, end = _quiet_hours(raw, source)
     return Clinic(
         **texts,
         show_scores=show,
@@ -210,6 +208,25 @@ def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:
         quiet_hours_start_local=start,
         quiet_hours_end_local=end,
     )
+
+
+def _quiet_hours(raw: Mapping[str, Any], source: str) -> tuple[time, time]:
+    """The clinic's quiet hours; ``quiet_hours = "none"`` switches them off explicitly (and
+    then no start or end may be given)."""
+    keys = ("quiet_hours_start_local", "quiet_hours_end_local")
+    if "quiet_hours" in raw:
+        if raw["quiet_hours"] != "none":
+            raise ConfigError(
+                source, "clinic.quiet_hours", 'must be "none" (to switch quiet hours off)'
+            )
+        given = [k for k in keys if k in raw]
+        if given:
+            raise ConfigError(
+                source, f"clinic.{given[0]}", 'cannot be set with quiet_hours = "none"'
+            )
+        return time(0), time(0)
+    start, end = (_local_time(raw.get(k, getattr(Clinic, k)), f"clinic.{k}", source) for k in keys)
+    return start, end
 
 
 def _local_time(value: Any, key: str, source: str) -> time:

@@ -35,7 +35,8 @@ class Clinic:
     # Other countries' lines and emergency numbers ([clinic.countries.XX]).
     countries: tuple[Country, ...] = ()
     # Scheduled messages wait for the patient's allowed window (local time); replies to a
-    # patient who just wrote, and crisis messages, never wait. Equal times: no quiet hours.
+    # patient who just wrote, and crisis messages, never wait. Equal times: no quiet hours
+    # (written in the file as quiet_hours = "none"; `config check` warns on equal times).
     quiet_hours_start_local: time = time(20, 0)
     quiet_hours_end_local: time = time(8, 0)
 

@@ -187,6 +187,9 @@ class Instrument:
     attribution: str = ""
     intro: Localized | None = None
     recall: Localized | None = None  # short recall period shown with every item
+    # The days the questions ask about ("over the last 2 weeks": 14); None for a checklist
+    # without one. Drives the recall-window notes (bot/domain/schedule/recall.py).
+    recall_days: int | None = None
     loinc_panel: str | None = None
     loinc_total: str | None = None
     outcomes: OutcomeRules = field(default_factory=OutcomeRules)

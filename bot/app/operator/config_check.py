@@ -20,12 +20,14 @@ from typing import Any, TypeVar
 import jinja2
 
 from bot import config
+from bot.app.operator.recall_notes import note, recall_windows
 from bot.domain import events as ev
 from bot.domain.alerts import check_references
 from bot.domain.errors import CheckinError, ConfigError, DefinitionError
 from bot.domain.instruments import Instrument
 from bot.domain.parsing import Invalid
-from bot.domain.schedule import protocol_from_mapping
+from bot.domain.schedule import Protocol, Rule, protocol_from_mapping
+from bot.domain.schedule.recall import protocol_overlaps
 from bot.domain.scoring import score
 from bot.instruments import Catalog, load_catalog
 from bot.rendering.renderer import (
@@ -58,7 +60,11 @@ class Problem:
 
 @dataclass
 class Report:
+    """Problems stop the service (exit status 1); warnings are configurations that load but
+    are probably not what was meant (printed, never fatal)."""
+
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     instruments: int = 0
     protocols: int = 0
@@ -103,6 +109,7 @@ def check(explicit: Path | None, templates_dir: Path = TEMPLATES_DIR) -> Report:
     _check_protocols(data, str(path), catalog, report)
     if settings is not None:
         source = settings.source
+        _check_quiet_hours(data, settings.clinic, source, report)
         report.guard(
             check_references, settings.alerts, catalog.instruments, catalog.unavailable, source
         )
@@ -185,6 +192,7 @@ def _check_protocols(
         if not isinstance(rules, dict) or not rules:
             report.guard(protocol_from_mapping, name, table, source, instruments=known)
             continue
+        seen: dict[tuple[object, frozenset[str]], str] = {}
         for rule, raw in rules.items():
             one = {**table, "rules": {rule: raw}}
             built = report.guard(protocol_from_mapping, name, one, source, instruments=known)
@@ -192,7 +200,52 @@ def _check_protocols(
                 if key in catalog.unavailable:
                     where = f"protocols.{name}.rules.{rule}.instruments"
                     report.add(Problem(source, where, f"{key} is unavailable: supply its wording"))
+            if built is not None:
+                _same_rule(built.rules[0], f"protocols.{name}.rules", seen, source, report)
+        whole = report.guard(protocol_from_mapping, name, table, source, instruments=known)
+        if whole is not None:
+            _recall(whole, catalog, source, report)
         report.protocols += 1
+
+
+def _recall(protocol: Protocol, catalog: Catalog, source: str, report: Report) -> None:
+    """Warn where the rules ask an instrument again within half its recall window."""
+    for overlap in protocol_overlaps(protocol, recall_windows(catalog)):
+        where = f"protocols.{protocol.name}.rules.{overlap.rules[0]}"
+        report.warnings.append(Problem(source, where, note(overlap, catalog)))
+
+
+def _same_rule(
+    rule: Rule,
+    path: str,
+    seen: dict[tuple[object, frozenset[str]], str],
+    source: str,
+    report: Report,
+) -> None:
+    """Warn on a rule with the instruments and the timing of an earlier one: it plans the
+    same check-ins a second time under another name (bundled, they are asked once)."""
+    same = (rule.timing, frozenset(rule.instruments))
+    if same in seen:
+        problem = f"the same rule as {path}.{seen[same]} (same instruments and timing); remove one"
+        report.warnings.append(Problem(source, f"{path}.{rule.name}", problem))
+    else:
+        seen[same] = rule.name
+
+
+def _check_quiet_hours(
+    data: Mapping[str, Any], clinic: config.Clinic, source: str, report: Report
+) -> None:
+    """Equal start and end switch quiet hours off without a word; that must be said."""
+    table = data.get("clinic", {})
+    explicit = isinstance(table, dict) and "quiet_hours" in table
+    if explicit or clinic.quiet_hours_start_local != clinic.quiet_hours_end_local:
+        return
+    at = f"{clinic.quiet_hours_start_local:%H:%M}"
+    problem = (
+        f"equals quiet_hours_end_local ({at}), which switches quiet hours off; to mean that, "
+        'write quiet_hours = "none" instead of the two times'
+    )
+    report.warnings.append(Problem(source, "clinic.quiet_hours_start_local", problem))
 
 
 def _instruments(raw: Any) -> list[str]:

@@ -9,7 +9,8 @@ drawn in bot/domain/errors.py:
     └── Refused             the records or the configuration do not allow it now
         ├── Deactivated     the clinician named has left the clinic
         ├── StillResponsible  a leaving clinician still has patients or backup duties
-        └── NoProtocol      a patient has no protocol to preview
+        ├── NoProtocol      a patient has no protocol to preview
+        └── AlreadyCancelled  a treatment session cancelled before
 """
 
 from __future__ import annotations
@@ -42,3 +43,9 @@ class NoProtocol(Refused):
     def __init__(self, patient_id: int) -> None:
         self.patient_id = patient_id
         super().__init__(f"patient {patient_id} has no protocol")
+
+
+class AlreadyCancelled(Refused):
+    def __init__(self, session_id: int, at: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"session {session_id} was already cancelled ({at}); nothing changed")

@@ -8,10 +8,11 @@ its ``ConfigError``.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.app.operator.recall_notes import note, recall_windows
 from bot.app.operator.refusals import NoProtocol
 from bot.app.operator.treatments import Replanned
 from bot.app.planning.planner import Planner
@@ -21,6 +22,8 @@ from bot.app.planning.session_changes import sessions_of
 from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain.errors import NotFound
+from bot.domain.schedule.recall import Asking, plan_overlaps
+from bot.instruments import Catalog
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 
@@ -67,7 +70,7 @@ async def preview_plan(
         stored = await stored_occurrences(session, [patient_id], sessions_only=False)
         await repo.audit(clock(), "operator", "schedule_previewed", f"patient:{patient_id}")
     day = start_day or clock().astimezone(ZoneInfo(patient.timezone)).date()
-    return preview(
+    rows = preview(
         chosen,
         patient,
         sessions,
@@ -78,3 +81,31 @@ async def preview_plan(
         catalog=planner.catalog,
         stored=stored.get(patient_id, []) if name == patient.protocol else [],
     )
+    return with_recall_notes(rows, planner.catalog)
+
+
+def with_recall_notes(rows: list[dict[str, Any]], catalog: Catalog) -> list[dict[str, Any]]:
+    """Each row gains ``recall_notes``: for the instruments it asks less than half their
+    recall window after the asking before (a bundle is one asking, at its first due time),
+    what overlaps and the shorter-recall alternative (:mod:`bot.app.operator.recall_notes`)."""
+    bundles: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        bundles.setdefault(row["bundle"], []).append(row)
+    askings = {
+        key: Asking(
+            min(datetime.fromisoformat(r["due_at_utc"]) for r in members),
+            tuple(r["rule"] for r in members),
+            tuple(dict.fromkeys(k for r in members for k in r["instruments"])),
+        )
+        for key, members in bundles.items()
+    }
+    late = {
+        (o.at, o.instrument): o for o in plan_overlaps(askings.values(), recall_windows(catalog))
+    }
+    told: set[tuple[str, str]] = set()  # (bundle, instrument): said on its first row only
+    for row in rows:
+        at = askings[row["bundle"]].at
+        keys = [k for k in row["instruments"] if (at, k) in late and (row["bundle"], k) not in told]
+        told.update((row["bundle"], k) for k in keys)
+        row["recall_notes"] = [note(late[(at, k)], catalog) for k in keys]
+    return rows

@@ -14,9 +14,10 @@ became. Text that is not such a time raises :class:`UnreadableTime`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from bot.app.operator.refusals import AlreadyCancelled
 from bot.app.planning.planner import Planner
 from bot.app.planning.session_changes import Change, sessions_of
 from bot.app.ports import Clock
@@ -100,7 +101,13 @@ async def move_session(db: Database, planner: Planner, session_id: int, at: str)
 
 async def cancel_session(planner: Planner, session_id: int) -> Replanned:
     """Cancel a session that will not happen; its check-ins not yet sent are cancelled and
-    later sessions renumbered."""
+    later sessions renumbered. A session cancelled before is refused as such
+    (:class:`AlreadyCancelled`), its cancellation time and the plan left as they were."""
+    async with planner.db.transaction() as session:
+        row = await session.get(TreatmentSession, session_id)
+    if row is not None and row.cancelled_at is not None:
+        when = row.cancelled_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        raise AlreadyCancelled(session_id, when)
     return Replanned.of(await planner.cancel_session(session_id))
 
 

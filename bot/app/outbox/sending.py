@@ -90,6 +90,8 @@ class Sender:
             if channel is None:
                 raise DeliveryFailed(f"channel {message.channel!r} is not configured")
             payload = dict(message.payload)
+            # whose message it is, by record id (for the console, which prints them all)
+            payload["recipient"] = f"{message.recipient_kind} {message.recipient_id}"
             if message.id in edits:
                 payload["edit_message_id"] = edits[message.id]
             if self._lease_ending(message):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from bot.domain.definitions.items import read_item, read_option_sets
 from bot.domain.definitions.reader import Reader, check_unique, choice
@@ -55,6 +55,7 @@ def instrument_from_mapping(data: Mapping[str, Any], source: str) -> Instrument:
         attribution=r.get(data, "attribution", "", str, ""),
         intro=r.text(data, "intro", "", required=False),
         recall=r.text(data, "recall", "", required=False),
+        recall_days=_recall_days(r, data),
         loinc_panel=r.loinc(data, "loinc_panel", ""),
         loinc_total=r.loinc(data, "loinc_total", ""),
         outcomes=_outcomes(r, r.get(data, "outcomes", "", dict, {})),
@@ -63,6 +64,14 @@ def instrument_from_mapping(data: Mapping[str, Any], source: str) -> Instrument:
     _check_conditions(r, instrument)
     _check_bands(r, instrument)
     return instrument
+
+
+def _recall_days(r: Reader, data: Mapping[str, Any]) -> int | None:
+    """The recall window in days: 1 to 366, or absent (a checklist about "since")."""
+    days = r.get(data, "recall_days", "", int, None)
+    if days is not None and not 1 <= days <= 366:
+        raise r.fail("recall_days", f"must be 1 to 366 days, not {days}")
+    return cast("int | None", days)
 
 
 def _scoring(r: Reader, raw: Mapping[str, Any], items: tuple[Item, ...]) -> Scoring:

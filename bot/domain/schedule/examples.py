@@ -40,6 +40,11 @@ max_reminders = 2
 expires_after = "2d"
 
 # PHQ-9 2 h before each session, so the score is in front of the clinician at the chair.
+# With the PHQ-9 24 h after each session it is asked about a day apart, well within its
+# two-week recall, and `config check` says so. Kept on purpose: the PHQ-9 is the
+# instrument every clinic can ask (English and Spanish, public domain), the one the alert
+# and outcome rules and the series report are built on. A clinic with the QIDS-SR16
+# licence (7-day recall) should ask it here instead; its wording is never shortened.
 [protocols.ketamine-iv-6.rules.before_session]
 instruments = ["phq9"]
 from_session = "-2h"
