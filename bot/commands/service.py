@@ -22,6 +22,7 @@ from bot.app.conversations.inbox import Inbound
 from bot.app.operator import database as database_admin
 from bot.app.operator import patients
 from bot.app.operator.refusals import Refused
+from bot.app.outbox.takeover import release_dead_leases
 from bot.bootstrap import App, build
 from bot.commands import demo
 from bot.commands.common import database_problem, fail, refuse, state
@@ -58,6 +59,7 @@ async def _work(settings: Settings) -> None:
     await _require_schema(settings)
     with _scheduler_lock(settings.database_url):
         app = build(settings)
+        await release_dead_leases(app.db, app.clock)  # SQLite: the lock's last holder is gone
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

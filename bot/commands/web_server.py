@@ -15,6 +15,7 @@ import uvicorn
 from telegram.error import TelegramError
 
 from bot.app.operator.keys import key_problem
+from bot.app.outbox.takeover import release_dead_leases
 from bot.bootstrap import App, build
 from bot.channels.telegram import TelegramChannel
 from bot.commands.common import fail
@@ -33,6 +34,7 @@ async def serve(settings: Settings) -> None:
     if problem is not None:
         await app.close()
         fail(problem)
+    await release_dead_leases(app.db, app.clock)  # SQLite: the lock's last holder is gone
     server = _Server(
         uvicorn.Config(
             create_app(app),

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import BindParameter, Update, and_, bindparam, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.storage.tables import OutboundMessage
@@ -71,3 +72,15 @@ DUE_IDS = _due_ids()
 DUE_IDS_LOCKED = DUE_IDS.with_for_update(skip_locked=True)  # PostgreSQL: concurrent workers
 LEASE_DUE = _lease(DUE_IDS)  # SQLite: claim in one statement
 LEASE_IDS = _lease(bindparam("ids", expanding=True))  # PostgreSQL: the ids it locked
+
+
+async def release_leases(session: AsyncSession, now: datetime) -> int:
+    """Let every message being sent under a lease that has not ended be claimed at `now`
+    (status stays ``sending``: a claim takes it as it takes an expired lease); how many."""
+    statement = (
+        update(OutboundMessage)
+        .where(col(OutboundMessage.status) == "sending", col(OutboundMessage.lease_until) > now)
+        .values(lease_until=now)
+    )
+    result = await session.exec(statement)
+    return int(result.rowcount or 0)

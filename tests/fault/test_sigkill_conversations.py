@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +25,8 @@ from bot.storage.tables import Answer, Checkin, InboundMessage, Patient
 from tests.fault.conftest import CANARY_CHAT, CANARY_NAME, CANARY_TEXT, assert_no_canary
 from tests.standins.server import serve
 from tests.standins.telegram import SECRET_TOKEN_HEADER, TelegramStandIn
-from tests.test_cli_service import ROOT, checkin, env_for, free_port
+from tests.standins.workers import Process
+from tests.test_cli_service import checkin, free_port
 from tests.test_telegram_run import SECRET, configure
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgres]
@@ -40,28 +37,11 @@ KILL_AFTER = 400  # acknowledged answers (of 1,000) before the SIGKILL
 DEADLINE_S = 150.0
 
 
-class Service:
-    """`checkin run` as a subprocess, its output (stdout and stderr) kept in a file."""
+class Service(Process):
+    """`checkin run` as a subprocess, with the fault suite's raised outbound pace."""
 
     def __init__(self, url: str, config: Path, log: Path) -> None:
-        self.log = log.open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fault.launch", "--config", str(config), "run"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env_for(url), cwd=ROOT,
-        )  # fmt: skip
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.log.close()
-
-    def terminate(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self.log.close()
-        return code
+        super().__init__(url, config, log, "run", module="tests.fault.launch")
 
 
 @dataclass

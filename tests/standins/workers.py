@@ -1,9 +1,10 @@
-"""Many patients and `checkin worker` processes, for the worker tests and the scheduler bench.
+"""Many patients and `checkin` processes, for the worker and SIGKILL tests and the benches.
 
 Patients are written straight into a migrated PostgreSQL database with COPY (encrypted
 under the installed key ring, with their lookup hash), all on the protocol `protocol`
-and enrolled a moment ago; workers are real `checkin worker` processes, which inherit
-the key from the environment.
+and enrolled a moment ago; workers are real `checkin worker` (or `checkin run`)
+processes, which inherit the key from the environment. Every test and bench that starts,
+kills or stops one does it through `start_worker`, `Process` and `stop` here.
 """
 
 from __future__ import annotations
@@ -76,15 +77,39 @@ async def outbox_per_patient(url: str) -> Counter[int]:
     return Counter({r["recipient_id"]: r["n"] for r in rows})
 
 
-def start_worker(config: Path, url: str, log: Path) -> subprocess.Popen[bytes]:
-    """A `checkin worker` on `url`, its output appended to `log`."""
+def start_worker(
+    config: Path, url: str, log: Path, command: str = "worker", *, module: str = "bot"
+) -> subprocess.Popen[bytes]:
+    """`checkin <command>` (`worker`, `run`) on `url`, its output appended to `log`; `module`
+    is `bot`, or `tests.fault.launch` for the fault suite's raised outbound pace."""
     env = dict(os.environ, CHECKIN_DATABASE_URL=url, PYTHONUNBUFFERED="1")
     env.pop("CHECKIN_CONFIG", None)
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "bot", "--config", str(config), "worker"],
+            [sys.executable, "-m", module, "--config", str(config), command],
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )  # fmt: skip
+
+
+class Process:
+    """One `checkin` process started by :func:`start_worker`, stopped the hard way (SIGKILL,
+    as the kernel's OOM killer or a power cut would) or the clean one (SIGTERM)."""
+
+    def __init__(
+        self, url: str, config: Path, log: Path, command: str = "worker", *, module: str = "bot"
+    ) -> None:
+        self.process = start_worker(config, url, log, command, module=module)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self) -> int:
+        """SIGTERM, then the exit status (0: it stopped cleanly)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
