@@ -15,10 +15,13 @@ against a 10 s client timeout with a 2 s first backoff" of issue 23 is a 1.5 s p
 * before: the old client timeout (10 s) and backoff (2 s, nothing longer after a timeout)
 * after: ``[telegram] timeout_s = 30`` and a 20 s pause before a timed-out send goes again
 
-    .venv/bin/python -m bench.duplicates [--messages 200] [--no-doc]
+    .venv/bin/python -m bench.duplicates [--messages 200] [--kill-on sqlite,postgresql]
+        [--kill-messages 300] [--no-doc]
 
-The crash case (SIGKILL of a worker mid-send) is not measured here; its window is the send
-lease (``[scheduler] send_lease_s``, 30 s; it was the 60 s ``lease_s``).
+The crash case (a `checkin worker` killed with SIGKILL mid-send, replaced at once) is
+``bench/sigkill_sends.py``, run here on each database of ``--kill-on`` (both by default;
+``--kill-on ""`` skips it): its window is the send lease (``[scheduler] send_lease_s``,
+30 s) on PostgreSQL, and the start-up of the replacement on SQLite.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 from sqlmodel import func, select
 
 from bench.keys import ensure_key
+from bench.sigkill_sends import PROVIDER_S, run_kill
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.sending import RetryPolicy
 from bot.bootstrap import utc_now
@@ -130,7 +134,21 @@ async def main_async(messages: int) -> list[str]:
     return rows
 
 
-def write_doc(rows: list[str], messages: int) -> None:
+def kill_rows(dialects: list[str], messages: int) -> list[str]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for dialect in dialects:
+            killed = run_kill(dialect, messages, Path(tmp))
+            rows.append(
+                f"| {killed.dialect} | {killed.messages} | {killed.held} | "
+                f"{killed.duplicates} | {killed.per_1000:.0f} | {killed.first_send_s:.1f} s | "
+                f"{killed.held_sent_s:.1f} s | {killed.wave_s:.1f} s |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def write_doc(rows: list[str], messages: int, kills: list[str], kill_messages: int) -> None:
     DOC.write_text(
         "## Duplicates under provider faults (bench/duplicates.py)\n\n"
         f"{messages} messages, one per chat; the Bot API takes each chat's first "
@@ -139,23 +157,43 @@ def write_doc(rows: list[str], messages: int) -> None:
         "and shown here in real seconds. Duplicates are sendMessage calls the provider "
         "received beyond one per message, per 1,000 messages.\n\n"
         "| configuration | provider answers after | duplicates per 1,000 | bench run (unscaled) |\n"
-        "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n\n"
-        "A SIGKILL of a worker mid-send is not measured by this bench: what the killed "
-        "worker had sent but not yet marked is sent again once its lease runs out, now "
-        "`[scheduler] send_lease_s` (30 s, renewed while a send runs) instead of the 60 s "
-        "`lease_s`; `tests/test_scheduler_workers.py` bounds those duplicates.\n"
+        "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n" + _kill_section(kills, kill_messages)
+    )
+
+
+def _kill_section(kills: list[str], messages: int) -> str:
+    if not kills:
+        return ""
+    return (
+        "\n### A worker killed with SIGKILL mid-send (bench/sigkill_sends.py)\n\n"
+        f"A real `checkin worker` sends a wave of {messages} queued messages (one per chat) "
+        f"to the Bot API stand-in, which answers every sendMessage after {PROVIDER_S:g} s; "
+        "once the stand-in has received a third of the wave the worker is killed with "
+        "SIGKILL and a replacement starts at once. Shipped settings otherwise "
+        "(`tick_s = 5`, `send_lease_s = 30`, 30 messages a second), real seconds. *Held*: "
+        "the messages the killed worker was sending (claimed under its lease); *first "
+        "send* and *held sent*: from the replacement's start (a Python process starting, "
+        "about a second or two of it) to its first send, and until every held message "
+        "was sent.\n\n"
+        "| database | messages | held at the kill | duplicates | per 1,000 | first send "
+        "| held sent | whole wave |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(kills) + "\n"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--kill-on", default="sqlite,postgresql", help="'' skips SIGKILL")
+    parser.add_argument("--kill-messages", type=int, default=300)
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("PTB_TIMEDELTA", "true")  # as bootstrap does (RetryAfter durations)
     rows = asyncio.run(main_async(args.messages))
+    dialects = [d for d in args.kill_on.split(",") if d]
+    kills = kill_rows(dialects, args.kill_messages)
     if not args.no_doc:
-        write_doc(rows, args.messages)
+        write_doc(rows, args.messages, kills, args.kill_messages)
 
 
 if __name__ == "__main__":
