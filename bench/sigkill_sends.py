@@ -8,7 +8,8 @@ any moment. Once the stand-in has received a third of the wave the worker is kil
 SIGKILL and a replacement starts at once (as systemd's ``Restart=always`` would, minus its
 pause). Counted: sendMessage calls the provider received beyond one per message; the
 messages the killed worker held (``sending``, under its lease); and from the replacement's
-start, the seconds until its first send and until every held message was sent.
+start, the seconds until its first send, until the first held message went out again (the
+wait), and until every held message was sent.
 
 Shipped settings otherwise (``tick_s = 5``, ``send_lease_s = 30``, 30 messages a second):
 the wait is what an operator would see. On SQLite the replacement takes the held messages
@@ -23,7 +24,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,10 @@ class Killed:
     dialect: str
     messages: int
     duplicates: int  # sendMessage calls beyond one per message
+    missed: int  # chats the provider never heard from
     held: int  # messages the killed worker was sending (leased) when it died
     first_send_s: float  # from the replacement's start to its first send
+    held_first_s: float  # from the replacement's start to the first send of a held message
     held_sent_s: float  # from the replacement's start until every held message was sent
     wave_s: float  # from the first worker's start until every message was sent
 
@@ -93,19 +96,27 @@ def run_kill(dialect: str, messages: int, workdir: Path) -> Killed:
                 first.kill()
             held = asyncio.run(_held(url))
             before = len(fake.calls_to("sendMessage"))
+            held_before = _calls_to(fake, held.values())
             restarted = time.monotonic()
             second = Process(url, config, log)
             try:
                 _wait(lambda: len(fake.calls_to("sendMessage")) > before, log)
                 first_send_s = time.monotonic() - restarted
-                _wait(lambda: asyncio.run(_unsent(url, held)) == 0, log)
+                _wait(lambda: _calls_to(fake, held.values()) > held_before, log)
+                held_first_s = time.monotonic() - restarted
+                _wait(lambda: asyncio.run(_unsent(url, list(held))) == 0, log)
                 held_sent_s = time.monotonic() - restarted
                 _wait(lambda: asyncio.run(_unsent(url, None)) == 0, log)
                 wave_s = time.monotonic() - started
             finally:
                 second.terminate()
         duplicates = len(fake.calls_to("sendMessage")) - messages
-        return Killed(dialect, messages, duplicates, len(held), first_send_s, held_sent_s, wave_s)
+        heard = {str(c.params.get("chat_id")) for c in fake.calls_to("sendMessage")}
+        missed = sum(1 for n in range(messages) if str(FIRST_CHAT + n) not in heard)
+        return Killed(
+            dialect, messages, duplicates, missed, len(held),
+            first_send_s, held_first_s, held_sent_s, wave_s,
+        )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -143,11 +154,19 @@ async def _queue(url: str, messages: int) -> None:
         ])  # fmt: skip
 
 
-async def _held(url: str) -> list[int]:
-    """The messages a worker was sending (claimed under its lease)."""
+async def _held(url: str) -> dict[int, str]:
+    """The messages a worker was sending (claimed under its lease): id -> chat."""
     async with Database(url) as db, db.transaction() as session:
-        statement = select(OutboundMessage.id).where(OutboundMessage.status == "sending")
-        return [i for i in (await session.exec(statement)).all() if i is not None]
+        statement = select(OutboundMessage.id, OutboundMessage.recipient_id).where(
+            OutboundMessage.status == "sending"
+        )
+        found = (await session.exec(statement)).all()
+        return {i: str(FIRST_CHAT + n) for i, n in found if i is not None}
+
+
+def _calls_to(fake: TelegramStandIn, chats: Iterable[str]) -> int:
+    wanted = set(chats)
+    return sum(1 for c in fake.calls_to("sendMessage") if str(c.params.get("chat_id")) in wanted)
 
 
 async def _unsent(url: str, among: list[int] | None) -> int:
