@@ -1,0 +1,163 @@
+"""The send limits shared by every worker on one PostgreSQL database: ``send_slot`` and
+``send_chat``.
+
+A channel's rate is ``per_window`` rows of ``send_slot``: a place in the provider's sliding
+window. A send takes a free place (``frees_at`` passed) before it leaves and holds it
+until ``window_s`` after its answer, as the in-process ``Pacer`` does; so no more than
+``per_window`` requests can arrive at the provider within any window, whichever worker
+sent them. A chat's burst allowance is its row of ``send_chat``: ``due`` is the time its
+token bucket is full again (GCRA), moved on by one interval from each answer.
+
+While a send is in flight its place and its chat are marked held for ``hold_s``: a worker
+that dies mid-send frees both when that runs out (the outbox's send lease), and another
+worker reading the chat in the moment between the answer and its recording waits.
+
+Every time is the database's clock (seconds since the epoch), so workers on hosts whose
+clocks differ still agree. Chats are named by their recipient (``patient:12``), never by
+an address. SQLite has one process, which paces itself: these tables stay empty there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlmodel import Field, SQLModel
+
+import bot.storage.naming  # noqa: F401  (constraint names: set before any table is defined)
+from bot.storage.database import Database
+
+
+class SendSlot(SQLModel, table=True):
+    __tablename__ = "send_slot"
+
+    channel: str = Field(primary_key=True)
+    n: int = Field(primary_key=True)  # 0 .. per_window - 1
+    frees_at: float = 0.0  # database clock, epoch seconds
+
+
+class SendChat(SQLModel, table=True):
+    __tablename__ = "send_chat"
+
+    channel: str = Field(primary_key=True)
+    chat: str = Field(primary_key=True)  # the recipient: "patient:12", "clinician:3"
+    due: float = 0.0  # database clock, epoch seconds: the chat's bucket is full again
+
+
+# every time here is the database's clock: extract(epoch FROM clock_timestamp())
+_CHAT = text(
+    "SELECT extract(epoch FROM clock_timestamp())::float8 AS now, "
+    "(SELECT due FROM send_chat WHERE channel = :channel AND chat = :chat) AS due"
+)
+_TAKE = text("""
+WITH free AS (
+    SELECT n FROM send_slot
+    WHERE channel = :channel AND frees_at <= extract(epoch FROM clock_timestamp())::float8
+    ORDER BY frees_at, n LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+UPDATE send_slot SET frees_at = extract(epoch FROM clock_timestamp())::float8 + :hold_s
+FROM free WHERE send_slot.channel = :channel AND send_slot.n = free.n
+RETURNING send_slot.n
+""")
+_NEXT_FREE = text("""
+SELECT min(frees_at) - extract(epoch FROM clock_timestamp())::float8
+FROM send_slot WHERE channel = :channel
+""")
+_HOLD_CHAT = text("""
+INSERT INTO send_chat (channel, chat, due)
+VALUES (:channel, :chat, extract(epoch FROM clock_timestamp())::float8 + :hold_s)
+ON CONFLICT (channel, chat) DO UPDATE SET due = greatest(send_chat.due, excluded.due)
+""")
+_FREE_SLOT = text("""
+UPDATE send_slot SET frees_at = extract(epoch FROM clock_timestamp())::float8 + :window_s
+WHERE channel = :channel AND n = :n
+""")
+_SPEND_CHAT = text("""
+UPDATE send_chat
+SET due = greatest(:before, extract(epoch FROM clock_timestamp())::float8) + :interval_s
+WHERE channel = :channel AND chat = :chat
+""")
+_SLOTS = text("""
+INSERT INTO send_slot (channel, n, frees_at)
+SELECT :channel, g, 0 FROM generate_series(0, :count - 1) AS g
+ON CONFLICT (channel, n) DO NOTHING
+""")
+_EXTRA_SLOTS = text("DELETE FROM send_slot WHERE channel = :channel AND n >= :count")
+_FULL_CHATS = text("""
+DELETE FROM send_chat
+WHERE channel = :channel AND due < extract(epoch FROM clock_timestamp())::float8 - 60
+""")
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A place in the window and a chat's token, held until :meth:`SendAllowance.release`."""
+
+    slot: int | None  # None: the channel has no rate
+    chat: str | None  # None: no per-chat allowance
+    due_before: float  # the chat's `due` before this send
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Not yet: try again in `wait_s`; `chat` says the chat's allowance is what is spent
+    (another chat could go now), otherwise every place in the window is taken."""
+
+    wait_s: float
+    chat: bool
+
+
+@dataclass
+class SendAllowance:
+    """One channel's shared limits: `per_window` places in `window_s`, and per chat a
+    burst of `burst` then one every `interval_s` (None: no per-chat limit)."""
+
+    db: Database
+    channel: str
+    per_window: int
+    window_s: float
+    hold_s: float
+    interval_s: float | None = None
+    burst: int = 1
+
+    async def prepare(self) -> None:
+        """Make the channel's places (as many as this worker's settings say; every
+        worker of one database is meant to share them) and forget long-full chats."""
+        params = {"channel": self.channel, "count": self.per_window}
+        async with self.db.engine.begin() as connection:
+            await connection.execute(_SLOTS, params)
+            await connection.execute(_EXTRA_SLOTS, params)
+            await connection.execute(_FULL_CHATS, params)
+
+    async def take(self, chat: str) -> Taken | Refused:
+        """A place in the window and a token of `chat`'s bucket, or how long to wait."""
+        tolerance = (self.burst - 1) * (self.interval_s or 0.0)
+        async with self.db.engine.begin() as connection:
+            row = (await connection.execute(_CHAT, {"channel": self.channel, "chat": chat})).one()
+            due_before = float(row.due) if row.due is not None else 0.0
+            if self.interval_s is not None and due_before - tolerance > row.now:
+                return Refused(due_before - tolerance - row.now, chat=True)
+            slot = None
+            if self.per_window:
+                params = {"channel": self.channel, "hold_s": self.hold_s}
+                slot = (await connection.execute(_TAKE, params)).scalar()
+                if slot is None:
+                    wait = (await connection.execute(_NEXT_FREE, params)).scalar()
+                    return Refused(max(0.0, float(wait or 0.0)), chat=False)
+            if self.interval_s is None:
+                return Taken(slot, None, due_before)
+            await connection.execute(
+                _HOLD_CHAT, {"channel": self.channel, "chat": chat, "hold_s": self.hold_s}
+            )
+        return Taken(slot, chat, due_before)
+
+    async def release(self, taken: Taken) -> None:
+        """The send was answered: its place frees `window_s` from now, its chat spends a
+        token from now (both by the database's clock, no earlier than the answer)."""
+        async with self.db.engine.begin() as connection:
+            if taken.slot is not None:
+                params = {"channel": self.channel, "n": taken.slot, "window_s": self.window_s}
+                await connection.execute(_FREE_SLOT, params)
+            if taken.chat is not None:
+                spend = {"channel": self.channel, "chat": taken.chat, "before": taken.due_before}
+                await connection.execute(_SPEND_CHAT, spend | {"interval_s": self.interval_s})
