@@ -142,12 +142,18 @@ def shared_pacers(pacers: Mapping[str, Pacer], db: Database, hold_s: float) -> d
     return {channel: _shared(channel, pacer, db, hold_s) for channel, pacer in pacers.items()}
 
 
+SHARED_WINDOW_MAX = 1000  # places a second: above it, a rate is no limit worth sharing
+
+
 def _shared(channel: str, pacer: Pacer, db: Database, hold_s: float) -> SharedPacer:
     per_chat = pacer.per_chat_rate_per_s
+    # (no provider allows 1,000 a second; tests set rates far above it to lift the limit,
+    # and a window row per place would cost a scan of them all per send)
+    per_window = pacer.per_window if pacer.per_window <= SHARED_WINDOW_MAX else 0
     allowance = SendAllowance(
         db,
         channel,
-        per_window=pacer.per_window,
+        per_window=per_window,
         window_s=pacer.window_s,
         hold_s=hold_s,
         interval_s=1.0 / per_chat if per_chat else None,

@@ -218,3 +218,14 @@ async def test_two_shared_pacers_never_exceed_the_window_together(
         for start in (answered for _, answered in spans)
     )
     assert len(spans) == 20 and worst <= 5
+
+
+@pytest.mark.postgres
+async def test_a_rate_far_above_any_provider_shares_only_the_chats(pg_db: Database) -> None:
+    """Tests lift the limit with rates of 100,000 a second: no window rows for those."""
+    settings = telegram(rate_per_s=100_000)
+    shared = shared_pacers(default_pacers(settings), pg_db, 30.0)["telegram"]
+    assert isinstance(shared, SharedPacer)
+    assert shared.allowance.per_window == 0 and shared.allowance.interval_s == 1.0
+    limited = shared_pacers(default_pacers(telegram()), pg_db, 30.0)["telegram"]
+    assert isinstance(limited, SharedPacer) and limited.allowance.per_window == 30

@@ -19,6 +19,7 @@ an address. SQLite has one process, which paces itself: these tables stay empty 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -69,12 +70,14 @@ VALUES (:channel, :chat, extract(epoch FROM clock_timestamp())::float8 + :hold_s
 ON CONFLICT (channel, chat) DO UPDATE SET due = greatest(send_chat.due, excluded.due)
 """)
 _FREE_SLOT = text("""
-UPDATE send_slot SET frees_at = extract(epoch FROM clock_timestamp())::float8 + :window_s
+UPDATE send_slot
+SET frees_at = extract(epoch FROM clock_timestamp())::float8 - :ago_s + :window_s
 WHERE channel = :channel AND n = :n
 """)
 _SPEND_CHAT = text("""
 UPDATE send_chat
-SET due = greatest(:before, extract(epoch FROM clock_timestamp())::float8) + :interval_s
+SET due = greatest(:before, extract(epoch FROM clock_timestamp())::float8 - :ago_s)
+    + :interval_s
 WHERE channel = :channel AND chat = :chat
 """)
 _SLOTS = text("""
@@ -151,13 +154,22 @@ class SendAllowance:
             )
         return Taken(slot, chat, due_before)
 
-    async def release(self, taken: Taken) -> None:
-        """The send was answered: its place frees `window_s` from now, its chat spends a
-        token from now (both by the database's clock, no earlier than the answer)."""
+    async def release(self, taken: Taken, answered_at: Callable[[], float] | None = None) -> None:
+        """The send was answered: its place frees `window_s` after the answer, its chat
+        spends a token from the answer. By the database's clock: its time when the
+        statement runs, less the seconds since the answer by `answered_at` (a local
+        clock's "seconds ago", measured just before; never more than really passed)."""
+        ago = answered_at() if answered_at is not None else 0.0
+        params = {"channel": self.channel, "ago_s": max(0.0, ago)}
         async with self.db.engine.begin() as connection:
             if taken.slot is not None:
-                params = {"channel": self.channel, "n": taken.slot, "window_s": self.window_s}
-                await connection.execute(_FREE_SLOT, params)
+                await connection.execute(
+                    _FREE_SLOT, params | {"n": taken.slot, "window_s": self.window_s}
+                )
             if taken.chat is not None:
-                spend = {"channel": self.channel, "chat": taken.chat, "before": taken.due_before}
-                await connection.execute(_SPEND_CHAT, spend | {"interval_s": self.interval_s})
+                spend = {
+                    "chat": taken.chat,
+                    "before": taken.due_before,
+                    "interval_s": self.interval_s,
+                }
+                await connection.execute(_SPEND_CHAT, params | spend)

@@ -59,7 +59,8 @@ class WaveResult:
     messages: int  # accepted by the stand-in
     refused: int  # answered 429
     most_in_a_second: int
-    rate_per_s: float  # over the sending phase
+    rate_per_s: float  # first arrival to last
+    steady_rate_per_s: float  # the ends trimmed: the 5th to the 95th percentile arrival
     limit_per_s: int
     sent_by_worker: tuple[int, ...]  # sendMessage requests each worker made
     missed: int  # patients without both messages
@@ -165,9 +166,21 @@ def _result(
         refused=limits.refused,
         most_in_a_second=most_in_any_second(times),
         rate_per_s=(len(times) - 1) / span if span > 0 else 0.0,
+        steady_rate_per_s=_steady(times),
         limit_per_s=rate,
         sent_by_worker=sends,
         missed=sum(1 for c in chats if per_chat[c] < MESSAGES_PER_PATIENT)
         + max(0, patients - len(counts)),
         duplicates=sum(max(0, per_chat[c] - MESSAGES_PER_PATIENT) for c in chats),
     )
+
+
+def _steady(times: list[float]) -> float:
+    """The rate between the 5th and the 95th percentile arrival (as bench/scheduler.py
+    measures it): the ramp while the first claims are made and the last few chats are
+    left out."""
+    if len(times) <= 20:
+        return 0.0
+    lo, hi = len(times) // 20, len(times) - 1 - len(times) // 20
+    span = times[hi] - times[lo]
+    return (hi - lo) / span if span > 0 else 0.0

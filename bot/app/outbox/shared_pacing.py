@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.app.outbox.pacing import Pacer, PriorityLock
@@ -63,7 +64,8 @@ class SharedPacer:
                     return
                 answered = True
                 local_answered()
-                task = asyncio.create_task(self._release(taken))
+                at = time.monotonic()
+                task = asyncio.create_task(self._release(taken, lambda: time.monotonic() - at))
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
 
@@ -87,9 +89,9 @@ class SharedPacer:
             # this chat spent its tokens (at another worker): others may go meanwhile
             await self._sleep(min(answer.wait_s, POLL_S))
 
-    async def _release(self, taken: Taken) -> None:
+    async def _release(self, taken: Taken, ago: Callable[[], float]) -> None:
         try:
-            await self.allowance.release(taken)
+            await self.allowance.release(taken, ago)
         except Exception as exc:  # the place and the token free themselves after hold_s
             log.warning("could not release a send place (%s)", type(exc).__name__)
 
