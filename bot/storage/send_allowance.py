@@ -19,10 +19,12 @@ an address. SQLite has one process, which paces itself: these tables stay empty 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
 import bot.storage.naming  # noqa: F401  (constraint names: set before any table is defined)
@@ -50,19 +52,26 @@ _CHAT = text(
     "SELECT extract(epoch FROM clock_timestamp())::float8 AS now, "
     "(SELECT due FROM send_chat WHERE channel = :channel AND chat = :chat) AS due"
 )
+# one statement (no transaction around it): take the free place that freed first, mark
+# the chat held if asked to, and say how long until the next place frees if none is free
 _TAKE = text("""
 WITH free AS (
     SELECT n FROM send_slot
     WHERE channel = :channel AND frees_at <= extract(epoch FROM clock_timestamp())::float8
     ORDER BY frees_at, n LIMIT 1 FOR UPDATE SKIP LOCKED
+), taken AS (
+    UPDATE send_slot SET frees_at = extract(epoch FROM clock_timestamp())::float8 + :hold_s
+    FROM free WHERE send_slot.channel = :channel AND send_slot.n = free.n
+    RETURNING send_slot.n
+), held AS (
+    INSERT INTO send_chat (channel, chat, due)
+    SELECT :channel, :chat, extract(epoch FROM clock_timestamp())::float8 + :hold_s
+    FROM taken WHERE CAST(:per_chat AS boolean)
+    ON CONFLICT (channel, chat) DO UPDATE SET due = greatest(send_chat.due, excluded.due)
 )
-UPDATE send_slot SET frees_at = extract(epoch FROM clock_timestamp())::float8 + :hold_s
-FROM free WHERE send_slot.channel = :channel AND send_slot.n = free.n
-RETURNING send_slot.n
-""")
-_NEXT_FREE = text("""
-SELECT min(frees_at) - extract(epoch FROM clock_timestamp())::float8
-FROM send_slot WHERE channel = :channel
+SELECT (SELECT n FROM taken) AS n,
+       (SELECT min(frees_at) FROM send_slot WHERE channel = :channel)
+       - extract(epoch FROM clock_timestamp())::float8 AS wait_s
 """)
 _HOLD_CHAT = text("""
 INSERT INTO send_chat (channel, chat, due)
@@ -134,25 +143,41 @@ class SendAllowance:
 
     async def take(self, chat: str) -> Taken | Refused:
         """A place in the window and a token of `chat`'s bucket, or how long to wait."""
-        tolerance = (self.burst - 1) * (self.interval_s or 0.0)
-        async with self.db.engine.begin() as connection:
+        waiting = await self.chat_wait(chat)
+        if isinstance(waiting, Refused):
+            return waiting
+        return await self.take_place(chat, waiting)
+
+    async def chat_wait(self, chat: str) -> Refused | float:
+        """Whether `chat` has a token: how long to wait, else its `due` (for the send)."""
+        async with self._autocommit() as connection:
             row = (await connection.execute(_CHAT, {"channel": self.channel, "chat": chat})).one()
-            due_before = float(row.due) if row.due is not None else 0.0
-            if self.interval_s is not None and due_before - tolerance > row.now:
-                return Refused(due_before - tolerance - row.now, chat=True)
-            slot = None
+        due_before = float(row.due) if row.due is not None else 0.0
+        tolerance = (self.burst - 1) * (self.interval_s or 0.0)
+        if self.interval_s is not None and due_before - tolerance > row.now:
+            return Refused(due_before - tolerance - row.now, chat=True)
+        return due_before
+
+    async def take_place(self, chat: str, due_before: float) -> Taken | Refused:
+        """A place in the window (`chat` marked held); or how long until one frees. One
+        statement: a place freeing is retaken one round trip later."""
+        per_chat = self.interval_s is not None
+        params = {"channel": self.channel, "chat": chat, "hold_s": self.hold_s}
+        async with self._autocommit() as connection:
             if self.per_window:
-                params = {"channel": self.channel, "hold_s": self.hold_s}
-                slot = (await connection.execute(_TAKE, params)).scalar()
-                if slot is None:
-                    wait = (await connection.execute(_NEXT_FREE, params)).scalar()
-                    return Refused(max(0.0, float(wait or 0.0)), chat=False)
-            if self.interval_s is None:
-                return Taken(slot, None, due_before)
-            await connection.execute(
-                _HOLD_CHAT, {"channel": self.channel, "chat": chat, "hold_s": self.hold_s}
-            )
-        return Taken(slot, chat, due_before)
+                row = (await connection.execute(_TAKE, params | {"per_chat": per_chat})).one()
+                if row.n is None:
+                    return Refused(max(0.0, float(row.wait_s or 0.0)), chat=False)
+            elif per_chat:
+                await connection.execute(_HOLD_CHAT, params)
+        return Taken(row.n if self.per_window else None, chat if per_chat else None, due_before)
+
+    @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """A connection whose every statement is its own transaction (no BEGIN, no COMMIT
+        round trips)."""
+        async with self.db.engine.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
     async def release(self, taken: Taken, answered_at: Callable[[], float] | None = None) -> None:
         """The send was answered: its place frees `window_s` after the answer, its chat
