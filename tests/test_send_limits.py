@@ -227,5 +227,12 @@ async def test_a_rate_far_above_any_provider_shares_only_the_chats(pg_db: Databa
     shared = shared_pacers(default_pacers(settings), pg_db, 30.0)["telegram"]
     assert isinstance(shared, SharedPacer)
     assert shared.allowance.per_window == 0 and shared.allowance.interval_s == 1.0
+    await shared.allowance.prepare()
+    for _ in range(3):  # no places to take, but the chat's burst is still shared
+        taken = await shared.allowance.take("patient:1")
+        assert isinstance(taken, Taken) and taken.slot is None
+        await shared.allowance.release(taken)
+    refused = await shared.allowance.take("patient:1")
+    assert isinstance(refused, Refused) and refused.chat
     limited = shared_pacers(default_pacers(telegram()), pg_db, 30.0)["telegram"]
     assert isinstance(limited, SharedPacer) and limited.allowance.per_window == 30

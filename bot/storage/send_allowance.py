@@ -163,14 +163,16 @@ class SendAllowance:
         statement: a place freeing is retaken one round trip later."""
         per_chat = self.interval_s is not None
         params = {"channel": self.channel, "chat": chat, "hold_s": self.hold_s}
+        slot = None
         async with self._autocommit() as connection:
             if self.per_window:
                 row = (await connection.execute(_TAKE, params | {"per_chat": per_chat})).one()
                 if row.n is None:
                     return Refused(max(0.0, float(row.wait_s or 0.0)), chat=False)
+                slot = int(row.n)
             elif per_chat:
                 await connection.execute(_HOLD_CHAT, params)
-        return Taken(row.n if self.per_window else None, chat if per_chat else None, due_before)
+        return Taken(slot, chat if per_chat else None, due_before)
 
     @contextlib.asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
