@@ -27,6 +27,7 @@ BENCHES = [
     "crisis_latency",
     "duplicates",
     "sms_burst",
+    "limits",
 ]  # modules under bench/, in document order
 
 

@@ -16,7 +16,8 @@ from bot.app.alerts.alerting import Alerting
 from bot.app.operator.invitations import Invitations
 from bot.app.operator.refusals import Refused
 from bot.app.outbox.delivery import Deliverer
-from bot.app.outbox.pacing import Pacer
+from bot.app.outbox.pacing import Pacer, Pacing
+from bot.app.outbox.shared_pacing import SharedPacer
 from bot.app.planning.planner import Planner
 from bot.app.planning.protocols import check_protocols
 from bot.app.ports import Channel, Clock
@@ -31,6 +32,7 @@ from bot.logs import withhold_library_data
 from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.keys import install_keys
+from bot.storage.send_allowance import SendAllowance
 from bot.storage.spool import FileSpool, spool_path
 
 
@@ -106,6 +108,9 @@ class App:
             sms = self.channels["sms"]
             if isinstance(sms, SmsChannel):
                 sms.close()
+        for pacer in self.deliverer.pacers.values():
+            if isinstance(pacer, SharedPacer):
+                await pacer.close()  # places still held are given back
         intake = self.services.intake
         if intake is not None and isinstance(intake.spool, FileSpool):
             intake.spool.close()
@@ -114,14 +119,47 @@ class App:
 
 def default_pacers(settings: Settings) -> dict[str, Pacer]:
     """Provider send limits (``rate_per_s`` of [telegram] and [sms]). Telegram: about 30
-    messages a second overall and one a second per chat (Bot FAQ; python-telegram-bot
-    FloodLimit). SMS: one a second, the usual rate of a US long code. How a send is
-    counted against the limit, and why, is in `Pacer`."""
-    telegram, sms = settings.telegram.rate_per_s, settings.sms.rate_per_s
+    messages a second overall and about one a second per chat on average (Bot FAQ;
+    python-telegram-bot FloodLimit), a chat taking `per_chat_burst` at once. SMS: one a
+    second, the usual rate of a US long code. How a send is counted against the limit,
+    and why, is in `Pacer`."""
+    telegram, sms = settings.telegram, settings.sms.rate_per_s
     return {
-        "telegram": Pacer(rate_per_s=telegram, gap_s=1.0),
+        "telegram": Pacer(
+            rate_per_s=telegram.rate_per_s,
+            per_chat_rate_per_s=telegram.per_chat_rate_per_s,
+            per_chat_burst=telegram.per_chat_burst,
+        ),
         "sms": Pacer(rate_per_s=sms, window_s=max(1.0, 1 / sms)),
     }
+
+
+def shared_pacers(pacers: Mapping[str, Pacer], db: Database, hold_s: float) -> dict[str, Pacing]:
+    """On PostgreSQL, every worker's pacers share the limits through the database
+    (`SharedPacer`); a place held by a worker that died frees after `hold_s`."""
+    if db.dialect != "postgresql":
+        return dict(pacers)
+    return {channel: _shared(channel, pacer, db, hold_s) for channel, pacer in pacers.items()}
+
+
+SHARED_WINDOW_MAX = 1000  # places a second: above it, a rate is no limit worth sharing
+
+
+def _shared(channel: str, pacer: Pacer, db: Database, hold_s: float) -> SharedPacer:
+    per_chat = pacer.per_chat_rate_per_s
+    # (no provider allows 1,000 a second; tests set rates far above it to lift the limit,
+    # and a window row per place would cost a scan of them all per send)
+    per_window = pacer.per_window if pacer.per_window <= SHARED_WINDOW_MAX else 0
+    allowance = SendAllowance(
+        db,
+        channel,
+        per_window=per_window,
+        window_s=pacer.window_s,
+        hold_s=hold_s,
+        interval_s=1.0 / per_chat if per_chat else None,
+        burst=pacer.per_chat_burst,
+    )
+    return SharedPacer(pacer, allowance)
 
 
 def build(
@@ -162,8 +200,8 @@ def build(
         start_lease=lease,
         spool=spool,
     )
-    pacers = default_pacers(settings)
     send_lease = timedelta(seconds=settings.scheduler.send_lease_s)
+    pacers = shared_pacers(default_pacers(settings), db, settings.scheduler.send_lease_s)
     deliverer = Deliverer(db, wired, clock, lease=send_lease, pacers=pacers, alerting=alerting)
     planner = Planner(
         db,

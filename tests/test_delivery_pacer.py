@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.outbox.pacing import Pacer
+from bot.app.outbox.pacing import ChatAllowance, Pacer
 
 
 class VirtualTime:
@@ -80,7 +80,7 @@ def most_arriving_in_one_window(spans: list[tuple[str, float, float]], window: f
 
 async def test_sends_are_spaced_per_channel_and_a_chat_waits_out_its_gap() -> None:
     clock = VirtualTime()
-    pacer = pacer_on(clock, rate_per_s=30, gap_s=1.0)
+    pacer = pacer_on(clock, rate_per_s=30, per_chat_rate_per_s=1.0)
     spans: list[tuple[str, float, float]] = []
     send = sender(clock, pacer, spans)
     for address in ("a", "b", "c", "a"):
@@ -108,7 +108,7 @@ async def test_a_chat_in_its_gap_does_not_hold_up_the_others() -> None:
     """The old pacer booked the channel's next slot past a waiting chat's gap: every
     other chat then stalled behind it for most of a second."""
     clock = VirtualTime()
-    pacer = pacer_on(clock, rate_per_s=30, gap_s=1.0)
+    pacer = pacer_on(clock, rate_per_s=30, per_chat_rate_per_s=1.0)
     spans: list[tuple[str, float, float]] = []
     send = sender(clock, pacer, spans)
     await clock.run(send("busy"))
@@ -120,7 +120,7 @@ async def test_a_chat_in_its_gap_does_not_hold_up_the_others() -> None:
 
 async def test_the_gap_runs_from_the_answer_and_two_sends_to_one_chat_never_overlap() -> None:
     clock = VirtualTime()
-    pacer = pacer_on(clock, rate_per_s=30, gap_s=1.0)
+    pacer = pacer_on(clock, rate_per_s=30, per_chat_rate_per_s=1.0)
     spans: list[tuple[str, float, float]] = []
     send = sender(clock, pacer, spans)
     await clock.run(send("a", 0.3), send("a", 0.3), send("a", 0.3))
@@ -227,9 +227,73 @@ async def test_the_rate_rounds_to_whole_sends_per_window() -> None:
 async def test_chats_long_past_their_gap_are_forgotten() -> None:
     """One entry per address would otherwise grow for as long as the worker runs."""
     clock = VirtualTime()
-    pacer = pacer_on(clock, rate_per_s=10_000, gap_s=1.0)
+    pacer = pacer_on(clock, rate_per_s=10_000, per_chat_rate_per_s=1.0)
     send = sender(clock, pacer, [])
     for n in range(5000):
         await clock.run(send(f"chat{n}"))
         clock.now += 0.01
     assert len(pacer._chats) < 2200  # about two sweeps' worth at most, not 5000
+
+
+def conforms(arrivals: list[float], rate_per_s: float, burst: int) -> bool:
+    """Whether a provider keeping a token bucket per chat (`burst` tokens, `rate_per_s`
+    refill) would take every one of `arrivals`."""
+    tokens, last = float(burst), float("-inf")
+    for at in arrivals:
+        tokens = min(float(burst), tokens + (at - last) * rate_per_s) if last > -1e18 else tokens
+        last = at
+        if tokens < 1.0 - 1e-9:
+            return False
+        tokens -= 1.0
+    return True
+
+
+@pytest.mark.parametrize(
+    ("answers", "now", "wait"),
+    [
+        ([], 0.0, 0.0),  # a fresh chat: at once
+        ([0.0], 0.0, 0.0),  # one spent, two left
+        ([0.0, 0.0], 0.0, 0.0),  # two spent, one left
+        ([0.0, 0.0, 0.0], 0.0, 1.0),  # burst spent: the next token in a second
+        ([0.0, 0.0, 0.0], 0.4, 0.6),
+        ([0.0, 0.0, 0.0], 5.0, 0.0),  # refilled long since
+        ([0.0, 0.0, 0.0, 1.0], 1.0, 1.0),  # a steady flow: one a second
+        ([0.0, 10.0], 10.0, 0.0),  # earlier sends long refilled: a full burst again
+    ],
+)
+def test_the_chat_allowance_is_a_burst_then_the_rate(
+    answers: list[float], now: float, wait: float
+) -> None:
+    """Burst 3 at one a second: three at once, then one a second."""
+    allowance = ChatAllowance(rate_per_s=1.0, burst=3)
+    for at in answers:
+        allowance.answered(at)
+    assert allowance.wait_s(now) == pytest.approx(wait)
+
+
+async def test_a_reply_of_three_leaves_at_once_and_a_flow_keeps_to_the_rate() -> None:
+    """The edit, the crisis message and the next question leave together; twenty more to
+    the same chat average one a second, and a provider's bucket takes every one."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, per_chat_rate_per_s=1.0, per_chat_burst=3)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+    await clock.run(*(send("a", 0.01) for _ in range(3)))
+    assert spans[-1][1] < 0.1  # two channel slots (1/30 s) later, not two seconds
+    await clock.run(*(send("a", 0.01) for _ in range(20)))
+    lefts = [left for _, left, _ in spans]
+    assert (lefts[-1] - lefts[0]) >= 20 - 3 - 1e-6  # 23 sends, 3 of them a burst: ~20 s
+    assert conforms([answered for *_, answered in spans], 1.0, 3)
+    assert conforms(lefts, 1.0, 3)  # wherever in its span each arrived
+
+
+async def test_with_round_trips_the_allowance_counts_from_each_answer() -> None:
+    """Slow answers (0.3 s): a provider counting arrivals anywhere in the span still
+    finds every send within the bucket."""
+    clock = VirtualTime(late_s=0.001)
+    pacer = pacer_on(clock, rate_per_s=30, per_chat_rate_per_s=2.0, per_chat_burst=2)
+    spans: list[tuple[str, float, float]] = []
+    send = sender(clock, pacer, spans)
+    await clock.run(*(send("a", 0.3) for _ in range(12)))
+    assert conforms([left for _, left, _ in spans], 2.0, 2)
+    assert conforms([answered for *_, answered in spans], 2.0, 2)

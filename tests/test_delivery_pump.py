@@ -77,7 +77,7 @@ def paced(
     db: Database, url: str, stand_in: TelegramStandIn, clock: SimClock
 ) -> tuple[Deliverer, TelegramChannel]:
     channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
-    pacer = Pacer(rate_per_s=20, gap_s=1.0)
+    pacer = Pacer(rate_per_s=20, per_chat_rate_per_s=1.0)
     return Deliverer(db, {"telegram": channel}, clock, pacers={"telegram": pacer}), channel
 
 

@@ -95,6 +95,10 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
                 telegram, "telegram", "enroll_ttl_min", Telegram.enroll_ttl_min, source
             ),
             rate_per_s=_positive(telegram, "telegram", "rate_per_s", Telegram.rate_per_s, source),
+            per_chat_burst=_burst(telegram, source),
+            per_chat_rate_per_s=_positive(
+                telegram, "telegram", "per_chat_rate_per_s", Telegram.per_chat_rate_per_s, source
+            ),
             timeout_s=_positive(telegram, "telegram", "timeout_s", Telegram.timeout_s, source),
         ),
         sms=Sms(
@@ -177,6 +181,15 @@ def _positive(
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(source, f"{section}.{key}", "must be a positive number")
     return float(value)
+
+
+def _burst(telegram: Mapping[str, Any], source: str) -> int:
+    burst = _value(telegram, "telegram", "per_chat_burst", int, Telegram.per_chat_burst, source)
+    if not 1 <= burst <= 20:
+        raise ConfigError(
+            source, "telegram.per_chat_burst", "must be a whole number of messages from 1 to 20"
+        )
+    return int(burst)
 
 
 def _clinic(raw: Mapping[str, Any], source: str) -> Clinic:

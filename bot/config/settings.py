@@ -89,8 +89,13 @@ class Telegram:
     api_base_url: str = "https://api.telegram.org/bot"  # python-telegram-bot's base_url
     bot_username: str = ""  # for enrolment links; asked of Telegram (getMe) when empty
     enroll_ttl_min: float = 60.0
-    # Telegram's limits: about 30 messages a second overall, one a second per chat.
+    # Telegram's limits: about 30 messages a second overall, one a second per chat on
+    # average. A chat may take `per_chat_burst` at once (a reply to a patient who just
+    # wrote is two or three messages: the edited question, a crisis message, the next
+    # question), then `per_chat_rate_per_s` (docs/PERFORMANCE.md, "Send limits").
     rate_per_s: float = 30.0
+    per_chat_burst: int = 3
+    per_chat_rate_per_s: float = 1.0
     # How long a request to the Bot API may take before it is given up (and, if it was
     # sent, retried later: it may have arrived). Longer than the provider's slow answers.
     timeout_s: float = 30.0

@@ -35,6 +35,8 @@ from bot.storage.answer_tables import Answer as Answer
 from bot.storage.answer_tables import Score as Score
 from bot.storage.crypto import EncryptedJSON, EncryptedText, lookup_hash
 from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
+from bot.storage.send_allowance import SendChat as SendChat
+from bot.storage.send_allowance import SendSlot as SendSlot
 
 CHANNELS = ("telegram", "sms", "console")
 PATIENT_STATUSES = ("invited", "active", "paused", "opted_out", "blocked", "discharged")

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.standins.limits import ProviderLimits
 from tests.standins.server import Call, Fault, FaultScript, apply_fault, utc_now
 
 JSON = dict[str, Any]
@@ -153,6 +154,9 @@ class TelegramStandIn:
         # any one second are answered 429 with retry_after 1 (as the real API does).
         self.limit_per_s: float | None = None
         self._recent_sends: collections.deque[float] = collections.deque()
+        # Telegram's limits as a whole (30 per sliding second, a burst allowance per
+        # chat), enforced over sends and edits when set: see tests/standins/limits.py.
+        self.limits: ProviderLimits | None = None
         self.photos: dict[tuple[int | str, int], bytes] = {}  # (chat, message id) -> upload
         self._updates: list[JSON] = []
         self._messages: dict[tuple[int | str, int], JSON] = {}
@@ -262,6 +266,9 @@ class TelegramStandIn:
             fault = blocked()
         if fault is None and method.lower() == "sendmessage" and self._over_limit():
             fault = flood(1)
+        if fault is None and self.limits is not None:
+            retry_after_s = self.limits.check(method, str(chat_id))
+            fault = None if retry_after_s is None else flood(retry_after_s)
         self.calls.append(Call(method, params, self.clock(), fault))
         if fault is not None and (response := await apply_fault(fault, _fault_response)):
             return response

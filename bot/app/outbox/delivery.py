@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.alerts.alerting import Alerting
-from bot.app.outbox.pacing import Pacer
+from bot.app.outbox.pacing import Pacing
 from bot.app.outbox.sending import Report, RetryPolicy, Sender
 from bot.app.ports import Channel, Clock
 from bot.storage import outbox
@@ -45,7 +45,7 @@ class Deliverer:
     batch: int = 200
     lease: timedelta = timedelta(seconds=30)  # renewed every third of it while sending
     concurrency: int = 16
-    pacers: Mapping[str, Pacer] = field(default_factory=dict)
+    pacers: Mapping[str, Pacing] = field(default_factory=dict)
     alerting: Alerting | None = None  # a patient found unreachable raises opted_out
 
     def __post_init__(self) -> None:
@@ -111,13 +111,14 @@ class Deliverer:
     async def _one(
         self, message: OutboundMessage, edits: Mapping[int, str | None], gate: asyncio.Semaphore
     ) -> Report:
-        # wait for the send slot before taking a connection: a message waiting out its
-        # chat's one-second gap must not hold a place other chats could use
+        # wait for the send slot before taking a connection: a message waiting for its
+        # chat's allowance must not hold a place other chats could use
         pacer = self.pacers.get(message.channel)
         if pacer is None:
             async with gate:
                 return await self._sender.send(message, self.channels, edits, _nothing)
-        async with pacer.turn(message.address, message.priority) as answered, gate:
+        chat = f"{message.recipient_kind}:{message.recipient_id}"  # one name in every worker
+        async with pacer.turn(chat, message.priority) as answered, gate:
             return await self._sender.send(message, self.channels, edits, answered)
 
     async def _finished(

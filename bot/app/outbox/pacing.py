@@ -1,8 +1,10 @@
-"""Pacing: how fast sends may leave for a provider, and how soon again to one address.
+"""Pacing: how fast sends may leave for a provider, and how many at once to one address.
 
 The :class:`Pacer` keeps a channel's rate (a sliding window, counted from when a send
-leaves until after it is answered) and a gap between two sends to one chat; waiters for a
-slot are served most urgent first. :mod:`bot.app.outbox.delivery` takes a turn here for each send.
+leaves until after it is answered) and a burst allowance per chat (:class:`ChatAllowance`);
+waiters for a slot are served most urgent first. :mod:`bot.app.outbox.delivery` takes a
+turn here for each send. Several workers on one PostgreSQL database share both limits
+through :mod:`bot.app.outbox.shared_pacing`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,48 @@ import heapq
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Pacing(Protocol):
+    """What delivery needs of a pacer: a turn per send (`Pacer`, `SharedPacer`)."""
+
+    def turn(
+        self, address: str, priority: int = 0
+    ) -> AbstractAsyncContextManager[Callable[[], None]]: ...
+
+
+class ChatAllowance:
+    """A token bucket for one chat, kept as the time its bucket is next full (GCRA).
+
+    Up to `burst` sends may leave at once (the edit of a question and the next question,
+    or the crisis message and the next question, answer a patient who just wrote); after
+    that one more every ``1 / rate_per_s`` seconds, so a sustained flow averages at most
+    `rate_per_s`. `due` ("theoretical arrival time") moves on by one interval per send,
+    counted from the provider's *answer*: the provider counts a request somewhere between
+    leaving and the answer, so counting from the answer can only be stricter than the
+    provider's own bucket. Pure: time is an argument.
+    """
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.interval = 1.0 / rate_per_s
+        self.tolerance = (burst - 1) * self.interval
+        self.due = float("-inf")
+
+    def wait_s(self, now: float) -> float:
+        """How long a send to this chat must wait from `now` (0: it may leave)."""
+        return max(0.0, self.due - self.tolerance - now)
+
+    def answered(self, at: float) -> None:
+        """A send to this chat was answered at `at`: one token spent."""
+        self.due = max(self.due, at) + self.interval
 
 
 class Pacer:
-    """At most `rate_per_s` sends a second on a channel, and `gap_s` between two to one address.
+    """At most `rate_per_s` sends a second on a channel, and per chat a burst of
+    `per_chat_burst` then `per_chat_rate_per_s` (None: no per-chat limit).
 
     A provider counts requests when they arrive, and we only know that a request arrived
     somewhere between leaving and its answer. So a send holds its place in the sliding
@@ -29,31 +68,33 @@ class Pacer:
     window: on a local provider about 1 %, against a provider 100 ms away about 9 %.
     Sends are also spaced ``1 / rate_per_s`` apart so a window does not leave as a burst.
 
-    The per-address gap is waited out before taking a channel slot, so a chat in its
-    gap never holds up the others, and runs from the answer to the previous send to that
-    address. Two sends to one address go one after the other.
+    A chat's allowance is waited for before taking a channel slot, so a chat that spent
+    its burst never holds up the others. Two sends to one address go one after the other.
 
-    In-process: with several workers each paces itself (a shared limit needs a shared
-    store). Time and sleeping are injectable so the schedule is tested without waiting.
+    In-process; :class:`bot.app.outbox.shared_pacing.SharedPacer` adds the limits shared
+    by every worker on one PostgreSQL database. Time and sleeping are injectable so the
+    schedule is tested without waiting.
     """
 
     def __init__(
         self,
         rate_per_s: float | None = None,
-        gap_s: float = 0.0,
+        per_chat_rate_per_s: float | None = None,
+        per_chat_burst: int = 1,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         window_s: float = 1.0,
     ) -> None:
         self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
-        self.gap_s = gap_s
+        self.per_chat_rate_per_s = per_chat_rate_per_s
+        self.per_chat_burst = per_chat_burst
         self.window_s = window_s
         # (the epsilon: 30 * 1.0 must be 30, not 29 after rounding)
         self.per_window = max(1, int(rate_per_s * window_s + 1e-9)) if rate_per_s else 0
         self._monotonic = monotonic
         self._sleep = sleep
         self._next = 0.0
-        self._slots = _PriorityLock()
+        self._slots = PriorityLock()
         self._closing: collections.deque[float] = collections.deque()  # when each place frees
         self._flying: list[object] = []  # a token per send not yet answered
         self._an_answer = asyncio.Event()  # set whenever one of them is answered
@@ -69,7 +110,7 @@ class Pacer:
         chat.users += 1
         try:
             async with chat.lock:
-                await self._until(chat.free_at)
+                await self._allowed(chat)
                 flying = await self._take_slot(priority)
                 answered = False
 
@@ -79,7 +120,8 @@ class Pacer:
                         return
                     answered = True
                     end = self._monotonic()
-                    chat.free_at = end + self.gap_s
+                    if chat.allowance is not None:
+                        chat.allowance.answered(end)
                     if flying is not None:
                         self._flying.remove(flying)
                         self._closing.append(end + self.window_s)
@@ -92,9 +134,11 @@ class Pacer:
         finally:
             chat.users -= 1
 
-    async def _until(self, at: float) -> None:
-        delay = at - self._monotonic()
-        if delay > 0:
+    async def _allowed(self, chat: _Chat) -> None:
+        if chat.allowance is None:
+            return
+        # (a microsecond's slack, as below: a sleep may end a hair early)
+        while (delay := chat.allowance.wait_s(self._monotonic())) > 1e-6:
             await self._sleep(delay)
 
     async def _take_slot(self, priority: int) -> object | None:
@@ -133,15 +177,17 @@ class Pacer:
     def _chat(self, address: str) -> _Chat:
         chat = self._chats.get(address)
         if chat is None:
-            if len(self._chats) >= self._sweep_at:  # forget chats whose gap is long over
+            if len(self._chats) >= self._sweep_at:  # forget chats whose bucket is full
                 now = self._monotonic()
-                self._chats = {a: c for a, c in self._chats.items() if c.users or c.free_at > now}
+                self._chats = {a: c for a, c in self._chats.items() if c.users or c.busy(now)}
                 self._sweep_at = max(1024, 2 * len(self._chats))
             chat = self._chats[address] = _Chat()
+            if self.per_chat_rate_per_s:
+                chat.allowance = ChatAllowance(self.per_chat_rate_per_s, self.per_chat_burst)
         return chat
 
 
-class _PriorityLock:
+class PriorityLock:
     """A lock whose waiters get it highest priority first, then first come first served:
     a crisis message queued behind a wave's routine sends takes the next send slot."""
 
@@ -183,5 +229,9 @@ class _PriorityLock:
 @dataclass
 class _Chat:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    free_at: float = 0.0
+    allowance: ChatAllowance | None = None
     users: int = 0
+
+    def busy(self, now: float) -> bool:
+        """Its bucket is not yet full again (forgetting it would allow too much)."""
+        return self.allowance is not None and self.allowance.due > now
