@@ -18,7 +18,6 @@ locked on PostgreSQL (``SKIP LOCKED``): a notice is told once.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +32,9 @@ from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
 
-log = logging.getLogger(__name__)
+# at most this many alerts in one message: 20 notices of ~200 characters stay well inside
+# Telegram's 4,096 characters (and 20 buttons), and an SMS digest stays readable
+PER_DIGEST = 20
 
 
 @dataclass
@@ -94,10 +95,13 @@ class Digests:
         if len(told) == 1:
             source = str(group[0].payload["held"]["source"])
             await notices.tell(self.renderer, repo, clinician, told[0], source, now)
-        else:
-            digest = ev.AlertDigest(digest_order(told))
-            await notices.tell(self.renderer, repo, clinician, digest, f"digest{min(ids)}", now)
-        return 1
+            return 1
+        ordered = digest_order(told)
+        for n, first in enumerate(range(0, len(ordered), PER_DIGEST)):
+            digest = ev.AlertDigest(ordered[first : first + PER_DIGEST])
+            source = f"digest{min(ids)}:{n}"
+            await notices.tell(self.renderer, repo, clinician, digest, source, now)
+        return n + 1
 
 
 async def _notice(repo: Repository, row: OutboundMessage) -> ev.AlertNotice | None:

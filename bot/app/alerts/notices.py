@@ -55,11 +55,12 @@ async def tell(
             idempotency_key=key,
             next_attempt_at=due,
             # an alert goes before routine traffic; a command's answer is a reply
-            priority=outbox.URGENT if isinstance(intent, ev.AlertNotice) else outbox.REPLY,
+            priority=outbox.URGENT if isinstance(intent, ALERTS) else outbox.REPLY,
         )
     ])  # fmt: skip
 
 
+ALERTS = (ev.AlertNotice, ev.AlertDigest)
 HELD = "held:"  # the key prefix of a notice waiting for its digest
 HELD_FALLBACK = timedelta(minutes=1)  # sent alone this long after its window, if not taken
 
