@@ -27,8 +27,8 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -37,6 +37,7 @@ from bench.keys import ensure_key
 from bot.app.outbox.delivery import deliver_when_woken
 from bot.bootstrap import App, build
 from bot.config import Clinic, Scheduler, Settings, Telegram
+from bot.domain.alerts import DEFAULT_RULES, AlertRules
 from bot.storage import outbox
 from bot.storage.migrate import upgrade
 from bot.storage.repository import Repository
@@ -138,6 +139,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> Result:
         settings = Settings(
             database_url=database_url,
             clinic=Clinic(name="Bench"),
+            alerts=_digest_window(args.digest_window_s),
             scheduler=Scheduler(tick_s=args.tick_s),
             telegram=Telegram(token=stand_in.token, mode="webhook", webhook_secret=SECRET,
                               api_base_url=f"{url}/bot", bot_username="bench_bot"),
@@ -169,6 +171,12 @@ async def measure(args: argparse.Namespace, database_url: str) -> Result:
             scheduler.shutdown(wait=False)
             await settled()  # let a tick in flight finish before the database closes
             await app.close()
+
+
+def _digest_window(seconds: float | None) -> AlertRules:
+    if seconds is None:
+        return DEFAULT_RULES
+    return replace(DEFAULT_RULES, digest_window=timedelta(seconds=seconds))
 
 
 async def backlog(app: App, count: int) -> None:
@@ -326,6 +334,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds over which the item-9 answers arrive, evenly spaced: 0 "
                              "is all at once (the worst case), 25 is two a second among the "
                              "chats (a run for each value given; default 0 25)")  # fmt: skip
+    parser.add_argument(
+        "--digest-window-s",
+        type=float,
+        default=None,
+        help="[alerts] digest_window_s (default: the configured default)",
+    )
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--no-doc", dest="doc", action="store_false",
                         help="print only; do not update docs/PERFORMANCE.md")  # fmt: skip

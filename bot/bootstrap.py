@@ -13,6 +13,7 @@ from typing import TextIO
 from telegram.error import TelegramError
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.alerts.digests import Digests
 from bot.app.operator.invitations import Invitations
 from bot.app.operator.refusals import Refused
 from bot.app.outbox.delivery import Deliverer
@@ -62,6 +63,7 @@ class App:
     # Set by a process that serves /sms: a spooled message is drained into the inbox at
     # once instead of at the next tick (see intake.drain_when_woken).
     spooled: asyncio.Event | None = None
+    digests: Digests | None = None  # alert notices held for a digest, folded before sending
 
     def kick(self) -> None:
         """New messages are in the outbox: deliver now, if this process delivers on wake."""
@@ -188,7 +190,8 @@ def build(
     check_protocols(settings.protocols, catalog, settings.source)
     lease = timedelta(seconds=settings.scheduler.lease_s)
     spool = FileSpool(spool_path(settings), settings.sms.spool_max) if "sms" in wired else None
-    alerting = Alerting(catalog, settings.alerts, renderer)
+    digests = Digests(db, renderer, clock)
+    alerting = Alerting(catalog, settings.alerts, renderer, digests=digests)
     services = Services.create(
         db,
         catalog,
@@ -203,6 +206,7 @@ def build(
     send_lease = timedelta(seconds=settings.scheduler.send_lease_s)
     pacers = shared_pacers(default_pacers(settings), db, settings.scheduler.send_lease_s)
     deliverer = Deliverer(db, wired, clock, lease=send_lease, pacers=pacers, alerting=alerting)
+    deliverer.before_claim = digests.fold_if_due
     planner = Planner(
         db,
         catalog,
@@ -214,7 +218,9 @@ def build(
         batch=settings.scheduler.batch,
         lease=lease,
     )
-    return App(settings, db, catalog, renderer, services, deliverer, wired, clock, planner)
+    app = App(settings, db, catalog, renderer, services, deliverer, wired, clock, planner)
+    app.digests, digests.kick = digests, app.kick
+    return app
 
 
 def _sms_channel(settings: Settings) -> Channel:

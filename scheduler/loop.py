@@ -64,6 +64,8 @@ async def tick(app: App) -> TickReport:
         await _stage("statistics", app.db.refresh_statistics(GROWN), None)
     reminded = await _stage("reminders", services.reminders.remind_due(batch), 0)
     await _stage("escalation", services.escalation.escalate_due(), 0)
+    if app.digests is not None:  # notices held for a digest here or by another process
+        await _stage("digests", app.digests.fold_due(), 0)
     if app.wake is None:
         delivery = await _stage("delivery", app.deliverer.drain(), Report())
     else:  # a courier delivers (see `courier`): the tick only wakes it, never waits for it

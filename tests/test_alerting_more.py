@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from bot.app.outbox.delivery import Deliverer
 from bot.app.services import Services
 from bot.domain.alerts import DEFAULT_RULES
 from bot.storage import alerts as stored
@@ -18,21 +19,24 @@ from tests.test_alerting import clinic, endorse_item_9, to, wired
 from tests.test_services import SimClock, rows, said
 
 
-async def miss_one(services: Services, clock: SimClock, patient_id: int) -> None:
-    """A check-in sent and never answered, past its expiry."""
+async def miss_one(
+    services: Services, deliverer: Deliverer, clock: SimClock, patient_id: int
+) -> None:
+    """A check-in delivered and never answered, past its expiry."""
     await services.asking.ask(patient_id, ["phq9"])
     await services.starting.start_due()
+    await deliverer.drain()  # the clock of a check-in runs from its delivery
     clock.now += timedelta(hours=25)
     await services.reminders.expire_due()
 
 
 async def test_two_missed_in_a_row_raise_one_routine_alert(db: Database) -> None:
     """One missed check-in alerts nobody; the second in a row alerts the clinician once."""
-    services, _, clock = wired(db)
+    services, deliverer, clock = wired(db)
     _, _, patient_id = await clinic(db)
-    await miss_one(services, clock, patient_id)
+    await miss_one(services, deliverer, clock, patient_id)
     assert await rows(db, Alert) == []
-    await miss_one(services, clock, patient_id)
+    await miss_one(services, deliverer, clock, patient_id)
     (alert,) = await rows(db, Alert)
     assert (alert.rule, alert.level, alert.detail["missed_in_a_row"]) == (
         "missed_checkins", "routine", 2,
@@ -43,26 +47,26 @@ async def test_two_missed_in_a_row_raise_one_routine_alert(db: Database) -> None
 
 async def test_an_answer_breaks_the_streak(db: Database) -> None:
     """Missed, then partly answered and expired, then missed: no two in a row, no alert."""
-    services, _, clock = wired(db)
+    services, deliverer, clock = wired(db)
     _, _, patient_id = await clinic(db)
-    await miss_one(services, clock, patient_id)
+    await miss_one(services, deliverer, clock, patient_id)
     await services.asking.ask(patient_id, ["phq9"])
     await services.starting.start_due()
     await services.inbox.handle_inbound(said("pat", "1", 1, clock.now))
     clock.now += timedelta(hours=25)
     await services.reminders.expire_due()
-    await miss_one(services, clock, patient_id)
+    await miss_one(services, deliverer, clock, patient_id)
     assert await rows(db, Alert, Alert.rule == "missed_checkins") == []
 
 
 async def test_missed_with_an_open_crisis_alert_is_urgent(db: Database) -> None:
     """After an unresolved crisis alert, two misses in a row are urgent (rule M1)."""
-    services, _, clock = wired(db)
+    services, deliverer, clock = wired(db)
     _, _, patient_id = await clinic(db)
     await endorse_item_9(services, patient_id)
     await services.inbox.handle_inbound(said("pat", "0", 9))  # the difficulty item: completed
-    await miss_one(services, clock, patient_id)
-    await miss_one(services, clock, patient_id)
+    await miss_one(services, deliverer, clock, patient_id)
+    await miss_one(services, deliverer, clock, patient_id)
     (missed,) = await rows(db, Alert, Alert.rule == "missed_checkins")
     assert missed.level == "urgent" and missed.detail["open_serious_alert"] is True
 

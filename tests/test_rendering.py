@@ -42,7 +42,12 @@ def clinician_intents() -> list[ev.Intent]:
                 ev.PatientLine(5, "E", "phq9", 12, None, 0))  # fmt: skip
     alerts = (ev.AlertLine("ABC234", "crisis", "suicidality", "P & Q <1>", "open", T0),
               ev.AlertLine("XYZ789", "routine", "missed_checkins", "B", "acknowledged", T0))  # fmt: skip
+    crisis = ev.AlertNotice(
+        "ABC234", "suicidality", "crisis", "P & Q <1>", {"item_number": 9, "value": 2}, 0, T0
+    )
+    reminder = ev.AlertNotice("XYZ789", "missed_checkins", "routine", "B", {}, 2, T0)
     return [
+        ev.AlertDigest((crisis, reminder)),
         ev.AlertNotice("ABC234", "suicidality", "crisis", "P-1", {"item_number": 9, "value": 2}, 0, T0),
         ev.AlertNotice("ABC234", "opted_out", "urgent", "P-1", {"how": "blocked", "in_checkin": True,
                        "reached_instrument": "qids_sr16", "reached_item_number": 12}, 0, T0),

@@ -212,6 +212,7 @@ async def test_a_never_answered_check_in_expires_as_missed(db: Database, wired: 
     """A check-in nobody answered expires without answers, not partial."""
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
+    await wired.deliverer.drain()  # the question went out: the patient was asked
     wired.clock.now = T0 + timedelta(days=2)
     await wired.services.reminders.expire_due()
     (stored,) = await rows(db, Checkin, Checkin.id == checkin.id)

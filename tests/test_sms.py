@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from bot.bootstrap import App, build
 from bot.config import Clinic, Server, Settings, Sms
+from bot.domain.alerts import DEFAULT_RULES
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.spool import FileSpool
@@ -32,6 +33,9 @@ from scheduler.loop import courier, spool_drainer, tick
 from tests.standins.server import serve
 from tests.standins.twilio import TwilioStandIn, signed_request, unsubscribed
 from tests.test_services import SimClock
+
+# alerts at once, each alone: the clock here stands still (digests: test_alert_digests.py)
+ALONE = replace(DEFAULT_RULES, digest_window=timedelta(0))
 
 PUBLIC = "https://checkin.example"
 PATIENT = "+15555550123"
@@ -70,6 +74,7 @@ async def rig(db: Database, tmp_path: Path) -> AsyncIterator[Rig]:
         settings = Settings(
             database_url=db.url.render_as_string(hide_password=False),
             clinic=Clinic(name="Lakeside"),
+            alerts=ALONE,
             server=Server(public_url=PUBLIC),
             sms=Sms(account_sid=twilio.account_sid, auth_token=twilio.auth_token,
                     from_number=CLINIC_NUMBER, api_base_url=url,

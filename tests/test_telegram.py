@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlmodel import col, select
 from bot.app.conversations.enrollment import issue_code
 from bot.bootstrap import App, build
 from bot.config import Clinic, Settings, Telegram
+from bot.domain.alerts import DEFAULT_RULES
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Answer, Checkin, InboundMessage, OutboundMessage, Patient
@@ -24,6 +25,9 @@ from scheduler.loop import tick
 from tests.standins.server import serve
 from tests.standins.telegram import TelegramStandIn
 from tests.test_services import SimClock
+
+# alerts at once, each alone: the clock here stands still (digests: test_alert_digests.py)
+ALONE = replace(DEFAULT_RULES, digest_window=timedelta(0))
 
 CHAT = 5501
 SECRET = "s3cret_token-for-tests"
@@ -72,6 +76,7 @@ async def rig(db: Database) -> AsyncIterator[Rig]:
         settings = Settings(
             database_url=db.url.render_as_string(hide_password=False),
             clinic=Clinic(name="Lakeside"),
+            alerts=ALONE,
             telegram=Telegram(
                 token=stand_in.token,
                 mode="webhook",

@@ -126,6 +126,13 @@ class AlertNotice:
 
 
 @dataclass(frozen=True)
+class AlertDigest:
+    """To a clinician: several alert notices in one message, most urgent first."""
+
+    notices: tuple[AlertNotice, ...]
+
+
+@dataclass(frozen=True)
 class AckConfirmed:
     code: str
 
@@ -204,6 +211,7 @@ Intent = (
     | Relinked
     | Stranger
     | AlertNotice
+    | AlertDigest
     | AckConfirmed
     | AckUnknown
     | ClinicianHelp

@@ -174,6 +174,11 @@ class Renderer:
         if isinstance(intent, ev.AlertNotice):
             label = self.html.get_template(f"{language}/telegram/ack_button.j2").render()
             return (Button(label.strip(), f"{ACK_BUTTON}{intent.code}"),)
+        if isinstance(intent, ev.AlertDigest):  # one per alert, each naming its code
+            label = self.html.get_template(f"{language}/telegram/ack_button.j2").render()
+            return tuple(
+                Button(f"{label.strip()} {n.code}", f"{ACK_BUTTON}{n.code}") for n in intent.notices
+            )
         if not isinstance(intent, ev.Ask):
             return ()
         item = self._item(intent.item)

@@ -97,12 +97,14 @@ async def claim_due(repo: Repository, now: datetime, limit: int, lease: timedelt
 
 
 async def reminders_due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
-    """Open check-ins whose next reminder is due, soonest first."""
+    """Open check-ins whose next reminder is due, soonest first: only those known to have
+    reached the patient (delivered, or answered: bot/domain/deadlines.py)."""
     statement = (
         select(Checkin.id)
         .where(
             col(Checkin.next_reminder_at) <= now,
             col(Checkin.status).in_(OPEN_STATUSES),
+            or_(col(Checkin.delivered_at).is_not(None), col(Checkin.status) != "sent"),
         )
         .order_by(col(Checkin.next_reminder_at), col(Checkin.id))
         .limit(limit)

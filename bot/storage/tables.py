@@ -169,6 +169,12 @@ class Checkin(SQLModel, table=True):
     sent_at: datetime | None = None
     completed_at: datetime | None = None
     expires_at: datetime
+    # The clock runs from delivery (bot/domain/deadlines.py): `delivered_at` is when the
+    # provider accepted its first message; reminders and expiry wait for it; the expiry
+    # is then `expire_after_s` after it, capped at `closes_at` (a session's start).
+    delivered_at: datetime | None = None
+    expire_after_s: int | None = None
+    closes_at: datetime | None = None
     reminders_sent: int = 0
     # Reminders: at most `max_reminders`, each `reminder_after_s` after the latest message
     # or answer; `next_reminder_at` is when the next one is due (None: no more).

@@ -17,12 +17,13 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import col, select
 
 from bot.app.alerts import desk, notices
 from bot.app.alerts.actions import acknowledge_alert, resolve_alert
+from bot.app.alerts.digests import Digests
 from bot.app.alerts.facts import missed_triggers, opt_out_triggers, score_triggers
 from bot.domain import conversation as core
 from bot.domain import events as ev
@@ -69,6 +70,7 @@ class Alerting:
     rules: AlertRules
     renderer: Renderer
     unrouted: int = 0  # notices nobody could be given, since start (each also audited)
+    digests: Digests | None = None  # notices held for a digest ([alerts] digest_window_s)
 
     # ---- raising ---------------------------------------------------------------------
 
@@ -307,7 +309,14 @@ class Alerting:
                 escalation=row.escalation_count,
                 at=now,
             )
-            await self.tell(repo, clinician, notice, source, now)
+            if self.digests is not None and self.rules.digest_window > timedelta(0):
+                assert row.id is not None
+                until = now + self.rules.digest_window
+                r = self.renderer
+                await notices.hold(r, repo, clinician, notice, row.id, source, now, until)
+                self.digests.held(until)
+            else:
+                await self.tell(repo, clinician, notice, source, now)
 
     async def _unrouted(
         self, repo: Repository, patient: Patient, row: Alert, clinician_id: int, now: datetime

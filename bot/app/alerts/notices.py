@@ -1,12 +1,16 @@
 """Messages to clinicians: an alert notice, or the answer to a clinician's command, queued
 in the outbox (rendered in English on the clinician's channel). A notice goes before
 routine traffic; an answer is a reply. Both alerting and the clinician desk tell this way.
+
+An alert notice may be held for a digest (:func:`hold`): queued under a ``held:`` key,
+due only a minute after its window closes, so that the digest pass
+(:mod:`bot.app.alerts.digests`) takes it first; if that pass never runs, it still goes.
 """
 
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.domain import events as ev
 from bot.rendering.renderer import Renderer
@@ -23,8 +27,10 @@ async def tell(
     source: str,
     now: datetime,
     photo: bytes | None = None,
+    held: dict[str, object] | None = None,
 ) -> None:
-    """Queue a message to a clinician (a `photo`, PNG, goes with it as base64)."""
+    """Queue a message to a clinician (a `photo`, PNG, goes with it as base64). `held`:
+    see :func:`hold`."""
     assert clinician.id is not None and clinician.address is not None
     rendered = renderer.render(intent, clinician.channel, "en")
     if rendered is None:
@@ -34,6 +40,10 @@ async def tell(
         payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
     if photo is not None:
         payload["photo"] = base64.b64encode(photo).decode("ascii")
+    key, due = f"{source}:c{clinician.id}", now
+    if held is not None:
+        payload["held"] = held
+        key, due = f"{HELD}{key}", datetime.fromisoformat(str(held["until"])) + HELD_FALLBACK
     await repo.enqueue([
         OutboundMessage(
             channel=clinician.channel,
@@ -42,9 +52,32 @@ async def tell(
             address=clinician.address,
             body=rendered.text,
             payload=payload,
-            idempotency_key=f"{source}:c{clinician.id}",
-            next_attempt_at=now,
+            idempotency_key=key,
+            next_attempt_at=due,
             # an alert goes before routine traffic; a command's answer is a reply
-            priority=outbox.URGENT if isinstance(intent, ev.AlertNotice) else outbox.REPLY,
+            priority=outbox.URGENT if isinstance(intent, ALERTS) else outbox.REPLY,
         )
     ])  # fmt: skip
+
+
+ALERTS = (ev.AlertNotice, ev.AlertDigest)
+HELD = "held:"  # the key prefix of a notice waiting for its digest
+HELD_FALLBACK = timedelta(minutes=1)  # sent alone this long after its window, if not taken
+
+
+async def hold(
+    renderer: Renderer,
+    repo: Repository,
+    clinician: Clinician,
+    notice: ev.AlertNotice,
+    alert_id: int,
+    source: str,
+    now: datetime,
+    until: datetime,
+) -> None:
+    """Queue an alert notice to wait for its digest until `until`. What the digest needs
+    to tell it again is kept beside it: the alert's id (its row holds the rest), the
+    escalation, the time and the key it would have had alone; never a name."""
+    held = {"until": until.isoformat(), "alert": alert_id, "escalation": notice.escalation,
+            "at": notice.at.isoformat(), "source": source}  # fmt: skip
+    await tell(renderer, repo, clinician, notice, source, now, held=held)

@@ -59,6 +59,7 @@ class Asking:
                 status="pending",
                 due_at=due,
                 expires_at=due + self.expire_after,
+                expire_after_s=int(self.expire_after.total_seconds()),
                 state=core.to_json(core.Conversation(tuple(instruments))),
                 ignore_quiet_hours=ignore_quiet_hours,
             )

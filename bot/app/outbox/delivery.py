@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +47,7 @@ class Deliverer:
     concurrency: int = 16
     pacers: Mapping[str, Pacing] = field(default_factory=dict)
     alerting: Alerting | None = None  # a patient found unreachable raises opted_out
+    before_claim: Callable[[], Awaitable[object]] | None = None  # alert digests' fold
 
     def __post_init__(self) -> None:
         self._sender = Sender(self.db, self.clock, self.policy, self.lease, self.alerting)
@@ -98,6 +99,11 @@ class Deliverer:
         """Claim up to `limit` due messages and start sending each."""
         if limit <= 0:
             return
+        if self.before_claim is not None:
+            try:
+                await self.before_claim()  # a digest whose window closed is claimed now
+            except Exception as exc:  # held notices still go alone after their fallback
+                log.error("folding alert digests failed (%s)", type(exc).__name__)
         if wake is not None:
             wake.clear()  # what it announced is due now: this claim sees it
         async with self.db.transaction() as session:

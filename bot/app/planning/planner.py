@@ -177,7 +177,9 @@ class Planner:
         for p in plans:
             # a moved session's pre-session check-in: planned again, or already answered
             outlooks = reconcile(p.found, stored.get(p.patient.id, []))
-            closing += [{"id": i, "expires_at": at} for i, at in to_close(outlooks)]
+            closing += [
+                {"id": i, "expires_at": at, "closes_at": at} for i, at in to_close(outlooks)
+            ]
             fresh = [
                 o.occurrence for o in outlooks
                 if o.status == "new" and (p.patient.id, o.occurrence.key) not in known

@@ -105,6 +105,8 @@ def _checkin_row(patient_id: int, group: Bundle, instruments: tuple[str, ...]) -
         "status": "pending",
         "due_at": group.due_at,
         "expires_at": group.expires_at,
+        "expire_after_s": int(group.expire_after.total_seconds()),
+        "closes_at": group.closes_at,
         "reminder_after_s": int(reminder.total_seconds()) if reminder else None,
         "max_reminders": group.max_reminders if reminder else 0,
         "origin": "plan",

@@ -98,15 +98,24 @@ def rules_from_mapping(
 ) -> AlertRules:
     """Validate the ``[alerts]`` table and apply it over `base`, or raise ConfigError."""
     p = _Parser(source)
-    p.known(data, SECTION, {"cooldown_h", "levels", "rules"})
+    p.known(data, SECTION, {"cooldown_h", "digest_window_s", "levels", "rules"})
     rules = replace(
         base,
         cooldown=p.hours(data, "cooldown_h", SECTION, None) or base.cooldown,
+        digest_window=_digest_window(p, data, base.digest_window),
         levels=_levels(p, p.table(data, "levels", SECTION), base.levels),
     )
     for key, raw in p.table(data, "rules", SECTION).items():
         rules = _with_rule(p, rules, key, raw)
     return rules
+
+
+def _digest_window(p: _Parser, data: Mapping[str, Any], default: timedelta) -> timedelta:
+    """``digest_window_s``: 0 (every alert alone) up to 10 s (a crisis alert waits this)."""
+    value = data.get("digest_window_s", default.total_seconds())
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
+        raise p.fail(f"{SECTION}.digest_window_s", "must be a number of seconds from 0 to 10")
+    return timedelta(seconds=value)
 
 
 def _with_rule(p: _Parser, rules: AlertRules, key: str, raw: Any) -> AlertRules:

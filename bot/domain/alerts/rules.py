@@ -172,6 +172,9 @@ class AlertRules:
     # a due check-in's instrument has no wording in the patient's language (once per
     # patient and instrument): [I] ours, P2, so a screening that is not happening is known
     wording_missing: Rule = Rule("wording_missing", level="routine")
+    # alert messages to one clinician within this window leave as one digest, crisis first
+    # (bot/domain/alerts/digest.py); 0: each alone. Short: a crisis alert waits this long
+    digest_window: timedelta = timedelta(seconds=1)
 
     @property
     def rules(self) -> tuple[Rule, ...]:

@@ -103,6 +103,18 @@ class Bundle:
     members: tuple[Occurrence, ...]
     ignore_quiet_hours: bool = False  # a member is due in quiet hours by its rule's choice
 
+    @property
+    def closes_at(self) -> datetime | None:
+        """The earliest session start of a pre-session member: the bundle closes then."""
+        closes = [o.closes_at for o in self.members if o.closes_at is not None]
+        return min(closes) if closes else None
+
+    @property
+    def expire_after(self) -> timedelta:
+        """How long the bundle stays open, counted from its first message's delivery
+        (bot/domain/deadlines.py): the latest member's window, as if asked on time."""
+        return max(o.due_at + o.expires_after for o in self.members) - self.due_at
+
 
 @dataclass(frozen=True)
 class _Patient:

@@ -1,0 +1,126 @@
+"""Alert digests: the alert notices raised for one clinician within `window` leave as one
+message, the most urgent first, each with its ACK code (bot/domain/alerts/digest.py).
+
+How: alerting holds each notice (:func:`bot.app.alerts.notices.hold`) until its window
+closes, ``window`` after it was raised. :meth:`Digests.fold_due` finds the clinicians
+whose first held notice is due and replaces all their held notices with one message: the
+notice as it would have been sent alone when there is one, else a digest. So no notice
+waits longer than the window, a crisis alert included, and each alert keeps its own row,
+code, acknowledgement and escalation: only the message is shared.
+
+Who folds: the deliverer, before each claim, once this process has held a notice whose
+window has closed (a timer wakes the courier then); and every tick, whatever was held
+where. Held rows are also due on their own a minute after their window (the fallback if
+no fold ever runs). Taking held rows and writing their message is one transaction, rows
+locked on PostgreSQL (``SKIP LOCKED``): a notice is told once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.app.alerts import notices
+from bot.app.ports import Clock
+from bot.domain import events as ev
+from bot.domain.alerts.digest import digest_order
+from bot.rendering.renderer import Renderer
+from bot.storage import digests as held
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
+
+# at most this many alerts in one message: 20 notices of ~200 characters stay well inside
+# Telegram's 4,096 characters (and 20 buttons), and an SMS digest stays readable
+PER_DIGEST = 20
+
+
+@dataclass
+class Digests:
+    db: Database
+    renderer: Renderer
+    clock: Clock
+    kick: Callable[[], None] = lambda: None  # wake this process's courier, if it has one
+    due_at: datetime | None = None  # the earliest window this process knows to close
+
+    def held(self, until: datetime) -> None:
+        """A notice was held until `until`: fold then (wake the courier at that time)."""
+        if self.due_at is None or until < self.due_at:
+            self.due_at = until
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(max(0.0, (until - self.clock()).total_seconds()), self.kick)
+
+    async def fold_if_due(self) -> int:
+        """:meth:`fold_due` if a window this process knows of has closed (the deliverer
+        calls this before each claim: most calls cost nothing)."""
+        if self.due_at is None or self.due_at > self.clock():
+            return 0
+        return await self.fold_due()
+
+    async def fold_due(self) -> int:
+        """Replace the held notices of every clinician whose first window has closed with
+        one message each; how many messages were queued."""
+        now = self.clock()
+        queued = 0
+        later: datetime | None = None
+        async with self.db.transaction() as session:
+            repo = Repository(session)
+            rows = await held.held_notices(session, repo.dialect == "postgresql")
+            by_clinician: dict[int, list[OutboundMessage]] = {}
+            for row in rows:
+                by_clinician.setdefault(row.recipient_id, []).append(row)
+            for clinician_id, group in by_clinician.items():
+                first = min(_until(row) for row in group)
+                if first > now:
+                    later = first if later is None else min(later, first)
+                    continue
+                queued += await self._fold(repo, clinician_id, group, now)
+        self.due_at = later
+        return queued
+
+    async def _fold(
+        self, repo: Repository, clinician_id: int, group: Sequence[OutboundMessage], now: datetime
+    ) -> int:
+        ids = [row.id for row in group if row.id is not None]
+        await held.drop(repo.session, ids)
+        clinician = await repo.session.get(Clinician, clinician_id)
+        told = [n for n in [await _notice(repo, row) for row in group] if n is not None]
+        if clinician is None or clinician.address is None or not told:
+            return 0  # a clinician removed meanwhile: the alerts escalate as usual
+        if len(told) == 1:
+            source = str(group[0].payload["held"]["source"])
+            await notices.tell(self.renderer, repo, clinician, told[0], source, now)
+            return 1
+        ordered = digest_order(told)
+        for n, first in enumerate(range(0, len(ordered), PER_DIGEST)):
+            digest = ev.AlertDigest(ordered[first : first + PER_DIGEST])
+            source = f"digest{min(ids)}:{n}"
+            await notices.tell(self.renderer, repo, clinician, digest, source, now)
+        return n + 1
+
+
+async def _notice(repo: Repository, row: OutboundMessage) -> ev.AlertNotice | None:
+    """The notice a held row stands for, told as its alert is now (None: alert gone)."""
+    kept = row.payload["held"]
+    alert = await repo.session.get(Alert, int(kept["alert"]))
+    if alert is None:
+        return None
+    patient = await repo.session.get(Patient, alert.patient_id)
+    return ev.AlertNotice(
+        code=alert.code,
+        rule=alert.rule,
+        level=alert.level,
+        patient=patient.display_name if patient is not None else "",
+        detail=dict(alert.detail),
+        escalation=int(kept["escalation"]),
+        at=datetime.fromisoformat(str(kept["at"])),
+    )
+
+
+def _until(row: OutboundMessage) -> datetime:
+    return datetime.fromisoformat(str(row.payload["held"]["until"]))

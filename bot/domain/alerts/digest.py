@@ -1,0 +1,16 @@
+"""Alert digests: the notices one clinician is sent within a short window leave as one
+message. Which go together is the shell's (bot/app/alerts/digests.py); the order is here:
+the most urgent first (crisis, urgent, routine, info), then the oldest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.domain.events import AlertNotice
+
+_RANK = {"crisis": 0, "urgent": 1, "routine": 2, "info": 3}
+
+
+def digest_order(notices: Sequence[AlertNotice]) -> tuple[AlertNotice, ...]:
+    """`notices` in the order a digest lists them."""
+    return tuple(sorted(notices, key=lambda n: (_RANK.get(n.level, len(_RANK)), n.at, n.code)))

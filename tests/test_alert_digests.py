@@ -1,0 +1,136 @@
+"""Alert digests over Telegram, end to end through the real python-telegram-bot and the
+Bot API stand-in: alerts raised for one clinician within the window leave as one message,
+crisis first, each with its code and button; acknowledging one acknowledges it alone;
+escalation still goes per alert; a lone crisis alert leaves when its window closes, woken
+by its own timer with no tick. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from datetime import timedelta
+
+from bot.app.alerts.alerting import Alerting
+from bot.app.outbox.delivery import deliver_when_woken
+from bot.domain import events as ev
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Alert, Clinician, Patient
+from scheduler.loop import tick
+from tests.test_telegram import Rig, rig, table  # noqa: F401  (rig: a fixture)
+
+DOCTOR = 9002
+SECOND = timedelta(seconds=1)
+
+
+def alerting_of(rig: Rig, window: timedelta) -> Alerting:  # noqa: F811
+    """The app's alerting with a digest window (the rig's clock stands still otherwise)."""
+    rig.app.deliverer.pacers = {}  # pacing has its own tests
+    alerting = rig.app.services.alerting
+    assert alerting is not None
+    alerting.rules = replace(alerting.rules, digest_window=window)
+    return alerting
+
+
+async def patients_of_one_doctor(rig: Rig, count: int) -> list[Patient]:  # noqa: F811
+    async with rig.app.db.transaction() as session:
+        repo = Repository(session)
+        doctor = Clinician(display_name="Dr. D", channel="telegram", address=str(DOCTOR))
+        await repo.add(doctor)
+        patients = [
+            Patient(display_name=f"P-{n}", timezone="UTC", channel="telegram",
+                    address=str(7000 + n), status="active", clinician_id=doctor.id)
+            for n in range(1, count + 1)
+        ]  # fmt: skip
+        for patient in patients:
+            await repo.add(patient)
+    return patients
+
+
+async def raise_alert(rig: Rig, alerting: Alerting, patient: Patient, crisis: bool) -> None:  # noqa: F811
+    """A crisis alert (item 9 endorsed in words) or an urgent one (a message set aside), raised now."""
+    async with rig.app.db.transaction() as session:
+        repo = Repository(session)
+        now = rig.clock()
+        if crisis:
+            await alerting.on_events(
+                repo, patient, [ev.SafetyEndorsed("phq9.q9", "phq9", now)], now
+            )
+        else:
+            await alerting.message_set_aside(repo, patient, now)
+
+
+async def test_alerts_in_the_window_leave_as_one_message_crisis_first_acked_one_by_one(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """Urgent, crisis, urgent within 2 s: nothing before the window closes, then one message
+    listing all three codes with the crisis first and a button each; the button of one
+    acknowledges that alert only, and the other two escalate on their own."""
+    alerting = alerting_of(rig, 2 * SECOND)
+    first, second, third = await patients_of_one_doctor(rig, 3)
+    await raise_alert(rig, alerting, first, crisis=False)
+    rig.clock.now += SECOND / 2
+    await raise_alert(rig, alerting, second, crisis=True)
+    rig.clock.now += SECOND / 2
+    await raise_alert(rig, alerting, third, crisis=False)
+    await tick(rig.app)
+    assert rig.stand_in.messages(DOCTOR) == []  # the window is still open
+    rig.clock.now += SECOND  # 2 s after the first alert
+    await tick(rig.app)
+    (digest,) = rig.stand_in.messages(DOCTOR)
+    codes = {a.patient_id: a.code for a in await table(db, Alert)}
+    lines = digest["text"].split("\n")
+    assert lines[0] == "3 alerts, most urgent first:"
+    assert lines[1].startswith("1. CRISIS: P-2")
+    assert [line for line in lines if line.startswith("Reply ACK")] == [
+        f"Reply ACK {codes[second.id or 0]}", f"Reply ACK {codes[first.id or 0]}",
+        f"Reply ACK {codes[third.id or 0]}",
+    ]  # fmt: skip
+    buttons = [b for row in digest["reply_markup"]["inline_keyboard"] for b in row]
+    assert [b["callback_data"] for b in buttons] == [
+        f"ack:{codes[p.id or 0]}" for p in (second, first, third)
+    ]
+    tap = rig.stand_in.callback_update(DOCTOR, digest["message_id"], buttons[1]["callback_data"])
+    assert (await rig.post(tap)).status_code == 200
+    await tick(rig.app)
+    status = {a.patient_id: a.status for a in await table(db, Alert)}
+    assert status == {first.id: "acknowledged", second.id: "open", third.id: "open"}
+    sent = len(rig.stand_in.messages(DOCTOR))
+    rig.clock.now += timedelta(days=1)  # past every acknowledgement deadline
+    await tick(rig.app)
+    rig.clock.now += 2 * SECOND
+    await tick(rig.app)
+    reminders = "\n".join(m["text"] for m in rig.stand_in.messages(DOCTOR)[sent:])
+    assert codes[second.id or 0] in reminders and codes[third.id or 0] in reminders
+    assert codes[first.id or 0] not in reminders
+
+
+async def test_a_lone_crisis_alert_leaves_when_its_window_closes_without_a_tick(
+    rig: Rig,  # noqa: F811
+) -> None:
+    """As in `checkin run`: the held notice's own timer wakes the courier when its window
+    closes, and the crisis alert goes alone, as an ordinary notice."""
+    alerting = alerting_of(rig, SECOND / 4)
+    (patient,) = await patients_of_one_doctor(rig, 1)
+    stop = asyncio.Event()
+    rig.app.wake = asyncio.Event()
+    courier = asyncio.create_task(deliver_when_woken(rig.app.deliverer, rig.app.wake, stop))
+    try:
+        await raise_alert(rig, alerting, patient, crisis=True)
+        rig.app.kick()  # as the webhook does once its transaction commits
+        await asyncio.sleep(0.1)
+        assert rig.stand_in.messages(DOCTOR) == []  # held for its window
+        rig.clock.now += SECOND / 4  # the rig's clock moves only when told
+        for _ in range(60):
+            if rig.stand_in.messages(DOCTOR):
+                break
+            await asyncio.sleep(0.05)
+        (notice,) = rig.stand_in.messages(DOCTOR)
+        assert notice["text"].startswith("CRISIS: P-1")
+    finally:
+        stop.set()
+        courier.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await courier
