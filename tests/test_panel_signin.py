@@ -14,8 +14,11 @@ from sqlmodel import select
 
 from bot.app.panel import accounts
 from bot.config import Panel
+from bot.storage.crypto import KeyRing, new_key, use_keys
 from bot.storage.database import Database
+from bot.storage.rotation import rotate
 from bot.storage.tables import AuditEvent, PanelAccount, PanelSession
+from tests.conftest import TEST_RING
 from tests.panel_rig import Rig, hidden, panel_rig
 
 NOT_RECOGNISED = "E-mail, password or code not recognised."
@@ -233,3 +236,16 @@ async def test_totp_is_required_unless_the_clinic_switches_it_off(db: Database) 
                 session.add(account)
             async with rig.browser() as web:
                 assert (await rig.sign_in(web, ana, code="")).status_code == status
+
+
+async def test_an_account_signs_in_after_the_key_is_rotated_and_the_old_one_retired(
+    rig: Rig,
+) -> None:
+    """The e-mail, its lookup hash and the TOTP secret move to the new key with the rest."""
+    newer = KeyRing((*TEST_RING.keys, new_key()))
+    use_keys(newer)
+    report = await rotate(rig.db, newer)
+    assert report.rotated.get("panel_account") == 1
+    use_keys(KeyRing(newer.keys[-1:]))
+    async with rig.browser() as web:
+        await rig.signed_in(web, rig.accounts["ana"])

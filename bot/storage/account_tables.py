@@ -32,7 +32,9 @@ class PanelAccount(SQLModel, table=True):
     email_hash: str = Field(unique=True)
     role: str = "clinician"
     password_hash: str | None = None
-    totp_secret: str | None = Field(default=None, sa_type=EncryptedText("panel_account.totp"))
+    totp_secret: str | None = Field(
+        default=None, sa_type=EncryptedText("panel_account.totp_secret")
+    )
     totp_last_step: int | None = None
     timezone: str | None = None  # the viewer's zone; None: [panel] timezone
     locked_until: datetime | None = None

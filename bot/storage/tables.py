@@ -342,6 +342,7 @@ LOOKUP_HASHES: dict[type[SQLModel], tuple[str, str]] = {
     Patient: ("address", "address_hash"),
     Clinician: ("address", "address_hash"),
     InboundMessage: ("sender", "sender_hash"),
+    PanelAccount: ("email", "email_hash"),
 }
 
 

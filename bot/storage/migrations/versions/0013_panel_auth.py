@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("email_hash", _TEXT(), nullable=False),
         sa.Column("role", _TEXT(), nullable=False),
         sa.Column("password_hash", _TEXT(), nullable=True),
-        sa.Column("totp_secret", EncryptedText("panel_account.totp"), nullable=True),
+        sa.Column("totp_secret", EncryptedText("panel_account.totp_secret"), nullable=True),
         sa.Column("totp_last_step", sa.Integer(), nullable=True),
         sa.Column("timezone", _TEXT(), nullable=True),
         sa.Column("locked_until", _WHEN, nullable=True),
