@@ -17,7 +17,7 @@ from bot.config import Panel
 from bot.storage.crypto import KeyRing, new_key, use_keys
 from bot.storage.database import Database
 from bot.storage.rotation import rotate
-from bot.storage.tables import AuditEvent, PanelAccount, PanelSession
+from bot.storage.tables import AuditEvent, PanelAccount, PanelLoginFailure, PanelSession
 from tests.conftest import TEST_RING
 from tests.panel_rig import Rig, hidden, panel_rig
 
@@ -131,16 +131,21 @@ async def test_five_failures_lock_the_account_even_against_the_right_password(ri
 
 
 async def test_four_failures_do_not_lock(rig: Rig) -> None:
-    """Below the threshold the right credentials still work."""
+    """Below the threshold the right credentials still work; failures a day old are dropped."""
     ana = rig.accounts["ana"]
     async with rig.browser() as web:
         for _ in range(4):
             await rig.sign_in(web, ana, password="not the passphrase")
             rig.clock.now += timedelta(minutes=1)
         assert (await rig.sign_in(web, ana)).status_code == 303
+        async with rig.db.transaction() as session:
+            account = (await session.exec(select(PanelAccount))).one()
+            assert len((await session.exec(select(PanelLoginFailure))).all()) == 4
+        assert account.locked_until is None
+        rig.clock.now += timedelta(days=2)  # a sign-in a day later drops the old failures
+        assert (await rig.sign_in(web, ana)).status_code == 303
     async with rig.db.transaction() as session:
-        account = (await session.exec(select(PanelAccount))).one()
-    assert account.locked_until is None
+        assert (await session.exec(select(PanelLoginFailure))).all() == []
 
 
 async def test_an_address_that_keeps_failing_must_wait(rig: Rig) -> None:

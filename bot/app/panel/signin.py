@@ -14,6 +14,7 @@ Invariants:
   in the browser's cookie. It ends at sign-out, on revocation, after ``idle_timeout_min``
   without a request, and ``absolute_timeout_h`` after sign-in, whichever comes first.
   ``last_seen_at`` is written at most every 30 s, so reading a page is rarely a write.
+* Failed attempts older than a day count for nothing; each successful sign-in deletes them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -45,6 +46,7 @@ WINDOW = timedelta(minutes=15)  # failures counted over, and the lock's length
 BACKOFF_AFTER = 3
 BACKOFF_MAX_S = 60.0
 SEEN_EVERY = timedelta(seconds=30)
+KEEP_FAILURES = timedelta(days=1)  # older failures count for nothing; a sign-in drops them
 
 
 class NotRecognised(Refused):
@@ -172,6 +174,8 @@ class SignIn:
     async def _open(self, session: AsyncSession, account: PanelAccount, now: datetime) -> str:
         token = secrets.token_urlsafe(32)
         account.failures_since, account.locked_until = now, None
+        stale = col(PanelLoginFailure.at) < now - KEEP_FAILURES
+        await session.exec(delete(PanelLoginFailure).where(stale))
         repo = Repository(session)
         await repo.add(account)
         await repo.add(PanelSession(account_id=account.id or 0, token_hash=token_hash(token),
