@@ -54,11 +54,7 @@ def clinician_add(
         return await clinicians.add(app.db, app.clock, name, channel, address=address, phone=number)
 
     clinician = with_app(ctx, work)
-    data: dict[str, Any] = {
-        "id": clinician.id,
-        "name": clinician.name,
-        "channel": clinician.channel,
-    }
+    data = {"id": clinician.id, "name": clinician.name, "channel": clinician.channel}
     if email is not None:
         panel_accounts.add_account(ctx, clinician.id, email, role)
         data |= {"email": email.strip().lower(), "role": role}
