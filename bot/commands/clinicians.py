@@ -11,6 +11,7 @@ from bot.app.operator import clinicians
 from bot.app.operator.refusals import Deactivated, StillResponsible
 from bot.app.operator.views import CHANNELS, ClinicianView
 from bot.bootstrap import App
+from bot.commands import panel_accounts
 from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case, with_app
 from bot.commands.patients import Channel, phone_number
 from bot.commands.views import echo_invitation, invitation_json
@@ -22,6 +23,7 @@ ClinicianId = Annotated[int, typer.Argument(help="Clinician id.")]
 
 def register(app: typer.Typer) -> None:
     app.add_typer(clinician_app, name="clinician")
+    panel_accounts.register(clinician_app)
 
 
 @clinician_app.command("add")
@@ -33,20 +35,29 @@ def clinician_add(
         str | None, typer.Option(help="Console channel only: where alerts are shown.")
     ] = None,
     phone: Annotated[str | None, typer.Option(help="SMS: the clinician's mobile number.")] = None,
+    email: Annotated[str | None, typer.Option(help="Web panel sign-in e-mail.")] = None,
+    role: Annotated[str, typer.Option(help="Web panel role: clinician or admin.")] = "clinician",
     as_json: JsonFlag = False,
 ) -> None:
-    """Add a clinician who receives alerts (staff: SMS clinicians need no invitation)."""
+    """Add a clinician who receives alerts (staff: SMS clinicians need no invitation).
+    With --email they may sign in to the web panel once `clinician password` (and
+    `clinician totp`) have run."""
     if not name.strip():
         fail("--name must not be empty")
     if channel not in CHANNELS:
         fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
     number = phone_number(ctx, channel, phone)
+    if email is not None:
+        panel_accounts.check_new_account(ctx, email, role)
 
     async def work(app: App) -> ClinicianView:
         return await clinicians.add(app.db, app.clock, name, channel, address=address, phone=number)
 
     clinician = with_app(ctx, work)
     data = {"id": clinician.id, "name": clinician.name, "channel": clinician.channel}
+    if email is not None:
+        panel_accounts.add_account(ctx, clinician.id, email, role)
+        data |= {"email": email.strip().lower(), "role": role}
     if as_json:
         emit_json(data)
     else:

@@ -65,6 +65,20 @@ def demo(
     asyncio.run(runner(settings))
     typer.echo(f"\nEverything above is stored in {directory / 'demo.db'} (SQLite). Look inside:")
     typer.echo(f"  CHECKIN_DATABASE_URL=sqlite:///{directory / 'demo.db'} checkin patient show 1")
+    sign_in = asyncio.run(_panel_sign_in(settings))
+    typer.echo("\nOr see it in the web panel: start the service on this clinic,")
+    typer.echo(f"  CHECKIN_DATABASE_URL=sqlite:///{directory / 'demo.db'} checkin run")
+    typer.echo("open http://127.0.0.1:8080/login and sign in (one-time, this demo clinic only):")
+    typer.echo(f"  e-mail {sign_in.email}   password {sign_in.password}")
+    typer.echo(f"  code: add this to an authenticator app first: {sign_in.uri}")
+
+
+async def _panel_sign_in(settings: Settings) -> demo_clinic.DemoSignIn:
+    app = build(settings, console=io.StringIO())
+    try:
+        return await demo_clinic.admin_sign_in(app.db, app.clock, settings.clinic.name)
+    finally:
+        await app.close()
 
 
 async def _interactive(settings: Settings) -> None:

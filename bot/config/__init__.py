@@ -30,6 +30,7 @@ from bot.config.sections import SECTIONS, settings_from_mapping
 from bot.config.settings import (
     DEFAULT_DATABASE_URL,
     Clinic,
+    Panel,
     Retention,
     Scheduler,
     Security,
@@ -51,6 +52,7 @@ __all__ = [
     "ENV_TELEGRAM_TOKEN",
     "SECTIONS",
     "Clinic",
+    "Panel",
     "Retention",
     "Scheduler",
     "Security",

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config.crisis_config import clinic_crisis
 from bot.config.settings import (
     DEFAULT_DATABASE_URL,
     Clinic,
+    Panel,
     Retention,
     Scheduler,
     Security,
@@ -33,6 +35,7 @@ SECTIONS = {
     "protocols",
     "retention",
     "security",
+    "panel",
 }  # fmt: skip
 
 _SMS_FIELDS = (
@@ -122,6 +125,28 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
             batch=int(_positive(scheduler, "scheduler", "batch", Scheduler.batch, source)),
         ),
         protocols=_protocols(data, source),
+        panel=_panel(_table(data, "panel", source), source),
+    )
+
+
+def _panel(raw: Mapping[str, Any], source: str) -> Panel:
+    _known(raw, "panel", set(Panel.__dataclass_fields__), source)
+    zone = _value(raw, "panel", "timezone", str, Panel.timezone, source)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            source, "panel.timezone", "must be a time zone like Europe/Madrid"
+        ) from exc
+    return Panel(
+        require_totp=_value(raw, "panel", "require_totp", bool, True, source),
+        idle_timeout_min=_positive(
+            raw, "panel", "idle_timeout_min", Panel.idle_timeout_min, source
+        ),
+        absolute_timeout_h=_positive(
+            raw, "panel", "absolute_timeout_h", Panel.absolute_timeout_h, source
+        ),
+        timezone=zone,
     )
 
 

@@ -151,6 +151,16 @@ class Security:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """The clinicians' web panel (docs/PANEL.md): sign-in sessions and the viewer's zone."""
+
+    require_totp: bool = True  # a TOTP code besides the password (false: password only)
+    idle_timeout_min: float = 15.0  # a session unused this long is over
+    absolute_timeout_h: float = 12.0  # and every session is over this long after sign-in
+    timezone: str = "UTC"  # times shown to an account that has no zone of its own
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str = "(defaults)"
     instruments_dirs: tuple[Path, ...] = ()
@@ -163,6 +173,7 @@ class Settings:
     alerts: AlertRules = DEFAULT_RULES
     retention: Retention = Retention()
     security: Security = Security()
+    panel: Panel = Panel()
     # Absent [protocols]: the example protocols (weekly-phq9, ketamine-iv-6).
     protocols: Mapping[str, Protocol] = field(default_factory=lambda: default_protocols())
 

@@ -9,8 +9,8 @@ chat id is found by its lookup hash column, kept in step with it on every write
 values (channels, statuses) are plain text columns guarded by CHECK constraints, so adding
 a value is a small migration on both SQLite and PostgreSQL. Constraint names follow
 ``NAMING_CONVENTION`` (``bot.storage.naming``) so later migrations (SQLite batch mode
-included) can refer to them. Answers and scores are in ``bot.storage.answer_tables``
-(re-exported here).
+included) can refer to them. Answers and scores are in ``bot.storage.answer_tables``,
+the web panel's accounts and sessions in ``bot.storage.account_tables`` (re-exported here).
 """
 
 from datetime import UTC, datetime
@@ -31,6 +31,9 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlmodel import Field, SQLModel
 
+from bot.storage.account_tables import PanelAccount as PanelAccount
+from bot.storage.account_tables import PanelLoginFailure as PanelLoginFailure
+from bot.storage.account_tables import PanelSession as PanelSession
 from bot.storage.answer_tables import Answer as Answer
 from bot.storage.answer_tables import Score as Score
 from bot.storage.crypto import EncryptedJSON, EncryptedText, lookup_hash
@@ -347,6 +350,7 @@ LOOKUP_HASHES: dict[type[SQLModel], tuple[str, str]] = {
     Patient: ("address", "address_hash"),
     Clinician: ("address", "address_hash"),
     InboundMessage: ("sender", "sender_hash"),
+    PanelAccount: ("email", "email_hash"),
 }
 
 

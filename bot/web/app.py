@@ -1,4 +1,5 @@
-"""The Starlette application: /healthz, /metrics, and the provider webhooks of the channels.
+"""The Starlette application: /healthz, /metrics, the provider webhooks of the channels,
+and the clinicians' web panel (``bot.web.panel``).
 
 Routes authenticate, record, hand over and return; they make no clinical decision.
 """
@@ -19,6 +20,7 @@ from bot.app import metrics
 from bot.app.health import database_ok, spool_health
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel, first_update_id
+from bot.web.panel.routes import Panel
 from bot.web.telegram import Unusable, handle_update, skip
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def create_app(app: App) -> Starlette:
 
         routes.append(Route("/sms", inbound_handler(app), methods=["POST"]))
         routes.append(Route("/sms/status", status_handler(app), methods=["POST"]))
+    routes += Panel(app).routes()  # the clinicians' web panel (docs/PANEL.md)
     return Starlette(routes=routes)
 
 

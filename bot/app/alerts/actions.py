@@ -31,9 +31,12 @@ async def acknowledge_alert(repo: Repository, row: Alert, by: int | None, now: d
     return True
 
 
-async def resolve_alert(repo: Repository, row: Alert, by: alerts.Actor, now: datetime) -> bool:
+async def resolve_alert(
+    repo: Repository, row: Alert, by: alerts.Actor, now: datetime, reason: str | None = None
+) -> bool:
     """Close the alert; crisis (and clinician-only) alerts only for a clinician: anyone
-    else is refused, and the refusal audited. True when it is resolved now."""
+    else is refused, and the refusal audited. True when it is resolved now. `reason`: a
+    key of the panel's fixed list, kept in the audit event."""
     change = alerts.resolve(state_of(row), by, now)
     if change.event is None:
         return row.status == "resolved"
@@ -43,6 +46,6 @@ async def resolve_alert(repo: Repository, row: Alert, by: alerts.Actor, now: dat
         await repo.add(row)
     await repo.audit(
         now, str(by), type(change.event).__name__, f"patient:{row.patient_id}",
-        code=row.code, alert_id=row.id,
+        code=row.code, alert_id=row.id, **({"reason": reason} if reason else {}),
     )  # fmt: skip
     return not refused

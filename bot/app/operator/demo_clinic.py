@@ -1,12 +1,18 @@
 """The records of ``checkin demo``: a demo clinician and a console patient, treatment
-sessions on the demo's accelerated clock, and what the clinic sees afterwards. The
-conversation itself goes through the same services as any patient's."""
+sessions on the demo's accelerated clock, what the clinic sees afterwards, and a one-time
+admin sign-in to the web panel. The conversation itself goes through the same services
+as any patient's."""
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
+from bot.app.operator import clinicians
 from bot.app.operator.views import AlertBrief, ScoreView
+from bot.app.panel import accounts
+from bot.app.ports import Clock
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, Patient, TreatmentSession
@@ -62,3 +68,21 @@ async def clinic_view(db: Database, patient_id: int) -> tuple[list[ScoreView], l
         found = await repo.scores_for_patient(patient_id)
         raised = await repo.alerts_for_patient(patient_id)
     return [ScoreView.of(s) for s in found], [AlertBrief.of(a) for a in raised]
+
+
+@dataclass(frozen=True)
+class DemoSignIn:
+    email: str
+    password: str
+    uri: str  # the TOTP secret, as an authenticator app reads it
+
+
+async def admin_sign_in(db: Database, clock: Clock, clinic: str) -> DemoSignIn:
+    """An admin of the demo clinic with a random password and TOTP secret, made for this
+    demo alone (its database lives in a temporary directory)."""
+    admin = await clinicians.add(db, clock, "Demo Admin", "console", address="demo-admin")
+    email, password = "admin@demo.invalid", secrets.token_urlsafe(12)
+    await accounts.add_account(db, clock, admin.id, email, "admin")
+    await accounts.set_password(db, clock, admin.id, password)
+    issued = await accounts.issue_totp(db, clock, admin.id, clinic)
+    return DemoSignIn(email, password, issued.uri)
