@@ -15,10 +15,10 @@ from bot.commands.common import JsonFlag, emit_json, fail, run_use_case, state
 from bot.commands.views import (
     checkin_json,
     echo_invitation,
-    score_json,
-    score_line,
     invitation_json,
     patient_json,
+    score_json,
+    score_line,
     warn_no_wording,
 )
 from bot.rendering.renderer import LANGUAGES

@@ -16,7 +16,6 @@ the treatment series, ``session_number`` and ``hours_since_session``
 """
 
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import JSON, Index, UniqueConstraint, text

@@ -33,8 +33,8 @@ from sqlmodel import Field, SQLModel
 
 from bot.storage.answer_tables import Answer as Answer
 from bot.storage.answer_tables import Score as Score
-from bot.storage.import_tables import PatientExternalId as PatientExternalId
 from bot.storage.crypto import EncryptedJSON, EncryptedText, lookup_hash
+from bot.storage.import_tables import PatientExternalId as PatientExternalId
 from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
 
 CHANNELS = ("telegram", "sms", "console")
