@@ -24,6 +24,7 @@ from bot.commands import (
     inbound,
     keys,
     lifecycle,
+    measures,
     patients,
     report,
     schedule,
@@ -63,6 +64,7 @@ alerts.register(app)
 report.register(app)
 checkins.register(app)
 inbound.register(app)
+measures.register(app)
 
 
 @app.callback()
