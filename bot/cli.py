@@ -21,6 +21,7 @@ from bot.commands import (
     configcheck,
     database,
     export,
+    imports,
     inbound,
     keys,
     lifecycle,
@@ -65,6 +66,7 @@ report.register(app)
 checkins.register(app)
 inbound.register(app)
 measures.register(app)
+imports.register(app)
 
 
 @app.callback()
