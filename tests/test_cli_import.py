@@ -103,3 +103,12 @@ def test_telegram_rows_get_links_and_long_files_show_progress(
     (link,) = [r for r in data["rows"] if "enroll_code" in r]
     assert link["line"] == 61
     assert asyncio.run(_redeem(url, link["enroll_code"], "4242")) is True
+
+
+def test_erasing_a_patient_forgets_their_external_id(url: str, tmp_path: Path) -> None:
+    """`patient delete` removes the hashed external id with the rest of the identifiers."""
+    path = _csv(tmp_path, "name,channel,external_id\nP-E,console,MRN-9\nP-F,console,MRN-8\n")
+    done = ok_json(checkin(url, "patient", "import", path, "--json"))
+    erased = checkin(url, "patient", "delete", str(done["rows"][0]["id"]), "--yes")
+    assert erased.returncode == 0, erased.stderr
+    assert len(asyncio.run(_hashes(url))) == 1
