@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from alembic import command
 from sqlalchemy import Row, text
 
 from bot.storage import migrate
@@ -66,3 +67,26 @@ async def _sql(db: Database, sql: str, **params: Any) -> list[Row[Any]]:
     async with db.engine.begin() as connection:
         result = await connection.execute(text(sql), params)
         return list(result.all()) if result.returns_rows else []
+
+
+async def test_0014_downgrades_and_upgrades_again(db_url: str) -> None:
+    """Back at 0012 a measure (no check-in) is gone and the check-in scores stay; upgrading
+    again places them once more."""
+    await _at_0012_with_rows(db_url)
+    await migrate.upgrade_async(db_url)
+    async with Database(db_url) as db:
+        await _sql(db, "INSERT INTO score (checkin_id, patient_id, instrument, valid, prorated,"
+                   " flags, completed_at) VALUES (NULL, 1, 'madrs', true, false, '[]', :at)",
+                   at=S2)  # fmt: skip
+    await _alembic(db_url, command.downgrade, "0012")
+    async with Database(db_url) as db:
+        assert len(await _sql(db, "SELECT id FROM score")) == 5
+    await migrate.upgrade_async(db_url)
+    async with Database(db_url) as db:
+        rows = await _sql(db, "SELECT session_number FROM score ORDER BY id")
+        assert [r[0] for r in rows] == [0, 0, 1, 2, 0]
+
+
+async def _alembic(url: str, step: Any, revision: str) -> None:
+    async with Database(url, foreign_keys=False) as db, db.engine.begin() as connection:
+        await connection.run_sync(lambda c: step(migrate.alembic_config(c), revision))
