@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from bot.storage.database import Database
 from bot.storage.tables import PatientExternalId
+from tests.standins.twilio import TwilioStandIn
 from tests.test_cli_ops import _redeem, add_clinician, telegram_config, url
 from tests.test_cli_service import checkin, ok_json
 
@@ -112,3 +113,23 @@ def test_erasing_a_patient_forgets_their_external_id(url: str, tmp_path: Path) -
     erased = checkin(url, "patient", "delete", str(done["rows"][0]["id"]), "--yes")
     assert erased.returncode == 0, erased.stderr
     assert len(asyncio.run(_hashes(url))) == 1
+
+
+def test_sms_rows_are_invited_and_bad_numbers_refused_unechoed(url: str, tmp_path: Path) -> None:
+    """Without [sms] an SMS row is refused; with it, a national number becomes E.164 and the
+    patient is invited; a bad number is refused by line without repeating the number."""
+    rows = "name,channel,phone,external_id\nS-1,sms,(212) 555-0123,S1\n"
+    path = _csv(tmp_path, rows)
+    refused = checkin(url, "patient", "import", path)
+    assert "error: line 2: channel sms: SMS is not configured" in refused.stderr
+    fake = TwilioStandIn()
+    config = tmp_path / "sms.toml"
+    config.write_text(f'[server]\npublic_url = "https://clinic.example"\n[sms]\n'
+                      f'account_sid = "{fake.account_sid}"\nauth_token = "{fake.auth_token}"\n'
+                      'from_number = "+15005550006"\n')  # fmt: skip
+    bad = checkin(url, "patient", "import", _csv(tmp_path, rows + "S-2,sms,12,S2\n"), config=config)
+    assert bad.stderr.splitlines()[0] == "error: line 3: phone is not a valid phone number"
+    done = ok_json(checkin(url, "patient", "import", _csv(tmp_path, rows), "--json", config=config))
+    assert done["rows"][0]["invited"] is True
+    listed = ok_json(checkin(url, "patient", "list", "--status", "invited", "--json"))
+    assert [p["name"] for p in listed] == ["S-1"]  # type: ignore[index]
