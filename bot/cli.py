@@ -21,9 +21,11 @@ from bot.commands import (
     configcheck,
     database,
     export,
+    imports,
     inbound,
     keys,
     lifecycle,
+    measures,
     patients,
     report,
     schedule,
@@ -63,6 +65,8 @@ alerts.register(app)
 report.register(app)
 checkins.register(app)
 inbound.register(app)
+measures.register(app)
+imports.register(app)
 
 
 @app.callback()

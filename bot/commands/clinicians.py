@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from bot.app.operator import clinicians
-from bot.app.operator.refusals import Deactivated, StillResponsible
+from bot.app.operator.refusals import Deactivated, Refused, StillResponsible
 from bot.app.operator.views import CHANNELS, ClinicianView
 from bot.bootstrap import App
 from bot.commands import panel_accounts
-from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case, with_app
+from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case, state, with_app
 from bot.commands.patients import Channel, phone_number
 from bot.commands.views import echo_invitation, invitation_json
 from bot.domain.errors import NotFound
@@ -49,6 +49,8 @@ def clinician_add(
     number = phone_number(ctx, channel, phone)
     if email is not None:
         panel_accounts.check_new_account(ctx, email, role)
+    if channel == "telegram" and not state(ctx).settings().telegram.enabled:
+        fail("telegram is not configured: set [telegram] token (or CHECKIN_TELEGRAM_TOKEN)")
 
     async def work(app: App) -> ClinicianView:
         return await clinicians.add(app.db, app.clock, name, channel, address=address, phone=number)
@@ -58,10 +60,25 @@ def clinician_add(
     if email is not None:
         panel_accounts.add_account(ctx, clinician.id, email, role)
         data |= {"email": email.strip().lower(), "role": role}
+    if channel == "telegram":  # the link that connects their account, as `patient add` prints
+        data |= _first_link(ctx, clinician.id)
     if as_json:
         emit_json(data)
     else:
         typer.echo(f"clinician {clinician.id} added ({clinician.channel})")
+        echo_invitation(data)
+
+
+def _first_link(ctx: typer.Context, clinician_id: int) -> dict[str, Any]:
+    async def work(app: App) -> dict[str, Any]:
+        return invitation_json(
+            await clinicians.link(app.db, app.clock, app.invitations(), clinician_id)
+        )
+
+    try:
+        return with_app(ctx, work)
+    except Refused as exc:  # Telegram unreachable: the clinician is there, the link is not
+        fail(f"clinician {clinician_id} added without a link ({exc}); then `clinician link`")
 
 
 @clinician_app.command("list")

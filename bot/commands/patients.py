@@ -17,6 +17,8 @@ from bot.commands.views import (
     echo_invitation,
     invitation_json,
     patient_json,
+    score_json,
+    score_line,
     warn_no_wording,
 )
 from bot.rendering.renderer import LANGUAGES
@@ -166,8 +168,7 @@ def patient_show(
         for a in (a for a in data["answers"] if a["checkin_id"] == c["id"]):
             typer.echo(_answer_line(a))
     for s in data["scores"]:
-        total = s["total"] if s["total"] is not None else "no total"
-        typer.echo(f"  {s['completed_at'][:16]} {s['instrument']}: {total} {s['band'] or ''}")
+        typer.echo(f"  {s['completed_at'][:16]} {score_line(s)}")
 
 
 def _answer_line(a: dict[str, Any]) -> str:
@@ -192,18 +193,7 @@ def _record_json(record: patients.PatientRecord) -> dict[str, Any]:
             }
             for a in record.answers
         ],
-        "scores": [
-            {
-                "instrument": s.instrument,
-                "total": s.total,
-                "band": s.band,
-                "valid": s.valid,
-                "prorated": s.prorated,
-                "flags": list(s.flags),
-                "completed_at": s.completed_at.isoformat(),
-            }
-            for s in record.scores
-        ],
+        "scores": [score_json(s) for s in record.scores],
         "alerts": [
             {"id": a.id, "rule": a.rule, "level": a.level, "status": a.status}
             for a in record.alerts

@@ -1,5 +1,5 @@
 """How records print, where several commands print the same kind: the JSON of a patient, a
-check-in and an enrolment link, and the lines that show the link."""
+check-in, a score and an enrolment link, and the lines that show the link and a score."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from bot.app.operator.invitations import Invitation
-from bot.app.operator.views import CheckinView, PatientView
+from bot.app.operator.views import CheckinView, PatientView, ScoreView
 
 
 def patient_json(patient: PatientView) -> dict[str, Any]:
@@ -34,6 +34,39 @@ def checkin_json(checkin: CheckinView) -> dict[str, Any]:
         "completed_at": checkin.completed_at.isoformat() if checkin.completed_at else None,
         "partial": checkin.partial,
     }
+
+
+def score_json(score: ScoreView) -> dict[str, Any]:
+    """A score with its place in the series; a clinician-rated measure says who rated it
+    and, for blood pressure, when in the session and the two pressures."""
+    data: dict[str, Any] = {
+        "id": score.id,
+        "checkin_id": score.checkin_id,
+        "instrument": score.instrument,
+        "total": score.total,
+        "band": score.band,
+        "valid": score.valid,
+        "prorated": score.prorated,
+        "flags": list(score.flags),
+        "completed_at": score.completed_at.isoformat(),
+        "session_number": score.session_number,
+        "hours_since_session": score.hours_since_session,
+    }
+    if score.checkin_id is None:
+        data |= {"rated_by": score.rated_by, "time_point": score.time_point}
+        data |= dict(score.components)
+    return data
+
+
+def score_line(s: dict[str, Any]) -> str:
+    """One score as `patient show` prints it (from :func:`score_json`)."""
+    if "systolic" in s:
+        value = f"{s['systolic']}/{s['diastolic']} mmHg at {s['time_point']}"
+    else:
+        value = f"{s['total'] if s['total'] is not None else 'no total'} {s['band'] or ''}"
+    hours = s["hours_since_session"]
+    place = f"session {s['session_number']}" + (f" +{hours:g} h" if hours is not None else "")
+    return f"{s['instrument']}: {value.strip()} ({place})"
 
 
 def invitation_json(invitation: Invitation | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from sqlmodel import col, select
 
 from bot.instruments import Catalog
 from bot.outputs.fhir_export import export_fhir as export_fhir
+from bot.outputs.fhir_measures import measure_codes
 from bot.outputs.paging import EVERYTHING, Progress, count, no_progress, pages, private_file, row_id
 from bot.outputs.paging import PAGE_SIZE as PAGE_SIZE
 from bot.outputs.paging import Counts as Counts
@@ -60,6 +61,12 @@ SCORE_COLUMNS = (
     "loinc_panel",
     "loinc_total",
     "completed_at",
+    "session_number",
+    "hours_since_session",
+    "rated_by",
+    "time_point",
+    "systolic",
+    "diastolic",
 )
 
 # ---- queries -----------------------------------------------------------------------
@@ -169,12 +176,18 @@ def _answer_row(catalog: Catalog, answer: Answer, patient_id: int) -> list[Any]:
 
 def _score_row(catalog: Catalog, score: Score) -> list[Any]:
     instrument = catalog.instruments.get(score.instrument)
+    codes = measure_codes(score.instrument)
+    parts = score.components or {}
     return [
-        score.id, score.patient_id, score.checkin_id, score.instrument, _blank(score.total),
-        _blank(instrument.max_total if instrument else None), score.band or "",
+        score.id, score.patient_id, _blank(score.checkin_id), score.instrument,
+        _blank(score.total),
+        _blank(instrument.max_total if instrument else codes.max_total), score.band or "",
         _bool(score.valid), _bool(score.prorated), ";".join(score.flags),
-        (instrument.loinc_panel or "") if instrument else "",
-        (instrument.loinc_total or "") if instrument else "", iso(score.completed_at),
+        (instrument.loinc_panel or "") if instrument else codes.loinc_panel,
+        (instrument.loinc_total or "") if instrument else codes.loinc_total,
+        iso(score.completed_at), _blank(score.session_number),
+        _blank(score.hours_since_session), _blank(score.rated_by), score.time_point or "",
+        _blank(parts.get("systolic")), _blank(parts.get("diastolic")),
     ]  # fmt: skip
 
 

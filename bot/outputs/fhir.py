@@ -3,8 +3,10 @@
 One check-in's answers to one instrument become a ``QuestionnaireResponse`` (the answers
 that stand); an answer the patient replaced by going BACK becomes an ``Observation`` with
 status ``entered-in-error`` (:func:`superseded_observation`); one score
-becomes an ``Observation`` with the instrument's LOINC total code, and, where the
-instrument has a LOINC panel, a panel ``Observation`` whose ``hasMember`` is the total.
+becomes an ``Observation`` with the instrument's LOINC total code (and the score's place
+in the treatment series as two extensions), and, where the instrument has a LOINC panel,
+a panel ``Observation`` whose ``hasMember`` is the total. Clinician-rated measures are
+:mod:`bot.outputs.fhir_measures`.
 The patient is referred to by a pseudonymous identifier (the database id) unless the
 operator asks for identifiers, when a ``Patient`` resource with name and telecom is added.
 The mapping is documented in docs/EXPORTS.md.
@@ -24,6 +26,7 @@ LOINC = "http://loinc.org"
 PATIENT_SYSTEM = "urn:mbc-checkin:patient"
 CODE_SYSTEM = "urn:mbc-checkin:code"  # our own codes, where LOINC has none
 BAND_SYSTEM = "urn:mbc-checkin:band"
+EXTENSION = "urn:mbc-checkin:extension"  # + ":session-number", ":hours-since-session", ...
 ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
@@ -231,6 +234,8 @@ def _total_observation(score: Score, instrument: Instrument | None, subject: Res
         "effectiveDateTime": instant(score.completed_at),
         "derivedFrom": [{"reference": full_url(f"qr-{score.checkin_id}-{score.instrument}")}],
     }
+    if extensions := series_extensions(score):
+        resource["extension"] = extensions
     if score.valid and score.total is not None:
         resource["valueInteger"] = score.total
     else:
@@ -240,6 +245,19 @@ def _total_observation(score: Score, instrument: Instrument | None, subject: Res
     if score.prorated:
         resource["method"] = {"text": "prorated for missing items"}
     return resource
+
+
+def series_extensions(score: Score) -> list[Resource]:
+    """Where the score stands in the treatment series, as fixed when it was made: the
+    sessions held before it (valueInteger) and the hours since the latest (valueDecimal;
+    absent before the first session)."""
+    found: list[Resource] = []
+    if score.session_number is not None:
+        found.append({"url": f"{EXTENSION}:session-number", "valueInteger": score.session_number})
+    if score.hours_since_session is not None:
+        hours = score.hours_since_session
+        found.append({"url": f"{EXTENSION}:hours-since-session", "valueDecimal": hours})
+    return found
 
 
 def _survey() -> Resource:

@@ -1,5 +1,6 @@
 """The FHIR R4 export: one Bundle (type collection) of the record, streamed a page of
-check-ins at a time (the mapping is :mod:`bot.outputs.fhir`, documented in docs/EXPORTS.md).
+check-ins at a time, then a page of clinician-rated measures at a time (the mapping is
+:mod:`bot.outputs.fhir` and :mod:`bot.outputs.fhir_measures`, documented in docs/EXPORTS.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlmodel import col, select
 from bot.domain.instruments import Instrument
 from bot.instruments import Catalog
 from bot.outputs import fhir
+from bot.outputs.fhir_measures import measure_observation
 from bot.outputs.paging import (
     EVERYTHING,
     PAGE_SIZE,
@@ -58,6 +60,10 @@ async def export_fhir(
                 counts[resource["resourceType"]] += 1
             done += len(page)
             progress("check-ins", done, total)
+        async for measures in pages(db, _measure_query(selection), col(Score.id), page_size):
+            for resource in await _measure_resources(db, measures, include_identifiers, patients):
+                writer.add(resource)
+                counts[resource["resourceType"]] += 1
         writer.close()
     return Counts(
         questionnaire_responses=counts["QuestionnaireResponse"],
@@ -71,6 +77,32 @@ def _checkin_query(selection: Selection) -> Any:
     if selection.patient_id is not None:
         query = query.where(Checkin.patient_id == selection.patient_id)
     return query
+
+
+def _measure_query(selection: Selection) -> Any:
+    """Clinician-rated measures: the scores made without a check-in."""
+    query = select(Score).where(col(Score.checkin_id).is_(None))
+    if selection.patient_id is not None:
+        query = query.where(Score.patient_id == selection.patient_id)
+    if selection.since is not None:
+        query = query.where(col(Score.completed_at) >= selection.since)
+    return query
+
+
+async def _measure_resources(
+    db: Database, measures: list[Score], identified: bool, patients_seen: set[int]
+) -> list[fhir.Resource]:
+    new = {m.patient_id for m in measures} - patients_seen if identified else set()
+    resources: list[fhir.Resource] = []
+    if new:
+        async with db.transaction() as session:
+            found = await session.exec(select(Patient).where(col(Patient.id).in_(new)))
+            resources = [fhir.patient_resource(p) for p in found.all()]
+        patients_seen.update(new)
+    for score in measures:
+        subject = fhir.patient_reference(score.patient_id, identified)
+        resources.append(measure_observation(score, subject))
+    return resources
 
 
 async def _page_resources(
@@ -98,7 +130,7 @@ async def _page_resources(
             patients = list(found.all())
     patients_seen.update(p.id for p in patients if p.id is not None)
     resources: list[fhir.Resource] = [fhir.patient_resource(p) for p in patients]
-    scored = {(s.checkin_id, s.instrument) for s in scores}
+    scored = {(s.checkin_id, s.instrument) for s in scores if s.checkin_id is not None}
     current = [a for a in answers if a.superseded_at is None]
     resources += _responses(catalog, checkins, current, scored, selection, identified)
     resources += _superseded(catalog, checkins, answers, selection, identified)

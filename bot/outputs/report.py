@@ -1,7 +1,9 @@
 """A patient's series report: one self-contained HTML page a clinician can file or print.
 
 It summarises what is stored, as stored: the name (or pseudonym) and protocol, each
-instrument's baseline and latest outcome status (``bot.domain.outcomes.assess``), every
+instrument's baseline and latest outcome status (``bot.domain.outcomes.assess``; the
+clinician's MADRS with ``bot.domain.measures.MADRS_RULES``), every score with its session
+number and hours since that session (fixed when it was made), every
 treatment session with the scores just before and just after it, side-effect flags (from
 scores and from ``flag_raised`` audit events), alerts with their status, and the trend chart
 embedded as a base64 PNG. :func:`load_report` reads, :func:`render_html` lays out (Jinja,
@@ -24,6 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.trends import load_trend
 from bot.domain.errors import NotFound
+from bot.domain.measures import MADRS, MADRS_RULES
 from bot.domain.outcomes import Observation, assess
 from bot.instruments import Catalog
 from bot.rendering.chart import render_trend
@@ -58,6 +61,20 @@ class SessionRow:
 
 
 @dataclass(frozen=True)
+class ScoreRow:
+    """One score with its place in the series, as fixed when it was made."""
+
+    at: datetime
+    instrument: str
+    value: str  # the total, or a blood pressure's "150/95"
+    band: str | None
+    session_number: int | None
+    hours_since_session: float | None
+    time_point: str | None  # blood pressure: "pre", "40min", "2h"
+    rated: bool  # a clinician-rated measure (no check-in)
+
+
+@dataclass(frozen=True)
 class FlagRow:
     at: datetime
     source: str  # "score:<instrument>" or "check-in"
@@ -86,6 +103,7 @@ class Report:
     sessions: tuple[SessionRow, ...]
     flags: tuple[FlagRow, ...]
     alerts: tuple[AlertRow, ...]
+    scores: tuple[ScoreRow, ...] = ()
     chart_png: bytes | None = None
 
     @property
@@ -114,6 +132,7 @@ async def load_report(
         sessions=_session_rows(valid, sessions),
         flags=await _flags(session, scores, patient_id),
         alerts=tuple(_alert_row(a) for a in reversed(await repo.alerts_for_patient(patient_id))),
+        scores=tuple(map(_score_row, scores)),
     )
 
 
@@ -129,17 +148,21 @@ def _outcomes(
 ) -> tuple[Outcome, ...]:
     rows = []
     for key in sorted({s.instrument for s in scores}):
-        if key not in catalog.instruments:
+        if key not in catalog.instruments and key != MADRS:
             continue
-        instrument = catalog.get(key)
+        name, rules = (
+            ("MADRS (clinician)", MADRS_RULES)
+            if key == MADRS
+            else (catalog.get(key).name, catalog.get(key).outcomes)
+        )
         observations = [
             Observation(s.completed_at, s.total, _completed_before(sessions, s.completed_at))
             for s in scores
             if s.instrument == key and s.total is not None
         ]
-        found = assess(observations, instrument.outcomes)
+        found = assess(observations, rules)
         rows.append(
-            Outcome(key, instrument.name, found.baseline, found.latest, found.best, found.change,
+            Outcome(key, name, found.baseline, found.latest, found.best, found.change,
                     found.improvement_pct, found.statuses, len(observations))
         )  # fmt: skip
     return tuple(rows)
@@ -183,6 +206,18 @@ async def _flags(
     for event in (await session.exec(statement.order_by(col(AuditEvent.id)))).all():
         rows.append(FlagRow(event.at, "check-in", (str(event.detail.get("flag", "")),)))
     return tuple(sorted(rows, key=lambda r: r.at))
+
+
+def _score_row(score: Score) -> ScoreRow:
+    parts = score.components or {}
+    value = (
+        f"{parts['systolic']}/{parts['diastolic']}"
+        if "systolic" in parts
+        else ("" if score.total is None else str(score.total))
+    )
+    return ScoreRow(score.completed_at, score.instrument, value, score.band,
+                    score.session_number, score.hours_since_session, score.time_point,
+                    score.checkin_id is None)  # fmt: skip
 
 
 def _alert_row(alert: Alert) -> AlertRow:

@@ -7,9 +7,16 @@ changed otherwise nor deleted. So a check-in item has any number of rows, of whi
 one is *current* (``superseded_at IS NULL``): scoring uses it, and a partial unique index
 keeps it single, which is also what makes storing an answer idempotent (``INSERT ... ON
 CONFLICT DO NOTHING`` on that index). Exports and ``patient show`` list every row.
+
+A score is a check-in's (``checkin_id`` set) or a clinician-rated measure entered by an
+operator (``checkin_id`` NULL, ``rated_by`` the rating clinician if named; a blood-pressure
+reading keeps its ``time_point`` and its ``components``). Every score carries its place in
+the treatment series, ``session_number`` and ``hours_since_session``
+(``bot.domain.sessions``), fixed when it is made.
 """
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
@@ -56,7 +63,7 @@ class Score(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    checkin_id: int = Field(foreign_key="checkin.id", ondelete="CASCADE")
+    checkin_id: int | None = Field(default=None, foreign_key="checkin.id", ondelete="CASCADE")
     patient_id: int = Field(foreign_key="patient.id", ondelete="CASCADE")
     instrument: str
     total: int | None = None
@@ -65,3 +72,8 @@ class Score(SQLModel, table=True):
     prorated: bool = False
     flags: list[str] = Field(default_factory=list, sa_type=JSON)
     completed_at: datetime
+    session_number: int | None = None  # None: no treatment session data when it was made
+    hours_since_session: float | None = None  # None: before the first session
+    rated_by: int | None = Field(default=None, foreign_key="clinician.id", ondelete="SET NULL")
+    time_point: str | None = None  # blood pressure: "pre", "40min", "2h"
+    components: dict[str, Any] | None = Field(default=None, sa_type=JSON)

@@ -20,6 +20,7 @@ from bot.domain.crisis import LINES_KINDS
 from bot.domain.instruments import BloodPressure
 from bot.storage import checkins as q
 from bot.storage.repository import Repository
+from bot.storage.series import place_of
 from bot.storage.tables import Answer, Checkin, Patient, Score
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,11 @@ async def _record(
         elif not await repo.save_answer(answer):
             log.warning("check-in %s item answered twice; first answer kept", checkin.id)
     elif isinstance(event, ev.ScoreRecorded) and checkin is not None and checkin.id is not None:
-        await repo.add(_score_row(checkin.id, patient.id, event))
+        place = await place_of(repo.session, patient.id, event.at)  # fixed now, kept as made
+        score = _score_row(checkin.id, patient.id, event)
+        score.session_number = place.session_number
+        score.hours_since_session = place.hours_since_session
+        await repo.add(score)
     elif isinstance(event, ev.FlagRaised):
         await repo.audit(
             event.at,

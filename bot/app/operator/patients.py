@@ -20,7 +20,9 @@ from bot.app.planning.planner import Planner
 from bot.app.ports import Clock
 from bot.app.services import Services
 from bot.domain.errors import NotFound
+from bot.storage.crypto import active_ring
 from bot.storage.database import Database
+from bot.storage.import_tables import PatientExternalId, external_text
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Clinician, Patient
 
@@ -35,6 +37,7 @@ class NewPatient:
     protocol: str | None = None
     address: str | None = None  # console: the name the patient types as
     phone: str | None = None  # sms: their number, E.164
+    external_id: str | None = None  # the clinic's own id (`patient import`), kept hashed
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ async def enrol(
         if new.channel == "console":
             patient.address = new.address or f"patient-{patient.id}"
             await repo.add(patient)
+        if new.external_id is not None and patient.id is not None:
+            hashed = active_ring().lookup_hash(external_text(new.external_id))
+            session.add(PatientExternalId(patient_id=patient.id, external_id_hash=hashed))
         await repo.audit(clock(), "operator", "patient_added", f"patient:{patient.id}")
         invitation = None
         if new.channel == "telegram":

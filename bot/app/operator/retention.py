@@ -40,6 +40,7 @@ from bot.storage.tables import (
     InboundMessage,
     OutboundMessage,
     Patient,
+    PatientExternalId,
 )
 
 ERASED_NAME = "(erased)"
@@ -105,6 +106,9 @@ async def erase(
         outbound = await _delete_outbound(session, patient)
         await session.exec(
             delete(EnrollmentCode).where(col(EnrollmentCode.patient_id) == patient_id)
+        )
+        await session.exec(  # the clinic's own id for them (`patient import`), hashed
+            delete(PatientExternalId).where(col(PatientExternalId.patient_id) == patient_id)
         )
         if keep_scores:
             await _wipe(repo, patient, now)

@@ -88,7 +88,11 @@ class CheckinView:
 
 @dataclass(frozen=True)
 class ScoreView:
-    checkin_id: int
+    """A score: a check-in's (`checkin_id`) or a clinician-rated measure (`checkin_id`
+    None; `rated_by`, and for blood pressure `time_point` and `components`), with its
+    place in the treatment series as fixed when it was made."""
+
+    checkin_id: int | None
     instrument: str
     total: int | None
     band: str | None
@@ -96,6 +100,12 @@ class ScoreView:
     prorated: bool
     flags: tuple[str, ...]
     completed_at: datetime
+    session_number: int | None = None
+    hours_since_session: float | None = None
+    id: int | None = None
+    rated_by: int | None = None
+    time_point: str | None = None
+    components: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, row: Score) -> ScoreView:
@@ -108,6 +118,12 @@ class ScoreView:
             row.prorated,
             tuple(row.flags),
             row.completed_at,
+            row.session_number,
+            row.hours_since_session,
+            row.id,
+            row.rated_by,
+            row.time_point,
+            tuple((row.components or {}).items()),
         )
 
 
