@@ -37,6 +37,7 @@ from bot.config.settings import (
     Settings,
     Sms,
     Telegram,
+    WhatsApp,
     default_protocols,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "Settings",
     "Sms",
     "Telegram",
+    "WhatsApp",
     "check_telegram",
     "config_path",
     "default_protocols",

@@ -36,7 +36,7 @@ from bot.storage.answer_tables import Score as Score
 from bot.storage.crypto import EncryptedJSON, EncryptedText, lookup_hash
 from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
 
-CHANNELS = ("telegram", "sms", "console")
+CHANNELS = ("telegram", "sms", "console", "whatsapp")
 PATIENT_STATUSES = ("invited", "active", "paused", "opted_out", "blocked", "discharged")
 CHECKIN_ORIGINS = ("operator", "plan")  # asked by hand, or planned from the protocol
 CHECKIN_STATUSES = (
@@ -310,6 +310,7 @@ class OutboundMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    read_at: datetime | None = None  # WhatsApp's "read" receipt: the recipient opened it
 
 
 class AuditEvent(SQLModel, table=True):
