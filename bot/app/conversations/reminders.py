@@ -26,8 +26,7 @@ WAIT_RECHECK = timedelta(hours=1)  # a reminder held for the WhatsApp window loo
 
 async def _waiting(session: AsyncSession, patient: Patient, now: datetime) -> bool:
     """The patient's messages wait for WhatsApp's window: the check-in's clocks wait."""
-    assert patient.id is not None
-    return patient.channel == "whatsapp" and await window.waiting(session, patient.id, now)
+    return patient.channel == "whatsapp" and await window.waiting(session, patient, now)
 
 
 @dataclass(frozen=True)

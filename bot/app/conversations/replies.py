@@ -31,7 +31,7 @@ async def from_patient(
         await membership(ctx, repo, patient, message.text, now)
         return
     if patient.channel == "whatsapp":  # the 24-hour window is open again: what waited goes
-        released = await window.release(repo.session, patient.id, now)
+        released = await window.release(repo.session, patient, now, message.received_at)
         if message.text == window.OPEN_PAYLOAD and (released or patient.status != "invited"):
             return  # the check-in template's button: it opens the window, it answers nothing
     checkin = await q.open_checkin(repo.session, patient.id)

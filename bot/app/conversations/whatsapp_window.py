@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage import checkins as q
 from bot.storage.crypto import lookup_hashes
-from bot.storage.tables import InboundMessage, OutboundMessage
+from bot.storage.tables import InboundMessage, OutboundMessage, Patient
 
 WINDOW = timedelta(hours=24)
 MARGIN = timedelta(minutes=5)  # a send this close to the window's end is taken as outside
@@ -33,12 +33,16 @@ MAX_WAIT = timedelta(days=7)  # the clocks wait this long at most
 OPEN_PAYLOAD = "checkin.open"  # the check-in template's button: opens the window, no answer
 
 
-async def last_inbound_at(session: AsyncSession, address: str) -> datetime | None:
-    """When `address` last wrote to us on WhatsApp (None: never)."""
+async def last_inbound_at(
+    session: AsyncSession, address: str, before: datetime | None = None
+) -> datetime | None:
+    """When `address` last wrote to us on WhatsApp (before `before`, if given; None: never)."""
     statement = select(func.max(InboundMessage.received_at)).where(
         InboundMessage.channel == "whatsapp",
         col(InboundMessage.sender_hash).in_(lookup_hashes(address)),
     )
+    if before is not None:
+        statement = statement.where(col(InboundMessage.received_at) < before)
     return (await session.exec(statement)).one()
 
 
@@ -56,30 +60,46 @@ def _held(patient_id: int) -> sa.ColumnElement[bool]:
     )
 
 
-async def held_since(session: AsyncSession, patient_id: int) -> datetime | None:
-    """Since when the patient's messages wait for the window (None: none wait)."""
-    statement = select(func.min(OutboundMessage.created_at)).where(_held(patient_id))
-    return (await session.exec(statement)).one()
+async def held(session: AsyncSession, patient_id: int) -> bool:
+    """Some of the patient's messages wait for the window."""
+    statement = select(func.count()).select_from(OutboundMessage).where(_held(patient_id))
+    return bool((await session.exec(statement)).one())
 
 
-async def waiting(session: AsyncSession, patient_id: int, now: datetime) -> bool:
+async def held_since(session: AsyncSession, patient: Patient, now: datetime) -> datetime:
+    """Since when the open check-in has waited for the window: from when it was sent, or
+    when the window shut if that was later (the patient fell silent halfway through).
+    The patient's messages from `now` on are not counted."""
+    assert patient.id is not None and patient.address is not None
+    checkin = await q.open_checkin(session, patient.id)
+    last = await last_inbound_at(session, patient.address, before=now)
+    starts = [t for t in (checkin and checkin.sent_at, last and last + WINDOW) if t]
+    return min(now, max(starts, default=now))
+
+
+async def waiting(session: AsyncSession, patient: Patient, now: datetime) -> bool:
     """The check-in's clocks wait: its messages are held, and not yet for MAX_WAIT."""
-    since = await held_since(session, patient_id)
-    return since is not None and now - since < MAX_WAIT
-
-
-async def release(session: AsyncSession, patient_id: int, now: datetime) -> bool:
-    """The patient wrote: send what was held now, and move the open check-in's clocks on
-    by the time it waited. True if anything was held."""
-    since = await held_since(session, patient_id)
-    if since is None:
+    assert patient.id is not None
+    if not await held(session, patient.id):
         return False
+    return now - await held_since(session, patient, now) < MAX_WAIT
+
+
+async def release(
+    session: AsyncSession, patient: Patient, now: datetime, received_at: datetime
+) -> bool:
+    """The patient wrote (a message received at `received_at`): send what was held now,
+    and move the open check-in's clocks on by the time it waited. True if anything was."""
+    assert patient.id is not None
+    if not await held(session, patient.id):
+        return False
+    since = await held_since(session, patient, received_at)
     await session.exec(
         sa.update(OutboundMessage)
-        .where(_held(patient_id))
+        .where(_held(patient.id))
         .values(next_attempt_at=now, last_error=None)
     )
-    checkin = await q.open_checkin(session, patient_id)
+    checkin = await q.open_checkin(session, patient.id)
     if checkin is not None:
         waited = max(timedelta(0), now - since)
         checkin.expires_at = checkin.expires_at + waited
