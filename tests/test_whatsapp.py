@@ -23,7 +23,15 @@ from bot.config import Clinic, Server, Settings, Sms, WhatsApp
 from bot.rendering.renderer import TEMPLATES_DIR
 from bot.storage.database import Database
 from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Answer, Checkin, Clinician, OutboundMessage, Patient
+from bot.storage.tables import (
+    Alert,
+    Answer,
+    Checkin,
+    Clinician,
+    InboundMessage,
+    OutboundMessage,
+    Patient,
+)
 from bot.web.app import create_app
 from scheduler.loop import tick
 from tests.standins.server import serve
@@ -204,3 +212,66 @@ async def test_the_whole_journey_in_spanish(rig: Rig, db: Database) -> None:
     await rig.app.services.asking.ask(patient_id, ["phq2"])
     await tick(rig.app)
     assert len(rig.created(PATIENT)) == count  # nothing after the STOP confirmation
+
+
+async def status(rig: Rig, message: dict[str, Any], state: str, error: int | None = None) -> None:
+    response = await rig.post(rig.twilio.status_request(message["sid"], state, error))
+    assert response.status_code == 204
+    await tick(rig.app)
+
+
+async def test_a_late_63016_holds_the_message_and_read_is_kept(rig: Rig, db: Database) -> None:
+    """Twilio's own word that the window is shut (63016, after it took the message) holds
+    the message instead of failing it, never sent again as free text; "read" is recorded."""
+    patient_id = await enrolled(rig, consented_at=rig.clock.now)
+    assert rig.created(PATIENT) == []  # consent on record: no invitation
+    await rig.say("hola")
+    reply = rig.to(PATIENT)[-1]
+    await status(rig, reply, "delivered")
+    await status(rig, reply, "read")
+    (read,) = await rows(db, OutboundMessage, OutboundMessage.provider_id == reply["sid"])
+    assert read.read_at == rig.clock.now and read.status == "delivered"
+
+    rig.twilio.last_inbound.clear()  # WhatsApp's clock and ours disagree
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    refused = [m for m in rig.to(PATIENT) if m["error_code"] == 63016]
+    assert refused, "the stand-in fails free text outside its window"
+    count = len(rig.created(PATIENT))
+    await status(rig, refused[0], "failed", 63016)
+    (held,) = await rows(db, OutboundMessage, OutboundMessage.provider_id.is_(None))  # type: ignore[union-attr]
+    assert held.status == "queued" and held.last_error is not None
+    assert held.last_error.startswith(HELD)
+    assert len(rig.created(PATIENT)) == count  # not retried as free text
+
+
+async def test_blocking_the_sender_ends_it_and_tells_the_clinician(rig: Rig, db: Database) -> None:
+    """63014 (the patient blocked the business) makes them unreachable, with the alert."""
+    await enrolled(rig, consented_at=rig.clock.now)
+    rig.twilio.block(PATIENT)
+    await rig.say("hola")
+    (message,) = rig.to(PATIENT)
+    assert message["error_code"] == 63014
+    await status(rig, message, "undelivered", 63014)
+    (patient,) = await rows(db, Patient)
+    assert patient.status == "blocked"
+    assert [a.rule for a in await rows(db, Alert)] == ["opted_out"]
+
+
+async def test_forged_and_repeated_webhooks(rig: Rig, db: Database) -> None:
+    """An unsigned request is refused with nothing stored; a repeated MessageSid is
+    recorded once; an SMS-shaped sender is refused on /whatsapp."""
+    await enrolled(rig)
+    request = rig.twilio.whatsapp_request(
+        f"{PUBLIC}/whatsapp", from_=PATIENT, to=SENDER, button=("Sí, empezar", "yes")
+    )
+    forged = dict(request.headers) | {"X-Twilio-Signature": "AAAA"}
+    response = await rig.web.post("/whatsapp", data=request.form, headers=forged)
+    assert response.status_code == 403
+    for _ in range(2):
+        assert (await rig.post(request)).status_code == 200
+        await tick(rig.app)
+    (inbound,) = await rows(db, InboundMessage)
+    assert inbound.text == "yes"
+    sms = rig.twilio.whatsapp_request(f"{PUBLIC}/whatsapp", from_="+12015550123", to=SENDER)
+    assert (await rig.post(sms)).status_code == 400
