@@ -275,3 +275,23 @@ async def test_forged_and_repeated_webhooks(rig: Rig, db: Database) -> None:
     assert inbound.text == "yes"
     sms = rig.twilio.whatsapp_request(f"{PUBLIC}/whatsapp", from_="+12015550123", to=SENDER)
     assert (await rig.post(sms)).status_code == 400
+
+
+async def test_two_answers_come_as_quick_replies(rig: Rig, db: Database) -> None:
+    """A yes/no item goes as two quick-reply buttons whose payload is the item and value;
+    tapping one (ButtonPayload) records that answer, and typing works too."""
+    patient_id = await enrolled(rig, consented_at=rig.clock.now)
+    await rig.say("hola")
+    await rig.app.services.asking.ask(patient_id, ["side_effects"])
+    await tick(rig.app)
+    question = rig.created(PATIENT)[-1]
+    assert question["ContentSid"] == rig.sids["quick_reply_2"]
+    variables = json.loads(question["ContentVariables"])
+    item = variables["3"].partition("=")[0]
+    assert variables["2"] == "0 · No" and variables["3"] == f"{item}=0"
+    assert variables["5"] == f"{item}=1"
+    await rig.say(button=("1 · Sí", f"{item}=1"))
+    await rig.say("no")
+    answers = await rows(db, Answer)
+    assert [(a.item_key, a.value_int) for a in answers][:1] == [(item, 1)]
+    assert len(answers) == 2
