@@ -104,12 +104,11 @@ class App:
         telegram = self.channels.get("telegram")
         if isinstance(telegram, TelegramChannel):
             await telegram.close()
-        if "sms" in self.channels:
-            from bot.channels.sms import SmsChannel  # twilio: loaded only where SMS is wired
-
-            sms = self.channels["sms"]
-            if isinstance(sms, SmsChannel):
-                sms.close()
+        for name in ("sms", "whatsapp"):
+            twilio = self.channels.get(name)
+            close = getattr(twilio, "close", None)  # twilio's clients: SMS and WhatsApp
+            if close is not None:
+                close()
         for pacer in self.deliverer.pacers.values():
             if isinstance(pacer, SharedPacer):
                 await pacer.close()  # places still held are given back
@@ -133,6 +132,7 @@ def default_pacers(settings: Settings) -> dict[str, Pacer]:
             per_chat_burst=telegram.per_chat_burst,
         ),
         "sms": Pacer(rate_per_s=sms, window_s=max(1.0, 1 / sms)),
+        "whatsapp": Pacer(rate_per_s=settings.whatsapp.rate_per_s, per_chat_rate_per_s=1.0),
     }
 
 
@@ -185,11 +185,14 @@ def build(
         )
     if settings.sms.enabled:
         wired["sms"] = _sms_channel(settings)
+    if settings.whatsapp.enabled:
+        wired["whatsapp"] = _whatsapp_channel(settings, db, renderer, clock)
     wired.update(channels or {})
     check_references(settings.alerts, catalog.instruments, catalog.unavailable, settings.source)
     check_protocols(settings.protocols, catalog, settings.source)
     lease = timedelta(seconds=settings.scheduler.lease_s)
-    spool = FileSpool(spool_path(settings), settings.sms.spool_max) if "sms" in wired else None
+    twilio = "sms" in wired or "whatsapp" in wired  # inbound Twilio messages are spooled
+    spool = FileSpool(spool_path(settings), settings.sms.spool_max) if twilio else None
     digests = Digests(db, renderer, clock)
     alerting = Alerting(catalog, settings.alerts, renderer, digests=digests)
     services = Services.create(
@@ -229,3 +232,21 @@ def _sms_channel(settings: Settings) -> Channel:
 
     callback = settings.server.public_url.rstrip("/") + "/sms/status"
     return SmsChannel(settings.sms, status_callback=callback)
+
+
+def _whatsapp_channel(
+    settings: Settings, db: Database, renderer: Renderer, clock: Clock
+) -> Channel:
+    """The WhatsApp channel (twilio, loaded only when [whatsapp] is configured); it reads
+    each patient's 24-hour window from the inbox."""
+    from bot.app.conversations.whatsapp_window import last_inbound_at
+    from bot.channels.whatsapp import WhatsAppChannel
+
+    async def last_inbound(address: str) -> datetime | None:
+        async with db.reading() as session:
+            return await last_inbound_at(session, address)
+
+    callback = settings.server.public_url.rstrip("/") + "/whatsapp/status"
+    return WhatsAppChannel(
+        settings.whatsapp, settings.clinic, last_inbound, clock, renderer.list_button, callback
+    )

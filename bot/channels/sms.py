@@ -69,7 +69,7 @@ class SmsChannel:
         try:
             created = self._client.messages.create(to=address, body=body, **sender, **callback)
         except TwilioRestException as exc:
-            raise _translated(exc, retry_after_s(last_response())) from exc
+            raise translated(exc, retry_after_s(last_response())) from exc
         except requests.RequestException as exc:
             raise DeliveryFailed(f"sms: {type(exc).__name__}") from exc
         return str(created.sid)
@@ -78,7 +78,7 @@ class SmsChannel:
         self._http.close()
 
 
-def _translated(exc: TwilioRestException, retry_after: float | None) -> DeliveryFailed:
+def translated(exc: TwilioRestException, retry_after: float | None) -> DeliveryFailed:
     """Twilio's error as ours, with only its code (its message can echo the number)."""
     reason = f"sms: twilio error {exc.code or exc.status}"
     if exc.code == OPTED_OUT:

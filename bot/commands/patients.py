@@ -4,6 +4,7 @@ discharging and erasing them is bot/commands/lifecycle.py.)"""
 from __future__ import annotations
 
 import zoneinfo
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -47,10 +48,19 @@ def patient_add(
     phone: Annotated[
         str | None, typer.Option(help="SMS: the patient's mobile number (E.164, or national).")
     ] = None,
+    consented_at: Annotated[
+        datetime | None,
+        typer.Option(
+            help="WhatsApp: when the patient opted in, by the clinic's own record (UTC unless "
+            "an offset is given); no invitation is sent.",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Enrol a patient. Console patients are active at once; Telegram patients get a
-    single-use link; SMS patients get an invitation and become active when they reply YES."""
+    single-use link; SMS and WhatsApp patients get an invitation and become active when
+    they reply YES (WhatsApp: or at once, given --consented-at)."""
     _check_patient_options(name, channel, timezone, language)
     protocols = state(ctx).settings().protocols
     if protocol is not None and protocol not in protocols:
@@ -61,7 +71,7 @@ def patient_add(
         )
     new = patients.NewPatient(
         name, channel, timezone, language, clinician, protocol, address,
-        phone=phone_number(ctx, channel, phone),
+        phone=phone_number(ctx, channel, phone), consented_at=_consent(channel, consented_at),
     )  # fmt: skip
 
     async def work(app: App) -> patients.Enrolled:
@@ -83,23 +93,35 @@ def patient_add(
     echo_invitation(data)
 
 
+def _consent(channel: str, consented_at: datetime | None) -> datetime | None:
+    if consented_at is None:
+        return None
+    if channel != "whatsapp":
+        fail("--consented-at is for --channel whatsapp")
+    return consented_at if consented_at.tzinfo else consented_at.replace(tzinfo=UTC)
+
+
 def phone_number(ctx: typer.Context, channel: str, phone: str | None) -> str | None:
-    """The E.164 number for an SMS patient or clinician (and SMS must be configured)."""
-    if channel != "sms":
+    """The E.164 number for an SMS patient or clinician (``whatsapp:+E164`` on WhatsApp),
+    and that channel must be configured."""
+    if channel not in ("sms", "whatsapp"):
         if phone is not None:
-            fail("--phone is for --channel sms")
+            fail("--phone is for --channel sms or whatsapp")
         return None
     settings = state(ctx).settings()
-    if not settings.sms.enabled:
+    if channel == "sms" and not settings.sms.enabled:
         fail("sms is not configured: set [sms] account_sid, auth_token and from_number")
+    if channel == "whatsapp" and not settings.whatsapp.enabled:
+        fail("whatsapp is not configured: set [whatsapp] from_number (and [sms] credentials)")
     if not phone:
-        fail("--channel sms needs --phone NUMBER")
-    from bot.channels.sms import InvalidNumber, e164  # twilio: loaded for SMS numbers only
+        fail(f"--channel {channel} needs --phone NUMBER")
+    from bot.channels.sms import InvalidNumber, e164  # twilio: loaded for phone numbers only
 
     try:
-        return e164(phone, settings.sms.default_region)
+        number = e164(phone.removeprefix("whatsapp:"), settings.sms.default_region)
     except InvalidNumber as exc:
         fail(f"--phone {exc}")
+    return f"whatsapp:{number}" if channel == "whatsapp" else number
 
 
 def _check_patient_options(name: str, channel: str, timezone: str, language: str) -> None:

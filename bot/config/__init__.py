@@ -38,6 +38,7 @@ from bot.config.settings import (
     Settings,
     Sms,
     Telegram,
+    WhatsApp,
     default_protocols,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "Settings",
     "Sms",
     "Telegram",
+    "WhatsApp",
     "check_telegram",
     "config_path",
     "default_protocols",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bot.config.sections import settings_from_mapping
 from bot.config.settings import Settings
+from bot.config.whatsapp_config import with_sms_account
 from bot.domain.errors import ConfigError
 
 DEFAULT_PATH = Path("config.toml")
@@ -69,8 +70,12 @@ def with_environment(settings: Settings) -> Settings:
         sms = replace(sms, account_sid=os.environ[ENV_SMS_ACCOUNT_SID])
     if os.environ.get(ENV_SMS_AUTH_TOKEN):
         sms = replace(sms, auth_token=os.environ[ENV_SMS_AUTH_TOKEN])
-    settings = replace(settings, sms=sms)
+    settings = replace(settings, sms=sms, whatsapp=with_sms_account(settings.whatsapp, sms))
     check_telegram(settings, settings.source)
+    if settings.whatsapp.enabled and not settings.server.public_url.startswith("https://"):
+        raise ConfigError(
+            settings.source, "server.public_url", "WhatsApp needs the https:// address Twilio calls"
+        )
     if sms.enabled and not settings.server.public_url.startswith("https://"):
         raise ConfigError(
             settings.source, "server.public_url", "SMS needs the https:// address Twilio calls"

@@ -26,6 +26,7 @@ from bot.config.settings import (
     Telegram,
     default_protocols,
 )
+from bot.config.whatsapp_config import whatsapp_settings
 from bot.domain.alerts import rules_from_mapping
 from bot.domain.errors import ConfigError
 from bot.domain.schedule import Protocol, protocol_from_mapping
@@ -34,6 +35,7 @@ SECTIONS = {
     "instruments", "clinic", "database", "server", "scheduler", "telegram", "sms", "alerts",
     "protocols",
     "retention",
+    "whatsapp",
     "security",
     "panel",
 }  # fmt: skip
@@ -70,6 +72,13 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
     telegram = _table(data, "telegram", source)
     _known(telegram, "telegram", {f for f in Telegram.__dataclass_fields__}, source)
     url = _value(database, "database", "url", str, DEFAULT_DATABASE_URL, source)
+    sms_settings = Sms(
+        **{n: _value(sms, "sms", n, str, getattr(Sms, n), source) for n in _SMS_FIELDS},
+        rate_per_s=_positive(sms, "sms", "rate_per_s", Sms.rate_per_s, source),
+        spool_path=_spool_path(sms, base, source),
+        spool_max=int(_positive(sms, "sms", "spool_max", Sms.spool_max, source)),
+    )
+    whatsapp = whatsapp_settings(_table(data, "whatsapp", source), source)
     security = _table(data, "security", source)
     _known(security, "security", {"key_file"}, source)
     key_file = _value(security, "security", "key_file", str, "", source)
@@ -104,12 +113,8 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
             ),
             timeout_s=_positive(telegram, "telegram", "timeout_s", Telegram.timeout_s, source),
         ),
-        sms=Sms(
-            **{n: _value(sms, "sms", n, str, getattr(Sms, n), source) for n in _SMS_FIELDS},
-            rate_per_s=_positive(sms, "sms", "rate_per_s", Sms.rate_per_s, source),
-            spool_path=_spool_path(sms, base, source),
-            spool_max=int(_positive(sms, "sms", "spool_max", Sms.spool_max, source)),
-        ),
+        sms=sms_settings,
+        whatsapp=whatsapp,
         scheduler=Scheduler(
             **{
                 key: _positive(scheduler, "scheduler", key, getattr(Scheduler, key), source)

@@ -134,6 +134,38 @@ class Sms:
 
 
 @dataclass(frozen=True)
+class WhatsApp:
+    """WhatsApp on Twilio (bot/config/whatsapp_config.py reads it). The credentials are
+    [sms]'s unless set here. `templates`: approved Content SIDs by purpose ("invitation",
+    "checkin", "alert") and language; `choices`: the session Content SIDs showing n answer
+    buttons (quick replies up to 3, a list picker up to 10), by n."""
+
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_base_url: str = "https://api.twilio.com"
+    # Twilio's default WhatsApp throughput is 80 messages a second per sender; one a
+    # second per recipient keeps a patient's questions in order on their phone.
+    rate_per_s: float = 20.0
+    templates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    choices: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(
+            self.account_sid
+            and self.auth_token
+            and (self.from_number or self.messaging_service_sid)
+        )
+
+    def template(self, purpose: str, language: str) -> str | None:
+        """The Content SID of `purpose` in `language`, else in English, else None."""
+        sids = self.templates.get(purpose, {})
+        return sids.get(language) or sids.get("en")
+
+
+@dataclass(frozen=True)
 class Retention:
     """How long a discharged patient's records stay, and what survives their erasure."""
 
@@ -170,6 +202,7 @@ class Settings:
     scheduler: Scheduler = Scheduler()
     telegram: Telegram = Telegram()
     sms: Sms = Sms()
+    whatsapp: WhatsApp = WhatsApp()
     alerts: AlertRules = DEFAULT_RULES
     retention: Retention = Retention()
     security: Security = Security()

@@ -23,7 +23,8 @@ from bot.instruments import Catalog
 from bot.rendering import gsm7
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-CHANNELS = ("telegram", "sms", "console")
+CHANNELS = ("telegram", "sms", "console", "whatsapp")
+BUTTONED = ("telegram", "whatsapp")  # channels that show answers as buttons
 LANGUAGES = ("en", "es")
 OPTIONAL = {"answered"}  # intents a channel may choose not to show
 ACK_BUTTON = "ack:"  # callback data of an alert's Acknowledge button: "ack:<code>"
@@ -99,8 +100,13 @@ class Renderer:
             text = _cheapest(template, context, first=getattr(intent, "position", 1) == 1)
         else:
             text = template.render(context | {"variant": "full"}).strip()
-        buttons = self._buttons(intent, language) if channel == "telegram" else ()
+        buttons = self._buttons(intent, language, channel) if channel in BUTTONED else ()
         return Rendered(text, buttons, html=channel == "telegram")
+
+    def list_button(self, language: str) -> str:
+        """The label of a WhatsApp list picker's button (the answers open under it)."""
+        language = language if language in LANGUAGES else "en"
+        return self.plain.get_template(f"{language}/whatsapp/list_button.j2").render().strip()
 
     # ---- context per intent ----------------------------------------------------------
 
@@ -170,8 +176,8 @@ class Renderer:
             "checklist": instrument.kind == "checklist",
         }
 
-    def _buttons(self, intent: ev.Intent, language: str) -> tuple[Button, ...]:
-        if isinstance(intent, ev.AlertNotice):
+    def _buttons(self, intent: ev.Intent, language: str, channel: str) -> tuple[Button, ...]:
+        if isinstance(intent, ev.AlertNotice) and channel == "telegram":
             label = self.html.get_template(f"{language}/telegram/ack_button.j2").render()
             return (Button(label.strip(), f"{ACK_BUTTON}{intent.code}"),)
         if isinstance(intent, ev.AlertDigest):  # one per alert, each naming its code
@@ -182,7 +188,8 @@ class Renderer:
         if not isinstance(intent, ev.Ask):
             return ()
         item = self._item(intent.item)
-        button = self.html.get_template(f"{language}/telegram/button.j2")
+        env = self.html if channel == "telegram" else self.plain
+        button = env.get_template(f"{language}/{channel}/button.j2")
         return tuple(
             Button(
                 button.render(value=o.value, label=o.label.get(language)).strip(),

@@ -62,6 +62,7 @@ class Spooled:
     sender: str
     text: str
     received_at: datetime
+    kind: str = "text"  # "button": a tapped WhatsApp button, text "<item key>=<value>"
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ def _fields(message: Spooled) -> dict[str, str]:
         "sender": message.sender,
         "text": message.text,
         "received_at": message.received_at.isoformat(),
+        "kind": message.kind,
     }
 
 
@@ -236,7 +238,7 @@ def _read(raw: bytes, position: int) -> Spooled | None:
         fields = json.loads(decrypt(LABEL, token))
         return Spooled(
             fields["channel"], fields["provider_id"], fields["sender"], fields["text"],
-            datetime.fromisoformat(fields["received_at"]),
+            datetime.fromisoformat(fields["received_at"]), fields.get("kind", "text"),
         )  # fmt: skip
     except (KeyProblem, ValueError, KeyError, UnicodeDecodeError) as exc:
         log.error(

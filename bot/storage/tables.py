@@ -42,7 +42,7 @@ from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
 from bot.storage.send_allowance import SendChat as SendChat
 from bot.storage.send_allowance import SendSlot as SendSlot
 
-CHANNELS = ("telegram", "sms", "console")
+CHANNELS = ("telegram", "sms", "console", "whatsapp")
 PATIENT_STATUSES = ("invited", "active", "paused", "opted_out", "blocked", "discharged")
 CHECKIN_ORIGINS = ("operator", "plan")  # asked by hand, or planned from the protocol
 CHECKIN_STATUSES = (
@@ -322,6 +322,7 @@ class OutboundMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+    read_at: datetime | None = None  # WhatsApp's "read" receipt: the recipient opened it
 
 
 class AuditEvent(SQLModel, table=True):

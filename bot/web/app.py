@@ -72,6 +72,11 @@ def create_app(app: App) -> Starlette:
 
         routes.append(Route("/sms", inbound_handler(app), methods=["POST"]))
         routes.append(Route("/sms/status", status_handler(app), methods=["POST"]))
+    if "whatsapp" in app.channels:
+        from bot.web import whatsapp  # twilio: WhatsApp only
+
+        routes.append(Route("/whatsapp", whatsapp.inbound_handler(app), methods=["POST"]))
+        routes.append(Route("/whatsapp/status", whatsapp.status_handler(app), methods=["POST"]))
     routes += Panel(app).routes()  # the clinicians' web panel (docs/PANEL.md)
     return Starlette(routes=routes)
 

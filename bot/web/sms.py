@@ -31,27 +31,32 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-async def _verified(app: App, request: Request, path: str) -> dict[str, str] | None:
+async def verified(
+    app: App, request: Request, path: str, auth_token: str | None = None
+) -> dict[str, str] | None:
+    """The form, if Twilio signed it for ``public_url + path`` (with [sms]'s token unless
+    another is given); None if not."""
     form = await request.form()
     items = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
     url = app.settings.server.public_url.rstrip("/") + path
     signature = request.headers.get(SIGNATURE_HEADER, "")
-    if not signature or not valid_signature(app.settings.sms.auth_token, url, items, signature):
+    token = auth_token or app.settings.sms.auth_token
+    if not signature or not valid_signature(token, url, items, signature):
         return None
     return dict(items)
 
 
 def inbound_handler(app: App) -> Handler:
     async def sms(request: Request) -> Response:
-        params = await _verified(app, request, "/sms")
+        params = await verified(app, request, "/sms")
         if params is None:
             return PlainTextResponse("forbidden", status_code=403)
         problem = inbound_problem(params, app.settings.sms.account_sid)
         if problem is not None:
-            return _refused(problem)
+            return refused(problem)
         inbound = Inbound("sms", params["MessageSid"], params["From"], params.get("Body", ""),
                           app.clock())  # fmt: skip
-        refusal = await _spool(app, inbound)
+        refusal = await spool_inbound(app, inbound)
         if refusal is not None:
             return refusal
         app.spool_woken()  # recorded and processed after the answer, by the drain
@@ -60,7 +65,7 @@ def inbound_handler(app: App) -> Handler:
     return sms
 
 
-async def _spool(app: App, inbound: Inbound) -> Response | None:
+async def spool_inbound(app: App, inbound: Inbound) -> Response | None:
     """Make the message durable (the spool, fsynced) before answering; a 503 if it could
     not be, so that Twilio logs an error for it (it does not retry)."""
     intake = app.services.intake
@@ -81,12 +86,12 @@ async def _spool(app: App, inbound: Inbound) -> Response | None:
 
 def status_handler(app: App) -> Handler:
     async def status(request: Request) -> Response:
-        params = await _verified(app, request, "/sms/status")
+        params = await verified(app, request, "/sms/status")
         if params is None:
             return PlainTextResponse("forbidden", status_code=403)
         problem = status_problem(params, app.settings.sms.account_sid)
         if problem is not None:
-            return _refused(problem)
+            return refused(problem)
         error = params.get("ErrorCode")
         await record_status(
             app.db,
@@ -103,7 +108,7 @@ def status_handler(app: App) -> Handler:
     return status
 
 
-def _refused(problem: str) -> Response:
+def refused(problem: str) -> Response:
     """400 for a signed form whose fields are not Twilio's (the field named, no value)."""
     log.warning("twilio webhook refused: %s", problem)
     return PlainTextResponse(problem, status_code=400)

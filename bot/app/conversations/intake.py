@@ -38,7 +38,7 @@ class Intake:
         """Durable when True; False when the spool is full (nothing was kept)."""
         message = Spooled(
             inbound.channel, inbound.provider_id, inbound.sender, inbound.text,
-            inbound.received_at,
+            inbound.received_at, inbound.kind,
         )  # fmt: skip
         return await asyncio.to_thread(self.spool.append, message)
 
@@ -111,5 +111,6 @@ async def drain_when_woken(
 
 def _inbound(message: Spooled) -> Inbound:
     return Inbound(
-        message.channel, message.provider_id, message.sender, message.text, message.received_at
-    )
+        message.channel, message.provider_id, message.sender, message.text, message.received_at,
+        message.kind,
+    )  # fmt: skip

@@ -38,6 +38,7 @@ def outbox_rows(
         if rendered is None:
             continue
         payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
+        payload["language"] = patient.language  # WhatsApp picks its template by it
         if isinstance(intent, ev.Ask | ev.Answered):
             payload["item"] = intent.item
         if isinstance(intent, ev.Answered):
@@ -63,7 +64,8 @@ def outbox_rows(
 def country_of(clinic: Clinic, patient: Patient) -> str:
     """The patient's country, for their crisis lines: an SMS patient's number says it
     (E.164), else their time zone, else it is the clinic's own."""
-    phone = patient.address if patient.channel == "sms" else None
+    phone = patient.address if patient.channel in ("sms", "whatsapp") else None
+    phone = phone.removeprefix("whatsapp:") if phone else None
     return clinic.country_of(phone, patient.timezone)
 
 

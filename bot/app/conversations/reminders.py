@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from bot.app.context import Context
+from bot.app.conversations import whatsapp_window as window
 from bot.app.conversations.quiet_hours import quiet_end, quiet_now
 from bot.app.conversations.transitions import apply_transition, update_checkin
 from bot.domain import conversation as core
@@ -28,6 +31,12 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Patient
 
 log = logging.getLogger(__name__)
+WAIT_RECHECK = timedelta(hours=1)  # a reminder held for the WhatsApp window looks again
+
+
+async def _waiting(session: AsyncSession, patient: Patient, now: datetime) -> bool:
+    """The patient's messages wait for WhatsApp's window: the check-in's clocks wait."""
+    return patient.channel == "whatsapp" and await window.waiting(session, patient, now)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,10 @@ class Reminders:
                 checkin.next_reminder_at = quiet_end(ctx.clinic, patient, now)
                 await repo.add(checkin)
                 return 0
+            if await _waiting(session, patient, now):  # the reply to the template moves it on
+                checkin.next_reminder_at = now + WAIT_RECHECK
+                await repo.add(checkin)
+                return 0
             checkin.reminders_sent += 1
             transition = core.remind(core.from_json(checkin.state), ctx.setting(patient), now)
             source = f"remind{checkin_id}:{checkin.reminders_sent}"
@@ -112,6 +125,8 @@ class Reminders:
             await session.refresh(checkin)
             if patient is None or checkin.status not in ("pending", *q.OPEN_STATUSES):
                 return
+            if await _waiting(session, patient, ctx.clock()):
+                return  # its clocks wait for the WhatsApp window (whatsapp_window.MAX_WAIT)
             verdict = deadlines.at_expiry(_delivered(checkin), checkin.expires_at, ctx.clock())
             if checkin.status != "pending":  # started: on the delivery clock
                 if verdict == "wait":

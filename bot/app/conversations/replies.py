@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.app.context import Context
+from bot.app.conversations import whatsapp_window as window
 from bot.app.conversations.consent import YES, answer_invitation, membership
 from bot.app.conversations.enrollment import start_parameter
 from bot.app.conversations.transitions import apply_transition
@@ -29,6 +30,10 @@ async def from_patient(
     if message.kind == "member":
         await membership(ctx, repo, patient, message.text, now)
         return
+    if patient.channel == "whatsapp":  # the 24-hour window is open again: what waited goes
+        released = await window.release(repo.session, patient, now, message.received_at)
+        if message.text == window.OPEN_PAYLOAD and (released or patient.status != "invited"):
+            return  # the check-in template's button: it opens the window, it answers nothing
     checkin = await q.open_checkin(repo.session, patient.id)
     opted_out = patient.status == "opted_out"
     source = f"in{message.id}"
@@ -49,7 +54,7 @@ async def from_patient(
         return
     text = "/start" if start_parameter(message.text) else message.text
     if opted_out and normalize(text) in YES:
-        text = "start"  # SMS: YES opts back in, as carriers expect
+        text = "start"  # SMS and WhatsApp: YES opts back in, as carriers expect
     if checkin is None or opted_out:
         late = None if opted_out else await _late(ctx, repo, patient, text, now)
         intents, events = core.outside(text, patient.language, opted_out, now)

@@ -21,6 +21,7 @@ import jinja2
 
 from bot import config
 from bot.app.operator.recall_notes import note, recall_windows
+from bot.config.whatsapp_config import missing_templates
 from bot.domain import events as ev
 from bot.domain.alerts import check_references
 from bot.domain.errors import CheckinError, ConfigError, DefinitionError
@@ -113,6 +114,9 @@ def check(explicit: Path | None, templates_dir: Path = TEMPLATES_DIR) -> Report:
         report.guard(
             check_references, settings.alerts, catalog.instruments, catalog.unavailable, source
         )
+        for key in missing_templates(settings.whatsapp):
+            why = "is missing: WhatsApp lets a business begin a conversation only with a template"
+            report.add(Problem(source, key, why))
     clinic = settings.clinic if settings else config.Clinic()
     _check_templates(Renderer(catalog, clinic, templates_dir), templates_dir, catalog, report)
     return report

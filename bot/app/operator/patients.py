@@ -9,6 +9,7 @@ raises ``NotFound``; a step the patient's status or channel does not allow, ``Re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -36,8 +37,9 @@ class NewPatient:
     clinician_id: int | None = None
     protocol: str | None = None
     address: str | None = None  # console: the name the patient types as
-    phone: str | None = None  # sms: their number, E.164
+    phone: str | None = None  # sms: their number, E.164; whatsapp: whatsapp:+E164
     external_id: str | None = None  # the clinic's own id (`patient import`), kept hashed
+    consented_at: datetime | None = None  # whatsapp: the clinic's own record of opt-in
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,9 @@ async def enrol(
             channel=new.channel,
             clinician_id=new.clinician_id,
             protocol=new.protocol,
-            status="active" if new.channel == "console" else "invited",
+            status="active" if new.channel == "console" or new.consented_at else "invited",
             address=new.phone,
+            consent_at=new.consented_at,
         )
         await repo.add(patient)
         if new.channel == "console":
@@ -87,7 +90,8 @@ async def enrol(
         if new.channel == "telegram":
             invitation = await invitations.issue(session, patient_id=patient.id)
         enrolled = Enrolled(PatientView.of(patient), invitation, no_wording=missing)
-    if new.channel == "sms" and patient.id is not None:
+    invited = new.channel == "sms" or (new.channel == "whatsapp" and not new.consented_at)
+    if invited and patient.id is not None:
         await services.consent.invite(patient.id)  # the only message before they reply YES
         enrolled = Enrolled(enrolled.patient, invited=True, no_wording=missing)
     return enrolled

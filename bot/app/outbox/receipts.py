@@ -1,10 +1,11 @@
 """Delivery receipts: a provider's word on a message after it accepted it (Twilio's status
-callbacks today, WhatsApp's next). Delivered or failed, once: callbacks may arrive out of
+callbacks, for SMS and WhatsApp). Delivered or failed, once: callbacks may arrive out of
 order, and a later, older one never overwrites a final status. A number that opted out at
 the carrier makes the patient unreachable (see ``bot.app.outbox.sending.mark_unreachable``)."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.app.alerts.alerting import Alerting
@@ -53,3 +54,18 @@ async def record_status(
         await repo.add(message)
         if opted_out and message.recipient_kind == "patient":
             await mark_unreachable(repo, message, clock(), alerting)
+
+
+async def record_read(db: Database, clock: Clock, channel: str, provider_id: str) -> None:
+    """The recipient opened the message (WhatsApp's ``read``): when, kept once; a message
+    read was delivered, whatever callback is still on its way."""
+    async with db.transaction() as session:
+        await session.exec(
+            sa.update(OutboundMessage)
+            .where(
+                col(OutboundMessage.channel) == channel,
+                col(OutboundMessage.provider_id) == provider_id,
+                col(OutboundMessage.read_at).is_(None),
+            )
+            .values(read_at=clock(), status="delivered")
+        )

@@ -1,0 +1,170 @@
+"""WhatsApp on Twilio: the Messages API with ``whatsapp:`` addresses and Content SIDs.
+
+What WhatsApp requires, and how this channel meets it:
+
+* Outside the 24-hour window (24 hours after the person's last message) only an approved
+  template may be sent, by ``ContentSid`` and ``ContentVariables``. The invitation and a
+  clinician's alert are always templates. Any other message to a patient whose window is
+  shut is *held* (``bot.app.conversations.whatsapp_window``): the check-in template goes in
+  its place and the message waits, queued, for the patient's reply; it is never sent as
+  free text into error 63016. A 63016 all the same (our clock and WhatsApp's disagree)
+  is held the same way.
+* Inside the window a question goes with its answers as buttons: up to 3 as quick
+  replies, up to 10 as a list picker, each through the session Content SID configured for
+  that many answers (``[whatsapp.choices]``; the definitions are in templates/whatsapp/).
+  A button's id is the question's ``<item key>=<value>``, as Telegram's callback data.
+  Without a Content SID for that count the question goes as text, answered by typing.
+* Errors: 63016 held; 63024 / 21211 (not a WhatsApp number, invalid) permanent; 429
+  after Retry-After; 5xx and timeouts retried (as SMS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+from bot.app.conversations.whatsapp_window import HELD, HOLD_S, window_open
+from bot.channels.sms import translated
+from bot.channels.twilio_http import BaseUrlHttpClient, last_response, retry_after_s
+from bot.config import Clinic, WhatsApp
+from bot.domain.errors import DeliveryFailed
+from bot.rendering.renderer import Button, Rendered
+
+PREFIX = "whatsapp:"
+OUTSIDE_WINDOW = 63016
+QUICK_REPLIES = 3  # at most, in a session message; more go in a list picker
+TITLE_CHARS = {"quick": 20, "list": 24}  # WhatsApp's limits for a button's words
+DESCRIPTION_CHARS = 72
+TEMPLATE_OF = {"Invitation": "invitation", "AlertNotice": "alert"}  # always templates
+LastInbound = Callable[[str], Awaitable[datetime | None]]
+
+
+def address(number: str) -> str:
+    """``whatsapp:+15555550123`` for an E.164 number (unchanged if it has the prefix)."""
+    return number if number.startswith(PREFIX) else PREFIX + number
+
+
+class WhatsAppChannel:
+    name = "whatsapp"
+
+    def __init__(
+        self,
+        settings: WhatsApp,
+        clinic: Clinic,
+        last_inbound: LastInbound,
+        clock: Callable[[], datetime],
+        list_button: Callable[[str], str],
+        status_callback: str | None = None,
+    ) -> None:
+        self.settings, self.clinic = settings, clinic
+        self.last_inbound, self.clock, self.list_button = last_inbound, clock, list_button
+        self.status_callback = status_callback
+        self._http = BaseUrlHttpClient(settings.api_base_url)
+        self._client = Client(settings.account_sid, settings.auth_token, http_client=self._http)
+
+    async def send(self, to: str, message: Rendered, payload: dict[str, object]) -> str:
+        language = str(payload.get("language", "en"))
+        purpose = TEMPLATE_OF.get(str(payload.get("intent", "")))
+        if purpose is not None:
+            return await self._template(to, purpose, language, message.text)
+        if not window_open(await self.last_inbound(to), self.clock()):
+            return await self._hold(to, language, str(payload.get("recipient", "")))
+        params = self._session(message, language)
+        try:
+            return await asyncio.to_thread(self._create, to, params)
+        except DeliveryFailed as failure:
+            if OUTSIDE_WINDOW_REASON in failure.reason:
+                return await self._hold(to, language, str(payload.get("recipient", "")))
+            raise
+
+    async def _template(self, to: str, purpose: str, language: str, text: str) -> str:
+        sid = self.settings.template(purpose, language)
+        if sid is None:
+            raise DeliveryFailed(f"whatsapp: no [whatsapp.templates.{purpose}]", permanent=True)
+        variables = {"1": self.clinic.name}
+        if purpose == "alert":
+            variables["2"] = " ".join(text.split())  # the notice on one line: numbers only
+        params = {"content_sid": sid, "content_variables": json.dumps(variables)}
+        return await asyncio.to_thread(self._create, to, params)
+
+    async def _hold(self, to: str, language: str, recipient: str) -> str:
+        """The window is shut: a patient gets the check-in template instead, and the
+        message waits for their reply; a clinician's non-alert message cannot go."""
+        if not recipient.startswith("patient"):
+            raise DeliveryFailed(f"{HELD}: not an alert", permanent=True)
+        await self._template(to, "checkin", language, "")
+        raise DeliveryFailed(f"{HELD}; waiting for the patient's reply", retry_after_s=HOLD_S)
+
+    def _session(self, message: Rendered, language: str) -> dict[str, str]:
+        """A free-form message: text, or a question with its answers as buttons."""
+        sid = self.settings.choices.get(len(message.buttons)) if message.buttons else None
+        if sid is None:
+            return {"body": message.text}
+        return {
+            "content_sid": sid,
+            "content_variables": json.dumps(self._choices(message, language)),
+        }
+
+    def _choices(self, message: Rendered, language: str) -> dict[str, str]:
+        """The variables of templates/whatsapp/{quick_reply,list_picker}_<n>.json."""
+        buttons = message.buttons
+        variables = {"1": message.text}
+        if len(buttons) <= QUICK_REPLIES:
+            for n, button in enumerate(buttons):
+                variables |= {
+                    str(2 + 2 * n): _cut(button.label, "quick"),
+                    str(3 + 2 * n): button.data,
+                }
+            return variables
+        variables["2"] = self.list_button(language)
+        for n, button in enumerate(buttons):
+            base = 3 + 3 * n
+            variables |= {
+                str(base): _cut(button.label, "list"),
+                str(base + 1): button.data,
+                str(base + 2): _description(button),
+            }
+        return variables
+
+    def _create(self, to: str, params: dict[str, str]) -> str:
+        sender = (
+            {"messaging_service_sid": self.settings.messaging_service_sid}
+            if self.settings.messaging_service_sid
+            else {"from_": address(self.settings.from_number)}
+        )
+        callback = {"status_callback": self.status_callback} if self.status_callback else {}
+        try:
+            created = self._client.messages.create(to=address(to), **params, **sender, **callback)
+        except TwilioRestException as exc:
+            failure = translated(exc, retry_after_s(last_response()))
+            raise DeliveryFailed(
+                failure.reason.replace("sms:", "whatsapp:", 1),
+                permanent=failure.permanent,
+                retry_after_s=failure.retry_after_s,
+            ) from exc
+        except requests.RequestException as exc:
+            raise DeliveryFailed(f"whatsapp: {type(exc).__name__}") from exc
+        return str(created.sid)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+OUTSIDE_WINDOW_REASON = f"twilio error {OUTSIDE_WINDOW}"
+
+
+def _cut(label: str, kind: str) -> str:
+    limit = TITLE_CHARS[kind]
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _description(button: Button) -> str:
+    """The whole answer under a list item (its title may be cut)."""
+    words = button.label.split(" · ", 1)[-1]
+    return words if len(words) <= DESCRIPTION_CHARS else words[: DESCRIPTION_CHARS - 1] + "…"
