@@ -7,7 +7,7 @@ held ones, started before the score: ``bot.domain.sessions``), a chunk of patien
 time, in this one transaction.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-05 13:10:00
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 from bot.domain.sessions import session_position
 
 revision: str = "0014"
-down_revision: str | Sequence[str] | None = "0012"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """WhatsApp: a fourth channel value; the time a WhatsApp message was read
 
 Revision ID: 0017
-Revises: 0012
+Revises: 0016
 Create Date: 2026-12-05 13:30:00
 
 Patients, clinicians, inbound and outbound messages may be on "whatsapp". Twilio's
@@ -16,7 +16,7 @@ import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0012"
+down_revision: str | Sequence[str] | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
