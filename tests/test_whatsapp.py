@@ -37,6 +37,7 @@ from scheduler.loop import tick
 from tests.standins.server import serve
 from tests.standins.whatsapp import WhatsAppStandIn, load_contents
 from tests.test_services import SimClock
+from tests.test_sms import ALONE
 
 PUBLIC = "https://checkin.example"
 PATIENT = "whatsapp:+15555550123"
@@ -105,6 +106,7 @@ async def rig(db: Database, tmp_path: Path) -> AsyncIterator[Rig]:
             server=Server(public_url=PUBLIC),
             sms=Sms(spool_path=tmp_path / "checkin.spool"),
             whatsapp=whatsapp_settings(url, twilio, sids),
+            alerts=ALONE,  # the clock stands still: a digest window would never close
         )
         app = build(settings, clock=clock)
         transport = httpx.ASGITransport(app=create_app(app))
