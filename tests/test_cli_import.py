@@ -70,7 +70,7 @@ def test_one_bad_row_enrols_no_one(url: str, tmp_path: Path) -> None:
     assert result.returncode == 2
     assert ok_json_errors(result.stdout) == [
         (3, "name is empty"),
-        (4, "channel 'fax' is not one of telegram, sms, console"),
+        (4, "channel 'fax' is not one of telegram, sms, console, whatsapp"),
         (4, "timezone 'Mars/Base' is not an IANA time zone"),
         (4, "language 'de' is not one of en, es"),
         (4, "external_id repeats line 2"),
