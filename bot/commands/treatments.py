@@ -13,6 +13,7 @@ from bot.app.operator import treatments
 from bot.app.operator.treatments import PlannedView, Replanned, SessionView, UnreadableTime
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, refuse, with_app
+from bot.domain.dosing import BadDose, Dose, read_dose
 from bot.domain.errors import CheckinError, NotFound
 
 T = TypeVar("T")
@@ -33,6 +34,18 @@ At = Annotated[
         "the moment the gap ends; one it shows twice, its first showing.",
     ),
 ]
+ROUTE_HELP = (
+    "What was given: ketamine-iv, ketamine-im (dose in mg/kg), esketamine-in "
+    "(56 or 84 mg; 28 where the label allows), other (any unit with --unit)."
+)
+Route = Annotated[str | None, typer.Option("--route", help=ROUTE_HELP)]
+DoseAmount = Annotated[
+    str | None, typer.Option("--dose", help="The dose in the route's unit, e.g. 0.5 or 84.")
+]
+Unit = Annotated[
+    str | None,
+    typer.Option("--unit", help="The dose's unit, for --route other: mg, mg/kg, mcg, mcg/kg, ml."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -47,15 +60,57 @@ def treatment_add(
     kind: Annotated[
         str, typer.Option(help="What is given, e.g. ketamine-iv, esketamine-nasal.")
     ] = "treatment",
+    route: Route = None,
+    dose: DoseAmount = None,
+    unit: Unit = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Record a treatment session. Sessions are numbered 1, 2, ... in time order; the
-    protocol's check-ins before and after each session are planned at once."""
+    """Record a treatment session, with its route and dose when known (or later with
+    `treatment dose`). Sessions are numbered 1, 2, ... in time order; the protocol's
+    check-ins before and after each session are planned at once."""
+    given = _dose(route, dose, unit)
 
     async def work(app: App) -> Replanned:
-        return await treatments.add_session(app.db, app.planner, patient_id, at, kind)
+        return await treatments.add_session(app.db, app.planner, patient_id, at, kind, given)
 
     report(run_or_fail(ctx, work, see=True), "added", as_json)
+
+
+@treatment_app.command("dose")
+def treatment_dose(
+    ctx: typer.Context,
+    session_id: SessionId,
+    route: Annotated[str, typer.Option("--route", help=ROUTE_HELP)],
+    dose: DoseAmount = None,
+    unit: Unit = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record or correct what a session gave: its route and dose (audited)."""
+    given = _dose(route, dose, unit)
+    assert given is not None
+
+    async def work(app: App) -> SessionView:
+        return await treatments.set_dose(app.db, app.clock, session_id, given, "operator")
+
+    row = session_json(run_or_fail(ctx, work, see=True))
+    if as_json:
+        emit_json(row)
+        return
+    typer.echo(
+        f"session {row['id']} (#{row['number']}): {row['route']} {row['dose_text']}".rstrip()
+    )
+
+
+def _dose(route: str | None, amount: str | None, unit: str | None) -> Dose | None:
+    """The options as a checked dose; a bad one is a one-line error naming the option."""
+    if route is None:
+        if amount is not None or unit is not None:
+            fail("--dose and --unit need --route (ketamine-iv, ketamine-im, esketamine-in, other)")
+        return None
+    try:
+        return read_dose(route, amount, unit)
+    except BadDose as exc:
+        fail(f"--route/--dose: {exc}")
 
 
 @treatment_app.command("move")
@@ -96,7 +151,8 @@ def treatment_list(ctx: typer.Context, patient_id: PatientId, as_json: JsonFlag 
         typer.echo("no treatment sessions recorded")
     for r in rows:
         number = "cancelled" if r["cancelled_at"] else f"#{r['number']}"
-        typer.echo(f"{r['id']:>5}  {number:<10} {r['at_local'][:16]}  {r['kind']}")
+        given = f"  {r['dose_text']}" if r["dose_text"] else ""
+        typer.echo(f"{r['id']:>5}  {number:<10} {r['at_local'][:16]}  {r['kind']}{given}")
 
 
 def run_or_fail(ctx: typer.Context, work: Callable[[App], Awaitable[T]], see: bool = False) -> T:
@@ -154,6 +210,10 @@ def session_json(row: SessionView) -> dict[str, Any]:
         "at": row.at.isoformat(),
         "at_local": row.at_local.isoformat(),
         "cancelled_at": row.cancelled_at.isoformat() if row.cancelled_at else None,
+        "route": row.route,
+        "dose": row.dose,
+        "dose_unit": row.dose_unit,
+        "dose_text": row.dose_text,
     }
 
 

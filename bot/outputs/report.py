@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.trends import load_trend
+from bot.domain.dosing import Dose
 from bot.domain.errors import NotFound
 from bot.domain.measures import MADRS, MADRS_RULES
 from bot.domain.outcomes import Observation, assess
@@ -58,6 +59,7 @@ class SessionRow:
     at: datetime
     before: dict[str, int]  # instrument -> the last valid total before this session
     after: dict[str, int]  # instrument -> the first valid total after it (before the next)
+    dose: str = ""  # "0.5 mg/kg", "84 mg"; empty when not recorded
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,11 @@ def _session_rows(
                 before[s.instrument] = s.total
             elif until is None or s.completed_at < until:
                 after.setdefault(s.instrument, s.total)
-        rows.append(SessionRow(treatment.number, treatment.kind, treatment.at, before, after))
+        dose = (
+            Dose(treatment.route, treatment.dose, treatment.dose_unit) if treatment.route else None
+        )
+        rows.append(SessionRow(treatment.number, treatment.kind, treatment.at, before, after,
+                               dose.text() if dose else ""))  # fmt: skip
     return tuple(rows)
 
 

@@ -142,6 +142,10 @@ class TreatmentSession(SQLModel, table=True):
     kind: str
     at: datetime
     cancelled_at: datetime | None = None
+    # what was given (bot.domain.dosing): route, and the dose in its unit when recorded
+    route: str | None = None
+    dose: float | None = None
+    dose_unit: str | None = None
 
 
 _CHECKIN_VERSION: Column[int] = Column("version", Integer, nullable=False)

@@ -21,6 +21,7 @@ from bot.app.operator.refusals import AlreadyCancelled
 from bot.app.planning.planner import Planner
 from bot.app.planning.session_changes import Change, sessions_of
 from bot.app.ports import Clock
+from bot.domain.dosing import Dose
 from bot.domain.errors import CheckinError, NotFound
 from bot.domain.schedule import resolve_local
 from bot.storage.database import Database
@@ -43,12 +44,23 @@ class SessionView:
     at: datetime
     at_local: datetime  # `at` in the patient's time zone (as stored, when not known)
     cancelled_at: datetime | None
+    route: str | None = None
+    dose: float | None = None
+    dose_unit: str | None = None
 
     @classmethod
     def of(cls, row: TreatmentSession, zone: ZoneInfo | None = None) -> SessionView:
         assert row.id is not None
         local = row.at.astimezone(zone) if zone else row.at
-        return cls(row.id, row.patient_id, row.number, row.kind, row.at, local, row.cancelled_at)
+        return cls(row.id, row.patient_id, row.number, row.kind, row.at, local,
+                   row.cancelled_at, row.route, row.dose, row.dose_unit)  # fmt: skip
+
+    @property
+    def dose_text(self) -> str:
+        """``0.5 mg/kg``; empty when no dose was recorded."""
+        if self.route is None:
+            return ""
+        return Dose(self.route, self.dose, self.dose_unit).text()
 
 
 @dataclass(frozen=True)
@@ -82,11 +94,41 @@ class Replanned:
 
 
 async def add_session(
-    db: Database, planner: Planner, patient_id: int, at: str, kind: str = "treatment"
+    db: Database,
+    planner: Planner,
+    patient_id: int,
+    at: str,
+    kind: str = "treatment",
+    dose: Dose | None = None,
 ) -> Replanned:
-    """Record a session at `at`; the protocol's check-ins around it are planned at once."""
+    """Record a session at `at` (with its route and dose, when given: a `kind` left at
+    "treatment" then names the route); the protocol's check-ins around it are planned at
+    once."""
     instant, note = local_instant(at, await patient_zone(db, patient_id))
-    return replace(Replanned.of(await planner.add_session(patient_id, instant, kind)), at_note=note)
+    if dose is not None and kind == "treatment":
+        kind = dose.route
+    change = await planner.add_session(patient_id, instant, kind, dose)
+    return replace(Replanned.of(change), at_note=note)
+
+
+async def set_dose(
+    db: Database, clock: Clock, session_id: int, dose: Dose, actor: str
+) -> SessionView:
+    """Record or correct what a session gave (the dose is often settled at the chair);
+    audited (the session and the route). The plan does not depend on it."""
+    async with db.transaction() as session:
+        row = await session.get(TreatmentSession, session_id, with_for_update=True)
+        if row is None:
+            raise NotFound("treatment session", session_id)
+        row.route, row.dose, row.dose_unit = dose.route, dose.amount, dose.unit
+        session.add(row)
+        repo = Repository(session)
+        # the audit names the session and the route; the dose itself is health information
+        await repo.audit(clock(), actor, "treatment_dose_set", f"patient:{row.patient_id}",
+                         session=session_id, route=dose.route)  # fmt: skip
+        patient = await repo.get_patient(row.patient_id)
+        zone = ZoneInfo(patient.timezone) if patient is not None else None
+        return SessionView.of(row, zone)
 
 
 async def move_session(db: Database, planner: Planner, session_id: int, at: str) -> Replanned:

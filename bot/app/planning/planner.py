@@ -48,6 +48,7 @@ from bot.app.planning.rows import (
 from bot.app.planning.session_changes import Change, locked_patient, record_change, session_row
 from bot.app.ports import Clock
 from bot.config import Clinic
+from bot.domain.dosing import Dose
 from bot.domain.errors import ConfigError
 from bot.domain.schedule import Protocol, Session, bundle, plan, reconcile, to_close
 from bot.instruments import Catalog
@@ -240,11 +241,16 @@ class Planner:
 
     # ---- what operators change ----------------------------------------------------------
 
-    async def add_session(self, patient_id: int, at: datetime, kind: str) -> Change:
-        """Record a treatment session; its check-ins (and everyone after it) follow."""
+    async def add_session(
+        self, patient_id: int, at: datetime, kind: str, dose: Dose | None = None
+    ) -> Change:
+        """Record a treatment session (with what was given, when known); its check-ins
+        (and everyone after it) follow."""
         async with self.db.transaction() as session:
             patient = await locked_patient(session, patient_id)
             row = TreatmentSession(patient_id=patient_id, number=0, kind=kind, at=at)
+            if dose is not None:
+                row.route, row.dose, row.dose_unit = dose.route, dose.amount, dose.unit
             session.add(row)
             await session.flush()
             return await record_change(
