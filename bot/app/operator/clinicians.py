@@ -35,6 +35,7 @@ async def add(
     *,
     address: str | None = None,
     phone: str | None = None,
+    actor: str = "operator",
 ) -> ClinicianView:
     """Add a clinician who receives alerts. `address`: console only, where alerts are
     shown (default ``clinician-<id>``); `phone`: SMS only, their number (E.164)."""
@@ -45,7 +46,7 @@ async def add(
         if channel == "console":
             clinician.address = address or f"clinician-{clinician.id}"
             await repo.add(clinician)
-        await repo.audit(clock(), "operator", "clinician_added", f"clinician:{clinician.id}")
+        await repo.audit(clock(), actor, "clinician_added", f"clinician:{clinician.id}")
         return ClinicianView.of(clinician)
 
 
@@ -55,7 +56,9 @@ async def list_clinicians(db: Database) -> list[ClinicianView]:
         return [ClinicianView.of(c) for c in rows]
 
 
-async def set_backup(db: Database, clock: Clock, clinician_id: int, backup: int | None) -> None:
+async def set_backup(
+    db: Database, clock: Clock, clinician_id: int, backup: int | None, actor: str = "operator"
+) -> None:
     """Make `backup` the clinician told when this one does not acknowledge an alert in
     time (None: nobody)."""
     if backup == clinician_id:
@@ -67,12 +70,16 @@ async def set_backup(db: Database, clock: Clock, clinician_id: int, backup: int 
         clinician.backup_clinician_id = backup
         repo = Repository(session)
         await repo.add(clinician)
-        await repo.audit(clock(), "operator", "clinician_backup_set",
+        await repo.audit(clock(), actor, "clinician_backup_set",
                          f"clinician:{clinician_id}", backup=backup)  # fmt: skip
 
 
 async def link(
-    db: Database, clock: Clock, invitations: Invitations, clinician_id: int
+    db: Database,
+    clock: Clock,
+    invitations: Invitations,
+    clinician_id: int,
+    actor: str = "operator",
 ) -> Invitation:
     """A single-use link that connects the clinician's Telegram account (for alerts); the
     links issued before it and not used stop working."""
@@ -88,7 +95,7 @@ async def link(
             )
         invitation = await invitations.issue(session, clinician_id=clinician_id)  # revokes
         await Repository(session).audit(
-            clock(), "operator", "enrolment_link_issued", f"clinician:{clinician_id}"
+            clock(), actor, "enrolment_link_issued", f"clinician:{clinician_id}"
         )
         return invitation
 
@@ -100,7 +107,11 @@ class Departure:
 
 
 async def deactivate(
-    db: Database, clock: Clock, clinician_id: int, reassign_to: int | None = None
+    db: Database,
+    clock: Clock,
+    clinician_id: int,
+    reassign_to: int | None = None,
+    actor: str = "operator",
 ) -> Departure:
     """Deactivate a clinician who left: no more alerts for them. One still responsible for
     patients in care, or someone's backup, needs `reassign_to`, who takes both over."""
@@ -118,7 +129,7 @@ async def deactivate(
         clinician.active = False
         repo = Repository(session)
         await repo.add(clinician)
-        await repo.audit(clock(), "operator", "clinician_deactivated",
+        await repo.audit(clock(), actor, "clinician_deactivated",
                          f"clinician:{clinician_id}", reassigned_to=reassign_to,
                          patients=len(patients), backups=len(backing))  # fmt: skip
         return Departure(len(patients), len(backing))

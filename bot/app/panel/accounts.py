@@ -56,7 +56,12 @@ async def find_by_email(session: AsyncSession, email: str) -> PanelAccount | Non
 
 
 async def add_account(
-    db: Database, clock: Clock, clinician_id: int, email: str, role: str = "clinician"
+    db: Database,
+    clock: Clock,
+    clinician_id: int,
+    email: str,
+    role: str = "clinician",
+    actor: str = "operator",
 ) -> None:
     """Let the clinician sign in to the panel as `email` (a password and, unless
     [panel] require_totp is false, a TOTP secret come next)."""
@@ -70,11 +75,13 @@ async def add_account(
         hashed = lookup_hash(email) or ""
         await repo.add(PanelAccount(clinician_id=clinician_id, email=email, email_hash=hashed,
                                     role=role, created_at=clock()))  # fmt: skip
-        await repo.audit(clock(), "operator", "panel_account_added",
+        await repo.audit(clock(), actor, "panel_account_added",
                          f"clinician:{clinician_id}", role=role)  # fmt: skip
 
 
-async def set_password(db: Database, clock: Clock, clinician_id: int, password: str) -> None:
+async def set_password(
+    db: Database, clock: Clock, clinician_id: int, password: str, actor: str = "operator"
+) -> None:
     """Set the account's password (weak ones refused); its sessions end."""
     hashed = passwords.hash_password(password)
     async with db.transaction() as session:
@@ -83,7 +90,7 @@ async def set_password(db: Database, clock: Clock, clinician_id: int, password: 
         await _close_sessions(session, account, clock())
         repo = Repository(session)
         await repo.add(account)
-        await repo.audit(clock(), "operator", "panel_password_set", f"clinician:{clinician_id}")
+        await repo.audit(clock(), actor, "panel_password_set", f"clinician:{clinician_id}")
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,9 @@ class TotpIssue:
     uri: str  # otpauth://totp/...: what an authenticator app reads from the QR code
 
 
-async def issue_totp(db: Database, clock: Clock, clinician_id: int, issuer: str) -> TotpIssue:
+async def issue_totp(
+    db: Database, clock: Clock, clinician_id: int, issuer: str, actor: str = "operator"
+) -> TotpIssue:
     """A new TOTP secret for the account (the old one stops working); its sessions end."""
     secret = passwords.new_totp_secret()
     async with db.transaction() as session:
@@ -101,7 +110,7 @@ async def issue_totp(db: Database, clock: Clock, clinician_id: int, issuer: str)
         await _close_sessions(session, account, clock())
         repo = Repository(session)
         await repo.add(account)
-        await repo.audit(clock(), "operator", "panel_totp_issued", f"clinician:{clinician_id}")
+        await repo.audit(clock(), actor, "panel_totp_issued", f"clinician:{clinician_id}")
         return TotpIssue(secret, passwords.provisioning_uri(secret, account.email, issuer))
 
 
