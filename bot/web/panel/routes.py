@@ -20,7 +20,7 @@ from bot.app.panel.signin import NotRecognised, SignIn, SlowDown, Viewer
 from bot.bootstrap import App
 from bot.domain.errors import NotFound
 from bot.rendering.pages import Pages
-from bot.web.panel import security
+from bot.web.panel import clinic_routes, security
 from bot.web.panel.security import LOGIN_COOKIE, SESSION_COOKIE, secured
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -43,6 +43,7 @@ class Panel:
             Route("/alerts/{alert_id:int}/ack", self.action(self.ack), methods=["POST"]),
             Route("/alerts/{alert_id:int}/resolve", self.action(self.resolve), methods=["POST"]),
             Route("/panel.css", self.css, methods=["GET"]),
+            *clinic_routes.routes(self),  # Clinicians (admins) and Account
         ]
 
     # ---- the wrappers: a session for every page, and a CSRF token for every action ----
@@ -80,13 +81,16 @@ class Panel:
     async def login_page(self, request: Request) -> Response:
         if await self.sign_in.viewer(request.cookies.get(SESSION_COOKIE)) is not None:
             return secured(RedirectResponse("/", status_code=303))
-        return self.login_form(request, problem="", email="")
+        changed = request.query_params.get("done") == "password_changed"
+        return self.login_form(request, problem="", email="", notice=changed)
 
-    def login_form(self, request: Request, problem: str, email: str, status: int = 200) -> Response:
+    def login_form(
+        self, request: Request, problem: str, email: str, status: int = 200, notice: bool = False
+    ) -> Response:
         token = security.login_token(request)
         totp = self.app.settings.panel.require_totp
         response = self.render("login", None, status, csrf_token=token, problem=problem,
-                               email=email, require_totp=totp)  # fmt: skip
+                               email=email, require_totp=totp, password_changed=notice)  # fmt: skip
         security.set_cookie(response, LOGIN_COOKIE, token)
         return response
 
