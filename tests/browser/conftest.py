@@ -57,6 +57,13 @@ def chromium() -> str:
     pytest.skip(INSTALL_HINT)
 
 
+@pytest.fixture(autouse=True)
+def _browser_first(request: pytest.FixtureRequest) -> None:
+    """A browser test without a browser stops before its database and server are made."""
+    if request.node.get_closest_marker("browser"):
+        request.getfixturevalue("chromium")
+
+
 @pytest.fixture
 async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
