@@ -49,7 +49,7 @@ async def sign_out(page: Page) -> None:
 
 
 def alert_item(page: Page, patient: str) -> Locator:
-    """The Today page's alert of the patient (one alert per patient in these tests)."""
+    """The Today page's alerts of the patient (`.first`: the most urgent)."""
     return page.locator("li.alert").filter(has=page.locator("p.who", has_text=patient))
 
 
