@@ -107,6 +107,22 @@ async def test_a_new_session_stores_route_and_dose_and_plans_its_checkins(rig: R
     assert await actors(rig.db, "treatment_added") == [f"clinician:{ana.clinician_id}"]
 
 
+async def test_a_time_the_clock_skips_is_taken_when_the_gap_ends_with_a_note(rig: Rig) -> None:
+    """02:30 on 14 March 2027 does not exist in New York: the session is at 03:00 EDT
+    (07:00 UTC) and the audit event says so."""
+    pid = await patient(rig, "ana")
+    async with rig.browser() as web:
+        await rig.signed_in(web, rig.accounts["ana"])
+        data = {"csrf_token": await form(web, f"/patients/{pid}/sessions/new"),
+                "at": "2027-03-14T02:30", "route": "esketamine-in", "dose": "84"}  # fmt: skip
+        response = await web.post(f"/patients/{pid}/sessions/new", data=data)
+    assert response.headers["location"] == f"/patients/{pid}?done=session_added"
+    [row] = await rows(rig.db, TreatmentSession, patient_id=pid)
+    assert row.at == datetime(2027, 3, 14, 7, tzinfo=UTC) and row.dose == 84.0
+    [event] = await rows(rig.db, AuditEvent, action="treatment_added")
+    assert "does not exist in America/New_York" in event.detail["note"]
+
+
 async def test_a_refused_value_shows_the_form_again_naming_the_field(rig: Rig) -> None:
     """35 mg/kg of IV ketamine, an unreadable time, MADRS 61, a systolic of 310: each is
     400 with the field named and the typed value kept, and nothing is stored."""
@@ -159,8 +175,10 @@ async def test_a_session_is_moved_dosed_and_cancelled(rig: Rig) -> None:
         assert "Cancel session #1 on Thursday 07 May 2026, 09:30 EDT" in confirm.text
         cancelled = await web.post(base + "/cancel", data={"csrf_token": token})
         again = await web.post(base + "/cancel", data={"csrf_token": token})
-    assert [r.headers["location"].split("?")[1] for r in (moved, dosed, cancelled, again)] == [
+        late = await web.post(base + "/move", data={"csrf_token": token, "at": "2026-05-10T09:00"})
+    assert [r.headers["location"].split("?")[1] for r in (moved, dosed, cancelled, again, late)] == [
         "done=session_moved", "done=dose_recorded", "done=session_cancelled", "done=unchanged",
+        "done=unchanged",
     ]  # fmt: skip
     [row] = await rows(rig.db, TreatmentSession, patient_id=pid)
     assert row.at == datetime(2026, 5, 7, 13, 30, tzinfo=UTC)
@@ -298,3 +316,22 @@ async def test_a_form_without_the_csrf_token_is_refused(rig: Rig) -> None:
             refused = await web.post(path, data=data | {"csrf_token": foreign})
             assert refused.status_code == 403, path
     await assert_untouched(rig, pid, sid)
+
+
+async def test_every_form_labels_its_fields_and_obeys_the_csp(rig: Rig) -> None:
+    """Each GET is a page whose every visible field has a <label for>, with no inline
+    style or script (the CSP forbids them), posting back to its own address."""
+    pid = await patient(rig, "ana")
+    sid = await a_session(rig, pid)
+    async with rig.browser() as web:
+        await rig.signed_in(web, rig.accounts["ana"])
+        for path, _ in every_form(pid, sid):
+            page = await web.get(path)
+            assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+            assert "style=" not in page.text and "<script" not in page.text, path
+            assert f'action="{path}"' in page.text, path
+            fields = re.findall(
+                r'<(?:input|select)(?![^>]*type="hidden")[^>]*\bid="([^"]+)"', page.text
+            )
+            labels = set(re.findall(r'<label for="([^"]+)"', page.text))
+            assert (fields or path.endswith("/cancel")) and set(fields) <= labels, path
