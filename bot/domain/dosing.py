@@ -30,7 +30,12 @@ OTHER_UNITS = ("mg", "mg/kg", "mcg", "mcg/kg", "ml", "session")
 
 
 class BadDose(CheckinError):
-    """A route or dose that cannot be what was given; the message says why."""
+    """A route or dose that cannot be what was given; the message says why, and `field`
+    which of ``route``, ``dose`` and ``unit`` it is about (a form marks that field)."""
+
+    def __init__(self, message: str, field: str = "dose") -> None:
+        self.field = field
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ def read_dose(route: str, amount: str | float | None, unit: str | None = None) -
     one is refused rather than converted)."""
     route = route.strip().lower()
     if route not in ROUTES:
-        raise BadDose(f"route {route!r} is not one of {', '.join(ROUTES)}")
+        raise BadDose(f"route {route!r} is not one of {', '.join(ROUTES)}", "route")
     value = _number(amount)
     given_unit = (unit or "").strip().lower() or None
     if route in PER_KG:
@@ -63,7 +68,9 @@ def read_dose(route: str, amount: str | float | None, unit: str | None = None) -
     if value is None:
         return Dose(route, None, None)
     if given_unit not in OTHER_UNITS:
-        raise BadDose(f"a dose by route 'other' needs a unit: one of {', '.join(OTHER_UNITS)}")
+        raise BadDose(
+            f"a dose by route 'other' needs a unit: one of {', '.join(OTHER_UNITS)}", "unit"
+        )
     return Dose(route, value, given_unit)
 
 
@@ -81,7 +88,7 @@ def _number(amount: str | float | None) -> float | None:
 
 def _per_kg(route: str, value: float | None, unit: str | None) -> Dose:
     if unit not in (None, "mg/kg"):
-        raise BadDose(f"{route} is dosed in mg/kg, not {unit}")
+        raise BadDose(f"{route} is dosed in mg/kg, not {unit}", "unit")
     if value is None:
         return Dose(route, None, None)
     low, high = PER_KG_RANGE
@@ -95,7 +102,7 @@ def _per_kg(route: str, value: float | None, unit: str | None) -> Dose:
 
 def _esketamine(value: float | None, unit: str | None) -> Dose:
     if unit not in (None, "mg"):
-        raise BadDose(f"esketamine-in is dosed in mg, not {unit}")
+        raise BadDose(f"esketamine-in is dosed in mg, not {unit}", "unit")
     if value is None:
         return Dose("esketamine-in", None, None)
     if value not in ESKETAMINE_MG:

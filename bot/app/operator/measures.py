@@ -46,13 +46,14 @@ class MeasureRecorded:
 
 async def record_madrs(
     db: Database, clock: Clock, patient_id: int, total: int,
-    at: str | None = None, rater: int | None = None,
+    at: str | None = None, rater: int | None = None, actor: str = "operator",
 ) -> MeasureRecorded:  # fmt: skip
     """Store a clinician's MADRS total; the assessment covers every MADRS of the patient."""
     measured = measures.madrs(total)
     when = await _when(db, clock, patient_id, at)
     async with db.transaction() as session:
-        score = await _store(Repository(session), clock, patient_id, measured, when, rater)
+        repo = Repository(session)
+        score = await _store(repo, clock, patient_id, measured, when, rater, actor)
         history = await Repository(session).scores_for_patient(patient_id, measures.MADRS)
     observations = [
         Observation(s.completed_at, s.total, s.session_number)
@@ -65,7 +66,7 @@ async def record_madrs(
 
 async def record_blood_pressure(
     db: Database, clock: Clock, patient_id: int, reading: BloodPressure, point: str,
-    at: str | None = None, rater: int | None = None,
+    at: str | None = None, rater: int | None = None, actor: str = "operator",
 ) -> MeasureRecorded:  # fmt: skip
     """Store a blood-pressure reading taken at `point` ("pre", "40min", "2h")."""
     measures.blood_pressure(reading, point)  # refused before anything is read
@@ -73,7 +74,8 @@ async def record_blood_pressure(
     async with db.transaction() as session:
         pre = await _pre_dose(session, patient_id, when) if point != "pre" else None
         measured = measures.blood_pressure(reading, point, pre)
-        score = await _store(Repository(session), clock, patient_id, measured, when, rater)
+        repo = Repository(session)
+        score = await _store(repo, clock, patient_id, measured, when, rater, actor)
     return MeasureRecorded(score)
 
 
@@ -90,7 +92,7 @@ async def _when(db: Database, clock: Clock, patient_id: int, at: str | None) -> 
 
 async def _store(
     repo: Repository, clock: Clock, patient_id: int, measured: measures.Measured,
-    at: datetime, rater: int | None,
+    at: datetime, rater: int | None, actor: str,
 ) -> ScoreView:  # fmt: skip
     if rater is not None and await repo.session.get(Clinician, rater) is None:
         raise NotFound("clinician", rater)
@@ -104,7 +106,7 @@ async def _store(
     )  # fmt: skip
     await repo.add(row)
     await repo.audit(
-        clock(), "operator", "measure_recorded", f"patient:{patient_id}",
+        clock(), actor, "measure_recorded", f"patient:{patient_id}",
         instrument=measured.instrument, score=row.id,
     )  # fmt: skip
     return ScoreView.of(row)

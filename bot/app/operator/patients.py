@@ -173,17 +173,19 @@ async def list_patients(db: Database, clock: Clock, status: str | None = None) -
         return [PatientView.of(p) for p in rows]
 
 
-async def pause(db: Database, clock: Clock, patient_id: int) -> None:
+async def pause(db: Database, clock: Clock, patient_id: int, actor: str = "operator") -> None:
     """Pause an active patient: nothing is sent or planned until resumed."""
-    await _change_status(db, clock, patient_id, "active", "paused")
+    await _change_status(db, clock, patient_id, "active", "paused", actor)
 
 
-async def resume(db: Database, clock: Clock, patient_id: int) -> None:
+async def resume(db: Database, clock: Clock, patient_id: int, actor: str = "operator") -> None:
     """Resume a paused patient: planned again from now; held check-ins go at the next tick."""
-    await _change_status(db, clock, patient_id, "paused", "active")
+    await _change_status(db, clock, patient_id, "paused", "active", actor)
 
 
-async def _change_status(db: Database, clock: Clock, patient_id: int, was: str, to: str) -> None:
+async def _change_status(
+    db: Database, clock: Clock, patient_id: int, was: str, to: str, actor: str
+) -> None:
     async with db.transaction() as session:
         repo = Repository(session)
         patient = await repo.lock_patient(patient_id)
@@ -203,7 +205,7 @@ async def _change_status(db: Database, clock: Clock, patient_id: int, was: str, 
                 .values(lease_until=None, version=col(Checkin.version) + 1)
             )
         action = "patient_paused" if to == "paused" else "patient_resumed"
-        await repo.audit(clock(), "operator", action, f"patient:{patient_id}")
+        await repo.audit(clock(), actor, action, f"patient:{patient_id}")
 
 
 async def console_address(db: Database, patient_id: int) -> str:

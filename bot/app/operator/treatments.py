@@ -100,14 +100,15 @@ async def add_session(
     at: str,
     kind: str = "treatment",
     dose: Dose | None = None,
+    actor: str = "operator",
 ) -> Replanned:
     """Record a session at `at` (with its route and dose, when given: a `kind` left at
     "treatment" then names the route); the protocol's check-ins around it are planned at
-    once."""
+    once. Audited by `actor`, with the note on a skipped or repeated local time."""
     instant, note = local_instant(at, await patient_zone(db, patient_id))
     if dose is not None and kind == "treatment":
         kind = dose.route
-    change = await planner.add_session(patient_id, instant, kind, dose)
+    change = await planner.add_session(patient_id, instant, kind, dose, actor, note)
     return replace(Replanned.of(change), at_note=note)
 
 
@@ -131,17 +132,20 @@ async def set_dose(
         return SessionView.of(row, zone)
 
 
-async def move_session(db: Database, planner: Planner, session_id: int, at: str) -> Replanned:
+async def move_session(
+    db: Database, planner: Planner, session_id: int, at: str, actor: str = "operator"
+) -> Replanned:
     """Move a session; its check-ins move with it (those already sent stay)."""
     async with db.transaction() as session:
         row = await session.get(TreatmentSession, session_id)
     if row is None:
         raise NotFound("treatment session", session_id)
     instant, note = local_instant(at, await patient_zone(db, row.patient_id))
-    return replace(Replanned.of(await planner.move_session(session_id, instant)), at_note=note)
+    change = await planner.move_session(session_id, instant, actor, note)
+    return replace(Replanned.of(change), at_note=note)
 
 
-async def cancel_session(planner: Planner, session_id: int) -> Replanned:
+async def cancel_session(planner: Planner, session_id: int, actor: str = "operator") -> Replanned:
     """Cancel a session that will not happen; its check-ins not yet sent are cancelled and
     later sessions renumbered. A session cancelled before is refused as such
     (:class:`AlreadyCancelled`), its cancellation time and the plan left as they were."""
@@ -150,7 +154,7 @@ async def cancel_session(planner: Planner, session_id: int) -> Replanned:
     if row is not None and row.cancelled_at is not None:
         when = row.cancelled_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         raise AlreadyCancelled(session_id, when)
-    return Replanned.of(await planner.cancel_session(session_id))
+    return Replanned.of(await planner.cancel_session(session_id, actor))
 
 
 async def list_sessions(db: Database, clock: Clock, patient_id: int) -> list[SessionView]:

@@ -242,10 +242,11 @@ class Planner:
     # ---- what operators change ----------------------------------------------------------
 
     async def add_session(
-        self, patient_id: int, at: datetime, kind: str, dose: Dose | None = None
-    ) -> Change:
+        self, patient_id: int, at: datetime, kind: str, dose: Dose | None = None,
+        actor: str = "operator", note: str | None = None,
+    ) -> Change:  # fmt: skip
         """Record a treatment session (with what was given, when known); its check-ins
-        (and everyone after it) follow."""
+        (and everyone after it) follow. Audited by `actor`, with `note` if any."""
         async with self.db.transaction() as session:
             patient = await locked_patient(session, patient_id)
             row = TreatmentSession(patient_id=patient_id, number=0, kind=kind, at=at)
@@ -254,27 +255,29 @@ class Planner:
             session.add(row)
             await session.flush()
             return await record_change(
-                session, patient, row, "treatment_added", self.clock(), self.replan
+                session, patient, row, "treatment_added", self.clock(), self.replan, actor, note
             )
 
-    async def move_session(self, session_id: int, at: datetime) -> Change:
+    async def move_session(
+        self, session_id: int, at: datetime, actor: str = "operator", note: str | None = None
+    ) -> Change:
         async with self.db.transaction() as session:
             row = await session_row(session, session_id)
             patient = await locked_patient(session, row.patient_id)
             row.at = at
             session.add(row)
             return await record_change(
-                session, patient, row, "treatment_moved", self.clock(), self.replan
+                session, patient, row, "treatment_moved", self.clock(), self.replan, actor, note
             )
 
-    async def cancel_session(self, session_id: int) -> Change:
+    async def cancel_session(self, session_id: int, actor: str = "operator") -> Change:
         async with self.db.transaction() as session:
             row = await session_row(session, session_id)
             patient = await locked_patient(session, row.patient_id)
             row.cancelled_at = self.clock()
             session.add(row)
             return await record_change(
-                session, patient, row, "treatment_cancelled", self.clock(), self.replan
+                session, patient, row, "treatment_cancelled", self.clock(), self.replan, actor
             )
 
     async def assign(self, patient_id: int, protocol: str | None) -> Change:

@@ -76,9 +76,12 @@ async def record_change(
     action: str,
     now: datetime,
     replan: Replan,
+    actor: str = "operator",
+    note: str | None = None,
 ) -> Change:
     """After a change to the patient's sessions or protocol (`row`: the session changed,
-    None for a protocol): renumber, re-plan, audit `action`."""
+    None for a protocol): renumber, re-plan, audit `action` by `actor` (with `note`: what a
+    skipped or repeated local time became)."""
     assert patient.id is not None
     await session.flush()
     await renumber(session, patient.id)
@@ -89,5 +92,7 @@ async def record_change(
         detail |= {"session": row.id, "number": row.number}
     else:
         detail["protocol"] = patient.protocol
-    await Repository(session).audit(now, "operator", action, f"patient:{patient.id}", **detail)
+    if note is not None:
+        detail["note"] = note
+    await Repository(session).audit(now, actor, action, f"patient:{patient.id}", **detail)
     return Change(row, cancelled, added)
