@@ -20,7 +20,7 @@ from bot.app.panel.signin import NotRecognised, SignIn, SlowDown, Viewer
 from bot.bootstrap import App
 from bot.domain.errors import NotFound
 from bot.rendering.pages import Pages
-from bot.web.panel import clinic_routes, security
+from bot.web.panel import clinic_routes, patient_routes, security
 from bot.web.panel.security import LOGIN_COOKIE, SESSION_COOKIE, secured
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -44,6 +44,7 @@ class Panel:
             Route("/alerts/{alert_id:int}/resolve", self.action(self.resolve), methods=["POST"]),
             Route("/panel.css", self.css, methods=["GET"]),
             *clinic_routes.routes(self),  # Clinicians (admins) and Account
+            *patient_routes.routes(self),
         ]
 
     # ---- the wrappers: a session for every page, and a CSRF token for every action ----
