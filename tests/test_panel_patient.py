@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import select
 
 from bot.config import Panel
@@ -252,3 +254,36 @@ async def test_the_fhir_export_is_that_patients_bundle_as_an_attachment(rig: Rig
     [event] = await audits(rig.db, "exported")
     assert event.actor == f"clinician:{ana.clinician_id}" and event.subject == f"patient:{pid}"
     assert event.detail == {"format": "fhir", "identifiers": False}
+
+
+@contextmanager
+def counted(db: Database) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+async def test_the_page_costs_the_same_queries_for_an_empty_or_a_full_record(rig: Rig) -> None:
+    """A patient with nothing yet and one with sessions, scores, ratings, answers and
+    alerts: the same statements, however many rows each returns."""
+    ana = rig.accounts["ana"]
+    empty = await rig.patient("New", ana.clinician_id)
+    full = await rig.patient("Mara Quinn", ana.clinician_id)
+    await series(rig, full)
+    costs = []
+    async with rig.browser() as web:
+        await rig.signed_in(web, ana)
+        await web.get("/")  # the session's first request writes its last_seen_at
+        for pid in (empty, full):
+            with counted(rig.app.db) as statements:
+                assert (await web.get(f"/patients/{pid}")).status_code == 200
+            costs.append(len(statements))
+    assert costs[0] == costs[1] and costs[0] <= 14, costs
