@@ -63,22 +63,24 @@ async def seed(rig: Rig, patient_id: int, clinician_id: int) -> None:
     """The series described in the module docstring, written straight to the tables."""
     rows: list[object] = []
     for n in range(SESSIONS):
+        cancelled = T0 if n == 5 else None
         rows.append(TreatmentSession(patient_id=patient_id, number=n + 1, kind="ketamine-iv",
                                      at=T0 + (3 * n + 1) * DAY, route="ketamine-iv", dose=0.5,
-                                     dose_unit="mg/kg", cancelled_at=T0 if n == 5 else None))  # fmt: skip
+                                     dose_unit="mg/kg", cancelled_at=cancelled))  # fmt: skip
     for n in range(SCORES):
         at = T0 + n * 0.75 * DAY
         number = min(SESSIONS, int((n * 0.75 + 2) // 3))
         if n % 10 == 9:
+            reading = {"systolic": 135, "diastolic": 85}
             rows.append(Score(patient_id=patient_id, instrument="blood_pressure", valid=True,
                               completed_at=at, session_number=number, rated_by=clinician_id,
-                              time_point="pre", components={"systolic": 135, "diastolic": 85}))  # fmt: skip
+                              time_point="pre", components=reading))  # fmt: skip
         else:
             instrument, total = ("madrs", 34 - n // 2) if n % 5 == 4 else ("phq9", 22 - n // 4)
+            rater = clinician_id if instrument == "madrs" else None
             rows.append(Score(patient_id=patient_id, instrument=instrument, total=total,
                               band="moderate", valid=True, completed_at=at, session_number=number,
-                              hours_since_session=24.0 if number else None,
-                              rated_by=clinician_id if instrument == "madrs" else None))  # fmt: skip
+                              hours_since_session=24.0 if number else None, rated_by=rater))  # fmt: skip
     checkins = [
         Checkin(patient_id=patient_id, idempotency_key=f"bench-{patient_id}-{n}",
                 instruments=["side_effects"] if n < SIDE_EFFECT_CHECKS else ["phq9"],

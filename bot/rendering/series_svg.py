@@ -29,7 +29,7 @@ WIDTH = 720
 HEIGHT = 330
 LEFT = 40  # room for the y labels
 RIGHT = 12
-TOP = 92  # room for the session labels, drawn upward from the plot
+TOP = 100  # room for the session labels, drawn upward from the plot
 BOTTOM = 26  # room for the first and last date
 PLOT_WIDTH = WIDTH - LEFT - RIGHT
 PLOT_HEIGHT = HEIGHT - TOP - BOTTOM
@@ -128,7 +128,7 @@ def _bands(chart: SeriesChart) -> list[str]:
         if bottom - top >= 12:
             out.append(
                 f'<text x="{WIDTH - RIGHT - 4}" y="{round(bottom - 4, 1)}" text-anchor="end" '
-                f'font-size="11" fill="{MUTED}">{escape(band.label)}</text>'
+                f'font-size="12" fill="{MUTED}">{escape(band.label)}</text>'
             )
     out.append("</g>")
     return out
@@ -142,7 +142,7 @@ def _axes(chart: SeriesChart) -> list[str]:
         y = y_of(chart, value)
         out.append(f'<line x1="{LEFT - 4}" y1="{y}" x2="{LEFT}" y2="{y}" stroke="{MUTED}"/>')
         out.append(
-            f'<text x="{LEFT - 6}" y="{round(y + 4, 1)}" text-anchor="end" font-size="11" '
+            f'<text x="{LEFT - 6}" y="{round(y + 4, 1)}" text-anchor="end" font-size="12" '
             f'fill="{INK}">{value}</text>'
         )
     out.append(f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="{MUTED}"/>')
@@ -151,7 +151,7 @@ def _axes(chart: SeriesChart) -> list[str]:
     for at, anchor in ((chart.start, "start"), (chart.end, "end")):
         out.append(
             f'<text x="{x_of(chart, at)}" y="{HEIGHT - 8}" text-anchor="{anchor}" '
-            f'font-size="11" fill="{MUTED}">{at:%Y-%m-%d}</text>'
+            f'font-size="12" fill="{MUTED}">{at:%Y-%m-%d}</text>'
         )
     out.append("</g>")
     return out
@@ -167,7 +167,7 @@ def _sessions(chart: SeriesChart) -> list[str]:
         )
         anchor_x, anchor_y = round(x + 4, 1), TOP - 4
         out.append(
-            f'<text class="session-label" x="{anchor_x}" y="{anchor_y}" font-size="11" '
+            f'<text class="session-label" x="{anchor_x}" y="{anchor_y}" font-size="12" '
             f'fill="{SESSION}" transform="rotate(-90 {anchor_x} {anchor_y})">'
             f"{escape(session.label)}</text>"
         )

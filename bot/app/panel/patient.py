@@ -296,7 +296,8 @@ def _charts(
     if marks[MADRS]:
         lows = (0, *(top + 1 for top, _ in MADRS_BANDS[:-1]))
         bands = tuple(
-            Shade(low, top, name) for low, (top, name) in zip(lows, MADRS_BANDS, strict=True)
+            Shade(low, top, name.capitalize())
+            for low, (top, name) in zip(lows, MADRS_BANDS, strict=True)
         )
         madrs = SeriesChart(MADRS, MADRS_MAX, start, end, marks[MADRS], lines, bands)
     return {"phq9_chart": phq9, "madrs_chart": madrs}
