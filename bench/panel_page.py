@@ -78,9 +78,10 @@ async def seed(rig: Rig, patient_id: int, clinician_id: int) -> None:
         else:
             instrument, total = ("madrs", 34 - n // 2) if n % 5 == 4 else ("phq9", 22 - n // 4)
             rater = clinician_id if instrument == "madrs" else None
+            hours = 24.0 if number else None
             rows.append(Score(patient_id=patient_id, instrument=instrument, total=total,
                               band="moderate", valid=True, completed_at=at, session_number=number,
-                              hours_since_session=24.0 if number else None, rated_by=rater))  # fmt: skip
+                              hours_since_session=hours, rated_by=rater))  # fmt: skip
     checkins = [
         Checkin(patient_id=patient_id, idempotency_key=f"bench-{patient_id}-{n}",
                 instruments=["side_effects"] if n < SIDE_EFFECT_CHECKS else ["phq9"],
