@@ -28,6 +28,7 @@ BENCHES = [
     "duplicates",
     "sms_burst",
     "limits",
+    "panel_page",
 ]  # modules under bench/, in document order
 
 

@@ -253,17 +253,34 @@ async def write_report(
     db: Database, catalog: Catalog, patient_id: int, out: Path, now: datetime, actor: str
 ) -> Report:
     """Load, draw (in a worker thread), render and write the report; audited."""
+    report = await _drawn(db, catalog, patient_id, now)
+    _write_private(out, render_html(report))
+    async with db.transaction() as session:
+        await Repository(session).audit(
+            now, actor, "report_written", f"patient:{patient_id}", format="html"
+        )
+    return report
+
+
+async def report_html(
+    db: Database, catalog: Catalog, patient_id: int, now: datetime, actor: str
+) -> str:
+    """The report as HTML for the panel to serve (nothing written); audited as viewed."""
+    html = render_html(await _drawn(db, catalog, patient_id, now))
+    async with db.transaction() as session:
+        await Repository(session).audit(
+            now, actor, "report_viewed", f"patient:{patient_id}", format="html"
+        )
+    return html
+
+
+async def _drawn(db: Database, catalog: Catalog, patient_id: int, now: datetime) -> Report:
     async with db.transaction() as session:
         report = await load_report(session, catalog, patient_id, now)
         trend = await load_trend(session, catalog, patient_id, report.name)
     if trend.series:
         png = await asyncio.to_thread(render_trend, trend)
         report = replace(report, chart_png=png)
-    _write_private(out, render_html(report))
-    async with db.transaction() as session:
-        await Repository(session).audit(
-            now, actor, "report_written", f"patient:{patient_id}", format="html"
-        )
     return report
 
 

@@ -55,11 +55,18 @@ async def newest(
 
 
 async def record_export(
-    db: Database, clock: Clock, *, patient_id: int | None, format_: str, identifiers: bool
+    db: Database,
+    clock: Clock,
+    *,
+    patient_id: int | None,
+    format_: str,
+    identifiers: bool,
+    actor: str = "operator",
 ) -> None:
-    """Audit an export written (of one patient, or of everyone)."""
+    """Audit an export written (of one patient, or of everyone), by `actor` (the CLI's
+    operator, or a panel viewer's ``clinician:<id>``)."""
     async with db.transaction() as session:
         subject = f"patient:{patient_id}" if patient_id is not None else "all"
         await Repository(session).audit(
-            clock(), "operator", "exported", subject, format=format_, identifiers=identifiers
+            clock(), actor, "exported", subject, format=format_, identifiers=identifiers
         )

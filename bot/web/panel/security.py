@@ -35,7 +35,9 @@ HEADERS = {
 
 
 def secured(response: Response) -> Response:
-    response.headers.update(HEADERS)
+    """Add the panel's headers; one a route has set itself (a page's own policy) stays."""
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 
