@@ -168,7 +168,7 @@ async def test_the_page_draws_the_series_and_lists_every_score_with_its_sessions
     alerts = re.findall(r'<li class="alert level-([a-z]+)">', page)
     assert alerts == ["crisis", "routine"]
     assert "Any red-flag symptom" in page and "Yes <strong>(flagged)</strong>" in page
-    assert "SIDE_EFFECTS" in page
+    assert "Side-effect check" in page
     [event] = await audits(rig.db, "panel_patient_viewed")
     assert (event.actor, event.subject) == (f"clinician:{ana.clinician_id}", f"patient:{pid}")
 

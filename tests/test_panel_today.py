@@ -176,8 +176,8 @@ async def test_check_ins_due_open_and_missed_today_in_the_viewers_zone(rig: Rig)
         page = (await web.get("/")).text
     assert "Check-ins due today (1)" in page and "Check-ins open now (1)" in page
     assert "Check-ins missed today (1)" in page and "Theirs" not in page and "QIDS" not in page
-    assert "<td>PHQ9</td><td>08:00</td><td>Due</td>" in page  # 12:00 UTC is 08:00 in New York
-    assert "<td>SIDE_EFFECTS</td>" in page and "<td>Missed</td>" in page
+    assert "<td>PHQ-9</td><td>08:00</td><td>Due</td>" in page  # 12:00 UTC is 08:00 in New York
+    assert "<td>Side-effect check</td>" in page and "<td>Missed</td>" in page
     assert "<script" not in page and 'aria-labelledby="alerts-heading"' in page
 
 
