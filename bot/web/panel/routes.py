@@ -20,7 +20,7 @@ from bot.app.panel.signin import NotRecognised, SignIn, SlowDown, Viewer
 from bot.bootstrap import App
 from bot.domain.errors import NotFound
 from bot.rendering.pages import Pages
-from bot.web.panel import security
+from bot.web.panel import patients_routes, security
 from bot.web.panel.security import LOGIN_COOKIE, SESSION_COOKIE, secured
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -43,6 +43,7 @@ class Panel:
             Route("/alerts/{alert_id:int}/ack", self.action(self.ack), methods=["POST"]),
             Route("/alerts/{alert_id:int}/resolve", self.action(self.resolve), methods=["POST"]),
             Route("/panel.css", self.css, methods=["GET"]),
+            *patients_routes.routes(self),
         ]
 
     # ---- the wrappers: a session for every page, and a CSRF token for every action ----
