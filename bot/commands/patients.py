@@ -3,13 +3,13 @@ discharging and erasing them is bot/commands/lifecycle.py.)"""
 
 from __future__ import annotations
 
-import zoneinfo
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
-from bot.app.operator import patients
+from bot.app.operator import enrolment_form, patients
+from bot.app.operator.enrolment_form import EnrolForm, EnrolRefused, EnrolRules, Problem
 from bot.app.operator.views import CHANNELS, PATIENT_STATUSES, PatientView
 from bot.bootstrap import App
 from bot.commands.common import JsonFlag, emit_json, fail, run_use_case, state
@@ -61,17 +61,15 @@ def patient_add(
     """Enrol a patient. Console patients are active at once; Telegram patients get a
     single-use link; SMS and WhatsApp patients get an invitation and become active when
     they reply YES (WhatsApp: or at once, given --consented-at)."""
-    _check_patient_options(name, channel, timezone, language)
-    protocols = state(ctx).settings().protocols
-    if protocol is not None and protocol not in protocols:
-        known = ", ".join(sorted(protocols)) or "none configured"
-        fail(
-            f"--protocol: no protocol {protocol!r} (known: {known}); "
-            "see `checkin schedule protocols`"
-        )
+    rules = enrol_rules(ctx)
+    form = EnrolForm(name, channel, timezone, language, protocol or "", phone or "")
+    found = enrolment_form.problems(form, rules)
+    if found:
+        fail(_option_problem(found[0], form, rules))
     new = patients.NewPatient(
         name, channel, timezone, language, clinician, protocol, address,
-        phone=phone_number(ctx, channel, phone), consented_at=_consent(channel, consented_at),
+        phone=enrolment_form.contact(channel, phone, rules),
+        consented_at=_consent(channel, consented_at),
     )  # fmt: skip
 
     async def work(app: App) -> patients.Enrolled:
@@ -101,40 +99,64 @@ def _consent(channel: str, consented_at: datetime | None) -> datetime | None:
     return consented_at if consented_at.tzinfo else consented_at.replace(tzinfo=UTC)
 
 
+def enrol_rules(ctx: typer.Context) -> EnrolRules:
+    """The CLI's view of the configuration: Telegram and the console are always offered
+    (a Telegram link says itself when Telegram is not set up); SMS and WhatsApp only
+    when configured."""
+    settings = state(ctx).settings()
+    off = {"sms": not settings.sms.enabled, "whatsapp": not settings.whatsapp.enabled}
+    region = settings.sms.default_region
+
+    def phone(number: str) -> str:
+        from bot.channels.sms import e164  # twilio: loaded for phone numbers only
+
+        return e164(number, region)  # InvalidNumber is a ValueError
+
+    channels = frozenset(c for c in CHANNELS if not off.get(c, False))
+    return EnrolRules(channels, frozenset(settings.protocols), phone)
+
+
 def phone_number(ctx: typer.Context, channel: str, phone: str | None) -> str | None:
     """The E.164 number for an SMS patient or clinician (``whatsapp:+E164`` on WhatsApp),
     and that channel must be configured."""
-    if channel not in ("sms", "whatsapp"):
-        if phone is not None:
-            fail("--phone is for --channel sms or whatsapp")
-        return None
-    settings = state(ctx).settings()
-    if channel == "sms" and not settings.sms.enabled:
-        fail("sms is not configured: set [sms] account_sid, auth_token and from_number")
-    if channel == "whatsapp" and not settings.whatsapp.enabled:
-        fail("whatsapp is not configured: set [whatsapp] from_number (and [sms] credentials)")
-    if not phone:
-        fail(f"--channel {channel} needs --phone NUMBER")
-    from bot.channels.sms import InvalidNumber, e164  # twilio: loaded for phone numbers only
-
+    rules = enrol_rules(ctx)
     try:
-        number = e164(phone.removeprefix("whatsapp:"), settings.sms.default_region)
-    except InvalidNumber as exc:
-        fail(f"--phone {exc}")
-    return f"whatsapp:{number}" if channel == "whatsapp" else number
+        return enrolment_form.contact(channel, phone, rules)
+    except EnrolRefused as refused:
+        form = EnrolForm("", channel, "", "", "", phone or "")
+        fail(_option_problem(refused.problems[0], form, rules))
 
 
-def _check_patient_options(name: str, channel: str, timezone: str, language: str) -> None:
-    if not name.strip():
-        fail("--name must not be empty")
-    if channel not in CHANNELS:
-        fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
-    if language not in LANGUAGES:
-        fail(f"--language {language!r} is not one of {', '.join(LANGUAGES)}")
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        fail(f"--timezone {timezone!r} is not an IANA time zone (e.g. Europe/Madrid)")
+_NOT_CONFIGURED = {
+    "sms": "sms is not configured: set [sms] account_sid, auth_token and from_number",
+    "whatsapp": "whatsapp is not configured: set [whatsapp] from_number (and [sms] credentials)",
+}
+
+
+def _option_problem(problem: Problem, form: EnrolForm, rules: EnrolRules) -> str:
+    """The CLI's words for a problem of the enrolment form, naming the option."""
+    known = ", ".join(sorted(rules.protocols)) or "none configured"
+    words = {
+        ("name", "empty"): "--name must not be empty",
+        ("channel", "unknown"): f"--channel {form.channel!r} is not one of {', '.join(CHANNELS)}",
+        ("channel", "not_configured"): _NOT_CONFIGURED.get(
+            form.channel, f"{form.channel} is not configured"
+        ),
+        ("language", "unknown"): (
+            f"--language {form.language!r} is not one of {', '.join(LANGUAGES)}"
+        ),
+        ("timezone", "unknown"): (
+            f"--timezone {form.timezone!r} is not an IANA time zone (e.g. Europe/Madrid)"
+        ),
+        ("protocol", "unknown"): (
+            f"--protocol: no protocol {form.protocol!r} (known: {known}); "
+            "see `checkin schedule protocols`"
+        ),
+        ("phone", "not_for_channel"): "--phone is for --channel sms or whatsapp",
+        ("phone", "missing"): f"--channel {form.channel} needs --phone NUMBER",
+        ("phone", "invalid"): f"--phone {problem.detail}",
+    }
+    return words.get((problem.field, problem.code), f"--{problem.field}: {problem.code}")
 
 
 @patient_app.command("invite")

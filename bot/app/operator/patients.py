@@ -2,8 +2,9 @@
 Telegram link, pause and resume. Discharge and erasure are :mod:`bot.app.operator.retention`.
 
 Every step runs in one transaction and leaves an audit event with the operator as actor
-(reads included: who looked at whom is part of the record). A patient that is not there
-raises ``NotFound``; a step the patient's status or channel does not allow, ``Refused``.
+(the panel's clinician, when enrolling or issuing a link there; reads included: who
+looked at whom is part of the record). A patient that is not there raises ``NotFound``;
+a step the patient's status or channel does not allow, ``Refused``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ async def enrol(
     invitations: Invitations,
     services: Services,
     planner: Planner | None = None,
+    actor: str = "operator",
 ) -> Enrolled:
     """Enrol a patient. Console patients are active at once; Telegram patients get a
     single-use link; SMS patients get an invitation and become active when they reply YES.
@@ -85,7 +87,7 @@ async def enrol(
         if new.external_id is not None and patient.id is not None:
             hashed = active_ring().lookup_hash(external_text(new.external_id))
             session.add(PatientExternalId(patient_id=patient.id, external_id_hash=hashed))
-        await repo.audit(clock(), "operator", "patient_added", f"patient:{patient.id}")
+        await repo.audit(clock(), actor, "patient_added", f"patient:{patient.id}")
         invitation = None
         if new.channel == "telegram":
             invitation = await invitations.issue(session, patient_id=patient.id)
@@ -98,7 +100,12 @@ async def enrol(
 
 
 async def invite(
-    db: Database, clock: Clock, invitations: Invitations, patient_id: int, relink: bool = False
+    db: Database,
+    clock: Clock,
+    invitations: Invitations,
+    patient_id: int,
+    relink: bool = False,
+    actor: str = "operator",
 ) -> Invitation:
     """A new single-use enrolment link for a Telegram patient (the first one expired); the
     earlier links stop working. Only a `relink` link moves a patient already active in one
@@ -114,7 +121,7 @@ async def invite(
             )
         invitation = await invitations.issue(session, patient_id=patient_id, relink=relink)
         await repo.audit(
-            clock(), "operator", "enrolment_link_issued", f"patient:{patient_id}", relink=relink
+            clock(), actor, "enrolment_link_issued", f"patient:{patient_id}", relink=relink
         )
     return invitation
 

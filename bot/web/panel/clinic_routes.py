@@ -15,7 +15,7 @@ from bot.app.operator.refusals import Refused
 from bot.app.panel import clinic
 from bot.app.panel.clinic import FirstSignIn, Problem
 from bot.app.panel.signin import Viewer
-from bot.rendering.qr import svg_data_uri
+from bot.rendering.qr import qr_data_uri
 from bot.web.panel import security
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class ClinicPages:
         return f"whatsapp:{number}" if channel == "whatsapp" else number
 
     def first_sign_in(self, viewer: Viewer, first: FirstSignIn, added: bool) -> Response:
-        qr = svg_data_uri(first.totp_uri) if first.totp_uri else None
+        qr = qr_data_uri(first.totp_uri) if first.totp_uri else None
         link = first.telegram.link if first.telegram else None
         return self.panel.render("first_sign_in", viewer, first=first, added=added,
                                  totp_qr=qr, telegram_link=link)  # fmt: skip

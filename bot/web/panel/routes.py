@@ -20,7 +20,7 @@ from bot.app.panel.signin import NotRecognised, SignIn, SlowDown, Viewer
 from bot.bootstrap import App
 from bot.domain.errors import NotFound
 from bot.rendering.pages import Pages
-from bot.web.panel import clinic_routes, patient_routes, security
+from bot.web.panel import clinic_routes, patient_routes, patients_routes, security
 from bot.web.panel.patient_actions import action_routes
 from bot.web.panel.security import LOGIN_COOKIE, SESSION_COOKIE, secured
 
@@ -44,6 +44,7 @@ class Panel:
             Route("/alerts/{alert_id:int}/ack", self.action(self.ack), methods=["POST"]),
             Route("/alerts/{alert_id:int}/resolve", self.action(self.resolve), methods=["POST"]),
             Route("/panel.css", self.css, methods=["GET"]),
+            *patients_routes.routes(self),  # Patients list, Enrol, the enrolment link
             *clinic_routes.routes(self),  # Clinicians (admins) and Account
             *patient_routes.routes(self),  # a patient's page, report, FHIR
             *action_routes(self),  # forms that act on a patient
