@@ -3,7 +3,9 @@ in-process on a SQLite file (nothing is sent: delivery is the service's)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from bot.cli import app
+from bot.storage.database import Database
+from bot.storage.tables import Patient
 
 runner = CliRunner()
 SID = "HX" + "a" * 32
@@ -76,3 +80,36 @@ def test_config_check_names_missing_and_malformed_templates(
                 '[whatsapp]\nfrom_number = "+1"\n[whatsapp.templates.checkin]\nes = "HX1"\n')  # fmt: skip
     result = run(bad, "config", "check")
     assert "whatsapp.templates.checkin.es: must be a Content SID" in result.output
+
+
+def test_patient_import_takes_whatsapp_rows_with_their_numbers(
+    config: Path, migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    """Import checks a WhatsApp row as `patient add` does: a number is needed (none: refused
+    by line, nothing enrolled), it is stored as whatsapp:+E164, and the patient is invited.
+    Without [whatsapp] the row is refused naming what to configure."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("name,channel,phone\nW-1,whatsapp,+34 612 345 678\nW-2,whatsapp,\n")
+    refused = run(config, "patient", "import", str(rows))
+    assert refused.exit_code == 2
+    assert "line 3: phone is empty (channel whatsapp needs one)" in refused.output
+    assert ok(config, "patient", "list") == []
+    rows.write_text("name,channel,phone\nW-1,whatsapp,+34 612 345 678\n")
+    done = ok(config, "patient", "import", str(rows))
+    assert (done["created"], done["rows"][0]["invited"]) == (1, True)
+    shown = ok(config, "patient", "show", str(done["rows"][0]["id"]))
+    assert (shown["channel"], shown["status"]) == ("whatsapp", "invited")
+    with sqlite3.connect(migrated_sqlite_url.split("///", 1)[1]) as db:
+        [(sealed,)] = db.execute("SELECT address FROM patient").fetchall()
+    assert "612" not in sealed  # the number is sealed at rest ...
+    url = migrated_sqlite_url
+    assert asyncio.run(_address(url, done["rows"][0]["id"])) == "whatsapp:+34612345678"  # ... E.164
+    bare = write(tmp_path, url, "")
+    unset = run(bare, "patient", "import", str(rows))
+    assert "line 2: channel whatsapp: WhatsApp is not configured" in unset.output
+
+
+async def _address(url: str, patient_id: int) -> str | None:
+    async with Database(url) as db, db.transaction() as session:
+        patient = await session.get(Patient, patient_id)
+    return patient.address if patient else None

@@ -51,8 +51,10 @@ def patient_import(
     except imports.ImportRefused as exc:
         _refused(exc, as_json)
     settings = state(ctx).settings()
+    enabled = {"console": True, "telegram": settings.telegram.enabled,
+               "sms": settings.sms.enabled, "whatsapp": settings.whatsapp.enabled}  # fmt: skip
     rules = imports.ImportRules(
-        frozenset(settings.protocols), settings.sms.enabled, settings.telegram.enabled,
+        frozenset(settings.protocols), frozenset(c for c, on in enabled.items() if on),
         lambda number: _e164(number, settings.sms.default_region),
     )  # fmt: skip
 

@@ -1,7 +1,7 @@
 """Enrolling many patients from one CSV file (``checkin patient import``; the panel later).
 
 The file has a header row naming its columns: ``name`` and ``channel`` are required;
-``timezone``, ``language``, ``clinician`` (an id), ``protocol``, ``phone`` (SMS),
+``timezone``, ``language``, ``clinician`` (an id), ``protocol``, ``phone`` (SMS, WhatsApp),
 ``address`` (console) and ``external_id`` may be given. Every row is checked before any
 is written: if one fails, :class:`ImportRefused` lists every problem by the file's line
 number and nothing is enrolled. Then each row is enrolled as ``patient add`` enrols one
@@ -17,12 +17,12 @@ only (:mod:`bot.storage.import_tables`). A row without one is enrolled every tim
 from __future__ import annotations
 
 import csv
-import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlmodel import col, select
 
+from bot.app.operator.enrolment_form import EnrolRefused, EnrolRules, contact, zone_ok
 from bot.app.operator.invitations import Invitation, Invitations
 from bot.app.operator.patients import NewPatient, enrol
 from bot.app.operator.refusals import Refused
@@ -57,9 +57,17 @@ class ImportRules:
     """What the entry point knows of the clinic's configuration."""
 
     protocols: frozenset[str]
-    sms_enabled: bool
-    telegram_enabled: bool
+    channels: frozenset[str]  # the channels a patient may be enrolled on now
     phone: Callable[[str], str]  # a number in E.164, or ValueError
+
+    def enrolment(self) -> EnrolRules:
+        return EnrolRules(self.channels, self.protocols, self.phone)
+
+
+# how a row's contact problem reads (enrolment_form's codes): the file's words
+_SETUP = {"sms": "SMS is not configured ([sms])",
+          "telegram": "Telegram is not configured ([telegram] token)",
+          "whatsapp": "WhatsApp is not configured ([whatsapp] from_number)"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -167,11 +175,7 @@ def _row_problems(fields: dict[str, str], rules: ImportRules, clinicians: set[in
     channel = get("channel", "")
     if channel not in CHANNELS:
         found.append(f"channel {channel!r} is not one of {', '.join(CHANNELS)}")
-    if channel == "sms" and not rules.sms_enabled:
-        found.append("channel sms: SMS is not configured ([sms])")
-    if channel == "telegram" and not rules.telegram_enabled:
-        found.append("channel telegram: Telegram is not configured ([telegram] token)")
-    if get("timezone") and not _zone_ok(get("timezone", "")):
+    if get("timezone") and not zone_ok(get("timezone", "")):
         found.append(f"timezone {get('timezone')!r} is not an IANA time zone")
     if get("language") and get("language") not in LANGUAGES:
         found.append(f"language {get('language')!r} is not one of {', '.join(LANGUAGES)}")
@@ -180,31 +184,30 @@ def _row_problems(fields: dict[str, str], rules: ImportRules, clinicians: set[in
         found.append(f"clinician {clinician!r} is not a clinician's id")
     if get("protocol") and get("protocol") not in rules.protocols:
         found.append(f"protocol {get('protocol')!r} is not configured")
-    found += _contact_problems(channel, get("phone", ""), get("address", ""), rules)
+    if channel in CHANNELS:
+        found += _contact_problems(channel, get("phone", ""), get("address", ""), rules)
     return found
 
 
 def _contact_problems(channel: str, phone: str, address: str, rules: ImportRules) -> list[str]:
-    if channel == "sms" and not phone:
-        return ["phone is empty (channel sms needs one)"]
-    if phone and channel != "sms":
-        return ["phone is for channel sms"]
-    if phone:
-        try:
-            rules.phone(phone)
-        except ValueError:
-            return ["phone is not a valid phone number"]  # (the number itself stays out)
+    """The channel's set-up and the row's number, checked as `patient add` checks them."""
     if address and channel != "console":
         return ["address is for channel console"]
+    try:
+        contact(channel, phone, rules.enrolment())
+    except EnrolRefused as refused:
+        return [_contact_words(channel, p.code) for p in refused.problems]
     return []
 
 
-def _zone_ok(name: str) -> bool:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+def _contact_words(channel: str, code: str) -> str:
+    if code == "not_configured":
+        return f"channel {channel}: {_SETUP.get(channel, 'not configured')}"
+    if code == "missing":
+        return f"phone is empty (channel {channel} needs one)"
+    if code == "not_for_channel":
+        return "phone is for channel sms or whatsapp"
+    return "phone is not a valid phone number"  # (the number itself stays out)
 
 
 def _new_patient(fields: dict[str, str], rules: ImportRules) -> NewPatient:
@@ -214,7 +217,7 @@ def _new_patient(fields: dict[str, str], rules: ImportRules) -> NewPatient:
         language=get("language") or "en",
         clinician_id=int(get("clinician", "")) if get("clinician") else None,
         protocol=get("protocol") or None, address=get("address") or None,
-        phone=rules.phone(get("phone", "")) if get("phone") else None,
+        phone=contact(get("channel", ""), get("phone", ""), rules.enrolment()),
         external_id=get("external_id") or None,
     )  # fmt: skip
 
