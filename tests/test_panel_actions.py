@@ -320,7 +320,8 @@ async def test_a_form_without_the_csrf_token_is_refused(rig: Rig) -> None:
 
 async def test_every_form_labels_its_fields_and_obeys_the_csp(rig: Rig) -> None:
     """Each GET is a page whose every visible field has a <label for>, with no inline
-    style or script (the CSP forbids them), posting back to its own address."""
+    style or script (the CSP forbids them), posting back to its own address; each view of
+    a form (it shows the patient) is audited with the viewer as actor."""
     pid = await patient(rig, "ana")
     sid = await a_session(rig, pid)
     async with rig.browser() as web:
@@ -335,3 +336,5 @@ async def test_every_form_labels_its_fields_and_obeys_the_csp(rig: Rig) -> None:
             )
             labels = set(re.findall(r'<label for="([^"]+)"', page.text))
             assert (fields or path.endswith("/cancel")) and set(fields) <= labels, path
+    ana = f"clinician:{rig.accounts['ana'].clinician_id}"
+    assert await actors(rig.db, "panel_patient_form_viewed") == [ana] * len(every_form(pid, sid))

@@ -37,6 +37,7 @@ from bot.domain.errors import AnswerError, NotFound
 from bot.domain.instruments import BloodPressure
 from bot.domain.measures import BP_POINTS
 from bot.storage.database import Database
+from bot.storage.repository import Repository
 from bot.storage.tables import TreatmentSession
 
 STATUS_ACTIONS = ("pause", "resume", "discharge")
@@ -68,10 +69,13 @@ class Subject:
 async def subject(
     db: Database, clock: Clock, viewer: Viewer, patient_id: int, session_id: int | None = None
 ) -> Subject:
-    """The patient (and session), if the viewer may see them; NotFound otherwise."""
+    """The patient (and session), if the viewer may see them; NotFound otherwise. A form
+    shows the patient: the view is audited like the patient's page."""
     async with db.transaction() as session:
         patient = await patient_for(session, viewer, patient_id)
         row = await _session_of(session, patient_id, session_id) if session_id else None
+        await Repository(session).audit(clock(), viewer.actor, "panel_patient_form_viewed",
+                                        f"patient:{patient_id}", session=session_id)  # fmt: skip
     zone = ZoneInfo(patient.timezone)
     view = SessionView.of(row, zone) if row is not None else None
     return Subject(patient_id, patient.display_name, patient.status, zone,
