@@ -89,7 +89,7 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 async def rig(db: Database) -> AsyncIterator[Rig]:
     """The clinic: two clinicians with panel accounts (password and TOTP), on the fixed
     clock. (Each account costs an argon2 hash, about 0.5 s: add the ones a test needs.)"""
-    async with panel_rig(db, Panel(timezone=ZONE)) as rig:
+    async with panel_rig(db, Panel(timezone=ZONE, locale="en-GB")) as rig:
         rig.clock.now = NOW
         await rig.add("ana")
         await rig.add("ben")
