@@ -28,7 +28,8 @@ from bot.storage.database import Database
 from tests.browser.served import served
 from tests.panel_rig import Rig, panel_rig
 
-# Monday 4 May 2026, 09:00 in London: every page (and screenshot) shows this time.
+# Monday 4 May 2026, 09:00 in London: every page (and screenshot) shows this time, written
+# the British way (`[panel] locale = "en-GB"`, as a London clinic would set it).
 NOW = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 ZONE = "Europe/London"
 PHONE: ViewportSize = {"width": 390, "height": 844}
