@@ -172,7 +172,7 @@ async def test_a_session_is_moved_dosed_and_cancelled(rig: Rig) -> None:
         dosed = await web.post(base + "/dose", data={"csrf_token": token, "route": "esketamine-in",
                                                       "dose": "56", "unit": ""})  # fmt: skip
         confirm = await web.get(base + "/cancel")
-        assert "Cancel session #1 on Thursday 07 May 2026, 09:30 EDT" in confirm.text
+        assert "Cancel session #1 on Thursday, May 7, 2026, 9:30\u202fAM EDT" in confirm.text
         cancelled = await web.post(base + "/cancel", data={"csrf_token": token})
         again = await web.post(base + "/cancel", data={"csrf_token": token})
         late = await web.post(base + "/move", data={"csrf_token": token, "at": "2026-05-10T09:00"})

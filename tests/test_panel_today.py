@@ -62,7 +62,9 @@ async def test_a_clinician_sees_own_and_backed_up_patients_most_urgent_first(rig
     assert "Cy&#39;s patient" not in page and "Cy's patient" not in page
     order = [m.group(1) for m in re.finditer(r'<p class="who">([^<]*)</p>', page)]
     assert order == ["Ben&#39;s patient", "Ana&#39;s patient"]
-    assert "Suicidal thoughts endorsed" in page and "acknowledge by 05:30" in page  # New York
+    assert (
+        "Suicidal thoughts endorsed" in page and "acknowledge by 5:30\u202fAM" in page
+    )  # New York, en-US
     async with rig.browser() as web:
         await rig.signed_in(web, rig.accounts["boss"])
         page = (await web.get("/")).text
@@ -176,7 +178,7 @@ async def test_check_ins_due_open_and_missed_today_in_the_viewers_zone(rig: Rig)
         page = (await web.get("/")).text
     assert "Check-ins due today (1)" in page and "Check-ins open now (1)" in page
     assert "Check-ins missed today (1)" in page and "Theirs" not in page and "QIDS" not in page
-    assert "<td>PHQ-9</td><td>08:00</td><td>Due</td>" in page  # 12:00 UTC is 08:00 in New York
+    assert "<td>PHQ-9</td><td>8:00\u202fAM</td><td>Due</td>" in page  # 12:00 UTC, New York
     assert "<td>Side-effect check</td>" in page and "<td>Missed</td>" in page
     assert "<script" not in page and 'aria-labelledby="alerts-heading"' in page
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.domain.dosing import Dose
 from bot.rendering import series_svg as svg
 from bot.rendering.series_svg import Mark, SeriesChart, SessionLine, Shade, series_svg
 
@@ -32,7 +33,7 @@ def chart(**changes: object) -> SeriesChart:
             Mark(START + timedelta(days=10), 9),
         ),
         "sessions": (
-            SessionLine(START + timedelta(days=2), 1, "0.5 mg/kg"),
+            SessionLine(START + timedelta(days=2), 1, Dose("ketamine-iv", 0.5, "mg/kg")),
             SessionLine(START + timedelta(days=4), 2),
         ),
         "bands": PHQ9_BANDS,

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config.crisis_config import clinic_crisis
+from bot.config.locales import bcp47
 from bot.config.settings import (
     DEFAULT_DATABASE_URL,
     Clinic,
@@ -152,7 +153,20 @@ def _panel(raw: Mapping[str, Any], source: str) -> Panel:
             raw, "panel", "absolute_timeout_h", Panel.absolute_timeout_h, source
         ),
         timezone=zone,
+        locale=_locale(raw, source),
     )
+
+
+def _locale(raw: Mapping[str, Any], source: str) -> str:
+    """``[panel] locale``: a name CLDR knows (``en-US``, ``en-GB``, ``es-ES``), written
+    with a hyphen whichever separator was given."""
+    name = _value(raw, "panel", "locale", str, Panel.locale, source)
+    try:
+        return bcp47(name)
+    except ValueError as exc:
+        raise ConfigError(
+            source, "panel.locale", f"{name!r} is not a locale; give one like en-US, en-GB or es-ES"
+        ) from exc
 
 
 def _protocols(data: Mapping[str, Any], source: str) -> dict[str, Protocol]:

@@ -190,6 +190,7 @@ class Panel:
     idle_timeout_min: float = 15.0  # a session unused this long is over
     absolute_timeout_h: float = 12.0  # and every session is over this long after sign-in
     timezone: str = "UTC"  # times shown to an account that has no zone of its own
+    locale: str = "en-US"  # how dates and numbers are written (BCP 47; words stay English)
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,19 @@ session moves its marker without the scores (whose session number was fixed when
 were made) disagreeing with the drawing.
 
 Words: the caller passes the title and description (the template writes them); the
-drawing itself carries only numbers, dates (ISO, so no month names), the instrument's band
-labels and the dose texts it is given.
+drawing itself carries only numbers, dates, the instrument's band labels and doses. How a
+date and a dose are written is passed in too (:class:`ChartFormats`: the panel's locale,
+"May 4, 2026" and "0,5 mg/kg"); without it, ISO dates and ``Dose.text()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from xml.sax.saxutils import escape, quoteattr
+
+from bot.domain.dosing import Dose
 
 WIDTH = 720
 HEIGHT = 330
@@ -49,15 +52,35 @@ class Mark:
 
 @dataclass(frozen=True)
 class SessionLine:
-    """A held treatment session: its start, number and dose text ("" when not recorded)."""
+    """A held treatment session: its start, number and dose (None when not recorded)."""
 
     at: datetime
     number: int
-    dose: str = ""
+    dose: Dose | None = None
 
-    @property
-    def label(self) -> str:
-        return f"#{self.number} {self.dose}".rstrip()
+
+def _iso_date(at: datetime) -> str:
+    return f"{at:%Y-%m-%d}"
+
+
+def _dose_text(dose: Dose) -> str:
+    return dose.text()
+
+
+@dataclass(frozen=True)
+class ChartFormats:
+    """How the drawing writes a date on its axis and a session's dose."""
+
+    date: Callable[[datetime], str] = _iso_date
+    dose: Callable[[Dose], str] = _dose_text
+
+    def label(self, session: SessionLine) -> str:
+        """``#3 0.5 mg/kg``; ``#3`` without a recorded dose."""
+        given = self.dose(session.dose) if session.dose else ""
+        return f"#{session.number} {given}".rstrip()
+
+
+ISO = ChartFormats()
 
 
 @dataclass(frozen=True)
@@ -98,7 +121,9 @@ def y_of(chart: SeriesChart, value: float) -> float:
     return round(TOP + PLOT_HEIGHT - value / chart.top * PLOT_HEIGHT, 1)
 
 
-def series_svg(chart: SeriesChart, title: str, description: str) -> str:
+def series_svg(
+    chart: SeriesChart, title: str, description: str, formats: ChartFormats = ISO
+) -> str:
     """The chart as one ``<svg>`` element, ready to place inline in a page."""
     ids = f"chart-{chart.key}-title chart-{chart.key}-desc"
     parts = [
@@ -107,8 +132,8 @@ def series_svg(chart: SeriesChart, title: str, description: str) -> str:
         f'<title id="chart-{chart.key}-title">{escape(title)}</title>',
         f'<desc id="chart-{chart.key}-desc">{escape(description)}</desc>',
         *_bands(chart),
-        *_axes(chart),
-        *_sessions(chart),
+        *_axes(chart, formats),
+        *_sessions(chart, formats),
         *_series(chart),
         "</svg>",
     ]
@@ -134,7 +159,7 @@ def _bands(chart: SeriesChart) -> list[str]:
     return out
 
 
-def _axes(chart: SeriesChart) -> list[str]:
+def _axes(chart: SeriesChart, formats: ChartFormats) -> list[str]:
     ticks = sorted({0, chart.top, *(b.low for b in chart.bands)})
     base = TOP + PLOT_HEIGHT
     out = ['<g class="axes">']
@@ -151,13 +176,13 @@ def _axes(chart: SeriesChart) -> list[str]:
     for at, anchor in ((chart.start, "start"), (chart.end, "end")):
         out.append(
             f'<text x="{x_of(chart, at)}" y="{HEIGHT - 8}" text-anchor="{anchor}" '
-            f'font-size="12" fill="{MUTED}">{at:%Y-%m-%d}</text>'
+            f'font-size="12" fill="{MUTED}">{escape(formats.date(at))}</text>'
         )
     out.append("</g>")
     return out
 
 
-def _sessions(chart: SeriesChart) -> list[str]:
+def _sessions(chart: SeriesChart, formats: ChartFormats) -> list[str]:
     out = ['<g class="sessions">']
     for session in chart.sessions:
         x = x_of(chart, session.at)
@@ -169,7 +194,7 @@ def _sessions(chart: SeriesChart) -> list[str]:
         out.append(
             f'<text class="session-label" x="{anchor_x}" y="{anchor_y}" font-size="12" '
             f'fill="{SESSION}" transform="rotate(-90 {anchor_x} {anchor_y})">'
-            f"{escape(session.label)}</text>"
+            f"{escape(formats.label(session))}</text>"
         )
     out.append("</g>")
     return out

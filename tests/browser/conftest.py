@@ -28,7 +28,8 @@ from bot.storage.database import Database
 from tests.browser.served import served
 from tests.panel_rig import Rig, panel_rig
 
-# Monday 4 May 2026, 09:00 in London: every page (and screenshot) shows this time.
+# Monday 4 May 2026, 09:00 in London: every page (and screenshot) shows this time, written
+# the British way (`[panel] locale = "en-GB"`, as a London clinic would set it).
 NOW = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)
 ZONE = "Europe/London"
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -89,7 +90,7 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
 async def rig(db: Database) -> AsyncIterator[Rig]:
     """The clinic: two clinicians with panel accounts (password and TOTP), on the fixed
     clock. (Each account costs an argon2 hash, about 0.5 s: add the ones a test needs.)"""
-    async with panel_rig(db, Panel(timezone=ZONE)) as rig:
+    async with panel_rig(db, Panel(timezone=ZONE, locale="en-GB")) as rig:
         rig.clock.now = NOW
         await rig.add("ana")
         await rig.add("ben")

@@ -67,7 +67,7 @@ async def test_signing_in_with_a_totp_code_lands_on_today(
     await pages.sign_in_as(page, base_url, rig.accounts["ana"], NOW)
     await expect(page).to_have_url(f"{base_url}/")
     await expect(page.get_by_role("heading", level=1, name="Today")).to_contain_text(
-        "Monday 04 May, 09:00 BST"
+        "Monday 4 May, 09:00 BST"
     )
     [cookie] = [c for c in await page.context.cookies() if c["name"] == "__Host-checkin"]
     assert (cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == (True, True, "Strict")

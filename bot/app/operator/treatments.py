@@ -56,6 +56,14 @@ class SessionView:
                    row.cancelled_at, row.route, row.dose, row.dose_unit)  # fmt: skip
 
     @property
+    def given(self) -> Dose | None:
+        """The dose as recorded (the panel writes it in the clinic's locale); None
+        without an amount."""
+        if self.route is None or self.dose is None:
+            return None
+        return Dose(self.route, self.dose, self.dose_unit)
+
+    @property
     def dose_text(self) -> str:
         """``0.5 mg/kg``; empty when no dose was recorded."""
         if self.route is None:

@@ -82,7 +82,7 @@ class ScoreRow:
     band: str | None
     session_number: int | None
     hours_since_session: float | None
-    dose: str  # the dose of the held session with that number; "" when none
+    dose: Dose | None  # what the held session with that number gave; None when not recorded
     flags: tuple[str, ...]
     rated_by: str | None  # clinician-rated measures: who rated
     time_point: str | None
@@ -95,7 +95,7 @@ class SessionRow:
     kind: str
     at_local: datetime  # in the patient's zone
     route: str | None
-    dose: str
+    dose: Dose | None  # None when not recorded
     cancelled: bool
 
 
@@ -161,7 +161,7 @@ async def patient_page(
         await repo.audit(clock(), viewer.actor, "panel_patient_viewed", f"patient:{patient_id}")
     zone, home = viewer.zone, ZoneInfo(patient.timezone)
     held = [s for s in sessions if s.cancelled_at is None]
-    doses = {s.number: _dose_text(s) for s in held}
+    doses = {s.number: _dose(s) for s in held}
     header = Header(patient_id, patient.display_name, patient.status, patient.protocol,
                     names.get(patient.clinician_id or 0), patient.channel, patient.language,
                     patient.timezone)  # fmt: skip
@@ -281,7 +281,7 @@ def _charts(
                    if s.instrument == key and s.valid and s.total is not None)
         for key in (PHQ9, MADRS)
     }  # fmt: skip
-    lines = tuple(SessionLine(s.at.astimezone(zone), s.number, _dose_text(s)) for s in held)
+    lines = tuple(SessionLine(s.at.astimezone(zone), s.number, _dose(s)) for s in held)
     times = [m.at for series in marks.values() for m in series] + [s.at for s in lines]
     if not times:
         return {"phq9_chart": None, "madrs_chart": None}
@@ -306,12 +306,20 @@ def _charts(
 # ---- rows ------------------------------------------------------------------------------
 
 
-def _dose_text(row: TreatmentSession) -> str:
-    return Dose(row.route, row.dose, row.dose_unit).text() if row.route else ""
+def _dose(row: TreatmentSession) -> Dose | None:
+    """What the session gave (the page writes it in the clinic's locale); None when no
+    amount was recorded."""
+    if row.route is None or row.dose is None:
+        return None
+    return Dose(row.route, row.dose, row.dose_unit)
 
 
 def _score_row(
-    catalog: Catalog, score: Score, doses: dict[int, str], names: dict[int, str], zone: ZoneInfo
+    catalog: Catalog,
+    score: Score,
+    doses: dict[int, Dose | None],
+    names: dict[int, str],
+    zone: ZoneInfo,
 ) -> ScoreRow:
     parts = score.components or {}
     if "systolic" in parts:
@@ -329,7 +337,7 @@ def _score_row(
         band=band or score.band,
         session_number=number,
         hours_since_session=score.hours_since_session,
-        dose=doses.get(number, "") if number else "",
+        dose=doses.get(number) if number else None,
         flags=tuple(score.flags),
         rated_by=names.get(score.rated_by) if score.rated_by else None,
         time_point=score.time_point,
@@ -338,7 +346,7 @@ def _score_row(
 
 def _session_row(row: TreatmentSession, home: ZoneInfo) -> SessionRow:
     return SessionRow(row.id or 0, row.number, row.kind, row.at.astimezone(home), row.route,
-                      _dose_text(row), row.cancelled_at is not None)  # fmt: skip
+                      _dose(row), row.cancelled_at is not None)  # fmt: skip
 
 
 def _alert_row(alert: Alert, names: dict[int, str], zone: ZoneInfo) -> AlertRow:

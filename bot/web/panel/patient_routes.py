@@ -27,7 +27,6 @@ from bot.app.panel import patient
 from bot.app.panel.signin import Viewer
 from bot.outputs.fhir_export import export_fhir
 from bot.outputs.paging import Selection
-from bot.rendering.series_svg import series_svg
 
 if TYPE_CHECKING:
     from bot.web.panel.routes import Panel
@@ -58,8 +57,7 @@ class PatientPages:
             self.app.db, self.app.clock, self.app.catalog, viewer, patient_id
         )
         done = request.query_params.get("done")
-        return self.panel.render("patient", viewer, page=page, chart=series_svg,
-                                 done=done if done in DONE else None)  # fmt: skip
+        return self.panel.render("patient", viewer, page=page, done=done if done in DONE else None)
 
     async def report(self, request: Request, viewer: Viewer) -> Response:
         patient_id = await self._visible(request, viewer)

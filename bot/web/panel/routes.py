@@ -32,7 +32,7 @@ class Panel:
     def __init__(self, app: App) -> None:
         self.app = app
         self.sign_in = SignIn(app.db, app.clock, app.settings.panel)
-        self.pages = Pages()
+        self.pages = Pages(locale=app.settings.panel.locale)
         self.stylesheet = resources.files(__package__).joinpath("static/panel.css").read_bytes()
 
     def routes(self) -> list[Route]:
