@@ -105,6 +105,7 @@ async def test_each_viewer_sees_only_the_patients_they_may_see(rig: Rig) -> None
     await rig.patient("Cora", cy)
     assert names(await listed(rig, "ana")) == ["Alma", "Bruno"]
     assert names(await listed(rig, "cy")) == ["Cora"]
+    assert names(await listed(rig, "cy", "?who=all")) == ["Cora"]  # "all" is all one may see
     assert names(await listed(rig, "boss")) == ["Alma", "Bruno", "Cora"]
     assert names(await listed(rig, "boss", "?who=mine")) == []
     events = await audits(rig.db, "panel_patients_viewed")
