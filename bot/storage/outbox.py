@@ -4,12 +4,30 @@ A message is *due* when it is queued and its ``next_attempt_at`` has come, or wh
 worker claimed it and its lease ran out (the worker died or hung). Only the *head* of a
 recipient's line is ever due: the oldest row of that recipient still queued or sending.
 So a recipient never gets message N+1 before message N, even while N is being retried.
+
+A turn may also *hand off* the rows it queues to the deliverer of its own process
+(:class:`Claiming`): they are inserted already leased to it, so no claim reads them back;
+a crash after the commit leaves them leased, and the lease running out makes them due
+again like any other claim's.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Update, and_, bindparam, exists, or_, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    null,
+    or_,
+    update,
+)
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -64,6 +82,62 @@ def _lease(ids: Any) -> Update:
         .returning(OutboundMessage)
         .execution_options(populate_existing=True)
     )
+
+
+@dataclass(frozen=True)
+class Claiming:
+    """Rows a transaction queues, leased as they are inserted to this process's deliverer,
+    which was handed them after the commit (no claim reads them back). Only a patient's
+    rows that are due now, on a channel of `channels`, and only when nothing earlier of
+    theirs is still queued or being sent (the line is empty: the hand-off cannot overtake).
+    """
+
+    now: datetime
+    lease_until: datetime
+    channels: frozenset[str]
+
+    def covers(self, rows: Sequence[OutboundMessage]) -> bool:
+        """Whether `rows` (one INSERT's) may be handed off: one patient's, due, our channel."""
+        first = rows[0]
+        return all(
+            row.recipient_kind == "patient"
+            and row.recipient_id == first.recipient_id
+            and row.channel in self.channels
+            and row.next_attempt_at <= self.now
+            for row in rows
+        )
+
+    def leased(self, row: OutboundMessage) -> dict[str, Any]:
+        """The columns that lease `row` as it is inserted, unless its line is not empty
+        (then it is queued as usual; every row of one INSERT sees the line as it was
+        before the statement, so they all go one way)."""
+        table = OutboundMessage.__table__  # type: ignore[attr-defined]
+        line: ColumnElement[bool] = exists().where(
+            table.c.recipient_kind == row.recipient_kind,
+            table.c.recipient_id == row.recipient_id,
+            table.c.status.in_(UNFINISHED),
+        )
+        until = bindparam(None, self.lease_until, type_=table.c.lease_until.type)
+        return {
+            "status": case((line, "queued"), else_="sending"),
+            "lease_until": case((line, null()), else_=until),
+            "attempts": case((line, 0), else_=1),
+        }
+
+    def collect(
+        self, inserted: Sequence[tuple[int, str, str]], rows: Sequence[OutboundMessage]
+    ) -> list[OutboundMessage]:
+        """The rows leased by the INSERT that returned `inserted` (id, status, key), in id
+        order, each given its id and lease as stored."""
+        by_key = {row.idempotency_key: row for row in rows}
+        leased = []
+        for row_id, status, key in inserted:
+            if status == "sending":
+                row = by_key[key]
+                row.id, row.status, row.attempts = row_id, status, 1
+                row.lease_until = self.lease_until
+                leased.append(row)
+        return leased
 
 
 # Built once: composing these (aliases, correlated EXISTS) took about a fifth of a

@@ -52,9 +52,12 @@ SET_ASIDE = "set_aside:"  # the error of an inbound message given up on, then it
 class Repository:
     """Typed access to the tables for one transaction (the session's)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, claiming: outbox.Claiming | None = None) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
+        self.claiming = claiming  # hand-off: what `enqueue` may lease to our deliverer
+        self.claimed: list[OutboundMessage] = []  # ... and did, in id order
+        self.queued = 0  # rows `enqueue` queued without a lease (a claim must take them)
 
     async def add(self, *rows: SQLModel) -> None:
         """Insert or update `rows` now (flushed, so ids are set)."""
@@ -226,18 +229,29 @@ class Repository:
 
         Returns the ids of the rows actually queued, ascending: the order each recipient
         receives them in. Only the ids come back (a whole row would be decrypted again).
+        With `claiming` (a hand-off), rows it covers are leased as they are inserted and
+        added, with their ids, to `claimed`.
         """
         if not rows:
             return []
+        values = [_values(row) for row in rows]
+        claiming = self.claiming if self.claiming and self.claiming.covers(rows) else None
+        if claiming is not None:
+            values = [v | claiming.leased(row) for v, row in zip(values, rows, strict=True)]
         # one statement for a turn's messages: one INSERT with a VALUES row each, which
         # both databases number in the order given
+        table = OUTBOX_TABLE
         statement = (
-            self._insert(OUTBOX_TABLE)
-            .values([_values(row) for row in rows])
+            self._insert(table)
+            .values(values)
             .on_conflict_do_nothing(index_elements=("idempotency_key",))
-            .returning(OUTBOX_TABLE.c.id)
+            .returning(table.c.id, table.c.status, table.c.idempotency_key)
         )
-        return sorted((await self.session.exec(statement)).scalars().all())
+        inserted = sorted(tuple(r) for r in (await self.session.exec(statement)).all())
+        claimed = claiming.collect(inserted, rows) if claiming is not None else []
+        self.claimed += claimed
+        self.queued += len(inserted) - len(claimed)
+        return [row_id for row_id, *_ in inserted]
 
     async def claim_outbox(
         self, now: datetime, limit: int, lease: timedelta
