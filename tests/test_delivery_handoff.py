@@ -131,14 +131,14 @@ class DiedAfterCommit:
 
     def __init__(self, deliverer: Deliverer) -> None:
         self.deliverer = deliverer
-        self.handed: list[OutboundMessage] = []
+        self.handed: list[outbox.Outgoing] = []
 
     def claiming(self) -> outbox.Claiming | None:
         now = self.deliverer.clock()
         return outbox.Claiming(now, now + LEASE, frozenset({"telegram"}))
 
     def take(
-        self, claimed: Sequence[OutboundMessage], edits: Mapping[int, str | None], more: bool
+        self, claimed: Sequence[outbox.Outgoing], edits: Mapping[int, str | None], more: bool
     ) -> None:
         self.handed += claimed
 

@@ -8,9 +8,8 @@ from datetime import datetime
 from typing import Protocol
 
 from bot.rendering.renderer import Rendered
-from bot.storage.outbox import Claiming
+from bot.storage.outbox import Claiming, Outgoing
 from bot.storage.spool import Mark, Spooled, SpoolStatus
-from bot.storage.tables import OutboundMessage
 
 
 class Clock(Protocol):
@@ -36,7 +35,7 @@ class HandOff(Protocol):
         ...
 
     def take(
-        self, claimed: Sequence[OutboundMessage], edits: Mapping[int, str | None], more: bool
+        self, claimed: Sequence[Outgoing], edits: Mapping[int, str | None], more: bool
     ) -> None:
         """The rows leased, in id order, with the questions their edits edit; `more`:
         rows were queued that a claim must take (wake the deliverer for them)."""

@@ -56,7 +56,7 @@ class Repository:
         self.session = session
         self.dialect = session.get_bind().dialect.name
         self.claiming = claiming  # hand-off: what `enqueue` may lease to our deliverer
-        self.claimed: list[OutboundMessage] = []  # ... and did, in id order
+        self.claimed: list[outbox.Outgoing] = []  # ... and did, in id order
         self.queued = 0  # rows `enqueue` queued without a lease (a claim must take them)
 
     async def add(self, *rows: SQLModel) -> None:
@@ -255,16 +255,18 @@ class Repository:
 
     async def claim_outbox(
         self, now: datetime, limit: int, lease: timedelta
-    ) -> list[OutboundMessage]:
-        """Take up to `limit` due messages for sending, each leased until ``now + lease``.
+    ) -> list[outbox.Outgoing]:
+        """Take up to `limit` due messages for sending, each leased until ``now + lease``,
+        with the ready messages behind each in its recipient's line.
 
-        At most one message per recipient (the head of its line), the most urgent
-        (``priority``) first, then the oldest (see bot/storage/outbox.py). PostgreSQL locks the
-        chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different
-        rows; SQLite claims in one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)``.
+        The heads: the most urgent (``priority``) first, then the oldest (see
+        bot/storage/outbox.py). PostgreSQL locks the chosen heads with ``FOR UPDATE SKIP
+        LOCKED`` so concurrent workers take different lines (what is behind a head is never
+        due while the head is unfinished); SQLite claims in one ``UPDATE``. Returned line
+        by line (`outbox.by_line`), only the columns sending needs.
         """
         due = {"now": now, "limit": limit}
-        leased = {"lease_until": now + lease}
+        leased = {"lease_until": now + lease, "now": now}
         if self.dialect == "postgresql":
             found = await self.session.exec(outbox.DUE_IDS_LOCKED, params=due)
             ids = list(found.all())
@@ -273,10 +275,7 @@ class Repository:
             result = await self.session.exec(outbox.LEASE_IDS, params={"ids": ids, **leased})
         else:
             result = await self.session.exec(outbox.LEASE_DUE, params={**due, **leased})
-        claimed = result.scalars().all()
-        # most urgent first: the deliverer starts (and paces) them in this order; one
-        # message per recipient, so no recipient's own order is at stake
-        return sorted(claimed, key=lambda row: (-row.priority, row.id or 0))
+        return outbox.by_line([outbox.Outgoing(*row) for row in result.all()])
 
     async def renew_leases(
         self, ids: Sequence[int], held_until: datetime, until: datetime

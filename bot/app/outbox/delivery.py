@@ -34,6 +34,7 @@ from bot.app.outbox.sending import Report, RetryPolicy, Sender
 from bot.app.ports import Channel, Clock
 from bot.storage import outbox
 from bot.storage.database import Database
+from bot.storage.outbox import Outgoing
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 
@@ -59,7 +60,7 @@ class Deliverer:
         self._sender = Sender(self.db, self.clock, self.policy, self.lease, self.alerting)
         self._wake: asyncio.Event | None = None  # the courier's, while one runs
         self._arrived = asyncio.Event()  # set when something is handed over
-        self._handed: list[tuple[list[OutboundMessage], Mapping[int, str | None]]] = []
+        self._handed: list[tuple[list[Outgoing], Mapping[int, str | None]]] = []
         names = frozenset(self.channels)
         self._hand_off_channels = names.intersection(HAND_OFF_CHANNELS)
 
@@ -102,7 +103,7 @@ class Deliverer:
         return outbox.Claiming(now, now + self.lease, self._hand_off_channels)
 
     def take(
-        self, claimed: Sequence[OutboundMessage], edits: Mapping[int, str | None], more: bool
+        self, claimed: Sequence[Outgoing], edits: Mapping[int, str | None], more: bool
     ) -> None:
         """Rows a committed transaction leased to us (`claiming`), in id order; `more`:
         it also queued rows a claim must take."""
@@ -191,7 +192,7 @@ class Deliverer:
             sending.handed.add(task)
 
     async def _line(
-        self, line: list[OutboundMessage], edits: Mapping[int, str | None], gate: asyncio.Semaphore
+        self, line: list[Outgoing], edits: Mapping[int, str | None], gate: asyncio.Semaphore
     ) -> Report:
         """Send one recipient's messages in order; stop at one not sent (nor given up on):
         the rest keep their lease and, once it runs out, wait behind it."""
@@ -204,7 +205,7 @@ class Deliverer:
         return report
 
     async def _one(
-        self, message: OutboundMessage, edits: Mapping[int, str | None], gate: asyncio.Semaphore
+        self, message: Outgoing, edits: Mapping[int, str | None], gate: asyncio.Semaphore
     ) -> Report:
         # wait for the send slot before taking a connection: a message waiting for its
         # chat's allowance must not hold a place other chats could use
@@ -216,9 +217,7 @@ class Deliverer:
         async with pacer.turn(chat, message.priority) as answered, gate:
             return await self._sender.send(message, self.channels, edits, answered)
 
-    async def _finished(
-        self, sending: _Sending, wake: asyncio.Event | None
-    ) -> list[OutboundMessage]:
+    async def _finished(self, sending: _Sending, wake: asyncio.Event | None) -> list[Outgoing]:
         """Wait until at least one line is done, `wake` is set, something is handed over or
         the leases are due for renewal; the claimed messages done (not the handed ones)."""
         waiting: set[asyncio.Future[Any]] = set(sending.running)
@@ -262,7 +261,7 @@ class Deliverer:
         if now < sending.renew_at or not sending.running:
             return
         sending.renew_at = now + self.lease / 3
-        claims: dict[datetime, list[OutboundMessage]] = {}
+        claims: dict[datetime, list[Outgoing]] = {}
         for line in sending.running.values():
             for message in line:
                 if message.lease_until is not None and message.id is not None:
@@ -287,7 +286,7 @@ class _Sending:
 
     gate: asyncio.Semaphore  # at most `concurrency` provider calls at once
     renew_at: datetime  # when the leases of what is in flight are extended next
-    running: dict[asyncio.Future[Report], list[OutboundMessage]] = field(default_factory=dict)
+    running: dict[asyncio.Future[Report], list[Outgoing]] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     full: bool = False  # the last claim took all it asked for: more may be due
     claimed: bool = False  # this drain has claimed (else it only sends what was handed over)
@@ -301,18 +300,16 @@ class _Sending:
         await asyncio.gather(*self.running, return_exceptions=True)
 
 
-def _lines(messages: Sequence[OutboundMessage]) -> list[list[OutboundMessage]]:
+def _lines(messages: Sequence[Outgoing]) -> list[list[Outgoing]]:
     """`messages` as one line per recipient, each in id order, in the order of each
     recipient's first message."""
-    lines: dict[tuple[str, int], list[OutboundMessage]] = {}
+    lines: dict[tuple[str, int], list[Outgoing]] = {}
     for message in messages:
         lines.setdefault((message.recipient_kind, message.recipient_id), []).append(message)
     return [sorted(line, key=lambda m: m.id or 0) for line in lines.values()]
 
 
-async def edit_targets(
-    session: AsyncSession, claimed: list[OutboundMessage]
-) -> dict[int, str | None]:
+async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[int, str | None]:
     """For each claimed edit, the provider's id of the question it edits (None: unknown)."""
     targets: dict[int, str | None] = {}
     for message in claimed:
@@ -322,9 +319,7 @@ async def edit_targets(
     return targets
 
 
-async def last_question_id(
-    session: AsyncSession, message: OutboundMessage, item: str
-) -> str | None:
+async def last_question_id(session: AsyncSession, message: Outgoing, item: str) -> str | None:
     """The provider's id of the most recent question about `item` sent to the same
     recipient before `message`. Only the columns needed are read: a whole row would
     decrypt its address and body for nothing."""
