@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlmodel import select
 
 from bot.app.outbox.delivery import Deliverer
 from bot.channels.telegram import TelegramChannel
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
+from bot.storage.tables import OutboundMessage
 from tests.standins.server import Fault, serve
 from tests.standins.telegram import TelegramStandIn, server_error
 from tests.test_delivery_pump import arrivals, message
@@ -60,8 +62,9 @@ async def test_a_slow_first_message_is_not_overtaken_by_the_rest_of_its_line(
 
 async def test_a_message_to_retry_holds_back_the_rest_of_its_line(db: Database) -> None:
     """The first of a chat's three messages fails (5xx): the other two are not sent, while
-    another chat's message goes. Once the retry is due and the claim's lease has run out,
-    the three leave together, in order."""
+    another chat's message goes, and the two are handed back. Once the retry is due (well
+    before the claim's lease would end), the three leave together, in order, the two held
+    back on their first attempt."""
     clock = SimClock()
     await queue(db, clock, CHAT_A, 1, 3)
     await queue(db, clock, CHAT_B, 2, 1)
@@ -75,10 +78,13 @@ async def test_a_message_to_retry_holds_back_the_rest_of_its_line(db: Database) 
             assert (first.sent, first.retried) == (1, 1)
             assert stand_in.sent_texts(CHAT_A) == []  # its first failed, the rest waited
             assert stand_in.sent_texts(CHAT_B) == [f"{CHAT_B}:0"]
-            clock.now += LEASE
+            clock.now += timedelta(seconds=2)  # the retry is due; the lease is not over
             second = await deliverer.drain()
         finally:
             await channel.close()
     assert (second.sent, second.retried) == (3, 0)
     assert stand_in.sent_texts(CHAT_A) == [f"{CHAT_A}:{i}" for i in range(3)]
     assert len(arrivals(stand_in)) == 5  # one failed attempt, four messages
+    async with db.transaction() as session:
+        attempts = await session.exec(select(OutboundMessage.attempts).order_by(OutboundMessage.id))
+        assert list(attempts.all()) == [2, 1, 1, 1]

@@ -4,9 +4,12 @@ A message is *due* when it is queued and its ``next_attempt_at`` has come, or wh
 worker claimed it and its lease ran out (the worker died or hung). Only the *head* of a
 recipient's line is ever due: the oldest row of that recipient still queued or sending.
 So a recipient never gets message N+1 before message N, even while N is being retried.
-A claim takes each due head with the messages behind it that are ready too (up to the
-first that is not: one waiting for a retry, or leased to a live worker), so a recipient's
-consecutive messages leave from one claim; the deliverer sends them one after the other.
+A claim takes each due head that answers someone (a reply or an urgent message: someone
+is waiting) with the messages behind it that are ready too (up to the first that is not:
+one waiting for a retry, or leased to a live worker), so a recipient's consecutive
+messages leave from one claim; the deliverer sends them one after the other. Scheduled
+outreach (a wave) is still claimed head by head, so several workers share a wave rather
+than the first to claim taking every patient's whole line.
 The claim reads back only what sending needs (:class:`Outgoing`), not whole rows.
 
 A turn may also *hand off* the rows it queues to the deliverer of its own process
@@ -100,8 +103,8 @@ def _due_ids() -> SelectOfScalar[int | None]:
 
 
 def _behind(heads: Any) -> SelectOfScalar[int | None]:
-    """Ids of the messages behind the heads `heads` that are ready at ``now`` with nothing
-    between them and their head that is unfinished and not ready."""
+    """Ids of the messages behind the heads `heads` that are replies or urgent, ready at
+    ``now``, with nothing between them and their head that is unfinished and not ready."""
     head = aliased(OutboundMessage, name="head")
     row = aliased(OutboundMessage, name="behind")
     gap = aliased(OutboundMessage, name="gap")
@@ -122,7 +125,7 @@ def _behind(heads: Any) -> SelectOfScalar[int | None]:
     return (
         select(col(row.id))
         .join(head, same_line)
-        .where(col(head.id).in_(heads), _ready(row, now), ~blocked)
+        .where(col(head.id).in_(heads), col(head.priority) >= REPLY, _ready(row, now), ~blocked)
     )
 
 
@@ -217,6 +220,23 @@ DUE_IDS = _due_ids()
 DUE_IDS_LOCKED = DUE_IDS.with_for_update(skip_locked=True)  # PostgreSQL: concurrent workers
 LEASE_DUE = _lease(DUE_IDS)  # SQLite: claim in one statement
 LEASE_IDS = _lease(bindparam("ids", expanding=True))  # PostgreSQL: the ids it locked
+
+
+async def hand_back(session: AsyncSession, ids: Sequence[int], held_until: datetime) -> None:
+    """Messages `ids`, claimed under the lease ending `held_until` but not sent because one
+    before them in their line is to be retried: queued again as they were (their attempt
+    uncounted), so they follow it at its retry instead of waiting out the lease. One whose
+    lease is no longer ours is left alone."""
+    statement = (
+        update(_TABLE)
+        .where(
+            _TABLE.c.id.in_(ids),
+            _TABLE.c.status == "sending",
+            _TABLE.c.lease_until == held_until,
+        )
+        .values(status="queued", lease_until=None, attempts=_TABLE.c.attempts - 1)
+    )
+    await session.exec(statement)
 
 
 async def release_leases(session: AsyncSession, now: datetime) -> int:

@@ -18,7 +18,9 @@ from bot.storage.tables import OutboundMessage
 LEASE = timedelta(seconds=30)
 
 
-def _message(recipient: int, n: int, due: datetime) -> OutboundMessage:
+def _message(
+    recipient: int, n: int, due: datetime, priority: int = outbox.REPLY
+) -> OutboundMessage:
     return OutboundMessage(
         channel="sms",
         recipient_kind="patient",
@@ -27,6 +29,7 @@ def _message(recipient: int, n: int, due: datetime) -> OutboundMessage:
         body=f"message {n} for {recipient}",
         idempotency_key=f"{recipient}:{n}",
         next_attempt_at=due,
+        priority=priority,
     )
 
 
@@ -93,15 +96,14 @@ async def test_urgent_messages_are_claimed_first_but_never_overtake_in_a_line(
 ) -> None:
     """A crisis message queued behind a wave of routine ones is claimed in the next batch;
     one queued behind its own recipient's earlier message still waits for it."""
-    wave = [_message(r, 1, now) for r in range(10, 40)]
+    wave = [_message(r, 1, now, outbox.ROUTINE) for r in range(10, 40)]
     reply, crisis, behind = _message(2, 1, now), _message(3, 1, now), _message(10, 2, now)
     reply.priority, crisis.priority, behind.priority = outbox.REPLY, outbox.URGENT, outbox.URGENT
     await _enqueue(db, *wave)
     await _enqueue(db, reply)
     await _enqueue(db, crisis)
     await _enqueue(db, behind)  # recipient 10's second message: its first is routine
-    # and sent in this order; recipient 10's urgent second message comes with its first
-    assert await _claim(db, now, limit=3) == ["3:1", "2:1", "10:1", "10:2"]
+    assert await _claim(db, now, limit=3) == ["3:1", "2:1", "10:1"]  # and sent in this order
     assert await _claim(db, now, limit=1) == ["11:1"]  # routine, oldest first
 
 
@@ -138,6 +140,15 @@ async def test_a_recipients_consecutive_messages_leave_from_one_claim(
     for n in (1, 2, 3):
         await _sent(db, f"1:{n}", now)
     assert await _claim(db, now) == ["1:4"]
+
+
+async def test_scheduled_outreach_is_claimed_head_by_head(db: Database, now: datetime) -> None:
+    """A wave's lines (routine heads) are not claimed whole, so workers share a wave: the
+    second message of a patient's opening waits for the first to be sent."""
+    await _enqueue(db, *(_message(r, n, now, outbox.ROUTINE) for r in (1, 2) for n in (1, 2)))
+    assert await _claim(db, now) == ["1:1", "2:1"]
+    await _sent(db, "1:1", now)
+    assert await _claim(db, now) == ["1:2"]
 
 
 async def test_a_claim_stops_at_a_message_not_ready(db: Database, now: datetime) -> None:

@@ -129,7 +129,8 @@ class Inbox:
     def _hand_over(self, repo: Repository, edits: dict[int, str | None]) -> None:
         """After the commit: the rows leased to this process's deliverer are its to send
         (and it is woken for any others queued)."""
-        if self.ctx.handoff is not None and repo.claiming is not None:
+        if self.ctx.handoff is not None:  # (a courier that started during the turn
+            # leased nothing of it, but must still be woken for what it queued)
             self.ctx.handoff.take(repo.claimed, edits, more=repo.queued > 0)
 
     async def process_pending(self, limit: int = 100) -> int:

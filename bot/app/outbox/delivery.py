@@ -194,15 +194,27 @@ class Deliverer:
     async def _line(
         self, line: list[Outgoing], edits: Mapping[int, str | None], gate: asyncio.Semaphore
     ) -> Report:
-        """Send one recipient's messages in order; stop at one not sent (nor given up on):
-        the rest keep their lease and, once it runs out, wait behind it."""
+        """Send one recipient's messages in order; stop at one not sent (nor given up on).
+        The rest of the line is handed back when it is to be retried (they follow it at its
+        retry); otherwise (a lease about to end) they keep the lease and wait it out."""
         report = Report()
-        for message in line:
+        for n, message in enumerate(line):
             outcome = await self._one(message, edits, gate)
             report += outcome
-            if not (outcome.sent or outcome.dead):
-                break
+            if outcome.sent or outcome.dead:
+                continue
+            rest = line[n + 1 :]
+            if outcome.retried and rest and rest[0].lease_until is not None:
+                await self._hand_back(rest, rest[0].lease_until)
+            break
         return report
+
+    async def _hand_back(self, rest: list[Outgoing], held_until: datetime) -> None:
+        try:
+            async with self.db.transaction() as session:
+                await outbox.hand_back(session, [m.id for m in rest], held_until)
+        except Exception as exc:  # they wait out the lease instead: later, still in order
+            log.warning("could not hand back held messages (%s)", type(exc).__name__)
 
     async def _one(
         self, message: Outgoing, edits: Mapping[int, str | None], gate: asyncio.Semaphore
