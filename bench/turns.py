@@ -16,6 +16,9 @@ tick's delivery through PTB's ``Bot.send_message``. 50 chats answer in a closed 
 ``BENCH_PACE=3-8``: each chat waits 3 to 8 s (uniformly at random) after its question
 before answering, as a person reading it would, instead of answering at once; a run in
 this mode is printed, never written over the section (like ``BENCH_RUNS``).
+``BENCH_LIMITS=deployed``: the servers keep Telegram's limits as deployed (30 a second, a
+chat 3 at once then 1 a second, shared through PostgreSQL); otherwise they are lifted, as
+in the fault suite's launcher, since the echo has none.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ QUESTION = re.compile(r"^\d+/\d+ ")
 COMPLETE = "Thank you, your check-in is complete"  # templates/en/sms/completed.j2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PACE = os.environ.get("BENCH_PACE")  # "3-8": seconds a chat waits before answering
+DEPLOYED = os.environ.get("BENCH_LIMITS") == "deployed"  # keep Telegram's limits
 
 
 def _pace() -> tuple[float, float] | None:
@@ -239,9 +243,8 @@ async def run_checkin(
         ports = [_free_port() for _ in range(workers)]
         configs = [_config(url, fake.token, port) for port in ports]
         await _enrol(configs[0], database_url)
-        commands = [
-            [sys.executable, "-m", "tests.fault.launch", "--config", str(c), "run"] for c in configs
-        ]
+        launcher = "bot" if DEPLOYED else "tests.fault.launch"  # (the latter lifts pacing)
+        commands = [[sys.executable, "-m", launcher, "--config", str(c), "run"] for c in configs]
         result = Result(f"checkin run, {dialect}, {workers} worker{'s' * (workers > 1)}")
         async with _processes(commands, env, ports) as pids, httpx.AsyncClient(timeout=30) as web:
 
@@ -364,14 +367,20 @@ def _between(results: list[Result]) -> str:
     )
 
 
+LIMITS = (
+    "Telegram's limits as deployed (30 a second, a chat 3 at once then 1 a second)"
+    if DEPLOYED
+    else "provider pacing lifted (the echo has none)"
+)
+
+
 def report(results: list[Result], command: str) -> str:
     echo = results[0]
     rows = "\n".join(_row(r, echo) for r in results)
     return f"""## Inbound turns (bench/turns.py)
 
 `{command}` — {CHATS} chats in a closed loop for {WINDOW_S:.0f} s per configuration; scheduler
-tick {TICK_S} s; Telegram's limits as deployed (30 a second, a chat 3 at once then 1 a
-second). Latency is from the webhook POST to the
+tick {TICK_S} s; {LIMITS}. Latency is from the webhook POST to the
 stand-in receiving the next question. Every answer is "1", so item 9 is endorsed once a
 check-in: that turn also sends the crisis message and raises an alert. CPU is user +
 system time of the server processes (not the load generator or the stand-in) over the
@@ -403,7 +412,10 @@ def main() -> None:
     results = asyncio.run(measure(runs))
     command = "python -m bench.turns"
     if only or PACE:  # a partial run is printed, never written over the whole run's section
-        print(report(results, f"BENCH_RUNS={only} BENCH_PACE={PACE} {command}"))
+        limits = os.environ.get("BENCH_LIMITS")
+        print(
+            report(results, f"BENCH_RUNS={only} BENCH_PACE={PACE} BENCH_LIMITS={limits} {command}")
+        )
         return
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(report(results, command))
