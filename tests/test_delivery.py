@@ -100,10 +100,10 @@ async def test_retry_after_is_honoured(db: Database) -> None:
             w.clock.now += timedelta(seconds=29)
             assert await deliverer.run_once() == Report()
             w.clock.now += timedelta(seconds=2)
-            assert (await deliverer.run_once()).sent == 2  # the question held behind it too
+            assert (await deliverer.run_once()).sent == 1
         finally:
             await channel.close()
-    assert len(stand_in.calls_to("sendMessage")) == 3
+    assert len(stand_in.calls_to("sendMessage")) == 2
 
 
 async def test_blocked_patient_is_not_retried(db: Database) -> None:
