@@ -8,8 +8,8 @@ again: delivery is at least once, in order per recipient.
 
 This module is the pump: claims, the sends in flight, their leases renewed. A recipient's
 messages taken together (a *line*) are sent one after the other by one task, and a message
-that is not sent (to be retried) stops the rest of its line: they keep their lease, which
-runs out, and wait behind it as any later message does. The rows a turn of this process
+that is not sent stops the rest of its line: handed back when it is to be retried, they
+follow it at its retry as any later message does. The rows a turn of this process
 queued are handed to it directly (:meth:`Deliverer.take`): leased in the turn's own
 transaction, they are sent without being claimed back. One send and its outcome (what is
 permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast sends may leave,
