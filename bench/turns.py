@@ -11,12 +11,21 @@ tick's delivery through PTB's ``Bot.send_message``. 50 chats answer in a closed 
     python -m bench.turns            # writes docs/perf/turns.md
     BENCH_RUNS=sqlite:1,postgresql:2 python -m bench.turns     # those only, printed
     BENCH_WINDOW_S=30 BENCH_TICK_S=5 python -m bench.turns     # longer window, slower tick
+    BENCH_PACE=3-8 BENCH_CHATS=20 BENCH_WINDOW_S=60 python -m bench.turns  # patient pace
+
+``BENCH_PACE=3-8``: each chat waits 3 to 8 s (uniformly at random) after its question
+before answering, as a person reading it would, instead of answering at once; a run in
+this mode is printed, never written over the section (like ``BENCH_RUNS``).
+``BENCH_LIMITS=deployed``: the servers keep Telegram's limits as deployed (30 a second, a
+chat 3 at once then 1 a second, shared through PostgreSQL); otherwise they are lifted, as
+in the fault suite's launcher, since the echo has none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -44,7 +53,7 @@ from tests.standins.telegram import SECRET_TOKEN_HEADER, TelegramStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "perf" / "turns.md"
-CHATS = 50
+CHATS = int(os.environ.get("BENCH_CHATS", "50"))
 BUNDLE = ["phq9", "gad7"]  # 17 questions; each chat has CHECKINS of them queued
 CHECKINS = 4
 TICK_S = float(os.environ.get("BENCH_TICK_S", "0.1"))
@@ -54,6 +63,20 @@ PG_ADMIN = os.environ.get("CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@12
 QUESTION = re.compile(r"^\d+/\d+ ")
 COMPLETE = "Thank you, your check-in is complete"  # templates/en/sms/completed.j2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PACE = os.environ.get("BENCH_PACE")  # "3-8": seconds a chat waits before answering
+DEPLOYED = os.environ.get("BENCH_LIMITS") == "deployed"  # keep Telegram's limits
+
+
+def _pace() -> tuple[float, float] | None:
+    if not PACE:
+        return None
+    low, _, high = PACE.partition("-")
+    return float(low), float(high or low)
+
+
+async def _think(pace: tuple[float, float] | None) -> None:
+    if pace is not None:
+        await asyncio.sleep(random.uniform(*pace))  # noqa: S311 -- a think time, not a secret
 
 
 @dataclass
@@ -112,12 +135,17 @@ async def _closed_loop(
     post: Callable[[int, str], Awaitable[None]],
     reply: Callable[[int], Awaitable[str]],
 ) -> None:
-    """Each chat answers, waits for its next question, answers again, for WINDOW_S."""
+    """Each chat answers, waits for its next question, answers again (after a think time
+    with BENCH_PACE), for WINDOW_S."""
     cpu0, start = _cpu_s(pids), time.perf_counter()
     end = start + WINDOW_S
+    pace = _pace()
 
     async def chat(n: int) -> None:
         while time.perf_counter() < end:
+            await _think(pace)
+            if time.perf_counter() >= end:
+                return
             sent = time.perf_counter()
             await post(n, "1")
             text = await reply(n)
@@ -215,9 +243,8 @@ async def run_checkin(
         ports = [_free_port() for _ in range(workers)]
         configs = [_config(url, fake.token, port) for port in ports]
         await _enrol(configs[0], database_url)
-        commands = [
-            [sys.executable, "-m", "tests.fault.launch", "--config", str(c), "run"] for c in configs
-        ]
+        launcher = "bot" if DEPLOYED else "tests.fault.launch"  # (the latter lifts pacing)
+        commands = [[sys.executable, "-m", launcher, "--config", str(c), "run"] for c in configs]
         result = Result(f"checkin run, {dialect}, {workers} worker{'s' * (workers > 1)}")
         async with _processes(commands, env, ports) as pids, httpx.AsyncClient(timeout=30) as web:
 
@@ -340,13 +367,20 @@ def _between(results: list[Result]) -> str:
     )
 
 
+LIMITS = (
+    "Telegram's limits as deployed (30 a second, a chat 3 at once then 1 a second)"
+    if DEPLOYED
+    else "provider pacing lifted (the echo has none)"
+)
+
+
 def report(results: list[Result], command: str) -> str:
     echo = results[0]
     rows = "\n".join(_row(r, echo) for r in results)
     return f"""## Inbound turns (bench/turns.py)
 
 `{command}` — {CHATS} chats in a closed loop for {WINDOW_S:.0f} s per configuration; scheduler
-tick {TICK_S} s; provider pacing lifted (see below). Latency is from the webhook POST to the
+tick {TICK_S} s; {LIMITS}. Latency is from the webhook POST to the
 stand-in receiving the next question. Every answer is "1", so item 9 is endorsed once a
 check-in: that turn also sends the crisis message and raises an alert. CPU is user +
 system time of the server processes (not the load generator or the stand-in) over the
@@ -377,8 +411,11 @@ def main() -> None:
         runs = [(d, int(w)) for d, w in (part.split(":") for part in only.split(","))]
     results = asyncio.run(measure(runs))
     command = "python -m bench.turns"
-    if only:  # a partial run is printed, never written over the whole run's section
-        print(report(results, f"BENCH_RUNS={only} {command}"))
+    if only or PACE:  # a partial run is printed, never written over the whole run's section
+        limits = os.environ.get("BENCH_LIMITS")
+        print(
+            report(results, f"BENCH_RUNS={only} BENCH_PACE={PACE} BENCH_LIMITS={limits} {command}")
+        )
         return
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(report(results, command))

@@ -210,6 +210,7 @@ def build(
     pacers = shared_pacers(default_pacers(settings), db, settings.scheduler.send_lease_s)
     deliverer = Deliverer(db, wired, clock, lease=send_lease, pacers=pacers, alerting=alerting)
     deliverer.before_claim = digests.fold_if_due
+    services.context.handoff = deliverer  # while its courier runs, turns hand it their rows
     planner = Planner(
         db,
         catalog,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from bot.app.outbox.delivery import _edit_targets
+from bot.app.outbox.delivery import edit_targets
 from bot.app.outbox.sending import _GroupCommit
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -100,7 +100,7 @@ async def test_an_edit_finds_the_question_it_edits(db: Database, now: datetime) 
         (queued_edit,) = await repo.enqueue([edit])
     async with db.transaction() as session:
         claimed = await Repository(session).claim_outbox(now, 10, timedelta(seconds=30))
-        targets = await _edit_targets(session, claimed)
+        targets = await edit_targets(session, claimed)
     assert [row.id for row in claimed] == [queued_edit]
     assert targets == {queued_edit: f"tg-{asked[0]}"}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.app.alerts.alerting import Alerting
-from bot.app.ports import Clock
+from bot.app.ports import Clock, HandOff
 from bot.config import Clinic
 from bot.domain import conversation as core
 from bot.instruments import Catalog
@@ -26,6 +26,7 @@ class Context:
     clinic: Clinic
     clock: Clock
     alerting: Alerting | None = None
+    handoff: HandOff | None = None  # this process's deliverer, while its courier runs
 
     def setting(self, patient: Patient) -> core.Setting:
         """What the conversation needs to know beyond its state: the instruments, the

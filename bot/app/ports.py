@@ -3,10 +3,12 @@ real adapters against local stand-ins, or the hand-written fakes in tests/fakes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
 from bot.rendering.renderer import Rendered
+from bot.storage.outbox import Claiming, Outgoing
 from bot.storage.spool import Mark, Spooled, SpoolStatus
 
 
@@ -21,6 +23,22 @@ class Channel(Protocol):
 
     async def send(self, address: str, message: Rendered, payload: dict[str, object]) -> str | None:
         """Deliver, returning the provider's message id; raise DeliveryFailed if not taken."""
+        ...
+
+
+class HandOff(Protocol):
+    """This process's deliverer, to which a turn hands the rows it queued: leased to it in
+    the turn's transaction (`claiming`), given to it after the commit (`take`)."""
+
+    def claiming(self) -> Claiming | None:
+        """How to lease rows queued from now (None: nothing is handed off here)."""
+        ...
+
+    def take(
+        self, claimed: Sequence[Outgoing], edits: Mapping[int, str | None], more: bool
+    ) -> None:
+        """The rows leased, in id order, with the questions their edits edit; `more`:
+        rows were queued that a claim must take (wake the deliverer for them)."""
         ...
 
 

@@ -4,12 +4,37 @@ A message is *due* when it is queued and its ``next_attempt_at`` has come, or wh
 worker claimed it and its lease ran out (the worker died or hung). Only the *head* of a
 recipient's line is ever due: the oldest row of that recipient still queued or sending.
 So a recipient never gets message N+1 before message N, even while N is being retried.
+A claim takes each due head that answers someone (a reply or an urgent message: someone
+is waiting) with the messages behind it that are ready too (up to the first that is not:
+one waiting for a retry, or leased to a live worker), so a recipient's consecutive
+messages leave from one claim; the deliverer sends them one after the other. Scheduled
+outreach (a wave) is still claimed head by head, so several workers share a wave rather
+than the first to claim taking every patient's whole line.
+The claim reads back only what sending needs (:class:`Outgoing`), not whole rows.
+
+A turn may also *hand off* the rows it queues to the deliverer of its own process
+(:class:`Claiming`): they are inserted already leased to it, so no claim reads them back;
+a crash after the commit leaves them leased, and the lease running out makes them due
+again like any other claim's.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Update, and_, bindparam, exists, or_, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    null,
+    or_,
+    update,
+)
 from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,16 +52,42 @@ REPLY = 1  # answers to what someone just sent
 ROUTINE = 0  # scheduled outreach: check-in openings, reminders, invitations
 
 
+@dataclass
+class Outgoing:
+    """What sending a message needs of its row: the columns a claim reads back (the
+    others, its key, times and last error, are neither read nor decrypted)."""
+
+    id: int
+    channel: str
+    recipient_kind: str
+    recipient_id: int
+    address: str
+    body: str
+    payload: dict[str, Any]
+    priority: int
+    attempts: int
+    lease_until: datetime | None
+
+
+_TABLE = OutboundMessage.__table__  # type: ignore[attr-defined]
+OUTGOING = tuple(_TABLE.c[name] for name in Outgoing.__dataclass_fields__)
+
+
+def _ready(row: Any, now: BindParameter[datetime]) -> ColumnElement[bool]:
+    """`row` may be claimed at `now`: queued and due, or leased and the lease ran out."""
+    return or_(
+        and_(col(row.status) == "queued", col(row.next_attempt_at) <= now),
+        and_(col(row.status) == "sending", col(row.lease_until) <= now),
+    )
+
+
 def _due_ids() -> SelectOfScalar[int | None]:
     """Ids of due head-of-line messages, most urgent first, then oldest first; parameters
     ``now`` and ``limit``."""
     row = aliased(OutboundMessage, name="candidate")
     earlier = aliased(OutboundMessage, name="earlier")
     now: BindParameter[datetime] = bindparam("now")
-    ready = or_(
-        and_(col(row.status) == "queued", col(row.next_attempt_at) <= now),
-        and_(col(row.status) == "sending", col(row.lease_until) <= now),
-    )
+    ready = _ready(row, now)
     waiting_behind = exists().where(
         col(earlier.recipient_kind) == col(row.recipient_kind),
         col(earlier.recipient_id) == col(row.recipient_id),
@@ -51,19 +102,116 @@ def _due_ids() -> SelectOfScalar[int | None]:
     )
 
 
-def _lease(ids: Any) -> Update:
-    """Mark `ids` as being sent until ``lease_until``; returns the claimed rows."""
+def _behind(heads: Any) -> SelectOfScalar[int | None]:
+    """Ids of the messages behind the heads `heads` that are replies or urgent, ready at
+    ``now``, with nothing between them and their head that is unfinished and not ready."""
+    head = aliased(OutboundMessage, name="head")
+    row = aliased(OutboundMessage, name="behind")
+    gap = aliased(OutboundMessage, name="gap")
+    now: BindParameter[datetime] = bindparam("now")
+    blocked = exists().where(
+        col(gap.recipient_kind) == col(row.recipient_kind),
+        col(gap.recipient_id) == col(row.recipient_id),
+        col(gap.id) > col(head.id),
+        col(gap.id) < col(row.id),
+        col(gap.status).in_(UNFINISHED),
+        ~_ready(gap, now),
+    )
+    same_line = and_(
+        col(head.recipient_kind) == col(row.recipient_kind),
+        col(head.recipient_id) == col(row.recipient_id),
+        col(head.id) < col(row.id),
+    )
     return (
-        update(OutboundMessage)
-        .where(col(OutboundMessage.id).in_(ids))
+        select(col(row.id))
+        .join(head, same_line)
+        .where(col(head.id).in_(heads), col(head.priority) >= REPLY, _ready(row, now), ~blocked)
+    )
+
+
+def _lease(heads: Any) -> Update:
+    """Mark the heads `heads` and the ready messages behind them as being sent until
+    ``lease_until``; returns what sending needs of them."""
+    table = _TABLE
+    return (
+        update(table)
+        .where(or_(table.c.id.in_(heads), table.c.id.in_(_behind(heads))))
         .values(
             status="sending",
             lease_until=bindparam("lease_until"),
-            attempts=col(OutboundMessage.attempts) + 1,
+            attempts=table.c.attempts + 1,
         )
-        .returning(OutboundMessage)
-        .execution_options(populate_existing=True)
+        .returning(*OUTGOING)
     )
+
+
+@dataclass(frozen=True)
+class Claiming:
+    """Rows a transaction queues, leased as they are inserted to this process's deliverer,
+    which was handed them after the commit (no claim reads them back). Only a patient's
+    rows that are due now, on a channel of `channels`, and only when nothing earlier of
+    theirs is still queued or being sent (the line is empty: the hand-off cannot overtake).
+    """
+
+    now: datetime
+    lease_until: datetime
+    channels: frozenset[str]
+
+    def covers(self, rows: Sequence[OutboundMessage]) -> bool:
+        """Whether `rows` (one INSERT's) may be handed off: one patient's, due, our channel."""
+        first = rows[0]
+        return all(
+            row.recipient_kind == "patient"
+            and row.recipient_id == first.recipient_id
+            and row.channel in self.channels
+            and row.next_attempt_at <= self.now
+            for row in rows
+        )
+
+    def leased(self, row: OutboundMessage) -> dict[str, Any]:
+        """The columns that lease `row` as it is inserted, unless its line is not empty
+        (then it is queued as usual; every row of one INSERT sees the line as it was
+        before the statement, so they all go one way)."""
+        table = _TABLE
+        line: ColumnElement[bool] = exists().where(
+            table.c.recipient_kind == row.recipient_kind,
+            table.c.recipient_id == row.recipient_id,
+            table.c.status.in_(UNFINISHED),
+        )
+        until = bindparam(None, self.lease_until, type_=table.c.lease_until.type)
+        return {
+            "status": case((line, "queued"), else_="sending"),
+            "lease_until": case((line, null()), else_=until),
+            "attempts": case((line, 0), else_=1),
+        }
+
+    def collect(
+        self, inserted: Sequence[tuple[int, str, str]], rows: Sequence[OutboundMessage]
+    ) -> list[Outgoing]:
+        """The rows leased by the INSERT that returned `inserted` (id, status, key), in id
+        order, as sending needs them."""
+        by_key = {row.idempotency_key: row for row in rows}
+        leased = []
+        for row_id, status, key in inserted:
+            if status == "sending":
+                row = by_key[key]
+                leased.append(
+                    Outgoing(
+                        row_id, row.channel, row.recipient_kind, row.recipient_id,
+                        row.address, row.body, row.payload, row.priority, 1, self.lease_until,
+                    )
+                )  # fmt: skip
+        return leased
+
+
+def by_line(claimed: Sequence[Outgoing]) -> list[Outgoing]:
+    """`claimed` grouped by recipient, each line in id order; lines most urgent head first,
+    then oldest head first (the order the deliverer starts, and paces, them in)."""
+    lines: dict[tuple[str, int], list[Outgoing]] = {}
+    for message in sorted(claimed, key=lambda m: m.id):
+        lines.setdefault((message.recipient_kind, message.recipient_id), []).append(message)
+    ordered = sorted(lines.values(), key=lambda line: (-line[0].priority, line[0].id))
+    return [message for line in ordered for message in line]
 
 
 # Built once: composing these (aliases, correlated EXISTS) took about a fifth of a
@@ -72,6 +220,23 @@ DUE_IDS = _due_ids()
 DUE_IDS_LOCKED = DUE_IDS.with_for_update(skip_locked=True)  # PostgreSQL: concurrent workers
 LEASE_DUE = _lease(DUE_IDS)  # SQLite: claim in one statement
 LEASE_IDS = _lease(bindparam("ids", expanding=True))  # PostgreSQL: the ids it locked
+
+
+async def hand_back(session: AsyncSession, ids: Sequence[int], held_until: datetime) -> None:
+    """Messages `ids`, claimed under the lease ending `held_until` but not sent because one
+    before them in their line is to be retried: queued again as they were (their attempt
+    uncounted), so they follow it at its retry instead of waiting out the lease. One whose
+    lease is no longer ours is left alone."""
+    statement = (
+        update(_TABLE)
+        .where(
+            _TABLE.c.id.in_(ids),
+            _TABLE.c.status == "sending",
+            _TABLE.c.lease_until == held_until,
+        )
+        .values(status="queued", lease_until=None, attempts=_TABLE.c.attempts - 1)
+    )
+    await session.exec(statement)
 
 
 async def release_leases(session: AsyncSession, now: datetime) -> int:

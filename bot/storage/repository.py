@@ -52,9 +52,12 @@ SET_ASIDE = "set_aside:"  # the error of an inbound message given up on, then it
 class Repository:
     """Typed access to the tables for one transaction (the session's)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, claiming: outbox.Claiming | None = None) -> None:
         self.session = session
         self.dialect = session.get_bind().dialect.name
+        self.claiming = claiming  # hand-off: what `enqueue` may lease to our deliverer
+        self.claimed: list[outbox.Outgoing] = []  # ... and did, in id order
+        self.queued = 0  # rows `enqueue` queued without a lease (a claim must take them)
 
     async def add(self, *rows: SQLModel) -> None:
         """Insert or update `rows` now (flushed, so ids are set)."""
@@ -226,31 +229,44 @@ class Repository:
 
         Returns the ids of the rows actually queued, ascending: the order each recipient
         receives them in. Only the ids come back (a whole row would be decrypted again).
+        With `claiming` (a hand-off), rows it covers are leased as they are inserted and
+        added, with their ids, to `claimed`.
         """
         if not rows:
             return []
+        values = [_values(row) for row in rows]
+        claiming = self.claiming if self.claiming and self.claiming.covers(rows) else None
+        if claiming is not None:
+            values = [v | claiming.leased(row) for v, row in zip(values, rows, strict=True)]
         # one statement for a turn's messages: one INSERT with a VALUES row each, which
         # both databases number in the order given
+        table = OUTBOX_TABLE
         statement = (
-            self._insert(OUTBOX_TABLE)
-            .values([_values(row) for row in rows])
+            self._insert(table)
+            .values(values)
             .on_conflict_do_nothing(index_elements=("idempotency_key",))
-            .returning(OUTBOX_TABLE.c.id)
+            .returning(table.c.id, table.c.status, table.c.idempotency_key)
         )
-        return sorted((await self.session.exec(statement)).scalars().all())
+        inserted = sorted(tuple(r) for r in (await self.session.exec(statement)).all())
+        claimed = claiming.collect(inserted, rows) if claiming is not None else []
+        self.claimed += claimed
+        self.queued += len(inserted) - len(claimed)
+        return [row_id for row_id, *_ in inserted]
 
     async def claim_outbox(
         self, now: datetime, limit: int, lease: timedelta
-    ) -> list[OutboundMessage]:
-        """Take up to `limit` due messages for sending, each leased until ``now + lease``.
+    ) -> list[outbox.Outgoing]:
+        """Take up to `limit` due messages for sending, each leased until ``now + lease``,
+        with the ready messages behind each in its recipient's line.
 
-        At most one message per recipient (the head of its line), the most urgent
-        (``priority``) first, then the oldest (see bot/storage/outbox.py). PostgreSQL locks the
-        chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers take different
-        rows; SQLite claims in one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)``.
+        The heads: the most urgent (``priority``) first, then the oldest (see
+        bot/storage/outbox.py). PostgreSQL locks the chosen heads with ``FOR UPDATE SKIP
+        LOCKED`` so concurrent workers take different lines (what is behind a head is never
+        due while the head is unfinished); SQLite claims in one ``UPDATE``. Returned line
+        by line (`outbox.by_line`), only the columns sending needs.
         """
         due = {"now": now, "limit": limit}
-        leased = {"lease_until": now + lease}
+        leased = {"lease_until": now + lease, "now": now}
         if self.dialect == "postgresql":
             found = await self.session.exec(outbox.DUE_IDS_LOCKED, params=due)
             ids = list(found.all())
@@ -259,10 +275,7 @@ class Repository:
             result = await self.session.exec(outbox.LEASE_IDS, params={"ids": ids, **leased})
         else:
             result = await self.session.exec(outbox.LEASE_DUE, params={**due, **leased})
-        claimed = result.scalars().all()
-        # most urgent first: the deliverer starts (and paces) them in this order; one
-        # message per recipient, so no recipient's own order is at stake
-        return sorted(claimed, key=lambda row: (-row.priority, row.id or 0))
+        return outbox.by_line([outbox.Outgoing(*row) for row in result.all()])
 
     async def renew_leases(
         self, ids: Sequence[int], held_until: datetime, until: datetime

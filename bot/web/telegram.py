@@ -41,7 +41,7 @@ async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]
     recorded = await app.services.inbox.handle_inbound(inbound)  # raises if not recorded
     if update.callback_query is not None:
         await channel.answer_button(update.callback_query.id)
-    if recorded:
+    if recorded and not app.deliverer.hands_off:  # else the inbox handed them over
         app.kick()
 
 

@@ -1,4 +1,5 @@
-"""The outbox: due messages are claimed once, under a lease, in each recipient's order."""
+"""The outbox: due messages are claimed once, under a lease, in each recipient's order; a
+recipient's consecutive ready messages in one claim."""
 
 import asyncio
 import random
@@ -7,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage import outbox
 from bot.storage.database import Database
@@ -16,7 +18,9 @@ from bot.storage.tables import OutboundMessage
 LEASE = timedelta(seconds=30)
 
 
-def _message(recipient: int, n: int, due: datetime) -> OutboundMessage:
+def _message(
+    recipient: int, n: int, due: datetime, priority: int = outbox.REPLY
+) -> OutboundMessage:
     return OutboundMessage(
         channel="sms",
         recipient_kind="patient",
@@ -25,6 +29,7 @@ def _message(recipient: int, n: int, due: datetime) -> OutboundMessage:
         body=f"message {n} for {recipient}",
         idempotency_key=f"{recipient}:{n}",
         next_attempt_at=due,
+        priority=priority,
     )
 
 
@@ -38,9 +43,16 @@ async def _enqueue(db: Database, *rows: OutboundMessage) -> list[OutboundMessage
 
 
 async def _claim(db: Database, at: datetime, limit: int = 10) -> list[str]:
+    """The keys of the messages claimed, in the order the claim returned them."""
     async with db.transaction() as session:
         claimed = await Repository(session).claim_outbox(at, limit, LEASE)
-    return [row.idempotency_key for row in claimed]
+        return await _keys(session, [row.id for row in claimed])
+
+
+async def _keys(session: AsyncSession, ids: list[int]) -> list[str]:
+    statement = select(OutboundMessage.id, OutboundMessage.idempotency_key)
+    found = dict((await session.exec(statement.where(col(OutboundMessage.id).in_(ids)))).all())
+    return [found[i] for i in ids]
 
 
 async def _sent(db: Database, key: str, at: datetime) -> None:
@@ -84,7 +96,7 @@ async def test_urgent_messages_are_claimed_first_but_never_overtake_in_a_line(
 ) -> None:
     """A crisis message queued behind a wave of routine ones is claimed in the next batch;
     one queued behind its own recipient's earlier message still waits for it."""
-    wave = [_message(r, 1, now) for r in range(10, 40)]
+    wave = [_message(r, 1, now, outbox.ROUTINE) for r in range(10, 40)]
     reply, crisis, behind = _message(2, 1, now), _message(3, 1, now), _message(10, 2, now)
     reply.priority, crisis.priority, behind.priority = outbox.REPLY, outbox.URGENT, outbox.URGENT
     await _enqueue(db, *wave)
@@ -92,9 +104,7 @@ async def test_urgent_messages_are_claimed_first_but_never_overtake_in_a_line(
     await _enqueue(db, crisis)
     await _enqueue(db, behind)  # recipient 10's second message: its first is routine
     assert await _claim(db, now, limit=3) == ["3:1", "2:1", "10:1"]  # and sent in this order
-    async with db.transaction() as session:
-        claimed = await Repository(session).claim_outbox(now, 1, LEASE)
-    assert [row.idempotency_key for row in claimed] == ["11:1"]  # routine, oldest first
+    assert await _claim(db, now, limit=1) == ["11:1"]  # routine, oldest first
 
 
 async def test_claim_takes_only_due_messages(db: Database, now: datetime) -> None:
@@ -110,34 +120,80 @@ async def test_claim_sets_lease_and_counts_attempt(db: Database, now: datetime) 
     await _enqueue(db, _message(1, 1, now))
     async with db.transaction() as session:
         (row,) = await Repository(session).claim_outbox(now, 10, LEASE)
-    assert (row.status, row.lease_until, row.attempts) == ("sending", now + LEASE, 1)
+        stored = await session.get(OutboundMessage, row.id)
+    assert (row.lease_until, row.attempts) == (now + LEASE, 1)
+    assert stored is not None and (stored.status, stored.lease_until) == ("sending", now + LEASE)
+    assert (row.address, row.body, row.channel) == ("+15550101", "message 1 for 1", "sms")
 
 
-async def test_one_message_per_recipient_in_id_order(db: Database, now: datetime) -> None:
-    """Only the head of each recipient's line is claimed; the next goes once it is sent."""
-    await _enqueue(db, _message(1, 1, now), _message(1, 2, now), _message(2, 1, now))
-    assert await _claim(db, now) == ["1:1", "2:1"]
+async def test_a_recipients_consecutive_messages_leave_from_one_claim(
+    db: Database, now: datetime
+) -> None:
+    """A claim takes a recipient's due messages together, in id order, line by line; the
+    limit counts lines; nothing behind them is claimed again while they are leased."""
+    rows = [_message(1, 1, now), _message(2, 1, now), _message(1, 2, now), _message(1, 3, now)]
+    await _enqueue(db, *rows)
+    assert await _claim(db, now, limit=1) == ["1:1", "1:2", "1:3"]
+    assert await _claim(db, now) == ["2:1"]
+    await _enqueue(db, _message(1, 4, now))  # queued behind messages being sent
     assert await _claim(db, now) == []
+    for n in (1, 2, 3):
+        await _sent(db, f"1:{n}", now)
+    assert await _claim(db, now) == ["1:4"]
+
+
+async def test_scheduled_outreach_is_claimed_head_by_head(db: Database, now: datetime) -> None:
+    """A wave's lines (routine heads) are not claimed whole, so workers share a wave: the
+    second message of a patient's opening waits for the first to be sent."""
+    await _enqueue(db, *(_message(r, n, now, outbox.ROUTINE) for r in (1, 2) for n in (1, 2)))
+    assert await _claim(db, now) == ["1:1", "2:1"]
     await _sent(db, "1:1", now)
     assert await _claim(db, now) == ["1:2"]
 
 
+async def test_a_claim_stops_at_a_message_not_ready(db: Database, now: datetime) -> None:
+    """A message behind one that waits (a retry, a held notice) waits too: the claim takes
+    the recipient's line only up to it."""
+    later = now + timedelta(seconds=10)
+    await _enqueue(db, _message(1, 1, now), _message(1, 2, later), _message(1, 3, now))
+    assert await _claim(db, now) == ["1:1"]
+    await _sent(db, "1:1", now)
+    assert await _claim(db, now) == []  # 1:2 heads the line and is not due
+    assert await _claim(db, later) == ["1:2", "1:3"]
+
+
+async def test_a_dead_workers_line_is_claimed_again_whole(db: Database, now: datetime) -> None:
+    """Messages claimed together by a worker that died are claimed together again once
+    their lease runs out, in order, each counting a second attempt."""
+    await _enqueue(db, _message(1, 1, now), _message(1, 2, now))
+    assert await _claim(db, now) == ["1:1", "1:2"]
+    assert await _claim(db, now + LEASE - timedelta(seconds=1)) == []
+    async with db.transaction() as session:
+        claimed = await Repository(session).claim_outbox(now + LEASE, 10, LEASE)
+    assert [(row.body, row.attempts) for row in claimed] == [
+        ("message 1 for 1", 2),
+        ("message 2 for 1", 2),
+    ]
+
+
 async def test_retry_keeps_later_messages_waiting(db: Database, now: datetime) -> None:
     """A message being retried still blocks its recipient's later messages until it goes."""
-    await _enqueue(db, _message(1, 1, now), _message(1, 2, now))
+    await _enqueue(db, _message(1, 1, now))
     assert await _claim(db, now) == ["1:1"]
+    await _enqueue(db, _message(1, 2, now))
     retry_at = now + timedelta(minutes=1)
     async with db.transaction() as session:
         repo = Repository(session)
         await repo.mark_retry(await _id_of(repo, "1:1"), "provider timeout", retry_at)
     assert await _claim(db, now + timedelta(seconds=59)) == []
-    assert await _claim(db, retry_at) == ["1:1"]
+    assert await _claim(db, retry_at) == ["1:1", "1:2"]
 
 
 async def test_dead_message_unblocks_the_recipient(db: Database, now: datetime) -> None:
     """Once a message is given up on, the recipient's next message may be claimed."""
-    await _enqueue(db, _message(1, 1, now), _message(1, 2, now))
+    await _enqueue(db, _message(1, 1, now))
     assert await _claim(db, now) == ["1:1"]
+    await _enqueue(db, _message(1, 2, now))
     async with db.transaction() as session:
         repo = Repository(session)
         await repo.mark_dead(await _id_of(repo, "1:1"), "number unreachable")
@@ -151,7 +207,7 @@ async def test_expired_lease_is_reclaimed(db: Database, now: datetime) -> None:
     assert await _claim(db, now + LEASE - timedelta(seconds=1)) == []
     async with db.transaction() as session:
         (row,) = await Repository(session).claim_outbox(now + LEASE, 10, LEASE)
-    assert (row.idempotency_key, row.attempts, row.lease_until) == ("1:1", 2, now + 2 * LEASE)
+    assert (row.body, row.attempts, row.lease_until) == ("message 1 for 1", 2, now + 2 * LEASE)
 
 
 async def test_claim_respects_limit_oldest_first(db: Database, now: datetime) -> None:
@@ -183,7 +239,7 @@ async def test_open_claim_hides_rows_from_other_claimers(pg_db: Database, now: d
     await _enqueue(pg_db, _message(1, 1, now), _message(1, 2, now), _message(2, 1, now))
     async with pg_db.transaction() as session:
         first = await Repository(session).claim_outbox(now, 1, LEASE)
-        assert [row.idempotency_key for row in first] == ["1:1"]
+        assert [row.body for row in first] == ["message 1 for 1", "message 2 for 1"]
         assert await _claim(pg_db, now) == ["2:1"]
 
 

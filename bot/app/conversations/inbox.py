@@ -10,6 +10,10 @@ an alert, when one keeps failing.
   lose it. :meth:`Inbox.process` then handles it. Processing a message twice is
   impossible: ``processed_at`` is set in the same transaction, under the patient lock.
 * :meth:`Inbox.process_pending` is the tick's recovery pass.
+
+In a process whose deliverer runs a courier (``ctx.handoff``), the rows a message's
+processing queues for the patient are leased to that deliverer in the same transaction
+and handed to it after the commit: no claim reads them back (see bot/storage/outbox.py).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.app.context import Context
 from bot.app.conversations.replies import from_patient
 from bot.app.conversations.strangers import from_stranger
+from bot.app.outbox.delivery import edit_targets
 from bot.storage import checkins as q
+from bot.storage.outbox import Claiming
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage, Patient
 
@@ -82,7 +88,7 @@ class Inbox:
         acknowledging, and the provider sends the message again."""
         try:
             async with self.ctx.db.transaction() as session:
-                repo = Repository(session)
+                repo = Repository(session, self._claiming())
                 patient = await q.patient_by_address(
                     session, inbound.channel, inbound.sender, lock=True
                 )
@@ -91,6 +97,8 @@ class Inbox:
                     await self._process_locked(
                         repo, patient, inbound.channel, inbound.sender, inbound_id
                     )
+                edits = await edit_targets(session, repo.claimed)
+            self._hand_over(repo, edits)
             return inbound_id is not None
         except Exception as exc:
             failure = type(exc).__name__
@@ -104,7 +112,7 @@ class Inbox:
         still waiting, so a patient's replies are taken in the order they arrived even when
         several workers pick them up at once."""
         async with self.ctx.db.transaction() as session:
-            repo = Repository(session)
+            repo = Repository(session, self._claiming())
             message = await session.get(InboundMessage, inbound_id)
             if message is None or message.processed_at is not None:
                 return
@@ -112,6 +120,18 @@ class Inbox:
                 session, message.channel, message.sender, lock=True
             )
             await self._process_locked(repo, patient, message.channel, message.sender, inbound_id)
+            edits = await edit_targets(session, repo.claimed)
+        self._hand_over(repo, edits)
+
+    def _claiming(self) -> Claiming | None:
+        return self.ctx.handoff.claiming() if self.ctx.handoff is not None else None
+
+    def _hand_over(self, repo: Repository, edits: dict[int, str | None]) -> None:
+        """After the commit: the rows leased to this process's deliverer are its to send
+        (and it is woken for any others queued)."""
+        if self.ctx.handoff is not None:  # (a courier that started during the turn
+            # leased nothing of it, but must still be woken for what it queued)
+            self.ctx.handoff.take(repo.claimed, edits, more=repo.queued > 0)
 
     async def process_pending(self, limit: int = 100) -> int:
         """Process messages recorded but not processed (after a crash) at least

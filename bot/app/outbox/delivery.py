@@ -6,16 +6,21 @@ the only place that sends. No transaction is held open while a provider is calle
 leaves a lease that runs out, and another worker (or the restarted one) sends the message
 again: delivery is at least once, in order per recipient.
 
-This module is the pump: claims, the sends in flight, their leases renewed. One send and
-its outcome (what is permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast
-sends may leave, :mod:`bot.app.outbox.pacing`.
+This module is the pump: claims, the sends in flight, their leases renewed. A recipient's
+messages taken together (a *line*) are sent one after the other by one task, and a message
+that is not sent stops the rest of its line: handed back when it is to be retried, they
+follow it at its retry as any later message does. The rows a turn of this process
+queued are handed to it directly (:meth:`Deliverer.take`): leased in the turn's own
+transaction, they are sent without being claimed back. One send and its outcome (what is
+permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast sends may leave,
+:mod:`bot.app.outbox.pacing`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,11 +34,13 @@ from bot.app.outbox.sending import Report, RetryPolicy, Sender
 from bot.app.ports import Channel, Clock
 from bot.storage import outbox
 from bot.storage.database import Database
+from bot.storage.outbox import Outgoing
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
 URGENT_ROOM = 20  # claimed beyond a full batch in flight when something urgent may be due
+HAND_OFF_CHANNELS = ("telegram", "sms", "console")  # WhatsApp may hold a row for its window
 
 
 @dataclass
@@ -51,6 +58,60 @@ class Deliverer:
 
     def __post_init__(self) -> None:
         self._sender = Sender(self.db, self.clock, self.policy, self.lease, self.alerting)
+        self._wake: asyncio.Event | None = None  # the courier's, while one runs
+        self._arrived = asyncio.Event()  # set when something is handed over
+        self._handed: list[tuple[list[Outgoing], Mapping[int, str | None]]] = []
+        names = frozenset(self.channels)
+        self._hand_off_channels = names.intersection(HAND_OFF_CHANNELS)
+
+    async def courier(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
+        """See :func:`deliver_when_woken`."""
+        self._wake = wake  # turns hand this process their rows from now on
+        try:
+            while not stop.is_set():
+                claim = await self._woken(wake)
+                try:
+                    await self.drain(wake, claim)
+                except Exception as exc:
+                    log.error("delivery on wake failed (%s); the tick retries", type(exc).__name__)
+        finally:
+            self._wake = None
+
+    async def _woken(self, wake: asyncio.Event) -> bool:
+        """Wait for `wake` (cleared, True: claim) or a hand-off (False: only send it)."""
+        if not wake.is_set() and not self._arrived.is_set():
+            events = [asyncio.ensure_future(e.wait()) for e in (wake, self._arrived)]
+            try:
+                await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for event in events:
+                    event.cancel()
+        claim = wake.is_set()
+        wake.clear()
+        return claim
+
+    @property
+    def hands_off(self) -> bool:
+        """A courier runs: turns hand it their rows and wake it themselves."""
+        return self._wake is not None
+
+    def claiming(self) -> outbox.Claiming | None:
+        """How a turn starting now leases its rows to this process (None: no courier)."""
+        if self._wake is None:
+            return None
+        now = self.clock()
+        return outbox.Claiming(now, now + self.lease, self._hand_off_channels)
+
+    def take(
+        self, claimed: Sequence[Outgoing], edits: Mapping[int, str | None], more: bool
+    ) -> None:
+        """Rows a committed transaction leased to us (`claiming`), in id order; `more`:
+        it also queued rows a claim must take."""
+        if claimed:
+            self._handed += [(line, edits) for line in _lines(claimed)]
+            self._arrived.set()
+        if more and self._wake is not None:
+            self._wake.set()
 
     async def run_once(self) -> Report:
         """Send one claim of due messages; returns what happened to them."""
@@ -64,7 +125,7 @@ class Deliverer:
             await sending.cancel()
         return sending.report
 
-    async def drain(self, wake: asyncio.Event | None = None) -> Report:
+    async def drain(self, wake: asyncio.Event | None = None, claim: bool = True) -> Report:
         """Deliver until nothing is due now (messages waiting on a retry delay stay queued).
 
         The drain claims again whenever what it has sent may have let something urgent
@@ -73,12 +134,17 @@ class Deliverer:
         alert, may now be due), when `wake` is set (something was queued), when half of a
         full claim is gone, and when nothing is left in flight. A paced claim of 200
         routine messages takes seven seconds at 30 a second; an alert queued meanwhile
-        is taken at once and, urgent, is sent next."""
+        is taken at once and, urgent, is sent next. Rows handed over are sent as they come;
+        `claim` False (the courier was woken by a hand-off alone): no claim unless `wake`
+        is set meanwhile."""
         sending = _Sending(asyncio.Semaphore(self.concurrency), self.clock() + self.lease / 3)
         try:
-            await self._claim(sending, self.batch, wake)
+            self._start_handed(sending)
+            if claim:
+                await self._claim(sending, self.batch, wake)
             while sending.running:
                 finished = await self._finished(sending, wake)
+                self._start_handed(sending)
                 await self._renew_if_due(sending)
                 room = self.batch - len(sending.running)
                 woken = wake is not None and wake.is_set()
@@ -87,7 +153,9 @@ class Deliverer:
                     # up to twice the batch at most
                     extra = min(URGENT_ROOM, room + self.batch)
                     await self._claim(sending, max(room, extra), wake)
-                elif not sending.running or (sending.full and room >= self.batch // 2):
+                elif sending.claimed and (
+                    not sending.running or (sending.full and room >= self.batch // 2)
+                ):
                     await self._claim(sending, room, wake)
         finally:
             await sending.cancel()
@@ -108,14 +176,48 @@ class Deliverer:
             wake.clear()  # what it announced is due now: this claim sees it
         async with self.db.transaction() as session:
             claimed = await Repository(session).claim_outbox(self.clock(), limit, self.lease)
-            edits = await _edit_targets(session, claimed)
-        sending.full = len(claimed) == limit
-        for message in claimed:  # most urgent first: they reach the pacer in this order
-            task = asyncio.create_task(self._one(message, edits, sending.gate))
-            sending.running[task] = message
+            edits = await edit_targets(session, claimed)
+        sending.full, sending.claimed = len(claimed) == limit, True
+        for line in _lines(claimed):  # most urgent first: they reach the pacer in this order
+            task = asyncio.create_task(self._line(line, edits, sending.gate))
+            sending.running[task] = line
+
+    def _start_handed(self, sending: _Sending) -> None:
+        """Start sending what turns handed over (their leases are renewed with the rest)."""
+        handed, self._handed = self._handed, []
+        self._arrived.clear()
+        for line, edits in handed:
+            task = asyncio.create_task(self._line(line, edits, sending.gate))
+            sending.running[task] = line
+            sending.handed.add(task)
+
+    async def _line(
+        self, line: list[Outgoing], edits: Mapping[int, str | None], gate: asyncio.Semaphore
+    ) -> Report:
+        """Send one recipient's messages in order; stop at one not sent (nor given up on).
+        The rest of the line is handed back when it is to be retried (they follow it at its
+        retry); otherwise (a lease about to end) they keep the lease and wait it out."""
+        report = Report()
+        for n, message in enumerate(line):
+            outcome = await self._one(message, edits, gate)
+            report += outcome
+            if outcome.sent or outcome.dead:
+                continue
+            rest = line[n + 1 :]
+            if outcome.retried and rest and rest[0].lease_until is not None:
+                await self._hand_back(rest, rest[0].lease_until)
+            break
+        return report
+
+    async def _hand_back(self, rest: list[Outgoing], held_until: datetime) -> None:
+        try:
+            async with self.db.transaction() as session:
+                await outbox.hand_back(session, [m.id for m in rest], held_until)
+        except Exception as exc:  # they wait out the lease instead: later, still in order
+            log.warning("could not hand back held messages (%s)", type(exc).__name__)
 
     async def _one(
-        self, message: OutboundMessage, edits: Mapping[int, str | None], gate: asyncio.Semaphore
+        self, message: Outgoing, edits: Mapping[int, str | None], gate: asyncio.Semaphore
     ) -> Report:
         # wait for the send slot before taking a connection: a message waiting for its
         # chat's allowance must not hold a place other chats could use
@@ -127,35 +229,34 @@ class Deliverer:
         async with pacer.turn(chat, message.priority) as answered, gate:
             return await self._sender.send(message, self.channels, edits, answered)
 
-    async def _finished(
-        self, sending: _Sending, wake: asyncio.Event | None
-    ) -> list[OutboundMessage]:
-        """Wait until at least one send is done, `wake` is set or the leases are due for
-        renewal; the messages done."""
+    async def _finished(self, sending: _Sending, wake: asyncio.Event | None) -> list[Outgoing]:
+        """Wait until at least one line is done, `wake` is set, something is handed over or
+        the leases are due for renewal; the claimed messages done (not the handed ones)."""
         waiting: set[asyncio.Future[Any]] = set(sending.running)
-        woken: asyncio.Future[Any] | None = None
+        events: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._arrived.wait())]
         if wake is not None:
-            woken = asyncio.ensure_future(wake.wait())
-            waiting.add(woken)
+            events.append(asyncio.ensure_future(wake.wait()))
         until_renewal = (sending.renew_at - self.clock()).total_seconds()
         try:
             done, _ = await asyncio.wait(
-                waiting, timeout=max(0.01, until_renewal), return_when=asyncio.FIRST_COMPLETED
+                waiting | set(events),
+                timeout=max(0.01, until_renewal),
+                return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            if woken is not None and not woken.done():
-                woken.cancel()
+            for event in events:
+                event.cancel()
         finished = []
-        for task in done:
-            if task is woken:
-                continue
-            message = sending.running.pop(task)
-            finished.append(message)
+        for task in [t for t in sending.running if t in done]:
+            line = sending.running.pop(task)
+            if task not in sending.handed:
+                finished += line
+            sending.handed.discard(task)
             if task.cancelled() or task.exception() is not None:
                 # recording the outcome failed (the channel's own errors are recorded by
                 # the sender): the lease runs out and the message is sent again
                 problem = "cancelled" if task.cancelled() else type(task.exception()).__name__
-                log.error("outbound %s failed unexpectedly (%s)", message.id, problem)
+                log.error("outbound %s failed unexpectedly (%s)", line[0].id, problem)
                 continue
             sending.report += task.result()
         return finished
@@ -172,10 +273,11 @@ class Deliverer:
         if now < sending.renew_at or not sending.running:
             return
         sending.renew_at = now + self.lease / 3
-        claims: dict[datetime, list[OutboundMessage]] = {}
-        for message in sending.running.values():
-            if message.lease_until is not None and message.id is not None:
-                claims.setdefault(message.lease_until, []).append(message)
+        claims: dict[datetime, list[Outgoing]] = {}
+        for line in sending.running.values():
+            for message in line:
+                if message.lease_until is not None and message.id is not None:
+                    claims.setdefault(message.lease_until, []).append(message)
         renewed = now + self.lease
         try:
             async with self.db.transaction() as session:
@@ -196,9 +298,11 @@ class _Sending:
 
     gate: asyncio.Semaphore  # at most `concurrency` provider calls at once
     renew_at: datetime  # when the leases of what is in flight are extended next
-    running: dict[asyncio.Future[Report], OutboundMessage] = field(default_factory=dict)
+    running: dict[asyncio.Future[Report], list[Outgoing]] = field(default_factory=dict)
     report: Report = field(default_factory=Report)
     full: bool = False  # the last claim took all it asked for: more may be due
+    claimed: bool = False  # this drain has claimed (else it only sends what was handed over)
+    handed: set[asyncio.Future[Report]] = field(default_factory=set)  # lines handed over
 
     async def cancel(self) -> None:
         """Stop what is still in flight (the drain was cancelled or failed): those
@@ -208,9 +312,16 @@ class _Sending:
         await asyncio.gather(*self.running, return_exceptions=True)
 
 
-async def _edit_targets(
-    session: AsyncSession, claimed: list[OutboundMessage]
-) -> dict[int, str | None]:
+def _lines(messages: Sequence[Outgoing]) -> list[list[Outgoing]]:
+    """`messages` as one line per recipient, each in id order, in the order of each
+    recipient's first message."""
+    lines: dict[tuple[str, int], list[Outgoing]] = {}
+    for message in messages:
+        lines.setdefault((message.recipient_kind, message.recipient_id), []).append(message)
+    return [sorted(line, key=lambda m: m.id or 0) for line in lines.values()]
+
+
+async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[int, str | None]:
     """For each claimed edit, the provider's id of the question it edits (None: unknown)."""
     targets: dict[int, str | None] = {}
     for message in claimed:
@@ -220,9 +331,7 @@ async def _edit_targets(
     return targets
 
 
-async def last_question_id(
-    session: AsyncSession, message: OutboundMessage, item: str
-) -> str | None:
+async def last_question_id(session: AsyncSession, message: Outgoing, item: str) -> str | None:
     """The provider's id of the most recent question about `item` sent to the same
     recipient before `message`. Only the columns needed are read: a whole row would
     decrypt its address and body for nothing."""
@@ -252,11 +361,6 @@ async def deliver_when_woken(
 ) -> None:
     """Drain the outbox each time `wake` is set, until `stop`: the webhook process sends a
     reply the moment it is committed. Safe beside the tick and other workers (claims are
-    leased); a failed drain is logged and left to the tick."""
-    while not stop.is_set():
-        await wake.wait()
-        wake.clear()
-        try:
-            await deliverer.drain(wake)
-        except Exception as exc:
-            log.error("delivery on wake failed (%s); the tick retries", type(exc).__name__)
+    leased); a failed drain is logged and left to the tick. Meanwhile turns of this
+    process hand their rows over (`Deliverer.take`) and they are sent without a claim."""
+    await deliverer.courier(wake, stop)

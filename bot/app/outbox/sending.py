@@ -27,6 +27,7 @@ from bot.domain.alerts import OptOutHow
 from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Button, Rendered
 from bot.storage.database import Database
+from bot.storage.outbox import Outgoing
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 
@@ -78,7 +79,7 @@ class Sender:
 
     async def send(
         self,
-        message: OutboundMessage,
+        message: Outgoing,
         channels: Mapping[str, Channel],
         edits: Mapping[int, str | None],
         answered: Callable[[], None],
@@ -109,13 +110,13 @@ class Sender:
         await self._marks.sent(message.id, provider_id, self.clock())
         return Report(sent=1)
 
-    def _lease_ending(self, message: OutboundMessage) -> bool:
+    def _lease_ending(self, message: Outgoing) -> bool:
         """Sending this close to the lease's end could race a worker that re-claims it."""
         if message.lease_until is None:
             return False
         return self.clock() >= message.lease_until - self.lease / 3
 
-    async def _failed(self, message: OutboundMessage, failure: DeliveryFailed) -> Report:
+    async def _failed(self, message: Outgoing, failure: DeliveryFailed) -> Report:
         assert message.id is not None
         async with self.db.transaction() as session:
             repo = Repository(session)
@@ -179,7 +180,10 @@ class _GroupCommit:
 
 
 async def mark_unreachable(
-    repo: Repository, message: OutboundMessage, now: datetime, alerting: Alerting | None = None
+    repo: Repository,
+    message: Outgoing | OutboundMessage,
+    now: datetime,
+    alerting: Alerting | None = None,
 ) -> None:
     """The patient blocked the bot (or opted out at the carrier): visible to the operator,
     and to the clinician through the ``opted_out`` alert (unless they had left already)."""
@@ -196,6 +200,6 @@ async def mark_unreachable(
     )
 
 
-def _rendered(message: OutboundMessage) -> Rendered:
+def _rendered(message: Outgoing) -> Rendered:
     buttons = tuple(Button(label, data) for label, data in message.payload.get("buttons", []))
     return Rendered(message.body, buttons, html=bool(message.payload.get("html")))

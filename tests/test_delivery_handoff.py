@@ -1,0 +1,172 @@
+"""A turn hands the rows it queued to its own process's courier: leased in the turn's
+transaction, sent without being claimed back, and never lost when the process dies
+between the commit and the send.
+
+The real python-telegram-bot client sends to the Bot API stand-in; answers reach the real
+webhook through httpx; SQL statements are counted on the engine (both dialects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.takeover import release_dead_leases
+from bot.storage import outbox
+from bot.storage.database import Database
+from bot.storage.tables import OutboundMessage, Patient
+from scheduler.loop import courier, tick
+from tests.test_telegram import CHAT, Rig, rig, table  # noqa: F401  (rig: a fixture)
+
+LEASE = timedelta(seconds=30)  # [scheduler] send_lease_s
+
+
+@pytest.fixture(autouse=True)
+def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    """Every SQL statement the engine runs inside the block."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def claims(seen: Sequence[str]) -> list[str]:
+    """The claim statements among `seen` (the due-message query names its rows so)."""
+    return [s for s in seen if "candidate" in s]
+
+
+async def asked_first_question(rig: Rig) -> None:  # noqa: F811
+    """An active Telegram patient with a PHQ-9 open and its first question delivered."""
+    async with rig.app.db.transaction() as session:
+        patient = Patient(
+            display_name="P", timezone="UTC", channel="telegram", address=str(CHAT), status="active"
+        )
+        session.add(patient)
+    (patient,) = await table(rig.app.db, Patient)
+    await rig.app.services.asking.ask(patient.id, ["phq9"])
+    await tick(rig.app)
+    assert len(rig.stand_in.calls_to("sendMessage")) == 2  # introduction, question 1
+
+
+async def until(condition: Any, timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+async def test_a_turns_replies_go_to_the_courier_without_a_claim(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """Answering a question by its button: the edit showing the choice and the next question
+    leave from the courier, in order, marked sent, and no claim statement runs; the turn's
+    transaction leased them (status 'sending', one attempt) before it committed."""
+    await asked_first_question(rig)
+    async with courier(rig.app):
+        await until(lambda: rig.app.deliverer.hands_off)  # the courier task has started
+        with statements(rig.app.db) as seen:
+            question = rig.last_question()
+            update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
+            assert (await rig.post(update)).status_code == 200
+            await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 3)
+            sent = await all_sent(rig, 4)
+    assert claims(seen) == []
+    assert [m.status for m in sent] == ["sent"] * 4
+    assert [m.attempts for m in sent] == [1] * 4
+    edited = rig.stand_in.calls_to("editMessageText")
+    assert len(edited) == 1 and edited[0].params["message_id"] == question["message_id"]
+    assert rig.last_question()["message_id"] != question["message_id"]  # question 2 now
+    leased = [s for s in seen if s.lstrip().upper().startswith("INSERT INTO OUTBOUND_MESSAGE")]
+    assert len(leased) == 1 and "CASE WHEN" in leased[0]
+
+
+async def all_sent(rig: Rig, n: int) -> list[OutboundMessage]:  # noqa: F811
+    """The outbox once its `n` rows are all marked sent (within ten seconds)."""
+    for _ in range(500):
+        rows = await table(rig.app.db, OutboundMessage)
+        if len(rows) == n and all(m.status == "sent" for m in rows):
+            return rows
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not all sent: {[m.status for m in rows]}")
+
+
+async def test_without_a_courier_the_turn_queues_and_the_tick_claims(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """No courier in the process (a webhook-only process): nothing is leased by the turn;
+    the tick claims the rows (one claim for the recipient's two messages) and sends them."""
+    await asked_first_question(rig)
+    with statements(rig.app.db) as seen:
+        await rig.tap("phq9.q1=0")  # posts, then runs a tick
+    assert len(claims(seen)) >= 1
+    assert [m.status for m in await table(db, OutboundMessage)] == ["sent"] * 4
+    assert len(rig.stand_in.calls_to("editMessageText")) == 1
+
+
+class DiedAfterCommit:
+    """This process's deliverer, killed between the turn's commit and the send: it leases
+    as the real one does, then never sends what it is handed."""
+
+    def __init__(self, deliverer: Deliverer) -> None:
+        self.deliverer = deliverer
+        self.handed: list[outbox.Outgoing] = []
+
+    def claiming(self) -> outbox.Claiming | None:
+        now = self.deliverer.clock()
+        return outbox.Claiming(now, now + LEASE, frozenset({"telegram"}))
+
+    def take(
+        self, claimed: Sequence[outbox.Outgoing], edits: Mapping[int, str | None], more: bool
+    ) -> None:
+        self.handed += claimed
+
+
+async def test_rows_handed_to_a_process_that_died_are_sent_after_their_lease(
+    rig: Rig,  # noqa: F811
+    db: Database,
+    dialect: str,
+) -> None:
+    """Nothing is lost: the rows a dead process was handed stay leased to it; another
+    deliverer leaves them alone until the lease runs out (on PostgreSQL that process may
+    be alive), then sends them, in order. On SQLite, a process taking over the scheduler
+    lock releases them at once."""
+    await asked_first_question(rig)
+    dead = DiedAfterCommit(rig.app.deliverer)
+    rig.app.services.context.handoff = dead
+    await rig.post(rig.stand_in.text_update(CHAT, "0"))
+    assert [m.status for m in await table(db, OutboundMessage)][2:] == ["sending", "sending"]
+    assert len(dead.handed) == 2
+    other = Deliverer(db, rig.app.channels, rig.clock, lease=LEASE)
+    assert (await other.drain()).sent == 0  # still leased
+    if dialect == "sqlite":
+        assert await release_dead_leases(db, rig.clock) == 2
+    else:
+        rig.clock.now += LEASE
+    assert (await other.drain()).sent == 2
+    sent = await table(db, OutboundMessage)
+    assert [m.status for m in sent] == ["sent"] * 4
+    assert [m.attempts for m in sent][2:] == [2, 2]  # the dead process's attempt counted
+    texts = rig.texts()
+    assert len(texts) == 3 and texts[-1].startswith("2/9")  # the next question, last
