@@ -34,6 +34,15 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
+def among(dialect: str, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``; on PostgreSQL ``column = ANY(<one array parameter>)``, which
+    SQLAlchemy neither renders nor binds a value at a time (for 250 ids, 250 rendered
+    and cast placeholders: about 2 ms a statement)."""
+    if dialect != "postgresql":
+        return column.in_(values)
+    return column == sa.any_(sa.bindparam(None, list(values), ARRAY(column.type)))
+
+
 def table_of(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)

@@ -50,7 +50,16 @@ from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain.dosing import Dose
 from bot.domain.errors import ConfigError
-from bot.domain.schedule import Protocol, Session, bundle, plan, reconcile, to_close
+from bot.domain.schedule import (
+    Bundle,
+    Occurrence,
+    Protocol,
+    Session,
+    bundle,
+    plan,
+    reconcile,
+    to_close,
+)
 from bot.instruments import Catalog
 from bot.storage import bulk
 from bot.storage.database import Database
@@ -170,11 +179,13 @@ class Planner:
         """Plan `patients` (their rows locked): a few statements, however many they are."""
         plannable = [p.id for p in patients if p.status == "active" and p.protocol is not None]
         sessions = await sessions_by_patient(session, plannable)
-        plans = [self._intend(p, sessions.get(p.id, []), now) for p in patients]
+        intended: dict[tuple[object, ...], list[Occurrence]] = {}  # the pure plan, by its inputs
+        plans = [self._intend(p, sessions.get(p.id, []), now, intended) for p in patients]
         known = await _known_pairs(session, plans)
         stored = await stored_occurrences(session, [p.patient.id for p in plans if p.found])
         end = now + self.plan_ahead
         closing: list[dict[str, object]] = []
+        bundles: dict[tuple[Occurrence, ...], list[Bundle]] = {}  # patients alike bundle alike
         for p in plans:
             # a moved session's pre-session check-in: planned again, or already answered
             outlooks = reconcile(p.found, stored.get(p.patient.id, []))
@@ -187,13 +198,24 @@ class Planner:
                 and o.occurrence.expires_at > now  # not already too late
             ]  # fmt: skip
             # a bundle due past the horizon waits for the next pass, with whatever joins it
-            p.groups = [g for g in bundle(fresh, self.bundle_window) if g.due_at < end]
+            key = tuple(fresh)
+            if key not in bundles:
+                bundles[key] = [g for g in bundle(fresh, self.bundle_window) if g.due_at < end]
+            p.groups = bundles[key]
         await bulk.update_by_id(session, Checkin, closing)
         await store_plans(session, plans, self.catalog)
         return plans
 
-    def _intend(self, patient: Plannable, sessions: list[Session], now: datetime) -> PatientPlan:
-        """What the protocol plans for the patient up to the horizon (pure)."""
+    def _intend(
+        self,
+        patient: Plannable,
+        sessions: list[Session],
+        now: datetime,
+        intended: dict[tuple[object, ...], list[Occurrence]] | None = None,
+    ) -> PatientPlan:
+        """What the protocol plans for the patient up to the horizon (pure). Patients with
+        the same inputs (a wave enrolled together: protocol, zone, enrolment, sessions)
+        share one call of the pure core through `intended`, keyed by every input."""
         end = now + self.plan_ahead
         if patient.status != "active" or patient.protocol is None:
             return PatientPlan(patient, None)  # planned from scratch when it becomes plannable
@@ -202,15 +224,21 @@ class Planner:
             log.warning("patient %s has a protocol that is not configured", patient.id)
             return PatientPlan(patient, end)  # looked at again next horizon, not every tick
         catchup = max(rule.expires_after for rule in protocol.rules)
-        found = plan(
-            protocol,
-            timezone=patient.timezone,
-            enrolled_at=patient.enrolled_at,
-            sessions=sessions,
-            start=patient.planned_until or now - catchup,
-            end=end + self.bundle_window,
-            quiet=quiet_hours(self.clinic),
-        )
+        start, quiet = patient.planned_until or now - catchup, quiet_hours(self.clinic)
+        key = (patient.protocol, patient.timezone, patient.enrolled_at, tuple(sessions), start, end)
+        found = None if intended is None else intended.get(key)
+        if found is None:
+            found = plan(
+                protocol,
+                timezone=patient.timezone,
+                enrolled_at=patient.enrolled_at,
+                sessions=sessions,
+                start=start,
+                end=end + self.bundle_window,
+                quiet=quiet,
+            )
+            if intended is not None:
+                intended[key] = found
         # those already too late too: a stored one may yet have to close earlier (to_close)
         return PatientPlan(patient, end, found)
 
@@ -299,7 +327,9 @@ async def _known_pairs(session: AsyncSession, plans: Sequence[PatientPlan]) -> s
     keys = {o.key for p in plans for o in p.found}
     if not keys:
         return set()
+    dialect = session.get_bind().dialect.name
     statement = select(PlannedOccurrence.patient_id, PlannedOccurrence.key).where(
-        col(PlannedOccurrence.patient_id).in_(patients), col(PlannedOccurrence.key).in_(keys)
+        bulk.among(dialect, col(PlannedOccurrence.patient_id), patients),
+        bulk.among(dialect, col(PlannedOccurrence.key), sorted(keys)),
     )
     return {(row[0], row[1]) for row in (await session.exec(statement)).all()}

@@ -56,7 +56,9 @@ async def claim_due(
     ids = [i for i in (await repo.session.exec(statement)).all() if i is not None]
     if ids:
         await repo.session.exec(
-            update(Patient).where(col(Patient.id).in_(ids)).values(plan_lease_until=now + lease)
+            update(Patient)
+            .where(bulk.among(repo.dialect, col(Patient.id), ids))
+            .values(plan_lease_until=now + lease)
         )
     return ids
 
@@ -125,7 +127,7 @@ async def lock_plannable(session: AsyncSession, ids: Sequence[int]) -> list[Plan
     table = bulk.table_of(Patient)
     statement = (
         sa.select(*(table.c[name] for name in _PLANNABLE))
-        .where(table.c.id.in_(ids))
+        .where(bulk.among(_dialect(session), table.c.id, ids))
         .order_by(table.c.id)
         .with_for_update()
     )
@@ -145,7 +147,7 @@ async def sessions_by_patient(
         return {}
     statement = (
         select(TreatmentSession)
-        .where(col(TreatmentSession.patient_id).in_(patient_ids))
+        .where(bulk.among(_dialect(session), col(TreatmentSession.patient_id), patient_ids))
         .order_by(col(TreatmentSession.at), col(TreatmentSession.id))
     )
     found: dict[int, list[TreatmentSession]] = {}
@@ -169,7 +171,7 @@ async def stored_occurrences(
             checkin.c.completed_at, checkin.c.id.label("checkin_id"), checkin.c.expires_at,
         )
         .select_from(occurrence.outerjoin(checkin, checkin.c.id == occurrence.c.checkin_id))
-        .where(occurrence.c.patient_id.in_(patient_ids))
+        .where(bulk.among(_dialect(session), occurrence.c.patient_id, patient_ids))
         .order_by(occurrence.c.due_at, occurrence.c.id)
     )  # fmt: skip
     if sessions_only:
@@ -182,6 +184,10 @@ async def stored_occurrences(
                    row.checkin_id, row.expires_at and _aware(row.expires_at))
         )  # fmt: skip
     return found
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
 
 
 def _aware(at: datetime) -> datetime:
