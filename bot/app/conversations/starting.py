@@ -137,6 +137,11 @@ class Starting:
             started += await self.start_one(repo, checkin_id)
         return started
 
+    async def start_planned(self, session: AsyncSession, ids: Sequence[int]) -> int:
+        """Start the check-ins `ids` that planning has just created, due now, in its
+        transaction (the planner's ``start_planned``); how many were started."""
+        return await self.start_chunk(Repository(session), ids)
+
     async def start_one(self, repo: Repository, checkin_id: int) -> int:
         """Start one check-in in the caller's transaction, under its patient's lock: held
         while the patient is not active, behind an open check-in, or in quiet hours;

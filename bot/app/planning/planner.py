@@ -26,7 +26,7 @@ The planner is here; the rows a planning pass reads and writes are
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from time import monotonic
@@ -69,6 +69,7 @@ from bot.storage.tables import Checkin, Patient, PlannedOccurrence, TreatmentSes
 # Change, preview and sessions_of: bot/commands/schedule.py imports them from here
 
 log = logging.getLogger(__name__)
+StartPlanned = Callable[[AsyncSession, Sequence[int]], Awaitable[int]]
 CATCH_UP_S = 5.0  # how long a tick's stage goes on claiming while it finds full batches
 CHUNK = 250  # patients planned in one transaction
 
@@ -85,6 +86,10 @@ class Planner:
     batch: int = 500
     lease: timedelta = timedelta(minutes=2)
     catch_up_s: float = CATCH_UP_S
+    # the start stage's chunk (Starting.start_planned), given the check-ins a planning
+    # chunk created already due, in the same transaction: see plan_chunk
+    start_planned: StartPlanned | None = None
+    started: int = 0  # check-ins start_planned has started in this process
 
     def protocol(self, name: str) -> Protocol:
         found = self.protocols.get(name)
@@ -138,9 +143,18 @@ class Planner:
         return added
 
     async def plan_chunk(self, session: AsyncSession, ids: Sequence[int], now: datetime) -> int:
-        """Lock the patients `ids` (in id order) and plan them all; the check-ins added."""
+        """Lock the patients `ids` (in id order) and plan them all; the check-ins added.
+
+        Check-ins already due (a wave enrolled a moment ago) are handed to `start_planned`
+        before the transaction ends, under the locks planning took: started exactly as
+        the start stage would start them a moment later, without that stage claiming,
+        leasing, locking and reading each of them again. If starting fails, the chunk is
+        planned again one patient at a time, and the start stage starts them."""
         patients = await lock_plannable(session, ids)
         plans = await self._plan_many(session, patients, now)
+        due = sorted((at, i) for p in plans for i, at in p.due_at.items() if at <= now)
+        if due and self.start_planned is not None:
+            self.started += await self.start_planned(session, [i for _, i in due])
         await bulk.update_by_id(
             session,
             Patient,

@@ -87,13 +87,15 @@ class Plannable:
 @dataclass
 class PatientPlan:
     """One patient's planning pass: the plan's new end, the occurrences due up to it, the
-    bundles not stored yet, and the ids of the check-ins this pass created."""
+    bundles not stored yet, and the check-ins this pass created (ids, and when each is
+    due)."""
 
     patient: Plannable
     planned_until: datetime | None
     found: list[Occurrence] = field(default_factory=list)
     groups: list[Bundle] = field(default_factory=list)
     created: list[int] = field(default_factory=list)
+    due_at: dict[int, datetime] = field(default_factory=dict)
 
 
 def _checkin_row(patient_id: int, group: Bundle, instruments: tuple[str, ...]) -> dict[str, Any]:
@@ -232,7 +234,9 @@ async def store_plans(
     await bulk.update_by_id(session, PlannedOccurrence, links)
     plan_of = {p.patient.id: p for p in plans}
     for row in checkins:
-        plan_of[row["patient_id"]].created.append(created[row["idempotency_key"]])
+        checkin_id = created[row["idempotency_key"]]
+        plan_of[row["patient_id"]].created.append(checkin_id)
+        plan_of[row["patient_id"]].due_at[checkin_id] = row["due_at"]
 
 
 def _askable(catalog: Catalog, patient: Plannable, instruments: Sequence[str]) -> tuple[str, ...]:
