@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import ARRAY, Column, Integer, Table, bindparam, update
+from sqlalchemy import ARRAY, Column, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, Row
 from sqlmodel import SQLModel
@@ -105,13 +105,11 @@ async def update_by_id(
         if len(group) > 1:
             values = {name: group[0][name] for name in names} | bump
             ids = [row["id"] for row in group]
-            where = table.c.id == sa.any_(sa.bindparam("ids", ids, ARRAY(Integer)))
-            if not postgres:
-                where = table.c.id.in_(ids)
+            where = among(connection.dialect.name, table.c.id, ids)
             await connection.execute(update(table).where(where).values(values))
     if apart and postgres:
-        apart = _with_defaults(table, apart, "onupdate")
-        names = [name for name in apart[0] if name != "id"]
+        filled = _with_defaults(table, apart, "onupdate")
+        names = [name for name in filled[0] if name != "id"]
         d, columns, name = connection.dialect, ["id", *names], _table(connection.dialect, table)
         sets = [f"{_quote(d, n)} = v.{_quote(d, n)}" for n in names]
         sets += [f"version = {name}.version + 1"] if bump else []
@@ -120,7 +118,7 @@ async def update_by_id(
             f"UPDATE {name} SET {', '.join(sets)} "  # noqa: S608
             f"FROM {_unnest(d, table, columns)} AS v({_names(d, columns)}) WHERE {name}.id = v.id"
         )
-        await connection.exec_driver_sql(sql, _arrays(d, table, columns, apart))
+        await connection.exec_driver_sql(sql, _arrays(d, table, columns, filled))
     elif apart:
         each: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names} | bump
         statement = update(table).where(table.c.id == bindparam("row_id")).values(each)
