@@ -1,4 +1,6 @@
-"""The tick's start stage, a chunk of due check-ins at a time.
+"""The tick's start stage, a chunk of due check-ins at a time; and the start of check-ins
+planning has just created already due (:meth:`Starting.start_planned`, a wave enrolled a
+moment ago), in the planning chunk's own transaction and by the same chunk logic.
 
 :func:`start_due` claims due check-ins (see ``bot.storage.checkins.claim_due``) and starts
 them in chunks, each chunk in one transaction with a fixed handful of statements however
