@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import update
 
 from bot.app.planning.planner import Planner
+from bot.app.planning.rows import PatientPlan, lock_plannable, store_plans
 from bot.config import Clinic
 from bot.domain.schedule import Protocol, bundle, plan, protocol_from_mapping
 from bot.domain.schedule.wallclock import QuietHours
@@ -175,3 +176,30 @@ async def test_planning_the_same_wave_again_stores_nothing_more(db: Database) ->
     assert first > 0
     assert await planner.plan_due() == 0
     assert {i: await _stored(db, i) for i in ids} == before
+
+
+async def test_a_bundle_planned_meanwhile_gets_no_second_check_in(db: Database) -> None:
+    """store_plans given a bundle one of whose occurrences is stored already (another
+    pass planned it in between): no check-in is kept for the bundle, the new occurrence is
+    stored pointing at none, and a bundle of the same pass with nothing stored is kept."""
+    now = CHANGES[0][1] - timedelta(days=2)
+    patient_id = await _enrol(db, NY, now, 0)
+    found = plan(PROTOCOL, timezone=NY, enrolled_at=now, sessions=[], start=now,
+                 end=now + PLAN_AHEAD, quiet=QUIET)  # fmt: skip
+    groups = bundle(found, WINDOW)
+    clash = next(g for g in groups if len(g.members) > 1)
+    async with db.transaction() as session:
+        taken = clash.members[0]
+        session.add(PlannedOccurrence(patient_id=patient_id, key=taken.key, rule=taken.rule,
+                                      due_at=taken.due_at))  # fmt: skip
+    async with db.transaction() as session:
+        (patient,) = await lock_plannable(session, [patient_id])
+        done = PatientPlan(patient, now + PLAN_AHEAD, found, groups)
+        await store_plans(session, [done], CATALOG)
+    stored = await _stored(db, patient_id)
+    assert len(done.created) == len(groups) - 1 == len(stored)
+    assert clash.due_at not in {due for due, *_ in stored}
+    occurrences = await rows(db, PlannedOccurrence, PlannedOccurrence.patient_id == patient_id)
+    loose = {o.key for o in occurrences if o.checkin_id is None}
+    assert loose == {m.key for m in clash.members}
+    assert len(await rows(db, Checkin, Checkin.patient_id == patient_id)) == len(groups) - 1
