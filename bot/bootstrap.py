@@ -221,6 +221,7 @@ def build(
         bundle_window=timedelta(minutes=settings.scheduler.bundle_window_min),
         batch=settings.scheduler.batch,
         lease=lease,
+        start_planned=services.starting.start_planned,  # a wave starts as it is planned
     )
     app = App(settings, db, catalog, renderer, services, deliverer, wired, clock, planner)
     app.digests, digests.kick = digests, app.kick

@@ -54,9 +54,11 @@ async def tick(app: App) -> TickReport:
     if services.intake is not None:  # spooled SMS reach the inbox before recovery looks
         await _stage("spool", services.intake.drain(), 0)
     recovered = await _stage("recovery", services.inbox.process_pending(), 0)
+    started_before = app.planner.started
     planned = await _stage("planning", app.planner.plan_due(), 0)
+    started = app.planner.started - started_before  # a wave's, as it was planned
     expired = await _stage("expiry", services.reminders.expire_due(batch), 0)
-    started = await _stage("start", services.starting.start_due(batch), 0)
+    started += await _stage("start", services.starting.start_due(batch), 0)
     app.grown_since_analyze += planned + started
     if app.grown_since_analyze >= app.analyze_after:
         app.grown_since_analyze = 0

@@ -10,6 +10,7 @@ from sqlalchemy import or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage import bulk
 from bot.storage.crypto import lookup_hashes
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, Clinician, InboundMessage, Patient
@@ -90,7 +91,7 @@ async def claim_due(repo: Repository, now: datetime, limit: int, lease: timedelt
     if ids:
         await repo.session.exec(
             update(Checkin)
-            .where(col(Checkin.id).in_(ids))
+            .where(bulk.among(repo.dialect, col(Checkin.id), ids))
             .values(lease_until=now + lease, version=col(Checkin.version) + 1)
         )
     return ids

@@ -4,16 +4,17 @@ their expiry, keeping and scoring partial answers. Each check-in is handled in i
 transaction under its patient's lock; one that fails is logged by id and left.
 
 Both run on the delivery clock (bot/domain/deadlines.py): each stage first stamps the
-check-ins whose opening the provider has accepted since the last pass, moving their
-reminder and expiry to count from that moment; a check-in not yet delivered is never
-reminded. One whose opening is still not out when its planned expiry comes (its session's
-start, for a pre-session check-in) is cancelled, its queued opening withdrawn and the
-cancellation audited (``checkin_undelivered``): never expired as missed."""
+check-ins whose opening the provider has accepted since the last pass (at most every
+``STAMP_EVERY``), moving their reminder and expiry to count from that moment; a check-in
+not yet delivered is never reminded. One whose opening is still not out when its planned
+expiry comes (its session's start, for a pre-session check-in) is cancelled, its queued
+opening withdrawn and the cancellation audited (``checkin_undelivered``): never expired
+as missed."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,12 @@ from bot.storage.tables import Checkin, Patient
 
 log = logging.getLogger(__name__)
 WAIT_RECHECK = timedelta(hours=1)  # a reminder held for the WhatsApp window looks again
+# A stamping pass looks at every open check-in not yet stamped: two index probes each, but
+# 100,000 of them while a wave goes out at 30 a second (1-2 s a pass on two busy cores).
+# Reminders wait hours and count from the delivery itself, not from its stamp, and the
+# expiry stage looks up an overdue check-in's delivery itself; so a pass every 30 s of the
+# clock is soon enough, and the tick's two stages share one.
+STAMP_EVERY = timedelta(seconds=30)
 
 
 async def _waiting(session: AsyncSession, patient: Patient, now: datetime) -> bool:
@@ -42,6 +49,7 @@ async def _waiting(session: AsyncSession, patient: Patient, now: datetime) -> bo
 @dataclass(frozen=True)
 class Reminders:
     ctx: Context
+    stamped_at: list[datetime] = field(default_factory=list)  # the last stamping pass
 
     async def remind_due(self, limit: int = 500) -> int:
         """Re-ask the current question of open check-ins whose reminder is due."""
@@ -71,7 +79,12 @@ class Reminders:
 
     async def stamp_delivered(self, limit: int = 500) -> int:
         """Move the deadlines of check-ins whose opening went out since the last pass to
-        count from its delivery; again while batches come back full. How many."""
+        count from its delivery; again while batches come back full. How many (none if a
+        pass ran less than `STAMP_EVERY` ago by the clock)."""
+        now = self.ctx.clock()
+        if self.stamped_at and self.stamped_at[0] <= now < self.stamped_at[0] + STAMP_EVERY:
+            return 0
+        self.stamped_at[:] = [now]
         stamped = 0
         while True:
             async with self.ctx.db.transaction() as session:

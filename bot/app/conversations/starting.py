@@ -1,4 +1,6 @@
-"""The tick's start stage, a chunk of due check-ins at a time.
+"""The tick's start stage, a chunk of due check-ins at a time; and the start of check-ins
+planning has just created already due (:meth:`Starting.start_planned`, a wave enrolled a
+moment ago), in the planning chunk's own transaction and by the same chunk logic.
 
 :func:`start_due` claims due check-ins (see ``bot.storage.checkins.claim_due``) and starts
 them in chunks, each chunk in one transaction with a fixed handful of statements however
@@ -27,6 +29,7 @@ no other.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -136,6 +139,11 @@ class Starting:
             started += await self.start_one(repo, checkin_id)
         return started
 
+    async def start_planned(self, session: AsyncSession, ids: Sequence[int]) -> int:
+        """Start the check-ins `ids` that planning has just created, due now, in its
+        transaction (the planner's ``start_planned``); how many were started."""
+        return await self.start_chunk(Repository(session), ids)
+
     async def start_one(self, repo: Repository, checkin_id: int) -> int:
         """Start one check-in in the caller's transaction, under its patient's lock: held
         while the patient is not active, behind an open check-in, or in quiet hours;
@@ -213,6 +221,7 @@ class _Chunk:
     quiet_until: dict[str, datetime | None] = field(default_factory=dict)
     settings: dict[str, core.Setting] = field(default_factory=dict)
     openings: dict[tuple[Any, ...], list[dict[str, Any]]] = field(default_factory=dict)
+    begun: dict[tuple[str, str], core.Transition | None] = field(default_factory=dict)
 
     def decide(self, patient: _Recipient, checkin: SimpleNamespace) -> None:
         if patient.id in self.deferred:
@@ -230,11 +239,10 @@ class _Chunk:
         self.held.append({"id": checkin.id, "lease_until": until})
 
     def begin(self, patient: _Recipient, checkin: SimpleNamespace) -> None:
-        conv = core.from_json(checkin.state)
-        if self.ctx.catalog.no_wording(conv.instruments, patient.language):
+        transition = self.transition(patient, checkin.state)
+        if transition is None:
             self.defer(patient, checkin)  # some left out, the clinician told: start_one
             return
-        transition = core.begin(conv, self.setting(patient), self.now)
         if any(not isinstance(e, SILENT_EVENTS) for e in transition.events):
             self.defer(patient, checkin)
             return
@@ -245,6 +253,19 @@ class _Chunk:
         row = {name: getattr(checkin, name) for name in _STARTED}
         self.started.append({"id": checkin.id, "lease_until": None, **row})
         self.messages += self.opening(patient, transition.intents, f"begin{checkin.id}")
+
+    def transition(self, patient: _Recipient, state: Any) -> core.Transition | None:
+        """The pure core's start of a check-in in `state` for a patient speaking their
+        language (None: an instrument has no wording in it). A wave's check-ins start from
+        a handful of states: each (state, language) is decided once a chunk."""
+        key = (json.dumps(state, sort_keys=True, default=str), patient.language)
+        if key not in self.begun:
+            conv = core.from_json(state)
+            if self.ctx.catalog.no_wording(conv.instruments, patient.language):
+                self.begun[key] = None
+            else:
+                self.begun[key] = core.begin(conv, self.setting(patient), self.now)
+        return self.begun[key]
 
     def defer(self, patient: _Recipient, checkin: SimpleNamespace) -> None:
         self.later.append(checkin.id)
@@ -290,7 +311,13 @@ async def _lock_patients(session: AsyncSession, ids: Sequence[int]) -> dict[int,
     patient, checkin = bulk.table_of(Patient), bulk.table_of(Checkin)
     statement = (
         sa.select(*(patient.c[name] for name in _PATIENT))
-        .where(patient.c.id.in_(sa.select(checkin.c.patient_id).where(checkin.c.id.in_(ids))))
+        .where(
+            patient.c.id.in_(
+                sa.select(checkin.c.patient_id).where(
+                    bulk.among(_dialect(session), checkin.c.id, ids)
+                )
+            )
+        )
         .order_by(patient.c.id)
         .with_for_update(of=patient)
     )
@@ -301,7 +328,9 @@ async def _lock_patients(session: AsyncSession, ids: Sequence[int]) -> dict[int,
 async def _checkins(session: AsyncSession, ids: Sequence[int]) -> dict[int, SimpleNamespace]:
     """The check-ins `ids` as they are now, as plain objects (written back by Core)."""
     checkin = bulk.table_of(Checkin)
-    statement = sa.select(*(checkin.c[name] for name in _CHECKIN)).where(checkin.c.id.in_(ids))
+    statement = sa.select(*(checkin.c[name] for name in _CHECKIN)).where(
+        bulk.among(_dialect(session), checkin.c.id, ids)
+    )
     rows = await (await session.connection()).execute(statement)
     return {row.id: SimpleNamespace(**row._mapping) for row in rows}
 
@@ -321,8 +350,12 @@ async def _with_open_checkin(session: AsyncSession, patient_ids: list[int]) -> s
         return set()
     statement = (
         select(Checkin.patient_id)
-        .where(col(Checkin.patient_id).in_(patient_ids))
+        .where(bulk.among(_dialect(session), col(Checkin.patient_id), patient_ids))
         .where(col(Checkin.status).in_(q.OPEN_STATUSES))
         .distinct()
     )
     return set((await session.exec(statement)).all())
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name

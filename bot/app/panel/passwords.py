@@ -25,8 +25,14 @@ from bot.app.operator.refusals import Refused
 MIN_LENGTH = 12
 STEP_S = 30
 _HASHER = PasswordHasher()  # argon2id; stateless, holds only its parameters
-# verified when the e-mail is unknown, so a miss takes as long as a wrong password
-_DUMMY = _HASHER.hash("not a password anyone has")
+
+
+@cache
+def _dummy() -> str:
+    """Verified when the e-mail is unknown, so a miss takes as long as a wrong password.
+    Made on first use, not at import: hashing takes 64 MiB, and every process importing
+    the panel's use cases (each scheduler worker among them) kept that as its peak."""
+    return _HASHER.hash("not a password anyone has")
 
 
 @cache
@@ -54,7 +60,7 @@ def hash_password(password: str) -> str:
 def password_matches(stored: str | None, given: str) -> bool:
     """True when `given` is the password `stored` hashes (None: no password set yet)."""
     try:
-        return _HASHER.verify(stored or _DUMMY, given) and stored is not None
+        return _HASHER.verify(stored or _dummy(), given) and stored is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -26,7 +26,7 @@ The planner is here; the rows a planning pass reads and writes are
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from time import monotonic
@@ -50,7 +50,16 @@ from bot.app.ports import Clock
 from bot.config import Clinic
 from bot.domain.dosing import Dose
 from bot.domain.errors import ConfigError
-from bot.domain.schedule import Protocol, Session, bundle, plan, reconcile, to_close
+from bot.domain.schedule import (
+    Bundle,
+    Occurrence,
+    Protocol,
+    Session,
+    bundle,
+    plan,
+    reconcile,
+    to_close,
+)
 from bot.instruments import Catalog
 from bot.storage import bulk
 from bot.storage.database import Database
@@ -60,6 +69,7 @@ from bot.storage.tables import Checkin, Patient, PlannedOccurrence, TreatmentSes
 # Change, preview and sessions_of: bot/commands/schedule.py imports them from here
 
 log = logging.getLogger(__name__)
+StartPlanned = Callable[[AsyncSession, Sequence[int]], Awaitable[int]]
 CATCH_UP_S = 5.0  # how long a tick's stage goes on claiming while it finds full batches
 CHUNK = 250  # patients planned in one transaction
 
@@ -76,6 +86,10 @@ class Planner:
     batch: int = 500
     lease: timedelta = timedelta(minutes=2)
     catch_up_s: float = CATCH_UP_S
+    # the start stage's chunk (Starting.start_planned), given the check-ins a planning
+    # chunk created already due, in the same transaction: see plan_chunk
+    start_planned: StartPlanned | None = None
+    started: int = 0  # check-ins start_planned has started in this process
 
     def protocol(self, name: str) -> Protocol:
         found = self.protocols.get(name)
@@ -129,9 +143,18 @@ class Planner:
         return added
 
     async def plan_chunk(self, session: AsyncSession, ids: Sequence[int], now: datetime) -> int:
-        """Lock the patients `ids` (in id order) and plan them all; the check-ins added."""
+        """Lock the patients `ids` (in id order) and plan them all; the check-ins added.
+
+        Check-ins already due (a wave enrolled a moment ago) are handed to `start_planned`
+        before the transaction ends, under the locks planning took: started exactly as
+        the start stage would start them a moment later, without that stage claiming,
+        leasing, locking and reading each of them again. If starting fails, the chunk is
+        planned again one patient at a time, and the start stage starts them."""
         patients = await lock_plannable(session, ids)
         plans = await self._plan_many(session, patients, now)
+        due = sorted((at, i) for p in plans for i, at in p.due_at.items() if at <= now)
+        if due and self.start_planned is not None:
+            self.started += await self.start_planned(session, [i for _, i in due])
         await bulk.update_by_id(
             session,
             Patient,
@@ -170,11 +193,13 @@ class Planner:
         """Plan `patients` (their rows locked): a few statements, however many they are."""
         plannable = [p.id for p in patients if p.status == "active" and p.protocol is not None]
         sessions = await sessions_by_patient(session, plannable)
-        plans = [self._intend(p, sessions.get(p.id, []), now) for p in patients]
+        intended: dict[tuple[object, ...], list[Occurrence]] = {}  # the pure plan, by its inputs
+        plans = [self._intend(p, sessions.get(p.id, []), now, intended) for p in patients]
         known = await _known_pairs(session, plans)
         stored = await stored_occurrences(session, [p.patient.id for p in plans if p.found])
         end = now + self.plan_ahead
         closing: list[dict[str, object]] = []
+        bundles: dict[tuple[Occurrence, ...], list[Bundle]] = {}  # patients alike bundle alike
         for p in plans:
             # a moved session's pre-session check-in: planned again, or already answered
             outlooks = reconcile(p.found, stored.get(p.patient.id, []))
@@ -187,13 +212,24 @@ class Planner:
                 and o.occurrence.expires_at > now  # not already too late
             ]  # fmt: skip
             # a bundle due past the horizon waits for the next pass, with whatever joins it
-            p.groups = [g for g in bundle(fresh, self.bundle_window) if g.due_at < end]
+            key = tuple(fresh)
+            if key not in bundles:
+                bundles[key] = [g for g in bundle(fresh, self.bundle_window) if g.due_at < end]
+            p.groups = bundles[key]
         await bulk.update_by_id(session, Checkin, closing)
         await store_plans(session, plans, self.catalog)
         return plans
 
-    def _intend(self, patient: Plannable, sessions: list[Session], now: datetime) -> PatientPlan:
-        """What the protocol plans for the patient up to the horizon (pure)."""
+    def _intend(
+        self,
+        patient: Plannable,
+        sessions: list[Session],
+        now: datetime,
+        intended: dict[tuple[object, ...], list[Occurrence]] | None = None,
+    ) -> PatientPlan:
+        """What the protocol plans for the patient up to the horizon (pure). Patients with
+        the same inputs (a wave enrolled together: protocol, zone, enrolment, sessions)
+        share one call of the pure core through `intended`, keyed by every input."""
         end = now + self.plan_ahead
         if patient.status != "active" or patient.protocol is None:
             return PatientPlan(patient, None)  # planned from scratch when it becomes plannable
@@ -202,15 +238,21 @@ class Planner:
             log.warning("patient %s has a protocol that is not configured", patient.id)
             return PatientPlan(patient, end)  # looked at again next horizon, not every tick
         catchup = max(rule.expires_after for rule in protocol.rules)
-        found = plan(
-            protocol,
-            timezone=patient.timezone,
-            enrolled_at=patient.enrolled_at,
-            sessions=sessions,
-            start=patient.planned_until or now - catchup,
-            end=end + self.bundle_window,
-            quiet=quiet_hours(self.clinic),
-        )
+        start, quiet = patient.planned_until or now - catchup, quiet_hours(self.clinic)
+        key = (patient.protocol, patient.timezone, patient.enrolled_at, tuple(sessions), start, end)
+        found = None if intended is None else intended.get(key)
+        if found is None:
+            found = plan(
+                protocol,
+                timezone=patient.timezone,
+                enrolled_at=patient.enrolled_at,
+                sessions=sessions,
+                start=start,
+                end=end + self.bundle_window,
+                quiet=quiet,
+            )
+            if intended is not None:
+                intended[key] = found
         # those already too late too: a stored one may yet have to close earlier (to_close)
         return PatientPlan(patient, end, found)
 
@@ -299,7 +341,9 @@ async def _known_pairs(session: AsyncSession, plans: Sequence[PatientPlan]) -> s
     keys = {o.key for p in plans for o in p.found}
     if not keys:
         return set()
+    dialect = session.get_bind().dialect.name
     statement = select(PlannedOccurrence.patient_id, PlannedOccurrence.key).where(
-        col(PlannedOccurrence.patient_id).in_(patients), col(PlannedOccurrence.key).in_(keys)
+        bulk.among(dialect, col(PlannedOccurrence.patient_id), patients),
+        bulk.among(dialect, col(PlannedOccurrence.key), sorted(keys)),
     )
     return {(row[0], row[1]) for row in (await session.exec(statement)).all()}

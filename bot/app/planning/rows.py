@@ -56,7 +56,9 @@ async def claim_due(
     ids = [i for i in (await repo.session.exec(statement)).all() if i is not None]
     if ids:
         await repo.session.exec(
-            update(Patient).where(col(Patient.id).in_(ids)).values(plan_lease_until=now + lease)
+            update(Patient)
+            .where(bulk.among(repo.dialect, col(Patient.id), ids))
+            .values(plan_lease_until=now + lease)
         )
     return ids
 
@@ -85,13 +87,15 @@ class Plannable:
 @dataclass
 class PatientPlan:
     """One patient's planning pass: the plan's new end, the occurrences due up to it, the
-    bundles not stored yet, and the ids of the check-ins this pass created."""
+    bundles not stored yet, and the check-ins this pass created (ids, and when each is
+    due)."""
 
     patient: Plannable
     planned_until: datetime | None
     found: list[Occurrence] = field(default_factory=list)
     groups: list[Bundle] = field(default_factory=list)
     created: list[int] = field(default_factory=list)
+    due_at: dict[int, datetime] = field(default_factory=dict)
 
 
 def _checkin_row(patient_id: int, group: Bundle, instruments: tuple[str, ...]) -> dict[str, Any]:
@@ -125,7 +129,7 @@ async def lock_plannable(session: AsyncSession, ids: Sequence[int]) -> list[Plan
     table = bulk.table_of(Patient)
     statement = (
         sa.select(*(table.c[name] for name in _PLANNABLE))
-        .where(table.c.id.in_(ids))
+        .where(bulk.among(_dialect(session), table.c.id, ids))
         .order_by(table.c.id)
         .with_for_update()
     )
@@ -145,7 +149,7 @@ async def sessions_by_patient(
         return {}
     statement = (
         select(TreatmentSession)
-        .where(col(TreatmentSession.patient_id).in_(patient_ids))
+        .where(bulk.among(_dialect(session), col(TreatmentSession.patient_id), patient_ids))
         .order_by(col(TreatmentSession.at), col(TreatmentSession.id))
     )
     found: dict[int, list[TreatmentSession]] = {}
@@ -169,7 +173,7 @@ async def stored_occurrences(
             checkin.c.completed_at, checkin.c.id.label("checkin_id"), checkin.c.expires_at,
         )
         .select_from(occurrence.outerjoin(checkin, checkin.c.id == occurrence.c.checkin_id))
-        .where(occurrence.c.patient_id.in_(patient_ids))
+        .where(bulk.among(_dialect(session), occurrence.c.patient_id, patient_ids))
         .order_by(occurrence.c.due_at, occurrence.c.id)
     )  # fmt: skip
     if sessions_only:
@@ -184,6 +188,10 @@ async def stored_occurrences(
     return found
 
 
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
 def _aware(at: datetime) -> datetime:
     """A time read by a core statement (SQLite hands back naive UTC)."""
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
@@ -192,41 +200,59 @@ def _aware(at: datetime) -> datetime:
 async def store_plans(
     session: AsyncSession, plans: Sequence[PatientPlan], catalog: Catalog
 ) -> None:
-    """Insert the plans' occurrences, then a check-in for each bundle whose occurrences
-    were all inserted here (any already stored: planned meanwhile, never twice)."""
+    """Insert a check-in for each bundle, then the bundles' occurrences pointing at it. A
+    bundle one of whose occurrences was stored already (planned meanwhile: never twice)
+    keeps none: its check-in is deleted, and the occurrences inserted with it point at
+    none, as if stored first. Inserting the check-ins first writes each occurrence once
+    (linking them afterwards rewrote every occurrence of a wave)."""
+    checkins: list[dict[str, Any]] = []
+    for p in plans:
+        for group in p.groups:
+            instruments = _askable(catalog, p.patient, group.instruments)
+            checkins.append(_checkin_row(p.patient.id, group, instruments) if instruments else {})
+    stored = await bulk.insert_new(
+        session, Checkin, [row for row in checkins if row], ("idempotency_key",),
+        returning=("id", "idempotency_key"),
+    )  # fmt: skip
+    created = {row.idempotency_key: row.id for row in stored}
+    ids = iter([created.get(row["idempotency_key"]) if row else None for row in checkins])
+    bundles = [(p, g, next(ids)) for p in plans for g in p.groups]
     occurrences = [
         {"patient_id": p.patient.id, "key": m.key, "rule": m.rule,
-         "session_number": m.session, "due_at": m.due_at, "checkin_id": None}
-        for p in plans for g in p.groups for m in g.members
+         "session_number": m.session, "due_at": m.due_at, "checkin_id": checkin_id}
+        for p, g, checkin_id in bundles for m in g.members
     ]  # fmt: skip
     inserted = await bulk.insert_new(
         session, PlannedOccurrence, occurrences, ("patient_id", "key"),
-        returning=("patient_id", "key", "id"),
+        returning=("patient_id", "key"),
     )  # fmt: skip
-    ours = {(row.patient_id, row.key): row.id for row in inserted}
-    checkins: list[dict[str, Any]] = []
-    members: dict[str, list[int]] = {}  # a check-in's idempotency key -> occurrence ids
-    for p in plans:
-        for group in p.groups:
-            ids = [ours.get((p.patient.id, m.key)) for m in group.members]
-            instruments = _askable(catalog, p.patient, group.instruments)
-            if None in ids or not instruments:
-                continue
-            row = _checkin_row(p.patient.id, group, instruments)
-            checkins.append(row)
-            members[row["idempotency_key"]] = [i for i in ids if i is not None]
-    stored = await bulk.insert_new(
-        session, Checkin, checkins, ("idempotency_key",), returning=("id", "idempotency_key")
+    ours = {(row.patient_id, row.key) for row in inserted}
+    kept: list[tuple[PatientPlan, Bundle, int]] = []
+    dropped: list[int] = []
+    for p, g, checkin_id in bundles:
+        if checkin_id is None:
+            continue
+        if all((p.patient.id, m.key) in ours for m in g.members):
+            kept.append((p, g, checkin_id))
+        else:
+            dropped.append(checkin_id)
+    await _drop_checkins(session, dropped)
+    for p, g, checkin_id in kept:
+        p.created.append(checkin_id)
+        p.due_at[checkin_id] = g.due_at
+
+
+async def _drop_checkins(session: AsyncSession, ids: Sequence[int]) -> None:
+    """Delete check-ins just inserted whose bundle was planned meanwhile, unlinking the
+    occurrences inserted with them."""
+    if not ids:
+        return
+    occurrence, checkin = bulk.table_of(PlannedOccurrence), bulk.table_of(Checkin)
+    connection = await session.connection()
+    await connection.execute(
+        sa.update(occurrence).where(occurrence.c.checkin_id.in_(ids)).values(checkin_id=None)
     )
-    created = {row.idempotency_key: row.id for row in stored}
-    links = [
-        {"id": occurrence, "checkin_id": created[key]}
-        for key, ids in members.items() for occurrence in ids
-    ]  # fmt: skip
-    await bulk.update_by_id(session, PlannedOccurrence, links)
-    plan_of = {p.patient.id: p for p in plans}
-    for row in checkins:
-        plan_of[row["patient_id"]].created.append(created[row["idempotency_key"]])
+    await connection.execute(sa.delete(checkin).where(checkin.c.id.in_(ids)))
 
 
 def _askable(catalog: Catalog, patient: Plannable, instruments: Sequence[str]) -> tuple[str, ...]:
