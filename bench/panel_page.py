@@ -19,24 +19,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
-from sqlalchemy.engine import make_url
-
 from bench.crisis_latency import percentile
 from bench.keys import ensure_key
+from bench.sms_burst import database_url
 from bot.config import Panel
 from bot.storage.answer_tables import Answer, Score
 from bot.storage.database import Database
-from bot.storage.migrate import upgrade
 from bot.storage.repository import Repository
 from bot.storage.tables import Checkin, TreatmentSession
 from tests.panel_rig import Rig, panel_rig
@@ -44,7 +38,6 @@ from tests.test_services import T0
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "perf" / "panel_page.md"
-POSTGRES = os.environ.get("CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DAY = timedelta(days=1)
 SESSIONS, SCORES, CHECKINS, SIDE_EFFECT_CHECKS, ALERTS = 12, 50, 40, 12, 6
 
@@ -126,32 +119,6 @@ async def measure(database: str, url: str, requests: int) -> Result:
                   percentile(cpu, 50))  # fmt: skip
 
 
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(POSTGRES, timeout=5)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-@contextmanager
-def database_url(database: str, tmp: Path) -> Iterator[str]:
-    """A fresh, migrated database: a SQLite file in `tmp`, or a PostgreSQL database."""
-    if database == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-        upgrade(url)
-        yield url
-        return
-    name = f"bench_panel_{os.getpid()}"
-    asyncio.run(_admin(f"CREATE DATABASE {name}"))
-    try:
-        url = make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-
 def write_doc(results: list[Result], command: str) -> None:
     rows = "\n".join(
         f"| {r.database} | {r.requests} | {r.median_ms:.1f} | {r.p95_ms:.1f} | {r.max_ms:.1f} "
@@ -180,7 +147,10 @@ def main() -> None:
     ensure_key()
     results = []
     for database in args.database:
-        with tempfile.TemporaryDirectory() as folder, database_url(database, Path(folder)) as url:
+        with (
+            tempfile.TemporaryDirectory() as folder,
+            database_url(database, Path(folder), "bench_panel") as url,
+        ):
             result = asyncio.run(measure(database, url, args.requests))
         print(f"{database}: median {result.median_ms:.1f} ms, p95 {result.p95_ms:.1f} ms, "
               f"max {result.max_ms:.1f} ms, CPU {result.cpu_ms:.1f} ms over {result.requests} "

@@ -207,14 +207,15 @@ async def _admin(sql: str) -> None:
 
 
 @contextmanager
-def database_url(database: str, tmp: Path) -> Iterator[str]:
-    """A fresh, migrated database: a SQLite file in `tmp`, or a PostgreSQL database."""
+def database_url(database: str, tmp: Path, prefix: str = "bench_sms") -> Iterator[str]:
+    """A fresh, migrated database: a SQLite file in `tmp`, or a PostgreSQL database named
+    `prefix` and this process's id, dropped after."""
     if database == "sqlite":
         url = f"sqlite:///{tmp / 'bench.db'}"
         upgrade(url)
         yield url
         return
-    name = f"bench_sms_{os.getpid()}"
+    name = f"{prefix}_{os.getpid()}"
     asyncio.run(_admin(f"CREATE DATABASE {name}"))
     try:
         url = make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)

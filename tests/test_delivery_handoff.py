@@ -9,13 +9,11 @@ webhook through httpx; SQL statements are counted on the engine (both dialects).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.takeover import release_dead_leases
@@ -23,6 +21,7 @@ from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.tables import OutboundMessage, Patient
 from scheduler.loop import courier, tick
+from tests.statements import statements
 from tests.test_telegram import CHAT, Rig, rig, table  # noqa: F401  (rig: a fixture)
 
 LEASE = timedelta(seconds=30)  # [scheduler] send_lease_s
@@ -31,22 +30,6 @@ LEASE = timedelta(seconds=30)  # [scheduler] send_lease_s
 @pytest.fixture(autouse=True)
 def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
-
-
-@contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    """Every SQL statement the engine runs inside the block."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def claims(seen: Sequence[str]) -> list[str]:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
 from sqlmodel import select
 
 from bot.config import Panel
@@ -26,6 +24,7 @@ from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import AuditEvent, Checkin, TreatmentSession
 from tests.panel_rig import Rig, panel_rig
+from tests.statements import statements
 from tests.test_services import T0
 
 NS = {"s": "http://www.w3.org/2000/svg"}
@@ -258,21 +257,6 @@ async def test_the_fhir_export_is_that_patients_bundle_as_an_attachment(rig: Rig
     assert event.detail == {"format": "fhir", "identifiers": False}
 
 
-@contextmanager
-def counted(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-
-
 async def test_the_page_costs_the_same_queries_for_an_empty_or_a_full_record(rig: Rig) -> None:
     """A patient with nothing yet and one with sessions, scores, ratings, answers and
     alerts: the same statements, however many rows each returns."""
@@ -285,7 +269,7 @@ async def test_the_page_costs_the_same_queries_for_an_empty_or_a_full_record(rig
         await rig.signed_in(web, ana)
         await web.get("/")  # the session's first request writes its last_seen_at
         for pid in (empty, full):
-            with counted(rig.app.db) as statements:
+            with statements(rig.app.db) as ran:
                 assert (await web.get(f"/patients/{pid}")).status_code == 200
-            costs.append(len(statements))
+            costs.append(len(ran))
     assert costs[0] == costs[1] and costs[0] <= 14, costs

@@ -10,15 +10,13 @@ from __future__ import annotations
 import base64
 import io
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from html import unescape
 
 import httpx
 import pytest
 import segno
-from sqlalchemy import event
 from sqlmodel import select
 
 from bot.app.conversations.enrollment import redeem
@@ -30,6 +28,7 @@ from bot.storage.repository import Repository
 from bot.storage.tables import AuditEvent, Checkin, EnrollmentCode, Patient, Score, TreatmentSession
 from bot.web.panel.security import HEADERS
 from tests.panel_rig import Rig, hidden
+from tests.statements import statements
 from tests.test_services import SimClock
 
 BOT = "mbc_test_bot"
@@ -175,21 +174,6 @@ async def test_a_filter_value_not_understood_is_ignored_and_said(rig: Rig) -> No
     assert "<b>" not in page
 
 
-@contextmanager
-def counted(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
-
-
 async def test_the_page_costs_the_same_queries_for_3_or_30_patients(rig: Rig) -> None:
     ana = rig.accounts["ana"].clinician_id
     costs = []
@@ -199,9 +183,9 @@ async def test_the_page_costs_the_same_queries_for_3_or_30_patients(rig: Rig) ->
             await scored(rig, pid, [18, 9])
         async with rig.browser() as web:
             await rig.signed_in(web, rig.accounts["ana"])
-            with counted(rig.app.db) as statements:
+            with statements(rig.app.db) as ran:
                 assert (await web.get("/patients")).status_code == 200
-        costs.append(len(statements))
+        costs.append(len(ran))
     assert costs[0] == costs[1], costs
 
 
