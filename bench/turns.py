@@ -87,6 +87,7 @@ class Result:
     cpu_s: float = 0.0
     retried: int = 0  # webhooks answered 5xx (database busy) and sent again, as Telegram does
     latencies: list[float] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)  # per turn: the question it answered
     between: list[float] = field(default_factory=list)  # closing message to the next question
 
     @property
@@ -142,6 +143,7 @@ async def _closed_loop(
     pace = _pace()
 
     async def chat(n: int) -> None:
+        question = "first"
         while time.perf_counter() < end:
             await _think(pace)
             if time.perf_counter() >= end:
@@ -150,6 +152,8 @@ async def _closed_loop(
             await post(n, "1")
             text = await reply(n)
             result.latencies.append(time.perf_counter() - sent)
+            result.asked.append(f"{question} at {sent - start:.1f} s")
+            question = text.split(" ", 1)[0]
             result.turns += 1
             if text.startswith(COMPLETE):  # the next queued check-in starts on a tick
                 if time.perf_counter() >= end:
@@ -367,6 +371,19 @@ def _between(results: list[Result]) -> str:
     )
 
 
+def _slowest(results: list[Result], count: int = 5) -> str:
+    """Each configuration's slowest turns, with the question answered and when in the
+    window: what the p99 is made of (a tick, a crisis turn, a chat's allowance)."""
+    lines = []
+    for r in results:
+        worst = sorted(zip(r.latencies, r.asked, strict=True), reverse=True)[:count]
+        shown = ", ".join(f"{1000 * s:.0f} ms ({asked})" for s, asked in worst)
+        lines.append(f"- {r.label}: {shown}")
+    return "Slowest turns (latency, the question answered, when in the window):\n" + "\n".join(
+        lines
+    )
+
+
 LIMITS = (
     "Telegram's limits as deployed (30 a second, a chat 3 at once then 1 a second)"
     if DEPLOYED
@@ -395,6 +412,8 @@ servers, database) shares the machine's cores.
 {rows}
 
 {_between(results)}
+
+{_slowest(results)}
 
 Targets (issue 9): CPU per turn at most 1.25x the echo's, throughput at least 0.8x, p99 at
 most 1.5x; two PostgreSQL workers faster than one.

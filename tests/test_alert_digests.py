@@ -1,13 +1,14 @@
 """Alert digests over Telegram, end to end through the real python-telegram-bot and the
-Bot API stand-in: alerts raised for one clinician within the window leave as one message,
-crisis first, each with its code and button; acknowledging one acknowledges it alone;
-escalation still goes per alert; a lone crisis alert leaves when its window closes, woken
-by its own timer with no tick. On SQLite and PostgreSQL."""
+Bot API stand-in: a clinician's first alert leaves at once; those raised within the window
+after it leave together as one message, crisis first, each with its code and button,
+woken by their own timer with no tick; acknowledging one acknowledges it alone;
+escalation still goes per alert. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
@@ -61,76 +62,104 @@ async def raise_alert(rig: Rig, alerting: Alerting, patient: Patient, crisis: bo
             await alerting.message_set_aside(repo, patient, now)
 
 
-async def test_alerts_in_the_window_leave_as_one_message_crisis_first_acked_one_by_one(
+async def test_the_first_alert_goes_at_once_and_the_next_ones_in_its_window_as_one_message(
     rig: Rig,  # noqa: F811
     db: Database,
 ) -> None:
-    """Urgent, crisis, urgent within 2 s: nothing before the window closes, then one message
-    listing all three codes with the crisis first and a button each; the button of one
-    acknowledges that alert only, and the other two escalate on their own."""
+    """Urgent, crisis, urgent within 2 s: the first goes at once, alone; the other two wait
+    until the window after it closes, then leave as one message listing both codes with
+    the crisis first and a button each; the button of one acknowledges that alert only,
+    and the other two escalate on their own."""
     alerting = alerting_of(rig, 2 * SECOND)
     first, second, third = await patients_of_one_doctor(rig, 3)
     await raise_alert(rig, alerting, first, crisis=False)
+    await tick(rig.app)
+    (alone,) = rig.stand_in.messages(DOCTOR)
+    assert alone["text"].startswith("URGENT: P-1")
     rig.clock.now += SECOND / 2
     await raise_alert(rig, alerting, second, crisis=True)
     rig.clock.now += SECOND / 2
     await raise_alert(rig, alerting, third, crisis=False)
+    rig.clock.now += SECOND / 2
     await tick(rig.app)
-    assert rig.stand_in.messages(DOCTOR) == []  # the window is still open
-    rig.clock.now += SECOND  # 2 s after the first alert
+    assert len(rig.stand_in.messages(DOCTOR)) == 1  # 1.5 s after the first: still waiting
+    rig.clock.now += SECOND / 2  # 2 s after the first alert
     await tick(rig.app)
-    (digest,) = rig.stand_in.messages(DOCTOR)
+    digest = rig.stand_in.messages(DOCTOR)[-1]
     codes = {a.patient_id: a.code for a in await table(db, Alert)}
     lines = digest["text"].split("\n")
-    assert lines[0] == "3 alerts, most urgent first:"
+    assert lines[0] == "2 alerts, most urgent first:"
     assert lines[1].startswith("1. CRISIS: P-2")
     assert [line for line in lines if line.startswith("Reply ACK")] == [
-        f"Reply ACK {codes[second.id or 0]}", f"Reply ACK {codes[first.id or 0]}",
-        f"Reply ACK {codes[third.id or 0]}",
+        f"Reply ACK {codes[second.id or 0]}", f"Reply ACK {codes[third.id or 0]}",
     ]  # fmt: skip
     buttons = [b for row in digest["reply_markup"]["inline_keyboard"] for b in row]
     assert [b["callback_data"] for b in buttons] == [
-        f"ack:{codes[p.id or 0]}" for p in (second, first, third)
+        f"ack:{codes[p.id or 0]}" for p in (second, third)
     ]
     tap = rig.stand_in.callback_update(DOCTOR, digest["message_id"], buttons[1]["callback_data"])
     assert (await rig.post(tap)).status_code == 200
     await tick(rig.app)
     status = {a.patient_id: a.status for a in await table(db, Alert)}
-    assert status == {first.id: "acknowledged", second.id: "open", third.id: "open"}
+    assert status == {first.id: "open", second.id: "open", third.id: "acknowledged"}
     sent = len(rig.stand_in.messages(DOCTOR))
     rig.clock.now += timedelta(days=1)  # past every acknowledgement deadline
     await tick(rig.app)
     rig.clock.now += 2 * SECOND
     await tick(rig.app)
     reminders = "\n".join(m["text"] for m in rig.stand_in.messages(DOCTOR)[sent:])
-    assert codes[second.id or 0] in reminders and codes[third.id or 0] in reminders
-    assert codes[first.id or 0] not in reminders
+    assert codes[first.id or 0] in reminders and codes[second.id or 0] in reminders
+    assert codes[third.id or 0] not in reminders
 
 
-async def test_a_lone_crisis_alert_leaves_when_its_window_closes_without_a_tick(
+async def test_after_a_quiet_window_an_alert_goes_at_once_again(
     rig: Rig,  # noqa: F811
 ) -> None:
-    """As in `checkin run`: the held notice's own timer wakes the courier when its window
-    closes, and the crisis alert goes alone, as an ordinary notice."""
+    alerting = alerting_of(rig, 2 * SECOND)
+    first, second = await patients_of_one_doctor(rig, 2)
+    await raise_alert(rig, alerting, first, crisis=True)
+    rig.clock.now += 3 * SECOND
+    await raise_alert(rig, alerting, second, crisis=True)
+    await tick(rig.app)
+    texts = [m["text"] for m in rig.stand_in.messages(DOCTOR)]
+    assert [t.startswith(("CRISIS: P-1,", "CRISIS: P-2,")) for t in texts] == [True, True]
+    assert "P-1" in texts[0] and "P-2" in texts[1]
+
+
+async def test_a_lone_crisis_alert_goes_at_once_and_the_next_when_its_window_closes(
+    rig: Rig,  # noqa: F811
+) -> None:
+    """As in `checkin run`, with no tick: the first crisis alert leaves as soon as its
+    transaction commits; a second within the window is held, and its own timer wakes the
+    courier when the window closes, and it goes alone, as an ordinary notice."""
     alerting = alerting_of(rig, SECOND / 4)
-    (patient,) = await patients_of_one_doctor(rig, 1)
+    first, second = await patients_of_one_doctor(rig, 2)
     stop = asyncio.Event()
     rig.app.wake = asyncio.Event()
     courier = asyncio.create_task(deliver_when_woken(rig.app.deliverer, rig.app.wake, stop))
     try:
-        await raise_alert(rig, alerting, patient, crisis=True)
+        await raise_alert(rig, alerting, first, crisis=True)
         rig.app.kick()  # as the webhook does once its transaction commits
+        await until(lambda: len(rig.stand_in.messages(DOCTOR)) == 1)
+        assert rig.stand_in.messages(DOCTOR)[0]["text"].startswith("CRISIS: P-1")
+        await raise_alert(rig, alerting, second, crisis=True)
+        rig.app.kick()
         await asyncio.sleep(0.1)
-        assert rig.stand_in.messages(DOCTOR) == []  # held for its window
+        assert len(rig.stand_in.messages(DOCTOR)) == 1  # held for its window
         rig.clock.now += SECOND / 4  # the rig's clock moves only when told
-        for _ in range(60):
-            if rig.stand_in.messages(DOCTOR):
-                break
-            await asyncio.sleep(0.05)
-        (notice,) = rig.stand_in.messages(DOCTOR)
-        assert notice["text"].startswith("CRISIS: P-1")
+        await until(lambda: len(rig.stand_in.messages(DOCTOR)) == 2)
+        assert rig.stand_in.messages(DOCTOR)[1]["text"].startswith("CRISIS: P-2")
     finally:
         stop.set()
         courier.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await courier
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait up to three seconds for `condition` (the courier runs in the background)."""
+    for _ in range(60):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")

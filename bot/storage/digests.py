@@ -4,7 +4,8 @@ costs the few rows held now, not the whole outbox."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import delete
 from sqlmodel import col, select
@@ -13,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.storage.tables import OutboundMessage
 
 HELD = "held:"
+RECENT = 20  # a clinician's messages looked through for their last alert (answers between)
 _AFTER_HELD = "held;"  # the first key past every "held:..." one
 
 
@@ -32,6 +34,28 @@ async def held_notices(session: AsyncSession, postgresql: bool) -> Sequence[Outb
     if postgresql:
         statement = statement.with_for_update(skip_locked=True)
     return (await session.exec(statement)).all()
+
+
+async def last_alert(
+    session: AsyncSession, clinician_id: int
+) -> tuple[str, Mapping[str, Any]] | None:
+    """The most recent alert message queued for a clinician (a notice or a digest, held or
+    not) as its key and payload, among their last few messages; None: none of those.
+    Read by the recipient index, newest first: a clinician's alert messages are few, and
+    only the last one matters to the digest."""
+    statement = (
+        select(OutboundMessage.idempotency_key, OutboundMessage.payload)
+        .where(
+            OutboundMessage.recipient_kind == "clinician",
+            OutboundMessage.recipient_id == clinician_id,
+        )
+        .order_by(col(OutboundMessage.id).desc())
+        .limit(RECENT)
+    )
+    for key, payload in (await session.exec(statement)).all():
+        if payload.get("intent") in ("AlertNotice", "AlertDigest"):
+            return key, payload
+    return None
 
 
 async def drop(session: AsyncSession, ids: Sequence[int]) -> None:

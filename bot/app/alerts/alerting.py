@@ -309,9 +309,13 @@ class Alerting:
                 escalation=row.escalation_count,
                 at=now,
             )
-            if self.digests is not None and self.rules.digest_window > timedelta(0):
+            window = self.rules.digest_window
+            until = None
+            if self.digests is not None and window > timedelta(0):
+                assert clinician.id is not None
+                until = await notices.digest_until(repo, clinician.id, now, window)
+            if until is not None and self.digests is not None:
                 assert row.id is not None
-                until = now + self.rules.digest_window
                 r = self.renderer
                 await notices.hold(r, repo, clinician, notice, row.id, source, now, until)
                 self.digests.held(until)

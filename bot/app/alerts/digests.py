@@ -1,8 +1,10 @@
-"""Alert digests: the alert notices raised for one clinician within `window` leave as one
-message, the most urgent first, each with its ACK code (bot/domain/alerts/digest.py).
+"""Alert digests: a clinician's first alert goes at once; the notices raised for them
+within `window` after it leave as one message when that window closes, the most urgent
+first, each with its ACK code (bot/domain/alerts/digest.py).
 
-How: alerting holds each notice (:func:`bot.app.alerts.notices.hold`) until its window
-closes, ``window`` after it was raised. :meth:`Digests.fold_due` finds the clinicians
+How: alerting holds each such notice (:func:`bot.app.alerts.notices.hold`) until the
+window after the last alert message told closes (:func:`bot.app.alerts.notices.digest_until`),
+never longer than ``window`` after it was raised. :meth:`Digests.fold_due` finds the clinicians
 whose first held notice is due and replaces all their held notices with one message: the
 notice as it would have been sent alone when there is one, else a digest. So no notice
 waits longer than the window, a crisis alert included, and each alert keeps its own row,

@@ -5,6 +5,8 @@ routine traffic; an answer is a reply. Both alerting and the clinician desk tell
 An alert notice may be held for a digest (:func:`hold`): queued under a ``held:`` key,
 due only a minute after its window closes, so that the digest pass
 (:mod:`bot.app.alerts.digests`) takes it first; if that pass never runs, it still goes.
+Whether to hold it is :func:`digest_until`: a clinician's first alert goes at once, and
+those raised within the window after it wait to leave together.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import datetime, timedelta
 from bot.domain import events as ev
 from bot.rendering.renderer import Renderer
 from bot.storage import outbox
+from bot.storage.digests import HELD, last_alert  # HELD: a waiting notice's key prefix
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, OutboundMessage
 
@@ -40,6 +43,8 @@ async def tell(
         payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
     if photo is not None:
         payload["photo"] = base64.b64encode(photo).decode("ascii")
+    if isinstance(intent, ALERTS):
+        payload["told_at"] = now.isoformat()  # when the next alert may go at once again
     key, due = f"{source}:c{clinician.id}", now
     if held is not None:
         payload["held"] = held
@@ -61,8 +66,30 @@ async def tell(
 
 
 ALERTS = (ev.AlertNotice, ev.AlertDigest)
-HELD = "held:"  # the key prefix of a notice waiting for its digest
 HELD_FALLBACK = timedelta(minutes=1)  # sent alone this long after its window, if not taken
+
+
+async def digest_until(
+    repo: Repository, clinician_id: int, now: datetime, window: timedelta
+) -> datetime | None:
+    """Until when a notice for this clinician raised `now` waits for a digest; None: it
+    goes at once. The first alert after a quiet `window` goes at once (a lone crisis alert
+    never waits); one raised within `window` of the last alert told waits until `window`
+    after it, and joins a digest already waiting. So a clinician gets at most one alert
+    message a window, and no alert waits longer than the window."""
+    last = await last_alert(repo.session, clinician_id)
+    if last is None:
+        return None
+    key, payload = last
+    if key.startswith(HELD):  # a digest is waiting (or its notice went alone, later)
+        until = datetime.fromisoformat(str(payload["held"]["until"]))
+        return until if until > now else _next_after(until, now, window)
+    told = payload.get("told_at")
+    return _next_after(datetime.fromisoformat(told), now, window) if told else None
+
+
+def _next_after(told: datetime, now: datetime, window: timedelta) -> datetime | None:
+    return told + window if now < told + window else None
 
 
 async def hold(
