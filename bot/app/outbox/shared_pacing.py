@@ -12,13 +12,14 @@ worker keeps sending what it committed itself, so the reply to a patient leaves 
 process that took the patient's message, at once, with no hand-over to another process
 and no wake-up across processes; a worker that dies takes nothing with it but the place
 and the token of the send it was making, which free themselves after ``hold_s`` (the
-outbox's send lease). The price is three round trips to the database per send: the
-chat's bucket read and a place taken before (one statement each, no transaction around
-them, so a freed place is retaken one round trip later), both given back after.
+outbox's send lease). The price is two round trips to the database per send, each one
+statement with no transaction around it: before, the chat's bucket read and a place taken
+together (so a freed place is retaken one round trip later); after, both given back.
 
 Within one worker the shared places are asked for one send at a time, most urgent
-first, so a worker's crisis message is its next send; across workers, places go to
-whoever asks first once one frees.
+first, so a worker's crisis message is its next send; a send whose chat has spent its
+allowance at another worker steps aside while it waits, so the others ask meanwhile.
+Across workers, places go to whoever asks first once one frees.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.app.outbox.pacing import Pacer, PriorityLock
-from bot.storage.send_allowance import Refused, SendAllowance, Taken
+from bot.storage.send_allowance import SendAllowance, Taken
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # longest sleep before asking again: a place frees when any send is answered
@@ -80,18 +81,17 @@ class SharedPacer:
             await self.allowance.prepare()
             self._prepared = True
         while True:
-            waiting = await self.allowance.chat_wait(chat)
-            if isinstance(waiting, Refused):  # spent at another worker: others may go
-                await self._sleep(min(waiting.wait_s, POLL_S))
-                continue
             async with self._asking.held(priority):  # one asker a worker, most urgent first
                 while True:
-                    answer = await self.allowance.take_place(chat, waiting)
+                    answer = await self.allowance.take(chat)
                     if isinstance(answer, Taken):
                         return answer
+                    if answer.chat:  # spent at another worker: let the others ask
+                        break
                     # (at least a millisecond: a place another worker is taking right now
                     # counts as free until its statement ends)
                     await self._sleep(max(0.001, min(answer.wait_s, POLL_S)))
+            await self._sleep(min(answer.wait_s, POLL_S))
 
     async def _release(self, taken: Taken, ago: Callable[[], float]) -> None:
         try:
