@@ -281,6 +281,25 @@ async def test_two_shared_pacers_never_exceed_the_window_together(
 
 
 @pytest.mark.postgres
+async def test_a_chats_next_send_waits_for_its_last_release_not_a_poll(pg_db: Database) -> None:
+    """An answer's edit then its next question, to one chat from one worker: the second
+    waits for the first's release (its chat is marked held until then) rather than be
+    refused and ask again: four statements."""
+    local = Pacer(rate_per_s=30, per_chat_rate_per_s=1.0, per_chat_burst=3)
+    shared = SharedPacer(local, allowance(pg_db, per_window=30))
+    async with shared.turn("patient:0") as answered:  # (the first turn prepares the places)
+        answered()
+    await shared.close()
+    with statements(pg_db) as seen:
+        for _ in range(2):
+            async with shared.turn("patient:1") as answered:
+                await asyncio.sleep(0.05)  # the provider's round trip: past the local spacing
+                answered()
+        await shared.close()
+    assert len(seen) == 4, [s.split()[1] for s in seen]
+
+
+@pytest.mark.postgres
 async def test_a_rate_far_above_any_provider_shares_only_the_chats(pg_db: Database) -> None:
     """Tests lift the limit with rates of 100,000 a second: no window rows for those."""
     settings = telegram(rate_per_s=100_000)

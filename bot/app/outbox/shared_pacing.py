@@ -18,7 +18,9 @@ together (so a freed place is retaken one round trip later); after, both given b
 
 Within one worker the shared places are asked for one send at a time, most urgent
 first, so a worker's crisis message is its next send; a send whose chat has spent its
-allowance at another worker steps aside while it waits, so the others ask meanwhile.
+allowance at another worker steps aside while it waits, so the others ask meanwhile. A
+chat's next send from the same worker (an answer's edit, then the next question) first
+waits for the previous send's release, which unmarks the chat, instead of being refused.
 Across workers, places go to whoever asks first once one frees.
 """
 
@@ -52,6 +54,7 @@ class SharedPacer:
         self._asking = PriorityLock()
         self._prepared = False
         self._releases: set[asyncio.Task[None]] = set()
+        self._releasing: dict[str, asyncio.Task[None]] = {}  # a chat's release under way
 
     @contextlib.asynccontextmanager
     async def turn(self, address: str, priority: int = 0) -> AsyncIterator[Callable[[], None]]:
@@ -70,6 +73,9 @@ class SharedPacer:
                 task = asyncio.create_task(self._release(taken, lambda: time.monotonic() - at))
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
+                if taken.chat is not None:
+                    self._releasing[taken.chat] = task
+                    task.add_done_callback(lambda t: self._forget(address, t))
 
             try:
                 yield done
@@ -80,6 +86,10 @@ class SharedPacer:
         if not self._prepared:
             await self.allowance.prepare()
             self._prepared = True
+        # the chat's last send from here is marked held until its release lands: wait for
+        # that (a round trip) rather than be refused and poll (a statement and up to POLL_S)
+        if (releasing := self._releasing.get(chat)) is not None:
+            await asyncio.wait({releasing})
         while True:
             async with self._asking.held(priority):  # one asker a worker, most urgent first
                 while True:
@@ -92,6 +102,10 @@ class SharedPacer:
                     # counts as free until its statement ends)
                     await self._sleep(max(0.001, min(answer.wait_s, POLL_S)))
             await self._sleep(min(answer.wait_s, POLL_S))
+
+    def _forget(self, chat: str, task: asyncio.Task[None]) -> None:
+        if self._releasing.get(chat) is task:
+            del self._releasing[chat]
 
     async def _release(self, taken: Taken, ago: Callable[[], float]) -> None:
         try:
