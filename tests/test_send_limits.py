@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event, text
 
 from bot.app.outbox.pacing import Pacer
 from bot.app.outbox.shared_pacing import SharedPacer
@@ -20,6 +21,7 @@ from bot.domain.errors import ConfigError
 from bot.storage.database import Database
 from bot.storage.send_allowance import Refused, SendAllowance, Taken
 from tests.standins.limits import ProviderLimits, most_in_any_second
+from tests.statements import statements
 
 # ---- configuration ----------------------------------------------------------------------
 
@@ -171,6 +173,64 @@ async def test_a_chats_burst_is_shared_by_the_workers(
 
 
 @pytest.mark.postgres
+async def test_a_send_costs_two_statements_and_no_transaction(pg_db: Database) -> None:
+    """The allowance is paid per send: one statement takes the chat's token and a place,
+    one gives both back, each its own transaction (no BEGIN and COMMIT round trips)."""
+    shared = allowance(pg_db)
+    await shared.prepare()
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(pg_db.engine.sync_engine, "commit", committed)
+    try:
+        with statements(pg_db) as seen:
+            taken = await shared.take("patient:1")
+            assert isinstance(taken, Taken) and taken.slot is not None
+            await shared.release(taken)
+    finally:
+        event.remove(pg_db.engine.sync_engine, "commit", committed)
+    assert len(seen) == 2, seen
+    assert commits == []
+
+
+@pytest.mark.postgres
+async def test_a_chat_refused_takes_no_place(pg_db: Database) -> None:
+    """Two places; one chat with a burst of one sends, then is refused for its chat: the
+    second place is still there for another chat, and only then is the window full."""
+    shared = allowance(pg_db, per_window=2, burst=1)
+    await shared.prepare()
+    first = await shared.take("patient:1")
+    assert isinstance(first, Taken) and first.due_before == 0.0
+    await shared.release(first)
+    refused = await shared.take("patient:1")
+    assert isinstance(refused, Refused) and refused.chat and 0.5 < refused.wait_s <= 1.0
+    other = await shared.take("patient:2")
+    assert isinstance(other, Taken) and other.slot is not None and other.slot != first.slot
+    full = await shared.take("patient:3")
+    assert isinstance(full, Refused) and not full.chat
+
+
+@pytest.mark.postgres
+async def test_with_no_per_chat_limit_only_the_places_are_shared(pg_db: Database) -> None:
+    """`interval_s` None: one chat may take every place, and no chat is marked held."""
+    shared = allowance(pg_db, interval_s=None)
+    await shared.prepare()
+    taken = [await shared.take("patient:1") for _ in range(3)]
+    assert all(isinstance(t, Taken) and t.chat is None for t in taken)
+    assert {t.slot for t in taken if isinstance(t, Taken)} == {0, 1, 2}
+    refused = await shared.take("patient:1")
+    assert isinstance(refused, Refused) and not refused.chat
+    for t in taken:
+        assert isinstance(t, Taken)
+        await shared.release(t)
+    async with pg_db.engine.connect() as connection:
+        chats = (await connection.execute(text("SELECT count(*) FROM send_chat"))).scalar()
+    assert chats == 0
+
+
+@pytest.mark.postgres
 async def test_a_worker_that_dies_mid_send_frees_its_place_after_the_hold(
     pg_db: Database, second_worker: Database
 ) -> None:
@@ -218,6 +278,25 @@ async def test_two_shared_pacers_never_exceed_the_window_together(
         for start in (answered for _, answered in spans)
     )
     assert len(spans) == 20 and worst <= 5
+
+
+@pytest.mark.postgres
+async def test_a_chats_next_send_waits_for_its_last_release_not_a_poll(pg_db: Database) -> None:
+    """An answer's edit then its next question, to one chat from one worker: the second
+    waits for the first's release (its chat is marked held until then) rather than be
+    refused and ask again: four statements."""
+    local = Pacer(rate_per_s=30, per_chat_rate_per_s=1.0, per_chat_burst=3)
+    shared = SharedPacer(local, allowance(pg_db, per_window=30))
+    async with shared.turn("patient:0") as answered:  # (the first turn prepares the places)
+        answered()
+    await shared.close()
+    with statements(pg_db) as seen:
+        for _ in range(2):
+            async with shared.turn("patient:1") as answered:
+                await asyncio.sleep(0.05)  # the provider's round trip: past the local spacing
+                answered()
+        await shared.close()
+    assert len(seen) == 4, [s.split()[1] for s in seen]
 
 
 @pytest.mark.postgres

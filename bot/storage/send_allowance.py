@@ -12,6 +12,11 @@ While a send is in flight its place and its chat are marked held for ``hold_s``:
 that dies mid-send frees both when that runs out (the outbox's send lease), and another
 worker reading the chat in the moment between the answer and its recording waits.
 
+A send costs two statements, each its own transaction (no BEGIN or COMMIT round trips):
+:meth:`SendAllowance.take` reads the chat's bucket and, only if it has a token, takes a
+free place and marks both held (``FOR UPDATE SKIP LOCKED``: a place another worker is
+taking is passed over, not waited for); :meth:`SendAllowance.release` gives both back.
+
 Every time is the database's clock (seconds since the epoch), so workers on hosts whose
 clocks differ still agree. Chats are named by their recipient (``patient:12``), never by
 an address. SQLite has one process, which paces itself: these tables stay empty there.
@@ -47,47 +52,55 @@ class SendChat(SQLModel, table=True):
     due: float = 0.0  # database clock, epoch seconds: the chat's bucket is full again
 
 
-# every time here is the database's clock: extract(epoch FROM clock_timestamp())
-_CHAT = text(
-    "SELECT extract(epoch FROM clock_timestamp())::float8 AS now, "
-    "(SELECT due FROM send_chat WHERE channel = :channel AND chat = :chat) AS due"
-)
-# one statement (no transaction around it): take the free place that freed first, mark
-# the chat held if asked to, and say how long until the next place frees if none is free
+# one statement (no transaction around it), every time by the database's clock read once:
+# the chat's `due` before this send and how long it must wait (<= 0: it may go; no row:
+# never sent to, or long ago); if it may, the free place that freed first is taken (when
+# the channel has places) and the chat marked held (when it has a limit); and how long
+# until the next place frees. A chat refused takes no place.
 _TAKE = text("""
-WITH free AS (
+WITH clock AS (
+    SELECT extract(epoch FROM clock_timestamp())::float8 AS now
+), chat AS (
+    SELECT coalesce(send_chat.due, 0.0) AS due,
+           CASE WHEN CAST(:per_chat AS boolean)
+                THEN coalesce(send_chat.due, 0.0) - :tolerance_s - clock.now ELSE 0.0 END
+           AS wait_s
+    FROM clock LEFT JOIN send_chat ON send_chat.channel = :channel AND send_chat.chat = :chat
+), free AS (
     SELECT n FROM send_slot
-    WHERE channel = :channel AND frees_at <= extract(epoch FROM clock_timestamp())::float8
+    WHERE CAST(:places AS boolean) AND channel = :channel
+      AND frees_at <= (SELECT now FROM clock) AND (SELECT wait_s FROM chat) <= 0
     ORDER BY frees_at, n LIMIT 1 FOR UPDATE SKIP LOCKED
 ), taken AS (
-    UPDATE send_slot SET frees_at = extract(epoch FROM clock_timestamp())::float8 + :hold_s
-    FROM free WHERE send_slot.channel = :channel AND send_slot.n = free.n
+    UPDATE send_slot SET frees_at = clock.now + :hold_s
+    FROM free, clock WHERE send_slot.channel = :channel AND send_slot.n = free.n
     RETURNING send_slot.n
 ), held AS (
     INSERT INTO send_chat (channel, chat, due)
-    SELECT :channel, :chat, extract(epoch FROM clock_timestamp())::float8 + :hold_s
-    FROM taken WHERE CAST(:per_chat AS boolean)
+    SELECT :channel, :chat, clock.now + :hold_s
+    FROM chat, clock
+    WHERE CAST(:per_chat AS boolean) AND chat.wait_s <= 0
+      AND (EXISTS (SELECT FROM taken) OR NOT CAST(:places AS boolean))
     ON CONFLICT (channel, chat) DO UPDATE SET due = greatest(send_chat.due, excluded.due)
 )
-SELECT (SELECT n FROM taken) AS n,
-       (SELECT min(frees_at) FROM send_slot WHERE channel = :channel)
-       - extract(epoch FROM clock_timestamp())::float8 AS wait_s
+SELECT (SELECT n FROM taken) AS n, chat.due, chat.wait_s AS chat_wait_s,
+       (SELECT min(frees_at) FROM send_slot WHERE channel = :channel) - clock.now
+       AS place_wait_s
+FROM chat, clock
 """)
-_HOLD_CHAT = text("""
-INSERT INTO send_chat (channel, chat, due)
-VALUES (:channel, :chat, extract(epoch FROM clock_timestamp())::float8 + :hold_s)
-ON CONFLICT (channel, chat) DO UPDATE SET due = greatest(send_chat.due, excluded.due)
-""")
-_FREE_SLOT = text("""
-UPDATE send_slot
-SET frees_at = extract(epoch FROM clock_timestamp())::float8 - :ago_s + :window_s
-WHERE channel = :channel AND n = :n
-""")
-_SPEND_CHAT = text("""
+# one statement: the place frees `window_s` after the answer and the chat spends a token
+# from it (a NULL place or chat matches no row: nothing to give back there)
+_RELEASE = text("""
+WITH answered AS (
+    SELECT extract(epoch FROM clock_timestamp())::float8 - :ago_s AS at
+), place AS (
+    UPDATE send_slot SET frees_at = answered.at + :window_s
+    FROM answered WHERE send_slot.channel = :channel AND send_slot.n = CAST(:n AS integer)
+)
 UPDATE send_chat
-SET due = greatest(:before, extract(epoch FROM clock_timestamp())::float8 - :ago_s)
-    + :interval_s
-WHERE channel = :channel AND chat = :chat
+SET due = greatest(CAST(:before AS float8), answered.at) + CAST(:interval_s AS float8)
+FROM answered
+WHERE send_chat.channel = :channel AND send_chat.chat = CAST(:chat AS text)
 """)
 _SLOTS = text("""
 INSERT INTO send_slot (channel, n, frees_at)
@@ -142,37 +155,28 @@ class SendAllowance:
             await connection.execute(_FULL_CHATS, params)
 
     async def take(self, chat: str) -> Taken | Refused:
-        """A place in the window and a token of `chat`'s bucket, or how long to wait."""
-        waiting = await self.chat_wait(chat)
-        if isinstance(waiting, Refused):
-            return waiting
-        return await self.take_place(chat, waiting)
-
-    async def chat_wait(self, chat: str) -> Refused | float:
-        """Whether `chat` has a token: how long to wait, else its `due` (for the send)."""
-        async with self._autocommit() as connection:
-            row = (await connection.execute(_CHAT, {"channel": self.channel, "chat": chat})).one()
-        due_before = float(row.due) if row.due is not None else 0.0
-        tolerance = (self.burst - 1) * (self.interval_s or 0.0)
-        if self.interval_s is not None and due_before - tolerance > row.now:
-            return Refused(due_before - tolerance - row.now, chat=True)
-        return due_before
-
-    async def take_place(self, chat: str, due_before: float) -> Taken | Refused:
-        """A place in the window (`chat` marked held); or how long until one frees. One
-        statement: a place freeing is retaken one round trip later."""
+        """A token of `chat`'s bucket and a place in the window (both held until
+        :meth:`release`), or how long to wait. One statement: a chat whose allowance is
+        spent takes no place, and a place freeing is retaken one round trip later."""
         per_chat = self.interval_s is not None
-        params = {"channel": self.channel, "chat": chat, "hold_s": self.hold_s}
-        slot = None
+        if not self.per_window and not per_chat:
+            return Taken(None, None, 0.0)  # nothing shared to take
+        params = {
+            "channel": self.channel,
+            "chat": chat,
+            "hold_s": self.hold_s,
+            "per_chat": per_chat,
+            "places": self.per_window > 0,
+            "tolerance_s": (self.burst - 1) * (self.interval_s or 0.0),
+        }
         async with self._autocommit() as connection:
-            if self.per_window:
-                row = (await connection.execute(_TAKE, params | {"per_chat": per_chat})).one()
-                if row.n is None:
-                    return Refused(max(0.0, float(row.wait_s or 0.0)), chat=False)
-                slot = int(row.n)
-            elif per_chat:
-                await connection.execute(_HOLD_CHAT, params)
-        return Taken(slot, chat if per_chat else None, due_before)
+            row = (await connection.execute(_TAKE, params)).one()
+        if row.chat_wait_s > 0:
+            return Refused(float(row.chat_wait_s), chat=True)
+        if self.per_window and row.n is None:
+            return Refused(max(0.0, float(row.place_wait_s or 0.0)), chat=False)
+        slot = int(row.n) if row.n is not None else None
+        return Taken(slot, chat if per_chat else None, float(row.due))
 
     @contextlib.asynccontextmanager
     async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
@@ -183,20 +187,20 @@ class SendAllowance:
 
     async def release(self, taken: Taken, answered_at: Callable[[], float] | None = None) -> None:
         """The send was answered: its place frees `window_s` after the answer, its chat
-        spends a token from the answer. By the database's clock: its time when the
-        statement runs, less the seconds since the answer by `answered_at` (a local
-        clock's "seconds ago", measured just before; never more than really passed)."""
+        spends a token from the answer. One statement, by the database's clock: its time
+        when the statement runs, less the seconds since the answer by `answered_at` (a
+        local clock's "seconds ago", measured just before; never more than really passed)."""
+        if taken.slot is None and taken.chat is None:
+            return
         ago = answered_at() if answered_at is not None else 0.0
-        params = {"channel": self.channel, "ago_s": max(0.0, ago)}
-        async with self.db.engine.begin() as connection:
-            if taken.slot is not None:
-                await connection.execute(
-                    _FREE_SLOT, params | {"n": taken.slot, "window_s": self.window_s}
-                )
-            if taken.chat is not None:
-                spend = {
-                    "chat": taken.chat,
-                    "before": taken.due_before,
-                    "interval_s": self.interval_s,
-                }
-                await connection.execute(_SPEND_CHAT, params | spend)
+        params = {
+            "channel": self.channel,
+            "ago_s": max(0.0, ago),
+            "n": taken.slot,
+            "window_s": self.window_s,
+            "chat": taken.chat,
+            "before": taken.due_before,
+            "interval_s": self.interval_s,
+        }
+        async with self._autocommit() as connection:
+            await connection.execute(_RELEASE, params)

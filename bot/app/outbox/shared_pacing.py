@@ -12,13 +12,16 @@ worker keeps sending what it committed itself, so the reply to a patient leaves 
 process that took the patient's message, at once, with no hand-over to another process
 and no wake-up across processes; a worker that dies takes nothing with it but the place
 and the token of the send it was making, which free themselves after ``hold_s`` (the
-outbox's send lease). The price is three round trips to the database per send: the
-chat's bucket read and a place taken before (one statement each, no transaction around
-them, so a freed place is retaken one round trip later), both given back after.
+outbox's send lease). The price is two round trips to the database per send, each one
+statement with no transaction around it: before, the chat's bucket read and a place taken
+together (so a freed place is retaken one round trip later); after, both given back.
 
 Within one worker the shared places are asked for one send at a time, most urgent
-first, so a worker's crisis message is its next send; across workers, places go to
-whoever asks first once one frees.
+first, so a worker's crisis message is its next send; a send whose chat has spent its
+allowance at another worker steps aside while it waits, so the others ask meanwhile. A
+chat's next send from the same worker (an answer's edit, then the next question) first
+waits for the previous send's release, which unmarks the chat, instead of being refused.
+Across workers, places go to whoever asks first once one frees.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.app.outbox.pacing import Pacer, PriorityLock
-from bot.storage.send_allowance import Refused, SendAllowance, Taken
+from bot.storage.send_allowance import SendAllowance, Taken
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # longest sleep before asking again: a place frees when any send is answered
@@ -51,6 +54,7 @@ class SharedPacer:
         self._asking = PriorityLock()
         self._prepared = False
         self._releases: set[asyncio.Task[None]] = set()
+        self._releasing: dict[str, asyncio.Task[None]] = {}  # a chat's release under way
 
     @contextlib.asynccontextmanager
     async def turn(self, address: str, priority: int = 0) -> AsyncIterator[Callable[[], None]]:
@@ -69,6 +73,9 @@ class SharedPacer:
                 task = asyncio.create_task(self._release(taken, lambda: time.monotonic() - at))
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
+                if taken.chat is not None:
+                    self._releasing[taken.chat] = task
+                    task.add_done_callback(lambda t: self._forget(address, t))
 
             try:
                 yield done
@@ -79,19 +86,26 @@ class SharedPacer:
         if not self._prepared:
             await self.allowance.prepare()
             self._prepared = True
+        # the chat's last send from here is marked held until its release lands: wait for
+        # that (a round trip) rather than be refused and poll (a statement and up to POLL_S)
+        if (releasing := self._releasing.get(chat)) is not None:
+            await asyncio.wait({releasing})
         while True:
-            waiting = await self.allowance.chat_wait(chat)
-            if isinstance(waiting, Refused):  # spent at another worker: others may go
-                await self._sleep(min(waiting.wait_s, POLL_S))
-                continue
             async with self._asking.held(priority):  # one asker a worker, most urgent first
                 while True:
-                    answer = await self.allowance.take_place(chat, waiting)
+                    answer = await self.allowance.take(chat)
                     if isinstance(answer, Taken):
                         return answer
+                    if answer.chat:  # spent at another worker: let the others ask
+                        break
                     # (at least a millisecond: a place another worker is taking right now
                     # counts as free until its statement ends)
                     await self._sleep(max(0.001, min(answer.wait_s, POLL_S)))
+            await self._sleep(min(answer.wait_s, POLL_S))
+
+    def _forget(self, chat: str, task: asyncio.Task[None]) -> None:
+        if self._releasing.get(chat) is task:
+            del self._releasing[chat]
 
     async def _release(self, taken: Taken, ago: Callable[[], float]) -> None:
         try:
