@@ -31,6 +31,7 @@ from bot.domain.alerts import check_references
 from bot.instruments import Catalog, load_catalog
 from bot.logs import withhold_library_data
 from bot.rendering.renderer import Renderer
+from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.keys import install_keys
 from bot.storage.send_allowance import SendAllowance
@@ -130,6 +131,8 @@ def default_pacers(settings: Settings) -> dict[str, Pacer]:
             rate_per_s=telegram.rate_per_s,
             per_chat_rate_per_s=telegram.per_chat_rate_per_s,
             per_chat_burst=telegram.per_chat_burst,
+            unspaced_from=outbox.REPLY,  # Telegram counts a second: replies need no spacing
+            urgent_from=outbox.URGENT,  # crisis messages and alerts first, even over time
         ),
         "sms": Pacer(rate_per_s=sms, window_s=max(1.0, 1 / sms)),
         "whatsapp": Pacer(rate_per_s=settings.whatsapp.rate_per_s, per_chat_rate_per_s=1.0),

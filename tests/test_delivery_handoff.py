@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from bot.storage.database import Database
 from bot.storage.tables import OutboundMessage, Patient
 from scheduler.loop import courier, tick
 from tests.statements import statements
+from tests.test_services import SimClock
 from tests.test_telegram import CHAT, Rig, rig, table  # noqa: F401  (rig: a fixture)
 
 LEASE = timedelta(seconds=30)  # [scheduler] send_lease_s
@@ -118,7 +119,7 @@ class DiedAfterCommit:
 
     def claiming(self) -> outbox.Claiming | None:
         now = self.deliverer.clock()
-        return outbox.Claiming(now, now + LEASE, frozenset({"telegram"}))
+        return outbox.Claiming(self.deliverer.clock, now + LEASE, frozenset({"telegram"}))
 
     def take(
         self, claimed: Sequence[outbox.Outgoing], edits: Mapping[int, str | None], more: bool
@@ -153,3 +154,31 @@ async def test_rows_handed_to_a_process_that_died_are_sent_after_their_lease(
     assert [m.attempts for m in sent][2:] == [2, 2]  # the dead process's attempt counted
     texts = rig.texts()
     assert len(texts) == 3 and texts[-1].startswith("2/9")  # the next question, last
+
+
+class TickingClock(SimClock):
+    """A clock that moves on a millisecond every time it is read, as a real one does: a
+    turn reads it more than once, and the rows it queues are due a moment after it began."""
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=1)
+        return self.now
+
+
+async def test_the_hand_off_works_with_a_clock_that_moves(
+    rig: Rig,  # noqa: F811
+) -> None:
+    """With the rig's standing clock a turn's rows are due exactly when it began; with a
+    real one they are due a little later, and were once never handed off (each was
+    claimed back instead)."""
+    await asked_first_question(rig)
+    rig.clock.__class__ = TickingClock  # the app holds this very object as its clock
+    async with courier(rig.app):
+        await until(lambda: rig.app.deliverer.hands_off)
+        with statements(rig.app.db) as seen:
+            question = rig.last_question()
+            update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
+            assert (await rig.post(update)).status_code == 200
+            await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 3)
+            await all_sent(rig, 4)
+    assert claims(seen) == []

@@ -18,7 +18,7 @@ a crash after the commit leaves them leased, and the lease running out makes the
 again like any other claim's.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -148,23 +148,26 @@ def _lease(heads: Any) -> Update:
 @dataclass(frozen=True)
 class Claiming:
     """Rows a transaction queues, leased as they are inserted to this process's deliverer,
-    which was handed them after the commit (no claim reads them back). Only a patient's
-    rows that are due now, on a channel of `channels`, and only when nothing earlier of
-    theirs is still queued or being sent (the line is empty: the hand-off cannot overtake).
+    which was handed them after the commit (no claim reads them back). Only one
+    recipient's rows (a patient's replies, or a clinician's alert raised by the same turn)
+    that are due when they are queued (by `clock`, read then: a turn's rows are due
+    at the turn's own time, a little after this was made), on a channel of `channels`,
+    and only when nothing earlier of theirs is still queued or being sent (the line is
+    empty: the hand-off cannot overtake).
     """
 
-    now: datetime
+    clock: Callable[[], datetime]
     lease_until: datetime
     channels: frozenset[str]
 
     def covers(self, rows: Sequence[OutboundMessage]) -> bool:
-        """Whether `rows` (one INSERT's) may be handed off: one patient's, due, our channel."""
-        first = rows[0]
+        """Whether `rows` (one INSERT's) may be handed off: one recipient's, due, our channel."""
+        first, now = rows[0], self.clock()
         return all(
-            row.recipient_kind == "patient"
+            row.recipient_kind == first.recipient_kind
             and row.recipient_id == first.recipient_id
             and row.channel in self.channels
-            and row.next_attempt_at <= self.now
+            and row.next_attempt_at <= now
             for row in rows
         )
 

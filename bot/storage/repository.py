@@ -57,7 +57,7 @@ class Repository:
         self.dialect = session.get_bind().dialect.name
         self.claiming = claiming  # hand-off: what `enqueue` may lease to our deliverer
         self.claimed: list[outbox.Outgoing] = []  # ... and did, in id order
-        self.queued = 0  # rows `enqueue` queued without a lease (a claim must take them)
+        self.queued = 0  # rows `enqueue` queued due without a lease (a claim must take them)
 
     async def add(self, *rows: SQLModel) -> None:
         """Insert or update `rows` now (flushed, so ids are set)."""
@@ -250,8 +250,22 @@ class Repository:
         inserted = sorted(tuple(r) for r in (await self.session.exec(statement)).all())
         claimed = claiming.collect(inserted, rows) if claiming is not None else []
         self.claimed += claimed
-        self.queued += len(inserted) - len(claimed)
+        self.queued += len(inserted) - len(claimed) - self._not_due(inserted, rows, claimed)
         return [row_id for row_id, *_ in inserted]
+
+    def _not_due(
+        self,
+        inserted: Sequence[tuple[int, str, str]],
+        rows: Sequence[OutboundMessage],
+        claimed: Sequence[outbox.Outgoing],
+    ) -> int:
+        """How many rows queued without a lease are not due yet (an alert notice held for
+        its digest, a reminder): nothing need wake for them now, their time will."""
+        if self.claiming is None:
+            return 0
+        now, leased = self.claiming.clock(), {m.id for m in claimed}
+        later = {row.idempotency_key for row in rows if row.next_attempt_at > now}
+        return sum(1 for row_id, _, key in inserted if row_id not in leased and key in later)
 
     async def claim_outbox(
         self, now: datetime, limit: int, lease: timedelta

@@ -20,6 +20,9 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+URGENT_GRACE_S = 0.2  # after an urgent send took a place, others wait this long for the next
+URGENT_DEFERRAL_S = 2.0  # ... but never longer than this in all
+
 
 class Pacing(Protocol):
     """What delivery needs of a pacer: a turn per send (`Pacer`, `SharedPacer`)."""
@@ -66,7 +69,12 @@ class Pacer:
     the network or a busy event loop delays them (a cold connection alone was seen to
     make a request arrive 27 ms late and draw a 429). The price is one round trip a
     window: on a local provider about 1 %, against a provider 100 ms away about 9 %.
-    Sends are also spaced ``1 / rate_per_s`` apart so a window does not leave as a burst.
+    Routine sends are also spaced ``1 / rate_per_s`` apart, so a wave does not leave as a
+    burst that fills the window and holds everything else for a second; sends of
+    `unspaced_from` priority and above (replies and urgent messages) need only a free
+    place, so fifty crisis messages at once take the window's thirty places at once
+    instead of one every 1/30 s (python-telegram-bot's own AIORateLimiter lets a whole
+    second's worth go at once too). The window still holds the count.
 
     A chat's allowance is waited for before taking a channel slot, so a chat that spent
     its burst never holds up the others. Two sends to one address go one after the other.
@@ -84,8 +92,13 @@ class Pacer:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         window_s: float = 1.0,
+        unspaced_from: int | None = None,
+        urgent_from: int | None = None,
     ) -> None:
         self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
+        self.unspaced_from = unspaced_from
+        self.urgent_from = urgent_from
+        self._urgent_at = float("-inf")  # when an urgent send last took a place
         self.per_chat_rate_per_s = per_chat_rate_per_s
         self.per_chat_burst = per_chat_burst
         self.window_s = window_s
@@ -144,10 +157,11 @@ class Pacer:
     async def _take_slot(self, priority: int) -> object | None:
         """Wait for the channel's next slot and a free place in the window; take both.
         Sends waiting for a slot are served highest `priority` first, then in turn."""
+        await self._behind_urgent(priority)
         async with self._slots.held(priority):
             while True:
                 now = self._monotonic()
-                if now < self._next:
+                if now < self._next and not self._unspaced(priority):
                     await self._sleep(self._next - now)
                     continue
                 if not self.per_window:
@@ -164,9 +178,30 @@ class Pacer:
                     self._an_answer.clear()
                     await self._an_answer.wait()
             self._next = self._following(now)
+            if self.urgent_from is not None and priority >= self.urgent_from:
+                self._urgent_at = now
             flying = object()
             self._flying.append(flying)
             return flying
+
+    async def _behind_urgent(self, priority: int) -> None:
+        """While urgent sends are leaving (one took a place less than URGENT_GRACE_S ago),
+        a less urgent one waits, for at most URGENT_DEFERRAL_S: the window's places are
+        few (30 a second), and fifty crisis messages at once need every one of them,
+        while the edits and next questions of the same turns can follow a second later.
+        Waiting happens outside the slot lock, so urgent sends pass the waiters."""
+        if self.urgent_from is None or priority >= self.urgent_from:
+            return
+        began = self._monotonic()
+        while True:
+            now = self._monotonic()
+            quiet_at = self._urgent_at + URGENT_GRACE_S
+            if now >= quiet_at or now - began >= URGENT_DEFERRAL_S:
+                return
+            await self._sleep(min(quiet_at, began + URGENT_DEFERRAL_S) - now)
+
+    def _unspaced(self, priority: int) -> bool:
+        return self.unspaced_from is not None and priority >= self.unspaced_from
 
     def _following(self, now: float) -> float:
         """The slot after one taken at `now`. Slots keep to their schedule: sleeps end a
