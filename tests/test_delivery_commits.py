@@ -49,7 +49,9 @@ async def test_sends_finishing_together_share_a_commit(db: Database, now: dateti
     ids = await _queued_ids(db, now)
     marks = _GroupCommit(db)
     commits = _count_commits(db)
-    await asyncio.gather(*(marks.record([Sent(i, f"tg-{i}", now + timedelta(seconds=i))]) for i in ids))
+    await asyncio.gather(
+        *(marks.record([Sent(i, f"tg-{i}", now + timedelta(seconds=i))]) for i in ids)
+    )
     assert 1 <= commits[0] <= 3
     stored = {m.id: m for m in await rows(db, OutboundMessage)}
     for i in ids:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, case, literal, null, update
+from sqlalchemy import Table, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel, col, select
@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.storage import audit as audit_chain
 from bot.storage import outbox
 from bot.storage.answer_tables import CURRENT
-from bot.storage.crypto import lookup_hashes, provider_hashes
+from bot.storage.crypto import provider_hashes
 from bot.storage.tables import (
     Alert,
     Answer,
@@ -78,68 +78,10 @@ class Repository:
         """Store an inbound message once; its id, or None when (channel, provider_id) was
         seen before. The id is stored as its keyed hash under the current key; a message
         recorded under an older key of the ring (before a rotation) is found too."""
-        row = await self._new_inbound(channel, provider_id, sender, text, received_at, kind)
-        if row is None:
-            return None
-        return await self._insert_id(row, ("channel", "provider_hash"))
-
-    async def record_inbound_first(
-        self,
-        channel: str,
-        provider_id: str,
-        sender: str,
-        text: str,
-        received_at: datetime,
-        kind: str = "text",
-        *,
-        now: datetime,
-    ) -> InboundMessage | None:
-        """Store an inbound message once, as `record_inbound` does, already processed at
-        `now` when none of its sender's earlier messages is waiting (the INSERT itself
-        looks: no statement of its own). The row as stored, its `processed_at` None when
-        earlier ones wait (they are processed first); None when seen before.
-
-        For a caller that processes the message in this transaction, under the sender's
-        lock: a failure rolls the row back with the rest."""
-        row = await self._new_inbound(channel, provider_id, sender, text, received_at, kind)
-        if row is None:
-            return None
-        plain = _table(InboundMessage)
-        values = _values(row)
-        waiting = sa_select(plain.c.id).where(
-            plain.c.channel == channel,
-            plain.c.sender_hash.in_(lookup_hashes(sender)),
-            plain.c.processed_at.is_(None),
-        )
-        stamp = literal(now, plain.c.processed_at.type)
-        values["processed_at"] = case((waiting.exists(), null()), else_=stamp)
-        statement = (
-            self._insert(plain)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=("channel", "provider_hash"))
-            .returning(plain.c.id, plain.c.processed_at)
-        )
-        stored = (await self.session.exec(statement)).first()
-        if stored is None:
-            return None
-        row.id, row.processed_at = stored
-        return row
-
-    async def _new_inbound(
-        self,
-        channel: str,
-        provider_id: str,
-        sender: str,
-        text: str,
-        received_at: datetime,
-        kind: str,
-    ) -> InboundMessage | None:
-        """The row to insert (its id hashed under the current key); None when the message
-        was recorded under an older key of the ring (before a rotation)."""
         current, *older = provider_hashes(channel, provider_id)
-        if older and await self._provider_seen(channel, older):
+        if older and await self.provider_seen(channel, older):
             return None
-        return InboundMessage(
+        row = InboundMessage(
             channel=channel,
             provider_hash=current,
             sender=sender,
@@ -147,8 +89,10 @@ class Repository:
             text=text,
             received_at=received_at,
         )
+        return await self._insert_id(row, ("channel", "provider_hash"))
 
-    async def _provider_seen(self, channel: str, hashes: list[str]) -> bool:
+    async def provider_seen(self, channel: str, hashes: list[str]) -> bool:
+        """A message of `channel` was recorded under one of these provider id hashes."""
         statement = select(InboundMessage.id).where(
             InboundMessage.channel == channel, col(InboundMessage.provider_hash).in_(hashes)
         )

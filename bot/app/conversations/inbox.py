@@ -29,6 +29,7 @@ from bot.app.conversations.replies import from_patient
 from bot.app.conversations.strangers import from_stranger
 from bot.app.outbox.delivery import edit_targets
 from bot.storage import checkins as q
+from bot.storage.inbound import record_first
 from bot.storage.outbox import Claiming
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage, Patient
@@ -82,12 +83,13 @@ class Inbox:
         The sender's patient row is locked before the message is numbered, so two
         messages from one patient arriving together on PostgreSQL are numbered in the
         order they are processed in. A patient's message with none of theirs waiting
-        before it (the usual case) is inserted already processed, in the same statement
-        that looks for those: the processing commits with it or not at all. If processing fails, the transaction is rolled back
-        and the message recorded alone: the failure is logged (by type: an error could
-        quote the patient) and the recovery pass processes it later. If even that fails
-        (the database is away), this raises: the webhook answers 5xx without
-        acknowledging, and the provider sends the message again."""
+        before it (the usual case) is inserted already processed, by the statement that
+        looks for those (bot/storage/inbound.py): it commits with its processing or not
+        at all. If processing fails, the transaction is rolled back and the message
+        recorded alone: the failure is logged (by type: an error could quote the
+        patient) and the recovery pass processes it later. If even that fails (the
+        database is away), this raises: the webhook answers 5xx without acknowledging,
+        and the provider sends the message again."""
         try:
             async with self.ctx.db.transaction() as session:
                 repo = Repository(session, self._claiming())
@@ -120,7 +122,8 @@ class Inbox:
         is stored already processed and taken at once (neither read back nor marked after).
         Otherwise those waiting are processed first, in order, then this one."""
         now = self.ctx.clock()
-        message = await repo.record_inbound_first(
+        message = await record_first(
+            repo,
             inbound.channel,
             inbound.provider_id,
             inbound.sender,
