@@ -143,6 +143,28 @@ async def test_a_lines_sends_are_recorded_in_one_transaction(db: Database) -> No
     assert len({m.provider_id for m in stored}) == 3
 
 
+async def test_a_slow_next_send_does_not_hold_back_the_record_of_the_last(
+    db: Database,
+) -> None:
+    """The second of two messages is answered 1.5 s late: the first is recorded alone
+    meanwhile (a crash while the provider is slow would send it again), not with it."""
+    clock = SimClock()
+    await queue(db, clock, CHAT_A, 1, 2)
+    stand_in = TelegramStandIn()
+    stand_in.fail(Fault(), method="sendMessage", chat_id=CHAT_A)  # answered at once
+    stand_in.fail(Fault(delay_s=1.5), method="sendMessage", chat_id=CHAT_A)
+    async with serve(stand_in.app) as url:
+        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
+        try:
+            with transactions(db) as committed:
+                report = await Deliverer(db, {"telegram": channel}, clock, lease=LEASE).drain()
+        finally:
+            await channel.close()
+    assert report.sent == 2
+    assert arrivals(stand_in) == [f"{CHAT_A}:{i}" for i in range(2)]
+    assert [marked_sent(t) for t in committed if marked_sent(t)] == [1, 1]
+
+
 async def test_a_line_not_recorded_is_sent_again_whole_and_in_order(sqlite_db: Database) -> None:
     """The database refuses to mark the line sent: none of its messages is recorded, their
     leases stay, and once the leases are over the line leaves again, in order (at least

@@ -203,13 +203,14 @@ class Deliverer:
         The sends that went are recorded together when the line ends, in one transaction:
         the next message leaves without waiting for the last one's commit. A crash before
         that commit sends them all again when their leases run out (at least once, still
-        in order); the window for that is the rest of the line, the provider's answer to
-        the next message for the usual two (the edited question and the next one). A line
-        cancelled (the process stopping) still records what went."""
+        in order); the window for that grows by the provider's answer to the next message,
+        half a second at most (`Sender.meanwhile`). A line cancelled (the process
+        stopping) still records what went."""
         report, held = Report(), list[Sent]()
         try:
             for n, message in enumerate(line):
-                outcome = await self._one(message, edits, gate, held)
+                sending = self._one(message, edits, gate, held)
+                outcome = await self._sender.meanwhile(sending, held)
                 report += outcome
                 if outcome.sent or outcome.dead:
                     continue

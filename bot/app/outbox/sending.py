@@ -17,8 +17,9 @@ takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +34,9 @@ from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
+# How long a line's sends wait to be recorded with the next one's: a provider answering
+# later than this (or a chat's pacing holding the next send) has them recorded meanwhile.
+HOLD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,27 @@ class Sender:
         same time); raise if it failed (their leases run out: sent again)."""
         if held:
             await self._marks.record(held)
+
+    async def meanwhile(self, sending: Awaitable[Report], held: list[Sent]) -> Report:
+        """Await `sending` (a line's next send); the sends `held` are recorded meanwhile if
+        it takes over HOLD_S, so holding them widens the window in which a crash sends them
+        twice by that at most. A failure to record stops the send (if it has not left, it
+        never does; if it has, its lease runs out as theirs do: sent again, in order)."""
+        if not held:
+            return await sending
+        send = asyncio.ensure_future(sending)
+        try:
+            done, _ = await asyncio.wait({send}, timeout=HOLD_S)
+            if not done:
+                early = held[:]
+                held.clear()  # the send, when it goes, is held alone
+                await self.record(early)
+            return await send
+        finally:
+            if not send.done():
+                send.cancel()
+                with contextlib.suppress(BaseException):
+                    await send
 
     def _lease_ending(self, message: Outgoing) -> bool:
         """Sending this close to the lease's end could race a worker that re-claims it."""
