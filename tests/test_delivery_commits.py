@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
-from bot.app.outbox.delivery import edit_targets
-from bot.app.outbox.sending import _GroupCommit
+from bot.app.outbox.edits import edit_targets
+from bot.app.outbox.sending import Sent, _GroupCommit
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
@@ -49,7 +49,9 @@ async def test_sends_finishing_together_share_a_commit(db: Database, now: dateti
     ids = await _queued_ids(db, now)
     marks = _GroupCommit(db)
     commits = _count_commits(db)
-    await asyncio.gather(*(marks.sent(i, f"tg-{i}", now + timedelta(seconds=i)) for i in ids))
+    await asyncio.gather(
+        *(marks.record([Sent(i, f"tg-{i}", now + timedelta(seconds=i))]) for i in ids)
+    )
     assert 1 <= commits[0] <= 3
     stored = {m.id: m for m in await rows(db, OutboundMessage)}
     for i in ids:
@@ -73,7 +75,7 @@ async def test_a_failed_commit_fails_every_send_waiting_on_it(
         )
     marks = _GroupCommit(sqlite_db)
     outcomes = await asyncio.gather(
-        *(marks.sent(i, f"tg-{i}", now) for i in ids), return_exceptions=True
+        *(marks.record([Sent(i, f"tg-{i}", now)]) for i in ids), return_exceptions=True
     )
     assert all(isinstance(outcome, Exception) for outcome in outcomes)
     assert {m.status for m in await rows(sqlite_db, OutboundMessage)} == {"queued"}

@@ -7,9 +7,13 @@ line keeps a chat's order (sixteen sends may be in flight at once).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event, text
 from sqlmodel import select
 
 from bot.app.outbox.delivery import Deliverer
@@ -88,3 +92,107 @@ async def test_a_message_to_retry_holds_back_the_rest_of_its_line(db: Database) 
     async with db.transaction() as session:
         attempts = await session.exec(select(OutboundMessage.attempts).order_by(OutboundMessage.id))
         assert list(attempts.all()) == [2, 1, 1, 1]
+
+
+@contextmanager
+def transactions(db: Database) -> Iterator[list[list[str]]]:
+    """The statements of each transaction committed inside the block, one list each."""
+    committed: list[list[str]] = []
+    current: list[str] = []
+
+    def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        current.append(sql)
+
+    def commit(_conn: Any) -> None:
+        committed.append(current[:])
+        current.clear()
+
+    engine = db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", commit)
+    try:
+        yield committed
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", commit)
+
+
+def marked_sent(transaction: list[str]) -> int:
+    return sum(1 for s in transaction if s.startswith("UPDATE outbound_message") and "sent_at" in s)
+
+
+async def test_a_lines_sends_are_recorded_in_one_transaction(db: Database) -> None:
+    """Three messages to one chat: each leaves once the one before is answered, and the
+    three are marked sent together, in one transaction, once the last is answered."""
+    clock = SimClock()
+    await queue(db, clock, CHAT_A, 1, 3)
+    stand_in = TelegramStandIn()
+    async with serve(stand_in.app) as url:
+        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
+        try:
+            with transactions(db) as committed:
+                report = await Deliverer(db, {"telegram": channel}, clock, lease=LEASE).drain()
+        finally:
+            await channel.close()
+    assert report.sent == 3
+    assert arrivals(stand_in) == [f"{CHAT_A}:{i}" for i in range(3)]
+    assert [marked_sent(t) for t in committed if marked_sent(t)] == [3]
+    async with db.transaction() as session:
+        stored = (await session.exec(select(OutboundMessage).order_by(OutboundMessage.id))).all()
+    assert [m.status for m in stored] == ["sent"] * 3
+    assert len({m.provider_id for m in stored}) == 3
+
+
+async def test_a_slow_next_send_does_not_hold_back_the_record_of_the_last(
+    db: Database,
+) -> None:
+    """The second of two messages is answered 1.5 s late: the first is recorded alone
+    meanwhile (a crash while the provider is slow would send it again), not with it."""
+    clock = SimClock()
+    await queue(db, clock, CHAT_A, 1, 2)
+    stand_in = TelegramStandIn()
+    stand_in.fail(Fault(), method="sendMessage", chat_id=CHAT_A)  # answered at once
+    stand_in.fail(Fault(delay_s=1.5), method="sendMessage", chat_id=CHAT_A)
+    async with serve(stand_in.app) as url:
+        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
+        try:
+            with transactions(db) as committed:
+                report = await Deliverer(db, {"telegram": channel}, clock, lease=LEASE).drain()
+        finally:
+            await channel.close()
+    assert report.sent == 2
+    assert arrivals(stand_in) == [f"{CHAT_A}:{i}" for i in range(2)]
+    assert [marked_sent(t) for t in committed if marked_sent(t)] == [1, 1]
+
+
+async def test_a_line_not_recorded_is_sent_again_whole_and_in_order(sqlite_db: Database) -> None:
+    """The database refuses to mark the line sent: none of its messages is recorded, their
+    leases stay, and once the leases are over the line leaves again, in order (at least
+    once: the chat sees it twice)."""
+    clock = SimClock()
+    await queue(sqlite_db, clock, CHAT_A, 1, 2)
+    async with sqlite_db.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "CREATE TRIGGER refuse_sent BEFORE UPDATE OF sent_at ON outbound_message "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        )
+    stand_in = TelegramStandIn()
+    async with serve(stand_in.app) as url:
+        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
+        deliverer = Deliverer(sqlite_db, {"telegram": channel}, clock, lease=LEASE)
+        try:
+            first = await deliverer.drain()
+            async with sqlite_db.transaction() as session:
+                held = (await session.exec(select(OutboundMessage.status))).all()
+            assert list(held) == ["sending", "sending"]
+            async with sqlite_db.engine.begin() as connection:
+                await connection.execute(text("DROP TRIGGER refuse_sent"))
+            clock.now += LEASE
+            second = await deliverer.drain()
+        finally:
+            await channel.close()
+    assert first.sent == 0  # the line's report is lost with its record
+    assert second.sent == 2
+    assert arrivals(stand_in) == [f"{CHAT_A}:{i}" for i in (0, 1, 0, 1)]

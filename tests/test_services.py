@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin, InboundMessage, OutboundMessage, Patient, Score
 from tests.conftest import TEST_RING
+from tests.statements import statements
 
 CATALOG = load_catalog()
 CLINIC = Clinic(name="Lakeside", contact="555-0100", show_scores=True)
@@ -434,6 +436,32 @@ async def test_one_patients_simultaneous_messages_are_taken_in_the_order_numbere
         assert len(answers) == 9 and all(m.processed_at is not None for m in inbound)
         by_item = sorted(answers, key=lambda a: int(a.item_key.removeprefix("phq9.q")))
         assert [a.inbound_message_id for a in by_item] == [m.id for m in inbound]
+
+
+async def test_a_message_with_nothing_waiting_is_stored_processed_in_one_statement(
+    db: Database, wired: Wired
+) -> None:
+    """A patient's answer with none of theirs waiting: the INSERT stores it processed, and
+    the turn neither reads waiting messages nor marks it after. With one recorded but not
+    processed before it (a crash), that one is answered first, then this one, in order."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq9"])
+    with statements(db) as seen:
+        assert await wired.services.inbox.handle_inbound(said("pat-1", "1", 0))
+    touching = [s.split()[0] for s in seen if re.search(r"(INTO|UPDATE|FROM) inbound_message ", s)]
+    assert touching == ["INSERT"]  # (the INSERT's own look for waiting ones is a subquery)
+    (first,) = await rows(db, InboundMessage)
+    assert first.processed_at == T0
+    waiting = await wired.services.inbox.receive(said("pat-1", "2", 1))
+    assert await wired.services.inbox.handle_inbound(said("pat-1", "3", 2))
+    inbound = await rows(db, InboundMessage)
+    assert [m.processed_at for m in inbound] == [T0] * 3
+    answers = await rows(db, Answer, Answer.checkin_id == checkin.id)
+    assert [(a.raw_text, a.inbound_message_id) for a in answers] == [
+        ("1", first.id),
+        ("2", waiting),
+        ("3", inbound[2].id),
+    ]
 
 
 async def test_control_characters_are_stripped_before_storing(db: Database, wired: Wired) -> None:

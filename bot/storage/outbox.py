@@ -188,6 +188,19 @@ class Claiming:
             "attempts": case((line, 0), else_=1),
         }
 
+    def not_due(
+        self,
+        inserted: Sequence[tuple[int, str, str]],
+        rows: Sequence[OutboundMessage],
+        claimed: Sequence[Outgoing],
+    ) -> int:
+        """How many rows the INSERT queued without a lease are not due yet (an alert
+        notice held for its digest, a reminder): nothing need wake for them now; their
+        own time, or the tick, will."""
+        now, leased = self.clock(), {m.id for m in claimed}
+        later = {row.idempotency_key for row in rows if row.next_attempt_at > now}
+        return sum(1 for row_id, _, key in inserted if row_id not in leased and key in later)
+
     def collect(
         self, inserted: Sequence[tuple[int, str, str]], rows: Sequence[OutboundMessage]
     ) -> list[Outgoing]:

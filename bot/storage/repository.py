@@ -79,7 +79,7 @@ class Repository:
         seen before. The id is stored as its keyed hash under the current key; a message
         recorded under an older key of the ring (before a rotation) is found too."""
         current, *older = provider_hashes(channel, provider_id)
-        if older and await self._provider_seen(channel, older):
+        if older and await self.provider_seen(channel, older):
             return None
         row = InboundMessage(
             channel=channel,
@@ -91,7 +91,8 @@ class Repository:
         )
         return await self._insert_id(row, ("channel", "provider_hash"))
 
-    async def _provider_seen(self, channel: str, hashes: list[str]) -> bool:
+    async def provider_seen(self, channel: str, hashes: list[str]) -> bool:
+        """A message of `channel` was recorded under one of these provider id hashes."""
         statement = select(InboundMessage.id).where(
             InboundMessage.channel == channel, col(InboundMessage.provider_hash).in_(hashes)
         )
@@ -250,22 +251,10 @@ class Repository:
         inserted = sorted(tuple(r) for r in (await self.session.exec(statement)).all())
         claimed = claiming.collect(inserted, rows) if claiming is not None else []
         self.claimed += claimed
-        self.queued += len(inserted) - len(claimed) - self._not_due(inserted, rows, claimed)
+        due_by = self.claiming  # (its clock, even when these rows were not leased)
+        later = due_by.not_due(inserted, rows, claimed) if due_by is not None else 0
+        self.queued += len(inserted) - len(claimed) - later
         return [row_id for row_id, *_ in inserted]
-
-    def _not_due(
-        self,
-        inserted: Sequence[tuple[int, str, str]],
-        rows: Sequence[OutboundMessage],
-        claimed: Sequence[outbox.Outgoing],
-    ) -> int:
-        """How many rows queued without a lease are not due yet (an alert notice held for
-        its digest, a reminder): nothing need wake for them now, their time will."""
-        if self.claiming is None:
-            return 0
-        now, leased = self.claiming.clock(), {m.id for m in claimed}
-        later = {row.idempotency_key for row in rows if row.next_attempt_at > now}
-        return sum(1 for row_id, _, key in inserted if row_id not in leased and key in later)
 
     async def claim_outbox(
         self, now: datetime, limit: int, lease: timedelta

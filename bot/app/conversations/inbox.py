@@ -27,8 +27,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.app.context import Context
 from bot.app.conversations.replies import from_patient
 from bot.app.conversations.strangers import from_stranger
-from bot.app.outbox.delivery import edit_targets
+from bot.app.outbox.edits import edit_targets
 from bot.storage import checkins as q
+from bot.storage.inbound import record_first
 from bot.storage.outbox import Claiming
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage, Patient
@@ -81,22 +82,28 @@ class Inbox:
 
         The sender's patient row is locked before the message is numbered, so two
         messages from one patient arriving together on PostgreSQL are numbered in the
-        order they are processed in. If processing fails, the transaction is rolled back
-        and the message recorded alone: the failure is logged (by type: an error could
-        quote the patient) and the recovery pass processes it later. If even that fails
-        (the database is away), this raises: the webhook answers 5xx without
-        acknowledging, and the provider sends the message again."""
+        order they are processed in. A patient's message with none of theirs waiting
+        before it (the usual case) is inserted already processed, by the statement that
+        looks for those (bot/storage/inbound.py): it commits with its processing or not
+        at all. If processing fails, the transaction is rolled back and the message
+        recorded alone: the failure is logged (by type: an error could quote the
+        patient) and the recovery pass processes it later. If even that fails (the
+        database is away), this raises: the webhook answers 5xx without acknowledging,
+        and the provider sends the message again."""
         try:
             async with self.ctx.db.transaction() as session:
                 repo = Repository(session, self._claiming())
                 patient = await q.patient_by_address(
                     session, inbound.channel, inbound.sender, lock=True
                 )
-                inbound_id = await _record(repo, inbound)
-                if inbound_id is not None:
-                    await self._process_locked(
-                        repo, patient, inbound.channel, inbound.sender, inbound_id
-                    )
+                if patient is None:
+                    inbound_id = await _record(repo, inbound)
+                    if inbound_id is not None:
+                        await self._process_locked(
+                            repo, None, inbound.channel, inbound.sender, inbound_id
+                        )
+                else:
+                    inbound_id = await self._record_and_process(repo, patient, inbound)
                 edits = await edit_targets(session, repo.claimed)
             self._hand_over(repo, edits)
             return inbound_id is not None
@@ -106,6 +113,32 @@ class Inbox:
         if recorded is not None:
             log.error("inbound %s left for recovery (%s)", recorded, failure)
         return recorded is not None
+
+    async def _record_and_process(
+        self, repo: Repository, patient: Patient, inbound: Inbound
+    ) -> int | None:
+        """Record a patient's message and process it, the patient's row locked; its id, or
+        None if it was recorded before. Usually nothing of theirs is waiting: the message
+        is stored already processed and taken at once (neither read back nor marked after).
+        Otherwise those waiting are processed first, in order, then this one."""
+        now = self.ctx.clock()
+        message = await record_first(
+            repo,
+            inbound.channel,
+            inbound.provider_id,
+            inbound.sender,
+            clean_text(inbound.text),
+            inbound.received_at,
+            kind=inbound.kind,
+            now=now,
+        )
+        if message is None or message.id is None:
+            return None
+        if message.processed_at is None:
+            await self._process_locked(repo, patient, inbound.channel, inbound.sender, message.id)
+        else:
+            await from_patient(self.ctx, repo, patient, message, now)
+        return message.id
 
     async def process(self, inbound_id: int) -> None:
         """Handle a recorded message, and before it any earlier one from the same sender

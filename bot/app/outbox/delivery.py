@@ -4,7 +4,8 @@ Messages reach the outbox in the same transaction as the change that caused them
 the only place that sends. No transaction is held open while a provider is called: a claim
 (with a lease) is one short transaction, each outcome another. A worker that dies mid-send
 leaves a lease that runs out, and another worker (or the restarted one) sends the message
-again: delivery is at least once, in order per recipient.
+again: delivery is at least once, in order per recipient. A recipient's messages sent
+together record their outcomes together, in one transaction.
 
 This module is the pump: claims, the sends in flight, their leases renewed. A recipient's
 messages taken together (a *line*) are sent one after the other by one task, and a message
@@ -19,24 +20,22 @@ permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast sends 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import col, select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
 from bot.app.alerts.alerting import Alerting
+from bot.app.outbox.edits import edit_targets
 from bot.app.outbox.pacing import Pacing
-from bot.app.outbox.sending import Report, RetryPolicy, Sender
+from bot.app.outbox.sending import Report, RetryPolicy, Sender, Sent
 from bot.app.ports import Channel, Clock
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.outbox import Outgoing
 from bot.storage.repository import Repository
-from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
 URGENT_ROOM = 20  # claimed beyond a full batch in flight when something urgent may be due
@@ -196,17 +195,31 @@ class Deliverer:
     ) -> Report:
         """Send one recipient's messages in order; stop at one not sent (nor given up on).
         The rest of the line is handed back when it is to be retried (they follow it at its
-        retry); otherwise (a lease about to end) they keep the lease and wait it out."""
-        report = Report()
-        for n, message in enumerate(line):
-            outcome = await self._one(message, edits, gate)
-            report += outcome
-            if outcome.sent or outcome.dead:
-                continue
-            rest = line[n + 1 :]
-            if outcome.retried and rest and rest[0].lease_until is not None:
-                await self._hand_back(rest, rest[0].lease_until)
-            break
+        retry); otherwise (a lease about to end) they keep the lease and wait it out.
+
+        The sends that went are recorded together when the line ends, in one transaction:
+        the next message leaves without waiting for the last one's commit. A crash before
+        that commit sends them all again when their leases run out (at least once, still
+        in order); the window for that grows by the provider's answer to the next message,
+        half a second at most (`Sender.meanwhile`). A line cancelled (the process
+        stopping) still records what went."""
+        report, held = Report(), list[Sent]()
+        try:
+            for n, message in enumerate(line):
+                sending = self._one(message, edits, gate, held)
+                outcome = await self._sender.meanwhile(sending, held)
+                report += outcome
+                if outcome.sent or outcome.dead:
+                    continue
+                rest = line[n + 1 :]
+                if outcome.retried and rest and rest[0].lease_until is not None:
+                    await self._hand_back(rest, rest[0].lease_until)
+                break
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._sender.record(held)
+            raise
+        await self._sender.record(held)
         return report
 
     async def _hand_back(self, rest: list[Outgoing], held_until: datetime) -> None:
@@ -217,14 +230,18 @@ class Deliverer:
             log.warning("could not hand back held messages (%s)", type(exc).__name__)
 
     async def _one(
-        self, message: Outgoing, edits: Mapping[int, str | None], gate: asyncio.Semaphore
+        self,
+        message: Outgoing,
+        edits: Mapping[int, str | None],
+        gate: asyncio.Semaphore,
+        held: list[Sent],
     ) -> Report:
         # wait for the send slot before taking a connection: a message waiting for its
         # chat's allowance must not hold a place other chats could use
         pacer = self.pacers.get(message.channel)
         if pacer is None:
             async with gate:
-                return await self._sender.send(message, self.channels, edits, _nothing)
+                return await self._sender.send(message, self.channels, edits, _nothing, held)
         chat = f"{message.recipient_kind}:{message.recipient_id}"  # one name in every worker
         async with pacer.turn(chat, message.priority) as answered, _Call(gate) as call:
 
@@ -232,7 +249,7 @@ class Deliverer:
                 answered()
                 call.release()
 
-            return await self._sender.send(message, self.channels, edits, done)
+            return await self._sender.send(message, self.channels, edits, done, held)
 
     async def _finished(self, sending: _Sending, wake: asyncio.Event | None) -> list[Outgoing]:
         """Wait until at least one line is done, `wake` is set, something is handed over or
@@ -324,37 +341,6 @@ def _lines(messages: Sequence[Outgoing]) -> list[list[Outgoing]]:
     for message in messages:
         lines.setdefault((message.recipient_kind, message.recipient_id), []).append(message)
     return [sorted(line, key=lambda m: m.id or 0) for line in lines.values()]
-
-
-async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[int, str | None]:
-    """For each claimed edit, the provider's id of the question it edits (None: unknown)."""
-    targets: dict[int, str | None] = {}
-    for message in claimed:
-        item = message.payload.get("item")
-        if message.payload.get("edit") and isinstance(item, str) and message.id is not None:
-            targets[message.id] = await last_question_id(session, message, item)
-    return targets
-
-
-async def last_question_id(session: AsyncSession, message: Outgoing, item: str) -> str | None:
-    """The provider's id of the most recent question about `item` sent to the same
-    recipient before `message`. Only the columns needed are read: a whole row would
-    decrypt its address and body for nothing."""
-    statement = (
-        select(OutboundMessage.provider_id, OutboundMessage.payload)
-        .where(
-            OutboundMessage.recipient_kind == message.recipient_kind,
-            OutboundMessage.recipient_id == message.recipient_id,
-            OutboundMessage.status == "sent",
-            col(OutboundMessage.id) < (message.id or 0),
-        )
-        .order_by(col(OutboundMessage.id).desc())
-        .limit(50)
-    )
-    for provider_id, payload in (await session.exec(statement)).all():
-        if payload.get("intent") == "Ask" and payload.get("item") == item:
-            return provider_id
-    return None
 
 
 def _nothing() -> None:

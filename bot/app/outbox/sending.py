@@ -3,7 +3,8 @@
 The claims, their leases and why delivery is at least once and in order per recipient are
 :mod:`bot.app.outbox.delivery`, which calls :meth:`Sender.send` for each message it claimed (once
 :mod:`bot.app.outbox.pacing` lets it leave). The provider is called outside any transaction; the
-outcome is recorded after it, in a short transaction of its own.
+outcome is recorded after it, in a short transaction (one for all the sends of a recipient's line
+when the caller holds them back: :meth:`Sender.record`).
 
 Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
 lets the recipient's next message go; so does an exception the channel did not translate
@@ -16,8 +17,9 @@ takes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -32,6 +34,9 @@ from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
+# How long a line's sends wait to be recorded with the next one's: a provider answering
+# later than this (or a chat's pacing holding the next send) has them recorded meanwhile.
+HOLD_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,15 @@ class Report:
         return Report(self.sent + other.sent, self.retried + other.retried, self.dead + other.dead)
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A send the provider accepted, its outcome to be recorded."""
+
+    message_id: int
+    provider_id: str | None
+    at: datetime
+
+
 @dataclass
 class Sender:
     """Sends one claimed message at a time and records what happened to it. `lease` is how
@@ -83,8 +97,11 @@ class Sender:
         channels: Mapping[str, Channel],
         edits: Mapping[int, str | None],
         answered: Callable[[], None],
+        held: list[Sent] | None = None,
     ) -> Report:
-        """Send one message; `answered` is called as soon as the provider has answered."""
+        """Send one message; `answered` is called as soon as the provider has answered.
+        With `held`, a send that went is added to it rather than recorded: the caller
+        records it (`record`), with the sends of the same line."""
         assert message.id is not None
         channel = channels.get(message.channel)
         try:
@@ -107,8 +124,39 @@ class Sender:
             log.error("outbound %s: the channel raised %s", message.id, type(exc).__name__)
             unexpected = DeliveryFailed(f"unexpected error ({type(exc).__name__})", permanent=True)
             return await self._failed(message, unexpected)
-        await self._marks.sent(message.id, provider_id, self.clock())
+        sent = Sent(message.id, provider_id, self.clock())
+        if held is None:
+            await self._marks.record([sent])
+        else:
+            held.append(sent)
         return Report(sent=1)
+
+    async def record(self, held: Sequence[Sent]) -> None:
+        """Record sends held back, in one transaction (shared with others arriving at the
+        same time); raise if it failed (their leases run out: sent again)."""
+        if held:
+            await self._marks.record(held)
+
+    async def meanwhile(self, sending: Awaitable[Report], held: list[Sent]) -> Report:
+        """Await `sending` (a line's next send); the sends `held` are recorded meanwhile if
+        it takes over HOLD_S, so holding them widens the window in which a crash sends them
+        twice by that at most. A failure to record stops the send (if it has not left, it
+        never does; if it has, its lease runs out as theirs do: sent again, in order)."""
+        if not held:
+            return await sending
+        send = asyncio.ensure_future(sending)
+        try:
+            done, _ = await asyncio.wait({send}, timeout=HOLD_S)
+            if not done:
+                early = held[:]
+                held.clear()  # the send, when it goes, is held alone
+                await self.record(early)
+            return await send
+        finally:
+            if not send.done():
+                send.cancel()
+                with contextlib.suppress(BaseException):
+                    await send
 
     def _lease_ending(self, message: Outgoing) -> bool:
         """Sending this close to the lease's end could race a worker that re-claims it."""
@@ -136,22 +184,23 @@ class Sender:
 class _GroupCommit:
     """Records "sent" outcomes, several to a transaction when they arrive together.
 
-    Each send waits until its own outcome is committed, as if it had its own transaction;
-    but while one commit runs, the outcomes arriving behind it queue up and the next
-    commit takes them all. One chat at a time commits alone; fifty sends finishing
-    together take a few transactions, not fifty (SQLite has a single writer).
+    Each caller waits until its own outcomes are committed, as if they had a transaction
+    of their own; but while one commit runs, the outcomes arriving behind it queue up and
+    the next commit takes them all. One chat at a time commits alone; fifty sends
+    finishing together take a few transactions, not fifty (SQLite has a single writer).
+    A caller's outcomes (one line's) always share a transaction.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: list[tuple[int, str | None, datetime, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Sequence[Sent], asyncio.Future[None]]] = []
         self._lock = asyncio.Lock()
 
-    async def sent(self, message_id: int, provider_id: str | None, at: datetime) -> None:
-        """Return once this outcome is committed; raise if its transaction failed (the
-        lease then runs out and the message is sent again: at least once)."""
+    async def record(self, outcomes: Sequence[Sent]) -> None:
+        """Return once these outcomes are committed; raise if their transaction failed
+        (the leases then run out and the messages are sent again: at least once)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((message_id, provider_id, at, done))
+        self._pending.append((outcomes, done))
         async with self._lock:
             if not done.done():
                 try:
@@ -168,14 +217,15 @@ class _GroupCommit:
         try:
             async with self._db.transaction() as session:
                 repo = Repository(session)
-                for message_id, provider_id, at, _ in batch:
-                    await repo.mark_sent(message_id, provider_id, at)
+                for outcomes, _ in batch:
+                    for sent in outcomes:
+                        await repo.mark_sent(sent.message_id, sent.provider_id, sent.at)
         except BaseException as exc:
             failure = exc if isinstance(exc, Exception) else RuntimeError("commit cancelled")
-            for *_, done in batch:
+            for _, done in batch:
                 done.set_exception(failure)
             raise
-        for *_, done in batch:
+        for _, done in batch:
             done.set_result(None)
 
 

@@ -1,0 +1,46 @@
+"""Which message a Telegram edit changes: the provider's id of the question it answers.
+
+An answered question is edited in place to show the choice; the edit's row knows the item,
+and the question's own row, sent earlier to the same recipient, holds the provider's id.
+Read in the transaction that claims (or hands off) the edit, from as few columns as that
+needs.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.outbox import Outgoing
+from bot.storage.tables import OutboundMessage
+
+
+async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[int, str | None]:
+    """For each claimed edit, the provider's id of the question it edits (None: unknown)."""
+    targets: dict[int, str | None] = {}
+    for message in claimed:
+        item = message.payload.get("item")
+        if message.payload.get("edit") and isinstance(item, str) and message.id is not None:
+            targets[message.id] = await last_question_id(session, message, item)
+    return targets
+
+
+async def last_question_id(session: AsyncSession, message: Outgoing, item: str) -> str | None:
+    """The provider's id of the most recent question about `item` sent to the same
+    recipient before `message`. Only the columns needed are read: a whole row would
+    decrypt its address and body for nothing."""
+    statement = (
+        select(OutboundMessage.provider_id, OutboundMessage.payload)
+        .where(
+            OutboundMessage.recipient_kind == message.recipient_kind,
+            OutboundMessage.recipient_id == message.recipient_id,
+            OutboundMessage.status == "sent",
+            col(OutboundMessage.id) < (message.id or 0),
+        )
+        .order_by(col(OutboundMessage.id).desc())
+        .limit(50)
+    )
+    for provider_id, payload in (await session.exec(statement)).all():
+        if payload.get("intent") == "Ask" and payload.get("item") == item:
+            return provider_id
+    return None
