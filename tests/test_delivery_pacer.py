@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.app.outbox.pacing import ChatAllowance, Pacer
+from bot.app.outbox.pacing import URGENT_DEFERRAL_S, URGENT_GRACE_S, ChatAllowance, Pacer
 
 
 class VirtualTime:
@@ -297,3 +297,61 @@ async def test_with_round_trips_the_allowance_counts_from_each_answer() -> None:
     await clock.run(*(send("a", 0.3) for _ in range(12)))
     assert conforms([left for _, left, _ in spans], 2.0, 2)
     assert conforms([answered for *_, answered in spans], 2.0, 2)
+
+
+def prioritised(
+    clock: VirtualTime, pacer: Pacer, spans: list[tuple[str, float, float]]
+) -> Callable[[str, int], Awaitable[None]]:
+    """A send at `priority` answered at once; records (address, left, answered)."""
+
+    async def send(address: str, priority: int) -> None:
+        async with pacer.turn(address, priority):
+            spans.append((address, clock.now, clock.now))
+
+    return send
+
+
+async def test_replies_take_the_windows_places_at_once_and_routine_sends_keep_their_spacing() -> (
+    None
+):
+    """Telegram: fifty crisis messages at once leave thirty at once (the window's places),
+    the rest as places free a second later; a wave's routine sends stay 1/30 s apart."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, unspaced_from=1)
+    spans: list[tuple[str, float, float]] = []
+    send = prioritised(clock, pacer, spans)
+    await clock.run(*(send(f"chat{n}", 2) for n in range(50)))
+    lefts = sorted(left for _, left, _ in spans)
+    assert lefts[:30] == [0.0] * 30
+    assert lefts[30] == pytest.approx(1.0) and lefts[-1] == pytest.approx(1.0)
+    assert most_arriving_in_one_window(spans, 1.0) <= 30
+    clock.now, routine = 10.0, []
+    await clock.run(*(prioritised(clock, pacer, routine)(f"r{n}", 0) for n in range(5)))
+    gaps = [b[1] - a[1] for a, b in itertools.pairwise(routine)]
+    assert gaps[1:] == pytest.approx([1 / 30] * 3)  # (after a quiet spell one catches up)
+
+
+async def test_routine_and_replies_wait_while_urgent_sends_are_leaving() -> None:
+    """An urgent send took a place: a reply asked for right after waits the grace, so the
+    next crisis message, a moment behind, still finds a place; with no urgent send
+    lately it goes at once; and it never waits longer than the deferral in all."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, unspaced_from=1, urgent_from=2)
+    spans: list[tuple[str, float, float]] = []
+    send = prioritised(clock, pacer, spans)
+    await clock.run(send("crisis", 2))
+    await clock.run(send("reply", 1))
+    assert spans[-1] == ("reply", pytest.approx(URGENT_GRACE_S), pytest.approx(URGENT_GRACE_S))
+    clock.now = 10.0
+    await clock.run(send("quiet", 1))
+    assert spans[-1][1] == 10.0
+
+    async def storm() -> None:  # an urgent send every 0.1 s for five seconds
+        for n in range(50):
+            await send(f"storm{n}", 2)
+            await clock.sleep(0.1)
+
+    clock.now = 20.0
+    await clock.run(storm(), send("patient", 1))
+    (left,) = [left for address, left, _ in spans if address == "patient"]
+    assert left == pytest.approx(20.0 + URGENT_DEFERRAL_S, abs=0.11)

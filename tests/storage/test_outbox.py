@@ -268,3 +268,31 @@ async def test_concurrent_claimers_share_without_overlap(db: Database, now: date
         recipient, n = key.split(":")
         per_recipient[recipient].append(int(n))
     assert all(order == [1, 2, 3, 4, 5] for order in per_recipient.values())
+
+
+async def test_a_hand_off_leases_a_clinicians_alert_and_counts_only_due_rows_as_waiting(
+    db: Database, now: datetime
+) -> None:
+    """A turn's alert to a clinician is leased to this process like a patient's reply (one
+    recipient an INSERT, due, nothing of theirs waiting); a notice held for its digest,
+    due only later, is queued without a lease and wakes nobody now: the claim it would
+    wake for would find nothing due."""
+    claiming = outbox.Claiming(lambda: now, now + LEASE, frozenset({"sms"}))
+    alert = _message(7, 1, now, outbox.URGENT)
+    alert.recipient_kind = "clinician"
+    held = _message(8, 1, now + timedelta(seconds=1), outbox.URGENT)
+    held.recipient_kind = "clinician"
+    reply = _message(9, 1, now)
+    async with db.transaction() as session:
+        repo = Repository(session, claiming)
+        await repo.enqueue([alert])
+        await repo.enqueue([held])
+        assert ([m.recipient_kind for m in repo.claimed], repo.queued) == (["clinician"], 0)
+        second = _message(7, 2, now, outbox.URGENT)
+        second.recipient_kind = "clinician"
+        await repo.enqueue([second])  # behind the leased alert: a claim's
+        assert (len(repo.claimed), repo.queued) == (1, 1)
+    async with db.transaction() as session:
+        repo = Repository(session)  # no courier: everything due is for a claim
+        await repo.enqueue([reply])
+        assert repo.queued == 1
