@@ -331,15 +331,19 @@ async def test_replies_take_the_windows_places_at_once_and_routine_sends_keep_th
     assert gaps[1:] == pytest.approx([1 / 30] * 3)  # (after a quiet spell one catches up)
 
 
-async def test_routine_and_replies_wait_while_urgent_sends_are_leaving() -> None:
-    """An urgent send took a place: a reply asked for right after waits the grace, so the
-    next crisis message, a moment behind, still finds a place; with no urgent send
-    lately it goes at once; and it never waits longer than the deferral in all."""
+async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_one_up() -> None:
+    """One crisis message holds nobody up. In a storm (five urgent sends within a
+    second), a reply asked for right after one took a place waits the grace, so the next
+    crisis message, a moment behind, still finds a place; once the storm is over it goes
+    at once; and it never waits longer than the deferral in all."""
     clock = VirtualTime()
     pacer = pacer_on(clock, rate_per_s=30, unspaced_from=1, urgent_from=2)
     spans: list[tuple[str, float, float]] = []
     send = prioritised(clock, pacer, spans)
     await clock.run(send("crisis", 2))
+    await clock.run(send("reply", 1))
+    assert spans[-1][1] == 0.0  # a lone crisis: no wait
+    await clock.run(*(send(f"crisis{n}", 2) for n in range(4)))
     await clock.run(send("reply", 1))
     assert spans[-1] == ("reply", pytest.approx(URGENT_GRACE_S), pytest.approx(URGENT_GRACE_S))
     clock.now = 10.0
@@ -351,7 +355,11 @@ async def test_routine_and_replies_wait_while_urgent_sends_are_leaving() -> None
             await send(f"storm{n}", 2)
             await clock.sleep(0.1)
 
+    async def patient() -> None:  # a reply one second into the storm
+        await clock.sleep(1.0)
+        await send("patient", 1)
+
     clock.now = 20.0
-    await clock.run(storm(), send("patient", 1))
+    await clock.run(storm(), patient())
     (left,) = [left for address, left, _ in spans if address == "patient"]
-    assert left == pytest.approx(20.0 + URGENT_DEFERRAL_S, abs=0.11)
+    assert left == pytest.approx(21.0 + URGENT_DEFERRAL_S, abs=0.11)

@@ -20,7 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-URGENT_GRACE_S = 0.2  # after an urgent send took a place, others wait this long for the next
+URGENT_STORM = 5  # urgent sends within the last window that make a storm of them
+URGENT_GRACE_S = 0.2  # in a storm, after an urgent send took a place, others wait this long
 URGENT_DEFERRAL_S = 2.0  # ... but never longer than this in all
 
 
@@ -98,7 +99,7 @@ class Pacer:
         self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
         self.unspaced_from = unspaced_from
         self.urgent_from = urgent_from
-        self._urgent_at = float("-inf")  # when an urgent send last took a place
+        self._urgent: collections.deque[float] = collections.deque()  # when urgent sends left
         self.per_chat_rate_per_s = per_chat_rate_per_s
         self.per_chat_burst = per_chat_burst
         self.window_s = window_s
@@ -179,24 +180,29 @@ class Pacer:
                     await self._an_answer.wait()
             self._next = self._following(now)
             if self.urgent_from is not None and priority >= self.urgent_from:
-                self._urgent_at = now
+                self._urgent.append(now)
             flying = object()
             self._flying.append(flying)
             return flying
 
     async def _behind_urgent(self, priority: int) -> None:
-        """While urgent sends are leaving (one took a place less than URGENT_GRACE_S ago),
-        a less urgent one waits, for at most URGENT_DEFERRAL_S: the window's places are
-        few (30 a second), and fifty crisis messages at once need every one of them,
-        while the edits and next questions of the same turns can follow a second later.
-        Waiting happens outside the slot lock, so urgent sends pass the waiters."""
+        """In a storm of urgent sends (URGENT_STORM or more took places within the last
+        window, and one less than URGENT_GRACE_S ago), a less urgent send waits, for at
+        most URGENT_DEFERRAL_S: the window's places are few (30 a second), and fifty
+        crisis messages at once need every one of them, while the edits and next
+        questions of the same turns can follow a second later. A lone crisis holds no one
+        up. Waiting happens outside the slot lock, so urgent sends pass the waiters."""
         if self.urgent_from is None or priority >= self.urgent_from:
             return
         began = self._monotonic()
         while True:
             now = self._monotonic()
-            quiet_at = self._urgent_at + URGENT_GRACE_S
-            if now >= quiet_at or now - began >= URGENT_DEFERRAL_S:
+            while self._urgent and self._urgent[0] <= now - self.window_s:
+                self._urgent.popleft()
+            if len(self._urgent) < URGENT_STORM or now - began >= URGENT_DEFERRAL_S:
+                return
+            quiet_at = self._urgent[-1] + URGENT_GRACE_S
+            if now >= quiet_at:
                 return
             await self._sleep(min(quiet_at, began + URGENT_DEFERRAL_S) - now)
 
