@@ -145,6 +145,35 @@ def _lease(heads: Any) -> Update:
     )
 
 
+def _leasing() -> dict[str, ColumnElement[Any]]:
+    """The columns that lease a row as it is inserted, unless its line (the recipient
+    named by the parameters ``line_kind`` and ``line_id``) is not empty: then it is
+    queued as usual. Every row of one INSERT sees the line as it was before the
+    statement, so they all go one way. Built once: with bound parameters, the INSERT is
+    compiled once and cached (per-row expressions made it a new statement every turn).
+    Each parameter appears once (``line_kind_status``, ...): PostgreSQL's driver numbers
+    a repeated one once per row of a many-row INSERT, and the counts no longer match."""
+    table = _TABLE
+
+    def line(column: str) -> ColumnElement[bool]:
+        return exists().where(
+            table.c.recipient_kind == bindparam(f"line_kind_{column}"),
+            table.c.recipient_id == bindparam(f"line_id_{column}"),
+            or_(*(table.c.status == status for status in UNFINISHED)),  # (no IN: executemany)
+        )
+
+    until = bindparam("leased_until", type_=table.c.lease_until.type)
+    return {
+        "status": case((line("status"), "queued"), else_="sending"),
+        "lease_until": case((line("lease_until"), null()), else_=until),
+        "attempts": case((line("attempts"), 0), else_=1),
+    }
+
+
+LEASING = _leasing()
+LEASED = tuple(LEASING)  # the columns it sets
+
+
 @dataclass(frozen=True)
 class Claiming:
     """Rows a transaction queues, leased as they are inserted to this process's deliverer,
@@ -172,21 +201,11 @@ class Claiming:
         )
 
     def leased(self, row: OutboundMessage) -> dict[str, Any]:
-        """The columns that lease `row` as it is inserted, unless its line is not empty
-        (then it is queued as usual; every row of one INSERT sees the line as it was
-        before the statement, so they all go one way)."""
-        table = _TABLE
-        line: ColumnElement[bool] = exists().where(
-            table.c.recipient_kind == row.recipient_kind,
-            table.c.recipient_id == row.recipient_id,
-            table.c.status.in_(UNFINISHED),
-        )
-        until = bindparam(None, self.lease_until, type_=table.c.lease_until.type)
-        return {
-            "status": case((line, "queued"), else_="sending"),
-            "lease_until": case((line, null()), else_=until),
-            "attempts": case((line, 0), else_=1),
+        """The parameters of `LEASING` (below) for `row`: its line, and our lease."""
+        line = {f"line_kind_{c}": row.recipient_kind for c in LEASED} | {
+            f"line_id_{c}": row.recipient_id for c in LEASED
         }
+        return line | {"leased_until": self.lease_until}
 
     def not_due(
         self,

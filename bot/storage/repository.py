@@ -239,16 +239,18 @@ class Repository:
         claiming = self.claiming if self.claiming and self.claiming.covers(rows) else None
         if claiming is not None:
             values = [v | claiming.leased(row) for v, row in zip(values, rows, strict=True)]
-        # one statement for a turn's messages: one INSERT with a VALUES row each, which
-        # both databases number in the order given
+        # one statement for a turn's messages: one INSERT with a VALUES row each (the
+        # driver's "insertmanyvalues"), which both databases number in the order given;
+        # the statement is fixed and its parameters vary, so it is compiled once
         table = OUTBOX_TABLE
-        statement = (
-            self._insert(table)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=("idempotency_key",))
-            .returning(table.c.id, table.c.status, table.c.idempotency_key)
+        insert = self._insert(table)
+        if claiming is not None:
+            insert = insert.values(outbox.LEASING)
+        statement = insert.on_conflict_do_nothing(index_elements=("idempotency_key",)).returning(
+            table.c.id, table.c.status, table.c.idempotency_key
         )
-        inserted = sorted(tuple(r) for r in (await self.session.exec(statement)).all())
+        result = await (await self.session.connection()).execute(statement, values)
+        inserted = sorted(tuple(r) for r in result.all())
         claimed = claiming.collect(inserted, rows) if claiming is not None else []
         self.claimed += claimed
         due_by = self.claiming  # (its clock, even when these rows were not leased)
