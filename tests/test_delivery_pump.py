@@ -12,6 +12,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.pacing import Pacer
@@ -185,3 +187,48 @@ async def test_a_slow_send_keeps_its_lease_and_is_not_sent_twice(db: Database) -
                 await channel.close()
     assert taken_over.sent == 0
     assert sorted(arrivals(stand_in)) == [f"slow {n}" for n in range(3)]
+
+
+async def test_a_send_waiting_to_record_its_outcome_leaves_the_provider_to_the_next(
+    db: Database,
+) -> None:
+    """One provider call at a time (`concurrency` 1). The first message's provider answers
+    late with an error, and recording that outcome waits for the database (another
+    transaction holds it); the second message is sent meanwhile: the place is for the
+    provider call, not for the bookkeeping after it. (Sixteen sends waiting so had once
+    held every place while fifty crisis messages waited.)"""
+    clock = SimClock()
+    rows = [message("patient", n, 620_000 + n, f"m{n}", outbox.REPLY, clock.now) for n in (1, 2)]
+    async with db.transaction() as session:
+        await Repository(session).enqueue(rows)
+    stand_in = TelegramStandIn()
+    stand_in.faults.add(Fault(status=500, delay_s=0.5), method="sendMessage", key="620001", times=1)
+    async with serve(stand_in.app) as url:
+        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
+        sender = Deliverer(db, {"telegram": channel}, clock, concurrency=1)
+        try:
+            draining = asyncio.create_task(sender.drain())
+            async with asyncio.timeout(10):
+                while not stand_in.calls_to("sendMessage"):
+                    await asyncio.sleep(0.01)
+            async with db.transaction() as session:  # the database busy elsewhere
+                await hold_row(session, db, "m1")
+                async with asyncio.timeout(3):
+                    while len(arrivals(stand_in)) < 2:
+                        await asyncio.sleep(0.01)
+            report = await asyncio.wait_for(draining, timeout=30)
+        finally:
+            await channel.close()
+    assert arrivals(stand_in) == ["m1", "m2"]
+    assert (report.sent, report.retried) == (1, 1)
+
+
+async def hold_row(session: AsyncSession, db: Database, key: str) -> None:
+    """Lock the outbox row `key` until the transaction ends (on SQLite: every write)."""
+    statement = select(OutboundMessage).where(OutboundMessage.idempotency_key == key)
+    if db.dialect == "postgresql":
+        statement = statement.with_for_update()
+    row = (await session.exec(statement)).one()
+    row.last_error = row.last_error  # (a write: SQLite's one writer is now this transaction)
+    session.add(row)
+    await session.flush()

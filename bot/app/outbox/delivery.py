@@ -240,8 +240,8 @@ class Deliverer:
         # chat's allowance must not hold a place other chats could use
         pacer = self.pacers.get(message.channel)
         if pacer is None:
-            async with gate:
-                return await self._sender.send(message, self.channels, edits, _nothing, held)
+            async with _Call(gate) as call:
+                return await self._sender.send(message, self.channels, edits, call.release, held)
         chat = f"{message.recipient_kind}:{message.recipient_id}"  # one name in every worker
         async with pacer.turn(chat, message.priority) as answered, _Call(gate) as call:
 
@@ -341,10 +341,6 @@ def _lines(messages: Sequence[Outgoing]) -> list[list[Outgoing]]:
     for message in messages:
         lines.setdefault((message.recipient_kind, message.recipient_id), []).append(message)
     return [sorted(line, key=lambda m: m.id or 0) for line in lines.values()]
-
-
-def _nothing() -> None:
-    pass
 
 
 class _Call:
