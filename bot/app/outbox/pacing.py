@@ -181,6 +181,7 @@ class Pacer:
             self._next = self._following(now)
             if self.urgent_from is not None and priority >= self.urgent_from:
                 self._urgent.append(now)
+                self._forget_urgent(now)
             flying = object()
             self._flying.append(flying)
             return flying
@@ -197,14 +198,18 @@ class Pacer:
         began = self._monotonic()
         while True:
             now = self._monotonic()
-            while self._urgent and self._urgent[0] <= now - self.window_s:
-                self._urgent.popleft()
+            self._forget_urgent(now)
             if len(self._urgent) < URGENT_STORM or now - began >= URGENT_DEFERRAL_S:
                 return
             quiet_at = self._urgent[-1] + URGENT_GRACE_S
             if now >= quiet_at:
                 return
             await self._sleep(min(quiet_at, began + URGENT_DEFERRAL_S) - now)
+
+    def _forget_urgent(self, now: float) -> None:
+        """Drop urgent sends older than the window (kept short however long a storm)."""
+        while self._urgent and self._urgent[0] <= now - self.window_s:
+            self._urgent.popleft()
 
     def _unspaced(self, priority: int) -> bool:
         return self.unspaced_from is not None and priority >= self.unspaced_from
