@@ -17,6 +17,7 @@ from sqlalchemy import event, text
 from sqlmodel import select
 
 from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.sending import Report
 from bot.channels.telegram import TelegramChannel
 from bot.storage import outbox
 from bot.storage.database import Database
@@ -121,12 +122,10 @@ def marked_sent(transaction: list[str]) -> int:
     return sum(1 for s in transaction if s.startswith("UPDATE outbound_message") and "sent_at" in s)
 
 
-async def test_a_lines_sends_are_recorded_in_one_transaction(db: Database) -> None:
-    """Three messages to one chat: each leaves once the one before is answered, and the
-    three are marked sent together, in one transaction, once the last is answered."""
-    clock = SimClock()
-    await queue(db, clock, CHAT_A, 1, 3)
-    stand_in = TelegramStandIn()
+async def drain_counting(
+    db: Database, stand_in: TelegramStandIn, clock: SimClock
+) -> tuple[Report, list[list[str]]]:
+    """One drain through the real client; its report and the statements of each commit."""
     async with serve(stand_in.app) as url:
         channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
         try:
@@ -134,6 +133,16 @@ async def test_a_lines_sends_are_recorded_in_one_transaction(db: Database) -> No
                 report = await Deliverer(db, {"telegram": channel}, clock, lease=LEASE).drain()
         finally:
             await channel.close()
+    return report, committed
+
+
+async def test_a_lines_sends_are_recorded_in_one_transaction(db: Database) -> None:
+    """Three messages to one chat: each leaves once the one before is answered, and the
+    three are marked sent together, in one transaction, once the last is answered."""
+    clock = SimClock()
+    await queue(db, clock, CHAT_A, 1, 3)
+    stand_in = TelegramStandIn()
+    report, committed = await drain_counting(db, stand_in, clock)
     assert report.sent == 3
     assert arrivals(stand_in) == [f"{CHAT_A}:{i}" for i in range(3)]
     assert [marked_sent(t) for t in committed if marked_sent(t)] == [3]
@@ -153,13 +162,7 @@ async def test_a_slow_next_send_does_not_hold_back_the_record_of_the_last(
     stand_in = TelegramStandIn()
     stand_in.fail(Fault(), method="sendMessage", chat_id=CHAT_A)  # answered at once
     stand_in.fail(Fault(delay_s=1.5), method="sendMessage", chat_id=CHAT_A)
-    async with serve(stand_in.app) as url:
-        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
-        try:
-            with transactions(db) as committed:
-                report = await Deliverer(db, {"telegram": channel}, clock, lease=LEASE).drain()
-        finally:
-            await channel.close()
+    report, committed = await drain_counting(db, stand_in, clock)
     assert report.sent == 2
     assert arrivals(stand_in) == [f"{CHAT_A}:{i}" for i in range(2)]
     assert [marked_sent(t) for t in committed if marked_sent(t)] == [1, 1]

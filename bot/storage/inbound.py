@@ -14,7 +14,8 @@ from datetime import datetime
 from sqlalchemy import case, literal, null, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.storage.crypto import lookup_hashes, provider_hashes
+from bot.storage.crypto import lookup_hashes
+from bot.storage.inbound_rows import new_inbound
 from bot.storage.repository import Repository
 from bot.storage.tables import InboundMessage, set_lookup_hash
 
@@ -36,17 +37,9 @@ async def record_first(
     `now` unless an earlier message of its sender waits; the row as stored (not in the
     session), its `processed_at` None when one waits: those are processed first. None
     when the message was recorded before."""
-    current, *older = provider_hashes(channel, provider_id)
-    if older and await repo.provider_seen(channel, older):
+    row = await new_inbound(repo.session, channel, provider_id, sender, text, received_at, kind)
+    if row is None:
         return None
-    row = InboundMessage(
-        channel=channel,
-        provider_hash=current,
-        sender=sender,
-        kind=kind,
-        text=text,
-        received_at=received_at,
-    )
     set_lookup_hash(row)  # a Core INSERT runs no ORM flush events
     waiting = select(INBOUND.c.id).where(
         INBOUND.c.channel == channel,

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.storage import audit as audit_chain
 from bot.storage import outbox
 from bot.storage.answer_tables import CURRENT
-from bot.storage.crypto import provider_hashes
+from bot.storage.inbound_rows import new_inbound
 from bot.storage.tables import (
     Alert,
     Answer,
@@ -76,27 +76,9 @@ class Repository:
         kind: str = "text",
     ) -> int | None:
         """Store an inbound message once; its id, or None when (channel, provider_id) was
-        seen before. The id is stored as its keyed hash under the current key; a message
-        recorded under an older key of the ring (before a rotation) is found too."""
-        current, *older = provider_hashes(channel, provider_id)
-        if older and await self.provider_seen(channel, older):
-            return None
-        row = InboundMessage(
-            channel=channel,
-            provider_hash=current,
-            sender=sender,
-            kind=kind,
-            text=text,
-            received_at=received_at,
-        )
-        return await self._insert_id(row, ("channel", "provider_hash"))
-
-    async def provider_seen(self, channel: str, hashes: list[str]) -> bool:
-        """A message of `channel` was recorded under one of these provider id hashes."""
-        statement = select(InboundMessage.id).where(
-            InboundMessage.channel == channel, col(InboundMessage.provider_hash).in_(hashes)
-        )
-        return (await self.session.exec(statement.limit(1))).first() is not None
+        seen before (see `bot.storage.inbound_rows.new_inbound`)."""
+        row = await new_inbound(self.session, channel, provider_id, sender, text, received_at, kind)
+        return None if row is None else await self._insert_id(row, ("channel", "provider_hash"))
 
     async def mark_processed(
         self, inbound_id: int, now: datetime, error: str | None = None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -122,16 +123,7 @@ class Inbox:
         is stored already processed and taken at once (neither read back nor marked after).
         Otherwise those waiting are processed first, in order, then this one."""
         now = self.ctx.clock()
-        message = await record_first(
-            repo,
-            inbound.channel,
-            inbound.provider_id,
-            inbound.sender,
-            clean_text(inbound.text),
-            inbound.received_at,
-            kind=inbound.kind,
-            now=now,
-        )
+        message = await record_first(repo, **_stored(inbound), now=now)
         if message is None or message.id is None:
             return None
         if message.processed_at is None:
@@ -241,14 +233,19 @@ class Inbox:
 
 
 async def _record(repo: Repository, inbound: Inbound) -> int | None:
-    return await repo.record_inbound(
-        inbound.channel,
-        inbound.provider_id,
-        inbound.sender,
-        clean_text(inbound.text),
-        inbound.received_at,
-        kind=inbound.kind,
-    )
+    return await repo.record_inbound(**_stored(inbound))
+
+
+def _stored(inbound: Inbound) -> dict[str, Any]:
+    """What is recorded of an inbound message (its text cleaned)."""
+    return {
+        "channel": inbound.channel,
+        "provider_id": inbound.provider_id,
+        "sender": inbound.sender,
+        "text": clean_text(inbound.text),
+        "received_at": inbound.received_at,
+        "kind": inbound.kind,
+    }
 
 
 async def _head_of_line(session: AsyncSession, inbound_id: int) -> InboundMessage | None:
