@@ -216,3 +216,19 @@ def test_a_reading_below_the_threshold_brings_no_advice() -> None:
     chat = Chat("side_effects")
     answer_up_to_blood_pressure(chat)
     assert "very high" not in chat.say("179/109")
+
+
+def test_a_crisis_turn_sends_resources_then_the_next_question_then_the_edit() -> None:
+    """Rows leave in id order, so their order is the send order: the crisis message first
+    (urgent), the next question (what the patient waits for), the edit of the answered
+    question last. On SMS there is no edit."""
+    intents = [SUICIDALITY, ev.Answered("phq9.q9", 2), ev.Ask("gad7.q1", 1, 7)]
+    renderer = Renderer(CATALOG, Clinic(name="Test clinic"))
+    telegram = patient("telegram", "123", "America/New_York", "en")
+    rows = outbox_rows(renderer, telegram, intents, "in:7", T0)
+    assert [r.payload["intent"] for r in rows] == ["CrisisResources", "Ask", "Answered"]
+    assert [r.payload.get("edit", False) for r in rows] == [False, False, True]
+    assert [r.idempotency_key for r in rows] == ["in:7:0", "in:7:2", "in:7:1"]  # stable
+    sms = patient("sms", "+12125550123", "America/New_York", "en")
+    rows = outbox_rows(renderer, sms, intents, "in:7", T0)
+    assert [r.payload["intent"] for r in rows] == ["CrisisResources", "Ask"]

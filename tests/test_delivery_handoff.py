@@ -182,3 +182,25 @@ async def test_the_hand_off_works_with_a_clock_that_moves(
             await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 3)
             await all_sent(rig, 4)
     assert claims(seen) == []
+
+
+async def test_the_next_question_leaves_before_the_edit_of_the_last(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """What the patient waits for goes first: the next question is sent, then the answered
+    question is edited to show the choice (when the provider's limit binds, the edit queues
+    behind other patients' next questions instead of ahead of them)."""
+    await asked_first_question(rig)
+    async with courier(rig.app):
+        await until(lambda: rig.app.deliverer.hands_off)
+        before = len(rig.stand_in.calls)
+        question = rig.last_question()
+        update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
+        assert (await rig.post(update)).status_code == 200
+        await all_sent(rig, 4)
+    methods = [c.method for c in rig.stand_in.calls[before:] if c.method != "answerCallbackQuery"]
+    assert methods == ["sendMessage", "editMessageText"]
+    edited = rig.stand_in.calls_to("editMessageText")[0]
+    assert edited.params["message_id"] == question["message_id"]  # still the answered one
+    assert "✓" in edited.params["text"]  # the choice shown

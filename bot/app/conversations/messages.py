@@ -27,12 +27,18 @@ def outbox_rows(
 ) -> list[OutboundMessage]:
     """The rows for `intents`; an intent with nothing to say in this channel adds none.
     A `source` starting ``in`` (an inbound message) makes them replies. `address`: another
-    of the patient's addresses than their current one (the chat they just left)."""
+    of the patient's addresses than their current one (the chat they just left).
+
+    Edits (Telegram's answered question shown with its choice) come after the new messages:
+    rows are sent in id order, and what the patient waits for is the next question (or the
+    crisis message), not the old question's check mark. When many patients answer at once
+    and the provider's 30 a second binds, each edit then queues behind the others' next
+    questions instead of ahead of them."""
     address = address or patient.address
     assert patient.id is not None and address is not None
     answering = source.startswith("in")  # a reply to what the patient just sent
     country = country_of(renderer.clinic, patient)
-    rows = []
+    rows, edits = [], []
     for n, intent in enumerate(intents):
         rendered = renderer.render(intent, patient.channel, patient.language, country)
         if rendered is None:
@@ -45,7 +51,7 @@ def outbox_rows(
             payload["edit"] = True  # Telegram edits the question to show the choice
         if rendered.buttons:
             payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
-        rows.append(
+        (edits if isinstance(intent, ev.Answered) else rows).append(
             OutboundMessage(
                 channel=patient.channel,
                 recipient_kind="patient",
@@ -58,7 +64,7 @@ def outbox_rows(
                 priority=priority(intent, answering),
             )
         )
-    return rows
+    return rows + edits
 
 
 def country_of(clinic: Clinic, patient: Patient) -> str:
