@@ -6,9 +6,15 @@ crisis message to the patient and the alert to the clinician. The real
 python-telegram-bot client sends; the real scheduler tick (APScheduler, ``--tick-s``)
 delivers the outbox; the database is a fresh SQLite file (or ``--database-url``).
 
+The stand-in (tests/standins/telegram_served.py) runs in a process of its own by default,
+as Telegram's servers do, so its work does not count against the app's latency;
+``--standin thread`` serves it from a thread of the bench instead, as before. Either way
+it enforces no limits of its own here (the app paces itself) and stamps each arrival with
+its wall clock, which the bench compares with its own.
+
     .venv/bin/python -m bench.crisis_latency [--patients 50] [--clinicians 5]
         [--tick-s 1] [--pacing on|off|both] [--backlog 0] [--spread-s 0 25]
-        [--database-url URL] [--no-doc]
+        [--standin process|thread] [--database-url URL] [--no-doc]
 
 Items 1 to 8 are answered first and their messages delivered; only item 9 is timed.
 Pacing is on by default, as deployed: one message a second per Telegram chat, 30 a second
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import html
+import itertools
 import os
 import platform
 import re
@@ -27,9 +34,12 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 import httpx
 
@@ -44,8 +54,8 @@ from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, OutboundMessage, Patient
 from bot.web.app import SECRET_HEADER, create_app
 from scheduler.loop import start_scheduler
-from tests.standins.server import serve_in_thread
-from tests.standins.telegram import TelegramStandIn
+from tests.standins.telegram import build_text_update
+from tests.standins.telegram_served import Options, Seen, in_process, in_thread
 
 SECRET = "bench-secret"  # noqa: S105 -- the webhook secret of a throwaway stand-in
 PATIENT_CHAT0 = 100_000
@@ -53,6 +63,36 @@ CLINICIAN_CHAT0 = 900_000
 BACKLOG0 = 500_000  # chats (and recipient ids) of the routine backlog
 DOC = Path(__file__).resolve().parent.parent / "docs" / "perf" / "crisis_latency.md"
 SECTION = "## Crisis path latency"
+WHERE = {"process": "in its own process", "thread": "in a thread of the bench"}
+
+
+class StandIn(Protocol):
+    """The Bot API stand-in, wherever it runs: its URL, its token, what it received."""
+
+    url: str
+    token: str
+
+    async def seen(self) -> Sequence[Seen]: ...
+
+
+class Updates:
+    """Patient messages as Telegram delivers them to the webhook, each with fresh ids."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+
+    def text(self, chat: int, text: str) -> dict[str, Any]:
+        n = next(self._ids)
+        return build_text_update(
+            update_id=n, chat_id=chat, message_id=n, text=text, date=datetime.now(UTC)
+        )
+
+
+# where the stand-in runs: a process of its own (as Telegram), or a thread of the bench
+STANDINS: dict[str, Callable[[Options], AbstractAsyncContextManager[StandIn]]] = {
+    "process": in_process,
+    "thread": in_thread,
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +107,7 @@ class Result:
     wall_s: float
     backlog: int = 0
     spread_s: float = 0.0
+    standin: str = "process"
 
 
 async def prepare(app: App, patients: int, clinicians: int) -> list[tuple[int, str]]:
@@ -92,8 +133,8 @@ async def prepare(app: App, patients: int, clinicians: int) -> list[tuple[int, s
     return [(chat, name) for _, chat, name in people]
 
 
-async def post(web: httpx.AsyncClient, stand_in: TelegramStandIn, chat: int, text: str) -> None:
-    update = stand_in.text_update(chat, text)
+async def post(web: httpx.AsyncClient, updates: Updates, chat: int, text: str) -> None:
+    update = updates.text(chat, text)
     response = await web.post("/telegram", json=update, headers={SECRET_HEADER: SECRET})
     response.raise_for_status()
 
@@ -112,37 +153,39 @@ async def drained(app: App, timeout_s: float = 600) -> None:
     raise TimeoutError("the outbox did not drain")
 
 
-async def asked(stand_in: TelegramStandIn, chats: list[int], prefix: str) -> None:
+async def asked(stand_in: StandIn, chats: list[int], prefix: str) -> None:
     """Wait until every chat has received the question starting with `prefix`."""
     deadline = time.monotonic() + 600
-    while any(arrival(stand_in, chat, prefix, start=True) is None for chat in chats):
+    while not await _all_asked(stand_in, chats, prefix):
         if time.monotonic() > deadline:
             raise TimeoutError(f"question {prefix} never reached every patient")
         await asyncio.sleep(0.05)
 
 
-def arrival(
-    stand_in: TelegramStandIn, chat: int, needle: str, start: bool = False
-) -> datetime | None:
+async def _all_asked(stand_in: StandIn, chats: list[int], prefix: str) -> bool:
+    calls = await stand_in.seen()
+    return all(arrival(calls, chat, prefix, start=True) is not None for chat in chats)
+
+
+def arrival(calls: Sequence[Seen], chat: int, needle: str, start: bool = False) -> datetime | None:
     """When the stand-in received the first message to `chat` containing `needle`."""
-    for call in list(stand_in.calls):
-        if call.method.lower() == "sendmessage" and call.params.get("chat_id") == chat:
-            text = html.unescape(re.sub(r"<[^>]+>", "", str(call.params.get("text", ""))))
+    for call in calls:
+        if call.method.lower() == "sendmessage" and call.chat_id == chat:
+            text = html.unescape(re.sub(r"<[^>]+>", "", call.text))
             if text.startswith(needle) if start else needle in text:
                 return call.at
     return None
 
 
 async def measure(args: argparse.Namespace, database_url: str) -> Result:
-    stand_in = TelegramStandIn()
-    with serve_in_thread(stand_in.app) as url:
+    async with STANDINS[args.standin](Options()) as stand_in:
         settings = Settings(
             database_url=database_url,
             clinic=Clinic(name="Bench"),
             alerts=_digest_window(args.digest_window_s),
             scheduler=Scheduler(tick_s=args.tick_s),
             telegram=Telegram(token=stand_in.token, mode="webhook", webhook_secret=SECRET,
-                              api_base_url=f"{url}/bot", bot_username="bench_bot"),
+                              api_base_url=f"{stand_in.url}/bot", bot_username="bench_bot"),
         )  # fmt: skip
         app = build(settings)
         if not args.pacing:
@@ -152,19 +195,20 @@ async def measure(args: argparse.Namespace, database_url: str) -> Result:
         app.wake = asyncio.Event()  # as `checkin run` does: replies leave once committed
         courier = asyncio.create_task(deliver_when_woken(app.deliverer, app.wake, stop))
         transport = httpx.ASGITransport(app=create_app(app))
+        updates = Updates()
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as web:
                 people = await prepare(app, args.patients, args.clinicians)
                 for n in range(1, 9):  # items 1-8, all patients, untimed
                     await asked(stand_in, [chat for chat, _ in people], f"{n}/9")
-                    await asyncio.gather(*(post(web, stand_in, chat, "0") for chat, _ in people))
+                    await asyncio.gather(*(post(web, updates, chat, "0") for chat, _ in people))
                 await asked(stand_in, [chat for chat, _ in people], "9/9")
                 await drained(app)
                 # nobody reads and answers a question within a second of getting it: the
                 # crisis message is not held by Telegram's one-a-second gap after question 9
                 await asyncio.sleep(1.0)
                 await backlog(app, args.backlog)
-                return await timed(app, web, stand_in, people, args)
+                return await timed(app, web, stand_in, updates, people, args)
         finally:
             stop.set()
             courier.cancel()
@@ -206,7 +250,8 @@ async def settled(timeout_s: float = 30) -> None:
 async def timed(
     app: App,
     web: httpx.AsyncClient,
-    stand_in: TelegramStandIn,
+    stand_in: StandIn,
+    updates: Updates,
     people: list[tuple[int, str]],
     args: argparse.Namespace,
 ) -> Result:
@@ -215,17 +260,18 @@ async def timed(
     async def answer(n: int, chat: int) -> None:
         await asyncio.sleep(n * args.spread_s / len(people))  # 0: all at the same moment
         posted[chat] = datetime.now(UTC)
-        await post(web, stand_in, chat, "2")
+        await post(web, updates, chat, "2")
 
     started = time.monotonic()
     await asyncio.gather(*(answer(n, chat) for n, (chat, _) in enumerate(people)))
     await drained(app)
     wall = time.monotonic() - started
+    calls = await stand_in.seen()  # fetched after the timing: it adds nothing to it
     crisis, alert, both = [], [], []
     for n, (chat, name) in enumerate(people):
         doctor = CLINICIAN_CHAT0 + n % args.clinicians
-        to_patient = arrival(stand_in, chat, "988")
-        to_doctor = arrival(stand_in, doctor, f"CRISIS: {name},")
+        to_patient = arrival(calls, chat, "988")
+        to_doctor = arrival(calls, doctor, f"CRISIS: {name},")
         if to_patient is None or to_doctor is None:
             raise RuntimeError(f"patient {n}: a crisis message or alert never arrived")
         crisis.append((to_patient - posted[chat]).total_seconds())
@@ -242,6 +288,7 @@ async def timed(
         wall,
         args.backlog,
         args.spread_s,
+        args.standin,
     )
 
 
@@ -266,7 +313,7 @@ def summary(result: Result) -> list[str]:
         f"tick_s={result.tick_s:g}, "
         f"pacing {'on (as deployed)' if result.pacing else 'off'}"
         f"{f', {result.backlog} routine messages queued ahead' if result.backlog else ''}"
-        "; all delivered in "
+        f", stand-in {WHERE[result.standin]}; all delivered in "
         f"{result.wall_s:.1f} s.",
         "",
         "| seconds from webhook to ... | p50 | p99 | max |",
@@ -297,7 +344,8 @@ def write_doc(lines: list[str], command: str, note: str) -> None:
         "stand-in has received both the crisis message for the patient and the alert for the",
         "clinician (`bench/crisis_latency.py`; SQLite; the real python-telegram-bot client; the",
         "outbox delivered as `checkin run` does: woken as soon as the webhook's transaction",
-        "commits, with the scheduler tick behind it).",
+        "commits, with the scheduler tick behind it; the stand-in in a process of its own, as",
+        "Telegram is, unless a run says otherwise).",
         "",
         f"Machine: {machine()}. {note}".rstrip(),
         "",
@@ -340,6 +388,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="[alerts] digest_window_s (default: the configured default)",
     )
+    parser.add_argument("--standin", choices=tuple(STANDINS), default="process",
+                        help="where the Bot API stand-in runs: a process of its own, as "
+                             "Telegram does (default), or a thread of the bench, sharing "
+                             "its GIL (the old way)")  # fmt: skip
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--no-doc", dest="doc", action="store_false",
                         help="print only; do not update docs/PERFORMANCE.md")  # fmt: skip
