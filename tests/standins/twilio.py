@@ -22,7 +22,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -210,6 +210,9 @@ class TwilioStandIn:
         self.opted_out: set[str] = set()
         self.messages: dict[str, JSON] = {}
         self.status_callbacks: dict[str, str] = {}
+        # awaited with each created message before its answer leaves: Twilio may call a
+        # status callback before its REST answer reaches the sender
+        self.on_created: Callable[[JSON], Awaitable[None]] | None = None
         prefix = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages"
         self.app = Starlette(
             routes=[
@@ -276,6 +279,8 @@ class TwilioStandIn:
         self.messages[message["sid"]] = message
         if "StatusCallback" in params:
             self.status_callbacks[message["sid"]] = params["StatusCallback"]
+        if self.on_created is not None:
+            await self.on_created(message)
         return JSONResponse(message, status_code=201)
 
     async def _fetch(self, request: Request) -> Response:
