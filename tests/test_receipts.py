@@ -14,6 +14,7 @@ from bot.app.outbox.sending import Sent, _GroupCommit
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import EarlyReceipt, OutboundMessage, Patient
+from tests.statements import statements
 from tests.test_services import SimClock, rows
 
 NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
@@ -120,3 +121,17 @@ async def test_a_receipt_racing_the_send_being_recorded_is_not_lost(db: Database
         assert not receipt.done()
     await receipt
     assert await _state(db) == ("failed", "sms: twilio error 21610 (after sending)", "opted_out", 0)
+
+
+async def test_recording_a_send_looks_for_receipts_in_one_statement_and_only_for_twilio(
+    db: Database,
+) -> None:
+    """An SMS send's recording adds one statement (nothing kept: nothing more); a Telegram
+    send's adds none."""
+    sms_id = await _queued(db)
+    with statements(db) as seen:
+        await _marked(db, sms_id)
+    assert len([s for s in seen if "early_receipt" in s]) == 1
+    with statements(db) as seen:
+        await _GroupCommit(db).record([Sent(sms_id + 1, "tg-1", NOW, "telegram")])
+    assert [s.split()[0] for s in seen if not s.startswith("BEGIN")] == ["UPDATE"]

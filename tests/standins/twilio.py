@@ -10,7 +10,8 @@ Serves ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (201 and a Messa
 and ``GET .../Messages/{Sid}.json``, checks HTTP Basic auth, validates like Twilio (21604,
 21603, 21602, 21211, 21617, and 21610 for numbers passed to ``opt_out``) and records every
 request in ``calls``. Failures are scripted with ``fail(fault, to=..., times=...)`` using the
-factories below or ``Fault.slow`` / ``Fault.dropped``.
+factories below or ``Fault.slow`` / ``Fault.dropped``. ``on_created``, if set, is awaited with
+each created message before the answer leaves (a status callback that beats the answer).
 
 ``signed_request`` plays Twilio calling our webhooks: it signs form parameters with
 ``RequestValidator.compute_signature`` so our app can validate them.
