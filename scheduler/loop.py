@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.app.conversations.intake import drain_when_woken
 from bot.app.operator.retention import purge_due
 from bot.app.outbox.delivery import deliver_when_woken
+from bot.app.outbox.receipts import prune_early
 from bot.app.outbox.sending import Report
 from bot.bootstrap import App
 
@@ -77,6 +78,7 @@ async def tick(app: App) -> TickReport:
     if not app.last_purge_at or now - app.last_purge_at[0] >= PURGE_EVERY:
         app.last_purge_at[:] = [now]  # erasing discharged patients is a daily matter
         await _stage("retention", purge_due(app.db, app.settings.retention, app.clock), None)
+        await _stage("receipts", prune_early(app.db, app.clock), 0)  # receipts kept a day
     app.last_tick_at[:] = [app.clock()]
     return TickReport(recovered, started, expired, delivery, planned, reminded)
 

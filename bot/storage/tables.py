@@ -37,6 +37,7 @@ from bot.storage.account_tables import PanelSession as PanelSession
 from bot.storage.answer_tables import Answer as Answer
 from bot.storage.answer_tables import Score as Score
 from bot.storage.crypto import EncryptedJSON, EncryptedText, lookup_hash
+from bot.storage.early_receipts import EarlyReceipt as EarlyReceipt
 from bot.storage.import_tables import PatientExternalId as PatientExternalId
 from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
 from bot.storage.send_allowance import SendChat as SendChat

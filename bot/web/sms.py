@@ -8,7 +8,8 @@ durable in the spool before anything else (Twilio does not retry it) and answere
 with an empty TwiML document, whatever the database is doing; the drain records and
 processes it after (``bot.app.conversations.intake``), and the reply goes through the
 outbox. Status callbacks may arrive out of order: a final status (delivered, failed)
-never regresses.
+never regresses; one that arrives before its send is recorded is kept for it
+(``bot.app.outbox.receipts``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Serves ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (201 and a Messa
 and ``GET .../Messages/{Sid}.json``, checks HTTP Basic auth, validates like Twilio (21604,
 21603, 21602, 21211, 21617, and 21610 for numbers passed to ``opt_out``) and records every
 request in ``calls``. Failures are scripted with ``fail(fault, to=..., times=...)`` using the
-factories below or ``Fault.slow`` / ``Fault.dropped``.
+factories below or ``Fault.slow`` / ``Fault.dropped``. ``on_created``, if set, is awaited with
+each created message before the answer leaves (a status callback that beats the answer).
 
 ``signed_request`` plays Twilio calling our webhooks: it signs form parameters with
 ``RequestValidator.compute_signature`` so our app can validate them.
@@ -22,7 +23,7 @@ import base64
 import binascii
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -210,6 +211,9 @@ class TwilioStandIn:
         self.opted_out: set[str] = set()
         self.messages: dict[str, JSON] = {}
         self.status_callbacks: dict[str, str] = {}
+        # awaited with each created message before its answer leaves: Twilio may call a
+        # status callback before its REST answer reaches the sender
+        self.on_created: Callable[[JSON], Awaitable[None]] | None = None
         prefix = f"/{API_VERSION}/Accounts/{{account_sid}}/Messages"
         self.app = Starlette(
             routes=[
@@ -276,6 +280,8 @@ class TwilioStandIn:
         self.messages[message["sid"]] = message
         if "StatusCallback" in params:
             self.status_callbacks[message["sid"]] = params["StatusCallback"]
+        if self.on_created is not None:
+            await self.on_created(message)
         return JSONResponse(message, status_code=201)
 
     async def _fetch(self, request: Request) -> Response:

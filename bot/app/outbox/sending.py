@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.outbox.receipts import apply_early
+from bot.app.outbox.unreachable import mark_unreachable
 from bot.app.ports import Channel, Clock
-from bot.domain.alerts import OptOutHow
 from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Button, Rendered
 from bot.storage.database import Database
+from bot.storage.early_receipts import CHANNELS as RECEIPT_CHANNELS
 from bot.storage.outbox import Outgoing
 from bot.storage.repository import Repository
-from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
 # How long a line's sends wait to be recorded with the next one's: a provider answering
@@ -75,6 +76,7 @@ class Sent:
     message_id: int
     provider_id: str | None
     at: datetime
+    channel: str = ""  # SMS and WhatsApp sends may have a delivery receipt waiting
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Sender:
     alerting: Alerting | None = None  # tells the clinician when a patient turns unreachable
 
     def __post_init__(self) -> None:
-        self._marks = _GroupCommit(self.db)
+        self._marks = _GroupCommit(self.db, self.alerting)
 
     async def send(
         self,
@@ -124,7 +126,7 @@ class Sender:
             log.error("outbound %s: the channel raised %s", message.id, type(exc).__name__)
             unexpected = DeliveryFailed(f"unexpected error ({type(exc).__name__})", permanent=True)
             return await self._failed(message, unexpected)
-        sent = Sent(message.id, provider_id, self.clock())
+        sent = Sent(message.id, provider_id, self.clock(), message.channel)
         if held is None:
             await self._marks.record([sent])
         else:
@@ -188,11 +190,13 @@ class _GroupCommit:
     of their own; but while one commit runs, the outcomes arriving behind it queue up and
     the next commit takes them all. One chat at a time commits alone; fifty sends
     finishing together take a few transactions, not fifty (SQLite has a single writer).
-    A caller's outcomes (one line's) always share a transaction.
+    A caller's outcomes (one line's) always share a transaction, and so do the delivery
+    receipts that arrived for them before it (``bot.app.outbox.receipts.apply_early``).
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, alerting: Alerting | None = None) -> None:
         self._db = db
+        self._alerting = alerting
         self._pending: list[tuple[Sequence[Sent], asyncio.Future[None]]] = []
         self._lock = asyncio.Lock()
 
@@ -217,9 +221,11 @@ class _GroupCommit:
         try:
             async with self._db.transaction() as session:
                 repo = Repository(session)
-                for outcomes, _ in batch:
-                    for sent in outcomes:
-                        await repo.mark_sent(sent.message_id, sent.provider_id, sent.at)
+                sents = [sent for outcomes, _ in batch for sent in outcomes]
+                for sent in sents:
+                    await repo.mark_sent(sent.message_id, sent.provider_id, sent.at)
+                if receivable := _receivable(sents):
+                    await apply_early(session, receivable, max(s.at for s in sents), self._alerting)
         except BaseException as exc:
             failure = exc if isinstance(exc, Exception) else RuntimeError("commit cancelled")
             for _, done in batch:
@@ -229,25 +235,13 @@ class _GroupCommit:
             done.set_result(None)
 
 
-async def mark_unreachable(
-    repo: Repository,
-    message: Outgoing | OutboundMessage,
-    now: datetime,
-    alerting: Alerting | None = None,
-) -> None:
-    """The patient blocked the bot (or opted out at the carrier): visible to the operator,
-    and to the clinician through the ``opted_out`` alert (unless they had left already)."""
-    patient = await repo.get_patient(message.recipient_id)
-    if patient is None or patient.status in ("blocked", "opted_out", "discharged"):
-        return
-    if alerting is not None and patient.status in ("active", "paused"):
-        how: OptOutHow = "stop" if message.channel == "sms" else "blocked"
-        await alerting.unreachable(repo, patient, how, now)
-    patient.status = "opted_out" if message.channel == "sms" else "blocked"
-    await repo.add(patient)
-    await repo.audit(
-        now, "system", f"patient_{patient.status}", f"patient:{patient.id}", channel=message.channel
-    )
+def _receivable(sents: Sequence[Sent]) -> dict[tuple[str, str], int]:
+    """The sends a delivery receipt may have come for already, by (channel, provider id)."""
+    return {
+        (s.channel, s.provider_id): s.message_id
+        for s in sents
+        if s.channel in RECEIPT_CHANNELS and s.provider_id
+    }
 
 
 def _rendered(message: Outgoing) -> Rendered:
