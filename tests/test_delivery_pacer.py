@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from bot.app.outbox.edits import pacing_priority
 from bot.app.outbox.pacing import URGENT_DEFERRAL_S, URGENT_GRACE_S, ChatAllowance, Pacer
+from bot.storage.outbox import REPLY, Outgoing
 
 
 class VirtualTime:
@@ -363,3 +365,34 @@ async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_o
     await clock.run(storm(), patient())
     (left,) = [left for address, left, _ in spans if address == "patient"]
     assert left == pytest.approx(21.0 + URGENT_DEFERRAL_S, abs=0.11)
+
+
+def outgoing(n: int, *, edit: bool) -> Outgoing:
+    payload: dict[str, object] = {"intent": "Answered" if edit else "Ask", "item": "phq9.q1"}
+    if edit:
+        payload["edit"] = True
+    return Outgoing(n, "telegram", "patient", n, str(n), "text", payload, REPLY, 0, None)
+
+
+async def test_edits_of_answered_questions_wait_behind_other_patients_next_questions() -> None:
+    """With the window full, twenty edits (replies by their rows) are waiting when five
+    next questions arrive: the questions leave first, the edits after them; each waits at
+    the priority `pacing_priority` gives it, as delivery does."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, unspaced_from=REPLY)
+    left: dict[int, float] = {}
+
+    async def send(message: Outgoing, after: float = 0.0) -> None:
+        await clock.sleep(after)
+        async with pacer.turn(message.address, pacing_priority(message)):
+            left[message.id] = clock.now
+
+    full = [send(outgoing(n, edit=False)) for n in range(30)]
+    edits = [send(outgoing(100 + n, edit=True), after=0.01) for n in range(20)]
+    questions = [send(outgoing(200 + n, edit=False), after=0.05) for n in range(5)]
+    await clock.run(*full, *edits, *questions)
+    first_question = min(left[200 + n] for n in range(5))
+    assert first_question > 0.99  # the window was full until then
+    ahead = [n for n in range(20) if left[100 + n] < first_question]
+    assert len(ahead) <= 1  # only the edit already holding the channel's turn went first
+    assert max(left[200 + n] for n in range(5)) < max(left[100 + n] for n in range(20))

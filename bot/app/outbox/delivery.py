@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.app.alerts.alerting import Alerting
-from bot.app.outbox.edits import edit_targets
+from bot.app.outbox.edits import edit_targets, pacing_priority
 from bot.app.outbox.pacing import Pacing
 from bot.app.outbox.sending import Report, RetryPolicy, Sender, Sent
 from bot.app.ports import Channel, Clock
@@ -243,7 +243,8 @@ class Deliverer:
             async with _Call(gate) as call:
                 return await self._sender.send(message, self.channels, edits, call.release, held)
         chat = f"{message.recipient_kind}:{message.recipient_id}"  # one name in every worker
-        async with pacer.turn(chat, message.priority) as answered, _Call(gate) as call:
+        priority = pacing_priority(message)
+        async with pacer.turn(chat, priority) as answered, _Call(gate) as call:
 
             def done() -> None:  # the gate is for provider calls: recording needs none
                 answered()

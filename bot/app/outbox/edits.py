@@ -11,8 +11,16 @@ from __future__ import annotations
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.outbox import Outgoing
+from bot.storage.outbox import ROUTINE, Outgoing
 from bot.storage.tables import OutboundMessage
+
+
+def pacing_priority(message: Outgoing) -> int:
+    """The priority `message` waits for a send slot with. An edit only shows the choice on
+    a question already answered: it yields the provider's window to every new message (the
+    next questions and crisis messages of other patients' turns), as scheduled outreach
+    does, and its row keeps its own priority for claims."""
+    return ROUTINE if message.payload.get("edit") else message.priority
 
 
 async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[int, str | None]:
