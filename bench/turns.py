@@ -24,6 +24,7 @@ in the fault suite's launcher, since the echo has none.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import random
 import re
@@ -89,6 +90,17 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)  # per turn: the question it answered
     between: list[float] = field(default_factory=list)  # closing message to the next question
+    ended: list[float] = field(default_factory=list)  # per turn: when it ended (epoch s)
+    busy: list[int] = field(default_factory=list)  # per turn: Bot API calls in the second before
+
+    def count_busy(self, fake: TelegramStandIn) -> None:
+        """For each turn, how many requests the stand-in took in the second before the turn
+        ended: thirty means the provider's limit was what held it."""
+        arrived = sorted(c.at.timestamp() for c in fake.calls)
+        self.busy = [
+            bisect.bisect_right(arrived, end) - bisect.bisect_right(arrived, end - 1.0)
+            for end in self.ended
+        ]
 
     @property
     def per_s(self) -> float:
@@ -152,6 +164,7 @@ async def _closed_loop(
             await post(n, "1")
             text = await reply(n)
             result.latencies.append(time.perf_counter() - sent)
+            result.ended.append(time.time())
             result.asked.append(f"{question} at {sent - start:.1f} s")
             question = text.split(" ", 1)[0]
             result.turns += 1
@@ -233,6 +246,7 @@ async def run_echo(fake: TelegramStandIn, url: str, inbox: Inbox) -> Result:
             (await web.post("/telegram", json=update)).raise_for_status()
 
         await _closed_loop(result, pids, post, lambda chat: inbox.next(chat, lambda _: True))
+    result.count_busy(fake)
     return result
 
 
@@ -273,6 +287,7 @@ async def run_checkin(
 
             await asyncio.gather(*(inbox.next(c, is_turn_end) for c in _chats()))  # first question
             await _closed_loop(result, pids, post, lambda chat: inbox.next(chat, is_turn_end))
+            result.count_busy(fake)
         for config in configs:
             config.unlink()
     return result
@@ -376,12 +391,14 @@ def _slowest(results: list[Result], count: int = 5) -> str:
     window: what the p99 is made of (a tick, a crisis turn, a chat's allowance)."""
     lines = []
     for r in results:
-        worst = sorted(zip(r.latencies, r.asked, strict=True), reverse=True)[:count]
-        shown = ", ".join(f"{1000 * s:.0f} ms ({asked})" for s, asked in worst)
+        busy = r.busy or [0] * len(r.latencies)
+        turns = zip(r.latencies, r.asked, busy, strict=True)
+        worst = sorted(turns, reverse=True)[:count]
+        shown = ", ".join(f"{1000 * s:.0f} ms ({asked}, {n}/s)" for s, asked, n in worst)
         lines.append(f"- {r.label}: {shown}")
-    return "Slowest turns (latency, the question answered, when in the window):\n" + "\n".join(
-        lines
-    )
+    head = "Slowest turns (latency, the question answered, when in the window, Bot API requests"
+    head += " in the second before it ended):\n"
+    return head + "\n".join(lines)
 
 
 LIMITS = (

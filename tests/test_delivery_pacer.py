@@ -333,11 +333,12 @@ async def test_replies_take_the_windows_places_at_once_and_routine_sends_keep_th
     assert gaps[1:] == pytest.approx([1 / 30] * 3)  # (after a quiet spell one catches up)
 
 
-async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_one_up() -> None:
-    """One crisis message holds nobody up. In a storm (five urgent sends within a
-    second), a reply asked for right after one took a place waits the grace, so the next
-    crisis message, a moment behind, still finds a place; once the storm is over it goes
-    at once; and it never waits longer than the deferral in all."""
+async def test_in_a_storm_that_fills_the_window_replies_wait_and_with_room_no_one_does() -> None:
+    """One crisis message holds nobody up, nor do five while the window has room. Once
+    urgent sends have nearly filled the window (a third of its places or fewer free), a
+    reply asked for right after one took a place waits the grace, so the next crisis
+    message, a moment behind, still finds a place; once the storm is over it goes at once;
+    and it never waits longer than the deferral in all."""
     clock = VirtualTime()
     pacer = pacer_on(clock, rate_per_s=30, unspaced_from=1, urgent_from=2)
     spans: list[tuple[str, float, float]] = []
@@ -347,15 +348,18 @@ async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_o
     assert spans[-1][1] == 0.0  # a lone crisis: no wait
     await clock.run(*(send(f"crisis{n}", 2) for n in range(4)))
     await clock.run(send("reply", 1))
+    assert spans[-1][1] == 0.0  # five urgent sends, but 23 places free: no wait
+    await clock.run(*(send(f"more{n}", 2) for n in range(14)))  # 9 places left
+    await clock.run(send("reply", 1))
     assert spans[-1] == ("reply", pytest.approx(URGENT_GRACE_S), pytest.approx(URGENT_GRACE_S))
     clock.now = 10.0
     await clock.run(send("quiet", 1))
     assert spans[-1][1] == 10.0
 
-    async def storm() -> None:  # an urgent send every 0.1 s for five seconds
-        for n in range(50):
+    async def storm() -> None:  # an urgent send every 0.04 s for five seconds: 25 a second
+        for n in range(125):
             await send(f"storm{n}", 2)
-            await clock.sleep(0.1)
+            await clock.sleep(0.04)
 
     async def patient() -> None:  # a reply one second into the storm
         await clock.sleep(1.0)
@@ -364,7 +368,7 @@ async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_o
     clock.now = 20.0
     await clock.run(storm(), patient())
     (left,) = [left for address, left, _ in spans if address == "patient"]
-    assert left == pytest.approx(21.0 + URGENT_DEFERRAL_S, abs=0.11)
+    assert left == pytest.approx(21.0 + URGENT_DEFERRAL_S, abs=0.05)
 
 
 def outgoing(n: int, *, edit: bool) -> Outgoing:
@@ -396,3 +400,22 @@ async def test_edits_of_answered_questions_wait_behind_other_patients_next_quest
     ahead = [n for n in range(20) if left[100 + n] < first_question]
     assert len(ahead) <= 1  # only the edit already holding the channel's turn went first
     assert max(left[200 + n] for n in range(5)) < max(left[100 + n] for n in range(20))
+
+
+async def test_a_burst_of_replies_does_not_push_routine_sends_nor_the_replies_behind_them() -> None:
+    """Ten replies leave at once; a routine send (an edit) right after them need not wait
+    out ten spacings, and a reply behind it is not held up by it."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, unspaced_from=REPLY)
+    spans: list[tuple[str, float, float]] = []
+    send = prioritised(clock, pacer, spans)
+
+    async def later(address: str, priority: int, after: float) -> None:
+        await clock.sleep(after)
+        await send(address, priority)
+
+    burst = [send(f"reply{n}", REPLY) for n in range(10)]
+    await clock.run(*burst, later("edit", 0, 0.001), later("next", REPLY, 0.002))
+    left = {address: at for address, at, _ in spans}
+    assert left["edit"] < 0.01
+    assert left["next"] < 0.01

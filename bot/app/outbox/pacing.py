@@ -169,16 +169,18 @@ class Pacer:
                     self._next = self._following(now)
                     return None
                 # (a microsecond's slack: a sleep may end a hair early, and must not spin)
-                while self._closing and self._closing[0] <= now + 1e-6:
-                    self._closing.popleft()
-                if len(self._closing) + len(self._flying) < self.per_window:
+                if self._free_places(now) > 0:
                     break
                 if self._closing:  # answered sends free their places first
                     await self._sleep(self._closing[0] - now)
                 else:  # every place is in flight: wait for any answer, then look again
                     self._an_answer.clear()
                     await self._an_answer.wait()
-            self._next = self._following(now)
+            if not self._unspaced(priority):
+                # only spaced sends move the schedule: a burst of replies pushed the next
+                # slot a thirtieth of a second on for each, and the edit or routine send
+                # that then slept for it held the slot lock, and every reply behind it
+                self._next = self._following(now)
             if self.urgent_from is not None and priority >= self.urgent_from:
                 self._urgent.append(now)
                 self._forget_urgent(now)
@@ -188,12 +190,16 @@ class Pacer:
 
     async def _behind_urgent(self, priority: int) -> None:
         """In a storm of urgent sends (URGENT_STORM or more took places within the last
-        window, and one less than URGENT_GRACE_S ago), a less urgent send waits, for at
-        most URGENT_DEFERRAL_S: the window's places are few (30 a second), and fifty
-        crisis messages at once need every one of them, while the edits and next
-        questions of the same turns can follow a second later. A lone crisis holds no one
-        up. Waiting happens outside the slot lock, so urgent sends pass the waiters."""
-        if self.urgent_from is None or priority >= self.urgent_from:
+        window, and one less than URGENT_GRACE_S ago) that has nearly filled the window
+        (a third of its places or fewer free), a less urgent send waits, for at most
+        URGENT_DEFERRAL_S: the window's places are few (30 a second), and fifty crisis
+        messages at once need every one of them, while the edits and next questions of
+        the same turns can follow a second later. While the window has room, nobody
+        waits: the crisis messages of a few patients in a row need no one else's place,
+        and holding everyone's next question 0.2 s for them was most of the slowest turns
+        with fifty patients answering. A lone crisis holds no one up. Waiting happens
+        outside the slot lock, so urgent sends pass the waiters."""
+        if self.urgent_from is None or priority >= self.urgent_from or not self.per_window:
             return
         began = self._monotonic()
         while True:
@@ -201,10 +207,18 @@ class Pacer:
             self._forget_urgent(now)
             if len(self._urgent) < URGENT_STORM or now - began >= URGENT_DEFERRAL_S:
                 return
+            if self._free_places(now) > self.per_window // 3:
+                return
             quiet_at = self._urgent[-1] + URGENT_GRACE_S
             if now >= quiet_at:
                 return
             await self._sleep(min(quiet_at, began + URGENT_DEFERRAL_S) - now)
+
+    def _free_places(self, now: float) -> int:
+        """Places in the window no send holds at `now`."""
+        while self._closing and self._closing[0] <= now + 1e-6:
+            self._closing.popleft()
+        return self.per_window - len(self._closing) - len(self._flying)
 
     def _forget_urgent(self, now: float) -> None:
         """Drop urgent sends older than the window (kept short however long a storm)."""
