@@ -333,12 +333,11 @@ async def test_replies_take_the_windows_places_at_once_and_routine_sends_keep_th
     assert gaps[1:] == pytest.approx([1 / 30] * 3)  # (after a quiet spell one catches up)
 
 
-async def test_in_a_storm_that_fills_the_window_replies_wait_and_with_room_no_one_does() -> None:
-    """One crisis message holds nobody up, nor do five while the window has room. Once
-    urgent sends have nearly filled the window (a third of its places or fewer free), a
-    reply asked for right after one took a place waits the grace, so the next crisis
-    message, a moment behind, still finds a place; once the storm is over it goes at once;
-    and it never waits longer than the deferral in all."""
+async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_one_up() -> None:
+    """One crisis message holds nobody up. In a storm (five urgent sends within a
+    second), a reply asked for right after one took a place waits the grace, so the next
+    crisis message, a moment behind, still finds a place; once the storm is over it goes
+    at once; and it never waits longer than the deferral in all."""
     clock = VirtualTime()
     pacer = pacer_on(clock, rate_per_s=30, unspaced_from=1, urgent_from=2)
     spans: list[tuple[str, float, float]] = []
@@ -348,18 +347,15 @@ async def test_in_a_storm_that_fills_the_window_replies_wait_and_with_room_no_on
     assert spans[-1][1] == 0.0  # a lone crisis: no wait
     await clock.run(*(send(f"crisis{n}", 2) for n in range(4)))
     await clock.run(send("reply", 1))
-    assert spans[-1][1] == 0.0  # five urgent sends, but 23 places free: no wait
-    await clock.run(*(send(f"more{n}", 2) for n in range(14)))  # 9 places left
-    await clock.run(send("reply", 1))
     assert spans[-1] == ("reply", pytest.approx(URGENT_GRACE_S), pytest.approx(URGENT_GRACE_S))
     clock.now = 10.0
     await clock.run(send("quiet", 1))
     assert spans[-1][1] == 10.0
 
-    async def storm() -> None:  # an urgent send every 0.04 s for five seconds: 25 a second
-        for n in range(125):
+    async def storm() -> None:  # an urgent send every 0.1 s for five seconds
+        for n in range(50):
             await send(f"storm{n}", 2)
-            await clock.sleep(0.04)
+            await clock.sleep(0.1)
 
     async def patient() -> None:  # a reply one second into the storm
         await clock.sleep(1.0)
@@ -368,7 +364,7 @@ async def test_in_a_storm_that_fills_the_window_replies_wait_and_with_room_no_on
     clock.now = 20.0
     await clock.run(storm(), patient())
     (left,) = [left for address, left, _ in spans if address == "patient"]
-    assert left == pytest.approx(21.0 + URGENT_DEFERRAL_S, abs=0.05)
+    assert left == pytest.approx(21.0 + URGENT_DEFERRAL_S, abs=0.11)
 
 
 def outgoing(n: int, *, edit: bool) -> Outgoing:
