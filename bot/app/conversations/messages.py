@@ -38,7 +38,8 @@ def outbox_rows(
     assert patient.id is not None and address is not None
     answering = source.startswith("in")  # a reply to what the patient just sent
     country = country_of(renderer.clinic, patient)
-    rows, edits = [], []
+    rows: list[OutboundMessage] = []
+    edits: list[OutboundMessage] = []
     for n, intent in enumerate(intents):
         rendered = renderer.render(intent, patient.channel, patient.language, country)
         if rendered is None:
