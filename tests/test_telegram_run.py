@@ -105,6 +105,8 @@ def test_enrol_and_complete_a_phq9_through_checkin_run(
         wait_until(
             "the thanks", lambda: any("check-in is complete" in t for t in fake.sent_texts(CHAT))
         )
+        # the last answer's edit leaves after the thanks (what the patient waits for first)
+        wait_until("the last edit", lambda: len(_edited(fake)) == 10)
         service.process.send_signal(signal.SIGTERM)
         assert service.process.wait(timeout=20) == 0
     finally:
@@ -114,8 +116,11 @@ def test_enrol_and_complete_a_phq9_through_checkin_run(
     assert [(s["instrument"], s["total"], s["band"]) for s in shown["scores"]] == [
         ("phq9", 5, "mild")
     ]
-    edited = [m["text"] for m in fake.messages(CHAT) if "✓" in m["text"]]
-    assert len(edited) == 10  # every question now shows the answer chosen
+    assert len(_edited(fake)) == 10  # every question now shows the answer chosen
+
+
+def _edited(fake: TelegramStandIn) -> list[str]:
+    return [m["text"] for m in fake.messages(CHAT) if "✓" in m["text"]]
 
 
 def _question(fake: TelegramStandIn, prefix: str) -> dict[str, Any] | None:
