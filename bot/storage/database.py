@@ -25,6 +25,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage import sqlite_driver
+
 Dialect = Literal["sqlite", "postgresql"]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -60,7 +62,11 @@ class Database:
         self.url = async_url(url)
         # hide_parameters: a failed statement's message would otherwise carry its values
         # (answers, names, numbers) into logs and tracebacks.
-        self.engine: AsyncEngine = create_async_engine(self.url, echo=echo, hide_parameters=True)
+        # SQLite: one trip to aiosqlite's thread per statement (bot.storage.sqlite_driver)
+        driver: dict[str, Any] = {"module": sqlite_driver.DBAPI} if self.dialect == "sqlite" else {}
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, echo=echo, hide_parameters=True, **driver
+        )
         if self.dialect == "sqlite":
             _private_file(self.url.database)
             _configure_sqlite(self.engine, foreign_keys=foreign_keys)
@@ -70,7 +76,7 @@ class Database:
         self._reader: AsyncEngine | None = None
         self._readers = self._sessions
         if self.dialect == "sqlite":
-            self._reader = create_async_engine(self.url, echo=echo, hide_parameters=True)
+            self._reader = create_async_engine(self.url, echo=echo, hide_parameters=True, **driver)
             _configure_sqlite_reader(self._reader)
             self._readers = async_sessionmaker(
                 self._reader, class_=AsyncSession, expire_on_commit=False

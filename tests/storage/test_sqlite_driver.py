@@ -1,0 +1,124 @@
+"""The SQLite adapter: each statement is one trip to aiosqlite's thread, and SQLAlchemy
+still sees what a DB-API cursor gives it (rows, row counts, last row ids, errors)."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.storage.database import Database
+
+
+async def sql(session: AsyncSession, statement: str, params: Any = None) -> Any:
+    connection = await session.connection()
+    return await connection.execute(text(statement), params)
+
+
+@pytest.fixture
+async def scratch(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'scratch.db'}")
+    async with database.transaction() as session:
+        await sql(session, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the calls queued for aiosqlite's threads, in order (aiosqlite's own
+    method wrapped, so every trip is still made)."""
+    made: list[str] = []
+    queue = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        made.append(getattr(fn, "__name__", repr(fn)))
+        return await queue(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return made
+
+
+async def test_a_select_is_one_trip(scratch: Database, trips: list[str]) -> None:
+    """A SELECT in an open transaction costs one trip (SQLAlchemy's own adapter made four:
+    cursor, execute, fetch, close)."""
+    async with scratch.transaction() as session:
+        await sql(session, "INSERT INTO t (v) VALUES ('a'), ('b')")
+        trips.clear()
+        rows = (await sql(session, "SELECT v FROM t ORDER BY id")).all()
+        assert trips == ["_statement"]
+    assert [row.v for row in rows] == ["a", "b"]
+
+
+async def test_a_transaction_of_two_statements_is_four_trips(
+    scratch: Database, trips: list[str]
+) -> None:
+    """BEGIN IMMEDIATE, two statements and COMMIT: four trips."""
+    async with scratch.transaction() as session:
+        await sql(session, "INSERT INTO t (v) VALUES ('a')")
+        await sql(session, "UPDATE t SET v = 'b'")
+    # BEGIN IMMEDIATE, the two statements and the commit; the pool's rollback of the
+    # connection given back finds no transaction open and makes no trip
+    assert trips == ["_statement", "_statement", "_statement", "commit"]
+
+
+async def test_a_failed_transaction_is_rolled_back(scratch: Database, trips: list[str]) -> None:
+    """A transaction that fails still rolls back (one trip), and its row is gone."""
+
+    async def failing() -> None:
+        async with scratch.transaction() as session:
+            await sql(session, "INSERT INTO t (v) VALUES ('a')")
+            raise RuntimeError("the use case failed")
+
+    with pytest.raises(RuntimeError):
+        await failing()
+    assert trips == ["_statement", "_statement", "rollback"]
+    async with scratch.reading() as session:
+        assert (await sql(session, "SELECT count(*) FROM t")).scalar() == 0
+
+
+async def test_counts_ids_and_many(scratch: Database) -> None:
+    """Row counts, the last row id and executemany come through."""
+    async with scratch.transaction() as session:
+        inserted = await sql(session, "INSERT INTO t (v) VALUES ('a')")
+        assert inserted.lastrowid == 1
+        await sql(session, "INSERT INTO t (v) VALUES (:v)", [{"v": "b"}, {"v": "c"}])
+        updated = await sql(session, "UPDATE t SET v = v || '!' WHERE id > 1")
+        assert updated.rowcount == 2
+        empty = await sql(session, "SELECT v FROM t WHERE id > 99")
+        assert empty.all() == []
+    async with scratch.reading() as session:
+        values = (await sql(session, "SELECT v FROM t ORDER BY id")).scalars().all()
+    assert values == ["a", "b!", "c!"]
+
+
+async def test_errors_reach_the_caller_and_roll_back(scratch: Database) -> None:
+    """A constraint broken mid-transaction raises SQLAlchemy's IntegrityError and rolls the
+    transaction back; a bad statement raises OperationalError naming the problem."""
+
+    async def in_transaction(*statements: str) -> None:
+        async with scratch.transaction() as session:
+            for statement in statements:
+                await sql(session, statement)
+
+    with pytest.raises(IntegrityError):
+        await in_transaction("INSERT INTO t (v) VALUES ('a')", "INSERT INTO t (v) VALUES ('a')")
+    with pytest.raises(OperationalError, match="no such table: missing"):
+        await in_transaction("SELECT * FROM missing")
+    async with scratch.transaction() as session:
+        count = (await sql(session, "SELECT count(*) FROM t")).scalar()
+    assert count == 0
+
+
+async def test_streaming_still_fetches_in_pieces(scratch: Database) -> None:
+    """A streamed result (a server-side cursor) reads rows as asked, across trips."""
+    async with scratch.transaction() as session:
+        await sql(session, "INSERT INTO t (v) VALUES (:v)", [{"v": str(n)} for n in range(250)])
+    async with scratch.engine.connect() as connection:
+        result = await connection.stream(text("SELECT v FROM t ORDER BY id"))
+        seen = [row.v async for row in result]
+    assert seen == [str(n) for n in range(250)]
