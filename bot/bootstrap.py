@@ -17,7 +17,7 @@ from bot.app.alerts.digests import Digests
 from bot.app.operator.invitations import Invitations
 from bot.app.operator.refusals import Refused
 from bot.app.outbox.delivery import Deliverer
-from bot.app.outbox.pacing import Pacer, Pacing
+from bot.app.outbox.pacing import REPLY_RESERVE_SHARE, Pacer, Pacing
 from bot.app.outbox.shared_pacing import SharedPacer
 from bot.app.planning.planner import Planner
 from bot.app.planning.protocols import check_protocols
@@ -133,6 +133,7 @@ def default_pacers(settings: Settings) -> dict[str, Pacer]:
             per_chat_burst=telegram.per_chat_burst,
             unspaced_from=outbox.REPLY,  # Telegram counts a second: replies need no spacing
             urgent_from=outbox.URGENT,  # crisis messages and alerts first, even over time
+            reply_reserve_share=REPLY_RESERVE_SHARE,  # room kept for replies while they flow
         ),
         "sms": Pacer(rate_per_s=sms, window_s=max(1.0, 1 / sms)),
         "whatsapp": Pacer(rate_per_s=settings.whatsapp.rate_per_s, per_chat_rate_per_s=1.0),

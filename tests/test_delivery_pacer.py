@@ -415,3 +415,43 @@ async def test_a_burst_of_replies_does_not_push_routine_sends_nor_the_replies_be
     left = {address: at for address, at, _ in spans}
     assert left["edit"] < 0.01
     assert left["next"] < 0.01
+
+
+async def test_while_replies_flow_routine_sends_leave_room_for_the_next_reply() -> None:
+    """A third of the window is kept for replies once one has left within it: thirty
+    routine sends (edits, a wave's reminders) queued just after a reply take nineteen
+    places in that second (thirty, less the reply's and the ten kept), and a reply at 0.99 s leaves at once instead of waiting for a place
+    (it used to wait for the next second). The window's count still holds."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, unspaced_from=REPLY, reply_reserve_share=1 / 3)
+    assert pacer.reply_reserve == 10
+    spans: list[tuple[str, float, float]] = []
+    send = prioritised(clock, pacer, spans)
+
+    async def later(address: str, priority: int, after: float) -> None:
+        await clock.sleep(after)
+        await send(address, priority)
+
+    routine = [later(f"routine{n}", 0, 0.001) for n in range(30)]
+    await clock.run(send("first", REPLY), *routine, later("late", REPLY, 0.99))
+    left = {address: at for address, at, _ in spans}
+    assert left["late"] == pytest.approx(0.99)
+    assert sum(1 for n in range(30) if left[f"routine{n}"] < 1.0) == 19
+    assert max(left.values()) < 1.5  # the rest follow once the first reply's place frees
+    assert most_arriving_in_one_window(spans, 1.0) <= 30
+
+
+async def test_with_no_reply_in_the_window_a_wave_fills_it() -> None:
+    """The reserve lapses a window after the last reply: a wave alone keeps the full rate
+    (thirty a second, spaced), and so does one starting a second after a reply."""
+    clock = VirtualTime()
+    pacer = pacer_on(clock, rate_per_s=30, unspaced_from=REPLY, reply_reserve_share=1 / 3)
+    spans: list[tuple[str, float, float]] = []
+    send = prioritised(clock, pacer, spans)
+    await clock.run(send("reply", REPLY))
+    clock.now = 1.0
+    await clock.run(*(send(f"wave{n}", 0) for n in range(60)))
+    lefts = sorted(left for address, left, _ in spans if address.startswith("wave"))
+    assert sum(1 for left in lefts if left < 2.0) == 30
+    assert lefts[-1] < 3.0
+    assert most_arriving_in_one_window(spans, 1.0) <= 30
