@@ -267,6 +267,8 @@ async def timed(
     await drained(app)
     wall = time.monotonic() - started
     calls = await stand_in.seen()  # fetched after the timing: it adds nothing to it
+    if args.timeline:
+        print("\n".join(timeline(calls, min(posted.values()))))
     crisis, alert, both = [], [], []
     for n, (chat, name) in enumerate(people):
         doctor = CLINICIAN_CHAT0 + n % args.clinicians
@@ -290,6 +292,30 @@ async def timed(
         args.spread_s,
         args.standin,
     )
+
+
+def timeline(calls: Sequence[Seen], start: datetime, step_s: float = 0.25) -> list[str]:
+    """What the stand-in received after `start`, by kind, per `step_s` (--timeline)."""
+    kinds = ("crisis", "alert", "edit", "other")
+    counts: dict[int, dict[str, int]] = {}
+    for call in calls:
+        offset = (call.at - start).total_seconds()
+        if offset < 0:
+            continue
+        if "988" in call.text:
+            kind = "crisis"
+        elif call.text.startswith("CRISIS:"):
+            kind = "alert"
+        elif call.method.startswith("edit"):
+            kind = "edit"
+        else:
+            kind = "other"
+        bucket = counts.setdefault(int(offset / step_s), dict.fromkeys(kinds, 0))
+        bucket[kind] += 1
+    lines = [f"{'from s':>7} " + " ".join(f"{kind:>6}" for kind in kinds)]
+    for n in sorted(counts):
+        lines.append(f"{n * step_s:7.2f} " + " ".join(f"{counts[n][k]:6d}" for k in kinds))
+    return lines
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -395,6 +421,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--no-doc", dest="doc", action="store_false",
                         help="print only; do not update docs/PERFORMANCE.md")  # fmt: skip
+    parser.add_argument("--timeline", action="store_true",
+                        help="print what the stand-in received, by kind, every 0.25 s")  # fmt: skip
     parser.add_argument("--note", default="", help="said in the doc, e.g. the machine was shared")
     return parser.parse_args(argv)
 
