@@ -13,6 +13,7 @@ for the write lock. PostgreSQL
 are taken explicitly where a use case needs them.
 """
 
+import asyncio
 import os
 import sqlite3
 import stat
@@ -67,9 +68,15 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             self.url, echo=echo, hide_parameters=True, **driver
         )
+        # SQLite has one writer at a time. Pooled connections racing for it lose to SQLite's
+        # busy handler, which sleeps 1, 2, 5 ... up to 100 ms before looking again, while
+        # the lock may have been free for most of that; in turns, a transaction starts the
+        # moment the one before it ends. (Other processes still meet the busy timeout.)
+        self._writing: asyncio.Lock | None = None
         if self.dialect == "sqlite":
             _private_file(self.url.database)
             _configure_sqlite(self.engine, foreign_keys=foreign_keys)
+            self._writing = asyncio.Lock()
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -89,8 +96,15 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        async with self._sessions() as session, session.begin():
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        SQLite: this process's transactions take turns (`_writing`) before BEGIN IMMEDIATE,
+        instead of racing for the file's write lock on several pooled connections."""
+        if self._writing is None:
+            async with self._sessions() as session, session.begin():
+                yield session
+            return
+        async with self._writing, self._sessions() as session, session.begin():
             yield session
 
     @asynccontextmanager

@@ -1,6 +1,7 @@
 """The SQLite adapter: each statement is one trip to aiosqlite's thread, and SQLAlchemy
 still sees what a DB-API cursor gives it (rows, row counts, last row ids, errors)."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,33 @@ async def test_streaming_still_fetches_in_pieces(scratch: Database) -> None:
         result = await connection.stream(text("SELECT v FROM t ORDER BY id"))
         seen = [row.v async for row in result]
     assert seen == [str(n) for n in range(250)]
+
+
+async def test_this_processs_transactions_take_turns(scratch: Database, trips: list[str]) -> None:
+    """A second transaction does not start (no BEGIN IMMEDIATE reaches SQLite, to sleep in
+    its busy handler) until the first has committed; then it runs at once."""
+    first_in = asyncio.Event()
+    let_go = asyncio.Event()
+
+    async def first() -> None:
+        async with scratch.transaction() as session:
+            await sql(session, "INSERT INTO t (v) VALUES ('first')")
+            first_in.set()
+            await let_go.wait()
+
+    async def second() -> None:
+        await first_in.wait()
+        async with scratch.transaction() as session:
+            await sql(session, "INSERT INTO t (v) VALUES ('second')")
+
+    one, two = asyncio.create_task(first()), asyncio.create_task(second())
+    await first_in.wait()
+    for _ in range(20):
+        await asyncio.sleep(0.01)  # time enough for the second to reach SQLite if it could
+    assert trips == ["_statement", "_statement"]  # the first's BEGIN and INSERT only
+    let_go.set()
+    await asyncio.gather(one, two)
+    assert trips[2:] == ["commit", "_statement", "_statement", "commit"]
+    async with scratch.reading() as session:
+        rows = (await sql(session, "SELECT v FROM t ORDER BY id")).scalars().all()
+    assert rows == ["first", "second"]
