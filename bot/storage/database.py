@@ -14,6 +14,7 @@ are taken explicitly where a use case needs them.
 """
 
 import asyncio
+import logging
 import os
 import sqlite3
 import stat
@@ -31,6 +32,8 @@ from bot.storage import sqlite_driver
 Dialect = Literal["sqlite", "postgresql"]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+WRITE_TURN_WAIT_S = SQLITE_BUSY_TIMEOUT_MS / 1000  # then past the process's queue (`_turn`)
+log = logging.getLogger(__name__)
 _ASYNC_DRIVERS: dict[str, tuple[Dialect, str]] = {
     "sqlite": ("sqlite", "sqlite+aiosqlite"),
     "sqlite+aiosqlite": ("sqlite", "sqlite+aiosqlite"),
@@ -73,6 +76,7 @@ class Database:
         # the lock may have been free for most of that; in turns, a transaction starts the
         # moment the one before it ends. (Other processes still meet the busy timeout.)
         self._writing: asyncio.Lock | None = None
+        self._writer: asyncio.Task[Any] | None = None  # the task whose turn it is
         if self.dialect == "sqlite":
             _private_file(self.url.database)
             _configure_sqlite(self.engine, foreign_keys=foreign_keys)
@@ -98,14 +102,36 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error.
 
-        SQLite: this process's transactions take turns (`_writing`) before BEGIN IMMEDIATE,
+        SQLite: this process's transactions take turns (`_turn`) before BEGIN IMMEDIATE,
         instead of racing for the file's write lock on several pooled connections."""
-        if self._writing is None:
-            async with self._sessions() as session, session.begin():
-                yield session
-            return
-        async with self._writing, self._sessions() as session, session.begin():
+        async with self._turn(), self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """This process's turn to write (SQLite), or nothing to wait for (PostgreSQL).
+
+        Never a hang where the busy timeout used to fail: a transaction opened inside
+        another by the same task goes straight to SQLite, as before; one still waiting
+        after WRITE_TURN_WAIT_S (the busy timeout) stops waiting and meets SQLite's busy
+        handler like another process's would. (A transaction waiting on a task that
+        waits for this one could otherwise wait forever.)"""
+        lock, task = self._writing, asyncio.current_task()
+        if lock is None or (task is not None and task is self._writer):
+            yield
+            return
+        try:
+            await asyncio.wait_for(lock.acquire(), WRITE_TURN_WAIT_S)
+        except TimeoutError:
+            log.warning("sqlite: waited %.0f s for this process's turn to write", WRITE_TURN_WAIT_S)
+            yield
+            return
+        self._writer = task
+        try:
+            yield
+        finally:
+            self._writer = None
+            lock.release()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

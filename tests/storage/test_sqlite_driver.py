@@ -12,7 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage.database import Database
+from bot.storage import database
+from bot.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
 
 
 async def sql(session: AsyncSession, statement: str, params: Any = None) -> Any:
@@ -31,13 +32,15 @@ async def scratch(tmp_path: Path) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the calls queued for aiosqlite's threads, in order (aiosqlite's own
-    method wrapped, so every trip is still made)."""
+    """The calls queued for aiosqlite's threads, in order: a statement by its SQL's first
+    word, anything else by its name (aiosqlite's own method wrapped, so every trip is
+    still made)."""
     made: list[str] = []
     queue = aiosqlite.Connection._execute
 
     async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        made.append(getattr(fn, "__name__", repr(fn)))
+        name = getattr(fn, "__name__", repr(fn))
+        made.append(args[1].split()[0] if name == "_statement" else name)  # its SQL's verb
         return await queue(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
@@ -51,7 +54,7 @@ async def test_a_select_is_one_trip(scratch: Database, trips: list[str]) -> None
         await sql(session, "INSERT INTO t (v) VALUES ('a'), ('b')")
         trips.clear()
         rows = (await sql(session, "SELECT v FROM t ORDER BY id")).all()
-        assert trips == ["_statement"]
+        assert trips == ["SELECT"]
     assert [row.v for row in rows] == ["a", "b"]
 
 
@@ -64,7 +67,7 @@ async def test_a_transaction_of_two_statements_is_four_trips(
         await sql(session, "UPDATE t SET v = 'b'")
     # BEGIN IMMEDIATE, the two statements and the commit; the pool's rollback of the
     # connection given back finds no transaction open and makes no trip
-    assert trips == ["_statement", "_statement", "_statement", "commit"]
+    assert trips == ["BEGIN", "INSERT", "UPDATE", "commit"]
 
 
 async def test_a_failed_transaction_is_rolled_back(scratch: Database, trips: list[str]) -> None:
@@ -77,7 +80,7 @@ async def test_a_failed_transaction_is_rolled_back(scratch: Database, trips: lis
 
     with pytest.raises(RuntimeError):
         await failing()
-    assert trips == ["_statement", "_statement", "rollback"]
+    assert trips == ["BEGIN", "INSERT", "rollback"]
     async with scratch.reading() as session:
         assert (await sql(session, "SELECT count(*) FROM t")).scalar() == 0
 
@@ -146,10 +149,60 @@ async def test_this_processs_transactions_take_turns(scratch: Database, trips: l
     await first_in.wait()
     for _ in range(20):
         await asyncio.sleep(0.01)  # time enough for the second to reach SQLite if it could
-    assert trips == ["_statement", "_statement"]  # the first's BEGIN and INSERT only
+    assert trips == ["BEGIN", "INSERT"]  # the first's only
     let_go.set()
     await asyncio.gather(one, two)
-    assert trips[2:] == ["commit", "_statement", "_statement", "commit"]
+    assert trips[2:] == ["commit", "BEGIN", "INSERT", "commit"]
     async with scratch.reading() as session:
         rows = (await sql(session, "SELECT v FROM t ORDER BY id")).scalars().all()
     assert rows == ["first", "second"]
+
+
+async def test_a_turn_waited_for_too_long_goes_to_sqlite_instead_of_hanging(
+    scratch: Database, trips: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction that cannot get its turn within the busy timeout (here shortened)
+    stops waiting and meets SQLite's own lock, as another process's would: a task that
+    waits on one waiting for it fails after the busy timeout instead of hanging."""
+    monkeypatch.setattr(database, "WRITE_TURN_WAIT_S", 0.1)
+    held = asyncio.Event()
+    let_go = asyncio.Event()
+
+    async def holder() -> None:
+        async with scratch.transaction() as session:
+            await sql(session, "INSERT INTO t (v) VALUES ('held')")
+            held.set()
+            await let_go.wait()
+
+    async def waiter() -> None:
+        await held.wait()
+        async with scratch.transaction() as session:
+            await sql(session, "INSERT INTO t (v) VALUES ('waited')")
+
+    first = asyncio.create_task(holder())
+    second = asyncio.create_task(waiter())
+    await held.wait()
+    await asyncio.sleep(0.3)
+    assert trips.count("BEGIN") == 2  # the waiter's reached SQLite (and waits there)
+    assert trips.count("INSERT") == 1
+    let_go.set()
+    await asyncio.gather(first, second)
+    async with scratch.reading() as session:
+        rows = (await sql(session, "SELECT v FROM t ORDER BY id")).scalars().all()
+    assert rows == ["held", "waited"]
+
+
+async def test_a_transaction_inside_another_of_the_same_task_does_not_hang(
+    scratch: Database,
+) -> None:
+    """Nested in the same task, a transaction does not wait for the turn its own task
+    holds: it reaches SQLite, whose busy timeout fails it, as before the turns."""
+
+    async def nested() -> None:
+        async with scratch.transaction() as outer:
+            await sql(outer, "INSERT INTO t (v) VALUES ('outer')")
+            async with scratch.transaction() as inner:
+                await sql(inner, "INSERT INTO t (v) VALUES ('inner')")
+
+    with pytest.raises(OperationalError, match="database is locked"):
+        await asyncio.wait_for(nested(), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000 + 5)
