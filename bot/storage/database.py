@@ -25,6 +25,7 @@ from typing import Any, Literal
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.util.concurrency import await_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage import sqlite_driver
@@ -32,7 +33,7 @@ from bot.storage import sqlite_driver
 Dialect = Literal["sqlite", "postgresql"]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-WRITE_TURN_WAIT_S = SQLITE_BUSY_TIMEOUT_MS / 1000  # then past the process's queue (`_turn`)
+WRITE_TURN_WAIT_S = SQLITE_BUSY_TIMEOUT_MS / 1000  # then past the process's queue (`_WriteTurns`)
 log = logging.getLogger(__name__)
 _ASYNC_DRIVERS: dict[str, tuple[Dialect, str]] = {
     "sqlite": ("sqlite", "sqlite+aiosqlite"),
@@ -71,16 +72,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             self.url, echo=echo, hide_parameters=True, **driver
         )
-        # SQLite has one writer at a time. Pooled connections racing for it lose to SQLite's
-        # busy handler, which sleeps 1, 2, 5 ... up to 100 ms before looking again, while
-        # the lock may have been free for most of that; in turns, a transaction starts the
-        # moment the one before it ends. (Other processes still meet the busy timeout.)
-        self._writing: asyncio.Lock | None = None
-        self._writer: asyncio.Task[Any] | None = None  # the task whose turn it is
         if self.dialect == "sqlite":
             _private_file(self.url.database)
-            _configure_sqlite(self.engine, foreign_keys=foreign_keys)
-            self._writing = asyncio.Lock()
+            _configure_sqlite(self.engine, foreign_keys=foreign_keys, turns=_WriteTurns())
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -101,37 +95,10 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error.
-
-        SQLite: this process's transactions take turns (`_turn`) before BEGIN IMMEDIATE,
-        instead of racing for the file's write lock on several pooled connections."""
-        async with self._turn(), self._sessions() as session, session.begin():
+        (SQLite: the transaction waits for this process's turn to write at its BEGIN,
+        `_WriteTurns`.)"""
+        async with self._sessions() as session, session.begin():
             yield session
-
-    @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """This process's turn to write (SQLite), or nothing to wait for (PostgreSQL).
-
-        Never a hang where the busy timeout used to fail: a transaction opened inside
-        another by the same task goes straight to SQLite, as before; one still waiting
-        after WRITE_TURN_WAIT_S (the busy timeout) stops waiting and meets SQLite's busy
-        handler like another process's would. (A transaction waiting on a task that
-        waits for this one could otherwise wait forever.)"""
-        lock, task = self._writing, asyncio.current_task()
-        if lock is None or (task is not None and task is self._writer):
-            yield
-            return
-        try:
-            await asyncio.wait_for(lock.acquire(), WRITE_TURN_WAIT_S)
-        except TimeoutError:
-            log.warning("sqlite: waited %.0f s for this process's turn to write", WRITE_TURN_WAIT_S)
-            yield
-            return
-        self._writer = task
-        try:
-            yield
-        finally:
-            self._writer = None
-            lock.release()
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -182,8 +149,51 @@ def _private_file(database: str | None) -> None:
         os.close(fd)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
-    """Connection pragmas, and SQLAlchemy (not pysqlite) in charge of BEGIN IMMEDIATE."""
+class _WriteTurns:
+    """This process's transactions on one SQLite file, one at a time.
+
+    SQLite has one writer. Pooled connections racing for it lose to SQLite's busy handler,
+    which sleeps 1, 2, 5 ... up to 100 ms before it looks again, while the file may have
+    been free for most of that. Here a transaction waits at its BEGIN IMMEDIATE for the
+    one before it to give its connection back to the pool, and starts the moment it has.
+    Other processes on the file still meet the busy timeout.
+
+    Never a hang where the busy timeout used to fail: a transaction begun inside another
+    by the same task goes straight to SQLite, as before; one still waiting after
+    WRITE_TURN_WAIT_S (the busy timeout) stops waiting and meets SQLite's lock like
+    another process's would. A transaction opened but not yet begun holds no turn, so
+    one opened around another (which then runs first) costs nothing.
+    """
+
+    KEY = "checkin_write_turn"  # in the pool record's info: this connection has the turn
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[Any] | None = None  # whose turn it is
+
+    def take(self, record_info: dict[Any, Any]) -> None:
+        """Wait for the turn (in SQLAlchemy's greenlet, at a BEGIN on this connection)."""
+        task = asyncio.current_task()
+        if record_info.get(self.KEY) or (task is not None and task is self._task):
+            return  # this connection has it already, or its task does (nested)
+        try:
+            await_(asyncio.wait_for(self._lock.acquire(), WRITE_TURN_WAIT_S))
+        except TimeoutError:
+            log.warning("sqlite: waited %.0f s for this process's turn to write", WRITE_TURN_WAIT_S)
+            return
+        record_info[self.KEY] = True
+        self._task = task
+
+    def give_back(self, record_info: dict[Any, Any]) -> None:
+        """The connection is back in the pool (committed, rolled back or invalidated)."""
+        if record_info.pop(self.KEY, False):
+            self._task = None
+            self._lock.release()
+
+
+def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool, turns: _WriteTurns) -> None:
+    """Connection pragmas, SQLAlchemy (not pysqlite) in charge of BEGIN IMMEDIATE, and the
+    process's transactions taking turns (`_WriteTurns`)."""
     pragmas = (
         "PRAGMA synchronous = NORMAL",
         "PRAGMA secure_delete = ON",  # erased rows are zeroed in the file, not just unlinked
@@ -204,7 +214,12 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        turns.take(connection.connection.record_info)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        turns.give_back(record.record_info)  # (the same dict as the fairy's record_info)
 
 
 def _configure_sqlite_reader(engine: AsyncEngine) -> None:
