@@ -128,11 +128,13 @@ async def test_streaming_still_fetches_in_pieces(scratch: Database) -> None:
     assert seen == [str(n) for n in range(250)]
 
 
-async def test_this_processs_transactions_take_turns(scratch: Database, trips: list[str]) -> None:
-    """A second transaction does not begin (no BEGIN IMMEDIATE reaches SQLite, to sleep in
-    its busy handler) until the first has committed; then it runs at once."""
-    first_in = asyncio.Event()
-    let_go = asyncio.Event()
+def two_writers(
+    scratch: Database,
+) -> tuple[asyncio.Event, asyncio.Event, asyncio.Task[None], asyncio.Task[None]]:
+    """Two tasks, each inserting its name ('first', 'second') in a transaction of its
+    own: the first, once its INSERT is done, sets `first_in` and keeps its transaction
+    open until `let_go` is set; the second starts once `first_in` is set."""
+    first_in, let_go = asyncio.Event(), asyncio.Event()
 
     async def first() -> None:
         async with scratch.transaction() as session:
@@ -145,7 +147,13 @@ async def test_this_processs_transactions_take_turns(scratch: Database, trips: l
         async with scratch.transaction() as session:
             await sql(session, "INSERT INTO t (v) VALUES ('second')")
 
-    one, two = asyncio.create_task(first()), asyncio.create_task(second())
+    return first_in, let_go, asyncio.create_task(first()), asyncio.create_task(second())
+
+
+async def test_this_processs_transactions_take_turns(scratch: Database, trips: list[str]) -> None:
+    """A second transaction does not begin (no BEGIN IMMEDIATE reaches SQLite, to sleep in
+    its busy handler) until the first has committed; then it runs at once."""
+    first_in, let_go, one, two = two_writers(scratch)
     await first_in.wait()
     for _ in range(20):
         await asyncio.sleep(0.01)  # time enough for the second to reach SQLite if it could
@@ -167,22 +175,7 @@ async def test_a_turn_waited_for_too_long_goes_to_sqlite_instead_of_hanging(
     stops waiting and meets SQLite's own lock, as another process's would: a task that
     waits on one waiting for it fails after the busy timeout instead of hanging."""
     monkeypatch.setattr(database, "WRITE_TURN_WAIT_S", 0.1)
-    held = asyncio.Event()
-    let_go = asyncio.Event()
-
-    async def holder() -> None:
-        async with scratch.transaction() as session:
-            await sql(session, "INSERT INTO t (v) VALUES ('held')")
-            held.set()
-            await let_go.wait()
-
-    async def waiter() -> None:
-        await held.wait()
-        async with scratch.transaction() as session:
-            await sql(session, "INSERT INTO t (v) VALUES ('waited')")
-
-    first = asyncio.create_task(holder())
-    second = asyncio.create_task(waiter())
+    held, let_go, first, second = two_writers(scratch)
     await held.wait()
     await asyncio.sleep(0.3)
     assert trips.count("BEGIN") == 2  # the waiter's reached SQLite (and waits there)
@@ -191,7 +184,7 @@ async def test_a_turn_waited_for_too_long_goes_to_sqlite_instead_of_hanging(
     await asyncio.gather(first, second)
     async with scratch.reading() as session:
         rows = (await sql(session, "SELECT v FROM t ORDER BY id")).scalars().all()
-    assert rows == ["held", "waited"]
+    assert rows == ["first", "second"]
 
 
 async def test_a_transaction_inside_another_of_the_same_task_does_not_hang(
