@@ -12,14 +12,15 @@ from bot.storage.database import Database
 
 
 @contextmanager
-def statements(db: Database) -> Iterator[list[str]]:
-    """Every SQL statement the engine runs inside the block."""
+def statements(db: Database, *, quick: bool = False) -> Iterator[list[str]]:
+    """Every SQL statement the engine runs inside the block (`quick`: the engine of
+    `Database.quick()` instead)."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
-    engine = db.engine.sync_engine
+    engine = (db.quick_engine if quick else db.engine).sync_engine
     event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen

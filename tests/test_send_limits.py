@@ -4,6 +4,7 @@ Telegram's limits, and the limits shared by every worker on one PostgreSQL datab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,16 +184,60 @@ async def test_a_send_costs_two_statements_and_no_transaction(pg_db: Database) -
     def committed(connection: object) -> None:
         commits.append(connection)
 
-    event.listen(pg_db.engine.sync_engine, "commit", committed)
+    engines = [pg_db.engine.sync_engine, pg_db.quick_engine.sync_engine]
+    for engine in engines:
+        event.listen(engine, "commit", committed)
     try:
-        with statements(pg_db) as seen:
+        with statements(pg_db) as transactions, statements(pg_db, quick=True) as seen:
             taken = await shared.take("patient:1")
             assert isinstance(taken, Taken) and taken.slot is not None
             await shared.release(taken)
     finally:
-        event.remove(pg_db.engine.sync_engine, "commit", committed)
+        for engine in engines:
+            event.remove(engine, "commit", committed)
     assert len(seen) == 2, seen
+    assert transactions == []  # none on the transactions' pool (see the test below)
     assert commits == []
+
+
+@pytest.mark.postgres
+async def test_a_send_does_not_wait_for_a_connection_the_turns_are_holding(
+    pg_db: Database,
+) -> None:
+    """Every connection of the transactions' pool is held (fifty turns at once hold them
+    all): a send still takes its place and gives it back, on a pool of its own."""
+    shared = allowance(pg_db)
+    await shared.prepare()
+    pool = pg_db.engine.sync_engine.pool
+    capacity = pool.size() + pool._max_overflow  # type: ignore[attr-defined]
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(capacity):
+            connection = await held.enter_async_context(pg_db.engine.connect())
+            await connection.execute(text("SELECT 1"))
+        assert pool.checkedout() == capacity
+        taken = await asyncio.wait_for(shared.take("patient:1"), 10)  # the pool waits 30 s
+        assert isinstance(taken, Taken) and taken.slot is not None
+        await asyncio.wait_for(shared.release(taken), 10)
+
+
+@pytest.mark.postgres
+async def test_the_quick_pool_is_closed_with_the_database(pg_db: Database) -> None:
+    """`dispose()` closes the quick pool's connections too (a worker's shutdown)."""
+    other = Database(pg_db.url)
+    async with other.quick() as connection:
+        pid = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    await other.dispose()
+    alive = 1
+    for _ in range(100):  # the server ends the backend just after the client hangs up
+        async with pg_db.engine.connect() as connection:
+            found = await connection.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            )
+            alive = found.scalar_one()
+        if not alive:
+            break
+        await asyncio.sleep(0.05)
+    assert alive == 0
 
 
 @pytest.mark.postgres
@@ -290,7 +335,7 @@ async def test_a_chats_next_send_waits_for_its_last_release_not_a_poll(pg_db: Da
     async with shared.turn("patient:0") as answered:  # (the first turn prepares the places)
         answered()
     await shared.close()
-    with statements(pg_db) as seen:
+    with statements(pg_db, quick=True) as seen:
         for _ in range(2):
             async with shared.turn("patient:1") as answered:
                 await asyncio.sleep(0.05)  # the provider's round trip: past the local spacing

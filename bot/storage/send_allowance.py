@@ -16,6 +16,8 @@ A send costs two statements, each its own transaction (no BEGIN or COMMIT round 
 :meth:`SendAllowance.take` reads the chat's bucket and, only if it has a token, takes a
 free place and marks both held (``FOR UPDATE SKIP LOCKED``: a place another worker is
 taking is passed over, not waited for); :meth:`SendAllowance.release` gives both back.
+Both run on `Database.quick()`, a pool apart from the transactions', so turns holding
+every connection never hold back their replies.
 
 Every time is the database's clock (seconds since the epoch), so workers on hosts whose
 clocks differ still agree. Chats are named by their recipient (``patient:12``), never by
@@ -24,12 +26,10 @@ an address. SQLite has one process, which paces itself: these tables stay empty 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel
 
 import bot.storage.naming  # noqa: F401  (constraint names: set before any table is defined)
@@ -169,7 +169,7 @@ class SendAllowance:
             "places": self.per_window > 0,
             "tolerance_s": (self.burst - 1) * (self.interval_s or 0.0),
         }
-        async with self._autocommit() as connection:
+        async with self.db.quick() as connection:
             row = (await connection.execute(_TAKE, params)).one()
         if row.chat_wait_s > 0:
             return Refused(float(row.chat_wait_s), chat=True)
@@ -177,13 +177,6 @@ class SendAllowance:
             return Refused(max(0.0, float(row.place_wait_s or 0.0)), chat=False)
         slot = int(row.n) if row.n is not None else None
         return Taken(slot, chat if per_chat else None, float(row.due))
-
-    @contextlib.asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A connection whose every statement is its own transaction (no BEGIN, no COMMIT
-        round trips)."""
-        async with self.db.engine.connect() as connection:
-            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
     async def release(self, taken: Taken, answered_at: Callable[[], float] | None = None) -> None:
         """The send was answered: its place frees `window_s` after the answer, its chat
@@ -202,5 +195,5 @@ class SendAllowance:
             "before": taken.due_before,
             "interval_s": self.interval_s,
         }
-        async with self._autocommit() as connection:
+        async with self.db.quick() as connection:
             await connection.execute(_RELEASE, params)
