@@ -7,12 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from telegram.request import HTTPXRequest
 
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.sending import Report
 from bot.bootstrap import build
 from bot.channels.telegram import TelegramChannel
+from bot.channels.telegram_request import AiohttpRequest
 from bot.config.sections import settings_from_mapping
 from bot.storage.database import Database
 from bot.storage.tables import OutboundMessage
@@ -63,7 +63,7 @@ def test_the_read_timeout_and_the_send_lease_come_from_the_config(tmp_path: Path
     channel = app.channels["telegram"]
     assert isinstance(channel, TelegramChannel)
     request = channel.bot.request
-    assert isinstance(request, HTTPXRequest)
+    assert isinstance(request, AiohttpRequest)
     assert request.read_timeout == 45
     assert app.deliverer.lease == timedelta(seconds=12)
     default = settings_from_mapping({}, tmp_path / "config.toml")
