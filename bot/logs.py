@@ -12,8 +12,8 @@ the format (logfmt: ``ts=... level=error logger=bot.app.conversations.inbox msg=
   message or the traceback's text, which can quote the data being handled;
 * ``httpx`` and ``twilio.http_client`` are held at WARNING: at INFO they log each request
   URL, and a Telegram request URL carries the bot token;
-* :func:`withhold_library_data`: a record written by python-telegram-bot, httpx, httpcore
-  or twilio keeps its wording but not its arguments (each becomes ``[withheld]``), and an
+* :func:`withhold_library_data`: a record written by python-telegram-bot, httpx, httpcore,
+  aiohttp or twilio keeps its wording but not its arguments (each becomes ``[withheld]``), and an
   exception becomes its type and place. python-telegram-bot logs a whole update it cannot
   parse (names, message text) at CRITICAL, and its debug lines quote every request and
   answer. This is done where records are made (a record factory), not by a logger's
@@ -34,7 +34,7 @@ from typing import TextIO
 _PHONE = re.compile(r"\+\d[\d ().-]{5,18}\d")
 _LONG_DIGITS = re.compile(r"(?<![\w.])\d{9,}(?![\w.])")
 _QUIET = ("httpx", "httpcore", "twilio.http_client")
-_LIBRARIES = frozenset({"telegram", "httpx", "httpcore", "twilio"})
+_LIBRARIES = frozenset({"telegram", "httpx", "httpcore", "aiohttp", "twilio"})
 _CONVERSION = re.compile(r"%(\([^)]*\))?[#0 +-]*(\*|\d+)?(\.(\*|\d+))?[diouxXeEfFgGcrsa%]")
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",

@@ -110,6 +110,10 @@ def test_library_records_keep_their_wording_but_not_their_data() -> None:
         "Received data was [withheld] ([withheld]%) (ValueError at "
     )
     assert made.exc_info is None and _leak(made) is None
+    sent = logging.getLogger("aiohttp.client").makeRecord(
+        "aiohttp.client", logging.WARNING, "client.py", 1, "request to %s failed", (update,), None
+    )  # (Telegram's requests go through aiohttp: a URL there carries the bot token)
+    assert sent.getMessage() == "request to [withheld] failed"
     ours = logging.getLogger("bot.web").makeRecord(
         "bot.web", logging.INFO, "x.py", 1, "inbound %d", (12,), None
     )
