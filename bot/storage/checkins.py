@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,6 +19,29 @@ OPEN_STATUSES = ("sent", "in_progress", "paused")
 CLOSED_STATUSES = ("completed", "expired", "cancelled")
 ACTIVE_PATIENT = ("active",)
 
+# Built once, run with parameters: a turn finds its patient and open check-in with these
+# (see `bot.storage.repository._MARK_SENT` for what that saves).
+_PATIENT_BY_HASH = (
+    select(Patient)
+    .where(
+        Patient.channel == bindparam("b_channel"),
+        col(Patient.address_hash).in_(bindparam("b_hashes", expanding=True)),
+    )
+    .order_by(col(Patient.id))
+    .limit(1)
+)
+_PATIENT_BY_HASH_LOCKED = _PATIENT_BY_HASH.with_for_update().execution_options(
+    populate_existing=True
+)
+_OPEN_CHECKIN = (
+    select(Checkin)
+    .where(
+        Checkin.patient_id == bindparam("b_patient_id"),
+        col(Checkin.status).in_(OPEN_STATUSES),
+    )
+    .order_by(col(Checkin.due_at), col(Checkin.id))
+)
+
 
 async def patient_by_address(
     session: AsyncSession, channel: str, address: str, *, lock: bool = False
@@ -26,13 +49,9 @@ async def patient_by_address(
     """The patient reached at `address` (found by its lookup hash; addresses are encrypted).
     With `lock`, the row is locked until the transaction ends, as `Repository.lock_patient`
     does, in the same statement."""
-    statement = select(Patient).where(
-        Patient.channel == channel, col(Patient.address_hash).in_(lookup_hashes(address))
-    )
-    statement = statement.order_by(col(Patient.id)).limit(1)
-    if lock:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    return (await session.exec(statement)).first()
+    params = {"b_channel": channel, "b_hashes": lookup_hashes(address)}
+    statement = _PATIENT_BY_HASH_LOCKED if lock else _PATIENT_BY_HASH
+    return (await session.exec(statement, params=params)).first()
 
 
 async def clinician_by_address(
@@ -47,12 +66,7 @@ async def clinician_by_address(
 
 async def open_checkin(session: AsyncSession, patient_id: int) -> Checkin | None:
     """The check-in the patient is answering now (at most one is open at a time)."""
-    statement = (
-        select(Checkin)
-        .where(Checkin.patient_id == patient_id, col(Checkin.status).in_(OPEN_STATUSES))
-        .order_by(col(Checkin.due_at), col(Checkin.id))
-    )
-    return (await session.exec(statement)).first()
+    return (await session.exec(_OPEN_CHECKIN, params={"b_patient_id": patient_id})).first()
 
 
 async def latest_closed(session: AsyncSession, patient_id: int) -> Checkin | None:

@@ -8,6 +8,7 @@ needs.
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -33,22 +34,30 @@ async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[i
     return targets
 
 
+# Built once, run with parameters (see `bot.storage.repository._MARK_SENT`).
+_SENT_BEFORE = (
+    select(OutboundMessage.provider_id, OutboundMessage.payload)
+    .where(
+        OutboundMessage.recipient_kind == bindparam("b_kind"),
+        OutboundMessage.recipient_id == bindparam("b_recipient"),
+        OutboundMessage.status == "sent",
+        col(OutboundMessage.id) < bindparam("b_before"),
+    )
+    .order_by(col(OutboundMessage.id).desc())
+    .limit(50)
+)
+
+
 async def last_question_id(session: AsyncSession, message: Outgoing, item: str) -> str | None:
     """The provider's id of the most recent question about `item` sent to the same
     recipient before `message`. Only the columns needed are read: a whole row would
     decrypt its address and body for nothing."""
-    statement = (
-        select(OutboundMessage.provider_id, OutboundMessage.payload)
-        .where(
-            OutboundMessage.recipient_kind == message.recipient_kind,
-            OutboundMessage.recipient_id == message.recipient_id,
-            OutboundMessage.status == "sent",
-            col(OutboundMessage.id) < (message.id or 0),
-        )
-        .order_by(col(OutboundMessage.id).desc())
-        .limit(50)
-    )
-    for provider_id, payload in (await session.exec(statement)).all():
+    params = {
+        "b_kind": message.recipient_kind,
+        "b_recipient": message.recipient_id,
+        "b_before": message.id or 0,
+    }
+    for provider_id, payload in (await session.exec(_SENT_BEFORE, params=params)).all():
         if payload.get("intent") == "Ask" and payload.get("item") == item:
             return provider_id
     return None
