@@ -3,9 +3,12 @@ segment cost is counted."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +20,7 @@ from bot.domain.parsing import Invalid
 from bot.domain.scoring import score
 from bot.instruments import Catalog, load_catalog
 from bot.rendering import gsm7
-from bot.rendering.renderer import CHANNELS, LANGUAGES, Renderer, template_name
+from bot.rendering.renderer import CHANNELS, LANGUAGES, TEMPLATES_DIR, Renderer, template_name
 
 T0 = datetime(2026, 5, 4, 12, tzinfo=UTC)
 CLINIC = Clinic(
@@ -163,6 +166,22 @@ def test_sms_keeps_plain_text(catalog: Catalog) -> None:
     renderer = Renderer(catalog, Clinic(name="Smith & Jones"))
     intro = renderer.render(ev.Intro("phq9"), "sms", "en")
     assert intro is not None and "Smith & Jones" in intro.text and intro.buttons == ()
+
+
+def test_templates_are_read_once_per_process(catalog: Catalog, tmp_path: Path) -> None:
+    """A template is not looked at again on disk for each message (a stat() a template a
+    message); a changed template takes effect at the next start."""
+    shutil.copytree(TEMPLATES_DIR, tmp_path / "templates")
+    renderer = Renderer(catalog, Clinic(name="Lakeside"), tmp_path / "templates")
+    before = renderer.render(ev.Intro("phq9"), "sms", "en")
+    intro = tmp_path / "templates" / "en" / "sms" / "intro.j2"
+    intro.write_text("changed on disk", encoding="utf-8")
+    later = intro.stat().st_mtime + 10
+    os.utime(intro, (later, later))
+    assert renderer.render(ev.Intro("phq9"), "sms", "en") == before
+    restarted = Renderer(catalog, Clinic(name="Lakeside"), tmp_path / "templates")
+    again = restarted.render(ev.Intro("phq9"), "sms", "en")
+    assert again is not None and again.text == "changed on disk"
 
 
 def test_configured_crisis_lines_replace_the_us_defaults(catalog: Catalog) -> None:
