@@ -60,6 +60,29 @@ async def test_sends_finishing_together_share_a_commit(db: Database, now: dateti
         assert stored[i].sent_at == now + timedelta(seconds=i)
 
 
+async def test_a_commits_outcomes_are_one_update_run_for_each(db: Database, now: datetime) -> None:
+    """A line's three sends recorded together: one UPDATE statement given three sets of
+    parameters (``executemany``), each row with its own provider id and time."""
+    ids = (await _queued_ids(db, now))[:3]
+    executions: list[tuple[str, bool, int]] = []
+
+    def seen(_c: Any, _cursor: Any, statement: str, params: Any, _x: Any, many: bool) -> None:
+        executions.append((statement.split()[0], many, len(params) if many else 1))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await _GroupCommit(db).record(
+            [Sent(i, f"tg-{i}", now + timedelta(seconds=n), "telegram") for n, i in enumerate(ids)]
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    assert [e for e in executions if e[0] == "UPDATE"] == [("UPDATE", True, 3)]
+    stored = {m.id: m for m in await rows(db, OutboundMessage)}
+    for n, i in enumerate(ids):
+        assert (stored[i].status, stored[i].provider_id) == ("sent", f"tg-{i}")
+        assert stored[i].sent_at == now + timedelta(seconds=n)
+
+
 async def test_a_failed_commit_fails_every_send_waiting_on_it(
     sqlite_db: Database, now: datetime
 ) -> None:

@@ -308,8 +308,16 @@ class Repository:
 
     async def mark_sent(self, message_id: int, provider_id: str | None, now: datetime) -> None:
         """The provider accepted the message."""
-        params = {"b_id": message_id, "b_provider_id": provider_id, "b_sent_at": now}
-        await self.session.exec(_MARK_SENT, params=params)
+        await self.mark_sent_all([(message_id, provider_id, now)])
+
+    async def mark_sent_all(self, sent: Sequence[tuple[int, str | None, datetime]]) -> None:
+        """The provider accepted these messages (id, provider's id, when): one statement
+        run for each (``executemany``: on SQLite one trip to its thread for them all)."""
+        params = [{"b_id": i, "b_provider_id": p, "b_sent_at": at} for i, p, at in sent]
+        if len(params) == 1:
+            await self.session.exec(_MARK_SENT, params=params[0])
+        elif params:
+            await self.session.exec(_MARK_SENT, params=params)
 
     async def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
         """Sending failed for now; try again at `next_attempt_at` (still head of its line)."""

@@ -222,8 +222,7 @@ class _GroupCommit:
             async with self._db.transaction() as session:
                 repo = Repository(session)
                 sents = [sent for outcomes, _ in batch for sent in outcomes]
-                for sent in sents:
-                    await repo.mark_sent(sent.message_id, sent.provider_id, sent.at)
+                await repo.mark_sent_all([(s.message_id, s.provider_id, s.at) for s in sents])
                 if receivable := _receivable(sents):
                     await apply_early(session, receivable, max(s.at for s in sents), self._alerting)
         except BaseException as exc:
