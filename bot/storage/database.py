@@ -40,8 +40,8 @@ Dialect = Literal["sqlite", "postgresql"]
 SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITE_TURN_WAIT_S = SQLITE_BUSY_TIMEOUT_MS / 1000  # then past the process's queue (`_WriteTurns`)
 # PostgreSQL: the pool of `Database.quick()`, kept apart from the transactions' (5 plus 10)
-QUICK_POOL_SIZE = 4
-QUICK_POOL_OVERFLOW = 4
+QUICK_POOL_SIZE = 8  # kept open: a send is two one-statement uses, up to 16 sends at once
+QUICK_POOL_OVERFLOW = 8  # opened for a burst, closed after
 log = logging.getLogger(__name__)
 _ASYNC_DRIVERS: dict[str, tuple[Dialect, str]] = {
     "sqlite": ("sqlite", "sqlite+aiosqlite"),
