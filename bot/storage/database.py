@@ -135,17 +135,19 @@ class Database:
 
     @asynccontextmanager
     async def quick(self) -> AsyncIterator[AsyncConnection]:
-        """A connection whose every statement is its own transaction (no BEGIN and COMMIT
-        round trips), for one-statement work on the way to a provider (the shared send
-        limit). On PostgreSQL it comes from a pool of its own: fifty turns holding every
-        connection of the transactions' pool would otherwise hold back the sends that
-        answer them (measured: nothing reached the provider for the first 0.75 s of fifty
-        simultaneous crisis turns)."""
-        async with self.quick_engine.connect() as connection:
-            if self.dialect == "postgresql":
-                yield connection  # the engine is AUTOCOMMIT already
-            else:
-                yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+        """A connection for one-statement work on the way to a provider (the shared send
+        limit). On PostgreSQL every statement is its own transaction (no BEGIN and COMMIT
+        round trips), on a pool of its own: fifty turns holding every connection of the
+        transactions' pool would otherwise hold back the sends that answer them
+        (measured: nothing reached the provider for the first 0.75 s of fifty
+        simultaneous crisis turns). On SQLite, one process and one writer, it is a
+        transaction of the main engine, committed when the block ends."""
+        if self.dialect == "postgresql":
+            async with self.quick_engine.connect() as connection:
+                yield connection  # the engine is AUTOCOMMIT
+        else:
+            async with self.engine.begin() as connection:
+                yield connection
 
     async def refresh_statistics(self, tables: Sequence[str]) -> None:
         """PostgreSQL: ``ANALYZE`` `tables` now. Its planner chooses indexes from

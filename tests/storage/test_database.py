@@ -141,3 +141,18 @@ async def test_refreshing_statistics_is_nothing_on_sqlite(sqlite_db: Database) -
             text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
         )
         assert found.one()[0] == 0
+
+
+async def test_a_quick_connections_writes_are_kept(db: Database) -> None:
+    """`quick()` (the send limit's connection) commits what it writes on both stores:
+    autocommit on PostgreSQL's own pool, a committed transaction on SQLite."""
+    async with db.quick() as connection:
+        await connection.execute(text("CREATE TABLE quick_probe (n integer)"))
+        await connection.execute(text("INSERT INTO quick_probe VALUES (1)"))
+    async with db.quick() as connection:
+        await connection.execute(text("INSERT INTO quick_probe VALUES (2)"))
+    async with db.engine.connect() as connection:
+        found = await connection.execute(text("SELECT n FROM quick_probe ORDER BY n"))
+        assert found.scalars().all() == [1, 2]
+        await connection.execute(text("DROP TABLE quick_probe"))
+        await connection.commit()
