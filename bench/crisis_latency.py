@@ -147,7 +147,7 @@ async def drained(app: App, timeout_s: float = 600) -> None:
             statement = OutboundMessage.__table__.select().where(  # type: ignore[attr-defined]
                 OutboundMessage.status.in_(("queued", "sending"))  # type: ignore[attr-defined]
             )
-            if not (await session.exec(statement)).first():  # type: ignore[call-overload]
+            if not (await session.exec(statement)).first():
                 return
         await asyncio.sleep(0.1)
     raise TimeoutError("the outbox did not drain")
