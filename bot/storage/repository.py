@@ -7,13 +7,15 @@ Writes that must be idempotent (inbox, answers, outbox, planned check-ins) are s
 Answers are append-only (``bot.storage.answer_tables``): nothing here overwrites one.
 """
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import Table, TextClause, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -160,14 +162,9 @@ class Repository:
 
     async def save_answer(self, answer: Answer) -> bool:
         """Store the answer to one item; False (and nothing written) if it has one already."""
-        table = _table(Answer)
-        statement = (
-            self._insert(table)
-            .values(_values(answer))
-            .on_conflict_do_nothing(index_elements=_ANSWER_KEY, index_where=CURRENT)
-            .returning(table.c.id)
-        )
-        return (await self.session.exec(statement)).scalars().first() is not None
+        statement = _insert_returning_id(self.dialect, _table(Answer), _ANSWER_KEY, CURRENT)
+        found = await self.session.exec(statement, params=_params(answer))
+        return found.scalars().first() is not None
 
     async def supersede_answer(self, answer: Answer) -> tuple[int, int | None]:
         """Store a new answer to an item the patient went BACK to; the item's current answer
@@ -372,14 +369,10 @@ class Repository:
     async def _insert_id(self, row: SQLModel, unique: Sequence[str]) -> int | None:
         """Insert `row` unless one with the same `unique` columns exists; the new id, else
         None. A plain INSERT on the table, returning only the id."""
-        table = _table(type(row))
-        statement = (
-            self._insert(table)
-            .values(_values(row))
-            .on_conflict_do_nothing(index_elements=unique)
-            .returning(table.c.id)
+        statement = _insert_returning_id(self.dialect, _table(type(row)), tuple(unique))
+        new_id: int | None = (
+            (await self.session.exec(statement, params=_params(row))).scalars().first()
         )
-        new_id: int | None = (await self.session.exec(statement)).scalars().first()
         return new_id
 
     async def _update(self, table: type[SQLModel], row_id: int, **values: Any) -> None:
@@ -388,6 +381,30 @@ class Repository:
         again in the same transaction)."""
         plain = _table(table)
         await self.session.exec(update(plain).where(plain.c.id == row_id).values(**values))
+
+
+@functools.cache
+def _insert_returning_id(
+    dialect: str, table: Table, unique: tuple[str, ...], where: TextClause | None = None
+) -> ReturningInsert[Any]:
+    """``INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id`` of every column but the
+    id, each value a parameter named ``b_<column>`` (`_params`): built once per table (see
+    `_MARK_SENT` for why)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values: dict[str, Any] = {
+        c.name: bindparam(f"b_{c.name}") for c in table.columns if c.name != "id"
+    }
+    return (
+        insert(table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=unique, index_where=where)
+        .returning(table.c.id)
+    )
+
+
+def _params(row: SQLModel) -> dict[str, Any]:
+    """The row's values as the parameters of `_insert_returning_id`'s statement."""
+    return {f"b_{name}": value for name, value in _values(row).items()}
 
 
 def _values(row: SQLModel) -> dict[str, Any]:
