@@ -9,10 +9,13 @@ to find out, none to read the message back and none to mark it processed.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import case, literal, null, select
+from sqlalchemy import bindparam, case, null, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.storage.crypto import lookup_hashes
 from bot.storage.inbound_rows import new_inbound
@@ -41,23 +44,35 @@ async def record_first(
     if row is None:
         return None
     set_lookup_hash(row)  # a Core INSERT runs no ORM flush events
+    params = {f"b_{name}": value for name, value in row.model_dump(exclude={"id"}).items()}
+    params |= {"w_channel": channel, "w_hashes": lookup_hashes(sender), "w_now": now}
+    statement = _insert_first(repo.dialect)
+    stored = (await repo.session.exec(statement, params=params)).first()
+    if stored is None:
+        return None
+    row.id, row.processed_at = stored
+    return row
+
+
+@functools.cache
+def _insert_first(dialect: str) -> ReturningInsert[Any]:
+    """The INSERT of `record_first`, built once per dialect (values as ``b_<column>``
+    parameters; building it on each call cost about as much as running it): processed at
+    ``w_now`` unless a message of the sender (``w_channel``, ``w_hashes``) waits."""
     waiting = select(INBOUND.c.id).where(
-        INBOUND.c.channel == channel,
-        INBOUND.c.sender_hash.in_(lookup_hashes(sender)),
+        INBOUND.c.channel == bindparam("w_channel"),
+        INBOUND.c.sender_hash.in_(bindparam("w_hashes", expanding=True)),
         INBOUND.c.processed_at.is_(None),
     )
-    values = row.model_dump(exclude={"id"})
-    stamp = literal(now, INBOUND.c.processed_at.type)
+    values: dict[str, Any] = {
+        c.name: bindparam(f"b_{c.name}") for c in INBOUND.columns if c.name != "id"
+    }
+    stamp = bindparam("w_now", type_=INBOUND.c.processed_at.type)
     values["processed_at"] = case((waiting.exists(), null()), else_=stamp)
-    insert = postgresql.insert if repo.dialect == "postgresql" else sqlite.insert
-    statement = (
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
         insert(INBOUND)
         .values(values)
         .on_conflict_do_nothing(index_elements=("channel", "provider_hash"))
         .returning(INBOUND.c.id, INBOUND.c.processed_at)
     )
-    stored = (await repo.session.exec(statement)).first()
-    if stored is None:
-        return None
-    row.id, row.processed_at = stored
-    return row
