@@ -96,13 +96,14 @@ async def test_a_message_to_retry_holds_back_the_rest_of_its_line(db: Database) 
 
 
 @contextmanager
-def transactions(db: Database) -> Iterator[list[list[str]]]:
-    """The statements of each transaction committed inside the block, one list each."""
-    committed: list[list[str]] = []
-    current: list[str] = []
+def transactions(db: Database) -> Iterator[list[list[tuple[str, int]]]]:
+    """The statements of each transaction committed inside the block, one list each: each
+    statement with the number of parameter sets it ran with (``executemany``: several)."""
+    committed: list[list[tuple[str, int]]] = []
+    current: list[tuple[str, int]] = []
 
-    def statement(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
-        current.append(sql)
+    def statement(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        current.append((sql, len(params) if many else 1))
 
     def commit(_conn: Any) -> None:
         committed.append(current[:])
@@ -118,13 +119,18 @@ def transactions(db: Database) -> Iterator[list[list[str]]]:
         event.remove(engine, "commit", commit)
 
 
-def marked_sent(transaction: list[str]) -> int:
-    return sum(1 for s in transaction if s.startswith("UPDATE outbound_message") and "sent_at" in s)
+def marked_sent(transaction: list[tuple[str, int]]) -> int:
+    """How many rows the transaction marked sent."""
+    return sum(
+        rows
+        for sql, rows in transaction
+        if sql.startswith("UPDATE outbound_message") and "sent_at" in sql
+    )
 
 
 async def drain_counting(
     db: Database, stand_in: TelegramStandIn, clock: SimClock
-) -> tuple[Report, list[list[str]]]:
+) -> tuple[Report, list[list[tuple[str, int]]]]:
     """One drain through the real client; its report and the statements of each commit."""
     async with serve(stand_in.app) as url:
         channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=5)
