@@ -20,7 +20,7 @@ CLOSED_STATUSES = ("completed", "expired", "cancelled")
 ACTIVE_PATIENT = ("active",)
 
 # Built once, run with parameters: a turn finds its patient and open check-in with these
-# (see `bot.storage.repository._MARK_SENT` for what that saves).
+# (see `bot.storage.prebuilt` for what that saves).
 _PATIENT_BY_HASH = (
     select(Patient)
     .where(

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, case, null, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
+from bot.storage import prebuilt
 from bot.storage.crypto import lookup_hashes
 from bot.storage.inbound_rows import new_inbound
 from bot.storage.repository import Repository
@@ -44,7 +45,7 @@ async def record_first(
     if row is None:
         return None
     set_lookup_hash(row)  # a Core INSERT runs no ORM flush events
-    params = {f"b_{name}": value for name, value in row.model_dump(exclude={"id"}).items()}
+    params = prebuilt.params(row.model_dump(exclude={"id"}))
     params |= {"w_channel": channel, "w_hashes": lookup_hashes(sender), "w_now": now}
     statement = _insert_first(repo.dialect)
     stored = (await repo.session.exec(statement, params=params)).first()
@@ -56,9 +57,9 @@ async def record_first(
 
 @functools.cache
 def _insert_first(dialect: str) -> ReturningInsert[Any]:
-    """The INSERT of `record_first`, built once per dialect (values as ``b_<column>``
-    parameters; building it on each call cost about as much as running it): processed at
-    ``w_now`` unless a message of the sender (``w_channel``, ``w_hashes``) waits."""
+    """The INSERT of `record_first`, built once per dialect, its values the parameters
+    ``b_<column>`` (as in `bot.storage.prebuilt`): processed at ``w_now`` unless a
+    message of the sender (``w_channel``, ``w_hashes``) waits."""
     waiting = select(INBOUND.c.id).where(
         INBOUND.c.channel == bindparam("w_channel"),
         INBOUND.c.sender_hash.in_(bindparam("w_hashes", expanding=True)),

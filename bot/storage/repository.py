@@ -7,20 +7,18 @@ Writes that must be idempotent (inbox, answers, outbox, planned check-ins) are s
 Answers are append-only (``bot.storage.answer_tables``): nothing here overwrites one.
 """
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, TextClause, bindparam, update
+from sqlalchemy import Table, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage import audit as audit_chain
-from bot.storage import outbox
+from bot.storage import outbox, prebuilt
 from bot.storage.answer_tables import CURRENT
 from bot.storage.inbound_rows import new_inbound
 from bot.storage.tables import (
@@ -46,21 +44,6 @@ def _table(entity: type[SQLModel]) -> Table:
     assert isinstance(table, Table)
     return table
 
-
-OUTBOX_TABLE = _table(OutboundMessage)
-# Built once, run with parameters: building a statement and its cache key costs about as
-# much as running it (measured on SQLite, an UPDATE by id: 261 µs of CPU built on each
-# call, 144 µs built once). Two of these a turn, one per message sent.
-_MARK_SENT = (
-    update(OUTBOX_TABLE)
-    .where(OUTBOX_TABLE.c.id == bindparam("b_id"))
-    .values(
-        status="sent",
-        provider_id=bindparam("b_provider_id"),
-        sent_at=bindparam("b_sent_at"),
-        lease_until=None,
-    )
-)
 
 SET_ASIDE = "set_aside:"  # the error of an inbound message given up on, then its problem
 
@@ -162,8 +145,8 @@ class Repository:
 
     async def save_answer(self, answer: Answer) -> bool:
         """Store the answer to one item; False (and nothing written) if it has one already."""
-        statement = _insert_returning_id(self.dialect, _table(Answer), _ANSWER_KEY, CURRENT)
-        found = await self.session.exec(statement, params=_params(answer))
+        statement = prebuilt.insert_returning_id(self.dialect, _table(Answer), _ANSWER_KEY, CURRENT)
+        found = await self.session.exec(statement, params=prebuilt.params(_values(answer)))
         return found.scalars().first() is not None
 
     async def supersede_answer(self, answer: Answer) -> tuple[int, int | None]:
@@ -235,7 +218,7 @@ class Repository:
         # one statement for a turn's messages: one INSERT with a VALUES row each (the
         # driver's "insertmanyvalues"), which both databases number in the order given;
         # the statement is fixed and its parameters vary, so it is compiled once
-        table = OUTBOX_TABLE
+        table = prebuilt.OUTBOX_TABLE
         insert = self._insert(table)
         if claiming is not None:
             insert = insert.values(outbox.LEASING)
@@ -283,7 +266,7 @@ class Repository:
         claimed again by another worker after our lease ran out is left alone."""
         if not ids:
             return set()
-        table = OUTBOX_TABLE
+        table = prebuilt.OUTBOX_TABLE
         # rows locked right now are skipped, not waited for: one being marked sent needs
         # no renewal, and waiting could deadlock with that commit (PostgreSQL)
         ours = (
@@ -312,9 +295,9 @@ class Repository:
         run for each (``executemany``: on SQLite one trip to its thread for them all)."""
         params = [{"b_id": i, "b_provider_id": p, "b_sent_at": at} for i, p, at in sent]
         if len(params) == 1:
-            await self.session.exec(_MARK_SENT, params=params[0])
+            await self.session.exec(prebuilt.MARK_SENT, params=params[0])
         elif params:
-            await self.session.exec(_MARK_SENT, params=params)
+            await self.session.exec(prebuilt.MARK_SENT, params=params)
 
     async def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
         """Sending failed for now; try again at `next_attempt_at` (still head of its line)."""
@@ -369,9 +352,11 @@ class Repository:
     async def _insert_id(self, row: SQLModel, unique: Sequence[str]) -> int | None:
         """Insert `row` unless one with the same `unique` columns exists; the new id, else
         None. A plain INSERT on the table, returning only the id."""
-        statement = _insert_returning_id(self.dialect, _table(type(row)), tuple(unique))
+        statement = prebuilt.insert_returning_id(self.dialect, _table(type(row)), tuple(unique))
         new_id: int | None = (
-            (await self.session.exec(statement, params=_params(row))).scalars().first()
+            (await self.session.exec(statement, params=prebuilt.params(_values(row))))
+            .scalars()
+            .first()
         )
         return new_id
 
@@ -381,30 +366,6 @@ class Repository:
         again in the same transaction)."""
         plain = _table(table)
         await self.session.exec(update(plain).where(plain.c.id == row_id).values(**values))
-
-
-@functools.cache
-def _insert_returning_id(
-    dialect: str, table: Table, unique: tuple[str, ...], where: TextClause | None = None
-) -> ReturningInsert[Any]:
-    """``INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id`` of every column but the
-    id, each value a parameter named ``b_<column>`` (`_params`): built once per table (see
-    `_MARK_SENT` for why)."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    values: dict[str, Any] = {
-        c.name: bindparam(f"b_{c.name}") for c in table.columns if c.name != "id"
-    }
-    return (
-        insert(table)
-        .values(values)
-        .on_conflict_do_nothing(index_elements=unique, index_where=where)
-        .returning(table.c.id)
-    )
-
-
-def _params(row: SQLModel) -> dict[str, Any]:
-    """The row's values as the parameters of `_insert_returning_id`'s statement."""
-    return {f"b_{name}": value for name, value in _values(row).items()}
 
 
 def _values(row: SQLModel) -> dict[str, Any]:

@@ -34,7 +34,7 @@ async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[i
     return targets
 
 
-# Built once, run with parameters (see `bot.storage.repository._MARK_SENT`).
+# Built once, run with parameters (see `bot.storage.prebuilt`).
 _SENT_BEFORE = (
     select(OutboundMessage.provider_id, OutboundMessage.payload)
     .where(

@@ -1,0 +1,57 @@
+"""Statements built once and run with parameters.
+
+Building a SQLAlchemy statement, and the cache key that finds its compiled form, costs about
+as much CPU as running it: measured on SQLite, an UPDATE by id took 261 µs built on each
+call and 144 µs built once. The statements a turn runs most are built here, or beside
+their use, once per process (per dialect where the SQL differs), and every value is a
+parameter named ``b_<column>``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Table, TextClause, bindparam, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
+
+from bot.storage.tables import OutboundMessage
+
+OUTBOX_TABLE: Table = OutboundMessage.__table__  # type: ignore[attr-defined]
+
+# A message the provider accepted: run once per message, or once for a line's messages
+# with a list of parameter sets (``executemany``).
+MARK_SENT = (
+    update(OUTBOX_TABLE)
+    .where(OUTBOX_TABLE.c.id == bindparam("b_id"))
+    .values(
+        status="sent",
+        provider_id=bindparam("b_provider_id"),
+        sent_at=bindparam("b_sent_at"),
+        lease_until=None,
+    )
+)
+
+
+@functools.cache
+def insert_returning_id(
+    dialect: str, table: Table, unique: tuple[str, ...], where: TextClause | None = None
+) -> ReturningInsert[Any]:
+    """``INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id`` of every column but the
+    id, each value the parameter ``b_<column>`` (`params`)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    values: dict[str, Any] = {
+        c.name: bindparam(f"b_{c.name}") for c in table.columns if c.name != "id"
+    }
+    return (
+        insert(table)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=unique, index_where=where)
+        .returning(table.c.id)
+    )
+
+
+def params(values: dict[str, Any]) -> dict[str, Any]:
+    """A row's column values as the parameters of a statement built here."""
+    return {f"b_{name}": value for name, value in values.items()}
