@@ -39,9 +39,10 @@ Dialect = Literal["sqlite", "postgresql"]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITE_TURN_WAIT_S = SQLITE_BUSY_TIMEOUT_MS / 1000  # then past the process's queue (`_WriteTurns`)
-# PostgreSQL: the pool of `Database.quick()`, kept apart from the transactions' (5 plus 10)
-QUICK_POOL_SIZE = 8  # kept open: a send is two one-statement uses, up to 16 sends at once
-QUICK_POOL_OVERFLOW = 8  # opened for a burst, closed after
+# PostgreSQL: the pool of `Database.quick()`, kept apart from the transactions' (5 plus 10).
+# Fixed, none opened for a burst: its statements take a millisecond, and a connection
+# opened then closed under load costs far more (a first pool of 4 plus 4 did that).
+QUICK_POOL_SIZE = 6
 log = logging.getLogger(__name__)
 _ASYNC_DRIVERS: dict[str, tuple[Dialect, str]] = {
     "sqlite": ("sqlite", "sqlite+aiosqlite"),
@@ -128,7 +129,7 @@ class Database:
                 self.url,
                 hide_parameters=True,
                 pool_size=QUICK_POOL_SIZE,
-                max_overflow=QUICK_POOL_OVERFLOW,
+                max_overflow=0,
                 isolation_level="AUTOCOMMIT",
             )
         return self._quick
