@@ -65,9 +65,7 @@ def _insert_first(dialect: str) -> ReturningInsert[Any]:
         INBOUND.c.sender_hash.in_(bindparam("w_hashes", expanding=True)),
         INBOUND.c.processed_at.is_(None),
     )
-    values: dict[str, Any] = {
-        c.name: bindparam(f"b_{c.name}") for c in INBOUND.columns if c.name != "id"
-    }
+    values = prebuilt.column_params(INBOUND)
     stamp = bindparam("w_now", type_=INBOUND.c.processed_at.type)
     values["processed_at"] = case((waiting.exists(), null()), else_=stamp)
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert

@@ -41,15 +41,18 @@ def insert_returning_id(
     """``INSERT ... ON CONFLICT (unique) DO NOTHING RETURNING id`` of every column but the
     id, each value the parameter ``b_<column>`` (`params`)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    values: dict[str, Any] = {
-        c.name: bindparam(f"b_{c.name}") for c in table.columns if c.name != "id"
-    }
     return (
         insert(table)
-        .values(values)
+        .values(column_params(table))
         .on_conflict_do_nothing(index_elements=unique, index_where=where)
         .returning(table.c.id)
     )
+
+
+def column_params(table: Table) -> dict[str, Any]:
+    """Every column but the id, each given the parameter ``b_<column>``: the VALUES of an
+    INSERT built here (the column's type is the parameter's)."""
+    return {c.name: bindparam(f"b_{c.name}") for c in table.columns if c.name != "id"}
 
 
 def params(values: dict[str, Any]) -> dict[str, Any]:

@@ -294,9 +294,7 @@ class Repository:
         """The provider accepted these messages (id, provider's id, when): one statement
         run for each (``executemany``: on SQLite one trip to its thread for them all)."""
         params = [{"b_id": i, "b_provider_id": p, "b_sent_at": at} for i, p, at in sent]
-        if len(params) == 1:
-            await self.session.exec(prebuilt.MARK_SENT, params=params[0])
-        elif params:
+        if params:  # (a list of one runs as a plain execute)
             await self.session.exec(prebuilt.MARK_SENT, params=params)
 
     async def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
