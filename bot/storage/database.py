@@ -18,12 +18,15 @@ import logging
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import aiosqlite
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -76,11 +79,13 @@ class Database:
         self.url = async_url(url)
         # hide_parameters: a failed statement's message would otherwise carry its values
         # (answers, names, numbers) into logs and tracebacks.
-        # SQLite: one trip to aiosqlite's thread per statement (bot.storage.sqlite_driver)
-        driver: dict[str, Any] = {"module": sqlite_driver.DBAPI} if self.dialect == "sqlite" else {}
+        # SQLite (bot.storage.sqlite_driver): the writers' statements on the loop's thread,
+        # the readers' in one trip each to aiosqlite's thread
+        sqlite = self.dialect == "sqlite"
         self.engine: AsyncEngine = create_async_engine(
-            self.url, echo=echo, hide_parameters=True, **driver
-        )
+            self.url, echo=echo, hide_parameters=True,
+            **({"module": sqlite_driver.INLINE} if sqlite else {}),
+        )  # fmt: skip
         if self.dialect == "sqlite":
             _private_file(self.url.database)
             _configure_sqlite(self.engine, foreign_keys=foreign_keys, turns=_WriteTurns())
@@ -91,7 +96,9 @@ class Database:
         self._quick: AsyncEngine | None = None  # built on first use (`quick()`)
         self._readers = self._sessions
         if self.dialect == "sqlite":
-            self._reader = create_async_engine(self.url, echo=echo, hide_parameters=True, **driver)
+            self._reader = create_async_engine(
+                self.url, echo=echo, hide_parameters=True, module=sqlite_driver.DBAPI
+            )
             _configure_sqlite_reader(self._reader)
             self._readers = async_sessionmaker(
                 self._reader, class_=AsyncSession, expire_on_commit=False
@@ -149,6 +156,20 @@ class Database:
         else:
             async with self.engine.begin() as connection:
                 yield connection
+
+    @asynccontextmanager
+    async def maintenance(self) -> AsyncIterator[aiosqlite.Connection]:
+        """SQLite: a connection of its own in aiosqlite's thread, with the busy timeout, for
+        statements that wait for other connections (``wal_checkpoint(TRUNCATE)`` waits for
+        readers, ``VACUUM`` for everyone). On the writers' connections, which run on the
+        loop's thread with no busy timeout, they would give up at once or stop the loop,
+        and a reader of this same process could not finish meanwhile."""
+        if self.dialect != "sqlite":
+            raise ValueError("maintenance() is for SQLite")
+        args, kwargs = self.engine.dialect.create_connect_args(self.url)
+        async with aiosqlite.connect(*args, **kwargs, isolation_level=None) as connection:
+            await connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            yield connection
 
     async def refresh_statistics(self, tables: Sequence[str]) -> None:
         """PostgreSQL: ``ANALYZE`` `tables` now. Its planner chooses indexes from
@@ -248,7 +269,9 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool, turns: _WriteT
         dbapi_connection.isolation_level = None  # no implicit BEGIN from the driver
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            # on the loop's thread (sqlite_driver.INLINE) a busy wait would stop the loop:
+            # none here, `_begin_immediate` waits for another process's lock instead
+            cursor.execute("PRAGMA busy_timeout = 0")
             _use_wal(cursor)
             for pragma in pragmas:
                 cursor.execute(pragma)
@@ -258,11 +281,31 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool, turns: _WriteT
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         turns.take(connection.connection.record_info)
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        _begin_immediate(connection)
 
     @event.listens_for(engine.sync_engine.pool, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         turns.give_back(record.record_info)  # (the same dict as the fairy's record_info)
+
+
+def _begin_immediate(connection: Any) -> None:
+    """``BEGIN IMMEDIATE``, waiting on the loop while another process holds the write lock
+    (a `checkin` command, a backup): SQLite refuses at once, as the connection has no busy
+    timeout, and it is asked again after a pause that doubles from 1 ms up to 50 ms, for
+    SQLITE_BUSY_TIMEOUT_MS in all, as the busy timeout did; then the refusal stands,
+    SQLAlchemy's OperationalError as before. This process's own transactions never meet
+    here: they take turns (`_WriteTurns`)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    while True:
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                raise
+        await_(asyncio.sleep(pause))
+        pause = min(pause * 2, 0.05)
 
 
 def _configure_sqlite_reader(engine: AsyncEngine) -> None:

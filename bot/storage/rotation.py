@@ -189,9 +189,7 @@ async def compact_sqlite(db: Database) -> None:
     copy in free pages or in the WAL. No-op on PostgreSQL (see docs/PRIVACY.md)."""
     if db.dialect != "sqlite":
         return
-    async with db.engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
+    async with db.maintenance() as driver:
         for statement in (
             "PRAGMA wal_checkpoint(TRUNCATE)",
             "VACUUM",

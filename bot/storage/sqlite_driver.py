@@ -14,6 +14,22 @@ aiosqlite dialect: pass :data:`DBAPI` as ``module=`` to ``create_async_engine`` 
 ``sqlite+aiosqlite`` URL.
 
 Server-side cursors (``stream()``) stay SQLAlchemy's, a trip per fetch, as they must.
+
+:data:`INLINE` goes further, for the connections that write: no thread at all. Each
+statement runs on the event loop's thread, where SQLAlchemy's greenlet already is, and a
+transaction that awaits nothing but its statements never gives the loop up. Measured on
+the turns bench, the trips to the thread and back (its queue, the loop's self-pipe, the
+future's callbacks) were about a tenth of the process's CPU. The thread bought one thing,
+waiting for another process's lock without stopping the loop: an inline connection has
+no busy timeout, and its ``BEGIN IMMEDIATE`` waits for that lock in ``asyncio.sleep``
+instead (bot/storage/database.py, ``_begin_immediate``). Everything goes through
+``_Inline._execute``, which calls at once, so there is one place to watch.
+
+Two kinds of work keep aiosqlite's thread: reads on a connection of their own
+(`Database.reading()`: health checks, the panel), where a long read leaves the loop free;
+and statements that wait for other connections by design (a checkpoint that truncates the
+log, ``VACUUM``: `Database.maintenance()`). A writer's server-side cursor is aiosqlite's
+cursor class, whose calls come back to ``_Inline._execute``.
 It reaches into aiosqlite for two names, ``Connection._execute`` (queue a call for the
 connection's thread) and ``Connection._conn`` (the sqlite3 connection, read in that
 thread); both are checked at import, so an aiosqlite without them fails at start-up,
@@ -141,4 +157,79 @@ class _DBAPI(AsyncAdapt_aiosqlite_dbapi):
         return _Connection(self, adapted._connection)
 
 
+class _Inline:
+    """What SQLAlchemy's adapter and aiosqlite's cursor use of an ``aiosqlite.Connection``,
+    over a sqlite3 connection called directly on the event loop's thread."""
+
+    __slots__ = ("_connection",)
+    _iter_chunk_size = 64  # rows an aiosqlite cursor fetches at a time when iterated
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection: sqlite3.Connection | None = connection
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise ValueError("no active connection")
+        return self._connection
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    def cursor(self) -> aiosqlite.Cursor:
+        """A server-side cursor (``stream()``): aiosqlite's, whose calls come back here."""
+        return aiosqlite.Cursor(self, self._conn.cursor())  # type: ignore[arg-type]
+
+    async def commit(self) -> None:
+        await self._execute(self._conn.commit)
+
+    async def rollback(self) -> None:
+        await self._execute(self._conn.rollback)
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def create_function(self, *args: Any, **kw: Any) -> None:
+        self._conn.create_function(*args, **kw)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._conn.isolation_level
+
+    @property
+    def total_changes(self) -> int:
+        return self._conn.total_changes
+
+
+class _InlineConnection(_Connection):
+    __slots__ = ()
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._connection.isolation_level  # type: ignore[no-any-return]
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self._connection._conn.isolation_level = value
+
+
+class _InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> _InlineConnection:
+        kw.pop("async_creator_fn", None)
+        # used by one task at a time (SQLAlchemy's pool), but closed wherever the pool is
+        kw.setdefault("check_same_thread", False)
+        connection = sqlite3.connect(*arg, **kw)
+        return _InlineConnection(self, _Inline(connection))  # type: ignore[arg-type]
+
+
 DBAPI = _DBAPI(aiosqlite, sqlite3)
+INLINE = _InlineDBAPI(aiosqlite, sqlite3)

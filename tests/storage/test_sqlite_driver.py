@@ -1,18 +1,22 @@
-"""The SQLite adapter: each statement is one trip to aiosqlite's thread, and SQLAlchemy
-still sees what a DB-API cursor gives it (rows, row counts, last row ids, errors)."""
+"""The SQLite adapters (bot/storage/sqlite_driver.py): a writer's statements run on the
+event loop's thread, one call each; a reader's are one trip each to aiosqlite's thread;
+and SQLAlchemy still sees what a DB-API cursor gives it (rows, row counts, last row ids,
+errors). Another process's write lock is waited for without stopping the loop."""
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.storage import database
+from bot.storage import database, sqlite_driver
 from bot.storage.database import SQLITE_BUSY_TIMEOUT_MS, Database
 
 
@@ -32,18 +36,22 @@ async def scratch(tmp_path: Path) -> AsyncIterator[Database]:
 
 @pytest.fixture
 def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The calls queued for aiosqlite's threads, in order: a statement by its SQL's first
-    word, anything else by its name (aiosqlite's own method wrapped, so every trip is
-    still made)."""
+    """The calls made to the driver, in order, on the writers' connections (called on the
+    loop's thread) and the readers' (queued for aiosqlite's threads): a statement by its
+    SQL's first word, anything else by its name. Both drivers' own methods are wrapped, so
+    every call is still made."""
     made: list[str] = []
-    queue = aiosqlite.Connection._execute
 
-    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        name = getattr(fn, "__name__", repr(fn))
-        made.append(args[1].split()[0] if name == "_statement" else name)  # its SQL's verb
-        return await queue(self, fn, *args, **kwargs)
+    def counting(original: Any) -> Any:
+        async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            name = getattr(fn, "__name__", repr(fn))
+            made.append(args[1].split()[0] if name == "_statement" else name)  # its verb
+            return await original(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+        return counted
+
+    for owner in (aiosqlite.Connection, sqlite_driver._Inline):
+        monkeypatch.setattr(owner, "_execute", counting(owner._execute))
     return made
 
 
@@ -178,7 +186,7 @@ async def test_a_turn_waited_for_too_long_goes_to_sqlite_instead_of_hanging(
     held, let_go, first, second = two_writers(scratch)
     await held.wait()
     await asyncio.sleep(0.3)
-    assert trips.count("BEGIN") == 2  # the waiter's reached SQLite (and waits there)
+    assert trips.count("BEGIN") >= 2  # the waiter's reached SQLite (and asks again there)
     assert trips.count("INSERT") == 1
     let_go.set()
     await asyncio.gather(first, second)
@@ -217,3 +225,74 @@ async def test_a_transaction_opened_around_another_holds_no_turn(scratch: Databa
     async with scratch.reading() as session:
         rows = (await sql(session, "SELECT v FROM t ORDER BY id")).scalars().all()
     assert rows == ["inside", "outer"]
+
+
+def _thread_of_sql(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("thread_of_sql", 0, threading.get_ident)
+
+
+async def test_writers_run_on_the_loops_thread_and_readers_do_not(scratch: Database) -> None:
+    """A transaction's statements run on the event loop's own thread (no trip to another);
+    a reader's still run in aiosqlite's thread, where a long read leaves the loop free."""
+    for engine in (scratch.engine, scratch._reader):
+        assert engine is not None
+        await engine.dispose()  # connections made from here on get the function
+        event.listen(engine.sync_engine, "connect", _thread_of_sql)
+    async with scratch.transaction() as session:
+        writer = (await sql(session, "SELECT thread_of_sql()")).scalar()
+    async with scratch.reading() as session:
+        reader = (await sql(session, "SELECT thread_of_sql()")).scalar()
+    assert writer == threading.get_ident()
+    assert reader != threading.get_ident()
+
+
+async def test_another_process_lock_is_waited_for_without_stopping_the_loop(
+    scratch: Database, tmp_path: Path
+) -> None:
+    """Another connection (another process's, say) holds the write lock for 0.3 s: the
+    transaction begins once it is free, and the loop kept running meanwhile (a busy wait
+    on the loop's thread would have stopped it for the whole 0.3 s)."""
+    other = sqlite3.connect(tmp_path / "scratch.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    beats = 0
+
+    async def heart() -> None:
+        nonlocal beats
+        while True:
+            await asyncio.sleep(0.01)
+            beats += 1
+
+    async def let_go() -> None:
+        await asyncio.sleep(0.3)
+        other.execute("COMMIT")
+
+    beating, freeing = asyncio.create_task(heart()), asyncio.create_task(let_go())
+    async with scratch.transaction() as session:
+        await sql(session, "INSERT INTO t (v) VALUES ('after')")
+    assert freeing.done()  # it began only once the lock was free
+    beating.cancel()
+    other.close()
+    assert beats >= 15  # 0.3 s at 10 ms a beat, less the loop's own delays
+    async with scratch.reading() as session:
+        assert (await sql(session, "SELECT v FROM t")).scalars().all() == ["after"]
+
+
+async def test_a_lock_held_past_the_busy_timeout_still_fails(
+    scratch: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held longer than SQLITE_BUSY_TIMEOUT_MS (shortened here), the lock fails the
+    transaction with SQLAlchemy's OperationalError, as the busy timeout did."""
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 200)
+    other = sqlite3.connect(tmp_path / "scratch.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            async with scratch.transaction() as session:
+                await sql(session, "INSERT INTO t (v) VALUES ('never')")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with scratch.transaction() as session:  # and the connection is fine afterwards
+        await sql(session, "INSERT INTO t (v) VALUES ('later')")
+    async with scratch.reading() as session:
+        assert (await sql(session, "SELECT v FROM t")).scalars().all() == ["later"]

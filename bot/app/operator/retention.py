@@ -187,9 +187,8 @@ async def _forget_sqlite_history(db: Database) -> None:
     """SQLite: copy the log into the file and truncate it, so old page images go too."""
     if db.dialect != "sqlite":
         return
-    async with db.engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        cursor = await raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
+    async with db.maintenance() as connection:
+        cursor = await connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await cursor.close()
 
 
