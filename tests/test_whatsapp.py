@@ -28,6 +28,7 @@ from bot.storage.tables import (
     Answer,
     Checkin,
     Clinician,
+    EarlyReceipt,
     InboundMessage,
     OutboundMessage,
     Patient,
@@ -245,6 +246,79 @@ async def test_a_late_63016_holds_the_message_and_read_is_kept(rig: Rig, db: Dat
     assert held.status == "queued" and held.last_error is not None
     assert held.last_error.startswith(HELD)
     assert len(rig.created(PATIENT)) == count  # not retried as free text
+
+
+def callbacks_first(
+    rig: Rig, *statuses: tuple[str, int | None], refused_only: bool = False
+) -> list[int]:
+    """Post these status callbacks (status, error code) for each created message (only
+    those Twilio refused outside the window, if `refused_only`) before the create request
+    returns: Twilio called back before its answer reached us. The codes our app answered."""
+    answered: list[int] = []
+
+    async def post(message: dict[str, Any]) -> None:
+        if refused_only and message["error_code"] != 63016:
+            return
+        for state, error in statuses:
+            request = rig.twilio.status_request(message["sid"], state, error)
+            answered.append((await rig.post(request)).status_code)
+
+    rig.twilio.on_created = post
+    return answered
+
+
+async def refused_question(rig: Rig, *statuses: tuple[str, int | None]) -> set[str]:
+    """Ask a PHQ-2 after WhatsApp's window shut (ours still open) with these callbacks
+    before each refused send is recorded; the sids Twilio refused with 63016."""
+    patient_id = await enrolled(rig, consented_at=rig.clock.now)
+    await rig.say("hola")
+    rig.twilio.last_inbound.clear()  # WhatsApp's clock and ours disagree
+    answered = callbacks_first(rig, *statuses, refused_only=True)
+    await rig.app.services.asking.ask(patient_id, ["phq2"])
+    await tick(rig.app)
+    refused = {m["sid"] for m in rig.to(PATIENT) if m["error_code"] == 63016}
+    assert refused, "the stand-in fails free text outside its window"
+    assert answered == [204] * len(refused) * len(statuses)
+    return refused
+
+
+async def test_a_read_before_the_send_is_recorded_is_kept(rig: Rig, db: Database) -> None:
+    """Read before the reply's sid was written: read and delivered once the send is
+    recorded, not left at sent, and nothing kept."""
+    await enrolled(rig, consented_at=rig.clock.now)
+    answered = callbacks_first(rig, ("read", None))
+    await rig.say("hola")
+    assert answered == [204]
+    (reply,) = await rows(db, OutboundMessage)
+    assert (reply.status, reply.read_at) == ("delivered", rig.clock.now)
+    assert await rows(db, EarlyReceipt) == []
+
+
+async def test_an_early_63016_holds_the_message_instead_of_leaving_it_sent(
+    rig: Rig, db: Database
+) -> None:
+    """63016 before the question's sid was written: held for the patient's reply once
+    the send is recorded (never left "sent" although it never arrived), not retried as
+    free text, and nothing kept."""
+    refused = await refused_question(rig, ("failed", 63016))
+    assert await rows(db, OutboundMessage, col(OutboundMessage.provider_id).in_(refused)) == []
+    held = await rows(db, OutboundMessage, col(OutboundMessage.last_error).startswith(HELD))
+    assert len(held) == len(refused)
+    assert all((m.status, m.provider_id) == ("queued", None) for m in held)
+    count = len(rig.created(PATIENT))
+    await tick(rig.app)
+    assert len(rig.created(PATIENT)) == count  # not retried as free text
+    assert await rows(db, EarlyReceipt) == []
+
+
+async def test_an_early_63016_beside_an_early_read_is_void(rig: Rig, db: Database) -> None:
+    """A 63016 and then a read for the same sid, both before the send is recorded: it was
+    read, so it arrived; delivered with its read time, not held to be sent twice."""
+    refused = await refused_question(rig, ("failed", 63016), ("read", None))
+    sent = await rows(db, OutboundMessage, col(OutboundMessage.provider_id).in_(refused))
+    assert len(sent) == len(refused)
+    assert all((m.status, m.read_at) == ("delivered", rig.clock.now) for m in sent)
+    assert await rows(db, OutboundMessage, col(OutboundMessage.last_error).startswith(HELD)) == []
 
 
 async def test_blocking_the_sender_ends_it_and_tells_the_clinician(rig: Rig, db: Database) -> None:

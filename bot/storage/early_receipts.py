@@ -14,8 +14,9 @@ a mark's :func:`take` conflicts with that lock, so either the mark committed fir
 second look finds the message) or the mark's take waits and then sees the kept receipt.
 
 A receipt whose message never turns up (another system's sid on the same account) is
-deleted after a day (:func:`prune`). Only outcomes are kept (delivered, failed): statuses
-on the way change nothing anyway. Sids and error codes only: no number, no text.
+deleted after a day (:func:`prune`). Only outcomes are kept (delivered, failed, and
+WhatsApp's read and held, for error 63016: the 24-hour window was shut): statuses on the
+way change nothing anyway. Sids and error codes only: no number, no text.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ CHANNELS = ("sms", "whatsapp")  # the channels whose provider calls back with a 
 
 
 class EarlyReceipt(SQLModel, table=True):
-    """A final status for a provider id no outbound message carried when it arrived."""
+    """A receipt's outcome for a provider id no outbound message carried when it arrived."""
 
     __tablename__ = "early_receipt"
     __table_args__ = (
         CheckConstraint("channel IN ('sms', 'whatsapp')", name="channel"),
-        CheckConstraint("outcome IN ('delivered', 'failed')", name="outcome"),
+        CheckConstraint("outcome IN ('delivered', 'failed', 'read', 'held')", name="outcome"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -11,7 +11,9 @@ repeated ``MessageSid`` is recorded once. What WhatsApp adds:
   data; another (the templates' ``yes``, ``stop``, ``checkin.open``) is read as typed;
 * status callbacks also say ``read``, kept on the outbound message; error 63016 (outside
   the 24-hour window) holds the message for the patient's reply, and 63014 (the person
-  blocked the sender) makes the patient unreachable and alerts the clinician.
+  blocked the sender) makes the patient unreachable and alerts the clinician. Each of
+  them, like delivered and failed, is kept if it comes before its send is recorded, and
+  applied when it is (``bot.app.outbox.receipts``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from bot.app.conversations.inbox import Inbound
-from bot.app.conversations.whatsapp_window import hold_after_send
-from bot.app.outbox.receipts import record_read, record_status
+from bot.app.outbox.receipts import record_held, record_read, record_status
 from bot.bootstrap import App
 from bot.channels.twilio_form import WHATSAPP, inbound_problem, status_problem
 from bot.channels.whatsapp import OUTSIDE_WINDOW
@@ -94,8 +95,7 @@ def status_handler(app: App) -> Handler:
         if state == "read":
             await record_read(app.db, app.clock, "whatsapp", sid)
         elif error == str(OUTSIDE_WINDOW):
-            async with app.db.transaction() as session:
-                await hold_after_send(session, sid, app.clock())
+            await record_held(app.db, app.clock, sid)
         else:
             await record_status(
                 app.db, app.clock, "whatsapp", sid, state, error,

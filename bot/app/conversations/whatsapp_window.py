@@ -109,19 +109,16 @@ async def release(
     return True
 
 
-async def hold_after_send(session: AsyncSession, provider_id: str, now: datetime) -> bool:
+def hold_sent(message: OutboundMessage, now: datetime) -> bool:
     """Twilio failed a sent message with 63016 (outside the window, reported after it took
-    it): queue it again as held, never as free text again. True if it was ours to hold."""
-    statement = select(OutboundMessage).where(
-        OutboundMessage.channel == "whatsapp",
-        OutboundMessage.provider_id == provider_id,
-        OutboundMessage.recipient_kind == "patient",
-    )
-    message = (await session.exec(statement.with_for_update())).first()
-    if message is None or message.status in ("delivered", "dead"):
+    it): queue it again as held, never as free text again, and no longer under its sid.
+    Only a patient's WhatsApp message, not one delivered or given up on already. True if
+    it was held (the caller saves it)."""
+    if message.channel != "whatsapp" or message.recipient_kind != "patient":
+        return False
+    if message.status in ("delivered", "dead"):
         return False
     message.status, message.provider_id = "queued", None
     message.last_error = f"{HELD} (twilio error 63016)"
     message.next_attempt_at = now + timedelta(seconds=HOLD_S)
-    session.add(message)
     return True

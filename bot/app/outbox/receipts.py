@@ -1,12 +1,20 @@
 """Delivery receipts: a provider's word on a message after it accepted it (Twilio's status
 callbacks, for SMS and WhatsApp). Delivered or failed, once: callbacks may arrive out of
 order, and a later, older one never overwrites a final status. A number that opted out at
-the carrier makes the patient unreachable (see ``bot.app.outbox.unreachable``).
+the carrier makes the patient unreachable (see ``bot.app.outbox.unreachable``). WhatsApp
+adds two: ``read`` (when, kept once; a message read was delivered, even if a failure came
+first) and error 63016, the 24-hour window was shut (a patient's message is queued again
+as held, ``bot.app.conversations.whatsapp_window.hold_sent``, unless it was delivered;
+the held message no longer carries the sid, so later receipts for it change nothing).
 
 A receipt may arrive before its send is recorded (Twilio called back before its answer to
 the send reached us, or the mark was held for the line's next send): it is kept
-(``bot.storage.early_receipts``) and applied by the transaction that records the send
-(:func:`apply_early`), under the same rules. Kept receipts that never meet their message
+(``bot.storage.early_receipts``), whichever of the four it is, and applied by the
+transaction that records the send (:func:`apply_early`), in the order the receipts
+arrived, under the same rules. One exception: a kept 63016 is void beside a kept
+delivered or read for the same sid, whatever their order. A message that arrived was not
+refused (Twilio never says both of one message), and holding it would send it twice;
+live, the first of the two would have won. Kept receipts that never meet their message
 are pruned after :data:`KEEP_EARLY` (:func:`prune_early`, from the scheduler tick).
 """
 
@@ -16,11 +24,11 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.conversations.whatsapp_window import hold_sent
 from bot.app.outbox.unreachable import mark_unreachable
 from bot.app.ports import Clock
 from bot.storage import early_receipts
@@ -31,6 +39,8 @@ from bot.storage.tables import OutboundMessage
 
 log = logging.getLogger(__name__)
 FINAL = ("delivered", "failed")
+READ, HELD = "read", "held"  # WhatsApp's: the message was opened; 63016, held for a reply
+ARRIVED = ("delivered", READ)  # a message that arrived was not refused outside the window
 KEEP_EARLY = timedelta(days=1)  # a receipt's message not sent by then never will be ours
 _OUTCOMES = {"delivered": "delivered", "failed": "failed", "undelivered": "failed"}
 
@@ -50,23 +60,21 @@ async def record_status(
     on the way (queued, sent) change nothing. `opted_out`: the provider's error says the
     recipient opted out. No message carries the id yet: the receipt is kept for its send."""
     outcome = _OUTCOMES.get(status)
-    if outcome is None or not provider_id:
-        return
-    now = clock()
-    receipt = EarlyReceipt(
-        channel=channel, provider_id=provider_id, outcome=outcome, error_code=error_code,
-        opted_out=opted_out, received_at=now,
-    )  # fmt: skip
-    async with db.transaction() as session:
-        message = await _message(session, channel, provider_id)
-        if message is None:  # look again where no send can be recorded in between
-            await early_receipts.lock(session)
-            message = await _message(session, channel, provider_id)
-        if message is None:
-            await early_receipts.keep(session, receipt)
-            log.info("%s receipt kept for its send", channel)
-            return
-        await _apply(Repository(session), message, receipt, now, alerting)
+    if outcome is not None:
+        receipt = _receipt(clock, channel, provider_id, outcome, error_code, opted_out)
+        await _record(db, receipt, alerting)
+
+
+async def record_read(db: Database, clock: Clock, channel: str, provider_id: str) -> None:
+    """The recipient opened the message (WhatsApp's ``read``): when, kept once; a message
+    read was delivered, whatever callback is still on its way."""
+    await _record(db, _receipt(clock, channel, provider_id, READ))
+
+
+async def record_held(db: Database, clock: Clock, provider_id: str) -> None:
+    """WhatsApp's 63016 after Twilio took the message (the 24-hour window was shut): the
+    message is held for the patient's reply (``whatsapp_window.hold_sent``)."""
+    await _record(db, _receipt(clock, "whatsapp", provider_id, HELD, "63016"))
 
 
 async def apply_early(
@@ -76,10 +84,17 @@ async def apply_early(
     alerting: Alerting | None = None,
 ) -> None:
     """Apply the receipts kept for sends being recorded in this transaction: `sent` maps
-    each (channel, provider id) to its message's id. One statement when none were kept."""
-    for receipt in await early_receipts.take(session, list(sent)):
-        message = await session.get(OutboundMessage, sent[receipt.channel, receipt.provider_id])
-        if message is not None:
+    each (channel, provider id) to its message's id. One statement when none were kept.
+    In the order they arrived; a held one is void beside a delivered or read one."""
+    taken = await early_receipts.take(session, list(sent))
+    arrived = {(r.channel, r.provider_id) for r in taken if r.outcome in ARRIVED}
+    for receipt in taken:
+        key = (receipt.channel, receipt.provider_id)
+        if receipt.outcome == HELD and key in arrived:
+            log.info("%s: an early 63016 receipt void: the message arrived", receipt.channel)
+            continue
+        message = await session.get(OutboundMessage, sent[key])
+        if message is not None and message.provider_id == receipt.provider_id:  # not held
             await _apply(Repository(session), message, receipt, now, alerting)
             log.info("outbound %s: an early %s receipt applied", message.id, receipt.outcome)
 
@@ -91,6 +106,37 @@ async def prune_early(db: Database, clock: Clock) -> int:
     if pruned:
         log.info("early receipts pruned: %d", pruned)
     return pruned
+
+
+def _receipt(
+    clock: Clock,
+    channel: str,
+    provider_id: str,
+    outcome: str,
+    error_code: str | None = None,
+    opted_out: bool = False,
+) -> EarlyReceipt:
+    return EarlyReceipt(
+        channel=channel, provider_id=provider_id, outcome=outcome, error_code=error_code,
+        opted_out=opted_out, received_at=clock(),
+    )  # fmt: skip
+
+
+async def _record(db: Database, receipt: EarlyReceipt, alerting: Alerting | None = None) -> None:
+    """Apply the receipt to its message, or keep it if no message carries its id yet."""
+    if not receipt.provider_id:
+        return
+    channel, provider_id = receipt.channel, receipt.provider_id
+    async with db.transaction() as session:
+        message = await _message(session, channel, provider_id)
+        if message is None:  # look again where no send can be recorded in between
+            await early_receipts.lock(session)
+            message = await _message(session, channel, provider_id)
+        if message is None:
+            await early_receipts.keep(session, receipt)
+            log.info("%s %s receipt kept for its send", channel, receipt.outcome)
+            return
+        await _apply(Repository(session), message, receipt, receipt.received_at, alerting)
 
 
 async def _message(session: AsyncSession, channel: str, provider_id: str) -> OutboundMessage | None:
@@ -107,28 +153,33 @@ async def _apply(
     now: datetime,
     alerting: Alerting | None,
 ) -> None:
-    """The receipt's outcome, unless the message has one already."""
-    if message.status in FINAL:
+    """The receipt's effect: a read once, a hold unless delivered, else its outcome unless
+    the message has one already."""
+    if receipt.outcome == READ:
+        changed = _read(message, receipt.received_at)
+    elif receipt.outcome == HELD:
+        changed = hold_sent(message, now)
+    else:
+        changed = _final(message, receipt)
+    if not changed:
         return
-    message.status = receipt.outcome
-    if receipt.outcome == "failed":
-        code = receipt.error_code or "unknown"
-        message.last_error = f"{receipt.channel}: twilio error {code} (after sending)"
     await repo.add(message)
     if receipt.opted_out and message.recipient_kind == "patient":
         await mark_unreachable(repo, message, now, alerting)
 
 
-async def record_read(db: Database, clock: Clock, channel: str, provider_id: str) -> None:
-    """The recipient opened the message (WhatsApp's ``read``): when, kept once; a message
-    read was delivered, whatever callback is still on its way."""
-    async with db.transaction() as session:
-        await session.exec(
-            sa.update(OutboundMessage)
-            .where(
-                col(OutboundMessage.channel) == channel,
-                col(OutboundMessage.provider_id) == provider_id,
-                col(OutboundMessage.read_at).is_(None),
-            )
-            .values(read_at=clock(), status="delivered")
-        )
+def _read(message: OutboundMessage, at: datetime) -> bool:
+    if message.read_at is not None:
+        return False
+    message.read_at, message.status = at, "delivered"
+    return True
+
+
+def _final(message: OutboundMessage, receipt: EarlyReceipt) -> bool:
+    if message.status in FINAL:
+        return False
+    message.status = receipt.outcome
+    if receipt.outcome == "failed":
+        code = receipt.error_code or "unknown"
+        message.last_error = f"{receipt.channel}: twilio error {code} (after sending)"
+    return True
