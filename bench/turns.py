@@ -61,7 +61,7 @@ TICK_S = float(os.environ.get("BENCH_TICK_S", "0.1"))
 WINDOW_S = float(os.environ.get("BENCH_WINDOW_S", "15"))
 SECRET = "bench-secret_0123456789"  # noqa: S105 -- the stand-in's, not a real one
 PG_ADMIN = os.environ.get("CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-QUESTION = re.compile(r"^\d+/\d+ ")
+QUESTION = re.compile(r"^\d+/\d+ ", re.MULTILINE)  # a check-in's first is below its intro
 COMPLETE = "Thank you, your check-in is complete"  # templates/en/sms/completed.j2
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PACE = os.environ.get("BENCH_PACE")  # "3-8": seconds a chat waits before answering
@@ -166,7 +166,8 @@ async def _closed_loop(
             result.latencies.append(time.perf_counter() - sent)
             result.ended.append(time.time())
             result.asked.append(f"{question} at {sent - start:.1f} s")
-            question = text.split(" ", 1)[0]
+            asked = QUESTION.search(text)
+            question = asked.group(0).strip() if asked else text.split(" ", 1)[0]
             result.turns += 1
             if text.startswith(COMPLETE):  # the next queued check-in starts on a tick
                 if time.perf_counter() >= end:
@@ -283,7 +284,7 @@ async def run_checkin(
 
             def is_turn_end(text: str) -> bool:
                 # the crisis message after item 9 is not a turn's end: the next question is
-                return bool(QUESTION.match(text)) or text.startswith(COMPLETE)
+                return bool(QUESTION.search(text)) or text.startswith(COMPLETE)
 
             await asyncio.gather(*(inbox.next(c, is_turn_end) for c in _chats()))  # first question
             await _closed_loop(result, pids, post, lambda chat: inbox.next(chat, is_turn_end))

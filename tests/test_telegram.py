@@ -116,9 +116,12 @@ async def test_deep_link_enrols_then_buttons_and_typing_complete_a_phq9(
     (patient,) = await table(db, Patient)
     assert (patient.status, patient.address) == ("active", str(CHAT))
     assert "Welcome: you are connected to Lakeside check-ins." in rig.texts()[-1]
+    before = len(rig.texts())
     await rig.app.services.asking.ask(patient_id, ["phq9"])
     await tick(rig.app)
-    assert rig.texts()[-1].startswith("1/9 (last 2 weeks)")
+    (opening,) = rig.texts()[before:]  # one message: the introduction above question 1
+    assert opening.startswith("Lakeside check-in: PHQ-9 (9 questions)")
+    assert "options.\n\n1/9 (last 2 weeks)\nLittle interest" in opening
     for n in range(1, 6):
         await rig.tap(f"phq9.q{n}=1")
     for text in ("0", "not at all", "0", "0"):

@@ -8,6 +8,7 @@ transaction (the transactional outbox); delivery happens after, in ``bot.app.out
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from bot.config import Clinic
@@ -29,6 +30,12 @@ def outbox_rows(
     A `source` starting ``in`` (an inbound message) makes them replies. `address`: another
     of the patient's addresses than their current one (the chat they just left).
 
+    An introduction followed by a question is one message, the introduction above the
+    question, wherever the channel lets a message be written freely (:data:`ONE_OPENING`):
+    a check-in opens with one message, not two, and a wave of them takes half the
+    provider's sends (and half the outbox rows). WhatsApp keeps them apart: a message
+    that opens a conversation there is an approved template, not free text.
+
     Edits (Telegram's answered question shown with its choice) come after the new messages:
     rows are sent in id order, and what the patient waits for is the next question (or the
     crisis message), not the old question's check mark. When many patients answer at once
@@ -40,10 +47,16 @@ def outbox_rows(
     country = country_of(renderer.clinic, patient)
     rows: list[OutboundMessage] = []
     edits: list[OutboundMessage] = []
+    above: str | None = None  # an introduction waiting for its question
     for n, intent in enumerate(intents):
         rendered = renderer.render(intent, patient.channel, patient.language, country)
         if rendered is None:
             continue
+        if _opens_with(intents, n, patient.channel):
+            above = rendered.text
+            continue
+        if above is not None:
+            rendered, above = replace(rendered, text=f"{above}\n\n{rendered.text}"), None
         payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
         payload["language"] = patient.language  # WhatsApp picks its template by it
         if isinstance(intent, ev.Ask | ev.Answered):
@@ -66,6 +79,19 @@ def outbox_rows(
             )
         )
     return rows + edits
+
+
+ONE_OPENING = frozenset({"telegram", "sms", "console"})  # introduction and question together
+
+
+def _opens_with(intents: Sequence[ev.Intent], n: int, channel: str) -> bool:
+    """Intent `n` is an introduction that goes above the question after it."""
+    return (
+        channel in ONE_OPENING
+        and isinstance(intents[n], ev.Intro)
+        and n + 1 < len(intents)
+        and isinstance(intents[n + 1], ev.Ask)
+    )
 
 
 def country_of(clinic: Clinic, patient: Patient) -> str:
