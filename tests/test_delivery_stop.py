@@ -142,6 +142,28 @@ async def test_a_provider_that_never_answers_holds_the_stop_for_the_grace_only(
     assert message.lease_until is not None and message.lease_until > utc_now()
 
 
+async def test_while_stopping_a_turn_leases_nothing_to_the_courier(db: Database) -> None:
+    """During the grace a turn's rows are not handed to the stopping courier (which would
+    not send them): they stay queued, for another worker or the next process."""
+    stand_in = TelegramStandIn()
+    stand_in.fail(Fault.slow(NEVER_S), method="sendMessage")
+    async with serve(stand_in.app, graceful_shutdown_s=1) as url:
+        app = build(_settings(db, stand_in, url, grace_s=1.0))
+        try:
+            await _queue(db, ["unanswered"])
+            block = courier(app)
+            await block.__aenter__()
+            app.kick()
+            await _until(lambda: stand_in.calls_to("sendMessage"))
+            assert app.deliverer.claiming() is not None
+            stopping = asyncio.create_task(block.__aexit__(None, None, None))
+            await asyncio.sleep(0.2)
+            assert not stopping.done() and app.deliverer.claiming() is None
+            await stopping
+        finally:
+            await app.close()
+
+
 # ---- `checkin worker` and `checkin run`, stopped with SIGTERM -----------------------------
 
 
