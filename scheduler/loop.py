@@ -120,18 +120,38 @@ async def courier(app: App) -> AsyncIterator[None]:
     Sending is paced by the provider's limits, and a wave of thousands takes minutes to
     send: were the tick to deliver, planning and starting the next check-ins would wait
     for it (measured: a 10,000-patient wave reached the outbox in 67 s with the tick
-    draining, 20 s with it sending one claim)."""
+    draining, 20 s with it sending one claim).
+
+    Leaving the block stops it gracefully (see `_stop_courier`)."""
     stop = asyncio.Event()
     app.wake = asyncio.Event()
     task = asyncio.create_task(deliver_when_woken(app.deliverer, app.wake, stop))
     try:
         yield
     finally:
-        stop.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop_courier(app, task, stop)
         app.wake = None
+
+
+async def _stop_courier(app: App, task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Claim nothing more; let the sends the provider already has finish and their outcomes
+    commit, for `[scheduler] stop_grace_s` at most; then cancel what is left.
+
+    A send cut off after the provider took it but before it was recorded goes again after
+    its lease: before this, every restart could send a patient a question twice (and a
+    clinician an alert). A provider answers in a fraction of a second, so the usual stop
+    takes that long; the grace only bounds a provider that does not answer."""
+    in_flight = app.deliverer.in_flight
+    stop.set()
+    await asyncio.wait({task}, timeout=app.settings.scheduler.stop_grace_s)
+    left = app.deliverer.in_flight
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    log.info(
+        "delivery stopped: %d sends in flight finished, %d left to their lease",
+        max(0, in_flight - left), left,
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager

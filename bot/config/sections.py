@@ -126,6 +126,7 @@ def settings_from_mapping(data: Mapping[str, Any], path: Path) -> Settings:
                     "bundle_window_min",
                     "lease_s",
                     "send_lease_s",
+                    "stop_grace_s",
                 )
             },
             batch=int(_positive(scheduler, "scheduler", "batch", Scheduler.batch, source)),

@@ -77,6 +77,11 @@ class Scheduler:
     # duplicate, if the provider had taken it) within this window, and the recipient's
     # later messages wait no longer than that.
     send_lease_s: float = 30.0
+    # On SIGTERM or Ctrl-C the sends already given to the provider get this long to be
+    # answered and recorded before the process stops (then what is left is sent again
+    # after its lease: maybe a duplicate). A provider answers in well under a second; 5 s
+    # leaves the other half of a container's usual 10 s stop timeout for the rest.
+    stop_grace_s: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,11 @@ queued are handed to it directly (:meth:`Deliverer.take`): leased in the turn's 
 transaction, they are sent without being claimed back. One send and its outcome (what is
 permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast sends may leave,
 :mod:`bot.app.outbox.pacing`.
+
+Stopping (the courier's `stop`, on SIGTERM) claims and starts nothing more; the sends the
+provider has finish and are recorded, for ``[scheduler] stop_grace_s`` at most. Only what
+is cut off then can reach a recipient twice; what was claimed and not sent waits as after
+a crash.
 """
 
 from __future__ import annotations
@@ -66,20 +71,29 @@ class Deliverer:
     async def courier(self, wake: asyncio.Event, stop: asyncio.Event) -> None:
         """See :func:`deliver_when_woken`."""
         self._wake = wake  # turns hand this process their rows from now on
+        self._sender.stop = stop
         try:
             while not stop.is_set():
-                claim = await self._woken(wake)
+                claim = await self._woken(wake, stop)
+                if stop.is_set():
+                    break
                 try:
                     await self.drain(wake, claim)
                 except Exception as exc:
                     log.error("delivery on wake failed (%s); the tick retries", type(exc).__name__)
         finally:
             self._wake = None
+            self._sender.stop = None  # a drain without a courier (the tick's) sends again
 
-    async def _woken(self, wake: asyncio.Event) -> bool:
-        """Wait for `wake` (cleared, True: claim) or a hand-off (False: only send it)."""
-        if not wake.is_set() and not self._arrived.is_set():
-            events = [asyncio.ensure_future(e.wait()) for e in (wake, self._arrived)]
+    @property
+    def in_flight(self) -> int:
+        """Sends given to the provider whose outcome is not committed yet."""
+        return self._sender.unsettled
+
+    async def _woken(self, wake: asyncio.Event, stop: asyncio.Event) -> bool:
+        """Wait for `wake` (cleared, True: claim), a hand-off (False: send it) or `stop`."""
+        if not wake.is_set() and not self._arrived.is_set() and not stop.is_set():
+            events = [asyncio.ensure_future(e.wait()) for e in (wake, self._arrived, stop)]
             try:
                 await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -95,8 +109,9 @@ class Deliverer:
         return self._wake is not None
 
     def claiming(self) -> outbox.Claiming | None:
-        """How a turn starting now leases its rows to this process (None: no courier)."""
-        if self._wake is None:
+        """How a turn starting now leases its rows to this process (None: no courier, or
+        it is stopping: the rows stay queued, for another worker or the next process)."""
+        if self._wake is None or self._sender.stopping:
             return None
         now = self.clock()
         return outbox.Claiming(self.clock, now + self.lease, self._hand_off_channels)
@@ -135,13 +150,16 @@ class Deliverer:
         routine messages takes seven seconds at 30 a second; an alert queued meanwhile
         is taken at once and, urgent, is sent next. Rows handed over are sent as they come;
         `claim` False (the courier was woken by a hand-off alone): no claim unless `wake`
-        is set meanwhile."""
+        is set meanwhile. Stopping, the drain ends once the sends under way are settled."""
         sending = _Sending(asyncio.Semaphore(self.concurrency), self.clock() + self.lease / 3)
         try:
             self._start_handed(sending)
             if claim:
                 await self._claim(sending, self.batch, wake)
             while sending.running:
+                if self._sender.stopping:
+                    await self._sender.settled()  # the rest wait for a turn: none is sent
+                    break
                 finished = await self._finished(sending, wake)
                 self._start_handed(sending)
                 await self._renew_if_due(sending)
@@ -164,7 +182,7 @@ class Deliverer:
         self, sending: _Sending, limit: int, wake: asyncio.Event | None = None
     ) -> None:
         """Claim up to `limit` due messages and start sending each."""
-        if limit <= 0:
+        if limit <= 0 or self._sender.stopping:
             return
         if self.before_claim is not None:
             try:
@@ -183,6 +201,8 @@ class Deliverer:
 
     def _start_handed(self, sending: _Sending) -> None:
         """Start sending what turns handed over (their leases are renewed with the rest)."""
+        if self._sender.stopping:  # they wait under their leases, as claimed rows do
+            return
         handed, self._handed = self._handed, []
         self._arrived.clear()
         for line, edits in handed:
@@ -201,8 +221,8 @@ class Deliverer:
         the next message leaves without waiting for the last one's commit. A crash before
         that commit sends them all again when their leases run out (at least once, still
         in order); the window for that grows by the provider's answer to the next message,
-        half a second at most (`Sender.meanwhile`). A line cancelled (the process
-        stopping) still records what went."""
+        half a second at most (`Sender.meanwhile`). A line that fails or is cancelled
+        still records what went."""
         report, held = Report(), list[Sent]()
         try:
             for n, message in enumerate(line):
@@ -215,7 +235,7 @@ class Deliverer:
                 if outcome.retried and rest and rest[0].lease_until is not None:
                     await self._hand_back(rest, rest[0].lease_until)
                 break
-        except asyncio.CancelledError:
+        except (Exception, asyncio.CancelledError):
             with contextlib.suppress(Exception):
                 await self._sender.record(held)
             raise
@@ -253,12 +273,13 @@ class Deliverer:
             return await self._sender.send(message, self.channels, edits, done, held)
 
     async def _finished(self, sending: _Sending, wake: asyncio.Event | None) -> list[Outgoing]:
-        """Wait until at least one line is done, `wake` is set, something is handed over or
+        """Wait until a line is done, `wake` or `stop` is set, something is handed over or
         the leases are due for renewal; the claimed messages done (not the handed ones)."""
         waiting: set[asyncio.Future[Any]] = set(sending.running)
         events: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._arrived.wait())]
-        if wake is not None:
-            events.append(asyncio.ensure_future(wake.wait()))
+        for flag in (wake, self._sender.stop):
+            if flag is not None:
+                events.append(asyncio.ensure_future(flag.wait()))
         until_renewal = (sending.renew_at - self.clock()).total_seconds()
         try:
             done, _ = await asyncio.wait(
@@ -374,5 +395,6 @@ async def deliver_when_woken(
     """Drain the outbox each time `wake` is set, until `stop`: the webhook process sends a
     reply the moment it is committed. Safe beside the tick and other workers (claims are
     leased); a failed drain is logged and left to the tick. Meanwhile turns of this
-    process hand their rows over (`Deliverer.take`) and they are sent without a claim."""
+    process hand their rows over (`Deliverer.take`) and they are sent without a claim.
+    Once `stop` is set it returns when the sends under way are settled (or is cancelled)."""
     await deliverer.courier(wake, stop)

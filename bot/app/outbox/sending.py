@@ -82,7 +82,12 @@ class Sent:
 @dataclass
 class Sender:
     """Sends one claimed message at a time and records what happened to it. `lease` is how
-    long a claim holds its messages (a third of it before its end, a send is given up)."""
+    long a claim holds its messages (a third of it before its end, a send is given up).
+
+    A send is *unsettled* from the moment it goes to the provider until its outcome is
+    committed (or fails to be): stopped then, the message may reach its recipient twice.
+    Once `stop` is set no send starts (the message keeps its lease), and :meth:`settled`
+    returns when those under way are settled: a process stopping waits for that."""
 
     db: Database
     clock: Clock
@@ -92,6 +97,23 @@ class Sender:
 
     def __post_init__(self) -> None:
         self._marks = _GroupCommit(self.db, self.alerting)
+        self.stop: asyncio.Event | None = None  # the courier's, while one runs
+        self.unsettled = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    async def settled(self) -> None:
+        """Return once no send is unsettled."""
+        await self._settled.wait()
+
+    def _settle(self, count: int) -> None:
+        self.unsettled -= count
+        if self.unsettled == 0:
+            self._settled.set()
 
     async def send(
         self,
@@ -103,7 +125,34 @@ class Sender:
     ) -> Report:
         """Send one message; `answered` is called as soon as the provider has answered.
         With `held`, a send that went is added to it rather than recorded: the caller
-        records it (`record`), with the sends of the same line."""
+        records it (`record`), with the sends of the same line. Stopping: nothing is sent."""
+        if self.stopping:
+            return Report()  # it keeps its lease, and goes when that runs out (or is released)
+        self.unsettled += 1
+        self._settled.clear()
+        kept = False
+        try:
+            sent = await self._attempt(message, channels, edits, answered)
+            if isinstance(sent, Report):
+                return sent
+            if held is None:
+                await self._marks.record([sent])
+            else:
+                held.append(sent)
+                kept = True  # settled when the caller records it
+            return Report(sent=1)
+        finally:
+            if not kept:
+                self._settle(1)
+
+    async def _attempt(
+        self,
+        message: Outgoing,
+        channels: Mapping[str, Channel],
+        edits: Mapping[int, str | None],
+        answered: Callable[[], None],
+    ) -> Sent | Report:
+        """The provider call: what it accepted, or the failure recorded (or nothing tried)."""
         assert message.id is not None
         channel = channels.get(message.channel)
         try:
@@ -126,18 +175,17 @@ class Sender:
             log.error("outbound %s: the channel raised %s", message.id, type(exc).__name__)
             unexpected = DeliveryFailed(f"unexpected error ({type(exc).__name__})", permanent=True)
             return await self._failed(message, unexpected)
-        sent = Sent(message.id, provider_id, self.clock(), message.channel)
-        if held is None:
-            await self._marks.record([sent])
-        else:
-            held.append(sent)
-        return Report(sent=1)
+        return Sent(message.id, provider_id, self.clock(), message.channel)
 
     async def record(self, held: Sequence[Sent]) -> None:
         """Record sends held back, in one transaction (shared with others arriving at the
-        same time); raise if it failed (their leases run out: sent again)."""
+        same time); raise if it failed (their leases run out: sent again). Either way they
+        are settled."""
         if held:
-            await self._marks.record(held)
+            try:
+                await self._marks.record(held)
+            finally:
+                self._settle(len(held))
 
     async def meanwhile(self, sending: Awaitable[Report], held: list[Sent]) -> Report:
         """Await `sending` (a line's next send); the sends `held` are recorded meanwhile if
