@@ -49,7 +49,7 @@ from bot.storage.crypto import KeyRing
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN = os.environ.get("CHECKIN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 FIRST_CHAT = 700_000
-PER_PATIENT = 2  # messages: the PHQ-2's introduction and first question
+PER_PATIENT = 1  # messages: the PHQ-2 opens with its introduction above its first question
 CONFIG = """
 [clinic]
 quiet_hours_start_local = "00:00"
@@ -210,10 +210,10 @@ def _wait_for_wave(fake: object, count: int, started: float, timeout_s: float = 
     last_report = started
     while time.monotonic() - started < timeout_s:
         time.sleep(2.0)  # cheap checks, rarely: the stand-in shares this process
-        if len(calls) >= 2 * count:
+        if len(calls) >= PER_PATIENT * count:
             sends = [c for c in calls if c.method.lower() == "sendmessage" and c.fault is None]
             chats = Counter(str(c.params.get("chat_id")) for c in sends)
-            if len(chats) >= count and all(n >= 2 for n in chats.values()):
+            if len(chats) >= count and all(n >= PER_PATIENT for n in chats.values()):
                 return
         if time.monotonic() - last_report > 10:
             last_report = time.monotonic()
@@ -292,7 +292,8 @@ def main() -> None:
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {_machine()}, PostgreSQL 127.0.0.1, with",
         f"`{shlex.join(['.venv/bin/python', '-m', 'bench.scheduler', *sys.argv[1:]])}`.",
         "Workers are `checkin worker` processes; the Telegram stand-in runs in the bench",
-        "process. Each patient's check-in is a PHQ-2: two messages (introduction, question).",
+        "process. Each patient's check-in is a PHQ-2, opened with one message (introduction",
+        "above the first question; two before 2026-12-07).",
         "",
         "| what | patients | workers | planned into outbox s | seconds | messages | duplicates "
         "| missed | peak MB per worker | 429s | send rate |",

@@ -48,7 +48,7 @@ async def asked_first_question(rig: Rig) -> None:  # noqa: F811
     (patient,) = await table(rig.app.db, Patient)
     await rig.app.services.asking.ask(patient.id, ["phq9"])
     await tick(rig.app)
-    assert len(rig.stand_in.calls_to("sendMessage")) == 2  # introduction, question 1
+    assert len(rig.stand_in.calls_to("sendMessage")) == 1  # question 1 below the introduction
 
 
 async def until(condition: Any, timeout_s: float = 10.0) -> None:
@@ -73,11 +73,11 @@ async def test_a_turns_replies_go_to_the_courier_without_a_claim(
             question = rig.last_question()
             update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
             assert (await rig.post(update)).status_code == 200
-            await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 3)
-            sent = await all_sent(rig, 4)
+            await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 2)
+            sent = await all_sent(rig, 3)
     assert claims(seen) == []
-    assert [m.status for m in sent] == ["sent"] * 4
-    assert [m.attempts for m in sent] == [1] * 4
+    assert [m.status for m in sent] == ["sent"] * 3
+    assert [m.attempts for m in sent] == [1] * 3
     edited = rig.stand_in.calls_to("editMessageText")
     assert len(edited) == 1 and edited[0].params["message_id"] == question["message_id"]
     assert rig.last_question()["message_id"] != question["message_id"]  # question 2 now
@@ -105,7 +105,7 @@ async def test_without_a_courier_the_turn_queues_and_the_tick_claims(
     with statements(rig.app.db) as seen:
         await rig.tap("phq9.q1=0")  # posts, then runs a tick
     assert len(claims(seen)) >= 1
-    assert [m.status for m in await table(db, OutboundMessage)] == ["sent"] * 4
+    assert [m.status for m in await table(db, OutboundMessage)] == ["sent"] * 3
     assert len(rig.stand_in.calls_to("editMessageText")) == 1
 
 
@@ -140,7 +140,7 @@ async def test_rows_handed_to_a_process_that_died_are_sent_after_their_lease(
     dead = DiedAfterCommit(rig.app.deliverer)
     rig.app.services.context.handoff = dead
     await rig.post(rig.stand_in.text_update(CHAT, "0"))
-    assert [m.status for m in await table(db, OutboundMessage)][2:] == ["sending", "sending"]
+    assert [m.status for m in await table(db, OutboundMessage)][1:] == ["sending", "sending"]
     assert len(dead.handed) == 2
     other = Deliverer(db, rig.app.channels, rig.clock, lease=LEASE)
     assert (await other.drain()).sent == 0  # still leased
@@ -150,10 +150,10 @@ async def test_rows_handed_to_a_process_that_died_are_sent_after_their_lease(
         rig.clock.now += LEASE
     assert (await other.drain()).sent == 2
     sent = await table(db, OutboundMessage)
-    assert [m.status for m in sent] == ["sent"] * 4
-    assert [m.attempts for m in sent][2:] == [2, 2]  # the dead process's attempt counted
+    assert [m.status for m in sent] == ["sent"] * 3
+    assert [m.attempts for m in sent][1:] == [2, 2]  # the dead process's attempt counted
     texts = rig.texts()
-    assert len(texts) == 3 and texts[-1].startswith("2/9")  # the next question, last
+    assert len(texts) == 2 and texts[-1].startswith("2/9")  # the next question, last
 
 
 class TickingClock(SimClock):
@@ -179,8 +179,8 @@ async def test_the_hand_off_works_with_a_clock_that_moves(
             question = rig.last_question()
             update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
             assert (await rig.post(update)).status_code == 200
-            await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 3)
-            await all_sent(rig, 4)
+            await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 2)
+            await all_sent(rig, 3)
     assert claims(seen) == []
 
 
@@ -198,7 +198,7 @@ async def test_the_next_question_leaves_before_the_edit_of_the_last(
         question = rig.last_question()
         update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
         assert (await rig.post(update)).status_code == 200
-        await all_sent(rig, 4)
+        await all_sent(rig, 3)
     methods = [c.method for c in rig.stand_in.calls[before:] if c.method != "answerCallbackQuery"]
     assert methods == ["sendMessage", "editMessageText"]
     edited = rig.stand_in.calls_to("editMessageText")[0]

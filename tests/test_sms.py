@@ -120,7 +120,7 @@ async def test_invitation_yes_and_a_complete_phq9(rig: Rig, db: Database) -> Non
     (patient,) = await table(db, Patient)
     assert patient.status == "active" and patient.consent_at is not None
     await tick(rig.app)
-    assert rig.bodies()[-1].startswith("1/9 (last 2 weeks): Little interest")
+    assert "\n\n1/9 (last 2 weeks): Little interest" in rig.bodies()[-1]  # below the intro
     for reply in ["1", "2", "0", "1", "0", "1", "0", "0", "0", "1"]:
         assert (await rig.text(reply)).status_code == 200
     answers = await table(db, Answer)
@@ -206,7 +206,7 @@ async def test_stop_mid_check_in_stops_everything_and_start_resumes(rig: Rig, db
     assert patient.status == "active"
     await rig.app.services.asking.ask(patient_id, ["phq2"])
     await tick(rig.app)
-    assert len(rig.bodies()) == stopped + 3  # welcome back, intro, first question
+    assert len(rig.bodies()) == stopped + 2  # welcome back; the intro above question 1
 
 
 async def test_stop_by_sms_tells_the_clinician_and_gives_the_crisis_line(

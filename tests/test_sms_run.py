@@ -69,7 +69,8 @@ def test_invited_patient_says_yes_and_completes_a_phq9(
         )
         for n, reply in enumerate(["1", "1", "0", "0", "1", "0", "0", "0", "0"], start=1):
             wait_until(
-                f"question {n}", lambda n=n: any(b.startswith(f"{n}/") for b in to_patient())
+                f"question {n}",
+                lambda n=n: any(f"\n{n}/" in f"\n{b}" for b in to_patient()),  # 1/: below the intro
             )
             text(reply)
         wait_until(

@@ -125,7 +125,7 @@ def _edited(fake: TelegramStandIn) -> list[str]:
 
 def _question(fake: TelegramStandIn, prefix: str) -> dict[str, Any] | None:
     for message in fake.messages(CHAT):
-        if message["text"].startswith(prefix):
+        if any(line.startswith(prefix) for line in message["text"].splitlines()):
             return message
     return None
 

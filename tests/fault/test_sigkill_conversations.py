@@ -73,7 +73,10 @@ class Driver:
             await asyncio.sleep(0.2)
 
     async def wait_for(self, chat: int, prefix: str) -> None:
-        while not any(t.startswith(prefix) for t in self.fake.sent_texts(chat)):
+        # a line of a message: the first question is below its check-in's introduction
+        while not any(
+            line.startswith(prefix) for t in self.fake.sent_texts(chat) for line in t.splitlines()
+        ):
             await asyncio.sleep(0.1)
 
     async def patient(self, chat: int) -> None:

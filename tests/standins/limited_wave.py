@@ -49,7 +49,7 @@ from_enrollment = "0h"
 expires_after = "1d"
 """
 FIRST_CHAT = 700_000
-MESSAGES_PER_PATIENT = 2  # a PHQ-2: its introduction and its first question
+MESSAGES_PER_PATIENT = 1  # a PHQ-2 opens with one message: introduction and first question
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class WaveResult:
     steady_rate_per_s: float  # the ends trimmed: the 5th to the 95th percentile arrival
     limit_per_s: int
     sent_by_worker: tuple[int, ...]  # sendMessage requests each worker made
-    missed: int  # patients without both messages
-    duplicates: int  # messages beyond two per patient
+    missed: int  # patients without their opening message
+    duplicates: int  # messages beyond one per patient
 
     @property
     def used(self) -> float:
