@@ -131,6 +131,7 @@ async def test_deep_link_enrols_then_buttons_and_typing_complete_a_phq9(
     assert [a.value_int for a in answers] == [1, 1, 1, 1, 1, 0, 0, 0, 0, 1]
     first_question = next(m for m in rig.stand_in.messages(CHAT) if "Little interest" in m["text"])
     assert first_question["text"].endswith("✓ Several days")  # edited after the tap
+    assert first_question["text"].startswith("Lakeside check-in: PHQ-9")  # its intro stays
     assert "reply_markup" not in first_question or not first_question["reply_markup"]
     assert "Thank you, your check-in is complete." in rig.texts()[-1]
 

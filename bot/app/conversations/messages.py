@@ -34,7 +34,9 @@ def outbox_rows(
     question, wherever the channel lets a message be written freely (:data:`ONE_OPENING`):
     a check-in opens with one message, not two, and a wave of them takes half the
     provider's sends (and half the outbox rows). WhatsApp keeps them apart: a message
-    that opens a conversation there is an approved template, not free text.
+    that opens a conversation there is an approved template, not free text. On Telegram
+    the introduction stays when the question is edited to show the choice
+    (``payload["above"]``, read by ``bot.app.outbox.edits``).
 
     Edits (Telegram's answered question shown with its choice) come after the new messages:
     rows are sent in id order, and what the patient waits for is the next question (or the
@@ -55,8 +57,9 @@ def outbox_rows(
         if _opens_with(intents, n, patient.channel):
             above = rendered.text
             continue
-        if above is not None:
-            rendered, above = replace(rendered, text=f"{above}\n\n{rendered.text}"), None
+        intro, above = above, None
+        if intro is not None:
+            rendered = replace(rendered, text=f"{intro}\n\n{rendered.text}")
         payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
         payload["language"] = patient.language  # WhatsApp picks its template by it
         if isinstance(intent, ev.Ask | ev.Answered):
@@ -65,6 +68,8 @@ def outbox_rows(
             payload["edit"] = True  # Telegram edits the question to show the choice
         if rendered.buttons:
             payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
+        if intro is not None and patient.channel == "telegram":
+            payload["above"] = intro  # kept above the choice when the question is edited
         (edits if isinstance(intent, ev.Answered) else rows).append(
             OutboundMessage(
                 channel=patient.channel,

@@ -25,12 +25,17 @@ def pacing_priority(message: Outgoing) -> int:
 
 
 async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[int, str | None]:
-    """For each claimed edit, the provider's id of the question it edits (None: unknown)."""
+    """For each claimed edit, the provider's id of the question it edits (None: unknown).
+    A question sent below its check-in's introduction keeps it: the edit's body is put
+    below the same introduction here (the claimed copy only; its row keeps its own)."""
     targets: dict[int, str | None] = {}
     for message in claimed:
         item = message.payload.get("item")
         if message.payload.get("edit") and isinstance(item, str) and message.id is not None:
-            targets[message.id] = await last_question_id(session, message, item)
+            provider_id, above = await last_question(session, message, item)
+            targets[message.id] = provider_id
+            if above:
+                message.body = f"{above}\n\n{message.body}"
     return targets
 
 
@@ -48,10 +53,13 @@ _SENT_BEFORE = (
 )
 
 
-async def last_question_id(session: AsyncSession, message: Outgoing, item: str) -> str | None:
+async def last_question(
+    session: AsyncSession, message: Outgoing, item: str
+) -> tuple[str | None, str | None]:
     """The provider's id of the most recent question about `item` sent to the same
-    recipient before `message`. Only the columns needed are read: a whole row would
-    decrypt its address and body for nothing."""
+    recipient before `message`, and the introduction it was sent below (None: none).
+    Only the columns needed are read: a whole row would decrypt its address and body for
+    nothing."""
     params = {
         "b_kind": message.recipient_kind,
         "b_recipient": message.recipient_id,
@@ -59,5 +67,6 @@ async def last_question_id(session: AsyncSession, message: Outgoing, item: str) 
     }
     for provider_id, payload in (await session.exec(_SENT_BEFORE, params=params)).all():
         if payload.get("intent") == "Ask" and payload.get("item") == item:
-            return provider_id
-    return None
+            above = payload.get("above")
+            return provider_id, above if isinstance(above, str) else None
+    return None, None
