@@ -9,8 +9,8 @@ answering 429 beyond; it records the arrival of every send it takes. Reported pe
 the rate from the first arrival to the last, and between the 5th and the 95th percentile
 arrival (the sending phase without its ramp and tail, as bench/scheduler.py measures it),
 as shares of the limit; the 429s; and the most arrivals in any one second. Each
-patient's check-in is a PHQ-2 (one opening message; two before 2026-12-07, when the
-introduction was sent apart). Writes docs/perf/limits.md.
+patient gets two messages: the PHQ-2's opening and a reminder queued before the wave
+(the opening was two messages before 2026-12-07). Writes docs/perf/limits.md.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def write_doc(results: list[WaveResult], command: str) -> None:
         "## One send limit across workers (bench/limits.py)",
         "",
         "`checkin worker` processes on one PostgreSQL database send a wave of PHQ-2",
-        "check-ins (one opening message each) to a Telegram stand-in that enforces 30 sends and",
+        "check-ins (the opening and a reminder queued before: two messages each) to a",
+        "Telegram stand-in that enforces 30 sends and",
         "edits per sliding second and a burst of 3 then 1 a second per chat, answering 429",
         "beyond, and records every send's arrival. Rates: from the first arrival to the",
         "last, and between the 5th and 95th percentile arrival (without the ramp and the",

@@ -3,19 +3,22 @@ outages delay messages, never drop them; order per patient holds; permanent erro
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
+from bot.app.conversations.messages import outbox_rows
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.sending import Report, RetryPolicy
 from bot.channels.telegram import TelegramChannel
+from bot.domain import events as ev
+from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage, Patient
 from tests.standins.server import Fault, serve
 from tests.standins.telegram import TelegramStandIn, blocked, flood, server_error
-from tests.test_services import SimClock, rows, wire
+from tests.test_services import CATALOG, CLINIC, SimClock, rows, wire
 
 CHATS = (4101, 4102)
 
@@ -41,6 +44,19 @@ async def telegram_patients(db: Database) -> list[int]:
     return ids
 
 
+async def with_reminders(db: Database, patient_ids: list[int], at: datetime) -> None:
+    """Each patient's first question asked again as a reminder, queued behind the opening:
+    two messages a chat, so that their order can show."""
+    renderer = Renderer(CATALOG, CLINIC)
+    async with db.transaction() as session:
+        repo = Repository(session)
+        for patient_id in patient_ids:
+            patient = await repo.get_patient(patient_id)
+            assert patient is not None
+            reminder = [ev.Ask("phq2.q1", 1, 2, reminder=True)]
+            await repo.enqueue(outbox_rows(renderer, patient, reminder, f"r{patient_id}", at))
+
+
 async def deliver_until_quiet(deliverer: Deliverer, clock: SimClock, rounds: int = 40) -> Report:
     """Run the delivery loop like the scheduler would, with time passing between ticks."""
     total = Report()
@@ -54,10 +70,12 @@ async def test_outage_delays_but_never_drops_and_keeps_order(db: Database) -> No
     """5xx, a flood limit, a timeout and a dropped connection: everything arrives, in order."""
     stand_in = TelegramStandIn()
     w = wire(db)
-    for patient_id in await telegram_patients(db):
+    patients = await telegram_patients(db)
+    for patient_id in patients:
         await w.services.asking.ask(patient_id, ["phq2"])
         await w.services.asking.ask(patient_id, ["gad7"], due_at=w.clock.now)
     await w.services.starting.start_due()
+    await with_reminders(db, patients, w.clock.now)
     expected = {
         chat: [m.body for m in await rows(db, OutboundMessage) if m.address == str(chat)]
         for chat in CHATS
@@ -78,7 +96,7 @@ async def test_outage_delays_but_never_drops_and_keeps_order(db: Database) -> No
     assert {m.status for m in outbox} == {"sent"}
     for chat in CHATS:
         delivered = _without_repeats(stand_in.sent_texts(chat))
-        assert len(delivered) == len(expected[chat]) == 2  # intro and first question
+        assert len(delivered) == len(expected[chat]) == 2  # the opening, then the reminder
         assert [t.splitlines()[0] for t in delivered] == [
             _plain(b).splitlines()[0] for b in expected[chat]
         ]
@@ -113,6 +131,7 @@ async def test_blocked_patient_is_not_retried(db: Database) -> None:
     patient_id = (await telegram_patients(db))[0]
     await w.services.asking.ask(patient_id, ["phq2"])
     await w.services.starting.start_due()
+    await with_reminders(db, [patient_id], w.clock.now)
     stand_in.fail(blocked(), method="sendMessage", times=5)
     async with serve(stand_in.app) as url:
         channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)
@@ -143,6 +162,7 @@ async def test_a_bad_chat_address_is_dead_with_a_reason_and_holds_up_nothing(
         await Repository(session).add(patient)
     await w.services.asking.ask(patient_id, ["phq2"])
     await w.services.starting.start_due()
+    await with_reminders(db, [patient_id], w.clock.now)
     queued = len(await rows(db, OutboundMessage))
     async with serve(stand_in.app) as url:
         channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)

@@ -16,10 +16,20 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlmodel import select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.app.conversations.messages import outbox_rows
+from bot.config import Clinic
+from bot.domain import events as ev
+from bot.instruments import load_catalog
+from bot.rendering.renderer import Renderer
+from bot.storage.database import Database
+from bot.storage.repository import Repository
+from bot.storage.tables import Patient
 from tests.standins.limits import ProviderLimits, most_in_any_second
 from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn
@@ -49,7 +59,10 @@ from_enrollment = "0h"
 expires_after = "1d"
 """
 FIRST_CHAT = 700_000
-MESSAGES_PER_PATIENT = 1  # a PHQ-2 opens with one message: introduction and first question
+# A PHQ-2 opens with one message (its introduction above its first question); a reminder
+# of that question is queued for each patient before the wave starts, so that every chat
+# gets two messages and its own limit binds, as the opening's two messages used to.
+MESSAGES_PER_PATIENT = 2
 
 
 @dataclass(frozen=True)
@@ -63,8 +76,8 @@ class WaveResult:
     steady_rate_per_s: float  # the ends trimmed: the 5th to the 95th percentile arrival
     limit_per_s: int
     sent_by_worker: tuple[int, ...]  # sendMessage requests each worker made
-    missed: int  # patients without their opening message
-    duplicates: int  # messages beyond one per patient
+    missed: int  # patients without both messages
+    duplicates: int  # messages beyond two per patient
 
     @property
     def used(self) -> float:
@@ -97,6 +110,7 @@ def run_wave(
             configs[-1].write_text(text)
         _migrate(configs[0], url)
         asyncio.run(seed_patients(url, patients, FIRST_CHAT))
+        asyncio.run(_queue_reminders(url))
         logs = [workdir / f"worker{n}.log" for n in range(workers)]
         processes = [start_worker(c, url, log) for c, log in zip(configs, logs, strict=True)]
         try:
@@ -106,6 +120,18 @@ def run_wave(
             stop(processes)
         counts = asyncio.run(outbox_per_patient(url))
     return _result(fake.limits, workers, patients, rate, tuple(by_worker.sends), counts)
+
+
+async def _queue_reminders(url: str) -> None:
+    """A reminder of the PHQ-2's first question for every patient, queued as routine
+    outreach (the wave's opening then comes after it, in its chat)."""
+    renderer = Renderer(load_catalog(), Clinic(name="Wave"))
+    reminder = [ev.Ask("phq2.q1", 1, 2, reminder=True)]
+    now = datetime.now(UTC)
+    async with Database(url) as db, db.transaction() as session:
+        repo = Repository(session)
+        for patient in (await session.exec(select(Patient))).all():
+            await repo.enqueue(outbox_rows(renderer, patient, reminder, f"r{patient.id}", now))
 
 
 class ByWorker:
