@@ -168,11 +168,13 @@ async def _all_asked(stand_in: StandIn, chats: list[int], prefix: str) -> bool:
 
 
 def arrival(calls: Sequence[Seen], chat: int, needle: str, start: bool = False) -> datetime | None:
-    """When the stand-in received the first message to `chat` containing `needle`."""
+    """When the stand-in received the first message to `chat` containing `needle` (with
+    `start`: a line of it starting with `needle`)."""
     for call in calls:
         if call.method.lower() == "sendmessage" and call.chat_id == chat:
             text = html.unescape(re.sub(r"<[^>]+>", "", call.text))
-            if text.startswith(needle) if start else needle in text:
+            lines = text.splitlines()  # a check-in's first question is below its intro
+            if any(line.startswith(needle) for line in lines) if start else needle in text:
                 return call.at
     return None
 
