@@ -65,6 +65,9 @@ class App:
     # once instead of at the next tick (see intake.drain_when_woken).
     spooled: asyncio.Event | None = None
     digests: Digests | None = None  # alert notices held for a digest, folded before sending
+    # Set when the process begins to stop: a tick still running then sends nothing (its
+    # sends could be cut off half way and go again after their lease; see stop_scheduler).
+    stopping: bool = False
 
     def kick(self) -> None:
         """New messages are in the outbox: deliver now, if this process delivers on wake."""

@@ -69,11 +69,14 @@ async def tick(app: App) -> TickReport:
     await _stage("escalation", services.escalation.escalate_due(), 0)
     if app.digests is not None:  # notices held for a digest here or by another process
         await _stage("digests", app.digests.fold_due(), 0)
-    if app.wake is None:
+    if app.stopping:  # the process is stopping: what is due waits for the next one
+        delivery = Report()
+    elif app.wake is None:
         delivery = await _stage("delivery", app.deliverer.drain(), Report())
     else:  # a courier delivers (see `courier`): the tick only wakes it, never waits for it
         app.kick()
         delivery = Report()
+    await _stage("checkpoint", app.db.checkpoint_if_grown(), False)  # SQLite's log
     now = app.clock()
     if not app.last_purge_at or now - app.last_purge_at[0] >= PURGE_EVERY:
         app.last_purge_at[:] = [now]  # erasing discharged patients is a daily matter
@@ -175,6 +178,14 @@ async def spool_drainer(app: App) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         app.spooled = None
+
+
+def stop_scheduler(app: App, scheduler: AsyncIOScheduler) -> None:
+    """No more ticks; and a tick still running (APScheduler does not wait for it, nor
+    cancel it) skips its delivery: the process would cut its sends off half way, and a
+    send the provider took but that was not recorded goes again after its lease."""
+    app.stopping = True
+    scheduler.shutdown(wait=False)
 
 
 def start_scheduler(app: App) -> AsyncIOScheduler:

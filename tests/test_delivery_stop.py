@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
 from bot.bootstrap import build, utc_now
@@ -27,7 +28,7 @@ from bot.config import Clinic, Scheduler, Settings, Telegram
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
-from scheduler.loop import courier
+from scheduler.loop import courier, stop_scheduler, tick
 from tests.standins.server import Fault, serve, serve_in_thread
 from tests.standins.telegram import TelegramStandIn
 from tests.standins.workers import Process
@@ -287,3 +288,28 @@ def test_sigterm_with_a_provider_that_never_answers_exits_within_the_grace(
     assert message.status == "sending" and message.provider_id is None
     assert message.lease_until is not None
     assert message.lease_until > utc_now() - timedelta(seconds=1)
+
+
+async def test_a_tick_still_running_at_the_stop_sends_nothing(db: Database) -> None:
+    """APScheduler neither waits for nor cancels a tick that is running when it shuts
+    down. Once the process stops (`stop_scheduler`), such a tick's delivery stage sends
+    nothing: the message stays queued for the next process instead of being cut off half
+    way. The same tick in a running process sends it."""
+    stand_in = TelegramStandIn()
+    async with serve(stand_in.app) as url:
+        app = build(_settings(db, stand_in, url, grace_s=1.0))
+        try:
+            await _queue(db, ["due"])
+            scheduler = AsyncIOScheduler(timezone="UTC")
+            scheduler.start()
+            stop_scheduler(app, scheduler)
+            assert app.stopping
+            await tick(app)  # the tick that was still running reaches its delivery stage
+            assert stand_in.calls_to("sendMessage") == []
+            (message,) = await rows(db, OutboundMessage)
+            assert message.status == "queued"
+            app.stopping = False  # a process that is not stopping
+            await tick(app)
+            assert len(stand_in.calls_to("sendMessage")) == 1
+        finally:
+            await app.close()

@@ -28,7 +28,7 @@ from bot.commands import demo
 from bot.commands.common import database_problem, fail, refuse, state
 from bot.config import Settings
 from bot.domain.errors import NotFound
-from scheduler.loop import courier, start_scheduler, tick
+from scheduler.loop import courier, start_scheduler, stop_scheduler, tick
 
 
 def register(app: typer.Typer) -> None:
@@ -73,7 +73,7 @@ async def _work(settings: Settings) -> None:
                 try:
                     await stop.wait()
                 finally:
-                    scheduler.shutdown(wait=False)
+                    stop_scheduler(app, scheduler)
         finally:
             await app.close()
 

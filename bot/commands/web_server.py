@@ -24,7 +24,7 @@ from bot.domain.errors import CheckinError
 from bot.web.app import create_app
 from bot.web.telegram import ALLOWED_UPDATES
 from bot.web.telegram_poller import poll
-from scheduler.loop import courier, spool_drainer, start_scheduler
+from scheduler.loop import courier, spool_drainer, start_scheduler, stop_scheduler
 
 
 async def serve(settings: Settings) -> None:
@@ -85,7 +85,7 @@ async def _serve_with(app: App, server: _Server) -> None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
-        scheduler.shutdown(wait=False)
+        stop_scheduler(app, scheduler)
 
 
 async def _start_telegram(app: App, stop: asyncio.Event) -> asyncio.Task[None] | None:

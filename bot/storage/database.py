@@ -1,7 +1,10 @@
 """The database handle: one async engine per process, built at startup, never at import.
 
-SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign keys on,
-``synchronous=NORMAL`` and ``secure_delete`` (deleted content is overwritten with zeros);
+SQLite (the embedded default) runs in WAL mode, foreign keys on,
+``synchronous=NORMAL`` and ``secure_delete`` (deleted content is overwritten with zeros).
+The writers' connections run on the event loop's thread (``bot.storage.sqlite_driver``),
+with no busy timeout (``_begin_immediate`` waits on the loop instead) and no automatic
+checkpoint (the tick runs one in a thread, `Database.checkpoint_if_grown`);
 every transaction starts with ``BEGIN IMMEDIATE``, so writers queue on the database lock
 at the start instead of failing half way through. The database file is created (or
 narrowed to) mode 0600 before SQLite opens it; SQLite gives its -wal, -shm and -journal
@@ -46,6 +49,9 @@ WRITE_TURN_WAIT_S = SQLITE_BUSY_TIMEOUT_MS / 1000  # then past the process's que
 # Fixed, none opened for a burst: its statements take a millisecond, and a connection
 # opened then closed under load costs far more (a first pool of 4 plus 4 did that).
 QUICK_POOL_SIZE = 6
+# SQLite: the log size past which the tick copies it into the file (SQLite's own default
+# is 1,000 pages, about 4 MB); see `Database.checkpoint_if_grown`
+WAL_CHECKPOINT_BYTES = 4 * 1024 * 1024
 log = logging.getLogger(__name__)
 _ASYNC_DRIVERS: dict[str, tuple[Dialect, str]] = {
     "sqlite": ("sqlite", "sqlite+aiosqlite"),
@@ -167,9 +173,30 @@ class Database:
         if self.dialect != "sqlite":
             raise ValueError("maintenance() is for SQLite")
         args, kwargs = self.engine.dialect.create_connect_args(self.url)
-        async with aiosqlite.connect(*args, **kwargs, isolation_level=None) as connection:
+        async with aiosqlite.connect(*args, **{**kwargs, "isolation_level": None}) as connection:
             await connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             yield connection
+
+    async def checkpoint_if_grown(self, limit_bytes: int = WAL_CHECKPOINT_BYTES) -> bool:
+        """SQLite: copy the write-ahead log into the database file once it has grown past
+        `limit_bytes`, as SQLite's automatic checkpoint would at about 4 MB; True if it
+        ran. The writers' connections have that automatic checkpoint off: it runs inside
+        the commit that crosses the limit, which is on the loop's thread now, and a
+        checkpoint ends with an fsync of the file. Here it runs in aiosqlite's thread
+        (`maintenance()`), called by the scheduler tick. PASSIVE: it copies what no reader
+        still needs and waits for no one. PostgreSQL: nothing."""
+        if self.dialect != "sqlite" or self.url.database in (None, "", ":memory:"):
+            return False
+        try:
+            grown = os.path.getsize(f"{self.url.database}-wal") >= limit_bytes
+        except OSError:  # no log (yet): nothing to copy
+            return False
+        if grown:
+            async with self.maintenance() as connection:
+                cursor = await connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                await cursor.fetchall()
+                await cursor.close()
+        return grown
 
     async def refresh_statistics(self, tables: Sequence[str]) -> None:
         """PostgreSQL: ``ANALYZE`` `tables` now. Its planner chooses indexes from
@@ -272,6 +299,9 @@ def _configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool, turns: _WriteT
             # on the loop's thread (sqlite_driver.INLINE) a busy wait would stop the loop:
             # none here, `_begin_immediate` waits for another process's lock instead
             cursor.execute("PRAGMA busy_timeout = 0")
+            # nor SQLite's automatic checkpoint, which a commit runs (copying the log into
+            # the file, with an fsync): the tick runs one in a thread (`checkpoint_if_grown`)
+            cursor.execute("PRAGMA wal_autocheckpoint = 0")
             _use_wal(cursor)
             for pragma in pragmas:
                 cursor.execute(pragma)
@@ -293,8 +323,9 @@ def _begin_immediate(connection: Any) -> None:
     (a `checkin` command, a backup): SQLite refuses at once, as the connection has no busy
     timeout, and it is asked again after a pause that doubles from 1 ms up to 50 ms, for
     SQLITE_BUSY_TIMEOUT_MS in all, as the busy timeout did; then the refusal stands,
-    SQLAlchemy's OperationalError as before. This process's own transactions never meet
-    here: they take turns (`_WriteTurns`)."""
+    SQLAlchemy's OperationalError as before. This process's own transactions take turns
+    (`_WriteTurns`), so they meet here only when nested in another of the same task, when
+    one waited past its turn, or behind this process's own `maintenance()`."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     pause = 0.001
     while True:

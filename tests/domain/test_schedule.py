@@ -26,6 +26,7 @@ from bot.domain.schedule import (
     Rule,
     Session,
     SessionRelative,
+    advance,
     bundle,
     defer,
     example_protocols,
@@ -672,6 +673,29 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         "end": start + timedelta(hours=draw(st.integers(0, 24 * 45))),
         "quiet": draw(QUIETS),
     }
+
+
+@pytest.mark.parametrize(
+    ("quiet", "at", "moved"),
+    [
+        ((time(20), time(8)), time(5), (-1, time(19, 30))),  # the evening before
+        ((time(12), time(14)), time(13), (0, time(11, 30))),  # quiet hours at midday
+        ((time(1), time(0, 59)), time(1), (0, time(0, 59))),  # one minute allowed
+        ((time(1), time(0, 59)), time(0, 30), (-1, time(0, 59))),  # ... its morning part
+        ((time(12), time(11, 50)), time(13), (0, time(11, 50))),  # ten minutes allowed
+    ],
+)
+def test_earlier_goes_before_the_quiet_hours_and_never_into_the_ones_before(
+    quiet: tuple[time, time], at: time, moved: tuple[int, time]
+) -> None:
+    """Moved earlier: 30 minutes before the quiet hours began, or as early as the allowed
+    time before them goes when it is shorter than that (found by the property below:
+    quiet hours of 01:00-00:59 moved a time into the quiet hours of the night before)."""
+    zone, day = ZoneInfo("America/New_York"), date(2026, 1, 15)
+    hours = QuietHours(*quiet)
+    result = advance(wall_clock(day, at, zone), zone, hours)
+    assert result == wall_clock(day + timedelta(days=moved[0]), moved[1], zone)
+    assert not in_quiet_hours(result, zone, hours)
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,6 +4,7 @@ and SQLAlchemy still sees what a DB-API cursor gives it (rows, row counts, last 
 errors). Another process's write lock is waited for without stopping the loop."""
 
 import asyncio
+import shutil
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -296,3 +297,36 @@ async def test_a_lock_held_past_the_busy_timeout_still_fails(
         await sql(session, "INSERT INTO t (v) VALUES ('later')")
     async with scratch.reading() as session:
         assert (await sql(session, "SELECT v FROM t")).scalars().all() == ["later"]
+
+
+def _rows_in_the_file_alone(database: Path, copy: Path) -> int:
+    """The rows of `t` in the database file itself, without its write-ahead log: what a
+    checkpoint has copied into it."""
+    shutil.copyfile(database, copy)
+    plain = sqlite3.connect(copy)
+    try:
+        return int(plain.execute("SELECT count(*) FROM t").fetchone()[0])
+    except sqlite3.OperationalError:  # the table itself is still only in the log
+        return 0
+    finally:
+        plain.close()
+
+
+async def test_the_log_is_copied_into_the_file_by_the_tick_not_by_a_commit(
+    scratch: Database, tmp_path: Path
+) -> None:
+    """Writers have SQLite's automatic checkpoint off (it would run inside a commit, on
+    the loop's thread, with an fsync); `checkpoint_if_grown` copies the log into the file
+    once it passes its limit, from aiosqlite's thread."""
+    async with scratch.engine.connect() as connection:
+        automatic = (await connection.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
+    assert automatic == 0
+    async with scratch.transaction() as session:
+        await sql(session, "INSERT INTO t (v) VALUES (:v)", [{"v": str(n)} for n in range(100)])
+    file, copy = tmp_path / "scratch.db", tmp_path / "copy.db"
+    log = (tmp_path / "scratch.db-wal").stat().st_size
+    assert _rows_in_the_file_alone(file, copy) == 0  # all in the log so far
+    assert not await scratch.checkpoint_if_grown(limit_bytes=log + 1)  # not grown enough
+    assert _rows_in_the_file_alone(file, copy) == 0
+    assert await scratch.checkpoint_if_grown(limit_bytes=log)
+    assert _rows_in_the_file_alone(file, copy) == 100

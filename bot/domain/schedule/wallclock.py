@@ -110,16 +110,20 @@ def advance(
     at: datetime, zone: ZoneInfo, quiet: QuietHours, lead: timedelta = EARLIER_LEAD
 ) -> datetime:
     """`at` (in UTC) when it is allowed, else `lead` before the quiet hours it falls in
-    began (the evening before, for a 05:00 time and quiet hours 20:00-08:00)."""
+    began (the evening before, for a 05:00 time and quiet hours 20:00-08:00), or, when
+    fewer than `lead` were allowed between them and the quiet hours before, the moment
+    those ended (quiet hours 01:00-00:59 leave one minute: 00:59)."""
     local = at.astimezone(zone)
     wall = local.time()
     if not quiet.contains(wall):
         return at.astimezone(UTC)
     day = local.date()
-    if quiet.start_local > quiet.end_local and wall < quiet.end_local:
+    overnight = quiet.start_local > quiet.end_local
+    if overnight and wall < quiet.end_local:
         day -= timedelta(days=1)  # the morning part: they began the evening before
     began = wall_clock(day, quiet.start_local, zone)
-    return min(began - lead, at.astimezone(UTC))
+    ended = wall_clock(day if overnight else day - timedelta(days=1), quiet.end_local, zone)
+    return min(max(began - lead, ended), at.astimezone(UTC))
 
 
 @dataclass(frozen=True)
