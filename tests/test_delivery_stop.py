@@ -23,7 +23,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
-from bot.bootstrap import build, utc_now
+from bot.bootstrap import App, build, utc_now
 from bot.config import Clinic, Scheduler, Settings, Telegram
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -85,6 +85,16 @@ async def _until(condition: object, timeout_s: float = 20.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _stop_during_first_send(app: App, stand_in: TelegramStandIn) -> float:
+    """Run the courier until the stand-in has the first send, then leave its block (the
+    process stopping): how long leaving took, in seconds."""
+    async with courier(app):
+        app.kick()
+        await _until(lambda: stand_in.calls_to("sendMessage"))
+        started = time.monotonic()
+    return time.monotonic() - started
+
+
 def _settings(db: Database, stand_in: TelegramStandIn, url: str, grace_s: float) -> Settings:
     return Settings(
         database_url=db.url.render_as_string(hide_password=False),
@@ -104,11 +114,7 @@ async def test_a_send_in_flight_at_the_stop_finishes_and_is_recorded(db: Databas
         app = build(_settings(db, stand_in, url, grace_s=5.0))
         try:
             await _queue(db, ["first", "second"])
-            async with courier(app):
-                app.kick()
-                await _until(lambda: stand_in.calls_to("sendMessage"))
-                started = time.monotonic()
-            stopped_s = time.monotonic() - started
+            stopped_s = await _stop_during_first_send(app, stand_in)
         finally:
             await app.close()
     first, second = await rows(db, OutboundMessage)
@@ -130,11 +136,7 @@ async def test_a_provider_that_never_answers_holds_the_stop_for_the_grace_only(
         app = build(_settings(db, stand_in, url, grace_s=0.5))
         try:
             await _queue(db, ["unanswered"])
-            async with courier(app):
-                app.kick()
-                await _until(lambda: stand_in.calls_to("sendMessage"))
-                started = time.monotonic()
-            stopped_s = time.monotonic() - started
+            stopped_s = await _stop_during_first_send(app, stand_in)
         finally:
             await app.close()
     (message,) = await rows(db, OutboundMessage)
