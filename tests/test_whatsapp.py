@@ -6,6 +6,7 @@ where it runs)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ import pytest
 from sqlmodel import col, select
 
 from bot.app.conversations.whatsapp_window import HELD
+from bot.app.metrics import collect
 from bot.app.operator import patients
 from bot.bootstrap import App, build
 from bot.config import Clinic, Server, Settings, Sms, WhatsApp
@@ -43,6 +45,7 @@ from tests.test_sms import ALONE
 PUBLIC = "https://checkin.example"
 PATIENT = "whatsapp:+15555550123"
 CLINICIAN = "whatsapp:+15555550177"
+BACKUP = "whatsapp:+15555550188"
 SENDER = "whatsapp:+15555550100"
 PURPOSES = ("invitation", "checkin", "alert")
 
@@ -332,6 +335,44 @@ async def test_blocking_the_sender_ends_it_and_tells_the_clinician(rig: Rig, db:
     (patient,) = await rows(db, Patient)
     assert patient.status == "blocked"
     assert [a.rule for a in await rows(db, Alert)] == ["opted_out"]
+
+
+async def test_a_63016_on_a_clinicians_alert_fails_it_and_the_alert_escalates(
+    rig: Rig, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """WhatsApp refuses the clinician's alert notice with 63016 after Twilio took it: the
+    notice fails instead of staying "sent" (nothing holds a clinician's message), counted
+    where the operator looks, logged by ids only; the alert, unacknowledged, goes to the
+    backup at its deadline."""
+    await enrolled(rig, consented_at=rig.clock.now)
+    async with rig.app.db.transaction() as session:
+        backup = Clinician(display_name="Dr B", channel="whatsapp", address=BACKUP)
+        await Repository(session).add(backup)
+        (primary,) = (await session.exec(select(Clinician).where(Clinician.id != backup.id))).all()
+        primary.backup_clinician_id = backup.id
+        await Repository(session).add(primary)
+    rig.twilio.approved.discard(rig.sids["alert_en"])  # WhatsApp will not take it
+    await rig.say("quiero morir")
+    (notice,) = rig.to(CLINICIAN)
+    assert notice["error_code"] == 63016
+    with caplog.at_level(logging.WARNING, logger="bot.app.outbox.receipts"):
+        await status(rig, notice, "failed", 63016)
+    (failed,) = await rows(db, OutboundMessage, OutboundMessage.provider_id == notice["sid"])
+    assert failed.status == "failed" and "63016" in str(failed.last_error)
+    (logged,) = [r.getMessage() for r in caplog.records if "63016" in r.getMessage()]
+    assert logged.startswith(f"outbound {failed.id} to clinician {failed.recipient_id} failed")
+    assert "morir" not in caplog.text and PATIENT not in caplog.text
+    samples = {m.name: m.samples for m in await collect(db, rig.clock.now, None)}
+    assert samples["checkin_delivery_failures"] == [({}, 1)]
+
+    rig.twilio.approved.add(rig.sids["alert_en"])
+    (alert,) = [a for a in await rows(db, Alert) if a.rule == "risk_language"]
+    assert alert.status == "open" and alert.ack_deadline is not None
+    rig.clock.now = alert.ack_deadline
+    await tick(rig.app)
+    (escalated,) = rig.created(BACKUP)
+    assert escalated["ContentSid"] == rig.sids["alert_en"]
+    assert alert.code in json.loads(escalated["ContentVariables"])["2"]
 
 
 async def test_forged_and_repeated_webhooks(rig: Rig, db: Database) -> None:

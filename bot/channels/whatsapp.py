@@ -8,14 +8,15 @@ What WhatsApp requires, and how this channel meets it:
   shut is *held* (``bot.app.conversations.whatsapp_window``): the check-in template goes in
   its place and the message waits, queued, for the patient's reply; it is never sent as
   free text into error 63016. A 63016 all the same (our clock and WhatsApp's disagree)
-  is held the same way.
+  is held the same way; on a clinician's message it is a failure
+  (``bot.app.outbox.receipts``).
 * Inside the window a question goes with its answers as buttons: up to 3 as quick
   replies, up to 10 as a list picker, each through the session Content SID configured for
   that many answers (``[whatsapp.choices]``; the definitions are in templates/whatsapp/).
   A button's id is the question's ``<item key>=<value>``, as Telegram's callback data.
   Without a Content SID for that count the question goes as text, answered by typing.
-* Errors: 63016 held; 63024 / 21211 (not a WhatsApp number, invalid) permanent; 429
-  after Retry-After; 5xx and timeouts retried (as SMS).
+* Errors: 63016 held (a clinician's message: failed); 63024 / 21211 (not a WhatsApp
+  number, invalid) permanent; 429 after Retry-After; 5xx and timeouts retried (as SMS).
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ repeated ``MessageSid`` is recorded once. What WhatsApp adds:
   A payload ``<item key>=<value>`` is an answer to that question, as Telegram's callback
   data; another (the templates' ``yes``, ``stop``, ``checkin.open``) is read as typed;
 * status callbacks also say ``read``, kept on the outbound message; error 63016 (outside
-  the 24-hour window) holds the message for the patient's reply, and 63014 (the person
-  blocked the sender) makes the patient unreachable and alerts the clinician. Each of
-  them, like delivered and failed, is kept if it comes before its send is recorded, and
-  applied when it is (``bot.app.outbox.receipts``).
+  the 24-hour window) holds the message for the patient's reply (and fails a
+  clinician's), and 63014 (the person blocked the sender) makes the patient unreachable
+  and alerts the clinician. Each of them, like delivered and failed, is kept if it comes
+  before its send is recorded, and applied when it is (``bot.app.outbox.receipts``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@ the carrier makes the patient unreachable (see ``bot.app.outbox.unreachable``). 
 adds two: ``read`` (when, kept once; a message read was delivered, even if a failure came
 first) and error 63016, the 24-hour window was shut (a patient's message is queued again
 as held, ``bot.app.conversations.whatsapp_window.hold_sent``, unless it was delivered;
-the held message no longer carries the sid, so later receipts for it change nothing).
+the held message no longer carries the sid, so later receipts for it change nothing). A
+clinician's message refused with 63016 is not held (nothing would release it): it failed,
+as any refusal, so an alert it carried escalates at its deadline and the operator's
+count of delivery failures shows it.
 
 A receipt may arrive before its send is recorded (Twilio called back before its answer to
 the send reached us, or the mark was held for the line's next send): it is kept
@@ -42,6 +45,7 @@ FINAL = ("delivered", "failed")
 READ, HELD = "read", "held"  # WhatsApp's: the message was opened; 63016, held for a reply
 ARRIVED = ("delivered", READ)  # a message that arrived was not refused outside the window
 KEEP_EARLY = timedelta(days=1)  # a receipt's message not sent by then never will be ours
+REFUSED = "twilio error 63016 (outside the 24-hour window)"
 _OUTCOMES = {"delivered": "delivered", "failed": "failed", "undelivered": "failed"}
 
 
@@ -153,10 +157,12 @@ async def _apply(
     now: datetime,
     alerting: Alerting | None,
 ) -> None:
-    """The receipt's effect: a read once, a hold unless delivered, else its outcome unless
-    the message has one already."""
+    """The receipt's effect: a read once, a hold unless delivered (a clinician's message
+    fails instead), else its outcome unless the message has one already."""
     if receipt.outcome == READ:
         changed = _read(message, receipt.received_at)
+    elif receipt.outcome == HELD and message.recipient_kind != "patient":
+        changed = _refused(message)
     elif receipt.outcome == HELD:
         changed = hold_sent(message, now)
     else:
@@ -172,6 +178,19 @@ def _read(message: OutboundMessage, at: datetime) -> bool:
     if message.read_at is not None:
         return False
     message.read_at, message.status = at, "delivered"
+    return True
+
+
+def _refused(message: OutboundMessage) -> bool:
+    """63016 on a message to a clinician: nothing holds it for their reply (a clinician's
+    window opens only when they write, and an alert goes as a template already), so it
+    failed, as any refusal: counted by ``checkin_delivery_failures``, and an alert it
+    carried, still unacknowledged, escalates at its deadline. Opaque ids in the log."""
+    if message.status in FINAL:
+        return False
+    message.status, message.last_error = "failed", f"whatsapp: {REFUSED} (after sending)"
+    log.warning("outbound %s to %s %s failed: %s",
+                message.id, message.recipient_kind, message.recipient_id, REFUSED)  # fmt: skip
     return True
 
 
