@@ -245,9 +245,8 @@ async def test_a_late_63016_holds_the_message_and_read_is_kept(rig: Rig, db: Dat
     assert refused, "the stand-in fails free text outside its window"
     count = len(rig.created(PATIENT))
     await status(rig, refused[0], "failed", 63016)
-    (held,) = await rows(db, OutboundMessage, OutboundMessage.provider_id.is_(None))  # type: ignore[union-attr]
-    assert held.status == "queued" and held.last_error is not None
-    assert held.last_error.startswith(HELD)
+    (held,) = await rows(db, OutboundMessage, col(OutboundMessage.last_error).startswith(HELD))
+    assert (held.status, held.provider_id) == ("queued", refused[0]["sid"])
     assert len(rig.created(PATIENT)) == count  # not retried as free text
 
 
@@ -304,10 +303,9 @@ async def test_an_early_63016_holds_the_message_instead_of_leaving_it_sent(
     the send is recorded (never left "sent" although it never arrived), not retried as
     free text, and nothing kept."""
     refused = await refused_question(rig, ("failed", 63016))
-    assert await rows(db, OutboundMessage, col(OutboundMessage.provider_id).in_(refused)) == []
     held = await rows(db, OutboundMessage, col(OutboundMessage.last_error).startswith(HELD))
-    assert len(held) == len(refused)
-    assert all((m.status, m.provider_id) == ("queued", None) for m in held)
+    assert {m.provider_id for m in held} == refused
+    assert all(m.status == "queued" for m in held)
     count = len(rig.created(PATIENT))
     await tick(rig.app)
     assert len(rig.created(PATIENT)) == count  # not retried as free text
@@ -322,6 +320,35 @@ async def test_an_early_63016_beside_an_early_read_is_void(rig: Rig, db: Databas
     assert len(sent) == len(refused)
     assert all((m.status, m.read_at) == ("delivered", rig.clock.now) for m in sent)
     assert await rows(db, OutboundMessage, col(OutboundMessage.last_error).startswith(HELD)) == []
+
+
+@pytest.mark.parametrize("arrived", ["delivered", "read"])
+async def test_an_arrival_after_a_63016_wins_and_is_recorded(
+    rig: Rig, db: Database, arrived: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A delivered or read after the 63016 that held the message (they contradict each
+    other): the message arrived, so it is delivered, no longer held, never sent again,
+    and the contradiction is on the row and in the log; nothing is left kept."""
+    refused = await refused_question(rig)
+    for sid in sorted(refused):
+        await status(rig, {"sid": sid}, "failed", 63016)
+    held = await rows(db, OutboundMessage, col(OutboundMessage.last_error).startswith(HELD))
+    assert {m.provider_id for m in held} == refused
+    count = len(rig.created(PATIENT))
+    with caplog.at_level(logging.WARNING, logger="bot.app.outbox.receipts"):
+        for sid in sorted(refused):
+            await status(rig, {"sid": sid}, arrived)
+    found = await rows(db, OutboundMessage, col(OutboundMessage.provider_id).in_(refused))
+    assert [m.status for m in found] == ["delivered"] * len(refused)
+    assert all(m.last_error == f"whatsapp: {arrived} after twilio error 63016: not held"
+               for m in found)  # fmt: skip
+    assert all((m.read_at is not None) == (arrived == "read") for m in found)
+    assert len([r for r in caplog.records if "no longer held" in r.getMessage()]) == len(found)
+    assert await rows(db, EarlyReceipt) == []
+    rig.clock.now += timedelta(days=1)  # when a held message would go again
+    await tick(rig.app)
+    assert await rows(db, OutboundMessage, col(OutboundMessage.last_error).startswith(HELD)) == []
+    assert len(rig.created(PATIENT)) == count  # neither the template nor the message again
 
 
 async def test_blocking_the_sender_ends_it_and_tells_the_clinician(rig: Rig, db: Database) -> None:

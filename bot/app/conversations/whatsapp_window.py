@@ -111,14 +111,15 @@ async def release(
 
 def hold_sent(message: OutboundMessage, now: datetime) -> bool:
     """Twilio failed a sent message with 63016 (outside the window, reported after it took
-    it): queue it again as held, never as free text again, and no longer under its sid.
-    Only a patient's WhatsApp message, not one delivered or given up on already. True if
-    it was held (the caller saves it)."""
+    it): queue it again as held, never as free text again. It keeps its sid until it is
+    sent again, so that a delivered or read that contradicts the 63016 still finds it
+    (``bot.app.outbox.receipts``). Only a patient's WhatsApp message, not one delivered or
+    given up on already. True if it was held (the caller saves it)."""
     if message.channel != "whatsapp" or message.recipient_kind != "patient":
         return False
     if message.status in ("delivered", "dead"):
         return False
-    message.status, message.provider_id = "queued", None
+    message.status = "queued"
     message.last_error = f"{HELD} (twilio error 63016)"
     message.next_attempt_at = now + timedelta(seconds=HOLD_S)
     return True

@@ -4,8 +4,9 @@ order, and a later, older one never overwrites a final status. A number that opt
 the carrier makes the patient unreachable (see ``bot.app.outbox.unreachable``). WhatsApp
 adds two: ``read`` (when, kept once; a message read was delivered, even if a failure came
 first) and error 63016, the 24-hour window was shut (a patient's message is queued again
-as held, ``bot.app.conversations.whatsapp_window.hold_sent``, unless it was delivered;
-the held message no longer carries the sid, so later receipts for it change nothing). A
+as held, ``bot.app.conversations.whatsapp_window.hold_sent``, unless it was delivered).
+A held message keeps its sid until it is sent again: a later failure or 63016 for it
+changes nothing, and a later delivered or read wins over the 63016 (:func:`_arrived`). A
 clinician's message refused with 63016 is not held (nothing would release it): it failed,
 as any refusal, so an alert it carried escalates at its deadline and the operator's
 count of delivery failures shows it.
@@ -17,7 +18,7 @@ transaction that records the send (:func:`apply_early`), in the order the receip
 arrived, under the same rules. One exception: a kept 63016 is void beside a kept
 delivered or read for the same sid, whatever their order. A message that arrived was not
 refused (Twilio never says both of one message), and holding it would send it twice;
-live, the first of the two would have won. Kept receipts that never meet their message
+live, the arrival wins too, whichever came first. Kept receipts that never meet their message
 are pruned after :data:`KEEP_EARLY` (:func:`prune_early`, from the scheduler tick).
 """
 
@@ -37,6 +38,7 @@ from bot.app.ports import Clock
 from bot.storage import early_receipts
 from bot.storage.database import Database
 from bot.storage.early_receipts import EarlyReceipt
+from bot.storage.outbox import UNFINISHED
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
 
@@ -98,7 +100,7 @@ async def apply_early(
             log.info("%s: an early 63016 receipt void: the message arrived", receipt.channel)
             continue
         message = await session.get(OutboundMessage, sent[key])
-        if message is not None and message.provider_id == receipt.provider_id:  # not held
+        if message is not None and message.provider_id == receipt.provider_id:
             await _apply(Repository(session), message, receipt, now, alerting)
             log.info("outbound %s: an early %s receipt applied", message.id, receipt.outcome)
 
@@ -157,9 +159,12 @@ async def _apply(
     now: datetime,
     alerting: Alerting | None,
 ) -> None:
-    """The receipt's effect: a read once, a hold unless delivered (a clinician's message
-    fails instead), else its outcome unless the message has one already."""
-    if receipt.outcome == READ:
+    """The receipt's effect: on a message held after a 63016, only an arrival; else a read
+    once, a hold unless delivered (a clinician's message fails instead), else its outcome
+    unless the message has one already."""
+    if message.status in UNFINISHED:  # queued again under this sid: held after a 63016
+        changed = _arrived(message, receipt)
+    elif receipt.outcome == READ:
         changed = _read(message, receipt.received_at)
     elif receipt.outcome == HELD and message.recipient_kind != "patient":
         changed = _refused(message)
@@ -178,6 +183,26 @@ def _read(message: OutboundMessage, at: datetime) -> bool:
     if message.read_at is not None:
         return False
     message.read_at, message.status = at, "delivered"
+    return True
+
+
+def _arrived(message: OutboundMessage, receipt: EarlyReceipt) -> bool:
+    """A delivered or read for a message held after its 63016. Twilio never says both of
+    one message, so one of them is wrong; the arrival wins, as it does when both come
+    before the send is recorded (:func:`apply_early`) and as a read wins over a failure
+    (:func:`_read`): a message the patient read is not refused, and releasing it would
+    send them the same message twice. Recorded in ``last_error`` and a WARNING (ids
+    only). Too late once it is being sent again: then only the WARNING."""
+    if receipt.outcome not in ARRIVED:
+        return False  # another 63016 or failure: held already
+    contradiction = f"{receipt.outcome} after twilio error 63016"
+    if message.status != "queued":
+        log.warning("outbound %s: %s, while sent again", message.id, contradiction)
+        return False
+    message.status, message.last_error = "delivered", f"whatsapp: {contradiction}: not held"
+    if receipt.outcome == READ:
+        message.read_at = receipt.received_at
+    log.warning("outbound %s: %s: it arrived, no longer held", message.id, contradiction)
     return True
 
 
