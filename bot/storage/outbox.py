@@ -40,7 +40,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from bot.storage.tables import OutboundMessage
+from bot.storage.tables import NewOutbound, OutboundMessage
 
 UNFINISHED = ("queued", "sending")
 
@@ -189,7 +189,7 @@ class Claiming:
     lease_until: datetime
     channels: frozenset[str]
 
-    def covers(self, rows: Sequence[OutboundMessage]) -> bool:
+    def covers(self, rows: Sequence[NewOutbound]) -> bool:
         """Whether `rows` (one INSERT's) may be handed off: one recipient's, due, our channel."""
         first, now = rows[0], self.clock()
         return all(
@@ -200,7 +200,7 @@ class Claiming:
             for row in rows
         )
 
-    def leased(self, row: OutboundMessage) -> dict[str, Any]:
+    def leased(self, row: NewOutbound) -> dict[str, Any]:
         """The parameters of `LEASING` (below) for `row`: its line, and our lease."""
         line = {f"line_kind_{c}": row.recipient_kind for c in LEASED} | {
             f"line_id_{c}": row.recipient_id for c in LEASED
@@ -210,7 +210,7 @@ class Claiming:
     def not_due(
         self,
         inserted: Sequence[tuple[int, str, str]],
-        rows: Sequence[OutboundMessage],
+        rows: Sequence[NewOutbound],
         claimed: Sequence[Outgoing],
     ) -> int:
         """How many rows the INSERT queued without a lease are not due yet (an alert
@@ -221,7 +221,7 @@ class Claiming:
         return sum(1 for row_id, _, key in inserted if row_id not in leased and key in later)
 
     def collect(
-        self, inserted: Sequence[tuple[int, str, str]], rows: Sequence[OutboundMessage]
+        self, inserted: Sequence[tuple[int, str, str]], rows: Sequence[NewOutbound]
     ) -> list[Outgoing]:
         """The rows leased by the INSERT that returned `inserted` (id, status, key), in id
         order, as sending needs them."""

@@ -27,8 +27,10 @@ from bot.storage.tables import (
     AuditEvent,
     Checkin,
     InboundMessage,
+    NewOutbound,
     OutboundMessage,
     Patient,
+    QueuedMessage,
     Score,
     set_lookup_hash,
 )
@@ -201,7 +203,7 @@ class Repository:
 
     # Outbox
 
-    async def enqueue(self, rows: Sequence[OutboundMessage]) -> list[int]:
+    async def enqueue(self, rows: Sequence[NewOutbound]) -> list[int]:
         """Queue messages in the given order; rows whose idempotency key exists are skipped.
 
         Returns the ids of the rows actually queued, ascending: the order each recipient
@@ -366,8 +368,10 @@ class Repository:
         await self.session.exec(update(plain).where(plain.c.id == row_id).values(**values))
 
 
-def _values(row: SQLModel) -> dict[str, Any]:
+def _values(row: SQLModel | QueuedMessage) -> dict[str, Any]:
     """The row's column values for an INSERT (the database assigns the id), its lookup hash
     set (a Core INSERT runs no ORM flush events)."""
+    if isinstance(row, QueuedMessage):
+        return row.values()
     set_lookup_hash(row)
     return row.model_dump(exclude={"id"})

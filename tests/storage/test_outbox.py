@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
-from bot.storage.tables import OutboundMessage
+from bot.storage.tables import OutboundMessage, QueuedMessage
 
 LEASE = timedelta(seconds=30)
 
@@ -69,6 +69,33 @@ async def _id_of(repo: Repository, key: str) -> int:
     ).one()
     assert row.id is not None
     return row.id
+
+
+def test_a_queued_message_has_every_column_of_the_outbox() -> None:
+    """`QueuedMessage` (what a turn queues) stands for an `OutboundMessage`: a column added
+    to the table and not to it would be left to its default by every turn."""
+    columns = {c.name for c in OutboundMessage.__table__.columns} - {"id"}  # type: ignore[attr-defined]
+    queued = QueuedMessage(channel="sms", recipient_kind="patient", recipient_id=1,
+                           address="+15550100", body="b", idempotency_key="k",
+                           next_attempt_at=datetime(2026, 1, 1))  # fmt: skip
+    assert set(queued.values()) == columns
+
+
+async def test_a_queued_message_is_stored_as_the_table_row_would_be(
+    db: Database, now: datetime
+) -> None:
+    fields = {"channel": "telegram", "recipient_kind": "clinician", "recipient_id": 3,
+              "address": "42", "body": "<b>alert</b>", "payload": {"html": True, "n": [1]},
+              "next_attempt_at": now, "priority": outbox.URGENT,
+              "created_at": now - timedelta(seconds=1)}  # fmt: skip
+    table_row, queued = await _enqueue(
+        db,
+        OutboundMessage(**fields, idempotency_key="table"),
+        QueuedMessage(**fields, idempotency_key="queued"),  # type: ignore[arg-type]
+    )
+    ignored = {"id", "idempotency_key"}
+    assert queued.model_dump(exclude=ignored) == table_row.model_dump(exclude=ignored)
+    assert queued.payload == {"html": True, "n": [1]} and queued.priority == outbox.URGENT
 
 
 async def test_enqueue_skips_known_idempotency_keys(db: Database, now: datetime) -> None:

@@ -19,7 +19,7 @@ from bot.rendering.renderer import Renderer
 from bot.storage import outbox
 from bot.storage.digests import HELD, last_alert  # HELD: a waiting notice's key prefix
 from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, OutboundMessage
+from bot.storage.tables import Clinician, QueuedMessage
 
 
 async def tell(
@@ -50,7 +50,7 @@ async def tell(
         payload["held"] = held
         key, due = f"{HELD}{key}", datetime.fromisoformat(str(held["until"])) + HELD_FALLBACK
     await repo.enqueue([
-        OutboundMessage(
+        QueuedMessage(
             channel=clinician.channel,
             recipient_kind="clinician",
             recipient_id=clinician.id,

@@ -15,7 +15,7 @@ from bot.config import Clinic
 from bot.domain import events as ev
 from bot.rendering.renderer import Renderer
 from bot.storage import outbox
-from bot.storage.tables import OutboundMessage, Patient
+from bot.storage.tables import Patient, QueuedMessage
 
 
 def outbox_rows(
@@ -25,7 +25,7 @@ def outbox_rows(
     source: str,
     now: datetime,
     address: str | None = None,
-) -> list[OutboundMessage]:
+) -> list[QueuedMessage]:
     """The rows for `intents`; an intent with nothing to say in this channel adds none.
     A `source` starting ``in`` (an inbound message) makes them replies. `address`: another
     of the patient's addresses than their current one (the chat they just left).
@@ -47,8 +47,8 @@ def outbox_rows(
     assert patient.id is not None and address is not None
     answering = source.startswith("in")  # a reply to what the patient just sent
     country = country_of(renderer.clinic, patient)
-    rows: list[OutboundMessage] = []
-    edits: list[OutboundMessage] = []
+    rows: list[QueuedMessage] = []
+    edits: list[QueuedMessage] = []
     above: str | None = None  # an introduction waiting for its question
     for n, intent in enumerate(intents):
         rendered = renderer.render(intent, patient.channel, patient.language, country)
@@ -71,7 +71,7 @@ def outbox_rows(
         if intro is not None and patient.channel == "telegram":
             payload["above"] = intro  # kept above the choice when the question is edited
         (edits if isinstance(intent, ev.Answered) else rows).append(
-            OutboundMessage(
+            QueuedMessage(
                 channel=patient.channel,
                 recipient_kind="patient",
                 recipient_id=patient.id,

@@ -282,7 +282,7 @@ class _Chunk:
             made, key = None, ()
         if made is None:
             rows = outbox_rows(self.ctx.renderer, patient.as_patient(), intents, source, self.now)
-            made = [row.model_dump(exclude={"id"}) for row in rows]
+            made = [row.values() for row in rows]
             if key:
                 self.openings[key] = made
         return [

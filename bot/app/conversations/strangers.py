@@ -29,7 +29,7 @@ from bot.storage import checkins as q
 from bot.storage import outbox
 from bot.storage.crypto import lookup_hashes
 from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, InboundMessage, OutboundMessage
+from bot.storage.tables import Clinician, InboundMessage, QueuedMessage
 
 UNKNOWN_SENDER = "unknown sender"  # the note kept on a message nobody could be found for
 NOT_ANSWERED = "unknown sender, not answered"  # within an hour of the reply they were sent
@@ -91,7 +91,7 @@ async def _reply(
     rendered = ctx.renderer.render(intent, message.channel, "en")
     assert rendered is not None
     await repo.enqueue([
-        OutboundMessage(
+        QueuedMessage(
             channel=message.channel,
             recipient_kind="clinician" if clinician is not None else "stranger",
             recipient_id=(clinician.id or 0) if clinician is not None else message.id or 0,
