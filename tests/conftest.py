@@ -1,4 +1,5 @@
 """Database fixtures: storage tests run on a real SQLite file and on a real PostgreSQL.
+Also ``stand_in``: the Telegram Bot API stand-in, served over real HTTP from a thread.
 
 ``db_url`` (empty) and ``db`` (migrated, no rows) are parametrized over both through
 ``dialect``; the PostgreSQL variant carries the ``postgres`` marker (deselect it with
@@ -40,6 +41,8 @@ import bot.storage.tables  # noqa: F401  (puts every table on SQLModel.metadata)
 from bot.storage.crypto import ENV_KEY, KeyRing, new_key, parse_keys, use_keys
 from bot.storage.database import Database
 from bot.storage.migrate import upgrade_async
+from tests.standins.server import serve_in_thread
+from tests.standins.telegram import TelegramStandIn
 
 # Names, numbers and messages are encrypted at rest: every test process (and the `checkin`
 # processes tests start, which inherit the environment) uses one key made for this run.
@@ -205,6 +208,19 @@ async def sqlite_db(migrated_sqlite_url: str) -> AsyncIterator[Database]:
     """A SQLite database at the newest schema (for SQLite-only behaviour)."""
     async for database in _opened(migrated_sqlite_url):
         yield database
+
+
+# ---- the Telegram stand-in ---------------------------------------------------------------
+
+
+@pytest.fixture
+def stand_in() -> Iterator[tuple[TelegramStandIn, str]]:
+    """A Bot API stand-in served from a thread with its own event loop, so both a
+    synchronous test (a `checkin` process it started talks to it) and an async one (its
+    own loop free) can use it: (the stand-in, its base URL; the Bot API is under ``/bot``)."""
+    fake = TelegramStandIn()
+    with serve_in_thread(fake.app) as url:
+        yield fake, url
 
 
 # ---- no identifiers in logs -------------------------------------------------------------

@@ -7,15 +7,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot.app.conversations.messages import outbox_rows
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.sending import Report, RetryPolicy
 from bot.channels.telegram import TelegramChannel
-from bot.domain import events as ev
 from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage, Patient
+from tests.standins.limited_wave import queue_reminders
 from tests.standins.server import Fault, serve
 from tests.standins.telegram import TelegramStandIn, blocked, flood, server_error
 from tests.test_services import CATALOG, CLINIC, SimClock, rows, wire
@@ -47,14 +46,7 @@ async def telegram_patients(db: Database) -> list[int]:
 async def with_reminders(db: Database, patient_ids: list[int], at: datetime) -> None:
     """Each patient's first question asked again as a reminder, queued behind the opening:
     two messages a chat, so that their order can show."""
-    renderer = Renderer(CATALOG, CLINIC)
-    async with db.transaction() as session:
-        repo = Repository(session)
-        for patient_id in patient_ids:
-            patient = await repo.get_patient(patient_id)
-            assert patient is not None
-            reminder = [ev.Ask("phq2.q1", 1, 2, reminder=True)]
-            await repo.enqueue(outbox_rows(renderer, patient, reminder, f"r{patient_id}", at))
+    await queue_reminders(db, Renderer(CATALOG, CLINIC), at, patient_ids)
 
 
 async def deliver_until_quiet(deliverer: Deliverer, clock: SimClock, rounds: int = 40) -> Report:

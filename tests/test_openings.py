@@ -10,7 +10,7 @@ from bot.app.conversations.messages import outbox_rows
 from bot.config import Clinic
 from bot.domain import events as ev
 from bot.instruments import load_catalog
-from bot.rendering.renderer import Renderer
+from bot.rendering.renderer import Rendered, Renderer
 from bot.storage.tables import Patient
 from tests.test_services import T0
 
@@ -70,3 +70,30 @@ def test_an_introduction_with_no_question_after_it_is_sent_alone() -> None:
     """Nothing to go above: the introduction is its own message."""
     (row,) = outbox_rows(RENDERER, patient("sms", "+12125550123"), [ev.Intro("phq9")], "s:1", T0)
     assert row.payload["intent"] == "Intro"
+
+
+class Unasked(Renderer):
+    """Renders every intent but a question, as a channel without the question's template."""
+
+    def render(
+        self, intent: ev.Intent, channel: str, language: str, country: str | None = None
+    ) -> Rendered | None:
+        if isinstance(intent, ev.Ask):
+            return None
+        return super().render(intent, channel, language, country)
+
+
+@pytest.mark.parametrize(("channel", "address"), [("telegram", "123"), ("sms", "+12125550123")])
+def test_an_introduction_whose_question_renders_nothing_is_its_own_message(
+    channel: str, address: str
+) -> None:
+    """No question to go above: the introduction is sent alone, not put above the next
+    message (here the pause)."""
+    unasked = Unasked(load_catalog(), Clinic(name="Lakeside"))
+    intents = [*OPENING, ev.Paused()]
+    rows = outbox_rows(unasked, patient(channel, address), intents, "start:5", T0)
+    assert [r.payload["intent"] for r in rows] == ["Intro", "Paused"]
+    intro, paused = (unasked.render(i, channel, "en") for i in (OPENING[0], ev.Paused()))
+    assert intro is not None and paused is not None
+    assert [r.body for r in rows] == [intro.text, paused.text]
+    assert "above" not in rows[1].payload

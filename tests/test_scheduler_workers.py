@@ -11,12 +11,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn
 from tests.standins.workers import outbox_per_patient, seed_patients, start_worker, stop
 
@@ -48,13 +46,6 @@ instruments = ["phq2"]
 from_enrollment = "0h"
 expires_after = "1d"
 """
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[TelegramStandIn, str]]:
-    fake = TelegramStandIn()
-    with serve_in_thread(fake.app) as url:
-        yield fake, url
 
 
 def _sends(fake: TelegramStandIn) -> collections.Counter[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from bot.storage.database import Database
 from bot.storage.migrate import upgrade_async
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
-from tests.standins.server import serve_in_thread
 from tests.standins.telegram import TelegramStandIn
 from tests.standins.workers import Process
 from tests.test_cli_service import free_port
@@ -81,13 +79,6 @@ async def test_only_sqlite_releases_the_leases_still_running(db: Database) -> No
         assert all(m.lease_until and m.lease_until > now + DEAD_LEASE / 2 for m in messages[:3])
     assert [m.status for m in messages] == ["sending"] * 3 + ["queued"] * 2
     assert [m.lease_until for m in messages[3:]] == [None, None]
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[TelegramStandIn, str]]:
-    fake = TelegramStandIn()
-    with serve_in_thread(fake.app) as url:
-        yield fake, url
 
 
 def _start(

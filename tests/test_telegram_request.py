@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
 import telegram
@@ -18,7 +17,7 @@ from bot.channels.telegram_request import AiohttpRequest
 from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Rendered
 from tests.standins import telegram as tg
-from tests.standins.server import Fault, serve
+from tests.standins.server import Fault
 
 CHAT = 5501
 # the smallest PNG: a 1x1 transparent pixel
@@ -27,23 +26,16 @@ PIXEL = base64.b64decode(
 )
 
 
-@pytest.fixture
-async def stand_in() -> AsyncIterator[tuple[tg.TelegramStandIn, str]]:
-    api = tg.TelegramStandIn()
-    async with serve(api.app) as url:
-        yield api, f"{url}/bot"
-
-
-def bot_for(api: tg.TelegramStandIn, base_url: str, **timeouts: float) -> telegram.Bot:
+def bot_for(api: tg.TelegramStandIn, url: str, **timeouts: float) -> telegram.Bot:
     request = AiohttpRequest(connection_pool_size=4, **timeouts)
-    return telegram.Bot(api.token, base_url=base_url, request=request)
+    return telegram.Bot(api.token, base_url=f"{url}/bot", request=request)
 
 
 async def test_a_message_is_sent_and_its_answer_read(
     stand_in: tuple[tg.TelegramStandIn, str],
 ) -> None:
-    api, base_url = stand_in
-    async with bot_for(api, base_url) as bot:
+    api, url = stand_in
+    async with bot_for(api, url) as bot:
         sent = await bot.send_message(chat_id=CHAT, text="Hola, ¿cómo está?")
         edited = await bot.edit_message_text(
             chat_id=CHAT, message_id=sent.message_id, text="✓ Nada"
@@ -57,8 +49,8 @@ async def test_the_channel_sends_a_photo_as_a_multipart_upload(
     stand_in: tuple[tg.TelegramStandIn, str],
 ) -> None:
     """A trend chart goes as a file with its caption; the channel sends through aiohttp."""
-    api, base_url = stand_in
-    channel = TelegramChannel(api.token, base_url)
+    api, url = stand_in
+    channel = TelegramChannel(api.token, f"{url}/bot")
     assert isinstance(channel.bot.request, AiohttpRequest)
     try:
         message_id = await channel.send(
@@ -74,8 +66,8 @@ async def test_the_channel_sends_a_photo_as_a_multipart_upload(
 async def test_an_answer_slower_than_the_read_timeout_is_timed_out(
     stand_in: tuple[tg.TelegramStandIn, str],
 ) -> None:
-    api, base_url = stand_in
-    async with bot_for(api, base_url, read_timeout=0.3) as bot:
+    api, url = stand_in
+    async with bot_for(api, url, read_timeout=0.3) as bot:
         api.fail(Fault.slow(1.5), method="sendMessage")
         with pytest.raises(TimedOut):
             await bot.send_message(chat_id=CHAT, text="first")
@@ -86,8 +78,8 @@ async def test_an_answer_slower_than_the_read_timeout_is_timed_out(
 async def test_a_dropped_connection_is_a_network_error_without_the_token(
     stand_in: tuple[tg.TelegramStandIn, str],
 ) -> None:
-    api, base_url = stand_in
-    async with bot_for(api, base_url) as bot:
+    api, url = stand_in
+    async with bot_for(api, url) as bot:
         api.fail(Fault.dropped(), method="sendMessage")
         with pytest.raises(NetworkError) as raised:
             await bot.send_message(chat_id=CHAT, text="hello")
@@ -116,8 +108,8 @@ async def test_more_sends_at_once_than_connections_all_arrive(
     stand_in: tuple[tg.TelegramStandIn, str],
 ) -> None:
     """Forty sends through a pool of four: the rest wait for a connection, none fails."""
-    api, base_url = stand_in
-    async with bot_for(api, base_url) as bot:
+    api, url = stand_in
+    async with bot_for(api, url) as bot:
         sent = await asyncio.gather(
             *(bot.send_message(chat_id=CHAT + n, text=f"q{n}") for n in range(40))
         )
@@ -128,8 +120,8 @@ async def test_more_sends_at_once_than_connections_all_arrive(
 async def test_the_channel_turns_a_timeout_into_a_send_that_may_have_arrived(
     stand_in: tuple[tg.TelegramStandIn, str],
 ) -> None:
-    api, base_url = stand_in
-    channel = TelegramChannel(api.token, base_url, timeout_s=0.3)
+    api, url = stand_in
+    channel = TelegramChannel(api.token, f"{url}/bot", timeout_s=0.3)
     api.fail(Fault.slow(1.5), method="sendMessage")
     try:
         with pytest.raises(DeliveryFailed) as raised:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.standins.server import serve_in_thread
 from tests.standins.telegram import SECRET_TOKEN_HEADER, TelegramStandIn
 from tests.test_cli_service import Running, checkin, free_port, ok_json
 
@@ -27,13 +26,6 @@ def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 30.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
-
-
-@pytest.fixture
-def stand_in() -> Iterator[tuple[TelegramStandIn, str]]:
-    fake = TelegramStandIn()
-    with serve_in_thread(fake.app) as url:
-        yield fake, url
 
 
 def configure(tmp_path: Path, url: str, token: str, mode: str, port: int) -> Path:

@@ -101,6 +101,7 @@ class Database:
         self._reader: AsyncEngine | None = None
         self._quick: AsyncEngine | None = None  # built on first use (`quick()`)
         self._readers = self._sessions
+        self._file: str | None = None  # SQLite: the database file's path (`_file_path()`)
         if self.dialect == "sqlite":
             self._reader = create_async_engine(
                 self.url, echo=echo, hide_parameters=True, module=sqlite_driver.DBAPI
@@ -187,8 +188,11 @@ class Database:
         still needs and waits for no one. PostgreSQL: nothing."""
         if self.dialect != "sqlite" or self.url.database in (None, "", ":memory:"):
             return False
+        path = await self._file_path()
+        if not path:  # in memory: no log
+            return False
         try:
-            grown = os.path.getsize(f"{self.url.database}-wal") >= limit_bytes
+            grown = os.path.getsize(f"{path}-wal") >= limit_bytes
         except OSError:  # no log (yet): nothing to copy
             return False
         if grown:
@@ -197,6 +201,18 @@ class Database:
                 await cursor.fetchall()
                 await cursor.close()
         return grown
+
+    async def _file_path(self) -> str:
+        """SQLite: the database file's path as SQLite opened it ("" in memory), asked of
+        SQLite once (``PRAGMA database_list``) and kept: a URL's path is not always the
+        file's (``sqlite:///file:checkin.db?uri=true`` names it ``file:checkin.db``)."""
+        if self._file is None:
+            async with self.maintenance() as connection:
+                cursor = await connection.execute("PRAGMA database_list")
+                listed = await cursor.fetchall()
+                await cursor.close()
+            self._file = next((str(row[2] or "") for row in listed if row[1] == "main"), "")
+        return self._file
 
     async def refresh_statistics(self, tables: Sequence[str]) -> None:
         """PostgreSQL: ``ANALYZE`` `tables` now. Its planner chooses indexes from

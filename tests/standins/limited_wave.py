@@ -15,11 +15,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlmodel import select
+from sqlmodel import col, select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.app.conversations.messages import outbox_rows
@@ -123,15 +124,27 @@ def run_wave(
 
 
 async def _queue_reminders(url: str) -> None:
-    """A reminder of the PHQ-2's first question for every patient, queued as routine
-    outreach (the wave's opening then comes after it, in its chat)."""
+    """A reminder for every patient, queued as routine outreach (the wave's opening then
+    comes after it, in its chat)."""
     renderer = Renderer(load_catalog(), Clinic(name="Wave"))
+    async with Database(url) as db:
+        await queue_reminders(db, renderer, datetime.now(UTC))
+
+
+async def queue_reminders(
+    db: Database, renderer: Renderer, at: datetime, patient_ids: Sequence[int] | None = None
+) -> None:
+    """The PHQ-2's first question asked again as a reminder, for each of `patient_ids`
+    (None: every patient), queued behind whatever their chat already has: two messages
+    a chat, so that their order can show. Also used by tests/test_delivery.py."""
     reminder = [ev.Ask("phq2.q1", 1, 2, reminder=True)]
-    now = datetime.now(UTC)
-    async with Database(url) as db, db.transaction() as session:
+    query = select(Patient).order_by(col(Patient.id))
+    if patient_ids is not None:
+        query = query.where(col(Patient.id).in_(patient_ids))
+    async with db.transaction() as session:
         repo = Repository(session)
-        for patient in (await session.exec(select(Patient))).all():
-            await repo.enqueue(outbox_rows(renderer, patient, reminder, f"r{patient.id}", now))
+        for patient in (await session.exec(query)).all():
+            await repo.enqueue(outbox_rows(renderer, patient, reminder, f"r{patient.id}", at))
 
 
 class ByWorker:

@@ -330,3 +330,21 @@ async def test_the_log_is_copied_into_the_file_by_the_tick_not_by_a_commit(
     assert _rows_in_the_file_alone(file, copy) == 0
     assert await scratch.checkpoint_if_grown(limit_bytes=log)
     assert _rows_in_the_file_alone(file, copy) == 100
+
+
+async def test_the_log_of_a_database_named_by_a_file_uri_is_copied_too(tmp_path: Path) -> None:
+    """A ``sqlite:///file:...?uri=true`` URL's path is not the file's: the file is found
+    through SQLite itself, so its log is still copied once it passes the limit."""
+    file, copy = tmp_path / "uri.db", tmp_path / "copy.db"
+    named = Database(f"sqlite:///file:{file}?uri=true")
+    try:
+        async with named.transaction() as session:
+            await sql(session, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+            await sql(session, "INSERT INTO t (v) VALUES (:v)", [{"v": str(n)} for n in range(100)])
+        log = (tmp_path / "uri.db-wal").stat().st_size
+        assert _rows_in_the_file_alone(file, copy) == 0  # all in the log so far
+        assert not await named.checkpoint_if_grown(limit_bytes=log + 1)
+        assert await named.checkpoint_if_grown(limit_bytes=log)
+        assert _rows_in_the_file_alone(file, copy) == 100
+    finally:
+        await named.dispose()

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from bot.config import Clinic
 from bot.domain import events as ev
-from bot.rendering.renderer import Renderer
+from bot.rendering.renderer import Rendered, Renderer
 from bot.storage import outbox
 from bot.storage.tables import Patient, QueuedMessage
 
@@ -50,11 +50,11 @@ def outbox_rows(
     rows: list[QueuedMessage] = []
     edits: list[QueuedMessage] = []
     above: str | None = None  # an introduction waiting for its question
-    for n, intent in enumerate(intents):
-        rendered = renderer.render(intent, patient.channel, patient.language, country)
+    said = [renderer.render(i, patient.channel, patient.language, country) for i in intents]
+    for n, (intent, rendered) in enumerate(zip(intents, said, strict=True)):
         if rendered is None:
             continue
-        if _opens_with(intents, n, patient.channel):
+        if _opens_with(intents, said, n, patient.channel):
             above = rendered.text
             continue
         intro, above = above, None
@@ -89,13 +89,18 @@ def outbox_rows(
 ONE_OPENING = frozenset({"telegram", "sms", "console"})  # introduction and question together
 
 
-def _opens_with(intents: Sequence[ev.Intent], n: int, channel: str) -> bool:
-    """Intent `n` is an introduction that goes above the question after it."""
+def _opens_with(
+    intents: Sequence[ev.Intent], said: Sequence[Rendered | None], n: int, channel: str
+) -> bool:
+    """Intent `n` is an introduction that goes above the question after it. A question
+    that renders to nothing in this channel has nothing to go above: the introduction is
+    then its own message, not carried onto whatever message comes next."""
     return (
         channel in ONE_OPENING
         and isinstance(intents[n], ev.Intro)
         and n + 1 < len(intents)
         and isinstance(intents[n + 1], ev.Ask)
+        and said[n + 1] is not None
     )
 
 
