@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlmodel import select
 
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.takeover import release_dead_leases
@@ -204,3 +205,47 @@ async def test_the_next_question_leaves_before_the_edit_of_the_last(
     edited = rig.stand_in.calls_to("editMessageText")[0]
     assert edited.params["message_id"] == question["message_id"]  # still the answered one
     assert "✓" in edited.params["text"]  # the choice shown
+
+
+async def _hold_a_write_turn(db: Database, release: asyncio.Event) -> None:
+    """A transaction that takes this process's turn to write and keeps it until `release`."""
+    async with db.transaction() as session:
+        await session.exec(select(Patient.id).limit(1))  # BEGIN IMMEDIATE: the turn
+        await release.wait()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)  # one writer: turns queue
+async def test_handed_rows_leave_while_the_courier_waits_to_claim(
+    rig: Rig,  # noqa: F811
+) -> None:
+    """Fifty simultaneous answers queue fifty turns for SQLite's one writer; a claim the
+    courier asks for meanwhile waits behind them (the turns are served in order). What
+    the turns hand over leaves at once all the same: before, it waited for that claim,
+    and crisis messages committed a second after the first ones were held until every
+    turn was done (1.4-1.8 s, fifty crises at once). Here: a turn queued behind a held
+    transaction, then a second held transaction, then the courier's claim; the first
+    transaction ends, the turn commits and hands its rows over, and they are sent while
+    the claim still waits behind the second."""
+    await asked_first_question(rig)
+    first, second = asyncio.Event(), asyncio.Event()
+    async with courier(rig.app):
+        await until(lambda: rig.app.deliverer.hands_off)
+        holders = [asyncio.create_task(_hold_a_write_turn(rig.app.db, first))]
+        await asyncio.sleep(0.1)  # the first holds the turn
+        question = rig.last_question()
+        update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
+        answered = asyncio.create_task(rig.post(update))
+        await asyncio.sleep(0.1)  # the turn waits behind it
+        holders.append(asyncio.create_task(_hold_a_write_turn(rig.app.db, second)))
+        await asyncio.sleep(0.1)  # ... and the second behind the turn
+        rig.app.kick()  # the courier claims: it waits behind the second
+        await asyncio.sleep(0.1)
+        first.set()
+        try:
+            assert (await answered).status_code == 200
+            await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 2, timeout_s=3)
+            assert not second.is_set() and not holders[1].done()  # the claim still waits
+        finally:
+            second.set()
+            await asyncio.gather(*holders)
+        await all_sent(rig, 3)

@@ -65,6 +65,7 @@ class Deliverer:
         self._wake: asyncio.Event | None = None  # the courier's, while one runs
         self._arrived = asyncio.Event()  # set when something is handed over
         self._handed: list[tuple[list[Outgoing], Mapping[int, str | None]]] = []
+        self._draining: _Sending | None = None  # the courier's drain under way, if any
         names = frozenset(self.channels)
         self._hand_off_channels = names.intersection(HAND_OFF_CHANNELS)
 
@@ -124,6 +125,8 @@ class Deliverer:
         if claimed:
             self._handed += [(line, edits) for line in _lines(claimed)]
             self._arrived.set()
+            if self._draining is not None:  # sent now, even while the drain itself waits
+                self._start_handed(self._draining)  # for a claim behind other turns
         if more and self._wake is not None:
             self._wake.set()
 
@@ -152,6 +155,7 @@ class Deliverer:
         `claim` False (the courier was woken by a hand-off alone): no claim unless `wake`
         is set meanwhile. Stopping, the drain ends once the sends under way are settled."""
         sending = _Sending(asyncio.Semaphore(self.concurrency), self.clock() + self.lease / 3)
+        self._draining = sending if wake is not None else None
         try:
             self._start_handed(sending)
             if claim:
@@ -175,6 +179,7 @@ class Deliverer:
                 ):
                     await self._claim(sending, room, wake)
         finally:
+            self._draining = None
             await sending.cancel()
         return sending.report
 
