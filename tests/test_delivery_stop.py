@@ -4,7 +4,9 @@ A send the provider has taken but the database has not yet recorded goes again a
 lease. Stopping therefore claims nothing more and starts no send, lets the sends in
 flight finish and commit, for `[scheduler] stop_grace_s` at most, then cancels what is
 left (the lease brings it back, as after a crash). Before this, every restart cut the
-sends in flight off and the next process sent them again.
+sends in flight off and the next process sent them again. What the process leased but
+never began to send is handed back at the stop, to go at once from another worker or the
+next process.
 
 The real python-telegram-bot client sends to the Bot API stand-in, which holds its answer
 to sendMessage for a moment (or for longer than the grace); the courier runs in this
@@ -14,9 +16,10 @@ process, and `checkin worker` / `checkin run` run as processes of their own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from bot.bootstrap import App, build, utc_now
 from bot.config import Clinic, Scheduler, Settings, Telegram
+from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
@@ -63,15 +67,22 @@ def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
 
 
-async def _queue(db: Database, bodies: list[str]) -> None:
-    """Messages to CHAT, due now, in this order."""
-    now = utc_now()
+async def _queue(
+    db: Database,
+    bodies: list[str],
+    chat: int = CHAT,
+    now: datetime | None = None,
+    priority: int = outbox.ROUTINE,
+) -> None:
+    """Messages to `chat`, due `now` (the real clock's), in this order. (A claim takes a
+    routine line's head alone, a reply's line whole.)"""
+    due = utc_now() if now is None else now
     async with db.transaction() as session:
         await Repository(session).enqueue([
             OutboundMessage(
-                channel="telegram", recipient_kind="patient", recipient_id=CHAT,
-                address=str(CHAT), body=body, payload={}, idempotency_key=f"stop:{body}",
-                next_attempt_at=now,
+                channel="telegram", recipient_kind="patient", recipient_id=chat,
+                address=str(chat), body=body, payload={}, idempotency_key=f"stop:{body}",
+                next_attempt_at=due, priority=priority,
             )
             for body in bodies
         ])  # fmt: skip
@@ -123,6 +134,61 @@ async def test_a_send_in_flight_at_the_stop_finishes_and_is_recorded(db: Databas
     assert second.status != "sent" and second.provider_id is None
     assert len(stand_in.calls_to("sendMessage")) == 1
     assert stopped_s < ANSWER_S + 1.0  # it waited for the answer, not for the grace
+
+
+async def test_what_was_claimed_and_not_begun_is_handed_back_at_the_stop(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The courier is stopped while the provider holds the first of a chat's three
+    messages, claimed together: the two behind it, never begun, are queued again (no
+    lease, their attempt uncounted), and another worker sends them at once rather than
+    after the 30 s lease (on PostgreSQL nobody takes a live lease sooner)."""
+    stand_in = TelegramStandIn()
+    stand_in.fail(Fault.slow(ANSWER_S), method="sendMessage")
+    caplog.set_level(logging.INFO, logger="scheduler.loop")
+    async with serve(stand_in.app) as url:
+        app = build(_settings(db, stand_in, url, grace_s=5.0))
+        other = build(_settings(db, stand_in, url, grace_s=5.0))  # another worker
+        try:
+            await _queue(db, ["first", "second", "third"], priority=outbox.REPLY)
+            await _stop_during_first_send(app, stand_in)
+            first, *behind = await rows(db, OutboundMessage)
+            assert first.status == "sent"
+            assert [(m.status, m.lease_until, m.attempts) for m in behind] == [
+                ("queued", None, 0),
+                ("queued", None, 0),
+            ]
+            assert (await other.deliverer.drain()).sent == 2
+        finally:
+            await app.close()
+            await other.close()
+    assert stand_in.sent_texts(CHAT) == ["first", "second", "third"]
+    assert "0 left to their lease, 2 not begun handed back" in caplog.text
+
+
+async def test_handing_back_leaves_what_is_no_longer_ours(db: Database) -> None:
+    """The hand-back at the stop touches only rows still being sent under the lease this
+    process holds: one sent meanwhile and one another worker claimed after our lease ran
+    out keep their state; only the third is queued again."""
+    await _queue(db, ["sent"], chat=CHAT)
+    await _queue(db, ["reclaimed"], chat=CHAT + 1)
+    await _queue(db, ["ours"], chat=CHAT + 2)
+    now, lease = utc_now(), timedelta(seconds=30)
+    async with db.transaction() as session:
+        claimed = await Repository(session).claim_outbox(now, 10, lease)
+    ids = sorted(m.id for m in claimed)
+    held = claimed[0].lease_until
+    assert held is not None and len(ids) == 3
+    async with db.transaction() as session:
+        repo = Repository(session)
+        await repo.mark_sent_all([(ids[0], "tg-1", now)])
+        await repo.renew_leases([ids[1]], held, held + lease)  # as another worker's claim
+    async with db.transaction() as session:
+        assert await outbox.hand_back(session, {held: ids}) == 1
+    sent, reclaimed, ours = await rows(db, OutboundMessage)
+    assert sent.status == "sent"
+    assert (reclaimed.status, reclaimed.lease_until) == ("sending", held + lease)
+    assert (ours.status, ours.lease_until, ours.attempts) == ("queued", None, 0)
 
 
 async def test_a_provider_that_never_answers_holds_the_stop_for_the_grace_only(

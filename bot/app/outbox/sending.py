@@ -98,6 +98,7 @@ class Sender:
     def __post_init__(self) -> None:
         self._marks = _GroupCommit(self.db, self.alerting)
         self.stop: asyncio.Event | None = None  # the courier's, while one runs
+        self.began: Callable[[Outgoing], None] | None = None  # told as each send begins
         self.unsettled = 0
         self._settled = asyncio.Event()
         self._settled.set()
@@ -127,7 +128,9 @@ class Sender:
         With `held`, a send that went is added to it rather than recorded: the caller
         records it (`record`), with the sends of the same line. Stopping: nothing is sent."""
         if self.stopping:
-            return Report()  # it keeps its lease, and goes when that runs out (or is released)
+            return Report()  # it keeps its lease until the stop hands it back
+        if self.began is not None:
+            self.began(message)  # it may reach the provider from now on: it stays leased
         self.unsettled += 1
         self._settled.clear()
         kept = False
