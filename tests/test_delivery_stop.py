@@ -6,7 +6,7 @@ flight finish and commit, for `[scheduler] stop_grace_s` at most, then cancels w
 left (the lease brings it back, as after a crash). Before this, every restart cut the
 sends in flight off and the next process sent them again. What the process leased but
 never began to send is handed back at the stop, to go at once from another worker or the
-next process.
+next process; a second SIGTERM or Ctrl-C cuts the grace short.
 
 The real python-telegram-bot client sends to the Bot API stand-in, which holds its answer
 to sendMessage for a moment (or for longer than the grace); the courier runs in this
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -356,6 +357,40 @@ def test_sigterm_with_a_provider_that_never_answers_exits_within_the_grace(
     assert message.status == "sending" and message.provider_id is None
     assert message.lease_until is not None
     assert message.lease_until > utc_now() - timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_a_second_sigterm_cuts_the_grace_short(
+    command: str,
+    migrated_sqlite_url: str,
+    tmp_path: Path,
+    stand_in: tuple[TelegramStandIn, str],
+) -> None:
+    """The provider does not answer and the grace is long: a first SIGTERM starts the
+    stop and the process waits for the send; a second one ends the wait at once (exit 0),
+    says so, and the send is left to its lease as when the grace runs out."""
+    fake, base = stand_in
+    fake.fail(Fault.slow(NEVER_S), method="sendMessage")
+    asyncio.run(_queued(migrated_sqlite_url, ["question"]))
+    url = f"sqlite:///{make_url(migrated_sqlite_url).database}"
+    log = tmp_path / f"{command}.log"
+    process = _start(url, tmp_path, fake, base, command, grace_s=NEVER_S + 5.0)
+    try:
+        _wait("the send", lambda: _sent_to(fake) == 1, log)
+        process.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert process.process.poll() is None  # waiting for the send, within its grace
+        process.process.send_signal(signal.SIGTERM)
+        cut = time.monotonic()
+        assert process.process.wait(timeout=NEVER_S) == 0
+        assert time.monotonic() - cut < 3.0
+    finally:
+        process.kill()
+    text = log.read_text()
+    assert "second stop signal: cutting the delivery grace short" in text
+    assert "delivery stopped: 0 sends in flight finished, 1 left to their lease" in text
+    (message,) = asyncio.run(_outbox(migrated_sqlite_url))
+    assert message.status == "sending" and message.provider_id is None
 
 
 async def test_a_tick_still_running_at_the_stop_sends_nothing(db: Database) -> None:
