@@ -27,6 +27,7 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
+from bot.app.outbox.delivery import Deliverer
 from bot.bootstrap import App, build, utc_now
 from bot.config import Clinic, Scheduler, Settings, Telegram
 from bot.storage import outbox
@@ -37,8 +38,12 @@ from scheduler.loop import courier, stop_scheduler, tick
 from tests.standins.server import Fault, serve, serve_in_thread
 from tests.standins.telegram import TelegramStandIn
 from tests.standins.workers import Process
+from tests.statements import statements
 from tests.test_cli_service import free_port
+from tests.test_delivery_handoff import asked_first_question
 from tests.test_services import rows
+from tests.test_telegram import CHAT as PATIENT_CHAT
+from tests.test_telegram import Rig, rig  # noqa: F401  (rig: a fixture)
 
 CHAT = 830_001
 ANSWER_S = 1.0  # how long the stand-in holds a sendMessage: well inside the grace
@@ -232,6 +237,42 @@ async def test_while_stopping_a_turn_leases_nothing_to_the_courier(db: Database)
             await stopping
         finally:
             await app.close()
+
+
+async def test_a_patients_answer_during_the_grace_is_left_for_the_next_process(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """A patient answers through the webhook while the courier is stopping (another chat's
+    send still in flight): the turn is recorded, but its two messages (the next question,
+    the edit of the one answered) are neither sent nor leased by the stopping process;
+    they stay queued, and the next process (a fresh deliverer) sends them at once."""
+    await asked_first_question(rig)
+    other_chat = PATIENT_CHAT + 1
+    await _queue(rig.app.db, ["in flight"], chat=other_chat, now=rig.clock())
+    rig.stand_in.fail(Fault.slow(ANSWER_S), method="sendMessage", chat_id=other_chat)
+    block = courier(rig.app)
+    await block.__aenter__()
+    rig.app.kick()
+    await _until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 2)
+    stopping = asyncio.create_task(block.__aexit__(None, None, None))
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # the grace: the other chat's send is still in flight
+    calls = len(rig.stand_in.calls)
+    with statements(rig.app.db) as seen:
+        answer = rig.stand_in.text_update(PATIENT_CHAT, "0")
+        assert (await rig.post(answer)).status_code == 200
+    (queued,) = [s for s in seen if s.lstrip().upper().startswith("INSERT INTO OUTBOUND_MESSAGE")]
+    assert "CASE WHEN" not in queued  # not inserted leased to this process (a hand-off)
+    await stopping
+    assert rig.stand_in.calls[calls:] == []  # nothing sent by the stopping process
+    replies = (await rows(db, OutboundMessage))[-2:]
+    assert [(m.status, m.lease_until, m.attempts) for m in replies] == [("queued", None, 0)] * 2
+    assert "1/9" in rig.texts()[-1]  # the first question is still the last one sent
+    following = Deliverer(db, rig.app.channels, rig.clock)
+    assert (await following.drain()).sent == 2
+    assert rig.texts()[-1].startswith("2/9")
+    assert len(rig.stand_in.calls_to("editMessageText")) == 1
 
 
 # ---- `checkin worker` and `checkin run`, stopped with SIGTERM -----------------------------
