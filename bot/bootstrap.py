@@ -68,6 +68,9 @@ class App:
     # Set when the process begins to stop: a tick still running then sends nothing (its
     # sends could be cut off half way and go again after their lease; see stop_scheduler).
     stopping: bool = False
+    # Set by a second SIGTERM or Ctrl-C: the stop's grace for the sends in flight ends at
+    # once (see scheduler.loop.on_stop_signal).
+    hurry: asyncio.Event = field(default_factory=asyncio.Event)
 
     def kick(self) -> None:
         """New messages are in the outbox: deliver now, if this process delivers on wake."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -138,23 +138,59 @@ async def courier(app: App) -> AsyncIterator[None]:
 
 async def _stop_courier(app: App, task: asyncio.Task[None], stop: asyncio.Event) -> None:
     """Claim nothing more; let the sends the provider already has finish and their outcomes
-    commit, for `[scheduler] stop_grace_s` at most; then cancel what is left.
+    commit, for `[scheduler] stop_grace_s` at most (or until a second SIGTERM or Ctrl-C,
+    `App.hurry`); then cancel what is left, and hand back what this process leased but
+    never began to send.
 
     A send cut off after the provider took it but before it was recorded goes again after
     its lease: before this, every restart could send a patient a question twice (and a
     clinician an alert). A provider answers in a fraction of a second, so the usual stop
-    takes that long; the grace only bounds a provider that does not answer."""
+    takes that long; the grace only bounds a provider that does not answer. What was
+    claimed and not begun would wait out its lease too (30 s; on PostgreSQL nobody may
+    take it sooner): handed back, it goes at once from another worker or the next
+    process."""
     in_flight = app.deliverer.in_flight
     stop.set()
-    await asyncio.wait({task}, timeout=app.settings.scheduler.stop_grace_s)
+    hurried = asyncio.ensure_future(app.hurry.wait())
+    try:
+        await asyncio.wait(
+            {task, hurried},
+            timeout=app.settings.scheduler.stop_grace_s,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    finally:
+        hurried.cancel()
     left = app.deliverer.in_flight
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    handed_back = await app.deliverer.hand_back_unsent()
     log.info(
-        "delivery stopped: %d sends in flight finished, %d left to their lease",
-        max(0, in_flight - left), left,
+        "delivery stopped: %d sends in flight finished, %d left to their lease, "
+        "%d not begun handed back",
+        max(0, in_flight - left), left, handed_back,
     )  # fmt: skip
+
+
+def on_stop_signal(app: App, stop: Callable[[], None]) -> Callable[[], None]:
+    """The handler for SIGTERM and Ctrl-C: each calls `stop`; a second one also cuts the
+    delivery grace short (`App.hurry`, see `_stop_courier`): an operator who asks twice
+    does not wait out `[scheduler] stop_grace_s` for a provider that does not answer. The
+    sends it cancels go again after their lease, as after a crash."""
+    signals = 0
+
+    def handler() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 2:
+            log.warning(
+                "second stop signal: cutting the delivery grace short; sends in flight "
+                "are cancelled and left to their lease"
+            )
+            app.hurry.set()
+        stop()
+
+    return handler
 
 
 @contextlib.asynccontextmanager

@@ -5,6 +5,9 @@ commit fails every send that was waiting on it (their leases run out: sent again
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,3 +136,93 @@ async def test_an_edit_finds_the_question_it_edits(db: Database, now: datetime) 
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+class HeldDatabase:
+    """The database, each of whose transactions begins only once the test allows it
+    (`allow`); `waiting` counts those waiting to begin."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._turns = asyncio.Semaphore(0)
+        self.waiting = 0
+
+    def allow(self) -> None:
+        self._turns.release()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        self.waiting += 1
+        try:
+            await self._turns.acquire()
+        finally:
+            self.waiting -= 1
+        async with self._db.transaction() as session:
+            yield session
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_a_caller_cancelled_while_queued_is_not_recorded_later(
+    db: Database, now: datetime
+) -> None:
+    """A caller cancelled while it waits behind another's commit (the stop's grace ran
+    out) is taken out of the queue, as if its own transaction were rolled back: the next
+    caller's commit records only its own outcome."""
+    first, cancelled, later = (await _queued_ids(db, now))[:3]
+    held = HeldDatabase(db)
+    marks = _GroupCommit(held)  # type: ignore[arg-type]
+    committing = asyncio.create_task(marks.record([Sent(first, "tg-1", now)]))
+    await _until(lambda: held.waiting == 1)
+    queued = asyncio.create_task(marks.record([Sent(cancelled, "tg-2", now)]))
+    await asyncio.sleep(0.01)  # queued behind the commit under way
+    queued.cancel()
+    held.allow()
+    await committing
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    held.allow()
+    await marks.record([Sent(later, "tg-3", now)])
+    status = {m.id: m.status for m in await rows(db, OutboundMessage)}
+    assert [status[first], status[cancelled], status[later]] == ["sent", "queued", "sent"]
+
+
+async def test_a_commit_cancelled_with_its_callers_leaves_no_unretrieved_failure(
+    db: Database, now: datetime
+) -> None:
+    """A commit cancelled half way fails every outcome it took, including that of a
+    caller already cancelled while it waited: asyncio reports no "exception was never
+    retrieved", and nothing is recorded."""
+    first, one, two = (await _queued_ids(db, now))[:3]
+    held = HeldDatabase(db)
+    marks = _GroupCommit(held)  # type: ignore[arg-type]
+    unretrieved: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context["message"]))
+    try:
+        committing = asyncio.create_task(marks.record([Sent(first, "tg-1", now)]))
+        await _until(lambda: held.waiting == 1)
+        callers = [asyncio.create_task(marks.record([Sent(i, f"tg-{i}", now)])) for i in (one, two)]
+        await asyncio.sleep(0.01)  # both queued behind the commit under way
+        held.allow()
+        await committing
+        await _until(lambda: held.waiting == 1)  # the next commit took both outcomes
+        callers[1].cancel()  # it waits behind the commit of the first, which has its outcome
+        callers[0].cancel()  # ... and that commit is cancelled
+        outcomes = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+        del callers, outcomes, committing
+        gc.collect()
+        await asyncio.sleep(0)
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert unretrieved == []
+    status = {m.id: m.status for m in await rows(db, OutboundMessage)}
+    assert [status[first], status[one], status[two]] == ["sent", "queued", "queued"]

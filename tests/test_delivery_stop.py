@@ -4,7 +4,9 @@ A send the provider has taken but the database has not yet recorded goes again a
 lease. Stopping therefore claims nothing more and starts no send, lets the sends in
 flight finish and commit, for `[scheduler] stop_grace_s` at most, then cancels what is
 left (the lease brings it back, as after a crash). Before this, every restart cut the
-sends in flight off and the next process sent them again.
+sends in flight off and the next process sent them again. What the process leased but
+never began to send is handed back at the stop, to go at once from another worker or the
+next process; a second SIGTERM or Ctrl-C cuts the grace short.
 
 The real python-telegram-bot client sends to the Bot API stand-in, which holds its answer
 to sendMessage for a moment (or for longer than the grace); the courier runs in this
@@ -14,17 +16,21 @@ process, and `checkin worker` / `checkin run` run as processes of their own.
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import make_url
 
+from bot.app.outbox.delivery import Deliverer
 from bot.bootstrap import App, build, utc_now
 from bot.config import Clinic, Scheduler, Settings, Telegram
+from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
@@ -32,8 +38,12 @@ from scheduler.loop import courier, stop_scheduler, tick
 from tests.standins.server import Fault, serve, serve_in_thread
 from tests.standins.telegram import TelegramStandIn
 from tests.standins.workers import Process
+from tests.statements import statements
 from tests.test_cli_service import free_port
+from tests.test_delivery_handoff import asked_first_question
 from tests.test_services import rows
+from tests.test_telegram import CHAT as PATIENT_CHAT
+from tests.test_telegram import Rig, rig  # noqa: F401  (rig: a fixture)
 
 CHAT = 830_001
 ANSWER_S = 1.0  # how long the stand-in holds a sendMessage: well inside the grace
@@ -63,15 +73,22 @@ def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
 
 
-async def _queue(db: Database, bodies: list[str]) -> None:
-    """Messages to CHAT, due now, in this order."""
-    now = utc_now()
+async def _queue(
+    db: Database,
+    bodies: list[str],
+    chat: int = CHAT,
+    now: datetime | None = None,
+    priority: int = outbox.ROUTINE,
+) -> None:
+    """Messages to `chat`, due `now` (the real clock's), in this order. (A claim takes a
+    routine line's head alone, a reply's line whole.)"""
+    due = utc_now() if now is None else now
     async with db.transaction() as session:
         await Repository(session).enqueue([
             OutboundMessage(
-                channel="telegram", recipient_kind="patient", recipient_id=CHAT,
-                address=str(CHAT), body=body, payload={}, idempotency_key=f"stop:{body}",
-                next_attempt_at=now,
+                channel="telegram", recipient_kind="patient", recipient_id=chat,
+                address=str(chat), body=body, payload={}, idempotency_key=f"stop:{body}",
+                next_attempt_at=due, priority=priority,
             )
             for body in bodies
         ])  # fmt: skip
@@ -125,6 +142,61 @@ async def test_a_send_in_flight_at_the_stop_finishes_and_is_recorded(db: Databas
     assert stopped_s < ANSWER_S + 1.0  # it waited for the answer, not for the grace
 
 
+async def test_what_was_claimed_and_not_begun_is_handed_back_at_the_stop(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The courier is stopped while the provider holds the first of a chat's three
+    messages, claimed together: the two behind it, never begun, are queued again (no
+    lease, their attempt uncounted), and another worker sends them at once rather than
+    after the 30 s lease (on PostgreSQL nobody takes a live lease sooner)."""
+    stand_in = TelegramStandIn()
+    stand_in.fail(Fault.slow(ANSWER_S), method="sendMessage")
+    caplog.set_level(logging.INFO, logger="scheduler.loop")
+    async with serve(stand_in.app) as url:
+        app = build(_settings(db, stand_in, url, grace_s=5.0))
+        other = build(_settings(db, stand_in, url, grace_s=5.0))  # another worker
+        try:
+            await _queue(db, ["first", "second", "third"], priority=outbox.REPLY)
+            await _stop_during_first_send(app, stand_in)
+            first, *behind = await rows(db, OutboundMessage)
+            assert first.status == "sent"
+            assert [(m.status, m.lease_until, m.attempts) for m in behind] == [
+                ("queued", None, 0),
+                ("queued", None, 0),
+            ]
+            assert (await other.deliverer.drain()).sent == 2
+        finally:
+            await app.close()
+            await other.close()
+    assert stand_in.sent_texts(CHAT) == ["first", "second", "third"]
+    assert "0 left to their lease, 2 not begun handed back" in caplog.text
+
+
+async def test_handing_back_leaves_what_is_no_longer_ours(db: Database) -> None:
+    """The hand-back at the stop touches only rows still being sent under the lease this
+    process holds: one sent meanwhile and one another worker claimed after our lease ran
+    out keep their state; only the third is queued again."""
+    await _queue(db, ["sent"], chat=CHAT)
+    await _queue(db, ["reclaimed"], chat=CHAT + 1)
+    await _queue(db, ["ours"], chat=CHAT + 2)
+    now, lease = utc_now(), timedelta(seconds=30)
+    async with db.transaction() as session:
+        claimed = await Repository(session).claim_outbox(now, 10, lease)
+    ids = sorted(m.id for m in claimed)
+    held = claimed[0].lease_until
+    assert held is not None and len(ids) == 3
+    async with db.transaction() as session:
+        repo = Repository(session)
+        await repo.mark_sent_all([(ids[0], "tg-1", now)])
+        await repo.renew_leases([ids[1]], held, held + lease)  # as another worker's claim
+    async with db.transaction() as session:
+        assert await outbox.hand_back(session, {held: ids}) == 1
+    sent, reclaimed, ours = await rows(db, OutboundMessage)
+    assert sent.status == "sent"
+    assert (reclaimed.status, reclaimed.lease_until) == ("sending", held + lease)
+    assert (ours.status, ours.lease_until, ours.attempts) == ("queued", None, 0)
+
+
 async def test_a_provider_that_never_answers_holds_the_stop_for_the_grace_only(
     db: Database,
 ) -> None:
@@ -165,6 +237,42 @@ async def test_while_stopping_a_turn_leases_nothing_to_the_courier(db: Database)
             await stopping
         finally:
             await app.close()
+
+
+async def test_a_patients_answer_during_the_grace_is_left_for_the_next_process(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """A patient answers through the webhook while the courier is stopping (another chat's
+    send still in flight): the turn is recorded, but its two messages (the next question,
+    the edit of the one answered) are neither sent nor leased by the stopping process;
+    they stay queued, and the next process (a fresh deliverer) sends them at once."""
+    await asked_first_question(rig)
+    other_chat = PATIENT_CHAT + 1
+    await _queue(rig.app.db, ["in flight"], chat=other_chat, now=rig.clock())
+    rig.stand_in.fail(Fault.slow(ANSWER_S), method="sendMessage", chat_id=other_chat)
+    block = courier(rig.app)
+    await block.__aenter__()
+    rig.app.kick()
+    await _until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 2)
+    stopping = asyncio.create_task(block.__aexit__(None, None, None))
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # the grace: the other chat's send is still in flight
+    calls = len(rig.stand_in.calls)
+    with statements(rig.app.db) as seen:
+        answer = rig.stand_in.text_update(PATIENT_CHAT, "0")
+        assert (await rig.post(answer)).status_code == 200
+    (queued,) = [s for s in seen if s.lstrip().upper().startswith("INSERT INTO OUTBOUND_MESSAGE")]
+    assert "CASE WHEN" not in queued  # not inserted leased to this process (a hand-off)
+    await stopping
+    assert rig.stand_in.calls[calls:] == []  # nothing sent by the stopping process
+    replies = (await rows(db, OutboundMessage))[-2:]
+    assert [(m.status, m.lease_until, m.attempts) for m in replies] == [("queued", None, 0)] * 2
+    assert "1/9" in rig.texts()[-1]  # the first question is still the last one sent
+    following = Deliverer(db, rig.app.channels, rig.clock)
+    assert (await following.drain()).sent == 2
+    assert rig.texts()[-1].startswith("2/9")
+    assert len(rig.stand_in.calls_to("editMessageText")) == 1
 
 
 # ---- `checkin worker` and `checkin run`, stopped with SIGTERM -----------------------------
@@ -290,6 +398,40 @@ def test_sigterm_with_a_provider_that_never_answers_exits_within_the_grace(
     assert message.status == "sending" and message.provider_id is None
     assert message.lease_until is not None
     assert message.lease_until > utc_now() - timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_a_second_sigterm_cuts_the_grace_short(
+    command: str,
+    migrated_sqlite_url: str,
+    tmp_path: Path,
+    stand_in: tuple[TelegramStandIn, str],
+) -> None:
+    """The provider does not answer and the grace is long: a first SIGTERM starts the
+    stop and the process waits for the send; a second one ends the wait at once (exit 0),
+    says so, and the send is left to its lease as when the grace runs out."""
+    fake, base = stand_in
+    fake.fail(Fault.slow(NEVER_S), method="sendMessage")
+    asyncio.run(_queued(migrated_sqlite_url, ["question"]))
+    url = f"sqlite:///{make_url(migrated_sqlite_url).database}"
+    log = tmp_path / f"{command}.log"
+    process = _start(url, tmp_path, fake, base, command, grace_s=NEVER_S + 5.0)
+    try:
+        _wait("the send", lambda: _sent_to(fake) == 1, log)
+        process.process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert process.process.poll() is None  # waiting for the send, within its grace
+        process.process.send_signal(signal.SIGTERM)
+        cut = time.monotonic()
+        assert process.process.wait(timeout=NEVER_S) == 0
+        assert time.monotonic() - cut < 3.0
+    finally:
+        process.kill()
+    text = log.read_text()
+    assert "second stop signal: cutting the delivery grace short" in text
+    assert "delivery stopped: 0 sends in flight finished, 1 left to their lease" in text
+    (message,) = asyncio.run(_outbox(migrated_sqlite_url))
+    assert message.status == "sending" and message.provider_id is None
 
 
 async def test_a_tick_still_running_at_the_stop_sends_nothing(db: Database) -> None:

@@ -28,7 +28,7 @@ from bot.commands import demo
 from bot.commands.common import database_problem, fail, refuse, state
 from bot.config import Settings
 from bot.domain.errors import NotFound
-from scheduler.loop import courier, start_scheduler, stop_scheduler, tick
+from scheduler.loop import courier, on_stop_signal, start_scheduler, stop_scheduler, tick
 
 
 def register(app: typer.Typer) -> None:
@@ -62,8 +62,9 @@ async def _work(settings: Settings) -> None:
         await release_dead_leases(app.db, app.clock)  # SQLite: the lock's last holder is gone
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        handler = on_stop_signal(app, stop.set)  # a second one cuts the grace short
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
         logging.getLogger("checkin").info(
             "worker ticking every %gs; Ctrl-C to stop", settings.scheduler.tick_s
         )

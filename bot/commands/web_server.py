@@ -24,7 +24,13 @@ from bot.domain.errors import CheckinError
 from bot.web.app import create_app
 from bot.web.telegram import ALLOWED_UPDATES
 from bot.web.telegram_poller import poll
-from scheduler.loop import courier, spool_drainer, start_scheduler, stop_scheduler
+from scheduler.loop import (
+    courier,
+    on_stop_signal,
+    spool_drainer,
+    start_scheduler,
+    stop_scheduler,
+)
 
 
 async def serve(settings: Settings) -> None:
@@ -71,8 +77,9 @@ async def _serve_with(app: App, server: _Server) -> None:
     stop = asyncio.Event()
     poller = await _start_telegram(app, stop)
     loop = asyncio.get_running_loop()
+    handler = on_stop_signal(app, server.stop)  # a second one cuts the grace short
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, server.stop)
+        loop.add_signal_handler(sig, handler)
     logging.getLogger("checkin").info(
         "serving on http://%s:%d; scheduler tick every %gs; Ctrl-C to stop",
         settings.server.host, settings.server.port, settings.scheduler.tick_s,

@@ -80,7 +80,8 @@ class Scheduler:
     # On SIGTERM or Ctrl-C the sends already given to the provider get this long to be
     # answered and recorded before the process stops (then what is left is sent again
     # after its lease: maybe a duplicate). A provider answers in well under a second; 5 s
-    # leaves the other half of a container's usual 10 s stop timeout for the rest.
+    # leaves the other half of a container's usual 10 s stop timeout for the rest. A
+    # second SIGTERM or Ctrl-C ends the grace at once.
     stop_grace_s: float = 5.0
 
 

@@ -18,7 +18,7 @@ a crash after the commit leaves them leased, and the lease running out makes the
 again like any other claim's.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -257,21 +257,27 @@ LEASE_DUE = _lease(DUE_IDS)  # SQLite: claim in one statement
 LEASE_IDS = _lease(bindparam("ids", expanding=True))  # PostgreSQL: the ids it locked
 
 
-async def hand_back(session: AsyncSession, ids: Sequence[int], held_until: datetime) -> None:
-    """Messages `ids`, claimed under the lease ending `held_until` but not sent because one
-    before them in their line is to be retried: queued again as they were (their attempt
-    uncounted), so they follow it at its retry instead of waiting out the lease. One whose
-    lease is no longer ours is left alone."""
+async def hand_back(session: AsyncSession, leases: Mapping[datetime, Sequence[int]]) -> int:
+    """Messages claimed under our leases and not sent, by the end of the lease each is held
+    under: queued again as they were (their attempt uncounted), in one statement, so they
+    go at once (or after the one before them in their line) instead of waiting out the
+    lease. A message whose lease is no longer ours (sent, given up, or claimed by another
+    worker since) is left alone; how many were handed back."""
+    table = _TABLE
+    held = [
+        and_(table.c.lease_until == until, table.c.id.in_(ids))
+        for until, ids in leases.items()
+        if ids
+    ]
+    if not held:
+        return 0
     statement = (
-        update(_TABLE)
-        .where(
-            _TABLE.c.id.in_(ids),
-            _TABLE.c.status == "sending",
-            _TABLE.c.lease_until == held_until,
-        )
-        .values(status="queued", lease_until=None, attempts=_TABLE.c.attempts - 1)
+        update(table)
+        .where(table.c.status == "sending", or_(*held))
+        .values(status="queued", lease_until=None, attempts=table.c.attempts - 1)
     )
-    await session.exec(statement)
+    result = await session.exec(statement)
+    return int(result.rowcount or 0)
 
 
 async def release_leases(session: AsyncSession, now: datetime) -> int:

@@ -18,8 +18,9 @@ permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast sends 
 
 Stopping (the courier's `stop`, on SIGTERM) claims and starts nothing more; the sends the
 provider has finish and are recorded, for ``[scheduler] stop_grace_s`` at most. Only what
-is cut off then can reach a recipient twice; what was claimed and not sent waits as after
-a crash.
+is cut off then can reach a recipient twice (it stays leased); what was leased to this
+process and never begun is handed back (:mod:`bot.app.outbox.leases`), to go at once from
+another worker or the next process.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.outbox import leases
 from bot.app.outbox.edits import edit_targets, pacing_priority
 from bot.app.outbox.pacing import Pacing
 from bot.app.outbox.sending import Report, RetryPolicy, Sender, Sent
@@ -66,6 +68,8 @@ class Deliverer:
         self._arrived = asyncio.Event()  # set when something is handed over
         self._handed: list[tuple[list[Outgoing], Mapping[int, str | None]]] = []
         self._draining: _Sending | None = None  # the courier's drain under way, if any
+        self._not_begun = leases.NotBegun()  # handed back at the stop
+        self._sender.began = self._not_begun.begin
         names = frozenset(self.channels)
         self._hand_off_channels = names.intersection(HAND_OFF_CHANNELS)
 
@@ -123,6 +127,7 @@ class Deliverer:
         """Rows a committed transaction leased to us (`claiming`), in id order; `more`:
         it also queued rows a claim must take."""
         if claimed:
+            self._not_begun.hold(claimed)
             self._handed += [(line, edits) for line in _lines(claimed)]
             self._arrived.set()
             if self._draining is not None:  # sent now, even while the drain itself waits
@@ -200,6 +205,7 @@ class Deliverer:
             claimed = await Repository(session).claim_outbox(self.clock(), limit, self.lease)
             edits = await edit_targets(session, claimed)
         sending.full, sending.claimed = len(claimed) == limit, True
+        self._not_begun.hold(claimed)
         for line in _lines(claimed):  # most urgent first: they reach the pacer in this order
             task = asyncio.create_task(self._line(line, edits, sending.gate))
             sending.running[task] = line
@@ -244,13 +250,16 @@ class Deliverer:
             with contextlib.suppress(Exception):
                 await self._sender.record(held)
             raise
+        finally:
+            if not self._sender.stopping:  # stopping: what is left is handed back then
+                self._not_begun.forget(line)
         await self._sender.record(held)
         return report
 
     async def _hand_back(self, rest: list[Outgoing], held_until: datetime) -> None:
         try:
             async with self.db.transaction() as session:
-                await outbox.hand_back(session, [m.id for m in rest], held_until)
+                await outbox.hand_back(session, {held_until: [m.id for m in rest]})
         except Exception as exc:  # they wait out the lease instead: later, still in order
             log.warning("could not hand back held messages (%s)", type(exc).__name__)
 
@@ -276,6 +285,15 @@ class Deliverer:
                 call.release()
 
             return await self._sender.send(message, self.channels, edits, done, held)
+
+    async def hand_back_unsent(self) -> int:
+        """Once the courier has stopped: queue again the messages leased to this process
+        whose send never began (claimed, handed over, or behind a send in their line), so
+        another worker or the next process sends them at once instead of after their
+        lease; how many (see :class:`bot.app.outbox.leases.NotBegun`)."""
+        self._handed = []  # not ours to send any more
+        self._arrived.clear()
+        return await self._not_begun.hand_back(self.db)
 
     async def _finished(self, sending: _Sending, wake: asyncio.Event | None) -> list[Outgoing]:
         """Wait until a line is done, `wake` or `stop` is set, something is handed over or
@@ -311,34 +329,11 @@ class Deliverer:
         return finished
 
     async def _renew_if_due(self, sending: _Sending) -> None:
-        """Every third of a lease, extend the leases of the messages still in flight.
-
-        A lease is what lets another worker take over the messages of one that died; a
-        worker that is alive but slow (a busy machine, a provider answering late) must not
-        lose them while a send is under way, or the message goes out twice. Each renewal
-        is one UPDATE per claim, and only extends a lease still ours: one that ran out
-        and was claimed by another worker stays theirs, and ours is not sent."""
+        """Every third of a lease, extend the leases of the messages still in flight."""
         now = self.clock()
-        if now < sending.renew_at or not sending.running:
-            return
-        sending.renew_at = now + self.lease / 3
-        claims: dict[datetime, list[Outgoing]] = {}
-        for line in sending.running.values():
-            for message in line:
-                if message.lease_until is not None and message.id is not None:
-                    claims.setdefault(message.lease_until, []).append(message)
-        renewed = now + self.lease
-        try:
-            async with self.db.transaction() as session:
-                repo = Repository(session)
-                for held, messages in claims.items():
-                    ids = [m.id for m in messages if m.id is not None]
-                    kept = await repo.renew_leases(ids, held, renewed)
-                    for message in messages:
-                        if message.id in kept:
-                            message.lease_until = renewed
-        except Exception as exc:  # the leases may run out: at least once, as after a crash
-            log.warning("could not renew outbox leases (%s)", type(exc).__name__)
+        if now >= sending.renew_at and sending.running:
+            sending.renew_at = now + self.lease / 3
+            await leases.renew(self.db, sending.running.values(), now, self.lease)
 
 
 @dataclass

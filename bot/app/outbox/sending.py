@@ -98,6 +98,7 @@ class Sender:
     def __post_init__(self) -> None:
         self._marks = _GroupCommit(self.db, self.alerting)
         self.stop: asyncio.Event | None = None  # the courier's, while one runs
+        self.began: Callable[[Outgoing], None] | None = None  # told as each send begins
         self.unsettled = 0
         self._settled = asyncio.Event()
         self._settled.set()
@@ -127,7 +128,9 @@ class Sender:
         With `held`, a send that went is added to it rather than recorded: the caller
         records it (`record`), with the sends of the same line. Stopping: nothing is sent."""
         if self.stopping:
-            return Report()  # it keeps its lease, and goes when that runs out (or is released)
+            return Report()  # it keeps its lease until the stop hands it back
+        if self.began is not None:
+            self.began(message)  # it may reach the provider from now on: it stays leased
         self.unsettled += 1
         self._settled.clear()
         kept = False
@@ -252,17 +255,29 @@ class _GroupCommit:
         """Return once these outcomes are committed; raise if their transaction failed
         (the leases then run out and the messages are sent again: at least once)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((outcomes, done))
-        async with self._lock:
-            if not done.done():
-                try:
-                    await self._commit()
-                except Exception:  # noqa: S110 -- every future of the batch carries it
-                    pass
-                except BaseException:
-                    done.exception()  # retrieved: the cancellation is what propagates
-                    raise
+        entry = (outcomes, done)
+        self._pending.append(entry)
+        try:
+            async with self._lock:
+                if not done.done():
+                    with contextlib.suppress(Exception):  # every future of the batch carries it
+                        await self._commit()
+        except BaseException:  # cancelled (the stop's grace ran out): nobody awaits `done`
+            self._forget(entry)
+            raise
         await done
+
+    def _forget(self, entry: tuple[Sequence[Sent], asyncio.Future[None]]) -> None:
+        """A caller that will not await its outcome: taken out of the queue if no commit has
+        them yet (as if its own transaction were rolled back: the leases run out, sent
+        again), and its future's failure, now or later, is nobody's to report."""
+        if any(pending is entry for pending in self._pending):
+            self._pending = [pending for pending in self._pending if pending is not entry]
+        done = entry[1]
+        if done.done():
+            _retrieve(done)
+        else:  # in the batch a commit under way took: it settles the future later
+            done.add_done_callback(_retrieve)
 
     async def _commit(self) -> None:
         batch, self._pending = self._pending, []
@@ -280,6 +295,12 @@ class _GroupCommit:
             raise
         for _, done in batch:
             done.set_result(None)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a failed future's exception as seen (no "never retrieved" warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _receivable(sents: Sequence[Sent]) -> dict[tuple[str, str], int]:
