@@ -40,7 +40,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import SelectOfScalar
 
-from bot.storage.tables import NewOutbound, OutboundMessage
+from bot.storage.queued import NewOutbound
+from bot.storage.tables import OutboundMessage
 
 UNFINISHED = ("queued", "sending")
 

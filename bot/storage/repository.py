@@ -21,16 +21,15 @@ from bot.storage import audit as audit_chain
 from bot.storage import outbox, prebuilt
 from bot.storage.answer_tables import CURRENT
 from bot.storage.inbound_rows import new_inbound
+from bot.storage.queued import NewOutbound, QueuedMessage
 from bot.storage.tables import (
     Alert,
     Answer,
     AuditEvent,
     Checkin,
     InboundMessage,
-    NewOutbound,
     OutboundMessage,
     Patient,
-    QueuedMessage,
     Score,
     set_lookup_hash,
 )

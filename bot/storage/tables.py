@@ -13,7 +13,6 @@ included) can refer to them. Answers and scores are in ``bot.storage.answer_tabl
 the web panel's accounts and sessions in ``bot.storage.account_tables`` (re-exported here).
 """
 
-from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -329,44 +328,6 @@ class OutboundMessage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
     read_at: datetime | None = None  # WhatsApp's "read" receipt: the recipient opened it
-
-
-@dataclass(slots=True, kw_only=True)
-class QueuedMessage:
-    """An outbox row to insert, as a plain object: what a turn queues.
-
-    Building an `OutboundMessage` (a SQLModel table row) costs about a fifth of a
-    millisecond: every field goes through pydantic's and the ORM's attribute machinery,
-    for a row that is never added to a session (`Repository.enqueue` inserts column
-    values with Core). A patient's turn queues two or three. This one costs a few
-    microseconds and gives the same values (tests/storage/test_outbox.py compares the
-    two column by column, so a column added to the table must be added here)."""
-
-    channel: str
-    recipient_kind: str
-    recipient_id: int
-    address: str
-    body: str
-    payload: dict[str, Any] = field(default_factory=dict)
-    idempotency_key: str
-    priority: int = 0
-    status: str = "queued"
-    attempts: int = 0
-    next_attempt_at: datetime
-    lease_until: datetime | None = None
-    provider_id: str | None = None
-    last_error: str | None = None
-    created_at: datetime = field(default_factory=utcnow)
-    sent_at: datetime | None = None
-    read_at: datetime | None = None
-
-    def values(self) -> dict[str, Any]:
-        """The column values of its INSERT (the database assigns the id)."""
-        return {name: getattr(self, name) for name in _QUEUED_COLUMNS}
-
-
-_QUEUED_COLUMNS = tuple(f.name for f in fields(QueuedMessage))
-NewOutbound = OutboundMessage | QueuedMessage  # what `Repository.enqueue` inserts
 
 
 class AuditEvent(SQLModel, table=True):

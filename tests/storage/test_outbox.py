@@ -12,8 +12,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage import outbox
 from bot.storage.database import Database
+from bot.storage.queued import QueuedMessage
 from bot.storage.repository import Repository
-from bot.storage.tables import OutboundMessage, QueuedMessage
+from bot.storage.tables import OutboundMessage
 
 LEASE = timedelta(seconds=30)
 

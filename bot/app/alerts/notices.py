@@ -18,8 +18,9 @@ from bot.domain import events as ev
 from bot.rendering.renderer import Renderer
 from bot.storage import outbox
 from bot.storage.digests import HELD, last_alert  # HELD: a waiting notice's key prefix
+from bot.storage.queued import QueuedMessage
 from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, QueuedMessage
+from bot.storage.tables import Clinician
 
 
 async def tell(

@@ -15,7 +15,8 @@ from bot.config import Clinic
 from bot.domain import events as ev
 from bot.rendering.renderer import Rendered, Renderer
 from bot.storage import outbox
-from bot.storage.tables import Patient, QueuedMessage
+from bot.storage.queued import QueuedMessage
+from bot.storage.tables import Patient
 
 
 def outbox_rows(

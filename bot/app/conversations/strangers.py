@@ -28,8 +28,9 @@ from bot.domain import events as ev
 from bot.storage import checkins as q
 from bot.storage import outbox
 from bot.storage.crypto import lookup_hashes
+from bot.storage.queued import QueuedMessage
 from bot.storage.repository import Repository
-from bot.storage.tables import Clinician, InboundMessage, QueuedMessage
+from bot.storage.tables import Clinician, InboundMessage
 
 UNKNOWN_SENDER = "unknown sender"  # the note kept on a message nobody could be found for
 NOT_ANSWERED = "unknown sender, not answered"  # within an hour of the reply they were sent
