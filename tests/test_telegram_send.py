@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.constants import ParseMode
 from telegram.error import BadRequest
 
-from bot.channels.telegram import TelegramChannel, _keyboard
+from bot.channels.telegram import TelegramChannel
 from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Button, Rendered
 from tests.standins import telegram as tg
@@ -45,8 +46,10 @@ class Bodies:
             body, more = body + message.get("body", b""), message.get("more_body", False)
         self.seen.append((scope["path"].rsplit("/", 1)[1], body))
 
-        async def replayed() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
+        replay = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def replayed() -> Message:  # the body once, then the client's (a disconnect)
+            return replay.pop() if replay else await receive()
 
         await self.app(scope, replayed, send)
 
@@ -71,6 +74,12 @@ async def rig() -> AsyncIterator[Rig]:
             await channel.close()
 
 
+def keyboard(message: Rendered) -> InlineKeyboardMarkup | None:
+    """The buttons as the library's objects, one a row, as the channel builds them for a photo."""
+    rows = [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in message.buttons]
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
 @pytest.mark.parametrize("message", [QUESTION, PLAIN], ids=["html-buttons", "plain"])
 async def test_a_send_puts_the_librarys_form_on_the_wire(rig: Rig, message: Rendered) -> None:
     """The channel's sendMessage body is byte for byte the library's, and the id is read back."""
@@ -80,7 +89,7 @@ async def test_a_send_puts_the_librarys_form_on_the_wire(rig: Rig, message: Rend
         chat_id=CHAT,
         text=message.text,
         parse_mode=ParseMode.HTML if message.html else None,
-        reply_markup=_keyboard(message),
+        reply_markup=keyboard(message),
     )
     assert ours == rig.bodies.seen[-1] and ours[0] == "sendMessage"
     assert sent == "1" and library.message_id == 2
