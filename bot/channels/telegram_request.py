@@ -16,15 +16,25 @@ photo is larger, and its upload ends with the read timeout if the provider stops
 A timeout raises `TimedOut`, any other failure to get an answer `NetworkError`, named by
 the aiohttp exception's class only: its text can hold the request's URL, which holds the
 bot token.
+
+`form` builds a request's parameters from strings already encoded as the Bot API reads
+them, for callers that post to a method themselves and read only its answer's JSON (the
+channel's sendMessage and editMessageText: see `bot.channels.telegram`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
 from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
+
+# The library's own parameter type: private, and the only way to fill a RequestData (whose
+# constructor takes a list of them). A string value goes out as it is (`json_value`).
+from telegram.request._requestparameter import RequestParameter
 
 
 class AiohttpRequest(BaseRequest):
@@ -90,6 +100,12 @@ class AiohttpRequest(BaseRequest):
             raise TimedOut(f"aiohttp.{type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
             raise NetworkError(f"aiohttp.{type(exc).__name__}") from exc
+
+
+def form(fields: Mapping[str, str]) -> RequestData:
+    """Parameters for `BaseRequest.post`, each value already as the form carries it (a number
+    written out, an object as JSON): what the library's methods build, without its objects."""
+    return RequestData([RequestParameter(name, value, None) for name, value in fields.items()])
 
 
 def _body(request_data: RequestData | None) -> aiohttp.FormData | dict[str, str] | None:
