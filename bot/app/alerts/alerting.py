@@ -261,7 +261,8 @@ class Alerting:
         :func:`bot.domain.alerts.undelivered`), in the caller's transaction. Audited
         (``alert_undelivered``, counted by ``checkin alerts``) and logged, ids only."""
         for alert_id in notices.alerts_told(message.payload):
-            row = await repo.session.get(Alert, alert_id)
+            # locked: an acknowledgement committing meanwhile is not overwritten
+            row = await repo.session.get(Alert, alert_id, with_for_update=True)
             patient = await repo.get_patient(row.patient_id) if row is not None else None
             if row is None or patient is None:
                 continue
