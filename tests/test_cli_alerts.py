@@ -21,7 +21,8 @@ T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 @pytest.fixture
 async def clinic_db(tmp_path: Path) -> str:
     """A migrated SQLite file with a clinician, two patients and three alerts: a crisis
-    (open, unrouted once), a routine one (acknowledged) and one of the other patient."""
+    (open, unrouted once), a routine one (acknowledged) and one of the other patient (its
+    notice refused once)."""
     url = f"sqlite:///{tmp_path / 'clinic.db'}"
     assert checkin(url, "db", "upgrade").returncode == 0
     db = Database(url)
@@ -45,6 +46,8 @@ async def clinic_db(tmp_path: Path) -> str:
             await repo.add(crisis, routine, other)
             await repo.audit(T0, "system", "alert_unrouted", f"patient:{one.id}",
                              code="ABC234", alert_id=crisis.id)  # fmt: skip
+            await repo.audit(T0, "system", "alert_undelivered", f"patient:{two.id}",
+                             code="GHJ789", alert_id=other.id, clinician=doctor.id)  # fmt: skip
     finally:
         await db.dispose()
     return url
@@ -58,16 +61,21 @@ def listing(url: str, *args: str) -> list[dict]:  # type: ignore[type-arg]
 
 
 async def test_list_filters_and_shows_unrouted(clinic_db: str) -> None:
-    """Newest first; --open and --patient filter; the unrouted count is on the alert."""
+    """Newest first; --open and --patient filter; the unrouted and undelivered counts are
+    on the alert."""
     everything = listing(clinic_db)
     assert [a["code"] for a in everything] == ["ABC234", "DEF567", "GHJ789"]
     assert [a["unrouted"] for a in everything] == [1, 0, 0]
+    assert [a["undelivered"] for a in everything] == [0, 0, 1]
     assert everything[0]["clinician_only"] is True and everything[0]["patient"] == "P-1"
     assert [a["code"] for a in listing(clinic_db, "--patient", "2")] == ["GHJ789"]
     text = checkin(clinic_db, "alerts", "--open")
     assert text.returncode == 0
     first = text.stdout.splitlines()[0]
     assert "CRISIS" in first and "ABC234" in first and first.endswith("UNROUTED x1")
+    assert text.stdout.splitlines()[-1].endswith(
+        "GHJ789  patient 2 (P-2)  severe_score  2026-05-02T09:00  UNDELIVERED x1"
+    )
 
 
 async def test_ack_then_again(clinic_db: str) -> None:

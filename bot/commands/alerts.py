@@ -38,7 +38,8 @@ def alerts_list(
     patient: Annotated[int | None, typer.Option("--patient", help="Only this patient's.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List alerts, newest first. UNROUTED marks an alert nobody could be told about."""
+    """List alerts, newest first. UNROUTED marks an alert nobody could be told about;
+    UNDELIVERED one whose notice the provider refused for good (told to the next in line)."""
     if ctx.invoked_subcommand is not None:
         return
 
@@ -55,6 +56,7 @@ def alerts_list(
         typer.echo("no alerts")
     for a in data:
         flag = f"  UNROUTED x{a['unrouted']}" if a["unrouted"] else ""
+        flag += f"  UNDELIVERED x{a['undelivered']}" if a["undelivered"] else ""
         typer.echo(
             f"{a['id']:>4}  {a['level'].upper():<8} {a['status']:<12} {a['code']}  "
             f"patient {a['patient_id']} ({a['patient']})  {a['rule']}  "
@@ -85,6 +87,7 @@ def _alert_json(alert: AlertView) -> dict[str, Any]:
         "occurrences": alert.occurrences,
         "notified": list(alert.notified),
         "unrouted": alert.unrouted,
+        "undelivered": alert.undelivered,
         "clinician_only": alert.clinician_only,
     }
 

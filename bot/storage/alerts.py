@@ -102,6 +102,20 @@ async def backup(session: AsyncSession, primary_id: int | None) -> int | None:
     return cover.id if cover is not None and cover.active else None
 
 
+async def next_in_line(session: AsyncSession, primary_id: int | None) -> list[int]:
+    """Whom a notice that failed for good goes to, in order: the primary's backup, then the
+    clinic's other active clinicians with an address, by id (as :func:`primary` falls back
+    to the first). The primary is not among them: every notice of an alert goes to them."""
+    cover = await backup(session, primary_id)
+    statement = (
+        select(Clinician.id)
+        .where(Clinician.active == True, col(Clinician.address).is_not(None))  # noqa: E712
+        .order_by(col(Clinician.id))
+    )
+    others = [i for i in (await session.exec(statement)).all() if i not in (primary_id, cover)]
+    return [i for i in (cover, *others) if i is not None]
+
+
 async def session_times(session: AsyncSession, patient_id: int) -> list[datetime]:
     statement = select(TreatmentSession.at).where(
         TreatmentSession.patient_id == patient_id, col(TreatmentSession.cancelled_at).is_(None)
@@ -169,9 +183,21 @@ def may_see(alert: Alert, patient: Patient, clinician_id: int) -> bool:
 
 async def unrouted_counts(session: AsyncSession, alert_ids: Sequence[int]) -> Counter[int]:
     """How many times each alert had nobody to notify (from the `alert_unrouted` audits)."""
+    return await audit_counts(session, "alert_unrouted", alert_ids)
+
+
+async def undelivered_counts(session: AsyncSession, alert_ids: Sequence[int]) -> Counter[int]:
+    """How many of each alert's notices failed for good (the `alert_undelivered` audits)."""
+    return await audit_counts(session, "alert_undelivered", alert_ids)
+
+
+async def audit_counts(
+    session: AsyncSession, action: str, alert_ids: Sequence[int]
+) -> Counter[int]:
+    """How many audit events of `action` name each alert (``alert_id`` in their detail)."""
     if not alert_ids:
         return Counter()
-    statement = select(AuditEvent.detail).where(AuditEvent.action == "alert_unrouted")
+    statement = select(AuditEvent.detail).where(AuditEvent.action == action)
     wanted = set(alert_ids)
     found = Counter[int]()
     for detail in (await session.exec(statement)).all():

@@ -95,7 +95,7 @@ def status_handler(app: App) -> Handler:
         if state == "read":
             await record_read(app.db, app.clock, "whatsapp", sid)
         elif error == str(OUTSIDE_WINDOW):
-            await record_held(app.db, app.clock, sid)
+            await record_held(app.db, app.clock, sid, app.services.alerting)
         else:
             await record_status(
                 app.db, app.clock, "whatsapp", sid, state, error,

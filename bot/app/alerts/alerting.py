@@ -45,20 +45,19 @@ from bot.domain.alerts import (
     on_wording_missing,
     raise_or_update,
     safety_answer_lowered,
+    undelivered,
 )
 from bot.domain.scoring import lowered_after_endorsement
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer
 from bot.storage.alerts import backup as backup_of
+from bot.storage.alerts import next_in_line, state_of, store
 from bot.storage.alerts import primary as primary_of
-from bot.storage.alerts import (
-    state_of,
-    store,
-)
 from bot.storage.alerts import unresolved as rows_for
 from bot.storage.checkins import open_checkin
+from bot.storage.outbox import Outgoing
 from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Clinician, Patient
+from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
 
 log = logging.getLogger(__name__)
 MESSAGE_SET_ASIDE = "message_unprocessed"  # the rule of the alert for a set-aside message
@@ -254,6 +253,41 @@ class Alerting:
             count += 1
         return count
 
+    async def undelivered(
+        self, repo: Repository, message: Outgoing | OutboundMessage, now: datetime
+    ) -> None:
+        """A message to a clinician failed for good (refused, blocked, invalid number):
+        each open alert it told of goes at once to the next clinician in line (see
+        :func:`bot.domain.alerts.undelivered`), in the caller's transaction. Audited
+        (``alert_undelivered``, counted by ``checkin alerts``) and logged, ids only."""
+        for alert_id in notices.alerts_told(message.payload):
+            # locked: an acknowledgement committing meanwhile is not overwritten
+            row = await repo.session.get(Alert, alert_id, with_for_update=True)
+            patient = await repo.get_patient(row.patient_id) if row is not None else None
+            if row is None or patient is None:
+                continue
+            line = await next_in_line(repo.session, await primary_of(repo.session, patient))
+            change = undelivered(state_of(row), message.recipient_id, now, line)
+            if change is None:
+                continue
+            store(row, change.alert)
+            await repo.add(row)
+            instead = change.notify[0] if change.notify else None
+            log.warning(
+                "alert %s (level %s): message %s to clinician %s failed for good; told now: %s",
+                row.id, row.level, message.id, message.recipient_id, instead or "nobody left",
+            )  # fmt: skip
+            await repo.audit(
+                now, "system", "alert_undelivered", f"patient:{patient.id}", code=row.code,
+                alert_id=row.id, clinician=message.recipient_id, message=message.id,
+                rerouted_to=instead,
+            )  # fmt: skip
+            if change.event is not None:
+                await repo.audit(
+                    now, "system", "AlertEscalated", f"patient:{patient.id}", code=row.code
+                )
+                await self._notify(repo, patient, row, change, now)
+
     # ---- acknowledgement --------------------------------------------------------------
 
     async def clinician_says(
@@ -320,7 +354,10 @@ class Alerting:
                 await notices.hold(r, repo, clinician, notice, row.id, source, now, until)
                 self.digests.held(until)
             else:
-                await self.tell(repo, clinician, notice, source, now)
+                assert row.id is not None
+                await notices.tell(
+                    self.renderer, repo, clinician, notice, source, now, alerts=[row.id]
+                )
 
     async def _unrouted(
         self, repo: Repository, patient: Patient, row: Alert, clinician_id: int, now: datetime

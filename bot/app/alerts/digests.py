@@ -91,18 +91,25 @@ class Digests:
         ids = [row.id for row in group if row.id is not None]
         await held.drop(repo.session, ids)
         clinician = await repo.session.get(Clinician, clinician_id)
-        told = [n for n in [await _notice(repo, row) for row in group] if n is not None]
+        told: list[ev.AlertNotice] = []
+        alert_of: dict[int, int] = {}  # each notice (by identity) to its alert's id
+        for row in group:
+            if (notice := await _notice(repo, row)) is not None:
+                alert_of[id(notice)] = int(row.payload["held"]["alert"])
+                told.append(notice)
         if clinician is None or clinician.address is None or not told:
             return 0  # a clinician removed meanwhile: the alerts escalate as usual
         if len(told) == 1:
             source = str(group[0].payload["held"]["source"])
-            await notices.tell(self.renderer, repo, clinician, told[0], source, now)
+            alerts = [alert_of[id(told[0])]]
+            await notices.tell(self.renderer, repo, clinician, told[0], source, now, alerts=alerts)
             return 1
         ordered = digest_order(told)
         for n, first in enumerate(range(0, len(ordered), PER_DIGEST)):
-            digest = ev.AlertDigest(ordered[first : first + PER_DIGEST])
-            source = f"digest{min(ids)}:{n}"
-            await notices.tell(self.renderer, repo, clinician, digest, source, now)
+            chunk = ordered[first : first + PER_DIGEST]
+            source, alerts = f"digest{min(ids)}:{n}", [alert_of[id(x)] for x in chunk]
+            digest = ev.AlertDigest(chunk)
+            await notices.tell(self.renderer, repo, clinician, digest, source, now, alerts=alerts)
         return n + 1
 
 

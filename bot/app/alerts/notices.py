@@ -7,11 +7,15 @@ due only a minute after its window closes, so that the digest pass
 (:mod:`bot.app.alerts.digests`) takes it first; if that pass never runs, it still goes.
 Whether to hold it is :func:`digest_until`: a clinician's first alert goes at once, and
 those raised within the window after it wait to leave together.
+
+An alert message names the alerts it tells of by id (payload ``alerts``), so that a message
+the provider refuses for good can have them told to someone else (:func:`alerts_told`).
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from bot.domain import events as ev
@@ -32,9 +36,10 @@ async def tell(
     now: datetime,
     photo: bytes | None = None,
     held: dict[str, object] | None = None,
+    alerts: Sequence[int] = (),
 ) -> None:
     """Queue a message to a clinician (a `photo`, PNG, goes with it as base64). `held`:
-    see :func:`hold`."""
+    see :func:`hold`; `alerts`: the ids of the alerts an alert message tells of."""
     assert clinician.id is not None and clinician.address is not None
     rendered = renderer.render(intent, clinician.channel, "en")
     if rendered is None:
@@ -46,6 +51,7 @@ async def tell(
         payload["photo"] = base64.b64encode(photo).decode("ascii")
     if isinstance(intent, ALERTS):
         payload["told_at"] = now.isoformat()  # when the next alert may go at once again
+        payload["alerts"] = list(alerts)
     key, due = f"{source}:c{clinician.id}", now
     if held is not None:
         payload["held"] = held
@@ -67,6 +73,17 @@ async def tell(
 
 
 ALERTS = (ev.AlertNotice, ev.AlertDigest)
+ALERT_INTENTS = tuple(t.__name__ for t in ALERTS)
+
+
+def alerts_told(payload: Mapping[str, object]) -> list[int]:
+    """The ids of the alerts a queued message tells of (none: not an alert message)."""
+    if payload.get("intent") not in ALERT_INTENTS:
+        return []
+    told = payload.get("alerts")
+    return [int(i) for i in told] if isinstance(told, list) else []
+
+
 HELD_FALLBACK = timedelta(minutes=1)  # sent alone this long after its window, if not taken
 
 
@@ -108,4 +125,4 @@ async def hold(
     escalation, the time and the key it would have had alone; never a name."""
     held = {"until": until.isoformat(), "alert": alert_id, "escalation": notice.escalation,
             "at": notice.at.isoformat(), "source": source}  # fmt: skip
-    await tell(renderer, repo, clinician, notice, source, now, held=held)
+    await tell(renderer, repo, clinician, notice, source, now, held=held, alerts=[alert_id])

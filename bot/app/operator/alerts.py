@@ -17,7 +17,7 @@ from bot.app.ports import Clock
 from bot.app.services import Services
 from bot.domain.alerts import OPERATOR, clinician, clinician_only
 from bot.domain.errors import NotFound
-from bot.storage.alerts import UNRESOLVED, state_of, unrouted_counts
+from bot.storage.alerts import UNRESOLVED, state_of, undelivered_counts, unrouted_counts
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, Patient
@@ -44,16 +44,17 @@ class AlertView:
     notified: tuple[int, ...]  # the clinicians told so far
     unrouted: int  # notices nobody could be sent
     clinician_only: bool  # only a clinician may resolve it
+    undelivered: int = 0  # notices the provider refused for good (told to the next in line)
 
     @classmethod
-    def of(cls, alert: Alert, patient: Patient, unrouted: int) -> AlertView:
+    def of(cls, alert: Alert, patient: Patient, unrouted: int, undelivered: int = 0) -> AlertView:
         assert alert.id is not None
         return cls(
             alert.id, alert.patient_id, patient.display_name, alert.rule, alert.level,
             alert.status, alert.code, dict(alert.detail), alert.created_at, alert.ack_deadline,
             alert.acknowledged_by, alert.acknowledged_at, alert.resolved_by, alert.resolved_at,
             alert.escalation_count, alert.occurrences, tuple(alert.recipients), unrouted,
-            clinician_only(state_of(alert)),
+            clinician_only(state_of(alert)), undelivered,
         )  # fmt: skip
 
 
@@ -69,10 +70,12 @@ async def list_alerts(
             statement = statement.where(Alert.patient_id == patient_id)
         order = (col(Alert.created_at).desc(), col(Alert.id).desc())
         found = (await session.exec(statement.order_by(*order))).all()
-        unrouted = await unrouted_counts(session, [a.id for a, _ in found if a.id is not None])
+        ids = [a.id for a, _ in found if a.id is not None]
+        unrouted = await unrouted_counts(session, ids)
+        undelivered = await undelivered_counts(session, ids)
         subject = f"patient:{patient_id}" if patient_id is not None else "alerts"
         await Repository(session).audit(clock(), "operator", "alerts_listed", subject)
-        return [AlertView.of(a, p, unrouted[a.id or 0]) for a, p in found]
+        return [AlertView.of(a, p, unrouted[a.id or 0], undelivered[a.id or 0]) for a, p in found]
 
 
 @dataclass(frozen=True)

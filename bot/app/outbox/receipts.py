@@ -8,8 +8,9 @@ as held, ``bot.app.conversations.whatsapp_window.hold_sent``, unless it was deli
 A held message keeps its sid until it is sent again: a later failure or 63016 for it
 changes nothing, and a later delivered or read wins over the 63016 (:func:`_arrived`). A
 clinician's message refused with 63016 is not held (nothing would release it): it failed,
-as any refusal, so an alert it carried escalates at its deadline and the operator's
-count of delivery failures shows it.
+as any refusal, so an alert it carried goes at once to the next clinician in line
+(``Alerting.undelivered``, as for any failed receipt of a clinician's message) and the
+operator's count of delivery failures shows it.
 
 A receipt may arrive before its send is recorded (Twilio called back before its answer to
 the send reached us, or the mark was held for the line's next send): it is kept
@@ -77,10 +78,13 @@ async def record_read(db: Database, clock: Clock, channel: str, provider_id: str
     await _record(db, _receipt(clock, channel, provider_id, READ))
 
 
-async def record_held(db: Database, clock: Clock, provider_id: str) -> None:
+async def record_held(
+    db: Database, clock: Clock, provider_id: str, alerting: Alerting | None = None
+) -> None:
     """WhatsApp's 63016 after Twilio took the message (the 24-hour window was shut): the
-    message is held for the patient's reply (``whatsapp_window.hold_sent``)."""
-    await _record(db, _receipt(clock, "whatsapp", provider_id, HELD, "63016"))
+    message is held for the patient's reply (``whatsapp_window.hold_sent``); a clinician's
+    failed (:func:`_refused`)."""
+    await _record(db, _receipt(clock, "whatsapp", provider_id, HELD, "63016"), alerting)
 
 
 async def apply_early(
@@ -177,6 +181,8 @@ async def _apply(
     await repo.add(message)
     if receipt.opted_out and message.recipient_kind == "patient":
         await mark_unreachable(repo, message, now, alerting)
+    if message.status == "failed" and message.recipient_kind == "clinician" and alerting:
+        await alerting.undelivered(repo, message, now)  # its alerts go on to the next in line
 
 
 def _read(message: OutboundMessage, at: datetime) -> bool:
@@ -210,7 +216,8 @@ def _refused(message: OutboundMessage) -> bool:
     """63016 on a message to a clinician: nothing holds it for their reply (a clinician's
     window opens only when they write, and an alert goes as a template already), so it
     failed, as any refusal: counted by ``checkin_delivery_failures``, and an alert it
-    carried, still unacknowledged, escalates at its deadline. Opaque ids in the log."""
+    carried, still unacknowledged, goes to the next clinician in line at once
+    (:func:`_apply`). Opaque ids in the log."""
     if message.status in FINAL:
         return False
     message.status, message.last_error = "failed", f"whatsapp: {REFUSED} (after sending)"

@@ -7,11 +7,12 @@ outcome is recorded after it, in a short transaction (one for all the sends of a
 when the caller holds them back: :meth:`Sender.record`).
 
 Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
-lets the recipient's next message go; so does an exception the channel did not translate
-(a bug: retrying it would fail the same way each time and hold every later message to that
-recipient behind it), recorded as ``unexpected error (<type>)``. Anything else is retried
-with exponential backoff, never sooner than the provider's Retry-After, for as long as it
-takes.
+lets the recipient's next message go; a clinician's alert message's alerts go at once to
+the next clinician in line, in the same transaction (``Alerting.undelivered``). So does an
+exception the channel did not translate (a bug: retrying it would fail the same way each
+time and hold every later message to that recipient behind it), recorded as
+``unexpected error (<type>)``. Anything else is retried with exponential backoff, never
+sooner than the provider's Retry-After, for as long as it takes.
 """
 
 from __future__ import annotations
@@ -226,6 +227,8 @@ class Sender:
             if failure.permanent:
                 await repo.mark_dead(message.id, failure.reason)
                 log.warning("outbound %s dead: %s", message.id, failure.reason)
+                if message.recipient_kind == "clinician" and self.alerting is not None:
+                    await self.alerting.undelivered(repo, message, self.clock())
                 return Report(dead=1)
             delay = self.policy.delay(message.attempts, failure.retry_after_s, failure.maybe_sent)
             retry_at = self.clock() + delay

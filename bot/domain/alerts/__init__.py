@@ -50,6 +50,7 @@ from bot.domain.alerts.lifecycle import (
     normalize_code,
     raise_or_update,
     resolve,
+    undelivered,
 )
 from bot.domain.alerts.optout import (
     OptOutFacts,
@@ -154,4 +155,5 @@ __all__ = [
     "rules_from_mapping",
     "safety_answer_lowered",
     "serious_open",
+    "undelivered",
 ]

@@ -14,6 +14,10 @@ tense) and the clinicians to message now; nothing here stores or sends anything.
 * An update keeps what earlier triggers established: when crisis resources were sent,
   and every red-flag symptom named (``symptoms``). A symptom the alert did not name yet
   is news, not a repeat: the clinicians told about the alert are told again, which one.
+* A notice the provider refused for good (blocked bot, bad number, ...) goes at once to
+  the next clinician in line (:func:`undelivered`): once per clinician per failure round,
+  a round lasting until the next deadline escalation, so notices failing in turn never
+  bounce. The round is kept in the detail (``round_failed``, ``round_told``).
 * Crisis alerts, and the rules in ``CLINICIAN_CLOSES``, are resolved only by a clinician;
   anyone else's attempt is refused and recorded.
 
@@ -56,6 +60,9 @@ Status = Literal["open", "acknowledged", "resolved"]
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 6
 _CODE_TRIES = 100
+# the failure round (in the detail): clinicians whose notice failed for good in it, and
+# those told in it (by the escalation or upgrade that opened it, or instead of another)
+ROUND_FAILED, ROUND_TOLD = "round_failed", "round_told"
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,9 @@ def _carried(
     symptoms = list(dict.fromkeys(",".join(named).split(","))) if named else []
     if symptoms:
         detail[SYMPTOMS] = ",".join(symptoms)
+    for key in (ROUND_FAILED, ROUND_TOLD):  # the failure round goes on
+        if key in before:
+            detail[key] = before[key]
     return detail
 
 
@@ -201,6 +211,7 @@ def _upgrade(
     notify = _unique([primary, *alert.recipients]) if deadline is not None else ()
     upgraded = replace(
         alert,
+        detail=_new_round(alert.detail, notify),
         level=level,
         status="open",
         ack_deadline=deadline,
@@ -231,6 +242,7 @@ def escalate(
         notify = _unique([primary, *([backup] if backup is not None else [])])
     escalated = replace(
         alert,
+        detail=_new_round(alert.detail, notify),
         escalation_count=alert.escalation_count + 1,
         last_notified_at=now,
         recipients=_unique([*alert.recipients, *notify]),
@@ -239,6 +251,53 @@ def escalate(
         alert.code, alert.rule, alert.level, now, escalated.escalation_count, notify
     )
     return Change(escalated, event, notify)
+
+
+def undelivered(
+    alert: AlertState, failed: int, now: datetime, candidates: Sequence[int]
+) -> Change | None:
+    """A notice of `alert` to clinician `failed` will never arrive: the first of
+    `candidates` (in routing order) not yet in this failure round is told at once, as an
+    escalation (its deadline stays). Nobody left: only the failure is kept, and the
+    deadline escalation goes on as usual. None: nothing changes (the alert is no longer
+    open, expects no acknowledgement, or `failed` failed already this round)."""
+    if alert.status != "open" or alert.ack_deadline is None:
+        return None
+    failed_before, told = _ids(alert.detail, ROUND_FAILED), _ids(alert.detail, ROUND_TOLD)
+    if failed in failed_before:
+        return None
+    tried = (*failed_before, failed)
+    detail = {**alert.detail, ROUND_FAILED: _joined(tried)}
+    ahead = [c for c in candidates if c not in tried and c not in told]
+    if not ahead:
+        return Change(replace(alert, detail=detail))
+    notify = (ahead[0],)
+    detail[ROUND_TOLD] = _joined((*told, *notify))
+    escalated = replace(
+        alert,
+        detail=detail,
+        escalation_count=alert.escalation_count + 1,
+        last_notified_at=now,
+        recipients=_unique([*alert.recipients, *notify]),
+    )
+    event = AlertEscalated(
+        alert.code, alert.rule, alert.level, now, escalated.escalation_count, notify
+    )
+    return Change(escalated, event, notify)
+
+
+def _ids(detail: Mapping[str, DetailValue], key: str) -> tuple[int, ...]:
+    return tuple(int(i) for i in str(detail.get(key) or "").split(",") if i)
+
+
+def _joined(ids: Iterable[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def _new_round(detail: Mapping[str, DetailValue], told: Sequence[int]) -> dict[str, DetailValue]:
+    """The detail with a new failure round, opened by telling `told`."""
+    kept = {k: v for k, v in detail.items() if k not in (ROUND_FAILED, ROUND_TOLD)}
+    return {**kept, ROUND_TOLD: _joined(told)} if told else kept
 
 
 def acknowledge(alert: AlertState, clinician_id: int, now: datetime) -> Change:
