@@ -10,9 +10,12 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.alerts.notices import digest_until
 from bot.app.outbox.delivery import deliver_when_woken
 from bot.domain import events as ev
 from bot.storage.database import Database
@@ -163,3 +166,28 @@ async def until(condition: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("timed out")
+
+
+@pytest.mark.parametrize(
+    "dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_turns_deciding_at_once_for_one_clinician_send_one_alert_at_once(
+    db: Database,
+) -> None:
+    """Two transactions deciding at the same moment for one clinician (PostgreSQL runs
+    turns side by side): the first sends its alert at once, the second waits the window
+    for the digest. Before, neither saw the other's uncommitted alert and both went at
+    once (fifty crisis turns sent a clinician three or four, the last held by Telegram's
+    per-chat limit past 2 s). Once the first is over, the next decides alone again."""
+    async with db.transaction() as session:
+        doctor = Clinician(display_name="Dr. D", channel="telegram", address=str(DOCTOR))
+        await Repository(session).add(doctor)
+    assert doctor.id is not None
+    now = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+    async with db.transaction() as first:
+        assert await digest_until(Repository(first), doctor.id, now, SECOND) is None
+        async with db.transaction() as second:
+            held_until = await digest_until(Repository(second), doctor.id, now, SECOND)
+    assert held_until == now + SECOND
+    async with db.transaction() as later:
+        assert await digest_until(Repository(later), doctor.id, now, SECOND) is None

@@ -21,7 +21,11 @@ from datetime import datetime, timedelta
 from bot.domain import events as ev
 from bot.rendering.renderer import Renderer
 from bot.storage import outbox
-from bot.storage.digests import HELD, last_alert  # HELD: a waiting notice's key prefix
+from bot.storage.digests import (  # HELD: a waiting notice's key prefix
+    HELD,
+    deciding_alone,
+    last_alert,
+)
 from bot.storage.queued import QueuedMessage
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician
@@ -94,7 +98,11 @@ async def digest_until(
     goes at once. The first alert after a quiet `window` goes at once (a lone crisis alert
     never waits); one raised within `window` of the last alert told waits until `window`
     after it, and joins a digest already waiting. So a clinician gets at most one alert
-    message a window, and no alert waits longer than the window."""
+    message a window, and no alert waits longer than the window. While another
+    transaction decides for the same clinician (PostgreSQL, turns at once), this one
+    waits the window: it joins that one's digest, or is the digest after its alert."""
+    if not await deciding_alone(repo.session, clinician_id, repo.dialect == "postgresql"):
+        return now + window
     last = await last_alert(repo.session, clinician_id)
     if last is None:
         return None
