@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, or_, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -201,3 +204,35 @@ async def unprocessed_from(
         .execution_options(populate_existing=True)
     )
     return (await session.exec(statement)).all()
+
+
+_CHECKIN = Checkin.__table__  # type: ignore[attr-defined]
+
+
+async def save_step(session: AsyncSession, checkin: Checkin) -> None:
+    """Write what a step changed on a check-in loaded in this session: one UPDATE of the
+    changed columns, guarded by its version counter as the ORM's flush is
+    (``WHERE version = :seen``, bumped; a stale copy raises ``StaleDataError``), without
+    the ORM's unit of work (about a twentieth of a turn's CPU went to flushing this one
+    row). The object is left as if flushed: its new values are its committed ones. A
+    check-in not yet in the database is flushed as usual."""
+    state = sa_inspect(checkin)
+    if not state.persistent:
+        session.add(checkin)
+        await session.flush()
+        return
+    changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
+    if not changed:
+        return
+    seen = checkin.version
+    statement = (
+        update(_CHECKIN)
+        .where(_CHECKIN.c.id == checkin.id, _CHECKIN.c.version == seen)
+        .values(**changed, version=seen + 1)
+    )
+    connection = await session.connection()
+    if (await connection.execute(statement)).rowcount != 1:
+        raise StaleDataError(f"check-in {checkin.id}: changed by another transaction")
+    for key, value in changed.items():
+        set_committed_value(checkin, key, value)
+    set_committed_value(checkin, "version", seen + 1)

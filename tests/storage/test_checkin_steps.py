@@ -1,0 +1,55 @@
+"""A step's check-in written by `save_step`: one UPDATE of what changed, guarded by the
+version counter as the ORM's flush is, and nothing written again at the commit."""
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy.orm.exc import StaleDataError
+
+from bot.storage import checkins as q
+from bot.storage.database import Database
+from bot.storage.tables import Checkin
+from tests.statements import statements
+
+
+async def test_a_step_writes_what_changed_once_and_bumps_the_version(
+    db: Database, checkin: Checkin, now: datetime
+) -> None:
+    async with db.transaction() as session:
+        row = await session.get(Checkin, checkin.id)
+        assert row is not None and row.version == 1
+        row.status, row.state = "in_progress", {"asked": ["phq9.q1"], "answers": {"q1": 2}}
+        row.next_reminder_at = now + timedelta(hours=4)
+        with statements(db) as seen:
+            await q.save_step(session, row)
+            await session.flush()  # (what the commit would write: nothing more)
+        assert row.version == 2
+    updates = [s for s in seen if s.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1 and "version" in updates[0]
+    async with db.transaction() as session:
+        stored = await session.get(Checkin, checkin.id)
+        assert stored is not None
+        assert (stored.status, stored.version) == ("in_progress", 2)
+        assert stored.state == {"asked": ["phq9.q1"], "answers": {"q1": 2}}
+        assert stored.next_reminder_at == now + timedelta(hours=4)
+
+
+async def test_a_step_on_a_stale_copy_is_refused(db: Database, checkin: Checkin) -> None:
+    """Another transaction moved the check-in on after this copy was read: the step
+    raises (its transaction rolls back) instead of overwriting the newer state."""
+    async with db.transaction() as session:
+        row = await session.get(Checkin, checkin.id)  # this copy: version 1
+    assert row is not None
+    async with db.transaction() as other:
+        newer = await other.get(Checkin, checkin.id)
+        assert newer is not None
+        newer.status = "cancelled"  # version 2
+    async with db.transaction() as session:
+        session.add(row)
+        row.status = "in_progress"
+        with pytest.raises(StaleDataError):
+            await q.save_step(session, row)
+        session.expunge(row)  # (a turn's transaction would roll back on the error)
+    async with db.transaction() as session:
+        stored = await session.get(Checkin, checkin.id)
+        assert stored is not None and (stored.status, stored.version) == ("cancelled", 2)
