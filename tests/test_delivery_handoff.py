@@ -18,10 +18,12 @@ from sqlmodel import select
 
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.takeover import release_dead_leases
+from bot.storage import database as database_module
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.tables import OutboundMessage, Patient
 from scheduler.loop import courier, tick
+from tests.standins.server import Fault
 from tests.statements import statements
 from tests.test_services import SimClock
 from tests.test_telegram import CHAT, Rig, rig, table  # noqa: F401  (rig: a fixture)
@@ -249,3 +251,41 @@ async def test_handed_rows_leave_while_the_courier_waits_to_claim(
             second.set()
             await asyncio.gather(*holders)
         await all_sent(rig, 3)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+async def test_sends_under_way_finish_when_the_drains_claim_fails(
+    rig: Rig,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows handed over while the drain waits to claim are sent by that drain. When the
+    claim then fails (here: it waits for SQLite's lock past the busy timeout, shortened
+    to 0.3 s), the sends under way still finish and are recorded; before, the failed
+    drain cancelled them, and a question the provider already had went again after its
+    30 s lease."""
+    monkeypatch.setattr(database_module, "WRITE_TURN_WAIT_S", 0.3)
+    monkeypatch.setattr(database_module, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    await asked_first_question(rig)
+    rig.stand_in.fail(Fault(delay_s=1.5), method="sendMessage")  # the next question: slow
+    first, second = asyncio.Event(), asyncio.Event()
+    async with courier(rig.app):
+        await until(lambda: rig.app.deliverer.hands_off)
+        holders = [asyncio.create_task(_hold_a_write_turn(rig.app.db, first))]
+        await asyncio.sleep(0.05)
+        question = rig.last_question()
+        update = rig.stand_in.callback_update(CHAT, question["message_id"], "phq9.q1=0")
+        answered = asyncio.create_task(rig.post(update))
+        await asyncio.sleep(0.05)
+        holders.append(asyncio.create_task(_hold_a_write_turn(rig.app.db, second)))
+        await asyncio.sleep(0.05)
+        rig.app.kick()  # the claim waits behind the second holder, and gives up
+        first.set()
+        try:
+            assert (await answered).status_code == 200
+            await asyncio.sleep(0.9)  # the claim has failed; the question is still out
+            assert len(rig.stand_in.calls_to("sendMessage")) == 2
+        finally:
+            second.set()
+            await asyncio.gather(*holders)
+        sent = await all_sent(rig, 3)
+    assert [m.attempts for m in sent] == [1, 1, 1]  # none went twice

@@ -260,11 +260,15 @@ class Alerting:
         each open alert it told of goes at once to the next clinician in line (see
         :func:`bot.domain.alerts.undelivered`), in the caller's transaction. Audited
         (``alert_undelivered``, counted by ``checkin alerts``) and logged, ids only."""
-        for alert_id in notices.alerts_told(message.payload):
-            # locked: an acknowledgement committing meanwhile is not overwritten
-            row = await repo.session.get(Alert, alert_id, with_for_update=True)
-            patient = await repo.get_patient(row.patient_id) if row is not None else None
-            if row is None or patient is None:
+        # locked (an acknowledgement committing meanwhile is not overwritten), read afresh,
+        # all at once and in id order, as the escalation pass takes them: a digest lists
+        # its alerts crisis first, and locking in that order could deadlock with it
+        told = sorted(set(notices.alerts_told(message.payload)))
+        statement = select(Alert).where(col(Alert.id).in_(told)).order_by(col(Alert.id))
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+        for row in (await repo.session.exec(statement)).all() if told else ():
+            patient = await repo.get_patient(row.patient_id)
+            if patient is None:
                 continue
             line = await next_in_line(repo.session, await primary_of(repo.session, patient))
             change = undelivered(state_of(row), message.recipient_id, now, line)

@@ -8,13 +8,11 @@ again: delivery is at least once, in order per recipient. A recipient's messages
 together record their outcomes together, in one transaction.
 
 This module is the pump: claims, the sends in flight, their leases renewed. A recipient's
-messages taken together (a *line*) are sent one after the other by one task, and a message
-that is not sent stops the rest of its line: handed back when it is to be retried, they
-follow it at its retry as any later message does. The rows a turn of this process
-queued are handed to it directly (:meth:`Deliverer.take`): leased in the turn's own
-transaction, they are sent without being claimed back. One send and its outcome (what is
-permanent and what is retried) is :mod:`bot.app.outbox.sending`; how fast sends may leave,
-:mod:`bot.app.outbox.pacing`.
+messages taken together (a *line*) go one after the other from one task; one not sent
+stops the rest, which follow it at its retry. The rows a turn of this process queued
+are handed to it (:meth:`Deliverer.take`), leased in the turn's own transaction: no
+claim reads them back. One send and its outcome: :mod:`bot.app.outbox.sending`; how
+fast sends may leave: :mod:`bot.app.outbox.pacing`.
 
 Stopping (the courier's `stop`, on SIGTERM) claims and starts nothing more; the sends the
 provider has finish and are recorded, for ``[scheduler] stop_grace_s`` at most. Only what
@@ -130,8 +128,8 @@ class Deliverer:
             self._not_begun.hold(claimed)
             self._handed += [(line, edits) for line in _lines(claimed)]
             self._arrived.set()
-            if self._draining is not None:  # sent now, even while the drain itself waits
-                self._start_handed(self._draining)  # for a claim behind other turns
+            if self._draining is not None:  # now, even while it waits to claim
+                self._start_handed(self._draining)
         if more and self._wake is not None:
             self._wake.set()
 
@@ -183,6 +181,10 @@ class Deliverer:
                     not sending.running or (sending.full and room >= self.batch // 2)
                 ):
                     await self._claim(sending, room, wake)
+        except Exception:  # a claim failed: the sends under way still go (cut off, they
+            self._draining = None  # would go again after their lease)
+            await asyncio.gather(*sending.running, return_exceptions=True)
+            raise
         finally:
             self._draining = None
             await sending.cancel()
@@ -357,8 +359,7 @@ class _Sending:
 
 
 def _lines(messages: Sequence[Outgoing]) -> list[list[Outgoing]]:
-    """`messages` as one line per recipient, each in id order, in the order of each
-    recipient's first message."""
+    """One line per recipient, each in id order, in the order of their first message."""
     lines: dict[tuple[str, int], list[Outgoing]] = {}
     for message in messages:
         lines.setdefault((message.recipient_kind, message.recipient_id), []).append(message)
@@ -366,10 +367,9 @@ def _lines(messages: Sequence[Outgoing]) -> list[list[Outgoing]]:
 
 
 class _Call:
-    """A place at `gate` for one provider call, given back as soon as the provider has
-    answered (`release`), or at the latest when the block ends. Sixteen sends waiting to
-    record their outcome (SQLite's one writer busy with fifty turns) held all sixteen
-    places before, and the crisis messages behind them waited 0.4 s for nothing."""
+    """A place at `gate` for one provider call, given back once the provider has answered
+    (`release`) or the block ends: sends waiting to record their outcome held every place
+    before, and crisis messages behind them waited 0.4 s for nothing."""
 
     def __init__(self, gate: asyncio.Semaphore) -> None:
         self._gate = gate
