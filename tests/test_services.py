@@ -464,6 +464,29 @@ async def test_a_message_with_nothing_waiting_is_stored_processed_in_one_stateme
     ]
 
 
+async def test_a_turn_reads_its_patient_and_open_check_in_in_one_statement_on_sqlite(
+    db: Database, wired: Wired
+) -> None:
+    """SQLite: the turn's first statement finds the patient and the check-in open, and no
+    statement reads the check-in on its own. PostgreSQL keeps two (the patient's lock, then
+    the check-in; see `patient_with_open_checkin`): the simultaneous-messages test above
+    fails with one there. Either way the answer is stepped and stored."""
+    patient_id = await add_patient(db)
+    checkin = await started(wired, patient_id, ["phq9"])
+    with statements(db) as seen:
+        assert await wired.services.inbox.handle_inbound(said("pat-1", "2", 0))
+    selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    reading_checkin = [s for s in selects if re.search(r"\bFROM checkin\b", s)]
+    if db.dialect == "sqlite":
+        assert "LEFT OUTER JOIN checkin" in selects[0] and "FROM patient" in selects[0]
+        assert reading_checkin == []
+    else:
+        assert "FOR UPDATE" in selects[0] and "checkin" not in selects[0]
+        assert len(reading_checkin) == 1
+    (answer,) = await rows(db, Answer, Answer.checkin_id == checkin.id)
+    assert answer.raw_text == "2" and answer.value_int == 2
+
+
 async def test_control_characters_are_stripped_before_storing(db: Database, wired: Wired) -> None:
     """A NUL byte (which PostgreSQL refuses) cannot make an answer impossible to record."""
     patient_id = await add_patient(db)

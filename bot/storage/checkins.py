@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from enum import Enum
+from typing import Literal
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -44,6 +46,36 @@ _OPEN_CHECKIN = (
     )
     .order_by(col(Checkin.due_at), col(Checkin.id))
 )
+# SQLite: the patient and, in the same trip, the check-in open now (a turn's first
+# statement; see `patient_with_open_checkin` for why not on PostgreSQL).
+_PATIENT_AND_OPEN_CHECKIN = (
+    select(Patient, Checkin)
+    .outerjoin(
+        Checkin,
+        and_(
+            col(Checkin.patient_id) == col(Patient.id),
+            col(Checkin.status).in_(OPEN_STATUSES),
+        ),
+    )
+    .where(
+        Patient.channel == bindparam("b_channel"),
+        col(Patient.address_hash).in_(bindparam("b_hashes", expanding=True)),
+    )
+    .order_by(col(Patient.id), col(Checkin.due_at), col(Checkin.id))
+    .limit(1)
+    .with_for_update(of=Patient)
+    .execution_options(populate_existing=True)
+)
+
+
+class Unread(Enum):
+    """A check-in not read yet (distinct from None: read, and none is open)."""
+
+    UNREAD = 0
+
+
+UNREAD = Unread.UNREAD
+MaybeRead = Checkin | None | Literal[Unread.UNREAD]
 
 
 async def patient_by_address(
@@ -55,6 +87,28 @@ async def patient_by_address(
     params = {"b_channel": channel, "b_hashes": lookup_hashes(address)}
     statement = _PATIENT_BY_HASH_LOCKED if lock else _PATIENT_BY_HASH
     return (await session.exec(statement, params=params)).first()
+
+
+async def patient_with_open_checkin(
+    session: AsyncSession, channel: str, address: str
+) -> tuple[Patient, Checkin | None] | None:
+    """The patient reached at `address`, their row locked until the transaction ends, and
+    the check-in they have open (as :func:`open_checkin` finds it).
+
+    On SQLite, one statement: the transaction holds the write lock from its start, so
+    nothing changes between them. On PostgreSQL, two: the lock, then the check-in. A
+    statement that waited for the patient's lock (a second message of the same patient)
+    would see a joined check-in as it was before the wait; PostgreSQL re-reads only the
+    rows it locks, and the check-in is the outer join's nullable side, which it cannot
+    lock. The step would then save over a stale copy."""
+    if session.get_bind().dialect.name == "postgresql":
+        patient = await patient_by_address(session, channel, address, lock=True)
+        if patient is None or patient.id is None:
+            return None
+        return patient, await open_checkin(session, patient.id)
+    params = {"b_channel": channel, "b_hashes": lookup_hashes(address)}
+    row = (await session.exec(_PATIENT_AND_OPEN_CHECKIN, params=params)).first()
+    return None if row is None else (row[0], row[1])
 
 
 async def clinician_by_address(

@@ -33,7 +33,7 @@ from bot.storage import checkins as q
 from bot.storage.inbound import record_first
 from bot.storage.outbox import Claiming
 from bot.storage.repository import Repository
-from bot.storage.tables import InboundMessage, Patient
+from bot.storage.tables import Checkin, InboundMessage, Patient
 
 log = logging.getLogger(__name__)
 # Recovery leaves a message this long to the webhook that recorded it: processing one takes
@@ -94,17 +94,15 @@ class Inbox:
         try:
             async with self.ctx.db.transaction() as session:
                 repo = Repository(session, self._claiming())
-                patient = await q.patient_by_address(
-                    session, inbound.channel, inbound.sender, lock=True
-                )
-                if patient is None:
+                found = await q.patient_with_open_checkin(session, inbound.channel, inbound.sender)
+                if found is None:
                     inbound_id = await _record(repo, inbound)
                     if inbound_id is not None:
                         await self._process_locked(
                             repo, None, inbound.channel, inbound.sender, inbound_id
                         )
                 else:
-                    inbound_id = await self._record_and_process(repo, patient, inbound)
+                    inbound_id = await self._record_and_process(repo, *found, inbound)
                 edits = await edit_targets(session, repo.claimed)
             self._hand_over(repo, edits)
             return inbound_id is not None
@@ -116,12 +114,14 @@ class Inbox:
         return recorded is not None
 
     async def _record_and_process(
-        self, repo: Repository, patient: Patient, inbound: Inbound
+        self, repo: Repository, patient: Patient, open_now: Checkin | None, inbound: Inbound
     ) -> int | None:
-        """Record a patient's message and process it, the patient's row locked; its id, or
-        None if it was recorded before. Usually nothing of theirs is waiting: the message
-        is stored already processed and taken at once (neither read back nor marked after).
-        Otherwise those waiting are processed first, in order, then this one."""
+        """Record a patient's message and process it, the patient's row locked (and
+        `open_now` the check-in open then, read with it); its id, or None if it was
+        recorded before. Usually nothing of theirs is waiting: the message is stored
+        already processed and taken at once (neither read back nor marked after).
+        Otherwise those waiting are processed first, in order, then this one (the check-in
+        read again for each)."""
         now = self.ctx.clock()
         message = await record_first(repo, **_stored(inbound), now=now)
         if message is None or message.id is None:
@@ -129,7 +129,7 @@ class Inbox:
         if message.processed_at is None:
             await self._process_locked(repo, patient, inbound.channel, inbound.sender, message.id)
         else:
-            await from_patient(self.ctx, repo, patient, message, now)
+            await from_patient(self.ctx, repo, patient, message, now, open_now)
         return message.id
 
     async def process(self, inbound_id: int) -> None:

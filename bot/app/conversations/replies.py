@@ -23,9 +23,16 @@ from bot.storage.tables import InboundMessage, Patient
 
 
 async def from_patient(
-    ctx: Context, repo: Repository, patient: Patient, message: InboundMessage, now: datetime
+    ctx: Context,
+    repo: Repository,
+    patient: Patient,
+    message: InboundMessage,
+    now: datetime,
+    open_now: q.MaybeRead = q.UNREAD,
 ) -> None:
-    """Handle one message of the patient's, in the caller's transaction."""
+    """Handle one message of the patient's, in the caller's transaction. `open_now`: the
+    check-in open, read already under the patient's lock with the patient (None: none
+    is open); otherwise it is read here."""
     assert patient.id is not None and message.id is not None
     if message.kind == "member":
         await membership(ctx, repo, patient, message.text, now)
@@ -34,7 +41,7 @@ async def from_patient(
         released = await window.release(repo.session, patient, now, message.received_at)
         if message.text == window.OPEN_PAYLOAD and (released or patient.status != "invited"):
             return  # the check-in template's button: it opens the window, it answers nothing
-    checkin = await q.open_checkin(repo.session, patient.id)
+    checkin = await q.open_checkin(repo.session, patient.id) if open_now is q.UNREAD else open_now
     opted_out = patient.status == "opted_out"
     source = f"in{message.id}"
     if message.kind == "button":
