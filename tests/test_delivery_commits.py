@@ -1,6 +1,8 @@
 """Delivery records outcomes in few transactions without weakening them: sends that finish
 together share a commit, each returns only once its own row is committed, and a failed
-commit fails every send that was waiting on it (their leases run out: sent again)."""
+commit fails every send that was waiting on it (their leases run out: sent again). On
+PostgreSQL a commit with nothing to apply but the marks is one statement on the quick pool,
+outside any transaction of ours (no BEGIN and COMMIT round trips)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from bot.app.outbox.sending import Sent, _GroupCommit
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
+from tests.statements import statements
 from tests.test_services import rows
 
 MESSAGES = 50
@@ -48,14 +51,18 @@ def _count_commits(db: Database) -> list[int]:
 
 async def test_sends_finishing_together_share_a_commit(db: Database, now: datetime) -> None:
     """Fifty outcomes arriving at once: every row is marked sent with its own provider id
-    and time, in at most three transactions rather than fifty."""
+    and time, in at most three transactions rather than fifty (each one UPDATE; on
+    PostgreSQL the statement is its own transaction, on the quick pool)."""
     ids = await _queued_ids(db, now)
     marks = _GroupCommit(db)
     commits = _count_commits(db)
-    await asyncio.gather(
-        *(marks.record([Sent(i, f"tg-{i}", now + timedelta(seconds=i))]) for i in ids)
-    )
-    assert 1 <= commits[0] <= 3
+    with statements(db, quick=True) as seen:  # SQLite: the main engine
+        await asyncio.gather(
+            *(marks.record([Sent(i, f"tg-{i}", now + timedelta(seconds=i))]) for i in ids)
+        )
+    updates = len([s for s in seen if s.startswith("UPDATE")])
+    assert 1 <= updates <= 3
+    assert commits[0] == (updates if db.dialect == "sqlite" else 0)
     stored = {m.id: m for m in await rows(db, OutboundMessage)}
     for i in ids:
         assert stored[i].status == "sent"
@@ -72,13 +79,14 @@ async def test_a_commits_outcomes_are_one_update_run_for_each(db: Database, now:
     def seen(_c: Any, _cursor: Any, statement: str, params: Any, _x: Any, many: bool) -> None:
         executions.append((statement.split()[0], many, len(params) if many else 1))
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    engine = db.quick_engine.sync_engine  # SQLite: the main engine
+    event.listen(engine, "before_cursor_execute", seen)
     try:
         await _GroupCommit(db).record(
             [Sent(i, f"tg-{i}", now + timedelta(seconds=n), "telegram") for n, i in enumerate(ids)]
         )
     finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        event.remove(engine, "before_cursor_execute", seen)
     assert [e for e in executions if e[0] == "UPDATE"] == [("UPDATE", True, 3)]
     stored = {m.id: m for m in await rows(db, OutboundMessage)}
     for n, i in enumerate(ids):
@@ -139,26 +147,36 @@ def now() -> datetime:
 
 
 class HeldDatabase:
-    """The database, each of whose transactions begins only once the test allows it
-    (`allow`); `waiting` counts those waiting to begin."""
+    """The database, each of whose transactions (and quick connections) begins only once
+    the test allows it (`allow`); `waiting` counts those waiting to begin."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.dialect = db.dialect
         self._turns = asyncio.Semaphore(0)
         self.waiting = 0
 
     def allow(self) -> None:
         self._turns.release()
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
+    async def _turn(self) -> None:
         self.waiting += 1
         try:
             await self._turns.acquire()
         finally:
             self.waiting -= 1
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        await self._turn()
         async with self._db.transaction() as session:
             yield session
+
+    @contextlib.asynccontextmanager
+    async def quick(self) -> AsyncIterator[Any]:
+        await self._turn()
+        async with self._db.quick() as connection:
+            yield connection
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -226,3 +244,69 @@ async def test_a_commit_cancelled_with_its_callers_leaves_no_unretrieved_failure
     assert unretrieved == []
     status = {m.id: m.status for m in await rows(db, OutboundMessage)}
     assert [status[first], status[one], status[two]] == ["sent", "queued", "queued"]
+
+
+async def test_on_postgresql_marks_are_one_statement_outside_any_transaction(
+    pg_db: Database, now: datetime
+) -> None:
+    """A line's Telegram sends recorded together on PostgreSQL: one UPDATE on the quick
+    pool, its own transaction; nothing on the main engine (no BEGIN, no COMMIT: two round
+    trips fewer). Each row is sent with its own provider id."""
+    ids = (await _queued_ids(pg_db, now))[:5]
+    main_transactions: list[str] = []
+    main = pg_db.engine.sync_engine
+
+    def on_begin(_connection: Any) -> None:
+        main_transactions.append("BEGIN")
+
+    def on_commit(_connection: Any) -> None:
+        main_transactions.append("COMMIT")
+
+    event.listen(main, "begin", on_begin)
+    event.listen(main, "commit", on_commit)
+    try:
+        with statements(pg_db) as on_main, statements(pg_db, quick=True) as on_quick:
+            await _GroupCommit(pg_db).record([Sent(i, f"tg-{i}", now, "telegram") for i in ids])
+    finally:
+        event.remove(main, "begin", on_begin)
+        event.remove(main, "commit", on_commit)
+    assert (main_transactions, on_main) == ([], [])
+    assert [s.split()[0] for s in on_quick] == ["UPDATE"]
+    stored = {m.id: m for m in await rows(pg_db, OutboundMessage)}
+    for i in ids:
+        row = stored[i]
+        assert (row.status, row.provider_id, row.sent_at) == ("sent", f"tg-{i}", now)
+
+
+async def test_on_postgresql_a_refused_mark_fails_every_send_of_its_statement(
+    pg_db: Database, now: datetime
+) -> None:
+    """The marks on the quick pool, and the database refuses the last outcome of a batch:
+    every caller in that batch is told, and none of its rows is marked sent, not even
+    those updated before the refusal (the ``executemany`` is atomic without a BEGIN)."""
+    ids = await _queued_ids(pg_db, now)
+    refused = ids[-1]
+    async with pg_db.engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE FUNCTION refuse_sent() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        )
+        await connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_sent BEFORE UPDATE ON outbound_message FOR EACH ROW "
+            f"WHEN (NEW.id = {refused}) EXECUTE FUNCTION refuse_sent()"
+        )
+    try:
+        marks = _GroupCommit(pg_db)
+        with statements(pg_db, quick=True) as on_quick:
+            outcomes = await asyncio.gather(
+                *(marks.record([Sent(i, f"tg-{i}", now)]) for i in ids), return_exceptions=True
+            )
+    finally:
+        async with pg_db.engine.begin() as connection:  # the database is the module's
+            await connection.exec_driver_sql("DROP TRIGGER refuse_sent ON outbound_message")
+            await connection.exec_driver_sql("DROP FUNCTION refuse_sent()")
+    failed = {i for i, outcome in zip(ids, outcomes, strict=True) if isinstance(outcome, Exception)}
+    assert refused in failed and len(failed) > 1  # a batch of several, all told
+    status = {m.id: m.status for m in await rows(pg_db, OutboundMessage)}
+    assert {i: status[i] for i in ids} == {i: "queued" if i in failed else "sent" for i in ids}
+    assert on_quick and {s.split()[0] for s in on_quick} == {"UPDATE"}

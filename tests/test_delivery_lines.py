@@ -98,25 +98,34 @@ async def test_a_message_to_retry_holds_back_the_rest_of_its_line(db: Database) 
 @contextmanager
 def transactions(db: Database) -> Iterator[list[list[tuple[str, int]]]]:
     """The statements of each transaction committed inside the block, one list each: each
-    statement with the number of parameter sets it ran with (``executemany``: several)."""
+    statement with the number of parameter sets it ran with (``executemany``: several).
+    On PostgreSQL a statement of `Database.quick()` is a transaction of its own."""
     committed: list[list[tuple[str, int]]] = []
     current: list[tuple[str, int]] = []
 
     def statement(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
         current.append((sql, len(params) if many else 1))
 
+    def alone(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        committed.append([(sql, len(params) if many else 1)])
+
     def commit(_conn: Any) -> None:
         committed.append(current[:])
         current.clear()
 
     engine = db.engine.sync_engine
+    quick = db.quick_engine.sync_engine if db.dialect == "postgresql" else None
     event.listen(engine, "before_cursor_execute", statement)
     event.listen(engine, "commit", commit)
+    if quick is not None:
+        event.listen(quick, "before_cursor_execute", alone)
     try:
         yield committed
     finally:
         event.remove(engine, "before_cursor_execute", statement)
         event.remove(engine, "commit", commit)
+        if quick is not None:
+            event.remove(quick, "before_cursor_execute", alone)
 
 
 def marked_sent(transaction: list[tuple[str, int]]) -> int:

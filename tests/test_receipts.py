@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import event
+
 from bot.app.outbox.receipts import apply_early, prune_early, record_status
 from bot.app.outbox.sending import Sent, _GroupCommit
 from bot.storage.database import Database
@@ -132,6 +134,42 @@ async def test_recording_a_send_looks_for_receipts_in_one_statement_and_only_for
     with statements(db) as seen:
         await _marked(db, sms_id)
     assert len([s for s in seen if "early_receipt" in s]) == 1
-    with statements(db) as seen:
+    with statements(db, quick=True) as seen:  # PostgreSQL: the UPDATE alone, on the quick pool
         await _GroupCommit(db).record([Sent(sms_id + 1, "tg-1", NOW, "telegram")])
     assert [s.split()[0] for s in seen if not s.startswith("BEGIN")] == ["UPDATE"]
+
+
+async def test_a_batch_with_an_sms_send_applies_its_receipt_in_the_marks_transaction(
+    db: Database,
+) -> None:
+    """A Telegram send and an SMS send recorded together, a receipt kept for the SMS one:
+    both marks and the receipt in one transaction of the main engine (on PostgreSQL too,
+    where a batch with nothing to apply goes to the quick pool); nothing stays kept."""
+    sms_id = await _queued(db)
+    async with db.transaction() as session:
+        (telegram_id,) = await Repository(session).enqueue([OutboundMessage(
+            channel="telegram", recipient_kind="patient", recipient_id=1, address="1",
+            body="Hello", idempotency_key="receipt-test:telegram", next_attempt_at=NOW,
+        )])  # fmt: skip
+    await _status(db, "delivered")
+    commits: list[object] = []
+
+    def on_commit(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(db.engine.sync_engine, "commit", on_commit)
+    try:
+        with statements(db) as on_main, statements(db, quick=True) as on_quick:
+            await _GroupCommit(db).record(
+                [Sent(telegram_id, "tg-1", NOW, "telegram"), Sent(sms_id, SID, NOW, "sms")]
+            )
+    finally:
+        event.remove(db.engine.sync_engine, "commit", on_commit)
+    assert len(commits) == 1
+    assert any(s.startswith("UPDATE outbound_message") for s in on_main)
+    assert any("early_receipt" in s for s in on_main)
+    if db.dialect == "postgresql":
+        assert on_quick == []
+    status = {m.id: m.status for m in await rows(db, OutboundMessage)}
+    assert (status[telegram_id], status[sms_id]) == ("sent", "delivered")
+    assert await rows(db, EarlyReceipt) == []

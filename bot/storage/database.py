@@ -156,7 +156,8 @@ class Database:
         transactions' pool would otherwise hold back the sends that answer them
         (measured: nothing reached the provider for the first 0.75 s of fifty
         simultaneous crisis turns). On SQLite, one process and one writer, it is a
-        transaction of the main engine, committed when the block ends."""
+        transaction of the main engine, committed when the block ends. On the way back from
+        the provider, the "sent" marks use it too (`repository.mark_sent_on`)."""
         if self.dialect == "postgresql":
             async with self.quick_engine.connect() as connection:
                 yield connection  # the engine is AUTOCOMMIT

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -44,6 +45,22 @@ def _table(entity: type[SQLModel]) -> Table:
     table = entity.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
     return table
+
+
+async def mark_sent_on(
+    connection: AsyncConnection, sent: Sequence[tuple[int, str | None, datetime]]
+) -> None:
+    """`Repository.mark_sent_all` on a connection of `Database.quick()`, outside any
+    transaction of ours: on PostgreSQL the one ``executemany`` is its own transaction
+    (asyncpg sends every set of parameters, then one Sync: all are kept or none), with no
+    BEGIN and COMMIT round trips."""
+    if params := _sent_params(sent):
+        await connection.execute(prebuilt.MARK_SENT, params)
+
+
+def _sent_params(sent: Sequence[tuple[int, str | None, datetime]]) -> list[dict[str, Any]]:
+    """The parameters of ``prebuilt.MARK_SENT``, one set for each message."""
+    return [{"b_id": i, "b_provider_id": p, "b_sent_at": at} for i, p, at in sent]
 
 
 SET_ASIDE = "set_aside:"  # the error of an inbound message given up on, then its problem
@@ -294,8 +311,7 @@ class Repository:
     async def mark_sent_all(self, sent: Sequence[tuple[int, str | None, datetime]]) -> None:
         """The provider accepted these messages (id, provider's id, when): one statement
         run for each (``executemany``: on SQLite one trip to its thread for them all)."""
-        params = [{"b_id": i, "b_provider_id": p, "b_sent_at": at} for i, p, at in sent]
-        if params:  # (a list of one runs as a plain execute)
+        if params := _sent_params(sent):  # (a list of one runs as a plain execute)
             await self.session.exec(prebuilt.MARK_SENT, params=params)
 
     async def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
