@@ -45,7 +45,8 @@ Dialect = Literal["sqlite", "postgresql"]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 WRITE_TURN_WAIT_S = SQLITE_BUSY_TIMEOUT_MS / 1000  # then past the process's queue (`_WriteTurns`)
-# PostgreSQL: the pool of `Database.quick()`, kept apart from the transactions' (5 plus 10).
+# PostgreSQL: the pool of `Database.quick()`, kept apart from the transactions' pool
+# (SQLAlchemy's 5 plus 10 overflow).
 # Fixed, none opened for a burst: its statements take a millisecond, and a connection
 # opened then closed under load costs far more (a first pool of 4 plus 4 did that).
 QUICK_POOL_SIZE = 6
