@@ -18,6 +18,7 @@ from sqlalchemy import event, text
 
 from bot.app.outbox.edits import edit_targets
 from bot.app.outbox.sending import Sent, _GroupCommit
+from bot.storage.checkins import Asked
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import OutboundMessage
@@ -139,6 +140,21 @@ async def test_an_edit_finds_the_question_it_edits(db: Database, now: datetime) 
         targets = await edit_targets(session, claimed)
     assert [row.id for row in claimed] == [queued_edit]
     assert targets == {queued_edit: f"tg-{asked[0]}"}
+    # the last question sent, read with the patient by their turn: used when it is the
+    # edit's (no statement); looked up as above when it is another item's or patient's
+    known = {"intent": "Ask", "item": "phq9.1", "above": "Intro"}
+    for n, (given, expected, lookups) in enumerate([
+        (Asked(1, "tg-known", known), "tg-known", 0),
+        (Asked(1, "tg-known", {**known, "item": "phq9.2"}), f"tg-{asked[0]}", 1),
+        (Asked(2, "tg-known", known), f"tg-{asked[0]}", 1),
+    ]):  # fmt: skip
+        async with db.transaction() as session:  # (each claims the edit again: lease over)
+            (copy,) = await Repository(session).claim_outbox(
+                now + timedelta(minutes=1 + n), 10, timedelta(seconds=30)
+            )
+            with statements(db) as seen:
+                assert await edit_targets(session, [copy], given) == {queued_edit: expected}
+        assert len(seen) == lookups
 
 
 @pytest.fixture

@@ -68,7 +68,8 @@ async def test_a_turns_replies_go_to_the_courier_without_a_claim(
 ) -> None:
     """Answering a question by its button: the edit showing the choice and the next question
     leave from the courier, in order, marked sent, and no claim statement runs; the turn's
-    transaction leased them (status 'sending', one attempt) before it committed."""
+    transaction leased them (status 'sending', one attempt) before it committed. The
+    question the edit changes was read with the patient: no statement of its own."""
     await asked_first_question(rig)
     async with courier(rig.app):
         await until(lambda: rig.app.deliverer.hands_off)  # the courier task has started
@@ -79,6 +80,7 @@ async def test_a_turns_replies_go_to_the_courier_without_a_claim(
             await until(lambda: len(rig.stand_in.calls_to("sendMessage")) == 2)
             sent = await all_sent(rig, 3)
     assert claims(seen) == []
+    assert not [s for s in seen if s.lstrip().startswith("SELECT outbound_message.provider_id")]
     assert [m.status for m in sent] == ["sent"] * 3
     assert [m.attempts for m in sent] == [1] * 3
     edited = rig.stand_in.calls_to("editMessageText")

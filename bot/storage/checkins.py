@@ -4,11 +4,12 @@ due or overdue. Small functions over one session, like the repository's methods.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import ScalarSelect, and_, bindparam, or_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -18,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.storage import bulk
 from bot.storage.crypto import lookup_hashes
 from bot.storage.repository import Repository
-from bot.storage.tables import Checkin, Clinician, InboundMessage, Patient
+from bot.storage.tables import Checkin, Clinician, InboundMessage, OutboundMessage, Patient
 
 OPEN_STATUSES = ("sent", "in_progress", "paused")
 CLOSED_STATUSES = ("completed", "expired", "cancelled")
@@ -46,10 +47,37 @@ _OPEN_CHECKIN = (
     )
     .order_by(col(Checkin.due_at), col(Checkin.id))
 )
-# SQLite: the patient and, in the same trip, the check-in open now (a turn's first
-# statement; see `patient_with_open_checkin` for why not on PostgreSQL).
+_ASKED = OutboundMessage.__table__.alias("asked")  # type: ignore[attr-defined]
+
+
+def _last_asked(patient_id: Any, column: str) -> ScalarSelect[Any]:
+    """A column of the last question sent to the patient (None: none), as a subquery: a
+    turn's edit of the question it answers needs its provider's id (bot/app/outbox/edits.py)
+    and reads it with the patient, not in a statement of its own."""
+    return (
+        select(_ASKED.c[column])
+        .where(
+            _ASKED.c.recipient_kind == "patient",
+            _ASKED.c.recipient_id == patient_id,
+            _ASKED.c.status == "sent",
+            _ASKED.c.payload["intent"].as_string() == "Ask",
+        )
+        .order_by(_ASKED.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+# SQLite: the patient and, in the same trip, the check-in open now and the last question
+# sent (a turn's first statement; see `patient_with_open_checkin` for why not on
+# PostgreSQL).
 _PATIENT_AND_OPEN_CHECKIN = (
-    select(Patient, Checkin)
+    select(
+        Patient,
+        Checkin,
+        _last_asked(col(Patient.id), "provider_id"),
+        _last_asked(col(Patient.id), "payload"),
+    )
     .outerjoin(
         Checkin,
         and_(
@@ -66,6 +94,43 @@ _PATIENT_AND_OPEN_CHECKIN = (
     .with_for_update(of=Patient)
     .execution_options(populate_existing=True)
 )
+
+
+# PostgreSQL: the check-in open now and the last question sent, once the patient is locked.
+_OPEN_CHECKIN_ASKED = (
+    select(
+        Checkin,
+        _last_asked(bindparam("b_patient_id"), "provider_id"),
+        _last_asked(bindparam("b_patient_id"), "payload"),
+    )
+    .where(Checkin.patient_id == bindparam("b_patient_id"), col(Checkin.status).in_(OPEN_STATUSES))
+    .order_by(col(Checkin.due_at), col(Checkin.id))
+)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """The last question sent to a patient: the provider's id of the message and its
+    payload (which item; the introduction it was sent below)."""
+
+    patient_id: int
+    provider_id: str | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A patient found by their address and locked, with what their turn reads first."""
+
+    patient: Patient
+    checkin: Checkin | None  # the check-in open now (None: none)
+    asked: Asked | None  # the last question sent to them (None: none)
+
+
+def _asked(patient: Patient, provider_id: str | None, payload: Any) -> Asked | None:
+    if not isinstance(payload, dict) or patient.id is None:
+        return None  # (no question sent: a payload is always an object)
+    return Asked(patient.id, provider_id, payload)
 
 
 class Unread(Enum):
@@ -91,12 +156,13 @@ async def patient_by_address(
 
 async def patient_with_open_checkin(
     session: AsyncSession, channel: str, address: str
-) -> tuple[Patient, Checkin | None] | None:
-    """The patient reached at `address`, their row locked until the transaction ends, and
-    the check-in they have open (as :func:`open_checkin` finds it).
+) -> Found | None:
+    """The patient reached at `address`, their row locked until the transaction ends, the
+    check-in they have open (as :func:`open_checkin` finds it) and the last question sent to
+    them.
 
     On SQLite, one statement: the transaction holds the write lock from its start, so
-    nothing changes between them. On PostgreSQL, two: the lock, then the check-in. A
+    nothing changes between them. On PostgreSQL, two: the lock, then the rest. A
     statement that waited for the patient's lock (a second message of the same patient)
     would see a joined check-in as it was before the wait; PostgreSQL re-reads only the
     rows it locks, and the check-in is the outer join's nullable side, which it cannot
@@ -105,10 +171,15 @@ async def patient_with_open_checkin(
         patient = await patient_by_address(session, channel, address, lock=True)
         if patient is None or patient.id is None:
             return None
-        return patient, await open_checkin(session, patient.id)
+        opened = (
+            await session.exec(_OPEN_CHECKIN_ASKED, params={"b_patient_id": patient.id})
+        ).first()
+        if opened is None:  # (no check-in open: the edit of a question needs one)
+            return Found(patient, None, None)
+        return Found(patient, opened[0], _asked(patient, *opened[1:]))
     params = {"b_channel": channel, "b_hashes": lookup_hashes(address)}
     row = (await session.exec(_PATIENT_AND_OPEN_CHECKIN, params=params)).first()
-    return None if row is None else (row[0], row[1])
+    return None if row is None else Found(row[0], row[1], _asked(row[0], *row[2:]))
 
 
 async def clinician_by_address(

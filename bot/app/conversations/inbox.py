@@ -102,8 +102,11 @@ class Inbox:
                             repo, None, inbound.channel, inbound.sender, inbound_id
                         )
                 else:
-                    inbound_id = await self._record_and_process(repo, *found, inbound)
-                edits = await edit_targets(session, repo.claimed)
+                    inbound_id = await self._record_and_process(
+                        repo, found.patient, found.checkin, inbound
+                    )
+                asked = found.asked if found is not None else None
+                edits = await edit_targets(session, repo.claimed, asked)
             self._hand_over(repo, edits)
             return inbound_id is not None
         except Exception as exc:

@@ -12,6 +12,7 @@ from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.storage.checkins import Asked
 from bot.storage.outbox import ROUTINE, Outgoing
 from bot.storage.tables import OutboundMessage
 
@@ -24,19 +25,42 @@ def pacing_priority(message: Outgoing) -> int:
     return ROUTINE if message.payload.get("edit") else message.priority
 
 
-async def edit_targets(session: AsyncSession, claimed: list[Outgoing]) -> dict[int, str | None]:
+async def edit_targets(
+    session: AsyncSession, claimed: list[Outgoing], asked: Asked | None = None
+) -> dict[int, str | None]:
     """For each claimed edit, the provider's id of the question it edits (None: unknown).
     A question sent below its check-in's introduction keeps it: the edit's body is put
-    below the same introduction here (the claimed copy only; its row keeps its own)."""
+    below the same introduction here (the claimed copy only; its row keeps its own).
+    `asked`: the last question sent to the turn's patient, read with the patient; an edit
+    of that question needs no statement of its own (the usual case: the patient answered
+    the question they were sent last)."""
     targets: dict[int, str | None] = {}
     for message in claimed:
         item = message.payload.get("item")
         if message.payload.get("edit") and isinstance(item, str) and message.id is not None:
-            provider_id, above = await last_question(session, message, item)
+            provider_id, above = _known(asked, message, item) or await last_question(
+                session, message, item
+            )
             targets[message.id] = provider_id
             if above:
                 message.body = f"{above}\n\n{message.body}"
     return targets
+
+
+def _known(
+    asked: Asked | None, message: Outgoing, item: str
+) -> tuple[str | None, str | None] | None:
+    """What :func:`last_question` would find, when `asked` is that question: the last
+    question sent to the edit's recipient (before the edit, which its turn queued), and
+    about the edit's item."""
+    if asked is None or message.recipient_kind != "patient":
+        return None
+    if asked.patient_id != message.recipient_id:
+        return None
+    if asked.payload.get("item") != item:
+        return None
+    above = asked.payload.get("above")
+    return asked.provider_id, above if isinstance(above, str) else None
 
 
 # Built once, run with parameters (see `bot.storage.prebuilt`).
