@@ -3,11 +3,15 @@ transaction as the answer, escalates on a controllable clock, and stops at ACK."
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlmodel import col, select
 
+from bot.app.alerts import alerting
 from bot.app.alerts.alerting import Alerting
 from bot.app.conversations.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE
 from bot.app.outbox.delivery import Deliverer
@@ -19,7 +23,7 @@ from bot.rendering.renderer import LANGUAGES, Renderer
 from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
+from bot.storage.tables import Alert, AuditEvent, Clinician, OutboundMessage, Patient
 from tests.test_services import CATALOG, CLINIC, T0, SimClock, rows, said, unanswerable_check_in
 
 RENDERER = Renderer(CATALOG, CLINIC)
@@ -118,6 +122,68 @@ async def test_escalation_to_backup_then_both_until_ack(db: Database) -> None:
     assert await services.escalation.escalate_due() == 0
     (acked,) = await rows(db, Alert)
     assert acked.status == "acknowledged" and acked.acknowledged_by is not None
+
+
+async def escalations(db: Database) -> int:
+    return len(await rows(db, AuditEvent, col(AuditEvent.action) == "AlertEscalated"))
+
+
+@pytest.mark.postgres
+async def test_an_alert_locked_elsewhere_is_left_for_the_next_tick(pg_db: Database) -> None:
+    """PostgreSQL: an alert past its deadline whose row another transaction holds (another
+    worker escalating it, a clinician acknowledging it) is skipped at once, not waited
+    for; the next pass, once that transaction has ended, escalates it once."""
+    services, _, clock = wired(pg_db)
+    _, _, patient_id = await clinic(pg_db)
+    await endorse_item_9(services, patient_id)
+    (alert,) = await rows(pg_db, Alert)
+    clock.now += timedelta(minutes=16)
+    async with pg_db.transaction() as other:
+        locking = select(Alert).where(Alert.id == alert.id).with_for_update()
+        assert (await other.exec(locking)).first() is not None
+        # bounded: a pass that waited for the lock would hang here until the lock went
+        assert await asyncio.wait_for(services.escalation.escalate_due(), 5) == 0
+    (untouched,) = await rows(pg_db, Alert)
+    assert untouched.escalation_count == 0 and await to(pg_db, "dr-b") == []
+    assert await services.escalation.escalate_due() == 1
+    assert await services.escalation.escalate_due() == 0
+    (escalated,) = await rows(pg_db, Alert)
+    assert escalated.escalation_count == 1 and len(await to(pg_db, "dr-b")) == 1
+    assert await escalations(pg_db) == 1
+
+
+@pytest.mark.postgres
+async def test_two_passes_at_once_escalate_an_alert_once(
+    pg_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: two workers' ticks at the same moment. The first pass is held after
+    it has read the due alerts (its patient's clinician is looked up only once the test
+    lets it) while the second runs to its end: the alert is escalated once, by one of
+    them; the backup is told once. (Its notice alone would not show a double: both passes
+    would queue it under the same key, ``alert{id}:1:{occurrences}``, and the outbox keeps
+    one; the passes' counts and the audit do.)"""
+    services, _, clock = wired(pg_db)
+    _, _, patient_id = await clinic(pg_db)
+    await endorse_item_9(services, patient_id)
+    clock.now += timedelta(minutes=16)
+    read, go = asyncio.Event(), asyncio.Event()
+    looked_up = alerting.primary_of
+
+    async def held_once(*args: Any) -> int | None:
+        if not read.is_set():  # the first pass only: it has read its rows by now
+            read.set()
+            await go.wait()
+        return await looked_up(*args)
+
+    monkeypatch.setattr(alerting, "primary_of", held_once)
+    first = asyncio.create_task(services.escalation.escalate_due())
+    await asyncio.wait_for(read.wait(), 5)
+    second = await asyncio.wait_for(services.escalation.escalate_due(), 5)
+    go.set()
+    assert await asyncio.wait_for(first, 5) + second == 1
+    (alert,) = await rows(pg_db, Alert)
+    assert alert.escalation_count == 1 and await escalations(pg_db) == 1
+    assert len(await to(pg_db, "dr-b")) == 1
 
 
 async def test_repeats_within_the_cool_down_raise_one_alert(db: Database) -> None:

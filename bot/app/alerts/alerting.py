@@ -228,14 +228,23 @@ class Alerting:
     # ---- escalation -------------------------------------------------------------------
 
     async def escalate_due(self, repo: Repository, now: datetime) -> int:
-        """Tell the backup (then both, repeatedly) about alerts unacknowledged past deadline."""
+        """Tell the backup (then both, repeatedly) about alerts unacknowledged past deadline.
+        PostgreSQL: each alert taken is locked and read afresh; one another transaction
+        holds (another worker's tick, a reroute, an acknowledgement) is skipped, never
+        waited for, and left for the next tick, so it is never escalated twice, written
+        back stale, or told to the backup once acknowledged. Id order, as `undelivered`
+        locks: no deadlock. SQLite: its one writer holds the lock from BEGIN already."""
         statement = select(Alert).where(
             Alert.status == "open",
             col(Alert.ack_deadline).is_not(None),
             col(Alert.ack_deadline) <= now,
         )
+        statement = statement.order_by(col(Alert.id))
+        if repo.dialect == "postgresql":
+            statement = statement.with_for_update(skip_locked=True)
+        statement = statement.execution_options(populate_existing=True)
         count = 0
-        for row in (await repo.session.exec(statement.order_by(col(Alert.id)))).all():
+        for row in (await repo.session.exec(statement)).all():
             patient = await repo.get_patient(row.patient_id)
             if patient is None:
                 continue
