@@ -3,7 +3,8 @@ end through the real python-telegram-bot and the Bot API stand-in (no clock move
 crisis alert whose clinician blocked the bot reaches the backup within the tick, not at 15
 minutes; a failure that will be retried changes nothing; a refused digest sends on every
 alert it listed; clinicians who all refuse are each tried once, then the deadline takes
-over. On SQLite and PostgreSQL."""
+over; a failure while rerouting leaves the refused notice dead all the same. On SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col
 
+from bot.app.alerts import alerting as alerting_module
 from bot.app.operator.alerts import list_alerts
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -23,6 +25,7 @@ from tests.test_alert_digests import SECOND, alerting_of, raise_alert
 from tests.test_telegram import Rig, rig, table  # noqa: F401  (rig: a fixture)
 
 PRIMARY, BACKUP, OTHER = 9101, 9102, 9103
+LEASE = timedelta(seconds=30)  # [scheduler] send_lease_s
 
 
 async def clinic(rig: Rig, patients: int = 1) -> list[Patient]:  # noqa: F811
@@ -166,3 +169,41 @@ async def test_clinicians_who_all_refuse_are_each_tried_once_then_the_deadline_g
         await tick(rig.app)
     # the new round: the primary's refusal goes to the one not told yet, once
     assert [attempts(rig, c) for c in (PRIMARY, BACKUP, OTHER)] == [2, 2, 2]
+
+
+async def test_a_failure_while_rerouting_leaves_the_refused_notice_dead_and_the_deadline_on(
+    rig: Rig,  # noqa: F811
+    db: Database,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finding the next clinician fails (a fault put in): the blocked primary's notice is
+    marked dead all the same and never tried again, even past its lease; nobody else is
+    told until the deadline, when the escalation tells the backup as usual. One ERROR per
+    refusal, with ids and the exception's type, never the patient's name."""
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("P-1")  # a text no log line may carry
+
+    alerting = alerting_of(rig, timedelta(0))
+    (patient,) = await clinic(rig)
+    rig.stand_in.block(PRIMARY)
+    monkeypatch.setattr(alerting_module, "next_in_line", broken)
+    await raise_alert(rig, alerting, patient, crisis=True)
+    with caplog.at_level(logging.WARNING):
+        await tick(rig.app)
+        rig.clock.now += 2 * LEASE
+        await tick(rig.app)
+    (message,) = await table(db, OutboundMessage)
+    assert message.status == "dead" and attempts(rig, PRIMARY) == 1
+    assert attempts(rig, BACKUP) == attempts(rig, OTHER) == 0
+    (alert,) = await table(db, Alert)
+    assert alert.status == "open" and alert.escalation_count == 0
+    assert not await undelivered_audits(db)
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert f"outbound {message.id} to clinician {alert.recipients[0]}" in error
+    assert "RuntimeError" in error and "deadline" in error and "P-1" not in error
+    rig.clock.now += timedelta(minutes=15)  # the deadline: the escalation goes on as before
+    await tick(rig.app)
+    (notice,) = rig.stand_in.messages(BACKUP)
+    assert notice["text"].startswith("CRISIS (reminder 1, not yet acknowledged): P-1")

@@ -9,7 +9,8 @@ with an empty TwiML document, whatever the database is doing; the drain records 
 processes it after (``bot.app.conversations.intake``), and the reply goes through the
 outbox. Status callbacks may arrive out of order: a final status (delivered, failed)
 never regresses; one that arrives before its send is recorded is kept for it
-(``bot.app.outbox.receipts``).
+(``bot.app.outbox.receipts``). What a status queues (a clinician's failed alert message
+rerouted to the next in line) is sent at once: the handler wakes the courier.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def status_handler(app: App) -> Handler:
         if problem is not None:
             return refused(problem)
         error = params.get("ErrorCode")
-        await record_status(
+        queued = await record_status(
             app.db,
             app.clock,
             "sms",
@@ -104,6 +105,8 @@ def status_handler(app: App) -> Handler:
             opted_out=error == str(OPTED_OUT),
             alerting=app.services.alerting,
         )
+        if queued:  # committed: a rerouted alert goes now, not at the next tick
+            app.kick()
         return Response(status_code=204)
 
     return status

@@ -14,6 +14,7 @@ repeated ``MessageSid`` is recorded once. What WhatsApp adds:
   clinician's), and 63014 (the person blocked the sender) makes the patient unreachable
   and alerts the clinician. Each of them, like delivered and failed, is kept if it comes
   before its send is recorded, and applied when it is (``bot.app.outbox.receipts``).
+  What a status queues (a clinician's failed alert rerouted) is sent at once, as for SMS.
 """
 
 from __future__ import annotations
@@ -92,15 +93,18 @@ def status_handler(app: App) -> Handler:
             params.get("MessageStatus", ""),
             params.get("ErrorCode"),
         )
+        queued = False
         if state == "read":
             await record_read(app.db, app.clock, "whatsapp", sid)
         elif error == str(OUTSIDE_WINDOW):
-            await record_held(app.db, app.clock, sid, app.services.alerting)
+            queued = await record_held(app.db, app.clock, sid, app.services.alerting)
         else:
-            await record_status(
+            queued = await record_status(
                 app.db, app.clock, "whatsapp", sid, state, error,
                 opted_out=error == str(BLOCKED), alerting=app.services.alerting,
             )  # fmt: skip
+        if queued:  # committed: a rerouted alert goes now, not at the next tick
+            app.kick()
         return Response(status_code=204)
 
     return status

@@ -33,6 +33,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.alerts.rerouting import reroute_undelivered
 from bot.app.conversations.whatsapp_window import hold_sent
 from bot.app.outbox.unreachable import mark_unreachable
 from bot.app.ports import Clock
@@ -62,14 +63,16 @@ async def record_status(
     *,
     opted_out: bool,
     alerting: Alerting | None = None,
-) -> None:
+) -> bool:
     """Record a final status of the message the provider knows as `provider_id`; statuses
     on the way (queued, sent) change nothing. `opted_out`: the provider's error says the
-    recipient opted out. No message carries the id yet: the receipt is kept for its send."""
+    recipient opted out. No message carries the id yet: the receipt is kept for its send.
+    True when the transaction, committed, queued messages (see :func:`_record`)."""
     outcome = _OUTCOMES.get(status)
-    if outcome is not None:
-        receipt = _receipt(clock, channel, provider_id, outcome, error_code, opted_out)
-        await _record(db, receipt, alerting)
+    if outcome is None:
+        return False
+    receipt = _receipt(clock, channel, provider_id, outcome, error_code, opted_out)
+    return await _record(db, receipt, alerting)
 
 
 async def record_read(db: Database, clock: Clock, channel: str, provider_id: str) -> None:
@@ -80,11 +83,11 @@ async def record_read(db: Database, clock: Clock, channel: str, provider_id: str
 
 async def record_held(
     db: Database, clock: Clock, provider_id: str, alerting: Alerting | None = None
-) -> None:
+) -> bool:
     """WhatsApp's 63016 after Twilio took the message (the 24-hour window was shut): the
     message is held for the patient's reply (``whatsapp_window.hold_sent``); a clinician's
-    failed (:func:`_refused`)."""
-    await _record(db, _receipt(clock, "whatsapp", provider_id, HELD, "63016"), alerting)
+    failed (:func:`_refused`). True when the transaction queued messages."""
+    return await _record(db, _receipt(clock, "whatsapp", provider_id, HELD, "63016"), alerting)
 
 
 async def apply_early(
@@ -132,10 +135,15 @@ def _receipt(
     )  # fmt: skip
 
 
-async def _record(db: Database, receipt: EarlyReceipt, alerting: Alerting | None = None) -> None:
-    """Apply the receipt to its message, or keep it if no message carries its id yet."""
+async def _record(db: Database, receipt: EarlyReceipt, alerting: Alerting | None = None) -> bool:
+    """Apply the receipt to its message, or keep it if no message carries its id yet.
+    True when the transaction queued messages (a failed clinician's message rerouted to
+    the next in line, a clinician told that their patient opted out): the webhook wakes
+    this process's courier for them once it returns, committed, so that they do not wait
+    for the next tick. A notice held for a digest counts too (its digest's timer wakes
+    the courier again when it is due)."""
     if not receipt.provider_id:
-        return
+        return False
     channel, provider_id = receipt.channel, receipt.provider_id
     async with db.transaction() as session:
         message = await _message(session, channel, provider_id)
@@ -145,8 +153,10 @@ async def _record(db: Database, receipt: EarlyReceipt, alerting: Alerting | None
         if message is None:
             await early_receipts.keep(session, receipt)
             log.info("%s %s receipt kept for its send", channel, receipt.outcome)
-            return
-        await _apply(Repository(session), message, receipt, receipt.received_at, alerting)
+            return False
+        repo = Repository(session)
+        await _apply(repo, message, receipt, receipt.received_at, alerting)
+    return repo.queued > 0
 
 
 async def _message(session: AsyncSession, channel: str, provider_id: str) -> OutboundMessage | None:
@@ -182,7 +192,7 @@ async def _apply(
     if receipt.opted_out and message.recipient_kind == "patient":
         await mark_unreachable(repo, message, now, alerting)
     if message.status == "failed" and message.recipient_kind == "clinician" and alerting:
-        await alerting.undelivered(repo, message, now)  # its alerts go on to the next in line
+        await reroute_undelivered(alerting, repo, message, now)  # on to the next in line
 
 
 def _read(message: OutboundMessage, at: datetime) -> bool:

@@ -9,7 +9,8 @@ may be waiting for one of them, a single statement on `Database.quick()`: :class
 
 Failures: a permanent one (opted out, blocked, invalid number) marks the message dead and
 lets the recipient's next message go; a clinician's alert message's alerts go at once to
-the next clinician in line, in the same transaction (``Alerting.undelivered``). So does an
+the next clinician in line, in the same transaction (``Alerting.undelivered``, in a savepoint:
+``bot.app.alerts.rerouting``, so that a failure there cannot undo the mark). So does an
 exception the channel did not translate (a bug: retrying it would fail the same way each
 time and hold every later message to that recipient behind it), recorded as
 ``unexpected error (<type>)``. Anything else is retried with exponential backoff, never
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.alerts.rerouting import reroute_undelivered
 from bot.app.outbox.receipts import apply_early
 from bot.app.outbox.unreachable import mark_unreachable
 from bot.app.ports import Channel, Clock
@@ -229,7 +231,7 @@ class Sender:
                 await repo.mark_dead(message.id, failure.reason)
                 log.warning("outbound %s dead: %s", message.id, failure.reason)
                 if message.recipient_kind == "clinician" and self.alerting is not None:
-                    await self.alerting.undelivered(repo, message, self.clock())
+                    await reroute_undelivered(self.alerting, repo, message, self.clock())
                 return Report(dead=1)
             delay = self.policy.delay(message.attempts, failure.retry_after_s, failure.maybe_sent)
             retry_at = self.clock() + delay
