@@ -470,7 +470,9 @@ async def test_a_turn_reads_its_patient_and_open_check_in_in_one_statement_on_sq
     """SQLite: the turn's first statement finds the patient and the check-in open, and no
     statement reads the check-in on its own. PostgreSQL keeps two (the patient's lock, then
     the check-in; see `patient_with_open_checkin`): the simultaneous-messages test above
-    fails with one there. Either way the answer is stepped and stored."""
+    fails with one there. Either way the answer is stepped and stored, and a console
+    patient's turn never scans their sent messages for the question an edit would change
+    (only Telegram's answers edit one)."""
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
     with statements(db) as seen:
@@ -483,6 +485,7 @@ async def test_a_turn_reads_its_patient_and_open_check_in_in_one_statement_on_sq
     else:
         assert "FOR UPDATE" in selects[0] and "checkin" not in selects[0]
         assert len(reading_checkin) == 1
+    assert not [s for s in selects if "outbound_message" in s]
     (answer,) = await rows(db, Answer, Answer.checkin_id == checkin.id)
     assert answer.raw_text == "2" and answer.value_int == 2
 

@@ -48,61 +48,62 @@ _OPEN_CHECKIN = (
     .order_by(col(Checkin.due_at), col(Checkin.id))
 )
 _ASKED = OutboundMessage.__table__.alias("asked")  # type: ignore[attr-defined]
+_SCANNED = OutboundMessage.__table__.alias("scanned")  # type: ignore[attr-defined]
 
 
-def _last_asked(patient_id: Any, column: str) -> ScalarSelect[Any]:
-    """A column of the last question sent to the patient (None: none), as a subquery: a
+def _last_asked(patient_id: Any) -> ScalarSelect[Any]:
+    """The row of the last question sent to the patient (None: none), as a subquery: a
     turn's edit of the question it answers needs its provider's id (bot/app/outbox/edits.py)
-    and reads it with the patient, not in a statement of its own."""
+    and reads it with the patient, not in a statement of its own. Only for Telegram, the
+    one channel that edits: elsewhere delivery receipts move rows on from "sent", and the
+    scan back through a patient's messages would find nothing at the cost of all of them."""
     return (
-        select(_ASKED.c[column])
+        select(_SCANNED.c.id)
         .where(
-            _ASKED.c.recipient_kind == "patient",
-            _ASKED.c.recipient_id == patient_id,
-            _ASKED.c.status == "sent",
-            _ASKED.c.payload["intent"].as_string() == "Ask",
+            _SCANNED.c.recipient_kind == "patient",
+            _SCANNED.c.recipient_id == patient_id,
+            _SCANNED.c.status == "sent",
+            _SCANNED.c.payload["intent"].as_string() == "Ask",
         )
-        .order_by(_ASKED.c.id.desc())
+        .order_by(_SCANNED.c.id.desc())
         .limit(1)
         .scalar_subquery()
     )
 
 
-# SQLite: the patient and, in the same trip, the check-in open now and the last question
-# sent (a turn's first statement; see `patient_with_open_checkin` for why not on
-# PostgreSQL).
-_PATIENT_AND_OPEN_CHECKIN = (
-    select(
-        Patient,
-        Checkin,
-        _last_asked(col(Patient.id), "provider_id"),
-        _last_asked(col(Patient.id), "payload"),
-    )
-    .outerjoin(
+def _patient_and_open_checkin(asked: bool) -> Any:
+    """SQLite: the patient and, in the same trip, the check-in open now and (`asked`) the
+    last question sent: a turn's first statement (see `patient_with_open_checkin` for why
+    not on PostgreSQL)."""
+    statement: Any = select(Patient, Checkin).outerjoin(
         Checkin,
         and_(
             col(Checkin.patient_id) == col(Patient.id),
             col(Checkin.status).in_(OPEN_STATUSES),
         ),
     )
-    .where(
-        Patient.channel == bindparam("b_channel"),
-        col(Patient.address_hash).in_(bindparam("b_hashes", expanding=True)),
+    if asked:
+        statement = statement.add_columns(_ASKED.c.provider_id, _ASKED.c.payload).outerjoin(
+            _ASKED, _ASKED.c.id == _last_asked(col(Patient.id))
+        )
+    return (
+        statement.where(
+            Patient.channel == bindparam("b_channel"),
+            col(Patient.address_hash).in_(bindparam("b_hashes", expanding=True)),
+        )
+        .order_by(col(Patient.id), col(Checkin.due_at), col(Checkin.id))
+        .limit(1)
+        .with_for_update(of=Patient)
+        .execution_options(populate_existing=True)
     )
-    .order_by(col(Patient.id), col(Checkin.due_at), col(Checkin.id))
-    .limit(1)
-    .with_for_update(of=Patient)
-    .execution_options(populate_existing=True)
-)
 
 
-# PostgreSQL: the check-in open now and the last question sent, once the patient is locked.
+_PATIENT_AND_OPEN_CHECKIN = {asked: _patient_and_open_checkin(asked) for asked in (False, True)}
+# PostgreSQL, Telegram: the check-in open now and the last question sent, once the
+# patient is locked.
 _OPEN_CHECKIN_ASKED = (
-    select(
-        Checkin,
-        _last_asked(bindparam("b_patient_id"), "provider_id"),
-        _last_asked(bindparam("b_patient_id"), "payload"),
-    )
+    select(Checkin, _ASKED.c.provider_id, _ASKED.c.payload)
+    .outerjoin(_ASKED, _ASKED.c.id == _last_asked(bindparam("b_patient_id")))
     .where(Checkin.patient_id == bindparam("b_patient_id"), col(Checkin.status).in_(OPEN_STATUSES))
     .order_by(col(Checkin.due_at), col(Checkin.id))
 )
@@ -127,7 +128,7 @@ class Found:
     asked: Asked | None  # the last question sent to them (None: none)
 
 
-def _asked(patient: Patient, provider_id: str | None, payload: Any) -> Asked | None:
+def _asked(patient: Patient, provider_id: str | None = None, payload: Any = None) -> Asked | None:
     if not isinstance(payload, dict) or patient.id is None:
         return None  # (no question sent: a payload is always an object)
     return Asked(patient.id, provider_id, payload)
@@ -167,10 +168,13 @@ async def patient_with_open_checkin(
     would see a joined check-in as it was before the wait; PostgreSQL re-reads only the
     rows it locks, and the check-in is the outer join's nullable side, which it cannot
     lock. The step would then save over a stale copy."""
+    edits = channel == "telegram"  # (the only channel whose answers edit the question)
     if session.get_bind().dialect.name == "postgresql":
         patient = await patient_by_address(session, channel, address, lock=True)
         if patient is None or patient.id is None:
             return None
+        if not edits:
+            return Found(patient, await open_checkin(session, patient.id), None)
         opened = (
             await session.exec(_OPEN_CHECKIN_ASKED, params={"b_patient_id": patient.id})
         ).first()
@@ -178,7 +182,7 @@ async def patient_with_open_checkin(
             return Found(patient, None, None)
         return Found(patient, opened[0], _asked(patient, *opened[1:]))
     params = {"b_channel": channel, "b_hashes": lookup_hashes(address)}
-    row = (await session.exec(_PATIENT_AND_OPEN_CHECKIN, params=params)).first()
+    row = (await session.exec(_PATIENT_AND_OPEN_CHECKIN[edits], params=params)).first()
     return None if row is None else Found(row[0], row[1], _asked(row[0], *row[2:]))
 
 
