@@ -4,7 +4,9 @@ version counter as the ORM's flush is, and nothing written again at the commit."
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm.exc import StaleDataError
+from sqlmodel import select
 
 from bot.storage import checkins as q
 from bot.storage.database import Database
@@ -32,6 +34,29 @@ async def test_a_step_writes_what_changed_once_and_bumps_the_version(
         assert (stored.status, stored.version) == ("in_progress", 2)
         assert stored.state == {"asked": ["phq9.q1"], "answers": {"q1": 2}}
         assert stored.next_reminder_at == now + timedelta(hours=4)
+
+
+async def test_a_step_leaves_nothing_for_the_next_flush_to_look_at(
+    db: Database, checkin: Checkin, now: datetime
+) -> None:
+    """After the step's UPDATE the check-in is no longer marked modified: the session is
+    clean, and the statements after it in the turn (each autoflushing) and the commit run
+    no flush of it, where before each walked the unit of work to find nothing to write."""
+    async with db.transaction() as session:
+        row = await session.get(Checkin, checkin.id)
+        assert row is not None
+        row.status, row.next_reminder_at = "in_progress", now + timedelta(hours=4)
+        assert row in session.dirty
+        await q.save_step(session, row)
+        assert row not in session.dirty
+        flushes: list[object] = []
+        event.listen(session.sync_session, "before_flush", lambda *a: flushes.append(a))
+        await session.get(Checkin, checkin.id)
+        await session.exec(select(Checkin.id).where(Checkin.id == checkin.id))
+    assert flushes == []
+    async with db.transaction() as session:
+        stored = await session.get(Checkin, checkin.id)
+        assert stored is not None and (stored.status, stored.version) == ("in_progress", 2)
 
 
 async def test_a_step_on_a_stale_copy_is_refused(db: Database, checkin: Checkin) -> None:
