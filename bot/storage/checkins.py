@@ -350,7 +350,10 @@ async def save_step(session: AsyncSession, checkin: Checkin) -> None:
         session.add(checkin)
         await session.flush()
         return
-    changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
+    # only the attributes set since the load can have changed (`committed_state` holds
+    # their values before); asking all twenty-three for their history cost more than that
+    attrs = state.attrs
+    changed = {k: attrs[k].value for k in state.committed_state if attrs[k].history.has_changes()}
     if not changed:
         return
     seen = checkin.version
