@@ -90,6 +90,24 @@ async def test_a_turns_replies_go_to_the_courier_without_a_claim(
     assert len(leased) == 1 and "CASE WHEN" in leased[0]
 
 
+async def test_the_courier_is_idle_once_what_a_turn_handed_it_is_sent_and_recorded(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """`Deliverer.idle` (what bench/turn_cost.py waits for): False from the moment a turn
+    hands rows over until they are sent and marked so, then True."""
+    await asked_first_question(rig)
+    async with courier(rig.app):
+        await until(lambda: rig.app.deliverer.hands_off)
+        assert rig.app.deliverer.idle
+        update = rig.stand_in.text_update(CHAT, "0")
+        assert (await rig.post(update)).status_code == 200
+        assert not rig.app.deliverer.idle  # handed over, not sent yet
+        await until(lambda: rig.app.deliverer.idle)
+        rows = await table(rig.app.db, OutboundMessage)
+    assert len(rows) == 3 and [m.status for m in rows] == ["sent"] * 3
+
+
 async def all_sent(rig: Rig, n: int) -> list[OutboundMessage]:  # noqa: F811
     """The outbox once its `n` rows are all marked sent (within ten seconds)."""
     for _ in range(500):

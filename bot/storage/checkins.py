@@ -3,13 +3,14 @@ due or overdue. Small functions over one session, like the repository's methods.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
-from sqlalchemy import ScalarSelect, and_, bindparam, or_, update
+from sqlalchemy import ScalarSelect, Update, and_, bindparam, or_, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -338,6 +339,21 @@ async def unprocessed_from(
 _CHECKIN = Checkin.__table__  # type: ignore[attr-defined]
 
 
+@functools.lru_cache(maxsize=64)
+def _step_update(columns: tuple[str, ...]) -> Update:
+    """`save_step`'s UPDATE of `columns` (each the parameter ``b_<column>``), built once
+    per set of columns: a step changes the same few (the state; at times the status,
+    the reminder, the times), and building the statement and its cache key on every step
+    cost about as much as running it (bot/storage/prebuilt.py)."""
+    values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in columns}
+    values["version"] = bindparam("b_version")
+    return (
+        update(_CHECKIN)
+        .where(_CHECKIN.c.id == bindparam("b_id"), _CHECKIN.c.version == bindparam("b_seen"))
+        .values(values)
+    )
+
+
 async def save_step(session: AsyncSession, checkin: Checkin) -> None:
     """Write what a step changed on a check-in loaded in this session: one UPDATE of the
     changed columns, guarded by its version counter as the ORM's flush is
@@ -357,13 +373,10 @@ async def save_step(session: AsyncSession, checkin: Checkin) -> None:
     if not changed:
         return
     seen = checkin.version
-    statement = (
-        update(_CHECKIN)
-        .where(_CHECKIN.c.id == checkin.id, _CHECKIN.c.version == seen)
-        .values(**changed, version=seen + 1)
-    )
+    params = {f"b_{k}": v for k, v in changed.items()}
+    params |= {"b_id": checkin.id, "b_seen": seen, "b_version": seen + 1}
     connection = await session.connection()
-    if (await connection.execute(statement)).rowcount != 1:
+    if (await connection.execute(_step_update(tuple(sorted(changed))), params)).rowcount != 1:
         raise StaleDataError(f"check-in {checkin.id}: changed by another transaction")
     for key, value in changed.items():
         set_committed_value(checkin, key, value)

@@ -16,6 +16,7 @@ from sqlalchemy import Table, TextClause, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
+from bot.storage import outbox
 from bot.storage.tables import OutboundMessage
 
 OUTBOX_TABLE: Table = OutboundMessage.__table__  # type: ignore[attr-defined]
@@ -58,3 +59,17 @@ def column_params(table: Table) -> dict[str, Any]:
 def params(values: dict[str, Any]) -> dict[str, Any]:
     """A row's column values as the parameters of a statement built here."""
     return {f"b_{name}": value for name, value in values.items()}
+
+
+@functools.cache
+def enqueue(dialect: str, *, leasing: bool) -> ReturningInsert[Any]:
+    """`Repository.enqueue`'s INSERT of a turn's outbox rows (one VALUES row each):
+    skipping known idempotency keys, returning each new row's id, status and key;
+    `leasing`, the rows leased as they are inserted (a hand-off: `outbox.LEASING`)."""
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OUTBOX_TABLE)
+    if leasing:
+        insert = insert.values(outbox.LEASING)
+    columns = OUTBOX_TABLE.c
+    return insert.on_conflict_do_nothing(index_elements=("idempotency_key",)).returning(
+        columns.id, columns.status, columns.idempotency_key
+    )

@@ -235,14 +235,8 @@ class Repository:
             values = [v | claiming.leased(row) for v, row in zip(values, rows, strict=True)]
         # one statement for a turn's messages: one INSERT with a VALUES row each (the
         # driver's "insertmanyvalues"), which both databases number in the order given;
-        # the statement is fixed and its parameters vary, so it is compiled once
-        table = prebuilt.OUTBOX_TABLE
-        insert = self._insert(table)
-        if claiming is not None:
-            insert = insert.values(outbox.LEASING)
-        statement = insert.on_conflict_do_nothing(index_elements=("idempotency_key",)).returning(
-            table.c.id, table.c.status, table.c.idempotency_key
-        )
+        # the statement is fixed and its parameters vary, so it is built once
+        statement = prebuilt.enqueue(self.dialect, leasing=claiming is not None)
         result = await (await self.session.connection()).execute(statement, values)
         inserted = sorted(tuple(r) for r in result.all())
         claimed = claiming.collect(inserted, rows) if claiming is not None else []

@@ -59,6 +59,35 @@ async def test_a_step_leaves_nothing_for_the_next_flush_to_look_at(
         assert stored is not None and (stored.status, stored.version) == ("in_progress", 2)
 
 
+async def test_steps_changing_the_same_columns_reuse_one_statement(
+    db: Database, checkin: Checkin, now: datetime
+) -> None:
+    """The UPDATE of a set of columns is built once (building it cost about as much as
+    running it); each step still writes its own values, typed as the columns are (the
+    state as JSON, the reminder as a time), and a step changing other columns gets its own."""
+    q._step_update.cache_clear()
+    for n in range(3):
+        async with db.transaction() as session:
+            row = await session.get(Checkin, checkin.id)
+            assert row is not None
+            row.state = {"asked": [f"phq9.q{n + 1}"], "answers": {"q1": n}}
+            row.next_reminder_at = now + timedelta(hours=n + 1)
+            await q.save_step(session, row)
+    assert q._step_update.cache_info().misses == 1
+    async with db.transaction() as session:
+        row = await session.get(Checkin, checkin.id)
+        assert row is not None
+        row.status = "in_progress"
+        await q.save_step(session, row)
+    assert q._step_update.cache_info().misses == 2
+    async with db.transaction() as session:
+        stored = await session.get(Checkin, checkin.id)
+        assert stored is not None
+        assert (stored.status, stored.version) == ("in_progress", 5)
+        assert stored.state == {"asked": ["phq9.q3"], "answers": {"q1": 2}}
+        assert stored.next_reminder_at == now + timedelta(hours=3)
+
+
 async def test_a_step_on_a_stale_copy_is_refused(db: Database, checkin: Checkin) -> None:
     """Another transaction moved the check-in on after this copy was read: the step
     raises (its transaction rolls back) instead of overwriting the newer state."""

@@ -89,6 +89,11 @@ class Deliverer:
             self._sender.stop = None  # a drain without a courier (the tick's) sends again
 
     @property
+    def idle(self) -> bool:
+        """Nothing handed over waits or is in flight, and no drain of the courier runs."""
+        return self._draining is None and not self._handed and self._sender.unsettled == 0
+
+    @property
     def in_flight(self) -> int:
         """Sends given to the provider whose outcome is not committed yet."""
         return self._sender.unsettled
@@ -246,7 +251,7 @@ class Deliverer:
                     continue
                 rest = line[n + 1 :]
                 if outcome.retried and rest and rest[0].lease_until is not None:
-                    await self._hand_back(rest, rest[0].lease_until)
+                    await leases.hand_back_rest(self.db, rest, rest[0].lease_until)
                 break
         except (Exception, asyncio.CancelledError):
             with contextlib.suppress(Exception):
@@ -257,13 +262,6 @@ class Deliverer:
                 self._not_begun.forget(line)
         await self._sender.record(held)
         return report
-
-    async def _hand_back(self, rest: list[Outgoing], held_until: datetime) -> None:
-        try:
-            async with self.db.transaction() as session:
-                await outbox.hand_back(session, {held_until: [m.id for m in rest]})
-        except Exception as exc:  # they wait out the lease instead: later, still in order
-            log.warning("could not hand back held messages (%s)", type(exc).__name__)
 
     async def _one(
         self,

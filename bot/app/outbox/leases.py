@@ -51,6 +51,16 @@ async def renew(
         log.warning("could not renew outbox leases (%s)", type(exc).__name__)
 
 
+async def hand_back_rest(db: Database, rest: list[Outgoing], held_until: datetime) -> None:
+    """Queue again the rest of a line behind a message to be retried (they follow it at
+    its retry); on a failure they wait out their lease instead: later, still in order."""
+    try:
+        async with db.transaction() as session:
+            await outbox.hand_back(session, {held_until: [m.id for m in rest]})
+    except Exception as exc:
+        log.warning("could not hand back held messages (%s)", type(exc).__name__)
+
+
 class NotBegun:
     """The messages leased to this process (claimed, or handed over by a turn) whose send
     has not begun. The renewals above update the very objects held here, so each is known
