@@ -309,8 +309,11 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=40, help="patients answering")
     parser.add_argument("--runs", type=int, default=3, help="timed rounds (best is shown)")
     parser.add_argument("--statements", action="store_true", help="list one turn's SQL")
-    parser.add_argument("--profile", metavar="PREFIX",
-                        help="write the profiled rounds' cProfile stats to PREFIX-<store>.prof")  # fmt: skip
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="cProfile stats of the counted rounds: PREFIX-<store>.prof",
+    )
     args = parser.parse_args()
     if args.runs * (ROUNDS // 2) + ROUNDS // 2 + 2 > 16:
         parser.error("--runs at most 6: a patient's two check-ins have 16 items between them")
