@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.domain.alerts import AlertState, CheckinOutcome
 from bot.storage.checkins import CLOSED_STATUSES
@@ -70,11 +71,41 @@ def store(row: Alert, state: AlertState) -> None:
         setattr(row, name, value)
 
 
-async def unresolved(session: AsyncSession, patient_id: int) -> list[Alert]:
+def _unresolved(patient_id: int) -> SelectOfScalar[Alert]:
     statement = select(Alert).where(
         Alert.patient_id == patient_id, col(Alert.status).in_(UNRESOLVED)
     )
-    return list((await session.exec(statement.order_by(col(Alert.id)))).all())
+    return statement.order_by(col(Alert.id))
+
+
+async def unresolved(session: AsyncSession, patient_id: int) -> list[Alert]:
+    """The patient's open and acknowledged alerts, by id: to read (see
+    :func:`unresolved_for_update` to write them back)."""
+    return list((await session.exec(_unresolved(patient_id))).all())
+
+
+async def unresolved_for_update(session: AsyncSession, patient_id: int) -> list[Alert]:
+    """The patient's unresolved alerts, by id, to be written back (a turn's raise or
+    amendment, under the patient's lock). PostgreSQL: the same statement ``FOR UPDATE``:
+    locked in id order, read afresh (a copy already in the session is refreshed), waiting
+    for one another transaction holds (never skipping it: a raise is never lost). Alert
+    rows have no version counter, and an update writes each column it changed whole:
+    without the lock, an escalation, a reroute or an acknowledgement committed between
+    this read and the write would lose its ``detail`` (a failure round), ``recipients``
+    or ``last_notified_at`` to the stale copy. SQLite: its one writer holds the lock from
+    BEGIN already.
+
+    Lock order: the patient's row first (a turn's, a start's or a reminder's lock; and
+    ``mark_unreachable`` and ``Alerting.message_set_aside`` take it), then their alerts
+    by id. A caller without it would deadlock with a turn: its new alert's insert waits
+    for the patient's row (the foreign key's share lock) while it holds their alerts.
+    None of the others waits for a patient's row: the escalation pass skips locked
+    alerts (it never waits), a reroute locks its notice's alerts by id, an
+    acknowledgement one alert: no deadlock."""
+    statement = _unresolved(patient_id)
+    if session.get_bind().dialect.name == "postgresql":
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    return list((await session.exec(statement)).all())
 
 
 async def primary(session: AsyncSession, patient: Patient) -> int | None:

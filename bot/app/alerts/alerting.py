@@ -51,9 +51,8 @@ from bot.domain.scoring import lowered_after_endorsement
 from bot.instruments import Catalog
 from bot.rendering.renderer import Renderer
 from bot.storage.alerts import backup as backup_of
-from bot.storage.alerts import next_in_line, state_of, store
+from bot.storage.alerts import next_in_line, state_of, store, unresolved_for_update
 from bot.storage.alerts import primary as primary_of
-from bot.storage.alerts import unresolved as rows_for
 from bot.storage.checkins import open_checkin
 from bot.storage.outbox import Outgoing
 from bot.storage.repository import Repository
@@ -157,6 +156,8 @@ class Alerting:
         """A message from the patient failed every processing attempt and was set aside
         (``checkin inbound list``): nobody knows what it said, and it may be an answer
         that matters, so the responsible clinician is asked to contact the patient."""
+        assert patient.id is not None
+        await repo.lock_patient(patient.id)  # before their alerts: see unresolved_for_update
         await self._raise(repo, patient, Trigger(MESSAGE_SET_ASIDE, "urgent", now), now)
 
     async def wording_missing(
@@ -179,7 +180,7 @@ class Alerting:
         self, repo: Repository, patient: Patient, trigger: Trigger, now: datetime
     ) -> None:
         assert patient.id is not None
-        rows = await rows_for(repo.session, patient.id)
+        rows = await unresolved_for_update(repo.session, patient.id)  # locked: see there
         taken = {r.code for r in rows}
         code = new_code(lambda alphabet: secrets.choice(alphabet), taken)
         primary = await primary_of(repo.session, patient)
@@ -210,7 +211,7 @@ class Alerting:
         gains the change and the clinicians told so far are told of it."""
         assert patient.id is not None and answer.previous is not None
         primary = await primary_of(repo.session, patient)
-        for row in await rows_for(repo.session, patient.id):
+        for row in await unresolved_for_update(repo.session, patient.id):
             change = safety_answer_lowered(
                 state_of(row), answer.item, answer.previous, answer.value, now, primary or 0
             )
