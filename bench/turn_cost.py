@@ -21,7 +21,8 @@ reach (1,000 a second, a chat 20 at once then 50 a second), so no send waits and
 does not depend on how long one did, while the pacer's work (on PostgreSQL, the shared
 limit's statements) is still done and counted. A round's turns are counted until the
 courier has sent and recorded what they handed it; asking the stand-in what it received
-is not.
+is not. The answers come one at a time, each turn's sends recorded before the next answer,
+as at a patient's pace (`bench.turns` with ``BENCH_PACE=3-8``), where turns seldom overlap.
 
     .venv/bin/python -m bench.turn_cost [--stores sqlite,postgresql] [--patients 40]
         [--runs 3] [--statements] [--channel console|telegram] [--profile PREFIX]
@@ -50,6 +51,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from sqlalchemy import event, make_url
@@ -187,6 +189,8 @@ class _Telegram:
         self.app = build(settings)
         self.app.wake = asyncio.Event()
         self.stop = asyncio.Event()
+        self.drained = asyncio.Event()
+        self._watch_drains()
         self.courier = asyncio.create_task(
             deliver_when_woken(self.app.deliverer, self.app.wake, self.stop)
         )
@@ -205,23 +209,36 @@ class _Telegram:
             await self._settled()
 
     async def answer(self, addresses: list[str]) -> int:
+        """One patient's answer at a time, each turn's sends and marks done before the next
+        (at a patient's pace, turns seldom overlap: each starts a drain of its own)."""
         for address in addresses:
             n = next(self.ids)
             update = build_text_update(update_id=n, chat_id=int(address), message_id=n,
                                        text="0", date=datetime.now(UTC))  # fmt: skip
             await handle_update(self.app, self.channel, update)
-        await self._settled()  # (counted: the sends, their marks and the drain's end)
+            await self._settled()  # (counted: the sends, their marks and the drain's end)
         async with self.paused.aside():  # (not counted: asking the stand-in)
             await self._sent(2 * len(addresses))  # each: the question's edit, the next one
         return len(addresses)
 
     async def _settled(self) -> None:
-        """Wait until the courier has sent what the turns handed it and recorded it."""
-        deadline = time.monotonic() + 60
+        """Wait, without polling, until the courier has sent and recorded what the turn
+        handed it: woken at the end of each of its drains (see `_watch_drains`)."""
         while not self.app.deliverer.idle:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the courier did not settle")
-            await asyncio.sleep(0.005)
+            self.drained.clear()
+            await asyncio.wait_for(self.drained.wait(), 60)
+
+    def _watch_drains(self) -> None:
+        """Set `drained` whenever a drain of the deliverer ends (wrapping its method)."""
+        drain = self.app.deliverer.drain
+
+        async def watched(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await drain(*args, **kwargs)
+            finally:
+                self.drained.set()
+
+        self.app.deliverer.drain = watched  # type: ignore[method-assign]
 
     async def _sent(self, more: int) -> None:
         """Wait until `more` requests beyond those counted so far reached the stand-in."""

@@ -333,3 +333,24 @@ def test_every_telegram_message_is_valid_telegram_html(
         assert not re.search(r"&(?!amp;|lt;|gt;|quot;|#\d+;|#x[0-9a-f]+;)", rendered.text), (
             rendered.text
         )
+
+
+def test_what_every_patient_is_sent_alike_is_rendered_once(catalog: Catalog) -> None:
+    """A question, an answer shown, an introduction and the crisis message are the same
+    words for every patient: rendered once per channel, language and country, then the
+    same rendering is given again. A question asked again with the problem of the reply
+    before, and everything else, is rendered each time."""
+    renderer = Renderer(catalog, CLINIC)
+    kept = [ev.Ask("phq9.q3", 3, 9), ev.Answered("phq9.q3", 1), ev.Intro("phq9"),
+            ev.CrisisResources("suicidality", "phq9.q9")]  # fmt: skip
+    for intent in kept:
+        first = renderer.render(intent, "telegram", "en")
+        assert first is not None and renderer.render(intent, "telegram", "en") is first
+        again = renderer.render(intent, "telegram", "es", "MX")
+        assert again is not None and again is not first and again.text != first.text
+        assert renderer.render(intent, "telegram", "es", "MX") is again
+    problem = ev.Ask("phq9.q3", 3, 9, problem=Invalid("out_of_range", "7", (0, 1, 2, 3)))
+    first = renderer.render(problem, "telegram", "en")
+    assert first is not None and renderer.render(problem, "telegram", "en") is not first
+    completed = ev.Completed((), show_scores=False)
+    assert renderer.render(completed, "sms", "en") is not renderer.render(completed, "sms", "en")

@@ -9,6 +9,7 @@ transliterated to GSM-7 so a message costs the fewest segments.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,10 @@ BUTTONED = ("telegram", "whatsapp")  # channels that show answers as buttons
 LANGUAGES = ("en", "es")
 OPTIONAL = {"answered"}  # intents a channel may choose not to show
 ACK_BUTTON = "ack:"  # callback data of an alert's Acknowledge button: "ack:<code>"
+# what `Renderer.render` keeps: the same words for every patient (a question asked again
+# with the problem of the reply before is rare, and rendered each time)
+_KEPT = (ev.Ask, ev.Answered, ev.Intro, ev.CrisisResources)
+KEPT = 2048  # renderings kept (a few hundred per channel and language in practice)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class Renderer:
         # which templates exist, read once: listing walks the directory tree, and doing
         # it per message was over half the rendering time (a new template needs a restart)
         self._present = frozenset(self.plain.list_templates())
+        self._kept = functools.lru_cache(maxsize=KEPT)(self._render)
 
     def render(
         self, intent: ev.Intent, channel: str, language: str, country: str | None = None
@@ -86,7 +92,20 @@ class Renderer:
 
         `country`: the patient's (``Clinic.country_of``; None: the clinic's own). Every
         template gets ``crisis``, the crisis lines and emergency number for that country
-        in that language (:class:`bot.domain.crisis.CrisisContacts`)."""
+        in that language (:class:`bot.domain.crisis.CrisisContacts`).
+
+        What a turn renders (a question, an answer shown, an introduction, the crisis
+        message) is kept, the last two thousand: the same words for every patient, and
+        the templates and the catalog are read once per process, so rendering them again
+        gave the same text for a tenth of a millisecond of CPU a turn (SMS: each
+        variant tried). The rest (scores, alerts, lists) is rendered each time."""
+        if isinstance(intent, _KEPT) and not (isinstance(intent, ev.Ask) and intent.problem):
+            return self._kept(intent, channel, language, country)
+        return self._render(intent, channel, language, country)
+
+    def _render(
+        self, intent: ev.Intent, channel: str, language: str, country: str | None
+    ) -> Rendered | None:
         language = language if language in LANGUAGES else "en"
         crisis = self.clinic.crisis_for(country, language)
         name = template_name(intent)
