@@ -201,13 +201,14 @@ class Inbox:
     async def _failed(self, inbound_id: int, problem: str, counted: set[int]) -> None:
         """Count a failed recovery attempt against the message that failed: the oldest its
         sender has waiting (processing a message processes those before it first), once a
-        pass. After INBOUND_ATTEMPTS that message is set aside: left waiting, it would
-        block its sender's later messages and, with enough like it, the recovery pass
-        itself. Logged by id and exception only; the patient's clinician gets an urgent
+        pass, under the patient's lock (see `_head_of_line`): one processed meanwhile is
+        not counted. After INBOUND_ATTEMPTS that message is set aside: left waiting, it
+        would block its sender's later messages and, with enough like it, the recovery
+        pass itself. Logged by id and exception only; the patient's clinician gets an urgent
         alert, since what the message said (perhaps an answer that matters) is unknown."""
         try:
             async with self.ctx.db.transaction() as session:
-                message = await _head_of_line(session, inbound_id)
+                message, patient = await _head_of_line(session, inbound_id) or (None, None)
                 if message is None or message.id is None or message.id in counted:
                     return
                 head = message.id
@@ -215,10 +216,8 @@ class Inbox:
                 repo, now = Repository(session), self.ctx.clock()
                 attempts = await repo.count_failure(head, now, problem, INBOUND_ATTEMPTS)
                 alerting = self.ctx.alerting
-                if attempts >= INBOUND_ATTEMPTS and alerting is not None:
-                    sender = message.channel, message.sender
-                    if (patient := await q.patient_by_address(session, *sender)) is not None:
-                        await alerting.message_set_aside(repo, patient, now)
+                if attempts >= INBOUND_ATTEMPTS and alerting is not None and patient is not None:
+                    await alerting.message_set_aside(repo, patient, now)
         except Exception as exc:  # the database itself failing: the next pass tries again
             log.error("inbound %s could not be processed (%s, then %s)",
                       inbound_id, problem, type(exc).__name__)  # fmt: skip
@@ -251,11 +250,19 @@ def _stored(inbound: Inbound) -> dict[str, Any]:
     }
 
 
-async def _head_of_line(session: AsyncSession, inbound_id: int) -> InboundMessage | None:
-    """The oldest unprocessed message of `inbound_id`'s sender, up to it (None: it was
-    processed meanwhile)."""
+async def _head_of_line(
+    session: AsyncSession, inbound_id: int
+) -> tuple[InboundMessage, Patient | None] | None:
+    """The oldest unprocessed message of `inbound_id`'s sender, up to it, and the sender's
+    patient (None: a stranger), their row locked first; None when it was processed
+    meanwhile (perhaps by a turn the lock waited for). The lock comes before any write to
+    the sender's messages, as in a turn: a pass that counted an attempt first, then locked
+    the patient to raise the set-aside alert, deadlocked on PostgreSQL with a turn
+    processing that message (it holds the patient, then marks the message)."""
     message = await session.get(InboundMessage, inbound_id)
     if message is None or message.processed_at is not None:
         return None
-    waiting = await q.unprocessed_from(session, message.channel, message.sender, inbound_id)
-    return waiting[0] if waiting else message
+    sender = message.channel, message.sender
+    patient = await q.patient_by_address(session, *sender, lock=True)
+    waiting = await q.unprocessed_from(session, *sender, inbound_id)  # (read after the lock)
+    return (waiting[0], patient) if waiting else None
