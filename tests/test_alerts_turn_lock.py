@@ -29,10 +29,14 @@ pytestmark = pytest.mark.postgres
 
 
 async def waiting_for_a_lock(db: Database) -> None:
-    """Until some transaction waits for a lock another holds (the turn, for the row)."""
+    """Until some transaction of this test's database waits for a lock another holds (the
+    turn, for the row; another database's waits on the same server do not count)."""
     for _ in range(200):
         async with db.engine.connect() as connection:
-            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
             if (await connection.execute(text(waiting))).scalar_one():
                 return
         await asyncio.sleep(0.025)
