@@ -56,7 +56,8 @@ async def test_a_failed_status_callback_sends_the_alert_to_the_backup_at_once(
     rig: Rig, db: Database
 ) -> None:
     """The primary's crisis notice is reported undelivered: the backup's SMS leaves from
-    the courier within moments, with no tick (without the wake it would wait for one)."""
+    the courier within moments, with no tick (without the wake it would wait for one),
+    and says why it comes to the backup."""
     notice = await crisis_notice_sent(rig)
     assert notice.provider_id is not None
     async with courier(rig.app):
@@ -67,7 +68,7 @@ async def test_a_failed_status_callback_sends_the_alert_to_the_backup_at_once(
                 break
             await asyncio.sleep(0.02)
     (told,) = texts_to(rig, BACKUP)
-    assert told.startswith("CRISIS (reminder 1, not yet acknowledged): P-1")
+    assert told.startswith("CRISIS (not delivered to the patient's clinician; sent to you): P-1")
     (alert,) = await table(db, Alert)
     assert alert.escalation_count == 1 and alert.status == "open"
 

@@ -1,10 +1,11 @@
 """An alert notice the provider refuses for good goes to the next clinician at once, end to
 end through the real python-telegram-bot and the Bot API stand-in (no clock moves): a
 crisis alert whose clinician blocked the bot reaches the backup within the tick, not at 15
-minutes; a failure that will be retried changes nothing; a refused digest sends on every
-alert it listed; clinicians who all refuse are each tried once, then the deadline takes
-over; a failure while rerouting leaves the refused notice dead all the same. On SQLite and
-PostgreSQL."""
+minutes, saying why it comes to them (that notice only: the deadline's reminders do not,
+and a digest says it on the rerouted alerts' lines); a failure that will be retried
+changes nothing; a refused digest sends on every alert it listed; clinicians who all
+refuse are each tried once, then the deadline takes over; a failure while rerouting leaves
+the refused notice dead all the same. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from tests.test_telegram import Rig, rig, table  # noqa: F401  (rig: a fixture)
 
 PRIMARY, BACKUP, OTHER = 9101, 9102, 9103
 LEASE = timedelta(seconds=30)  # [scheduler] send_lease_s
+NOT_PRIMARY = "not delivered to the patient's clinician; sent to you"  # a rerouted notice
+NOT_OTHER = "not delivered to another clinician; sent to you"
 
 
 async def clinic(rig: Rig, patients: int = 1) -> list[Patient]:  # noqa: F811
@@ -64,8 +67,9 @@ async def test_a_crisis_alert_refused_by_a_blocked_clinician_reaches_the_backup_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The primary blocked the bot: the 403 marks the notice dead and, in the same tick,
-    the backup gets the crisis notice (an escalation; the deadline is 15 minutes away).
-    Audited and logged with ids only; `checkin alerts` counts it."""
+    the backup gets the crisis notice (an escalation; the deadline is 15 minutes away),
+    saying why it comes to them, not "reminder 1" of a notice they never had. Audited
+    and logged with ids only; `checkin alerts` counts it."""
     alerting = alerting_of(rig, timedelta(0))
     (patient,) = await clinic(rig)
     rig.stand_in.block(PRIMARY)
@@ -73,7 +77,7 @@ async def test_a_crisis_alert_refused_by_a_blocked_clinician_reaches_the_backup_
     with caplog.at_level(logging.WARNING):
         await tick(rig.app)
     (notice,) = rig.stand_in.messages(BACKUP)
-    assert notice["text"].startswith("CRISIS (reminder 1, not yet acknowledged): P-1")
+    assert notice["text"].startswith(f"CRISIS ({NOT_PRIMARY}): P-1")
     assert attempts(rig, PRIMARY) == 1 and attempts(rig, OTHER) == 0
     (alert,) = await table(db, Alert)
     assert alert.escalation_count == 1 and alert.status == "open"
@@ -86,6 +90,51 @@ async def test_a_crisis_alert_refused_by_a_blocked_clinician_reaches_the_backup_
     assert len(warning) == 1 and "P-1" not in warning[0] and "suicid" not in warning[0]
     (view,) = await list_alerts(rig.app.db, rig.clock)
     assert view.undelivered == 1 and view.unrouted == 0
+
+
+async def test_the_deadline_repeat_after_a_reroute_is_a_reminder_and_a_new_refusal_says_why(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """The primary blocked the bot: the backup is told why. At the deadline both are
+    reminded ("reminder 2"): the deadline opens a new failure round, nothing in it has
+    failed when the reminders are written, and the backup was told why already. The
+    primary's reminder is refused again: the clinician told instead is told why."""
+    alerting = alerting_of(rig, timedelta(0))
+    (patient,) = await clinic(rig)
+    rig.stand_in.block(PRIMARY)
+    await raise_alert(rig, alerting, patient, crisis=True)
+    await tick(rig.app)
+    assert rig.stand_in.sent_texts(BACKUP)[0].startswith(f"CRISIS ({NOT_PRIMARY}): P-1")
+    rig.clock.now += timedelta(minutes=15)
+    await tick(rig.app)
+    await tick(rig.app)
+    assert attempts(rig, PRIMARY) == 2
+    _, reminder = rig.stand_in.sent_texts(BACKUP)
+    assert reminder.startswith("CRISIS (reminder 2, not yet acknowledged): P-1")
+    (other,) = rig.stand_in.sent_texts(OTHER)
+    assert other.startswith(f"CRISIS ({NOT_PRIMARY}): P-1")
+
+
+async def test_a_refused_escalation_to_the_backup_says_another_clinicians_message_failed(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """The primary was sent the alert and has not acknowledged it; at the deadline the
+    backup, who blocked the bot, is refused: the clinician told instead reads that a
+    message to another clinician failed, not the patient's clinician's."""
+    alerting = alerting_of(rig, timedelta(0))
+    (patient,) = await clinic(rig)
+    rig.stand_in.block(BACKUP)
+    await raise_alert(rig, alerting, patient, crisis=True)
+    await tick(rig.app)
+    assert rig.stand_in.sent_texts(PRIMARY)[0].startswith("CRISIS: P-1")
+    rig.clock.now += timedelta(minutes=15)
+    await tick(rig.app)
+    (other,) = rig.stand_in.sent_texts(OTHER)
+    assert other.startswith(f"CRISIS ({NOT_OTHER}): P-1")
+    (alert,) = await table(db, Alert)
+    assert alert.escalation_count == 2
 
 
 async def test_a_failure_that_will_be_retried_does_not_escalate(
@@ -140,6 +189,31 @@ async def test_a_refused_digest_sends_on_every_alert_it_listed(
     assert [alerts[p.id].escalation_count for p in (second, third)] == [1, 1]  # type: ignore[index]
     audited = sorted(a.detail["alert_id"] for a in await undelivered_audits(db))
     assert audited == sorted([alerts[second.id].id, alerts[third.id].id])
+
+
+async def test_rerouted_alerts_held_for_a_digest_still_say_why(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """Three alerts of a refused digest reach the backup as one notice at once and, after
+    the window, a digest of the other two: each alert, on its own or on its digest line,
+    says why it comes to them."""
+    alerting = alerting_of(rig, 2 * SECOND)
+    first, *refused = await clinic(rig, patients=4)
+    await raise_alert(rig, alerting, first, crisis=False)
+    await tick(rig.app)
+    rig.stand_in.block(PRIMARY)
+    rig.clock.now += SECOND / 2
+    for n, patient in enumerate(refused):
+        await raise_alert(rig, alerting, patient, crisis=n == 0)
+    rig.clock.now += 2 * SECOND  # the window closes: the digest goes, and is refused
+    await tick(rig.app)
+    rig.clock.now += 2 * SECOND  # the backup's own window: the two held leave together
+    await tick(rig.app)
+    alone, digest = rig.stand_in.sent_texts(BACKUP)
+    assert alone.startswith(f"CRISIS ({NOT_PRIMARY}): P-2")
+    assert digest.startswith("2 alerts, most urgent first:\n1. URGENT (" + NOT_PRIMARY)
+    assert digest.count(NOT_PRIMARY) == 2 and "reminder" not in digest
 
 
 async def test_clinicians_who_all_refuse_are_each_tried_once_then_the_deadline_goes_on(

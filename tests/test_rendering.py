@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -49,11 +50,17 @@ def clinician_intents() -> list[ev.Intent]:
         "ABC234", "suicidality", "crisis", "P & Q <1>", {"item_number": 9, "value": 2}, 0, T0
     )
     reminder = ev.AlertNotice("XYZ789", "missed_checkins", "routine", "B", {}, 2, T0)
+    opted_out = {"how": "blocked", "in_checkin": True, "reached_instrument": "qids_sr16",
+                 "reached_item_number": 12}  # fmt: skip
+    rerouted = [  # sent instead of a clinician whose message failed: the longest headers
+        ev.AlertNotice("ABC234", "opted_out", "urgent", "P-1", opted_out, 3, T0, rerouted=why)
+        for why in ("primary", "other")
+    ]
     return [
-        ev.AlertDigest((crisis, reminder)),
+        ev.AlertDigest((crisis, reminder)), ev.AlertDigest((replace(crisis, rerouted="primary"), reminder)),
+        *rerouted,
         ev.AlertNotice("ABC234", "suicidality", "crisis", "P-1", {"item_number": 9, "value": 2}, 0, T0),
-        ev.AlertNotice("ABC234", "opted_out", "urgent", "P-1", {"how": "blocked", "in_checkin": True,
-                       "reached_instrument": "qids_sr16", "reached_item_number": 12}, 0, T0),
+        ev.AlertNotice("ABC234", "opted_out", "urgent", "P-1", opted_out, 0, T0),
         ev.ClinicianHelp(), ev.AckConfirmed("ABC234"), ev.AckUnknown("<x>"),
         ev.ClinicianPatients(patients), ev.ClinicianPatients(()),
         ev.ClinicianAlerts(alerts), ev.ClinicianAlerts(()),

@@ -112,9 +112,16 @@ class Stranger:
     """A message from a chat or number nobody enrolled: says what the service is, nothing more."""
 
 
+# Why a notice goes to a clinician instead of another: a message about the alert failed for
+# good in its failure round, to the patient's own clinician ("primary") or only to others
+Rerouted = Literal["primary", "other"]
+
+
 @dataclass(frozen=True)
 class AlertNotice:
-    """To a clinician: an alert raised, upgraded or escalated. Numbers only, no wording."""
+    """To a clinician: an alert raised, upgraded or escalated. Numbers only, no wording.
+    `rerouted`: sent at once instead of a clinician whose message failed for good (None:
+    any other notice, a deadline escalation included)."""
 
     code: str
     rule: str
@@ -123,6 +130,7 @@ class AlertNotice:
     detail: Mapping[str, object]
     escalation: int
     at: datetime
+    rerouted: Rerouted | None = None
 
 
 @dataclass(frozen=True)

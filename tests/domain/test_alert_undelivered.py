@@ -1,5 +1,6 @@
 """A notice refused for good (bot.domain.alerts.lifecycle.undelivered): who is told next,
-once per clinician per failure round; a deadline escalation opens a new round."""
+once per clinician per failure round; a deadline escalation opens a new round; what the
+notice to the one told next says of why (why_rerouted)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from datetime import timedelta
 
 import pytest
 
-from bot.domain.alerts import DEFAULT_RULES, AlertState, acknowledge, escalate, undelivered
+from bot.domain.alerts import (
+    DEFAULT_RULES,
+    AlertState,
+    acknowledge,
+    escalate,
+    undelivered,
+    why_rerouted,
+)
 from tests.domain.test_alerts import BACKUP, PRIMARY, T0, raise_, trigger
 
 OTHER, FOURTH = 3, 4
@@ -79,3 +87,47 @@ def test_the_deadline_escalation_opens_a_new_round() -> None:
     assert later is not None and later.notify == (PRIMARY, BACKUP)
     again = undelivered(later.alert, PRIMARY, at, LINE)
     assert again is not None and again.notify == (OTHER,)
+
+
+def rerouted_after(alert: AlertState, failing: Sequence[int]) -> str:
+    """What the notice the last refusal sent says: whose message failed this round."""
+    for clinician in failing:
+        change = undelivered(alert, clinician, SOON, LINE)
+        assert change is not None and change.notify
+        alert = change.alert
+    return why_rerouted(alert, PRIMARY)
+
+
+@pytest.mark.parametrize(
+    ("deadline_first", "failing", "why"),
+    [
+        (False, (PRIMARY,), "primary"),  # the raise refused: the patient's clinician never told
+        (False, (PRIMARY, BACKUP), "primary"),  # then the backup's too: still never told
+        (True, (BACKUP,), "other"),  # the primary was told; the backup's escalation refused
+        (True, (BACKUP, OTHER), "other"),
+    ],
+)
+def test_the_notice_sent_instead_says_whose_message_failed_this_round(
+    deadline_first: bool, failing: tuple[int, ...], why: str
+) -> None:
+    """The primary's refusal this round makes it "primary"; a refusal of the backup the
+    deadline told, the primary's own notice not refused, "other"."""
+    alert = crisis()
+    if deadline_first:
+        change = escalate(alert, T0 + timedelta(minutes=15), PRIMARY, BACKUP, DEFAULT_RULES)
+        assert change is not None and change.notify == (BACKUP,)
+        alert = change.alert
+    assert rerouted_after(alert, failing) == why
+
+
+def test_a_primary_refused_in_an_earlier_round_is_not_this_rounds_reason() -> None:
+    """The primary refused, the backup was told instead; the deadline repeat (a new round)
+    forgets the refusal, so a refusal of the backup then is "other": whether the primary's
+    repeat arrives is not known yet when the next clinician is told."""
+    change = undelivered(crisis(), PRIMARY, SOON, LINE)
+    assert change is not None and why_rerouted(change.alert, PRIMARY) == "primary"
+    later = escalate(change.alert, SOON + timedelta(minutes=15), PRIMARY, BACKUP, DEFAULT_RULES)
+    assert later is not None and later.notify == (PRIMARY, BACKUP)
+    assert "round_failed" not in later.alert.detail
+    assert rerouted_after(later.alert, (BACKUP,)) == "other"
+    assert rerouted_after(later.alert, (PRIMARY,)) == "primary"

@@ -46,6 +46,7 @@ from bot.domain.alerts import (
     raise_or_update,
     safety_answer_lowered,
     undelivered,
+    why_rerouted,
 )
 from bot.domain.scoring import lowered_after_endorsement
 from bot.instruments import Catalog
@@ -280,7 +281,8 @@ class Alerting:
             patient = await repo.get_patient(row.patient_id)
             if patient is None:
                 continue
-            line = await next_in_line(repo.session, await primary_of(repo.session, patient))
+            primary = await primary_of(repo.session, patient)
+            line = await next_in_line(repo.session, primary)
             change = undelivered(state_of(row), message.recipient_id, now, line)
             if change is None:
                 continue
@@ -300,7 +302,8 @@ class Alerting:
                 await repo.audit(
                     now, "system", "AlertEscalated", f"patient:{patient.id}", code=row.code
                 )
-                await self._notify(repo, patient, row, change, now)
+                why = why_rerouted(change.alert, primary)  # the notice says why it comes to them
+                await self._notify(repo, patient, row, change, now, rerouted=why)
 
     # ---- acknowledgement --------------------------------------------------------------
 
@@ -339,9 +342,12 @@ class Alerting:
         change: Change,
         now: datetime,
         source: str | None = None,
+        rerouted: ev.Rerouted | None = None,
     ) -> None:
         """Tell the clinicians `change` names; `source`: the messages' idempotency key
-        (default: one per raise, upgrade and escalation of the alert)."""
+        (default: one per raise, upgrade and escalation of the alert); `rerouted`: see
+        :class:`bot.domain.events.AlertNotice`."""
+        assert row.id is not None
         source = source or f"alert{row.id}:{row.escalation_count}:{row.occurrences}"
         for clinician_id in change.notify:
             clinician = await repo.session.get(Clinician, clinician_id) if clinician_id else None
@@ -349,26 +355,19 @@ class Alerting:
                 await self._unrouted(repo, patient, row, clinician_id, now)
                 continue
             notice = ev.AlertNotice(
-                code=row.code,
-                rule=row.rule,
-                level=row.level,
-                patient=patient.display_name,
-                detail=dict(row.detail),
-                escalation=row.escalation_count,
-                at=now,
-            )
+                code=row.code, rule=row.rule, level=row.level, patient=patient.display_name,
+                detail=dict(row.detail), escalation=row.escalation_count, at=now, rerouted=rerouted,
+            )  # fmt: skip
             window = self.rules.digest_window
             until = None
             if self.digests is not None and window > timedelta(0):
                 assert clinician.id is not None
                 until = await notices.digest_until(repo, clinician.id, now, window)
             if until is not None and self.digests is not None:
-                assert row.id is not None
                 r = self.renderer
                 await notices.hold(r, repo, clinician, notice, row.id, source, now, until)
                 self.digests.held(until)
             else:
-                assert row.id is not None
                 await notices.tell(
                     self.renderer, repo, clinician, notice, source, now, alerts=[row.id]
                 )

@@ -128,6 +128,7 @@ async def _notice(repo: Repository, row: OutboundMessage) -> ev.AlertNotice | No
         detail=dict(alert.detail),
         escalation=int(kept["escalation"]),
         at=datetime.fromisoformat(str(kept["at"])),
+        rerouted=kept.get("rerouted"),  # kept by notices.hold: still why it comes to them
     )
 
 

@@ -130,7 +130,10 @@ async def hold(
 ) -> None:
     """Queue an alert notice to wait for its digest until `until`. What the digest needs
     to tell it again is kept beside it: the alert's id (its row holds the rest), the
-    escalation, the time and the key it would have had alone; never a name."""
+    escalation, the time, why it was rerouted (if it was) and the key it would have had
+    alone; never a name."""
     held = {"until": until.isoformat(), "alert": alert_id, "escalation": notice.escalation,
             "at": notice.at.isoformat(), "source": source}  # fmt: skip
+    if notice.rerouted is not None:
+        held["rerouted"] = notice.rerouted
     await tell(renderer, repo, clinician, notice, source, now, held=held, alerts=[alert_id])

@@ -51,6 +51,7 @@ from bot.domain.alerts.lifecycle import (
     raise_or_update,
     resolve,
     undelivered,
+    why_rerouted,
 )
 from bot.domain.alerts.optout import (
     OptOutFacts,
@@ -156,4 +157,5 @@ __all__ = [
     "safety_answer_lowered",
     "serious_open",
     "undelivered",
+    "why_rerouted",
 ]

@@ -53,6 +53,7 @@ from bot.domain.alerts.rules import (
     rank,
 )
 from bot.domain.alerts.wording import PER_INSTRUMENT
+from bot.domain.events import Rerouted
 
 Status = Literal["open", "acknowledged", "resolved"]
 
@@ -284,6 +285,14 @@ def undelivered(
         alert.code, alert.rule, alert.level, now, escalated.escalation_count, notify
     )
     return Change(escalated, event, notify)
+
+
+def why_rerouted(alert: AlertState, primary: int | None) -> Rerouted:
+    """Why the notice :func:`undelivered` sends goes to its reader: in this failure round
+    a message about `alert` to the patient's own clinician (`primary`) failed for good, or
+    only one to another (the backup told at the deadline, say). Only that notice says so:
+    a deadline escalation opens a new round, in which nothing has failed yet."""
+    return "primary" if primary in _ids(alert.detail, ROUND_FAILED) else "other"
 
 
 def _ids(detail: Mapping[str, DetailValue], key: str) -> tuple[int, ...]:
