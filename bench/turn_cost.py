@@ -100,11 +100,7 @@ async def _database(store: str, directory: Path) -> AsyncIterator[tuple[Database
             await database.dispose()
         return
     name = f"bench_turn_cost_{os.getpid()}"
-    admin = await asyncpg.connect(POSTGRES, timeout=5)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await _admin(f'CREATE DATABASE "{name}"')
     at = make_url(POSTGRES).set(drivername="postgresql+asyncpg", database=name)
     rendered = at.render_as_string(hide_password=False)
     try:
@@ -115,11 +111,16 @@ async def _database(store: str, directory: Path) -> AsyncIterator[tuple[Database
         finally:
             await database.dispose()
     finally:
-        admin = await asyncpg.connect(POSTGRES, timeout=5)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _admin(sql: str) -> None:
+    """One statement on the test suite's server, outside any transaction."""
+    admin = await asyncpg.connect(POSTGRES, timeout=5)
+    try:
+        await admin.execute(sql)
+    finally:
+        await admin.close()
 
 
 class _Clock:
@@ -150,7 +151,7 @@ class _Paused:
 class _Console:
     """Console patients: the inbox, then the deliverer's drain, as the tick does."""
 
-    def __init__(self, db: Database, paused: _Paused) -> None:
+    def __init__(self, db: Database) -> None:
         catalog = load_catalog()
         clinic = Clinic(name="Bench clinic", contact="555-0100")
         self.services = Services.create(db, catalog, Renderer(catalog, clinic), clinic, _Clock())
@@ -178,7 +179,7 @@ class _Telegram:
     """Telegram patients, each answer an update given to the webhook's handler; the
     courier sends what the turns hand it (see the module's docstring)."""
 
-    def __init__(self, db: Database, paused: _Paused, stand_in: InProcess, url: str) -> None:
+    def __init__(self, paused: _Paused, stand_in: InProcess, url: str) -> None:
         settings = Settings(
             database_url=url,
             clinic=Clinic(name="Bench clinic", contact="555-0100"),
@@ -273,10 +274,10 @@ async def measure(
             driver: _Console | _Telegram
             if channel == "telegram":
                 stand_in = await stack.enter_async_context(in_process(Options()))
-                driver = _Telegram(db, paused, stand_in, url)
+                driver = _Telegram(paused, stand_in, url)
                 db = driver.app.db
             else:
-                driver = _Console(db, paused)
+                driver = _Console(db)
             stack.push_async_callback(driver.close)
             addresses = [str(CHAT0 + n) for n in range(patients)]
             enrolled = [

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -30,6 +32,21 @@ def _ptb_timedelta(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
 
 
+@asynccontextmanager
+async def blocked_bot(db: Database, clock: Any) -> AsyncIterator[Deliverer]:
+    """A deliverer whose Telegram sends are refused with 403 (the patient blocked the bot),
+    through the real client and the Bot API stand-in."""
+    stand_in = TelegramStandIn()
+    stand_in.fail(blocked(), method="sendMessage")
+    alerting = Alerting(CATALOG, DEFAULT_RULES, Renderer(CATALOG, CLINIC))
+    async with serve(stand_in.app) as url:
+        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)
+        try:
+            yield Deliverer(db, {"telegram": channel}, clock, alerting=alerting)
+        finally:
+            await channel.close()
+
+
 async def test_a_failed_alert_leaves_the_blocked_patient_marked_and_the_message_dead(
     db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -48,16 +65,8 @@ async def test_a_failed_alert_leaves_the_blocked_patient_marked_and_the_message_
         raise RuntimeError("P-017 cannot be told")  # the text must not reach the log
 
     monkeypatch.setattr(Alerting, "_notify", broken)  # after the alert's row and audit
-    stand_in = TelegramStandIn()
-    stand_in.fail(blocked(), method="sendMessage")
-    alerting = Alerting(CATALOG, DEFAULT_RULES, Renderer(CATALOG, CLINIC))
-    async with serve(stand_in.app) as url:
-        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)
-        deliverer = Deliverer(db, {"telegram": channel}, w.clock, alerting=alerting)
-        try:
-            report = await deliverer.run_once()
-        finally:
-            await channel.close()
+    async with blocked_bot(db, w.clock) as deliverer:
+        report = await deliverer.run_once()
 
     assert report.dead == 1
     (patient,) = await rows(db, Patient)
@@ -89,22 +98,14 @@ async def test_marking_a_patient_waits_for_their_turn_before_locking_their_alert
         session.add(Alert(patient_id=patient.id, rule="phq9_high", level="urgent", code="K7"))
     await w.services.asking.ask(patient.id, ["phq2"])
     await w.services.starting.start_due()
-    stand_in = TelegramStandIn()
-    stand_in.fail(blocked(), method="sendMessage")
-    alerting = Alerting(CATALOG, DEFAULT_RULES, Renderer(CATALOG, CLINIC))
-    async with serve(stand_in.app) as url:
-        channel = TelegramChannel(stand_in.token, api_base_url=f"{url}/bot", timeout_s=2)
-        deliverer = Deliverer(pg_db, {"telegram": channel}, w.clock, alerting=alerting)
-        try:
-            async with pg_db.transaction() as turn:
-                await Repository(turn).lock_patient(patient.id)
-                sending = asyncio.ensure_future(deliverer.run_once())
-                await waiting_for_a_lock(pg_db)
-                (held,) = await asyncio.wait_for(unresolved_for_update(turn, patient.id), 5)
-                held.occurrences += 1
-            assert (await asyncio.wait_for(sending, 5)).dead == 1
-        finally:
-            await channel.close()
+    async with blocked_bot(pg_db, w.clock) as deliverer:
+        async with pg_db.transaction() as turn:
+            await Repository(turn).lock_patient(patient.id)
+            sending = asyncio.ensure_future(deliverer.run_once())
+            await waiting_for_a_lock(pg_db)
+            (held,) = await asyncio.wait_for(unresolved_for_update(turn, patient.id), 5)
+            held.occurrences += 1
+        assert (await asyncio.wait_for(sending, 5)).dead == 1
     (patient,) = await rows(pg_db, Patient)
     assert patient.status == "blocked"
     alerts = await rows(pg_db, Alert)
