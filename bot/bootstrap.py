@@ -18,6 +18,7 @@ from bot.app.operator.invitations import Invitations
 from bot.app.operator.refusals import Refused
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.pacing import REPLY_RESERVE_SHARE, Pacer, Pacing
+from bot.app.outbox.roll import VALID_S, Roll, live_s
 from bot.app.outbox.shared_pacing import SharedPacer
 from bot.app.planning.planner import Planner
 from bot.app.planning.protocols import check_protocols
@@ -35,6 +36,7 @@ from bot.storage import outbox
 from bot.storage.database import Database
 from bot.storage.keys import install_keys
 from bot.storage.send_allowance import SendAllowance
+from bot.storage.send_roll import SendRoll
 from bot.storage.spool import FileSpool, spool_path
 
 
@@ -116,9 +118,14 @@ class App:
             close = getattr(twilio, "close", None)  # twilio's clients: SMS and WhatsApp
             if close is not None:
                 close()
+        rolls = set[Roll]()
         for pacer in self.deliverer.pacers.values():
             if isinstance(pacer, SharedPacer):
                 await pacer.close()  # places still held are given back
+                if pacer.roll is not None:
+                    rolls.add(pacer.roll)
+        for roll in rolls:
+            await roll.close()  # off the roll of senders: another worker need not wait
         intake = self.services.intake
         if intake is not None and isinstance(intake.spool, FileSpool):
             intake.spool.close()
@@ -148,16 +155,26 @@ def default_pacers(settings: Settings) -> dict[str, Pacer]:
 
 def shared_pacers(pacers: Mapping[str, Pacer], db: Database, hold_s: float) -> dict[str, Pacing]:
     """On PostgreSQL, every worker's pacers share the limits through the database
-    (`SharedPacer`); a place held by a worker that died frees after `hold_s`."""
+    (`SharedPacer`); a place held by a worker that died frees after `hold_s`. A worker
+    alone on the database paces itself (one `Roll` for all its channels)."""
     if db.dialect != "postgresql":
         return dict(pacers)
-    return {channel: _shared(channel, pacer, db, hold_s) for channel, pacer in pacers.items()}
+    settle_s = max(_settle_s(pacer) for pacer in pacers.values())
+    roll = Roll(SendRoll(db, valid_s=VALID_S, live_s=live_s(settle_s)), settle_s)
+    return {channel: _shared(channel, pacer, db, hold_s, roll) for channel, pacer in pacers.items()}
+
+
+def _settle_s(pacer: Pacer) -> float:
+    """How long a send is remembered by `pacer`: its window, and the time a chat's spent
+    burst takes to fill again."""
+    per_chat = pacer.per_chat_rate_per_s
+    return max(pacer.window_s, pacer.per_chat_burst / per_chat if per_chat else 0.0)
 
 
 SHARED_WINDOW_MAX = 1000  # places a second: above it, a rate is no limit worth sharing
 
 
-def _shared(channel: str, pacer: Pacer, db: Database, hold_s: float) -> SharedPacer:
+def _shared(channel: str, pacer: Pacer, db: Database, hold_s: float, roll: Roll) -> SharedPacer:
     per_chat = pacer.per_chat_rate_per_s
     # (no provider allows 1,000 a second; tests set rates far above it to lift the limit,
     # and a window row per place would cost a scan of them all per send)
@@ -171,7 +188,7 @@ def _shared(channel: str, pacer: Pacer, db: Database, hold_s: float) -> SharedPa
         interval_s=1.0 / per_chat if per_chat else None,
         burst=pacer.per_chat_burst,
     )
-    return SharedPacer(pacer, allowance)
+    return SharedPacer(pacer, allowance, roll=roll)
 
 
 def build(

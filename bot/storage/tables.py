@@ -42,6 +42,7 @@ from bot.storage.import_tables import PatientExternalId as PatientExternalId
 from bot.storage.naming import NAMING_CONVENTION as NAMING_CONVENTION
 from bot.storage.send_allowance import SendChat as SendChat
 from bot.storage.send_allowance import SendSlot as SendSlot
+from bot.storage.send_roll import SendWorker as SendWorker
 
 CHANNELS = ("telegram", "sms", "console", "whatsapp")
 PATIENT_STATUSES = ("invited", "active", "paused", "opted_out", "blocked", "discharged")

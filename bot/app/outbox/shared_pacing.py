@@ -16,6 +16,11 @@ outbox's send lease). The price is two round trips to the database per send, eac
 statement with no transaction around it: before, the chat's bucket read and a place taken
 together (so a freed place is retaken one round trip later); after, both given back.
 
+A worker alone on the database (bot/app/outbox/roll.py: the roll of senders says so)
+takes nothing from it: its own pacer is then the whole limit, and a send costs no
+statement. The tables count again from the moment a second worker joins; the newcomer
+waits until what the first sent alone has left the window and the chats' buckets.
+
 Within one worker the shared places are asked for one send at a time, most urgent
 first, so a worker's crisis message is its next send; a send whose chat has spent its
 allowance at another worker steps aside while it waits, so the others ask meanwhile. A
@@ -33,10 +38,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from bot.app.outbox.pacing import Pacer, PriorityLock
+from bot.app.outbox.roll import Roll
 from bot.storage.send_allowance import SendAllowance, Taken
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # longest sleep before asking again: a place frees when any send is answered
+ALONE = Taken(
+    None, None, 0.0
+)  # what a send takes when this worker sends alone (bot.app.outbox.roll)
 
 
 class SharedPacer:
@@ -47,9 +56,11 @@ class SharedPacer:
         local: Pacer,
         allowance: SendAllowance,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        roll: Roll | None = None,
     ) -> None:
         self.local = local
         self.allowance = allowance
+        self.roll = roll  # None: always shared (tests of the shared path itself)
         self._sleep = sleep
         self._asking = PriorityLock()
         self._prepared = False
@@ -69,6 +80,8 @@ class SharedPacer:
                     return
                 answered = True
                 local_answered()
+                if taken is ALONE:
+                    return  # nothing was taken from the database
                 at = time.monotonic()
                 task = asyncio.create_task(self._release(taken, lambda: time.monotonic() - at))
                 self._releases.add(task)
@@ -83,6 +96,8 @@ class SharedPacer:
                 done()
 
     async def _take(self, chat: str, priority: int) -> Taken:
+        if self.roll is not None and await self.roll.alone():
+            return ALONE  # the only worker sending: the local pacer is the whole limit
         if not self._prepared:
             await self.allowance.prepare()
             self._prepared = True
