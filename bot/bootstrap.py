@@ -277,5 +277,6 @@ def _whatsapp_channel(
 
     callback = settings.server.public_url.rstrip("/") + "/whatsapp/status"
     return WhatsAppChannel(
-        settings.whatsapp, settings.clinic, last_inbound, clock, renderer.list_button, callback
-    )
+        settings.whatsapp, settings.clinic, last_inbound, clock, renderer.list_button,
+        renderer.more_alerts, callback,
+    )  # fmt: skip

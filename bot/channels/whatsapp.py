@@ -4,12 +4,24 @@ What WhatsApp requires, and how this channel meets it:
 
 * Outside the 24-hour window (24 hours after the person's last message) only an approved
   template may be sent, by ``ContentSid`` and ``ContentVariables``. The invitation and a
-  clinician's alert are always templates. Any other message to a patient whose window is
-  shut is *held* (``bot.app.conversations.whatsapp_window``): the check-in template goes in
-  its place and the message waits, queued, for the patient's reply; it is never sent as
-  free text into error 63016. A 63016 all the same (our clock and WhatsApp's disagree)
+  clinician's alert messages are always templates, in or out of the window: an alert
+  notice (the first alert, a reminder, a rerouted notice) and an alert digest alike go as
+  the ``alert`` template in the payload's language (a clinician's names none: English,
+  the language their messages are rendered in), their words in its variable {{2}}. Any
+  other message to a patient whose window is shut is *held*
+  (``bot.app.conversations.whatsapp_window``): the check-in template goes in its place and
+  the message waits, queued, for the patient's reply; it is never sent as free text into
+  error 63016. A 63016 all the same (our clock and WhatsApp's disagree)
   is held the same way; on a clinician's message it is a failure
-  (``bot.app.outbox.receipts``).
+  (``bot.app.outbox.receipts``). A clinician's other messages (the answers to ACK, ALERTS,
+  /patients, /trend, help) are replies to what they just wrote: with the window shut
+  they fail, never held.
+* A template variable is one line (WhatsApp refuses newlines, tabs and 4 spaces in a row),
+  and the template's body, variables filled in, is at most 1,024 characters. The alert's
+  words are joined on one line and, if longer than :func:`variable_chars` allows, cut
+  between alerts, the most urgent kept (a digest lists crisis first), and ended with the
+  ``alerts_more`` words (how many more, and that ALERTS lists them). An alert whose own
+  words are too long loses words, never its ``Reply ACK CODE`` line: a code is never cut.
 * Inside the window a question goes with its answers as buttons: up to 3 as quick
   replies, up to 10 as a list picker, each through the session Content SID configured for
   that many answers (``[whatsapp.choices]``; the definitions are in templates/whatsapp/).
@@ -42,8 +54,15 @@ OUTSIDE_WINDOW = 63016
 QUICK_REPLIES = 3  # at most, in a session message; more go in a list picker
 TITLE_CHARS = {"quick": 20, "list": 24}  # WhatsApp's limits for a button's words
 DESCRIPTION_CHARS = 72
-TEMPLATE_OF = {"Invitation": "invitation", "AlertNotice": "alert"}  # always templates
+# always templates: the invitation, and every alert message to a clinician
+# (bot.app.alerts.notices.ALERT_INTENTS: a notice, or a digest of several)
+TEMPLATE_OF = {"Invitation": "invitation", "AlertNotice": "alert", "AlertDigest": "alert"}
+BODY_CHARS = 1024  # WhatsApp's limit for a template's body, its variables filled in
+# room left for the alert template's own words: ours are 60 characters (en) and 84 (es);
+# the rest is for an operator's rewording before approval
+TEMPLATE_WORDS_CHARS = 200
 LastInbound = Callable[[str], Awaitable[datetime | None]]
+MoreAlerts = Callable[[int, str], str]  # (alerts not shown, language) -> the words saying so
 
 
 def address(number: str) -> str:
@@ -61,10 +80,12 @@ class WhatsAppChannel:
         last_inbound: LastInbound,
         clock: Callable[[], datetime],
         list_button: Callable[[str], str],
+        more_alerts: MoreAlerts,
         status_callback: str | None = None,
     ) -> None:
         self.settings, self.clinic = settings, clinic
         self.last_inbound, self.clock, self.list_button = last_inbound, clock, list_button
+        self.more_alerts = more_alerts
         self.status_callback = status_callback
         self._http = BaseUrlHttpClient(settings.api_base_url)
         self._client = Client(settings.account_sid, settings.auth_token, http_client=self._http)
@@ -89,8 +110,9 @@ class WhatsAppChannel:
         if sid is None:
             raise DeliveryFailed(f"whatsapp: no [whatsapp.templates.{purpose}]", permanent=True)
         variables = {"1": self.clinic.name}
-        if purpose == "alert":
-            variables["2"] = " ".join(text.split())  # the notice on one line: numbers only
+        if purpose == "alert":  # the notice or digest on one line: numbers and codes only
+            limit = variable_chars(self.clinic.name)
+            variables["2"] = fitted(text, limit, lambda n: self.more_alerts(n, language))
         params = {"content_sid": sid, "content_variables": json.dumps(variables)}
         return await asyncio.to_thread(self._create, to, params)
 
@@ -158,6 +180,35 @@ class WhatsAppChannel:
 
 
 OUTSIDE_WINDOW_REASON = f"twilio error {OUTSIDE_WINDOW}"
+
+
+def variable_chars(clinic_name: str) -> int:
+    """How long the alert template's {{2}} may be: the body's limit less its own words and
+    the clinic's name ({{1}})."""
+    return BODY_CHARS - TEMPLATE_WORDS_CHARS - len(clinic_name)
+
+
+def fitted(text: str, limit: int, more: Callable[[int], str]) -> str:
+    """An alert message's words on one line of at most `limit` characters. Its paragraphs
+    (one per alert, the most urgent first; blank lines between) are kept from the first
+    while they fit, then `more(hidden)` says how many were left out. If the first alone is
+    too long, its words are cut, never its last line (``Reply ACK CODE``)."""
+    alerts = [a for a in text.split("\n\n") if a.strip()]
+    for shown in range(len(alerts), 0, -1):
+        hidden = len(alerts) - shown
+        line = _one_line([*alerts[:shown], *([more(hidden)] if hidden else [])])
+        if len(line) <= limit:
+            return line
+    *words, code = alerts[0].split("\n")
+    hidden = len(alerts) - 1
+    kept = _one_line([code, *([more(hidden)] if hidden else [])])
+    cut = _one_line(words)[: max(limit - len(kept) - len("… "), 0) + 1]
+    head = cut.rsplit(" ", 1)[0] if " " in cut else cut[:-1]  # cut at a space
+    return f"{head}… {kept}"
+
+
+def _one_line(parts: list[str]) -> str:
+    return " ".join(" ".join(parts).split())
 
 
 def _cut(label: str, kind: str) -> str:

@@ -131,6 +131,13 @@ class Renderer:
         language = language if language in LANGUAGES else "en"
         return self.plain.get_template(f"{language}/whatsapp/list_button.j2").render().strip()
 
+    def more_alerts(self, count: int, language: str) -> str:
+        """The end of a WhatsApp alert cut to fit its template: `count` alerts not shown,
+        and how to see them."""
+        language = language if language in LANGUAGES else "en"
+        template = self.plain.get_template(f"{language}/whatsapp/alerts_more.j2")
+        return template.render(count=count).strip()
+
     # ---- context per intent ----------------------------------------------------------
 
     def _context(self, intent: ev.Intent, language: str) -> dict[str, Any]:

@@ -10,6 +10,9 @@ those raised within the window after it wait to leave together.
 
 An alert message names the alerts it tells of by id (payload ``alerts``), so that a message
 the provider refuses for good can have them told to someone else (:func:`alerts_told`).
+On WhatsApp every one of :data:`ALERT_INTENTS` goes as the approved alert template, in the
+24-hour window or out of it (``bot.channels.whatsapp.TEMPLATE_OF``); the other messages
+here answer what the clinician just wrote.
 """
 
 from __future__ import annotations
