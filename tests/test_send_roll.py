@@ -267,3 +267,43 @@ async def test_the_service_puts_every_channel_on_one_roll_with_the_longest_settl
     assert len(rolls) == 1
     (the_roll,) = rolls
     assert the_roll is not None and the_roll.settle_s == 3.0
+
+
+class Outage:
+    """The real roll's statements, refused while `down` (the database unreachable)."""
+
+    def __init__(self, store: SendRoll) -> None:
+        self.store, self.down = store, False
+
+    async def beat(self, worker: str) -> Beat:
+        if self.down:
+            raise ConnectionRefusedError
+        return await self.store.beat(worker)
+
+    async def leave(self, worker: str, linger_s: float) -> None:
+        await self.store.leave(worker, linger_s)
+
+
+async def test_while_beats_fail_a_send_goes_alone_only_as_long_as_the_last_answer_holds(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database goes away: the last answer still holds for `valid_s`, then a send
+    fails (as its statements would) rather than guess; the outage is logged once, and
+    the roll recovers when the database is back."""
+    outage = Outage(SendRoll(db, valid_s=VALID_S, live_s=VALID_S + SETTLE_S + BEAT_S))
+    now = [100.0]
+    lone = Roll(outage, SETTLE_S, beat_s=BEAT_S, valid_s=VALID_S, monotonic=lambda: now[0])
+    try:
+        assert await lone.alone()
+        outage.down = True
+        now[0] += VALID_S / 2
+        assert await lone.alone()  # the answer still holds
+        now[0] += VALID_S
+        for _ in range(3):
+            with pytest.raises(ConnectionRefusedError):
+                await lone.alone()
+        assert sum("beats are failing" in r.getMessage() for r in caplog.records) == 1
+        outage.down = False
+        assert await lone.alone()
+    finally:
+        await lone.close()

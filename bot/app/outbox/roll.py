@@ -69,6 +69,7 @@ class Roll:
         self._beating: asyncio.Task[None] | None = None  # the beat under way
         self._loop: asyncio.Task[None] | None = None  # the background beats
         self._closed = False
+        self._failing = False  # the last beat failed (logged once)
 
     async def alone(self) -> bool:
         """True: this send needs only the in-process pacer. False: it must take its place
@@ -107,8 +108,13 @@ class Roll:
         try:
             beat = await self._beats.beat(self.worker)
         except Exception as exc:
-            log.warning("send roll: a beat failed (%s)", type(exc).__name__)
+            if not self._failing:  # once, not every second of an outage
+                log.warning("send roll: beats are failing (%s)", type(exc).__name__)
+            self._failing = True
             raise
+        if self._failing:
+            log.info("send roll: beating again")
+            self._failing = False
         answered = self._monotonic()
         if beat.alone != self._alone:
             log.info("send roll: %s", "alone: pacing in-process" if beat.alone else "sharing")
