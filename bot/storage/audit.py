@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -61,18 +61,21 @@ def event_hash(prev_hash: str, row: AuditEvent) -> str:
 
 
 def append(session: AsyncSession, row: AuditEvent) -> None:
-    """Add `row` to the chain when `session`'s transaction commits (with its other writes)."""
+    """Add `row` to the chain when `session`'s transaction commits (with its other writes).
+    Appended inside a savepoint that is rolled back, it is dropped with that savepoint's
+    writes; the transaction's other events stay."""
     sync = session.sync_session
-    pending: list[AuditEvent] = sync.info.setdefault(_PENDING, [])
+    pending: list[tuple[SessionTransaction | None, AuditEvent]]
+    pending = sync.info.setdefault(_PENDING, [])
     if not pending and not event.contains(sync, "before_commit", _chain_pending):
         event.listen(sync, "before_commit", _chain_pending)
-        event.listen(sync, "after_rollback", _forget_pending)
-    pending.append(row)
+        event.listen(sync, "after_soft_rollback", _forget_rolled_back)
+    pending.append((sync.get_nested_transaction() or sync.get_transaction(), row))
 
 
 def _chain_pending(session: Session) -> None:
     """Before commit: lock the chain, read its head, link and insert the buffered events."""
-    pending: list[AuditEvent] = session.info.pop(_PENDING, [])
+    pending = [row for _, row in session.info.pop(_PENDING, [])]
     if not pending:
         return
     if session.get_bind().dialect.name == "postgresql":
@@ -86,8 +89,24 @@ def _chain_pending(session: Session) -> None:
     session.flush()
 
 
-def _forget_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+def _forget_rolled_back(session: Session, rolled_back: SessionTransaction) -> None:
+    """A rollback (of the transaction, or of a savepoint) drops the events appended
+    within it, in it or in a savepoint inside it."""
+    if rolled_back.parent is None:  # the whole transaction
+        session.info.pop(_PENDING, None)
+        return
+    pending: list[tuple[SessionTransaction | None, AuditEvent]] = session.info.get(_PENDING, [])
+    session.info[_PENDING] = [
+        (within, row) for within, row in pending if not _inside(within, rolled_back)
+    ]
+
+
+def _inside(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 # ---- reading and verifying ----------------------------------------------------------

@@ -175,3 +175,27 @@ async def test_the_migration_chains_existing_events(db_url: str) -> None:
         assert report.ok and report.checked == 3
         await appended(db, 1)
         assert (await audit.verify(db)).checked == 4
+
+
+async def test_a_savepoint_rolled_back_drops_only_the_events_appended_inside_it(
+    db: Database,
+) -> None:
+    """A transaction that rolls back a savepoint (an alert that could not be raised, say)
+    and commits keeps the events it appended outside the savepoint, and drops only those
+    appended inside it, with the writes they describe."""
+    async with db.transaction() as session:
+        repo = Repository(session)
+        await repo.audit(T0, "operator", "patient_viewed", "patient:1", n=1)
+        try:
+            async with session.begin_nested():
+                await repo.audit(T0, "operator", "patient_viewed", "patient:2", n=2)
+                raise LookupError
+        except LookupError:
+            pass
+        async with session.begin_nested():  # a savepoint released: its events stay
+            await repo.audit(T0, "operator", "patient_viewed", "patient:3", n=3)
+        await repo.audit(T0, "operator", "patient_viewed", "patient:4", n=4)
+    async with db.transaction() as session:
+        rows = (await session.exec(select(AuditEvent).order_by(col(AuditEvent.id)))).all()
+    assert [row.subject for row in rows] == ["patient:1", "patient:3", "patient:4"]
+    assert (await audit.verify(db)).ok
