@@ -95,7 +95,14 @@ class Repository:
         """Store an inbound message once; its id, or None when (channel, provider_id) was
         seen before (see `bot.storage.inbound_rows.new_inbound`)."""
         row = await new_inbound(self.session, channel, provider_id, sender, text, received_at, kind)
-        return None if row is None else await self._insert_id(row, ("channel", "provider_hash"))
+        if row is None:
+            return None
+        statement = prebuilt.insert_returning_id(
+            self.dialect, _table(InboundMessage), ("channel", "provider_hash")
+        )
+        found = await self.session.exec(statement, params=prebuilt.params(row.values()))
+        new_id: int | None = found.scalars().first()
+        return new_id
 
     async def mark_processed(
         self, inbound_id: int, now: datetime, error: str | None = None
@@ -357,17 +364,6 @@ class Repository:
         )
         stored: Row | None = (await self.session.exec(statement)).scalars().first()
         return stored
-
-    async def _insert_id(self, row: SQLModel, unique: Sequence[str]) -> int | None:
-        """Insert `row` unless one with the same `unique` columns exists; the new id, else
-        None. A plain INSERT on the table, returning only the id."""
-        statement = prebuilt.insert_returning_id(self.dialect, _table(type(row)), tuple(unique))
-        new_id: int | None = (
-            (await self.session.exec(statement, params=prebuilt.params(_values(row))))
-            .scalars()
-            .first()
-        )
-        return new_id
 
     async def _update(self, table: type[SQLModel], row_id: int, **values: Any) -> None:
         """A plain UPDATE by id: on the table, not the entity, so the ORM neither fetches
