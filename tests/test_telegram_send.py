@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
 
+import aiohttp
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -36,6 +38,7 @@ class Bodies:
 
     app: ASGIApp
     seen: list[tuple[str, bytes]] = field(default_factory=list)
+    content_types: list[str] = field(default_factory=list)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,6 +48,8 @@ class Bodies:
             message = await receive()
             body, more = body + message.get("body", b""), message.get("more_body", False)
         self.seen.append((scope["path"].rsplit("/", 1)[1], body))
+        headers = dict(scope["headers"])
+        self.content_types.append(headers.get(b"content-type", b"").decode())
 
         replay = [{"type": "http.request", "body": body, "more_body": False}]
 
@@ -78,6 +83,23 @@ def keyboard(message: Rendered) -> InlineKeyboardMarkup | None:
     """The buttons as the library's objects, one a row, as the channel builds them for a photo."""
     rows = [[InlineKeyboardButton(b.label, callback_data=b.data)] for b in message.buttons]
     return InlineKeyboardMarkup(rows) if rows else None
+
+
+EVERY_CHARACTER = Rendered("".join(map(chr, range(1, 0x250))) + " \u2028€ 😀 \ufffd")
+
+
+@pytest.mark.parametrize("message", [QUESTION, EVERY_CHARACTER], ids=["question", "every"])
+async def test_a_form_goes_as_aiohttps_form_data_would_send_it(rig: Rig, message: Rendered) -> None:
+    """The body and content type of a URL-encoded form are those aiohttp's `FormData` gives
+    the same fields (the channel's requests encode the form themselves), whatever the
+    characters."""
+    await rig.channel.send(str(CHAT), message, {})
+    body = rig.bodies.seen[-1][1]
+    fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    expected = aiohttp.FormData(fields)()
+    assert fields["text"] == message.text
+    assert body == expected.decode().encode()
+    assert rig.bodies.content_types[-1] == expected.content_type
 
 
 @pytest.mark.parametrize("message", [QUESTION, PLAIN], ids=["html-buttons", "plain"])

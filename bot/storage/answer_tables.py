@@ -15,6 +15,7 @@ the treatment series, ``session_number`` and ``hours_since_session``
 (``bot.domain.sessions``), fixed when it is made.
 """
 
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -77,3 +78,32 @@ class Score(SQLModel, table=True):
     rated_by: int | None = Field(default=None, foreign_key="clinician.id", ondelete="SET NULL")
     time_point: str | None = None  # blood pressure: "pre", "40min", "2h"
     components: dict[str, Any] | None = Field(default=None, sa_type=JSON)
+
+
+@dataclass(slots=True, kw_only=True)
+class NewAnswer:
+    """An answer to insert, as a plain object: what a turn stores.
+
+    Building an `Answer` (a SQLModel table row) took about 250 Python calls, a thirtieth
+    of a Telegram turn, for a row never added to a session: `Repository.save_answer`
+    inserts column values with Core. This one gives the same values
+    (tests/storage/test_answers.py compares the two column by column, so a column added
+    to the table must be added here)."""
+
+    checkin_id: int
+    item_key: str
+    instrument: str
+    value_int: int | None = None
+    value_text: str | None = None
+    raw_text: str
+    inbound_message_id: int | None = None
+    answered_at: datetime
+    superseded_by: int | None = None
+    superseded_at: datetime | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The column values of its INSERT (the database assigns the id)."""
+        return {name: getattr(self, name) for name in _NEW_ANSWER_COLUMNS}
+
+
+_NEW_ANSWER_COLUMNS = tuple(f.name for f in fields(NewAnswer))

@@ -19,9 +19,9 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.storage import prebuilt
 from bot.storage.crypto import lookup_hashes
-from bot.storage.inbound_rows import new_inbound
+from bot.storage.inbound_rows import Received, new_inbound
 from bot.storage.repository import Repository
-from bot.storage.tables import InboundMessage, set_lookup_hash
+from bot.storage.tables import InboundMessage
 
 INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
 
@@ -36,16 +36,15 @@ async def record_first(
     kind: str = "text",
     *,
     now: datetime,
-) -> InboundMessage | None:
+) -> Received | None:
     """Store an inbound message once (as `Repository.record_inbound` does), processed at
-    `now` unless an earlier message of its sender waits; the row as stored (not in the
-    session), its `processed_at` None when one waits: those are processed first. None
-    when the message was recorded before."""
+    `now` unless an earlier message of its sender waits; the row as stored (a plain
+    object, not in the session), its `processed_at` None when one waits: those are
+    processed first. None when the message was recorded before."""
     row = await new_inbound(repo.session, channel, provider_id, sender, text, received_at, kind)
     if row is None:
         return None
-    set_lookup_hash(row)  # a Core INSERT runs no ORM flush events
-    params = prebuilt.params(row.model_dump(exclude={"id"}))
+    params = prebuilt.params(row.values())
     params |= {"w_channel": channel, "w_hashes": lookup_hashes(sender), "w_now": now}
     statement = _insert_first(repo.dialect)
     stored = (await repo.session.exec(statement, params=params)).first()

@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage import audit as audit_chain
 from bot.storage import outbox, prebuilt
-from bot.storage.answer_tables import CURRENT
+from bot.storage.answer_tables import CURRENT, NewAnswer
 from bot.storage.inbound_rows import new_inbound
 from bot.storage.queued import NewOutbound, QueuedMessage
 from bot.storage.tables import (
@@ -95,7 +95,14 @@ class Repository:
         """Store an inbound message once; its id, or None when (channel, provider_id) was
         seen before (see `bot.storage.inbound_rows.new_inbound`)."""
         row = await new_inbound(self.session, channel, provider_id, sender, text, received_at, kind)
-        return None if row is None else await self._insert_id(row, ("channel", "provider_hash"))
+        if row is None:
+            return None
+        statement = prebuilt.insert_returning_id(
+            self.dialect, _table(InboundMessage), ("channel", "provider_hash")
+        )
+        found = await self.session.exec(statement, params=prebuilt.params(row.values()))
+        new_id: int | None = found.scalars().first()
+        return new_id
 
     async def mark_processed(
         self, inbound_id: int, now: datetime, error: str | None = None
@@ -161,13 +168,13 @@ class Repository:
 
     # Answers and scores
 
-    async def save_answer(self, answer: Answer) -> bool:
+    async def save_answer(self, answer: Answer | NewAnswer) -> bool:
         """Store the answer to one item; False (and nothing written) if it has one already."""
         statement = prebuilt.insert_returning_id(self.dialect, _table(Answer), _ANSWER_KEY, CURRENT)
         found = await self.session.exec(statement, params=prebuilt.params(_values(answer)))
         return found.scalars().first() is not None
 
-    async def supersede_answer(self, answer: Answer) -> tuple[int, int | None]:
+    async def supersede_answer(self, answer: Answer | NewAnswer) -> tuple[int, int | None]:
         """Store a new answer to an item the patient went BACK to; the item's current answer
         (if any) is marked superseded by it, at the new answer's time, and otherwise kept as
         it was. The new row's id, and the id of the one it superseded."""
@@ -358,17 +365,6 @@ class Repository:
         stored: Row | None = (await self.session.exec(statement)).scalars().first()
         return stored
 
-    async def _insert_id(self, row: SQLModel, unique: Sequence[str]) -> int | None:
-        """Insert `row` unless one with the same `unique` columns exists; the new id, else
-        None. A plain INSERT on the table, returning only the id."""
-        statement = prebuilt.insert_returning_id(self.dialect, _table(type(row)), tuple(unique))
-        new_id: int | None = (
-            (await self.session.exec(statement, params=prebuilt.params(_values(row))))
-            .scalars()
-            .first()
-        )
-        return new_id
-
     async def _update(self, table: type[SQLModel], row_id: int, **values: Any) -> None:
         """A plain UPDATE by id: on the table, not the entity, so the ORM neither fetches
         the row back nor looks for it in the session (rows updated this way are not read
@@ -377,10 +373,10 @@ class Repository:
         await self.session.exec(update(plain).where(plain.c.id == row_id).values(**values))
 
 
-def _values(row: SQLModel | QueuedMessage) -> dict[str, Any]:
+def _values(row: SQLModel | QueuedMessage | NewAnswer) -> dict[str, Any]:
     """The row's column values for an INSERT (the database assigns the id), its lookup hash
     set (a Core INSERT runs no ORM flush events)."""
-    if isinstance(row, QueuedMessage):
+    if isinstance(row, QueuedMessage | NewAnswer):
         return row.values()
     set_lookup_hash(row)
     return row.model_dump(exclude={"id"})

@@ -20,6 +20,7 @@ from bot.app.conversations.inbox import Inbound
 from bot.app.telegram_intake import update_kind
 from bot.bootstrap import App
 from bot.channels.telegram import TelegramChannel, to_inbound
+from bot.channels.telegram_text import typed_text
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
@@ -35,21 +36,25 @@ class Unusable(Exception):
 
 async def handle_update(app: App, channel: TelegramChannel, data: dict[str, Any]) -> None:
     """Record and process one update (raises Unusable, or anything if it was not recorded)."""
-    update, inbound = read_update(channel, data)
+    button, inbound = read_update(channel, data)
     if inbound is None:
         return
     recorded = await app.services.inbox.handle_inbound(inbound)  # raises if not recorded
-    if update.callback_query is not None:
-        await channel.answer_button(update.callback_query.id)
+    if button is not None:
+        await channel.answer_button(button)
     if recorded and not app.deliverer.hands_off:  # else the inbox handed them over
         app.kick()
 
 
 def read_update(
     channel: TelegramChannel, data: dict[str, Any]
-) -> tuple[telegram.Update, Inbound | None]:
-    """The library's Update and our record of it; Unusable if either cannot be made."""
+) -> tuple[str | None, Inbound | None]:
+    """The id of the button press to answer (None: the update is no button press) and our
+    record of the update; Unusable if either cannot be made. A typed message of the plain
+    shape is read without the library (bot/channels/telegram_text.py)."""
     try:
+        if (typed := typed_text(data)) is not None:
+            return None, typed
         update = telegram.Update.de_json(data, channel.bot)
         inbound = to_inbound(update)
     except RecursionError:
@@ -58,7 +63,8 @@ def read_update(
         raise Unusable("unparseable") from None
     if inbound is not None and not _well_typed(inbound):
         raise Unusable("unparseable")
-    return update, inbound
+    query = update.callback_query
+    return (None if query is None else query.id), inbound
 
 
 def _well_typed(inbound: Inbound) -> bool:

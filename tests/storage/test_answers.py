@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import select
 
+from bot.storage.answer_tables import NewAnswer
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Answer, Checkin
@@ -105,3 +106,34 @@ async def test_superseding_an_item_with_no_answer_stores_it(
     async with db.transaction() as session:
         rows = (await session.exec(select(Answer))).all()
     assert [(r.item_key, r.value_int, r.superseded_at) for r in rows] == [("phq9.q9", 2, None)]
+
+
+def test_a_new_answer_has_every_column_of_the_answer_table() -> None:
+    """`NewAnswer` (what a turn stores) stands for an `Answer`: a column added to the
+    table and not to it would be left to its default by every turn."""
+    columns = {c.name for c in Answer.__table__.columns} - {"id"}  # type: ignore[attr-defined]
+    new = NewAnswer(checkin_id=1, item_key="phq9.q1", instrument="phq9", raw_text="1",
+                    answered_at=datetime(2026, 1, 1))  # fmt: skip
+    assert set(new.values()) == columns
+
+
+async def test_a_new_answer_is_stored_as_the_table_row_would_be(
+    db: Database, checkin: Checkin, now: datetime
+) -> None:
+    """Saved from a plain `NewAnswer`, and superseding one, the rows equal those saved
+    from `Answer`s with the same fields (encrypted columns included)."""
+    assert checkin.id is not None
+    fields = {"checkin_id": checkin.id, "instrument": "bp", "value_int": None,
+              "value_text": "120/80", "raw_text": "120 / 80", "answered_at": now}  # fmt: skip
+    assert await _save(db, Answer(**fields, item_key="bp.table"))
+    assert await _save(db, NewAnswer(**fields, item_key="bp.plain"))  # type: ignore[arg-type]
+    later = fields | {"answered_at": now + timedelta(minutes=1)}
+    async with db.transaction() as session:
+        await Repository(session).supersede_answer(Answer(**later, item_key="bp.table"))
+        await Repository(session).supersede_answer(NewAnswer(**later, item_key="bp.plain"))  # type: ignore[arg-type]
+    rows = await _stored(db, checkin, every=True)
+    table = [r.model_dump(exclude={"id", "item_key", "superseded_by"}) for r in rows
+             if r.item_key == "bp.table"]  # fmt: skip
+    plain = [r.model_dump(exclude={"id", "item_key", "superseded_by"}) for r in rows
+             if r.item_key == "bp.plain"]  # fmt: skip
+    assert plain == table and len(plain) == 2 and plain[0]["value_text"] == "120/80"

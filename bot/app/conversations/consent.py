@@ -16,8 +16,9 @@ from bot.domain import events as ev
 from bot.domain.errors import NotFound
 from bot.domain.parsing import normalize, parse_command
 from bot.domain.risk import risk_reply
+from bot.storage.inbound_rows import StoredInbound
 from bot.storage.repository import Repository
-from bot.storage.tables import InboundMessage, Patient
+from bot.storage.tables import Patient
 
 YES = frozenset({"yes", "y", "si", "s"})  # replies that accept an SMS invitation
 
@@ -42,7 +43,7 @@ class Consent:
 
 
 async def answer_invitation(
-    ctx: Context, repo: Repository, patient: Patient, message: InboundMessage, now: datetime
+    ctx: Context, repo: Repository, patient: Patient, message: StoredInbound, now: datetime
 ) -> None:
     """An invited SMS patient answers the invitation: YES starts, STOP declines, anything
     else repeats the question. Nothing else is sent before YES; the answer is audited."""

@@ -18,15 +18,16 @@ from bot.domain import events as ev
 from bot.domain.late import late_reply
 from bot.domain.parsing import normalize
 from bot.storage import checkins as q
+from bot.storage.inbound_rows import StoredInbound
 from bot.storage.repository import Repository
-from bot.storage.tables import InboundMessage, Patient
+from bot.storage.tables import Patient
 
 
 async def from_patient(
     ctx: Context,
     repo: Repository,
     patient: Patient,
-    message: InboundMessage,
+    message: StoredInbound,
     now: datetime,
     open_now: q.MaybeRead = q.UNREAD,
 ) -> None:

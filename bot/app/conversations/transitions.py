@@ -19,9 +19,10 @@ from bot.domain import events as ev
 from bot.domain.crisis import LINES_KINDS
 from bot.domain.instruments import BloodPressure
 from bot.storage import checkins as q
+from bot.storage.answer_tables import NewAnswer
 from bot.storage.repository import Repository
 from bot.storage.series import place_of
-from bot.storage.tables import Answer, Checkin, Patient, Score
+from bot.storage.tables import Checkin, Patient, Score
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,9 @@ async def _record(
         await repo.audit(event.at, "patient", "opted_in", f"patient:{patient.id}")
 
 
-def _answer_row(checkin_id: int, event: ev.AnswerRecorded, inbound_id: int | None) -> Answer:
+def _answer_row(checkin_id: int, event: ev.AnswerRecorded, inbound_id: int | None) -> NewAnswer:
     value = event.value
-    return Answer(
+    return NewAnswer(
         checkin_id=checkin_id,
         item_key=event.item,
         instrument=event.instrument,
