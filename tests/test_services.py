@@ -464,30 +464,50 @@ async def test_a_message_with_nothing_waiting_is_stored_processed_in_one_stateme
     ]
 
 
-async def test_a_turn_reads_its_patient_and_open_check_in_in_one_statement_on_sqlite(
+async def test_a_turn_reads_its_patient_and_open_check_in_in_one_statement(
     db: Database, wired: Wired
 ) -> None:
-    """SQLite: the turn's first statement finds the patient and the check-in open, and no
-    statement reads the check-in on its own. PostgreSQL keeps two (the patient's lock, then
-    the check-in; see `patient_with_open_checkin`): the simultaneous-messages test above
-    fails with one there. Either way the answer is stepped and stored, and a console
-    patient's turn never scans their sent messages for the question an edit would change
-    (only Telegram's answers edit one)."""
+    """The turn's first statement finds the patient and the check-in open, and no
+    statement reads the check-in on its own. On PostgreSQL it locks both rows, so one
+    that waited for them (the simultaneous-messages test above) steps the check-in as it
+    is after the wait, never a stale copy. Either way the answer is stepped and stored,
+    and a console patient's turn never scans their sent messages for the question an edit
+    would change (only Telegram's answers edit one)."""
     patient_id = await add_patient(db)
     checkin = await started(wired, patient_id, ["phq9"])
     with statements(db) as seen:
         assert await wired.services.inbox.handle_inbound(said("pat-1", "2", 0))
     selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
     reading_checkin = [s for s in selects if re.search(r"\bFROM checkin\b", s)]
+    assert "FROM patient" in selects[0] and reading_checkin == []
     if db.dialect == "sqlite":
-        assert "LEFT OUTER JOIN checkin" in selects[0] and "FROM patient" in selects[0]
-        assert reading_checkin == []
+        assert "LEFT OUTER JOIN checkin" in selects[0]
     else:
-        assert "FOR UPDATE" in selects[0] and "checkin" not in selects[0]
-        assert len(reading_checkin) == 1
+        assert "JOIN checkin" in selects[0] and "LEFT OUTER JOIN checkin" not in selects[0]
+        assert "FOR UPDATE OF patient, checkin" in selects[0]
     assert not [s for s in selects if "outbound_message" in s]
     (answer,) = await rows(db, Answer, Answer.checkin_id == checkin.id)
     assert answer.raw_text == "2" and answer.value_int == 2
+
+
+async def test_a_message_with_no_check_in_open_still_finds_and_locks_its_patient(
+    db: Database, wired: Wired
+) -> None:
+    """With no check-in open (a message between check-ins), the first statement finds no
+    row on PostgreSQL; the patient is then locked on their own, and the message gets the
+    reply for a patient with nothing to answer, as on SQLite."""
+    patient_id = await add_patient(db)
+    with statements(db) as seen:
+        assert await wired.services.inbox.handle_inbound(said("pat-1", "2", 0))
+    finding = [s for s in seen if "FROM patient" in s]
+    if db.dialect == "postgresql":  # the join finds no row, then the patient alone
+        assert len(finding) == 2 and all("FOR UPDATE" in s for s in finding)
+    else:
+        assert len(finding) == 1
+    (patient,) = await rows(db, Patient, Patient.id == patient_id)
+    assert patient.status == "active"
+    assert await rows(db, Answer) == []
+    assert await rows(db, OutboundMessage, OutboundMessage.recipient_id == patient_id)
 
 
 async def test_control_characters_are_stripped_before_storing(db: Database, wired: Wired) -> None:

@@ -72,17 +72,13 @@ def _last_asked(patient_id: Any) -> ScalarSelect[Any]:
     )
 
 
-def _patient_and_open_checkin(asked: bool) -> Any:
-    """SQLite: the patient and, in the same trip, the check-in open now and (`asked`) the
-    last question sent: a turn's first statement (see `patient_with_open_checkin` for why
-    not on PostgreSQL)."""
-    statement: Any = select(Patient, Checkin).outerjoin(
-        Checkin,
-        and_(
-            col(Checkin.patient_id) == col(Patient.id),
-            col(Checkin.status).in_(OPEN_STATUSES),
-        ),
-    )
+def _patient_and_open_checkin(asked: bool, locked: bool) -> Any:
+    """The patient and, in the same trip, the check-in open now and (`asked`) the last
+    question sent: a turn's first statement. SQLite: the patient with or without one.
+    PostgreSQL (`locked`): only with one, both rows locked (see `patient_with_open_checkin`)."""
+    on = and_(col(Checkin.patient_id) == col(Patient.id), col(Checkin.status).in_(OPEN_STATUSES))
+    statement: Any = select(Patient, Checkin)
+    statement = statement.join(Checkin, on) if locked else statement.outerjoin(Checkin, on)
     if asked:
         statement = statement.add_columns(_ASKED.c.provider_id, _ASKED.c.payload).outerjoin(
             _ASKED, _ASKED.c.id == _last_asked(col(Patient.id))
@@ -94,12 +90,17 @@ def _patient_and_open_checkin(asked: bool) -> Any:
         )
         .order_by(col(Patient.id), col(Checkin.due_at), col(Checkin.id))
         .limit(1)
-        .with_for_update(of=Patient)
+        .with_for_update(of=(Patient, Checkin) if locked else Patient)
         .execution_options(populate_existing=True)
     )
 
 
-_PATIENT_AND_OPEN_CHECKIN = {asked: _patient_and_open_checkin(asked) for asked in (False, True)}
+# (asked, locked): both dialects' first statements
+_PATIENT_AND_OPEN_CHECKIN = {
+    (asked, locked): _patient_and_open_checkin(asked, locked)
+    for asked in (False, True)
+    for locked in (False, True)
+}
 # PostgreSQL, Telegram: the check-in open now and the last question sent, once the
 # patient is locked.
 _OPEN_CHECKIN_ASKED = (
@@ -164,13 +165,21 @@ async def patient_with_open_checkin(
     them.
 
     On SQLite, one statement: the transaction holds the write lock from its start, so
-    nothing changes between them. On PostgreSQL, two: the lock, then the rest. A
-    statement that waited for the patient's lock (a second message of the same patient)
-    would see a joined check-in as it was before the wait; PostgreSQL re-reads only the
-    rows it locks, and the check-in is the outer join's nullable side, which it cannot
-    lock. The step would then save over a stale copy."""
+    nothing changes between them. On PostgreSQL, one when a check-in is open (the usual
+    turn): both rows locked, the patient's first (the order a turn has always locked them
+    in). A statement that waited for the lock (a second message of the same patient)
+    re-reads the rows it locks as they are once the lock is its own, so the step never
+    saves over a stale check-in (with the patient's row alone locked, it would). The last
+    question sent is read as it was before such a wait; an edit that finds it is not the
+    question answered looks it up itself (bot/app/outbox/edits.py). With none open, the
+    inner join finds nothing (the outer join's nullable side cannot be locked): then the
+    patient is locked and the check-in read after, in two statements."""
     edits = channel == "telegram"  # (the only channel whose answers edit the question)
+    params = {"b_channel": channel, "b_hashes": lookup_hashes(address)}
     if session.get_bind().dialect.name == "postgresql":
+        locked = _PATIENT_AND_OPEN_CHECKIN[edits, True]
+        if (row := (await session.exec(locked, params=params)).first()) is not None:
+            return Found(row[0], row[1], _asked(row[0], *row[2:]))
         patient = await patient_by_address(session, channel, address, lock=True)
         if patient is None or patient.id is None:
             return None
@@ -182,8 +191,7 @@ async def patient_with_open_checkin(
         if opened is None:  # (no check-in open: the edit of a question needs one)
             return Found(patient, None, None)
         return Found(patient, opened[0], _asked(patient, *opened[1:]))
-    params = {"b_channel": channel, "b_hashes": lookup_hashes(address)}
-    row = (await session.exec(_PATIENT_AND_OPEN_CHECKIN[edits], params=params)).first()
+    row = (await session.exec(_PATIENT_AND_OPEN_CHECKIN[edits, False], params=params)).first()
     return None if row is None else Found(row[0], row[1], _asked(row[0], *row[2:]))
 
 
