@@ -18,7 +18,7 @@ from bot.app.operator.invitations import Invitations
 from bot.app.operator.refusals import Refused
 from bot.app.outbox.delivery import Deliverer
 from bot.app.outbox.pacing import REPLY_RESERVE_SHARE, Pacer, Pacing
-from bot.app.outbox.roll import VALID_S, Roll, live_s
+from bot.app.outbox.roll import BEAT_S, VALID_S, Roll
 from bot.app.outbox.shared_pacing import SharedPacer
 from bot.app.planning.planner import Planner
 from bot.app.planning.protocols import check_protocols
@@ -160,7 +160,7 @@ def shared_pacers(pacers: Mapping[str, Pacer], db: Database, hold_s: float) -> d
     if db.dialect != "postgresql":
         return dict(pacers)
     settle_s = max(_settle_s(pacer) for pacer in pacers.values())
-    roll = Roll(SendRoll(db, valid_s=VALID_S, live_s=live_s(settle_s)), settle_s)
+    roll = Roll(SendRoll(db, valid_s=VALID_S, settle_s=settle_s, beat_s=BEAT_S))
     return {channel: _shared(channel, pacer, db, hold_s, roll) for channel, pacer in pacers.items()}
 
 

@@ -47,9 +47,19 @@ async def other(pg_db: Database) -> AsyncIterator[Database]:
         await second.dispose()
 
 
+def store(db: Database, beat_s: float = BEAT_S) -> SendRoll:
+    return SendRoll(db, valid_s=VALID_S, settle_s=SETTLE_S, beat_s=beat_s)
+
+
 def roll(db: Database) -> Roll:
-    store = SendRoll(db, valid_s=VALID_S, live_s=VALID_S + SETTLE_S + BEAT_S)
-    return Roll(store, SETTLE_S, beat_s=BEAT_S, valid_s=VALID_S)
+    return Roll(store(db))
+
+
+async def is_alone(worker: Roll) -> bool:
+    """`alone()` as a question only: a send it allowed alone is answered at once."""
+    if answer := await worker.alone():
+        worker.answered()
+    return answer
 
 
 def pacer(db: Database, on_roll: Roll | None) -> SharedPacer:
@@ -78,30 +88,26 @@ async def test_a_worker_alone_sends_with_no_statement_of_the_shared_limit(db: Da
             for n in range(3):
                 async with shared.turn(f"patient:{n + 1}") as answered:
                     answered()
-        assert [s for s in seen if "send_slot" in s or "send_chat" in s] == []
-        assert await alone.alone()
+        limit = [s for s in seen if "send_slot" in s or "send_chat" in s]
+        assert [s for s in limit if "send_worker" not in s] == []  # (beats may fall between)
+        assert await is_alone(alone)
     finally:
         await shared.close()
         await alone.close()
 
 
-async def test_two_workers_starting_together_both_share_at_once(
+async def test_two_workers_starting_together_never_both_go_alone(
     db: Database, other: Database
 ) -> None:
-    """Two beats at once never both find themselves alone (one waits for the other's
-    lock), and neither has sent alone, so neither waits."""
+    """Two first beats at once: one waits for the other's lock, so the first finds itself
+    alone and the second sees it; the second then waits for the first to stop, and from
+    then on both share."""
     first, second = roll(db), roll(other)
     try:
-        began = time.monotonic()
-        answers = await asyncio.gather(first.alone(), second.alone())
-        waited = time.monotonic() - began
-        # the one that beat first was alone for a moment: the other then waits for it
-        if answers == [False, False]:
-            assert waited < SETTLE_S
-        else:
-            assert sorted(answers) == [False, True]
-            await asyncio.sleep(2 * BEAT_S)  # its next beat sees the other
-            assert not await first.alone() and not await second.alone()
+        answers = await asyncio.gather(is_alone(first), is_alone(second))
+        assert sorted(answers) == [False, True]
+        await asyncio.sleep(3 * BEAT_S)  # the first one's next beats see the other
+        assert not await is_alone(first) and not await is_alone(second)
     finally:
         await first.close()
         await second.close()
@@ -121,6 +127,7 @@ async def test_a_newcomer_shares_only_after_the_lone_worker_stopped_and_settle_p
         while not stop.is_set():
             if await a.alone():
                 alone_at.append(time.monotonic())
+                a.answered()
             await asyncio.sleep(0.005)
 
     sending = asyncio.create_task(a_sends())
@@ -128,13 +135,13 @@ async def test_a_newcomer_shares_only_after_the_lone_worker_stopped_and_settle_p
     try:
         await asyncio.sleep(0.2)
         assert alone_at  # A is alone
-        assert not await b.alone()
+        assert not await is_alone(b)
         b_shared_at = time.monotonic()
         await asyncio.sleep(0.05)
         stop.set()
         await sending
         assert b_shared_at - alone_at[-1] >= SETTLE_S
-        assert not await a.alone()  # and A shares from then on
+        assert not await is_alone(a)  # and A shares from then on
     finally:
         stop.set()
         await a.close()
@@ -159,7 +166,7 @@ async def test_sends_across_the_change_keep_to_the_window_and_the_chats_burst(
 
     try:
         await asyncio.gather(*(send(first, chat) for chat in chats))
-        assert await a.alone()
+        assert await is_alone(a)
         await asyncio.gather(*(send(second, chat) for chat in chats))
     finally:
         for shared in (first, second):
@@ -181,60 +188,61 @@ async def test_a_worker_that_stops_beating_leaves_the_other_alone(
     sends have left the window (`settle_s`), not `live_s` after its last beat."""
     a, b = roll(db), roll(other)
     try:
-        await asyncio.gather(a.alone(), b.alone())
+        await asyncio.gather(is_alone(a), is_alone(b))
         await asyncio.sleep(2 * BEAT_S)
-        assert not await a.alone() and not await b.alone()
+        assert not await is_alone(a) and not await is_alone(b)
         assert b._loop is not None
         b._loop.cancel()  # b dies: no more beats, no leave
         await asyncio.sleep(VALID_S + SETTLE_S + 3 * BEAT_S)
-        assert await a.alone()
+        assert await is_alone(a)
     finally:
         await a.close()
         await b.close()
     c, d = roll(db), roll(other)
     try:
-        await asyncio.gather(c.alone(), d.alone())
+        await asyncio.gather(is_alone(c), is_alone(d))
         await asyncio.sleep(2 * BEAT_S)
-        assert not await c.alone()
+        assert not await is_alone(c)
         await d.close()
-        await asyncio.sleep(2 * BEAT_S)
-        assert not await c.alone()  # d's last sends may still be in the window
-        await asyncio.sleep(SETTLE_S)
-        assert await c.alone()
+        await asyncio.sleep(BEAT_S)
+        assert not await is_alone(c)  # d's last sends may still be in the window
+        await asyncio.sleep(SETTLE_S + 3 * BEAT_S)
+        assert await is_alone(c)
     finally:
         await c.close()
         await d.close()
 
 
 class CountedBeats:
-    """The real roll's statements, counted."""
+    """The real roll's statements, counted; `down`: refused (the database unreachable)."""
 
     def __init__(self, store: SendRoll) -> None:
-        self.store, self.beats = store, 0
+        self.store, self.beats, self.down = store, 0, False
+        self.valid_s, self.settle_s, self.beat_s = store.valid_s, store.settle_s, store.beat_s
 
-    async def beat(self, worker: str) -> Beat:
+    async def beat(self, worker: str, holding: bool) -> Beat:
+        if self.down:
+            raise ConnectionRefusedError
         self.beats += 1
-        return await self.store.beat(worker)
+        return await self.store.beat(worker, holding)
 
-    async def leave(self, worker: str, linger_s: float) -> None:
-        await self.store.leave(worker, linger_s)
+    async def leave(self, worker: str) -> None:
+        await self.store.leave(worker)
 
 
 async def test_a_send_after_the_answer_ran_out_waits_for_a_beat(db: Database) -> None:
     """A worker whose event loop stalled past its last answer's validity (its background
     beats could not run) beats before its next send, never relying on an old answer."""
-    counted = CountedBeats(SendRoll(db, valid_s=VALID_S, live_s=VALID_S + SETTLE_S + BEAT_S))
+    counted = CountedBeats(store(db, beat_s=3600.0))  # (no background beat in the test)
     now = [100.0]
-    stalled = Roll(
-        counted, SETTLE_S, beat_s=3600.0, valid_s=VALID_S, monotonic=lambda: now[0]
-    )  # (no background beat within the test)
+    stalled = Roll(counted, monotonic=lambda: now[0])
     try:
-        assert await stalled.alone()
+        assert await is_alone(stalled)
         assert counted.beats == 1
         now[0] += VALID_S / 2
-        assert await stalled.alone() and counted.beats == 1
+        assert await is_alone(stalled) and counted.beats == 1
         now[0] += VALID_S  # past the answer's validity
-        assert await stalled.alone() and counted.beats == 2
+        assert await is_alone(stalled) and counted.beats == 2
     finally:
         await stalled.close()
 
@@ -245,12 +253,12 @@ async def test_leaving_ends_the_time_alone_so_a_newcomer_waits_only_the_settle(
     """A worker that was alone and stops: a worker starting right after waits
     `settle_s` from the stop, not the rest of the old answer's validity."""
     a = roll(db)
-    assert await a.alone()
+    assert await is_alone(a)
     await a.close()
     left = time.monotonic()
     b = roll(other)
     try:
-        assert not await b.alone()
+        assert not await is_alone(b)
         assert time.monotonic() - left >= SETTLE_S
         assert time.monotonic() - left < SETTLE_S + VALID_S
     finally:
@@ -269,41 +277,84 @@ async def test_the_service_puts_every_channel_on_one_roll_with_the_longest_settl
     assert the_roll is not None and the_roll.settle_s == 3.0
 
 
-class Outage:
-    """The real roll's statements, refused while `down` (the database unreachable)."""
-
-    def __init__(self, store: SendRoll) -> None:
-        self.store, self.down = store, False
-
-    async def beat(self, worker: str) -> Beat:
-        if self.down:
-            raise ConnectionRefusedError
-        return await self.store.beat(worker)
-
-    async def leave(self, worker: str, linger_s: float) -> None:
-        await self.store.leave(worker, linger_s)
-
-
 async def test_while_beats_fail_a_send_goes_alone_only_as_long_as_the_last_answer_holds(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The database goes away: the last answer still holds for `valid_s`, then a send
     fails (as its statements would) rather than guess; the outage is logged once, and
     the roll recovers when the database is back."""
-    outage = Outage(SendRoll(db, valid_s=VALID_S, live_s=VALID_S + SETTLE_S + BEAT_S))
+    outage = CountedBeats(store(db))
     now = [100.0]
-    lone = Roll(outage, SETTLE_S, beat_s=BEAT_S, valid_s=VALID_S, monotonic=lambda: now[0])
+    lone = Roll(outage, monotonic=lambda: now[0])
     try:
-        assert await lone.alone()
+        assert await is_alone(lone)
         outage.down = True
         now[0] += VALID_S / 2
-        assert await lone.alone()  # the answer still holds
+        assert await is_alone(lone)  # the answer still holds
         now[0] += VALID_S
         for _ in range(3):
             with pytest.raises(ConnectionRefusedError):
-                await lone.alone()
+                await is_alone(lone)
         assert sum("beats are failing" in r.getMessage() for r in caplog.records) == 1
         outage.down = False
-        assert await lone.alone()
+        assert await is_alone(lone)
+    finally:
+        await lone.close()
+
+
+async def test_a_worker_that_learns_it_is_not_alone_keeps_its_time_alone_open_one_beat(
+    db: Database,
+) -> None:
+    """The beat that tells a lone worker of another began while it was still allowing
+    sends alone: that beat keeps its time alone open (it may have allowed one since the
+    statement left); its next beat, begun while sharing, ends it."""
+    roll_of = store(db)
+    first = await roll_of.beat("w1", holding=False)
+    assert first.alone
+    joined = await roll_of.beat("w2", holding=False)
+    assert not joined.alone and joined.others_alone_until == pytest.approx(first.now + VALID_S)
+    learned = await roll_of.beat("w1", holding=True)  # was alone as it began
+    assert not learned.alone
+    after = await roll_of.beat("w2", holding=False)
+    assert after.others_alone_until == pytest.approx(learned.now + VALID_S)  # moved on
+    await roll_of.beat("w1", holding=False)  # sharing, nothing alone in flight
+    ended = await roll_of.beat("w2", holding=False)
+    assert ended.others_alone_until is not None and ended.others_alone_until <= ended.now
+
+
+async def test_a_newcomer_waits_for_the_answer_of_a_send_made_alone(
+    db: Database, other: Database
+) -> None:
+    """A lone worker allowed a send whose answer is slow to come (a provider taking its
+    time): a worker joining meanwhile does not share until that answer is in, and
+    `settle_s` after it."""
+    a, b = roll(db), roll(other)
+    try:
+        assert await a.alone()  # allowed alone, not answered yet
+        joining = asyncio.create_task(b.alone())
+        await asyncio.sleep(VALID_S + SETTLE_S + 4 * BEAT_S)  # past any answer's validity
+        assert not joining.done()
+        answered_at = time.monotonic()
+        a.answered()
+        assert await asyncio.wait_for(joining, 3.0) is False
+        assert time.monotonic() - answered_at >= SETTLE_S
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_place_still_held_by_a_send_keeps_a_lone_worker_sharing(db: Database) -> None:
+    """A worker that stalled mid-send (or died) holds its place and its chat until the
+    send lease runs out: a worker left on its own shares until they are free, since what
+    that send does is in the tables only."""
+    held = SendAllowance(db, "telegram", 5, window_s=WINDOW_S, hold_s=30.0, interval_s=0.1)
+    await held.prepare()
+    taken = await held.take("patient:9")
+    lone = roll(db)
+    try:
+        assert not await is_alone(lone)
+        await held.release(taken)  # given back: free once the window has passed
+        await asyncio.sleep(WINDOW_S + 3 * BEAT_S)
+        assert await is_alone(lone)
     finally:
         await lone.close()

@@ -11,19 +11,29 @@ shared tables (NULL: it never did). A worker is *live* while its last beat is yo
 than ``live_s``. A beat, about once a second:
 
 * puts the worker on the roll (or refreshes it) and reads the others;
-* finds it alone when no other worker is live: its ``alone_until`` moves to ``valid_s``
-  from now, and it may send unrecorded until then by its own clock;
-* otherwise ends its time alone at once (``alone_until`` no later than now) and reports
-  the latest ``alone_until`` of the others. A worker may use the shared tables only
-  ``settle_s`` after that (the window and a chat's bucket: what another worker sent
-  alone is in no table, and must have left both before this one counts on the tables).
+* finds it alone when no other worker is live and no place or chat is held by a send in
+  flight (one a worker that stalled mid-send may still make): its ``alone_until`` moves
+  to ``valid_s`` from now, and it may decide to send unrecorded until then by its own
+  clock;
+* otherwise reports the latest ``alone_until`` of the others; a worker may use the shared
+  tables only ``settle_s`` after that (the window and a chat's bucket, counted from a
+  send's answer: what another worker sent alone is in no table, and must have left both
+  before this one counts on the tables);
+* ends the worker's own time alone (``alone_until`` no later than now) only when it was
+  not alone as the beat began and none of the sends it decided alone is still waiting
+  for its answer (`holding`); until then each beat moves it on by ``valid_s``. So a
+  worker that learns from a beat that it is no longer alone, or that still has a slow
+  answer coming, is waited for.
 
 Beats run in a transaction holding an advisory lock, one at a time: two workers starting
-together each see the other's row, never both find themselves alone. ``live_s`` must
-exceed ``valid_s`` by ``settle_s``: a worker that stopped beating has stopped sending
-(its validity ran out) for ``settle_s`` before another may go alone. Every time is the
-database's clock, so hosts whose clocks differ still agree. SQLite has one process: the
-table stays empty there.
+together each see the other's row, never both find themselves alone. A beat waits at most
+2 s for the lock, and the server ends a beat whose worker stalled half way (its lock
+freed). ``live_s`` exceeds ``valid_s`` by ``settle_s``: a worker that stopped beating has
+stopped deciding sends for ``settle_s`` before another may go alone. A worker that stops
+leaves: it stays live for ``settle_s`` more, no longer. Every time is the database's
+clock, so hosts whose clocks differ still agree (a step of that clock, at a failover to a
+server whose clock is off, can make a live worker look gone: keep the servers' clocks
+synchronised). SQLite has one process: the table stays empty there.
 """
 
 from __future__ import annotations
@@ -48,8 +58,10 @@ class SendWorker(SQLModel, table=True):
     alone_until: float | None = None  # ... the latest it may send unrecorded (None: never)
 
 
-# after the lock: the others' state, this worker's row written by it, long-gone rows
-# forgotten (a worker that never sent alone, or not for an hour)
+# after the lock: the others' state, places or chats still held by a send in flight
+# (taken and not given back: held `hold_s`, longer than `settle_s`), this worker's row
+# written by it, long-gone rows forgotten (a worker that never sent alone, or not for an
+# hour)
 _BEAT = text("""
 WITH clock AS (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS now
@@ -58,14 +70,21 @@ WITH clock AS (
            max(alone_until) AS alone_until
     FROM send_worker, clock
     WHERE worker <> :worker
+), held AS (
+    SELECT EXISTS (SELECT FROM send_slot WHERE frees_at > clock.now + :settle_s)
+        OR EXISTS (SELECT FROM send_chat WHERE due > clock.now + :settle_s) AS any
+    FROM clock
+), verdict AS (
+    SELECT others.live = 0 AND NOT held.any AS alone FROM others, held
 ), gone AS (
     DELETE FROM send_worker USING clock
     WHERE worker <> :worker AND seen_at < clock.now - :forget_s
       AND coalesce(alone_until, 0.0) < clock.now - :forget_s
 ), me AS (
     INSERT INTO send_worker (worker, seen_at, alone_until)
-    SELECT :worker, clock.now, CASE WHEN others.live = 0 THEN clock.now + :valid_s END
-    FROM clock, others
+    SELECT :worker, clock.now,
+           CASE WHEN verdict.alone OR CAST(:holding AS boolean) THEN clock.now + :valid_s END
+    FROM clock, verdict
     ON CONFLICT (worker) DO UPDATE SET
         seen_at = excluded.seen_at,
         alone_until = CASE
@@ -74,9 +93,17 @@ WITH clock AS (
             ELSE least(send_worker.alone_until, excluded.seen_at)
         END
 )
-SELECT clock.now, others.live, others.alone_until AS others_alone_until
-FROM clock, others
+SELECT clock.now, verdict.alone, others.alone_until AS others_alone_until
+FROM clock, verdict, others
 """)
+# a beat waits this long at most for another's beat to end, and a beat stuck half way
+# (its worker stalled) is ended by the server after this long, its lock freed
+_LOCK = text("""
+SELECT set_config('lock_timeout', :timeout, true),
+       set_config('idle_in_transaction_session_timeout', :timeout, true),
+       pg_advisory_xact_lock(:key)
+""")
+BEAT_TIMEOUT = "2s"
 # leaving: off the roll if it never sent alone; otherwise alone no longer, from now. Its
 # beat is set back so that it stays live `linger_s` more: what it sent last must leave the
 # window before another worker may go alone (alone, one counts on no table)
@@ -109,34 +136,44 @@ class Beat:
 
 @dataclass(frozen=True)
 class SendRoll:
-    """The roll's statements for one database (times in seconds)."""
+    """The roll's statements for one database (times in seconds): an answer holds
+    `valid_s`; what a send leaves in the window and the chats' buckets is gone `settle_s`
+    after its answer; a running worker beats every `beat_s`."""
 
     db: Database
     valid_s: float
-    live_s: float
+    settle_s: float
+    beat_s: float
 
-    async def beat(self, worker: str) -> Beat:
-        """Put `worker` on the roll, find whether it is alone (see the module)."""
+    @property
+    def live_s(self) -> float:
+        """How long a worker counts as live after its last beat: its answer's validity,
+        then `settle_s` for what it sent last, and a beat's slack."""
+        return self.valid_s + self.settle_s + self.beat_s
+
+    async def beat(self, worker: str, holding: bool) -> Beat:
+        """Put `worker` on the roll, find whether it is alone (see the module). `holding`:
+        it may still be sending alone (it was alone when this beat began, or a send it
+        made alone is not answered yet), so its time alone must not end yet."""
         params = {
             "worker": worker,
             "live_s": self.live_s,
             "valid_s": self.valid_s,
+            "settle_s": self.settle_s,
+            "holding": holding,
             "forget_s": FORGET_S,
         }
         async with self.db.quick_engine.connect() as connection:
             connection = await connection.execution_options(isolation_level="READ COMMITTED")
             async with connection.begin():
-                await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROLL_LOCK}
-                )
+                await connection.execute(_LOCK, {"key": ROLL_LOCK, "timeout": BEAT_TIMEOUT})
                 row = (await connection.execute(_BEAT, params)).one()
-        alone = int(row.live) == 0
         others = None if row.others_alone_until is None else float(row.others_alone_until)
-        return Beat(float(row.now), alone, others)
+        return Beat(float(row.now), bool(row.alone), others)
 
-    async def leave(self, worker: str, linger_s: float) -> None:
+    async def leave(self, worker: str) -> None:
         """`worker` has stopped sending: the others need not wait for its beats to run out,
-        only `linger_s` (what its last sends leave in the window and the chats' buckets)."""
-        params = {"worker": worker, "live_s": self.live_s, "linger_s": linger_s}
+        only `settle_s` (what its last sends leave in the window and the chats' buckets)."""
+        params = {"worker": worker, "live_s": self.live_s, "linger_s": self.settle_s}
         async with self.db.quick() as connection:
             await connection.execute(_LEAVE, params)

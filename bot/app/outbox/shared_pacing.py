@@ -81,7 +81,9 @@ class SharedPacer:
                 answered = True
                 local_answered()
                 if taken is ALONE:
-                    return  # nothing was taken from the database
+                    assert self.roll is not None
+                    self.roll.answered()  # nothing was taken from the database
+                    return
                 at = time.monotonic()
                 task = asyncio.create_task(self._release(taken, lambda: time.monotonic() - at))
                 self._releases.add(task)
