@@ -43,9 +43,8 @@ from bot.storage.send_allowance import SendAllowance, Taken
 
 log = logging.getLogger(__name__)
 POLL_S = 0.05  # longest sleep before asking again: a place frees when any send is answered
-ALONE = Taken(
-    None, None, 0.0
-)  # what a send takes when this worker sends alone (bot.app.outbox.roll)
+# what a send takes when this worker sends alone (bot.app.outbox.roll): nothing
+ALONE = Taken(None, None, 0.0)
 
 
 class SharedPacer:
