@@ -204,6 +204,16 @@ async def pg_db(postgres_module_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def second_worker(pg_db: Database) -> AsyncIterator[Database]:
+    """Another process's connection pools on `pg_db`'s database (a second worker)."""
+    other = Database(pg_db.url)
+    try:
+        yield other
+    finally:
+        await other.dispose()
+
+
+@pytest.fixture
 async def sqlite_db(migrated_sqlite_url: str) -> AsyncIterator[Database]:
     """A SQLite database at the newest schema (for SQLite-only behaviour)."""
     async for database in _opened(migrated_sqlite_url):

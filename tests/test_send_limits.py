@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +116,6 @@ def test_most_in_any_second_slides() -> None:
 
 
 # ---- shared by the workers of one PostgreSQL database ------------------------------------
-
-
-@pytest.fixture
-async def second_worker(pg_db: Database) -> AsyncIterator[Database]:
-    """Another process's connection pool on the same database."""
-    other = Database(pg_db.url)
-    try:
-        yield other
-    finally:
-        await other.dispose()
 
 
 def allowance(db: Database, **kwargs: Any) -> SendAllowance:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
@@ -35,16 +34,6 @@ async def db(pg_db: Database) -> Database:
         for table in ("send_worker", "send_slot", "send_chat"):
             await connection.execute(text(f"DELETE FROM {table}"))
     return pg_db
-
-
-@pytest.fixture
-async def other(pg_db: Database) -> AsyncIterator[Database]:
-    """Another process's pools on the same database."""
-    second = Database(pg_db.url)
-    try:
-        yield second
-    finally:
-        await second.dispose()
 
 
 def store(db: Database, beat_s: float = BEAT_S) -> SendRoll:
@@ -97,12 +86,12 @@ async def test_a_worker_alone_sends_with_no_statement_of_the_shared_limit(db: Da
 
 
 async def test_two_workers_starting_together_never_both_go_alone(
-    db: Database, other: Database
+    db: Database, second_worker: Database
 ) -> None:
     """Two first beats at once: one waits for the other's lock, so the first finds itself
     alone and the second sees it; the second then waits for the first to stop, and from
     then on both share."""
-    first, second = roll(db), roll(other)
+    first, second = roll(db), roll(second_worker)
     try:
         answers = await asyncio.gather(is_alone(first), is_alone(second))
         assert sorted(answers) == [False, True]
@@ -114,7 +103,7 @@ async def test_two_workers_starting_together_never_both_go_alone(
 
 
 async def test_a_newcomer_shares_only_after_the_lone_worker_stopped_and_settle_passed(
-    db: Database, other: Database
+    db: Database, second_worker: Database
 ) -> None:
     """Worker A sends alone as fast as it can; B joins. A stops sending alone at its
     next beat, and B's first shared send comes at least `settle_s` after A's last send
@@ -131,7 +120,7 @@ async def test_a_newcomer_shares_only_after_the_lone_worker_stopped_and_settle_p
             await asyncio.sleep(0.005)
 
     sending = asyncio.create_task(a_sends())
-    b = roll(other)
+    b = roll(second_worker)
     try:
         await asyncio.sleep(0.2)
         assert alone_at  # A is alone
@@ -149,13 +138,13 @@ async def test_a_newcomer_shares_only_after_the_lone_worker_stopped_and_settle_p
 
 
 async def test_sends_across_the_change_keep_to_the_window_and_the_chats_burst(
-    db: Database, other: Database
+    db: Database, second_worker: Database
 ) -> None:
     """End to end: A, alone, spends the window (5 places in 0.3 s) and patient:1's burst
     (3, then 10 a second); B joins and at once asks to send the same. No 0.3 s ever sees
     more than 5 sends, and patient:1 never more than 3 in a tenth of a second."""
-    a, b = roll(db), roll(other)
-    first, second = pacer(db, a), pacer(other, b)
+    a, b = roll(db), roll(second_worker)
+    first, second = pacer(db, a), pacer(second_worker, b)
     spans: list[tuple[str, float]] = []
     chats = ["patient:1"] * 3 + ["patient:2", "patient:3"]
 
@@ -181,12 +170,12 @@ async def test_sends_across_the_change_keep_to_the_window_and_the_chats_burst(
 
 
 async def test_a_worker_that_stops_beating_leaves_the_other_alone(
-    db: Database, other: Database
+    db: Database, second_worker: Database
 ) -> None:
     """A worker that dies stops beating: once it is no longer live, the other goes alone.
     One that stops cleanly leaves the roll: the other goes alone once the leaver's last
     sends have left the window (`settle_s`), not `live_s` after its last beat."""
-    a, b = roll(db), roll(other)
+    a, b = roll(db), roll(second_worker)
     try:
         await asyncio.gather(is_alone(a), is_alone(b))
         await asyncio.sleep(2 * BEAT_S)
@@ -198,7 +187,7 @@ async def test_a_worker_that_stops_beating_leaves_the_other_alone(
     finally:
         await a.close()
         await b.close()
-    c, d = roll(db), roll(other)
+    c, d = roll(db), roll(second_worker)
     try:
         await asyncio.gather(is_alone(c), is_alone(d))
         await asyncio.sleep(2 * BEAT_S)
@@ -248,7 +237,7 @@ async def test_a_send_after_the_answer_ran_out_waits_for_a_beat(db: Database) ->
 
 
 async def test_leaving_ends_the_time_alone_so_a_newcomer_waits_only_the_settle(
-    db: Database, other: Database
+    db: Database, second_worker: Database
 ) -> None:
     """A worker that was alone and stops: a worker starting right after waits
     `settle_s` from the stop, not the rest of the old answer's validity."""
@@ -256,7 +245,7 @@ async def test_leaving_ends_the_time_alone_so_a_newcomer_waits_only_the_settle(
     assert await is_alone(a)
     await a.close()
     left = time.monotonic()
-    b = roll(other)
+    b = roll(second_worker)
     try:
         assert not await is_alone(b)
         assert time.monotonic() - left >= SETTLE_S
@@ -325,12 +314,12 @@ async def test_a_worker_that_learns_it_is_not_alone_keeps_its_time_alone_open_on
 
 
 async def test_a_newcomer_waits_for_the_answer_of_a_send_made_alone(
-    db: Database, other: Database
+    db: Database, second_worker: Database
 ) -> None:
     """A lone worker allowed a send whose answer is slow to come (a provider taking its
     time): a worker joining meanwhile does not share until that answer is in, and
     `settle_s` after it."""
-    a, b = roll(db), roll(other)
+    a, b = roll(db), roll(second_worker)
     try:
         assert await a.alone()  # allowed alone, not answered yet
         joining = asyncio.create_task(b.alone())

@@ -28,6 +28,7 @@ from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
 from scheduler.loop import tick
+from tests.test_alert_digests import raise_alert
 from tests.test_whatsapp import CLINICIAN, PUBLIC, SENDER, Rig, rig, rows  # noqa: F401
 
 SECOND = timedelta(seconds=1)
@@ -58,18 +59,6 @@ async def patients_of_one_clinician(rig: Rig, count: int, name: str = "P-{n}") -
         for patient in patients:
             await repo.add(patient)
     return patients
-
-
-async def raise_alert(rig: Rig, alerting: Alerting, patient: Patient, crisis: bool) -> None:  # noqa: F811
-    """A crisis alert (item 9 endorsed in words) or an urgent one (a message set aside), now."""
-    async with rig.app.db.transaction() as session:
-        repo, now = Repository(session), rig.clock()
-        if crisis:
-            await alerting.on_events(
-                repo, patient, [ev.SafetyEndorsed("phq9.q9", "phq9", now)], now
-            )
-        else:
-            await alerting.message_set_aside(repo, patient, now)
 
 
 async def codes_of(db: Database) -> dict[int, str]:
