@@ -121,9 +121,11 @@ def test_a_worker_killed_mid_wave_loses_nothing(
     postgres_url: str, stand_in: tuple[TelegramStandIn, str], tmp_path: Path
 ) -> None:
     """SIGKILL one of two workers a quarter of the way through; a replacement starts (as
-    systemd would). Nothing is lost; a message can be sent twice only if it was in flight
-    (sent to the provider, not yet marked sent) at the kill: at most the worker's
-    delivery concurrency (16)."""
+    systemd would). Nothing is lost; a message can be sent twice only if it was unsettled
+    (sent to the provider, not yet marked sent) at the kill: at most twice the worker's
+    delivery concurrency (16 at the provider, 16 answered and not yet recorded: 32). The
+    bound was 16 while answered sends waited for their commit holding a place at the gate;
+    once they gave the place back on the answer, nothing bounded them, and a run doubled 25."""
     fake, base = stand_in
     config = _setup(tmp_path, postgres_url, fake, base, KILL_WAVE)
     log = tmp_path / "workers.log"
@@ -151,4 +153,4 @@ def test_a_worker_killed_mid_wave_loses_nothing(
     duplicates, missed = _tally(fake, per_patient.pop(), KILL_WAVE)
     print(f"\nSIGKILL after {at_kill} messages: duplicates={duplicates} missed={missed}")
     assert missed == 0
-    assert duplicates <= 16
+    assert duplicates <= 32

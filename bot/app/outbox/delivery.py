@@ -61,7 +61,11 @@ class Deliverer:
     before_claim: Callable[[], Awaitable[object]] | None = None  # alert digests' fold
 
     def __post_init__(self) -> None:
-        self._sender = Sender(self.db, self.clock, self.policy, self.lease, self.alerting)
+        # at most `concurrency` sends at the provider, and as many answered and not yet
+        # recorded: what a kill can make go twice (see Sender)
+        self._sender = Sender(
+            self.db, self.clock, self.policy, self.lease, self.alerting, 2 * self.concurrency
+        )
         self._wake: asyncio.Event | None = None  # the courier's, while one runs
         self._arrived = asyncio.Event()  # set when something is handed over
         self._handed: list[tuple[list[Outgoing], Mapping[int, str | None]]] = []
@@ -270,21 +274,30 @@ class Deliverer:
         gate: asyncio.Semaphore,
         held: list[Sent],
     ) -> Report:
-        # wait for the send slot before taking a connection: a message waiting for its
-        # chat's allowance must not hold a place other chats could use
+        # the send slot first, then a place among the sends unsettled, then one at the
+        # gate: a message waiting for its chat's allowance must not hold a place other
+        # chats could use. The pacer serves the most urgent first; the places after it
+        # are a queue in order (taken first, an alert queued behind a wave waited for
+        # every routine send before it). A send waiting for the database to catch up
+        # holds its slot of the limit: the limit is not what holds it up then.
+        send = self._sender
         pacer = self.pacers.get(message.channel)
         if pacer is None:
-            async with _Call(gate) as call:
-                return await self._sender.send(message, self.channels, edits, call.release, held)
+            async with send.place() as place, _Call(gate) as call:
+                return await send.send(message, self.channels, edits, call.release, held, place)
         chat = f"{message.recipient_kind}:{message.recipient_id}"  # one name in every worker
         priority = pacing_priority(message)
-        async with pacer.turn(chat, priority) as answered, _Call(gate) as call:
+        async with (
+            pacer.turn(chat, priority) as answered,
+            send.place() as place,
+            _Call(gate) as call,
+        ):
 
             def done() -> None:  # the gate is for provider calls: recording needs none
                 answered()
                 call.release()
 
-            return await self._sender.send(message, self.channels, edits, done, held)
+            return await send.send(message, self.channels, edits, done, held, place)
 
     async def hand_back_unsent(self) -> int:
         """Once the courier has stopped: queue again the messages leased to this process

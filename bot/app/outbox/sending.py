@@ -89,15 +89,21 @@ class Sender:
     long a claim holds its messages (a third of it before its end, a send is given up).
 
     A send is *unsettled* from the moment it goes to the provider until its outcome is
-    committed (or fails to be): stopped then, the message may reach its recipient twice.
-    Once `stop` is set no send starts (the message keeps its lease), and :meth:`settled`
-    returns when those under way are settled: a process stopping waits for that."""
+    committed (or fails to be): killed then, the process leaves the message to be sent
+    again, so it may reach its recipient twice. At most `most_unsettled` sends are unsettled
+    at once: a send first takes a place (:meth:`place`), which it gives back once settled.
+    Without that bound, a database slower to commit than the provider is to answer (a
+    stalled disk, a failover) let unrecorded sends pile up without end, and a kill then
+    doubled all of them. Once `stop` is set no send starts (the message keeps its lease),
+    and :meth:`settled` returns when those under way are settled: a process stopping waits
+    for that."""
 
     db: Database
     clock: Clock
     policy: RetryPolicy
     lease: timedelta
     alerting: Alerting | None = None  # tells the clinician when a patient turns unreachable
+    most_unsettled: int = 32
 
     def __post_init__(self) -> None:
         self._marks = _GroupCommit(self.db, self.alerting)
@@ -106,6 +112,7 @@ class Sender:
         self.unsettled = 0
         self._settled = asyncio.Event()
         self._settled.set()
+        self._places = asyncio.Semaphore(self.most_unsettled)
 
     @property
     def stopping(self) -> bool:
@@ -117,8 +124,15 @@ class Sender:
 
     def _settle(self, count: int) -> None:
         self.unsettled -= count
+        for _ in range(count):
+            self._places.release()
         if self.unsettled == 0:
             self._settled.set()
+
+    def place(self) -> _Place:
+        """A place for one send among the `most_unsettled`: the send that goes keeps it
+        until settled; one that does not go gives it back at the block's end."""
+        return _Place(self._places)
 
     async def send(
         self,
@@ -127,14 +141,20 @@ class Sender:
         edits: Mapping[int, str | None],
         answered: Callable[[], None],
         held: list[Sent] | None = None,
+        place: _Place | None = None,
     ) -> Report:
         """Send one message; `answered` is called as soon as the provider has answered.
         With `held`, a send that went is added to it rather than recorded: the caller
-        records it (`record`), with the sends of the same line. Stopping: nothing is sent."""
+        records it (`record`), with the sends of the same line. `place`: one the caller
+        took already (else the send waits for one here). Stopping: nothing is sent."""
+        if place is None:
+            async with self.place() as own:
+                return await self.send(message, channels, edits, answered, held, own)
         if self.stopping:
             return Report()  # it keeps its lease until the stop hands it back
         if self.began is not None:
             self.began(message)  # it may reach the provider from now on: it stays leased
+        place.keep()  # given back when the send is settled (`_settle`)
         self.unsettled += 1
         self._settled.clear()
         kept = False
@@ -238,6 +258,30 @@ class Sender:
             await repo.mark_retry(message.id, failure.reason, retry_at)
         log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
         return Report(retried=1)
+
+
+class _Place:
+    """One of `Sender.most_unsettled` places, given back at the block's end unless a send
+    kept it (then `Sender._settle` gives it back)."""
+
+    def __init__(self, places: asyncio.Semaphore) -> None:
+        self._places = places
+        self._held = False
+
+    async def __aenter__(self) -> _Place:
+        await self._places.acquire()
+        self._held = True
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._held:
+            self._held = False
+            self._places.release()
+
+    def keep(self) -> None:
+        if not self._held:
+            raise RuntimeError("a send's place was given back before it was kept")
+        self._held = False
 
 
 class _GroupCommit:
