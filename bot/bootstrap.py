@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
@@ -132,12 +132,13 @@ class App:
         await self.db.dispose()
 
 
-def default_pacers(settings: Settings) -> dict[str, Pacer]:
+def default_pacers(settings: Settings, underway: Callable[[], int] = lambda: 0) -> dict[str, Pacer]:
     """Provider send limits (``rate_per_s`` of [telegram] and [sms]). Telegram: about 30
     messages a second overall and about one a second per chat on average (Bot FAQ;
     python-telegram-bot FloodLimit), a chat taking `per_chat_burst` at once. SMS: one a
     second, the usual rate of a US long code. How a send is counted against the limit,
-    and why, is in `Pacer`."""
+    and why, is in `Pacer`; `underway`, the turns this process is handling, tells
+    Telegram's pacer a storm of crisis messages may be starting."""
     telegram, sms = settings.telegram, settings.sms.rate_per_s
     return {
         "telegram": Pacer(
@@ -147,6 +148,7 @@ def default_pacers(settings: Settings) -> dict[str, Pacer]:
             unspaced_from=outbox.REPLY,  # Telegram counts a second: replies need no spacing
             urgent_from=outbox.URGENT,  # crisis messages and alerts first, even over time
             reply_reserve_share=REPLY_RESERVE_SHARE,  # room kept for replies while they flow
+            coming=underway,
         ),
         "sms": Pacer(rate_per_s=sms, window_s=max(1.0, 1 / sms)),
         "whatsapp": Pacer(rate_per_s=settings.whatsapp.rate_per_s, per_chat_rate_per_s=1.0),
@@ -234,7 +236,10 @@ def build(
         spool=spool,
     )
     send_lease = timedelta(seconds=settings.scheduler.send_lease_s)
-    pacers = shared_pacers(default_pacers(settings), db, settings.scheduler.send_lease_s)
+    underway = services.context.underway
+    pacers = shared_pacers(
+        default_pacers(settings, lambda: underway.count), db, settings.scheduler.send_lease_s
+    )
     deliverer = Deliverer(db, wired, clock, lease=send_lease, pacers=pacers, alerting=alerting)
     deliverer.before_claim = digests.fold_if_due
     services.context.handoff = deliverer  # while its courier runs, turns hand it their rows

@@ -367,6 +367,39 @@ async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_o
     assert left == pytest.approx(21.0 + URGENT_DEFERRAL_S, abs=0.11)
 
 
+async def test_a_crisis_message_amid_turns_under_way_holds_replies_as_a_storm_does() -> None:
+    """A storm is counted before its fifth crisis message has gone: one urgent send while
+    four more turns are under way (`coming`: each may be the next crisis) holds a reply
+    for the grace, so the first crisis turns' next questions do not take places the
+    crisis messages on their way need. With three under way, or none, it goes at once.
+    Turns ending mid-grace let it go once the urgent sends stop."""
+    clock = VirtualTime()
+    underway = [0]
+    pacer = pacer_on(clock, rate_per_s=30, unspaced_from=1, urgent_from=2,
+                     coming=lambda: underway[0])  # fmt: skip
+    spans: list[tuple[str, float, float]] = []
+    send = prioritised(clock, pacer, spans)
+    underway[0] = 3
+    await clock.run(send("crisis", 2), send("reply", 1))
+    assert spans[-1] == ("reply", 0.0, 0.0)  # one urgent and three under way: 4, no storm
+    clock.now, underway[0] = 10.0, 4
+    await clock.run(send("crisis", 2))
+    await clock.run(send("reply", 1))
+    assert spans[-1][1] == pytest.approx(10.0 + URGENT_GRACE_S)
+
+    async def crises() -> None:  # four more turns end in crisis messages 0.1 s apart
+        for n in range(4):
+            await clock.sleep(0.1)
+            await send(f"crisis{n}", 2)
+            underway[0] -= 1
+
+    clock.now, underway[0] = 20.0, 4
+    await clock.run(send("crisis", 2))
+    await clock.run(crises(), send("reply", 1))
+    (left,) = [left for address, left, _ in spans[-6:] if address == "reply"]
+    assert left == pytest.approx(20.4 + URGENT_GRACE_S)  # the grace after the last one
+
+
 def outgoing(n: int, *, edit: bool) -> Outgoing:
     payload: dict[str, object] = {"intent": "Answered" if edit else "Ask", "item": "phq9.q1"}
     if edit:

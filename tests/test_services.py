@@ -16,9 +16,12 @@ from sqlmodel import col, select
 from bot.app.conversations.inbox import INBOUND_ATTEMPTS, RECOVERY_GRACE, Inbound
 from bot.app.conversations.starting import HELD_BEHIND
 from bot.app.outbox.delivery import Deliverer
+from bot.app.outbox.pacing import Pacer
+from bot.app.outbox.shared_pacing import SharedPacer
 from bot.app.services import Services
+from bot.bootstrap import build
 from bot.channels.console import ConsoleChannel
-from bot.config import Clinic
+from bot.config import Clinic, Settings, Telegram
 from bot.instruments import load_catalog
 from bot.rendering.renderer import Renderer
 from bot.storage.database import Database
@@ -537,3 +540,36 @@ async def test_a_given_key_plans_a_check_in_once(db: Database, wired: Wired) -> 
     await wired.services.asking.ask(patient_id, ["phq2"])
     await wired.services.asking.ask(patient_id, ["phq2"])
     assert len(await rows(db, Checkin)) == 3
+
+
+async def test_turns_under_way_are_counted_for_the_pacer(db: Database, tmp_path: Path) -> None:
+    """Each inbound message being handled counts as a turn under way until it ends, ended
+    by an error or not; `checkin run` hands that count to Telegram's pacer, which takes
+    turns under way for crisis messages that may follow (a storm forming)."""
+    w = wire(db)
+    seen: list[int] = []
+    underway = w.services.context.underway
+
+    def clock() -> datetime:
+        seen.append(underway.count)
+        return w.clock.now
+
+    w.services.context.clock = clock
+    await asyncio.gather(
+        *(w.services.inbox.handle_inbound(said("pat-2", "hi", n)) for n in range(3))
+    )
+    assert max(seen) == 3 and underway.count == 0
+    w.services.context.db = Database("sqlite+aiosqlite:///" + str(tmp_path / "missing" / "x.db"))
+    with pytest.raises(Exception):  # noqa: B017 -- the database is away: the webhook 5xx
+        await w.services.inbox.handle_inbound(said("pat-2", "hi", 9))
+    assert underway.count == 0
+    app = build(Settings(database_url=db.url.render_as_string(hide_password=False),
+                         telegram=Telegram(token="1:x")))  # fmt: skip
+    try:
+        pacer = app.deliverer.pacers["telegram"]
+        local = pacer.local if isinstance(pacer, SharedPacer) else pacer
+        assert isinstance(local, Pacer) and local.coming() == 0
+        app.services.context.underway.count = 4
+        assert local.coming() == 4
+    finally:
+        await app.close()

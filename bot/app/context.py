@@ -6,7 +6,9 @@ here (the clinic's quiet hours, say) every use case sees.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from bot.app.alerts.alerting import Alerting
 from bot.app.ports import Clock, HandOff
@@ -19,6 +21,23 @@ from bot.storage.tables import Patient
 
 
 @dataclass
+class Underway:
+    """How many inbound messages this process is handling right now (turns begun and not
+    ended). Telegram's pacer reads it: a crisis message sent while several turns are under
+    way may be the first of a storm of them (`bot.app.outbox.pacing.Pacer`, `coming`)."""
+
+    count: int = 0
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1
+
+
+@dataclass
 class Context:
     db: Database
     catalog: Catalog
@@ -27,6 +46,7 @@ class Context:
     clock: Clock
     alerting: Alerting | None = None
     handoff: HandOff | None = None  # this process's deliverer, while its courier runs
+    underway: Underway = field(default_factory=Underway)  # turns being handled now
 
     def setting(self, patient: Patient) -> core.Setting:
         """What the conversation needs to know beyond its state: the instruments, the

@@ -91,6 +91,10 @@ class Inbox:
         patient) and the recovery pass processes it later. If even that fails (the
         database is away), this raises: the webhook answers 5xx without acknowledging,
         and the provider sends the message again."""
+        with self.ctx.underway.one():
+            return await self._handle_inbound(inbound)
+
+    async def _handle_inbound(self, inbound: Inbound) -> bool:
         try:
             async with self.ctx.db.transaction() as session:
                 repo = Repository(session, self._claiming())

@@ -105,10 +105,12 @@ class Pacer:
         unspaced_from: int | None = None,
         urgent_from: int | None = None,
         reply_reserve_share: float = 0.0,
+        coming: Callable[[], int] = lambda: 0,
     ) -> None:
         self.interval = 1.0 / rate_per_s if rate_per_s else 0.0
         self.unspaced_from = unspaced_from
         self.urgent_from = urgent_from
+        self.coming = coming  # turns under way: urgent sends that may follow (`Underway`)
         self._urgent: collections.deque[float] = collections.deque()  # when urgent sends left
         self.per_chat_rate_per_s = per_chat_rate_per_s
         self.per_chat_burst = per_chat_burst
@@ -246,22 +248,30 @@ class Pacer:
         return self.reply_reserve if now - self._replied_at < self.window_s else 0
 
     async def _behind_urgent(self, priority: int) -> None:
-        """In a storm of urgent sends (URGENT_STORM or more took places within the last
-        window, and one less than URGENT_GRACE_S ago), a less urgent send waits, for at
-        most URGENT_DEFERRAL_S: the window's places are few (30 a second), and fifty
-        crisis messages at once need every one of them, while the edits and next
-        questions of the same turns can follow a second later. A lone crisis holds no one
-        up. Waiting happens outside the slot lock, so urgent sends pass the waiters.
-        (Waiting only once the window is two thirds full was tried: fifty crisis turns
-        then filled the first second with their next questions, and the last crisis
-        messages went a second later, 3.2 s instead of 2.2 s.)"""
+        """In a storm of urgent sends (one less than URGENT_GRACE_S ago, and URGENT_STORM
+        or more within the last window, counting the turns under way, `coming`, as urgent
+        sends that may follow), a less urgent send waits, for at most URGENT_DEFERRAL_S:
+        the window's places are few (30 a second), and fifty crisis messages at once need
+        every one of them, while the edits and next questions of the same turns can
+        follow a second later. A lone crisis holds no one up: at a patient's pace another
+        four turns are seldom under way at once. Waiting happens outside the slot lock,
+        so urgent sends pass the waiters. (Waiting only once the window is two thirds
+        full was tried: fifty crisis turns then filled the first second with their next
+        questions, and the last crisis messages went a second later, 3.2 s instead of
+        2.2 s. Counting only the urgent sends that went let the first four crisis turns'
+        next questions through before the storm was seen: with the five clinicians'
+        first alerts and digests, 65 messages against the two windows' 60 places, and
+        the digests went in the third.)"""
         if self.urgent_from is None or priority >= self.urgent_from or not self.per_window:
             return
         began = self._monotonic()
         while True:
             now = self._monotonic()
             self._forget_urgent(now)
-            if len(self._urgent) < URGENT_STORM or now - began >= URGENT_DEFERRAL_S:
+            urgent = len(self._urgent)
+            if not urgent or urgent + self.coming() < URGENT_STORM:
+                return
+            if now - began >= URGENT_DEFERRAL_S:
                 return
             quiet_at = self._urgent[-1] + URGENT_GRACE_S
             if now >= quiet_at:
