@@ -35,6 +35,7 @@ from bot.app.alerts.alerting import Alerting
 from bot.app.outbox import leases
 from bot.app.outbox.edits import edit_targets, pacing_priority
 from bot.app.outbox.pacing import Pacing
+from bot.app.outbox.places import Call
 from bot.app.outbox.sending import Report, RetryPolicy, Sender, Sent
 from bot.app.ports import Channel, Clock
 from bot.storage import outbox
@@ -283,14 +284,14 @@ class Deliverer:
         send = self._sender
         pacer = self.pacers.get(message.channel)
         if pacer is None:
-            async with send.place() as place, _Call(gate) as call:
+            async with send.place() as place, Call(gate) as call:
                 return await send.send(message, self.channels, edits, call.release, held, place)
         chat = f"{message.recipient_kind}:{message.recipient_id}"  # one name in every worker
         priority = pacing_priority(message)
         async with (
             pacer.turn(chat, priority) as answered,
             send.place() as place,
-            _Call(gate) as call,
+            Call(gate) as call,
         ):
 
             def done() -> None:  # the gate is for provider calls: recording needs none
@@ -375,29 +376,6 @@ def _lines(messages: Sequence[Outgoing]) -> list[list[Outgoing]]:
     for message in messages:
         lines.setdefault((message.recipient_kind, message.recipient_id), []).append(message)
     return [sorted(line, key=lambda m: m.id or 0) for line in lines.values()]
-
-
-class _Call:
-    """A place at `gate` for one provider call, given back once the provider has answered
-    (`release`) or the block ends: sends waiting to record their outcome held every place
-    before, and crisis messages behind them waited 0.4 s for nothing."""
-
-    def __init__(self, gate: asyncio.Semaphore) -> None:
-        self._gate = gate
-        self._held = False
-
-    async def __aenter__(self) -> _Call:
-        await self._gate.acquire()
-        self._held = True
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.release()
-
-    def release(self) -> None:
-        if self._held:
-            self._held = False
-            self._gate.release()
 
 
 async def deliver_when_woken(

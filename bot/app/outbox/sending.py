@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 
 from bot.app.alerts.alerting import Alerting
 from bot.app.alerts.rerouting import reroute_undelivered
+from bot.app.outbox.places import Place
 from bot.app.outbox.receipts import apply_early
 from bot.app.outbox.unreachable import mark_unreachable
 from bot.app.ports import Channel, Clock
@@ -129,10 +130,10 @@ class Sender:
         if self.unsettled == 0:
             self._settled.set()
 
-    def place(self) -> _Place:
+    def place(self) -> Place:
         """A place for one send among the `most_unsettled`: the send that goes keeps it
         until settled; one that does not go gives it back at the block's end."""
-        return _Place(self._places)
+        return Place(self._places)
 
     async def send(
         self,
@@ -141,7 +142,7 @@ class Sender:
         edits: Mapping[int, str | None],
         answered: Callable[[], None],
         held: list[Sent] | None = None,
-        place: _Place | None = None,
+        place: Place | None = None,
     ) -> Report:
         """Send one message; `answered` is called as soon as the provider has answered.
         With `held`, a send that went is added to it rather than recorded: the caller
@@ -258,30 +259,6 @@ class Sender:
             await repo.mark_retry(message.id, failure.reason, retry_at)
         log.info("outbound %s retry at %s: %s", message.id, retry_at.isoformat(), failure.reason)
         return Report(retried=1)
-
-
-class _Place:
-    """One of `Sender.most_unsettled` places, given back at the block's end unless a send
-    kept it (then `Sender._settle` gives it back)."""
-
-    def __init__(self, places: asyncio.Semaphore) -> None:
-        self._places = places
-        self._held = False
-
-    async def __aenter__(self) -> _Place:
-        await self._places.acquire()
-        self._held = True
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._held:
-            self._held = False
-            self._places.release()
-
-    def keep(self) -> None:
-        if not self._held:
-            raise RuntimeError("a send's place was given back before it was kept")
-        self._held = False
 
 
 class _GroupCommit:
