@@ -1,11 +1,16 @@
-"""How a list is cut into messages that fit a channel, and the last resort for one item too
-long for any (bot/rendering/budget.py)."""
+"""How a list is cut into messages that fit a channel, the last resort for one item too
+long for any (bot/rendering/budget.py), and the words of a list sent in parts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from bot.domain import events as ev
 from bot.rendering import budget
+from bot.rendering.renderer import CHANNELS, LANGUAGES, Renderer
+from tests.test_services import CATALOG, CLINIC
 
 
 @pytest.mark.parametrize(
@@ -50,3 +55,28 @@ def test_every_channel_has_a_budget_and_whatsapp_alerts_fit_the_template() -> No
     assert budget.alert_chars("whatsapp", "Lakeside") == 1024 - 200 - len("Lakeside")
     assert budget.alert_chars("sms", "Lakeside") == 1600
     assert budget.alert_length("a\n\nb  c", "whatsapp") == len("a b c")
+
+
+AT = datetime(2026, 5, 4, 16, tzinfo=UTC)
+NOTICE = ev.AlertNotice("K7QM2X", "suicidality", "crisis", "P-1", {}, 0, AT)
+LINE = ev.AlertLine("K7QM2X", "crisis", "suicidality", "P-1", "open", AT)
+PATIENT = ev.PatientLine(7, "P-7", None, None, None, 0)
+MORE = {"en": "…and 12 more", "es": "…y 12 "}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_a_part_says_which_it_is_and_the_last_how_many_are_left(
+    channel: str, language: str
+) -> None:
+    """In every language and channel: the header of part 3 of 3 names it, the numbering
+    goes on from the part before, and the list's last part counts what was left."""
+    renderer = Renderer(CATALOG, CLINIC)
+    part = {"en": "message 3 of 3", "es": "mensaje 3 de 3"}[language]
+    more = MORE[language] if channel != "sms" else MORE[language].replace("…", "...")
+    for intent in (ev.ClinicianAlerts((LINE,), 30, 3, 3, 12),
+                   ev.ClinicianPatients((PATIENT,), 30, 3, 3, 12)):  # fmt: skip
+        rendered = renderer.render(intent, channel, language)
+        assert rendered is not None and part in rendered.text and more in rendered.text
+    digest = renderer.render(ev.AlertDigest((NOTICE,), 30, 21, 3, 3), channel, language)
+    assert digest is not None and part in digest.text and "\n21. CRISIS" in digest.text
