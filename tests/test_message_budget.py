@@ -32,6 +32,18 @@ def test_runs_are_as_long_as_fit_in_order_and_never_drop_an_item(
     assert budget.runs(len(sizes), lambda a, b: sum(sizes[a:b]) <= limit, cap) == expected
 
 
+def test_runs_stop_at_most_without_measuring_the_rest() -> None:
+    """With `most`, the first runs only, and nothing past them is measured."""
+    measured: list[int] = []
+
+    def fits(a: int, b: int) -> bool:
+        measured.append(b)
+        return b - a <= 2
+
+    assert budget.runs(100, fits, cap=100, most=2) == [(0, 2), (2, 4)]
+    assert max(measured) == 5
+
+
 @pytest.mark.parametrize(
     ("limit", "expected"),
     [

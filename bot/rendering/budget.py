@@ -58,13 +58,16 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def runs(count: int, fits: Callable[[int, int], bool], cap: int) -> list[tuple[int, int]]:
+def runs(
+    count: int, fits: Callable[[int, int], bool], cap: int, most: int | None = None
+) -> list[tuple[int, int]]:
     """Items ``0..count`` cut into consecutive runs ``(start, end)``, in order, each as
     long as ``fits(start, end)`` allows and at most `cap` items; a run has at least one
-    item even if that one alone does not fit (it is cut by :func:`cut`, never dropped)."""
+    item even if that one alone does not fit (it is cut by :func:`cut`, never dropped).
+    With `most`, only the first `most` runs (the rest are not measured)."""
     found: list[tuple[int, int]] = []
     start = 0
-    while start < count:
+    while start < count and (most is None or len(found) < most):
         end = start + 1
         while end < count and end - start < cap and fits(start, end + 1):
             end += 1

@@ -125,9 +125,8 @@ async def tell_parts(
         await tell(renderer, repo, clinician, whole, source, now)
         return
     widest = len(items)  # measured with the widest header and "…and N more": never longer
-    found = budget.runs(len(items), lambda a, b: fits(make(items[a:b], widest, widest, widest)),
-                        cap=len(items))  # fmt: skip
-    kept = found[: budget.MAX_PARTS]
+    kept = budget.runs(len(items), lambda a, b: fits(make(items[a:b], widest, widest, widest)),
+                       cap=len(items), most=budget.MAX_PARTS)  # fmt: skip
     more = len(items) - kept[-1][1]
     for n, (a, b) in enumerate(kept):
         intent = make(items[a:b], n + 1, len(kept), more if n == len(kept) - 1 else 0)
