@@ -463,6 +463,19 @@ async def test_whatsapp_refuses_a_template_too_long_once_filled_in(
     assert answer == ((400, code) if code else (201, None))
 
 
+@pytest.mark.parametrize(("chars", "answer"), [(1600, (201, None)), (1601, (400, 21617))])
+async def test_whatsapp_refuses_a_free_form_body_over_1600_characters(
+    chars: int, answer: tuple[int, int | None]
+) -> None:
+    """A WhatsApp session message's body is held to SMS's 1,600 characters (21617)."""
+    stand_in = wa.WhatsAppStandIn()
+    async with serve(stand_in.app) as url:
+        with BaseUrlHttpClient(url, timeout_s=2.0) as http:
+            client = Client(stand_in.account_sid, stand_in.auth_token, http_client=http)
+            params = {"to": f"whatsapp:{PHONE}", "from_": f"whatsapp:{SENDER}", "body": "x" * chars}
+            assert await asyncio.to_thread(create_or_error, client, params) == answer
+
+
 def create_or_error(client: Client, params: dict[str, str]) -> tuple[int, int | None]:
     """(201, None) if the message was created, else Twilio's (status, code)."""
     try:
