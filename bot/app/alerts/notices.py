@@ -113,7 +113,7 @@ async def tell_parts(
     asks for the list gets all of it. `make(items, part, parts, more)` is the intent for
     one message. Past :data:`~bot.rendering.budget.MAX_PARTS` messages the last says how
     many were left, and that the web panel lists them all: forty texts would bury the
-    ones that matter, and the list is in order of urgency, so what is left is the least."""
+    ones that matter (ALERTS lists the most urgent first, so what is left is the least)."""
     limit = _limit(clinician.channel)
 
     def fits(intent: ev.Intent) -> bool:
