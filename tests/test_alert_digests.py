@@ -2,7 +2,8 @@
 Bot API stand-in: a clinician's first alert leaves at once; those raised within the window
 after it leave together as one message, crisis first, each with its code and button,
 woken by their own timer with no tick; acknowledging one acknowledges it alone;
-escalation still goes per alert. On SQLite and PostgreSQL."""
+escalation still goes per alert; a digest or an /alerts answer longer than Telegram's
+4,096 characters goes as several messages. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from bot.app.outbox.delivery import deliver_when_woken
 from bot.domain import events as ev
 from bot.storage.database import Database
 from bot.storage.repository import Repository
-from bot.storage.tables import Alert, Clinician, Patient
+from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
 from scheduler.loop import tick
+from tests.standins.telegram import MAX_TEXT_CHARS
 from tests.test_telegram import Rig, rig, table  # noqa: F401  (rig: a fixture)
 
 DOCTOR = 9002
 SECOND = timedelta(seconds=1)
+LONG_NAME = "P-{n} " + "of the long name " * 6  # a display name of some 100 characters
 
 
 def alerting_of(rig: Rig, window: timedelta) -> Alerting:  # noqa: F811
@@ -37,13 +40,13 @@ def alerting_of(rig: Rig, window: timedelta) -> Alerting:  # noqa: F811
     return alerting
 
 
-async def patients_of_one_doctor(rig: Rig, count: int) -> list[Patient]:  # noqa: F811
+async def patients_of_one_doctor(rig: Rig, count: int, name: str = "P-{n}") -> list[Patient]:  # noqa: F811
     async with rig.app.db.transaction() as session:
         repo = Repository(session)
         doctor = Clinician(display_name="Dr. D", channel="telegram", address=str(DOCTOR))
         await repo.add(doctor)
         patients = [
-            Patient(display_name=f"P-{n}", timezone="UTC", channel="telegram",
+            Patient(display_name=name.format(n=n), timezone="UTC", channel="telegram",
                     address=str(7000 + n), status="active", clinician_id=doctor.id)
             for n in range(1, count + 1)
         ]  # fmt: skip
@@ -191,3 +194,62 @@ async def test_turns_deciding_at_once_for_one_clinician_send_one_alert_at_once(
     assert held_until == now + SECOND
     async with db.transaction() as later:
         assert await digest_until(Repository(later), doctor.id, now, SECOND) is None
+
+
+async def test_a_digest_longer_than_a_telegram_message_goes_as_several(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """An urgent alert, then five urgent and twenty crisis alerts within the window, for
+    patients with long display names: twenty-five notices of some 300 characters. They
+    leave as digests of at most 4,096 characters, each with a button per alert it lists,
+    every alert in one of them, the crisis alerts first. Before, the first twenty went in
+    one message of some 6,000 characters, which Telegram refuses for good."""
+    alerting = alerting_of(rig, 2 * SECOND)
+    first, *others = await patients_of_one_doctor(rig, 26, name=LONG_NAME)
+    await raise_alert(rig, alerting, first, crisis=False)
+    await tick(rig.app)
+    rig.clock.now += SECOND / 2
+    for n, patient in enumerate(others):
+        await raise_alert(rig, alerting, patient, crisis=n >= 5)
+    rig.clock.now += 2 * SECOND
+    await tick(rig.app)
+
+    _, *digests = rig.stand_in.messages(DOCTOR)
+    assert len(digests) >= 2 and all(len(d["text"]) <= MAX_TEXT_CHARS for d in digests)
+    assert digests[0]["text"].startswith("25 alerts, most urgent first (message 1 of ")
+    told = []
+    for digest in digests:
+        codes = [line.removeprefix("Reply ACK ") for line in digest["text"].split("\n")
+                 if line.startswith("Reply ACK ")]  # fmt: skip
+        buttons = [b["callback_data"] for row in digest["reply_markup"]["inline_keyboard"]
+                   for b in row]  # fmt: skip
+        assert buttons == [f"ack:{c}" for c in codes] and len(codes) <= 20
+        told += codes
+    levels = {a.code: a.level for a in await table(db, Alert) if a.patient_id != first.id}
+    assert sorted(told) == sorted(levels)
+    assert [levels[c] for c in told] == ["crisis"] * 20 + ["urgent"] * 5
+    sent = await table(db, OutboundMessage, OutboundMessage.recipient_kind == "clinician")
+    assert {m.status for m in sent} == {"sent"}
+
+
+async def test_an_alerts_list_longer_than_a_telegram_message_goes_as_several(
+    rig: Rig,  # noqa: F811
+    db: Database,
+) -> None:
+    """Thirty open alerts of patients with long names, then /alerts: some 5,000
+    characters, sent as messages of at most 4,096 that list every code once, in order.
+    Before, the one long message was refused and the clinician got nothing."""
+    alerting = alerting_of(rig, timedelta(0))
+    for patient in await patients_of_one_doctor(rig, 30, name=LONG_NAME):
+        await raise_alert(rig, alerting, patient, crisis=True)
+    await tick(rig.app)
+    before = len(rig.stand_in.messages(DOCTOR))
+
+    await rig.say("/alerts", chat=DOCTOR)
+
+    replies = [m["text"] for m in rig.stand_in.messages(DOCTOR)[before:]]
+    assert len(replies) >= 2 and all(len(r) <= MAX_TEXT_CHARS for r in replies)
+    assert replies[0].startswith(f"Open alerts (30; message 1 of {len(replies)})")
+    listed = [line.split()[0] for r in replies for line in r.split("\n") if " CRISIS " in line]
+    assert sorted(listed) == sorted(a.code for a in await table(db, Alert))

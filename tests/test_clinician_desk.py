@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from bot.app.alerts.desk import parse
+from bot.rendering import budget
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, AuditEvent, Clinician, OutboundMessage, Patient
@@ -103,6 +104,34 @@ async def test_patients_lists_scores_trend_and_open_alerts(db: Database) -> None
     (audit,) = await rows(db, AuditEvent, AuditEvent.action == "patient_listed",
                           AuditEvent.subject == f"patient:{patient_id}")  # fmt: skip
     assert audit.actor == f"clinician:{primary_id}"
+
+
+async def test_a_list_past_five_messages_ends_by_sending_to_the_panel(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hundred patients and a channel that holds 400 characters a message: /patients
+    comes as five messages of at most 400, in order with no patient skipped, each saying
+    which of the five it is, and the last saying how many more the web panel lists."""
+    monkeypatch.setitem(budget.MESSAGE_CHARS, "console", 400)
+    services, _, clock = wired(db)
+    primary_id, _, _ = await clinic(db)
+    async with db.transaction() as session:
+        for n in range(99):
+            await Repository(session).add(
+                Patient(display_name=f"P-{n:03d}", timezone="UTC", channel="console",
+                        address=f"pat-{n}", status="active", clinician_id=primary_id)
+            )  # fmt: skip
+    await services.inbox.handle_inbound(said("dr-r", "/patients", 1, clock.now))
+    replies = await to(db, "dr-r")
+    assert len(replies) == budget.MAX_PARTS and all(len(r) <= 400 for r in replies)
+    for n, reply in enumerate(replies, start=1):
+        assert reply.startswith(f"Your patients (message {n} of 5):\n")
+    ids = [int(line.split()[0]) for r in replies for line in r.splitlines()[1:] if " P-" in line]
+    (patients,) = [sorted(p.id or 0 for p in await rows(db, Patient))]
+    assert ids == patients[: len(ids)]
+    assert replies[-1].endswith(
+        f"…and {100 - len(ids)} more patients: open the web panel for the whole list"
+    )
 
 
 async def test_trend_sends_a_chart_to_whom_it_concerns(db: Database) -> None:

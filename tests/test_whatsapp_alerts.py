@@ -1,7 +1,8 @@
 """Alert messages to a WhatsApp clinician, end to end through the real twilio client and
 the WhatsApp stand-in: a notice and a digest alike go as the approved alert template, in
-the window or out of it, their words on one line in {{2}}, cut between alerts to fit the
-template's 1,024 characters with the most urgent codes kept."""
+the window or out of it, their words on one line in {{2}}; a digest too long for the
+template's 1,024 characters goes as several, and one notice too long loses words, never
+its code."""
 
 from __future__ import annotations
 
@@ -115,14 +116,15 @@ async def test_a_digest_goes_as_the_alert_template_in_or_out_of_the_window(
     assert {m.recipient_id for m in sent} == {sent[0].recipient_id}  # nobody else told
 
 
-async def test_a_long_digest_is_cut_between_alerts_with_the_crisis_code_kept(
+async def test_a_long_digest_goes_as_several_templates_with_every_code(
     rig: Rig,  # noqa: F811
     db: Database,
 ) -> None:
     """Fifteen urgent alerts and then a crisis one within the window: the digest of sixteen
-    would be some 2,000 characters on one line; it is cut between alerts to fit the
-    template's 1,024, the crisis first with its code, every code shown whole, and ends
-    saying how many more there are and that ALERTS lists them."""
+    would be some 2,000 characters on one line; it goes as several alert templates, each
+    variable inside its share of the 1,024 characters and accepted, numbered on across
+    them, the crisis first, every code whole and told once. Before, the one template was
+    cut to fit, and the eleven alerts left out reached the clinician only if they asked."""
     alerting = digesting(rig, 2 * SECOND)
     first, *urgent, crisis = await patients_of_one_clinician(rig, 17)
     await raise_alert(rig, alerting, first, crisis=False)
@@ -133,17 +135,23 @@ async def test_a_long_digest_is_cut_between_alerts_with_the_crisis_code_kept(
     rig.clock.now += 2 * SECOND
     await tick(rig.app)
 
-    digest = rig.created(CLINICIAN)[-1]
-    assert digest["ContentSid"] == rig.sids["alert_en"]
-    text, body = variable(digest), rig.to(CLINICIAN)[-1]["body"]
-    assert len(text) <= variable_chars("Lakeside") and len(body) <= BODY_CHARS
-    assert text.startswith("16 alerts, most urgent first: 1. CRISIS: P-17,")
+    _, *digests = rig.created(CLINICIAN)
+    texts = [variable(d) for d in digests]
+    assert len(digests) >= 2 and {d["ContentSid"] for d in digests} == {rig.sids["alert_en"]}
+    assert all(len(t) <= variable_chars("Lakeside") and "…" not in t for t in texts)
+    assert all(len(m["body"]) <= BODY_CHARS for m in rig.to(CLINICIAN))
+    assert texts[0].startswith(
+        f"16 alerts, most urgent first (message 1 of {len(texts)}): 1. CRISIS: P-17,"
+    )
+    assert texts[-1].startswith(
+        f"16 alerts, most urgent first (message {len(texts)} of {len(texts)}):"
+    )
     codes = await codes_of(db)
-    shown = CODE.findall(text)
-    assert shown[0] == codes[crisis.id or 0]
-    assert set(shown) <= set(codes.values())  # each whole: never a code cut short
-    hidden = 16 - len(shown)
-    assert hidden > 0 and text.endswith(f"…and {hidden} more alerts: reply ALERTS for the list")
+    told = [c for t in texts for c in CODE.findall(t)]
+    assert told[0] == codes[crisis.id or 0]
+    assert sorted(told) == sorted(c for p, c in codes.items() if p != first.id)
+    sent = await rows(db, OutboundMessage, OutboundMessage.recipient_kind == "clinician")
+    assert {m.status for m in sent} == {"sent"}
 
 
 async def test_a_notice_too_long_for_the_template_loses_words_not_its_code(

@@ -5,6 +5,9 @@ Outbound uses twilio's own client pointed at ``[sms] api_base_url`` through
 become :class:`DeliveryFailed`:
 
 * 21610 (the number replied STOP at the carrier): the patient is opted out, never retried.
+* 21617 (a body over 1,600 characters) and 21658 (a parameter too long): permanent,
+  the reason saying so; the messages to clinicians are sized to fit
+  (bot/rendering/budget.py), so one is a bug, never worth sending again as it is.
 * other 4xx (invalid number, not a mobile, ...): permanent.
 * 429: retried no sooner than Twilio's Retry-After. 5xx, timeouts, resets: retried.
 
@@ -30,6 +33,7 @@ from bot.domain.errors import DeliveryFailed
 from bot.rendering.renderer import Rendered
 
 OPTED_OUT = 21610
+TOO_LONG = {21617: "body over 1,600 characters", 21658: "a parameter over its length"}
 
 
 class InvalidNumber(ValueError):
@@ -83,6 +87,8 @@ def translated(exc: TwilioRestException, retry_after: float | None) -> DeliveryF
     reason = f"sms: twilio error {exc.code or exc.status}"
     if exc.code == OPTED_OUT:
         return DeliveryFailed(f"{reason} (recipient opted out)", recipient_gone=True)
+    if exc.code in TOO_LONG:
+        return DeliveryFailed(f"{reason} ({TOO_LONG[exc.code]})", permanent=True)
     if exc.status == 429:
         return DeliveryFailed(reason, retry_after_s=retry_after)
     if 400 <= exc.status < 500:

@@ -18,17 +18,20 @@ What WhatsApp requires, and how this channel meets it:
   they fail, never held.
 * A template variable is one line (WhatsApp refuses newlines, tabs and 4 spaces in a row),
   and the template's body, variables filled in, is at most 1,024 characters. The alert's
-  words are joined on one line and, if longer than :func:`variable_chars` allows, cut
-  between alerts, the most urgent kept (a digest lists crisis first), and ended with the
-  ``alerts_more`` words (how many more, and that ALERTS lists them). An alert whose own
-  words are too long loses words, never its ``Reply ACK CODE`` line: a code is never cut.
+  words are joined on one line. A digest is sized to fit :func:`variable_chars` before it
+  is queued (bot/app/alerts/digests.py: the alerts that do not fit go in the next one), so
+  the cut here is the last resort: between alerts, the most urgent kept (a digest lists
+  crisis first), ended with the ``alerts_more`` words (how many more, and that ALERTS
+  lists them). An alert whose own words are too long loses words, never its
+  ``Reply ACK CODE`` line: a code is never cut.
 * Inside the window a question goes with its answers as buttons: up to 3 as quick
   replies, up to 10 as a list picker, each through the session Content SID configured for
   that many answers (``[whatsapp.choices]``; the definitions are in templates/whatsapp/).
   A button's id is the question's ``<item key>=<value>``, as Telegram's callback data.
   Without a Content SID for that count the question goes as text, answered by typing.
 * Errors: 63016 held (a clinician's message: failed); 63024 / 21211 (not a WhatsApp
-  number, invalid) permanent; 429 after Retry-After; 5xx and timeouts retried (as SMS).
+  number, invalid) permanent; 21617 / 21658 (a body or variable too long) permanent;
+  429 after Retry-After; 5xx and timeouts retried (as SMS).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from bot.channels.sms import translated
 from bot.channels.twilio_http import BaseUrlHttpClient, last_response, retry_after_s
 from bot.config import Clinic, WhatsApp
 from bot.domain.errors import DeliveryFailed
+from bot.rendering import budget
 from bot.rendering.renderer import Button, Rendered
 
 PREFIX = "whatsapp:"
@@ -57,10 +61,8 @@ DESCRIPTION_CHARS = 72
 # always templates: the invitation, and every alert message to a clinician
 # (bot.app.alerts.notices.ALERT_INTENTS: a notice, or a digest of several)
 TEMPLATE_OF = {"Invitation": "invitation", "AlertNotice": "alert", "AlertDigest": "alert"}
-BODY_CHARS = 1024  # WhatsApp's limit for a template's body, its variables filled in
-# room left for the alert template's own words: ours are 60 characters (en) and 84 (es);
-# the rest is for an operator's rewording before approval
-TEMPLATE_WORDS_CHARS = 200
+BODY_CHARS = budget.TEMPLATE_BODY_CHARS  # a template's body, its variables filled in
+TEMPLATE_WORDS_CHARS = budget.TEMPLATE_WORDS_CHARS  # room kept for the template's own words
 LastInbound = Callable[[str], Awaitable[datetime | None]]
 MoreAlerts = Callable[[int, str], str]  # (alerts not shown, language) -> the words saying so
 
@@ -183,9 +185,9 @@ OUTSIDE_WINDOW_REASON = f"twilio error {OUTSIDE_WINDOW}"
 
 
 def variable_chars(clinic_name: str) -> int:
-    """How long the alert template's {{2}} may be: the body's limit less its own words and
-    the clinic's name ({{1}})."""
-    return BODY_CHARS - TEMPLATE_WORDS_CHARS - len(clinic_name)
+    """How long the alert template's {{2}} may be (bot/rendering/budget.py: the digests are
+    sized by the same number, so a digest fits and this cut is the last resort)."""
+    return budget.template_variable_chars(clinic_name)
 
 
 def fitted(text: str, limit: int, more: Callable[[int], str]) -> str:

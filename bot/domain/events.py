@@ -135,9 +135,15 @@ class AlertNotice:
 
 @dataclass(frozen=True)
 class AlertDigest:
-    """To a clinician: several alert notices in one message, most urgent first."""
+    """To a clinician: several alert notices in one message, most urgent first. A digest
+    too long for one message goes as several `parts`, each listing `total` alerts' worth
+    from the number `first` on (bot/app/alerts/digests.py)."""
 
     notices: tuple[AlertNotice, ...]
+    total: int = 0  # alerts in the whole digest (0: those listed)
+    first: int = 1  # the number of the first listed
+    part: int = 1
+    parts: int = 1
 
 
 @dataclass(frozen=True)
@@ -169,7 +175,14 @@ class PatientLine:
 
 @dataclass(frozen=True)
 class ClinicianPatients:
+    """A clinician's patients; a list too long for one message goes as several `parts`,
+    and `more` (on the last) counts the patients left for the web panel."""
+
     patients: tuple[PatientLine, ...]
+    total: int = 0  # patients in the whole list (0: those listed)
+    part: int = 1
+    parts: int = 1
+    more: int = 0
 
 
 @dataclass(frozen=True)
@@ -184,9 +197,14 @@ class AlertLine:
 
 @dataclass(frozen=True)
 class ClinicianAlerts:
-    """The alerts a clinician may act on (their patients', or ones they were told about)."""
+    """The alerts a clinician may act on (their patients', or ones they were told about);
+    in `parts` and with `more` left for the web panel, as :class:`ClinicianPatients`."""
 
     alerts: tuple[AlertLine, ...]
+    total: int = 0  # alerts in the whole list (0: those listed)
+    part: int = 1
+    parts: int = 1
+    more: int = 0
 
 
 @dataclass(frozen=True)

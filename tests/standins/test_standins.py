@@ -32,6 +32,7 @@ from bot.channels.twilio_http import (
 )
 from tests.standins import telegram as tg
 from tests.standins import twilio as tw
+from tests.standins import whatsapp as wa
 from tests.standins.server import Fault, FaultScript, serve, serve_in_thread
 
 PATIENT = 4242
@@ -418,6 +419,70 @@ async def test_validation_errors_carry_twilio_codes(
     with pytest.raises(TwilioRestException) as caught:
         await send_sms(sms_client, **({"from_": SENDER} if code != 21603 else {}) | fields)
     assert (caught.value.status, caught.value.code) == (400, code)
+
+
+async def test_a_body_over_1600_characters_is_refused_in_twilios_error_shape(
+    twilio_standin: tw.TwilioStandIn, twilio_url: str
+) -> None:
+    """1,600 characters go; 1,601 get HTTP 400 with Twilio's error body, code 21617."""
+    path = f"{twilio_url}/2010-04-01/Accounts/{twilio_standin.account_sid}/Messages.json"
+    auth = (twilio_standin.account_sid, twilio_standin.auth_token)
+    async with httpx.AsyncClient(auth=auth) as client:
+        form = {"To": PHONE, "From": SENDER}
+        fits = await client.post(path, data=form | {"Body": "x" * tw.MAX_BODY_CHARS})
+        over = await client.post(path, data=form | {"Body": "x" * (tw.MAX_BODY_CHARS + 1)})
+    assert (fits.status_code, over.status_code) == (201, 400)
+    assert over.json() == {
+        "code": 21617,
+        "message": "The concatenated message body exceeds the 1600 character limit.",
+        "more_info": "https://www.twilio.com/docs/errors/21617",
+        "status": 400,
+    }
+
+
+@pytest.mark.parametrize(
+    ("variable", "code"),
+    [(1024 - len("Alert: "), None), (1024 - len("Alert: ") + 1, 21658), (1601, 21658)],
+    ids=["body at 1,024", "body over 1,024", "variable over 1,600"],
+)
+async def test_whatsapp_refuses_a_template_too_long_once_filled_in(
+    variable: int, code: int | None
+) -> None:
+    """A template whose body passes WhatsApp's 1,024 characters once its variables are
+    filled in, or a variable over 1,600, is refused as Twilio does (400, 21658)."""
+    stand_in = wa.WhatsAppStandIn()
+    body = {"twilio/text": {"body": "Alert: {{1}}"}}
+    stand_in.add_content("HX" + "0" * 32, {"types": body}, approved=True)
+    async with serve(stand_in.app) as url:
+        with BaseUrlHttpClient(url, timeout_s=2.0) as http:
+            client = Client(stand_in.account_sid, stand_in.auth_token, http_client=http)
+            params = {"to": f"whatsapp:{PHONE}", "from_": f"whatsapp:{SENDER}",
+                      "content_sid": "HX" + "0" * 32,
+                      "content_variables": json.dumps({"1": "x" * variable})}  # fmt: skip
+            answer = await asyncio.to_thread(create_or_error, client, params)
+    assert answer == ((400, code) if code else (201, None))
+
+
+@pytest.mark.parametrize(("chars", "answer"), [(1600, (201, None)), (1601, (400, 21617))])
+async def test_whatsapp_refuses_a_free_form_body_over_1600_characters(
+    chars: int, answer: tuple[int, int | None]
+) -> None:
+    """A WhatsApp session message's body is held to SMS's 1,600 characters (21617)."""
+    stand_in = wa.WhatsAppStandIn()
+    async with serve(stand_in.app) as url:
+        with BaseUrlHttpClient(url, timeout_s=2.0) as http:
+            client = Client(stand_in.account_sid, stand_in.auth_token, http_client=http)
+            params = {"to": f"whatsapp:{PHONE}", "from_": f"whatsapp:{SENDER}", "body": "x" * chars}
+            assert await asyncio.to_thread(create_or_error, client, params) == answer
+
+
+def create_or_error(client: Client, params: dict[str, str]) -> tuple[int, int | None]:
+    """(201, None) if the message was created, else Twilio's (status, code)."""
+    try:
+        client.messages.create(**params)
+    except TwilioRestException as exc:
+        return exc.status, exc.code
+    return 201, None
 
 
 async def test_injected_429_exposes_retry_after(

@@ -12,7 +12,9 @@ What it adds to :class:`TwilioStandIn`, as Twilio and WhatsApp behave:
   with error 63016, reported by the message's status, as Twilio does; an approved template
   goes at any time.
 * Content by ``ContentSid`` with ``ContentVariables``: an unknown SID is refused (21655),
-  a variable the content uses and the request lacks is refused (21656); the message's body
+  a variable the content uses and the request lacks is refused (21656), a variable over
+  1,600 characters or a body over 1,024 once they are filled in is refused (21658, HTTP
+  400); a free-form ``Body`` over 1,600 characters is refused as for SMS (21617); the message's body
   is the content with its variables filled in, and its buttons (``buttons``) keep their
   titles and ids, so a test can tap one.
 * Inbound button replies: ``ButtonPayload`` / ``ButtonText`` for a quick reply, ``ListId`` /
@@ -31,6 +33,7 @@ from typing import Any
 
 from tests.standins.twilio import (
     JSON,
+    MAX_BODY_CHARS,
     SignedRequest,
     TwilioStandIn,
     inbound_sms_params,
@@ -38,6 +41,7 @@ from tests.standins.twilio import (
 )
 
 WINDOW = timedelta(hours=24)
+TEMPLATE_BODY_CHARS = 1024  # WhatsApp's limit for a template's body, variables filled in
 PREFIX = "whatsapp:"
 APPROVABLE = ("twilio/text", "twilio/quick-reply")  # types a template may be approved as
 _VARIABLE = re.compile(r"\{\{(\d+)\}\}")
@@ -120,6 +124,9 @@ class WhatsAppStandIn(TwilioStandIn):
         needed = set(_VARIABLE.findall(json.dumps(content["types"])))
         if not isinstance(variables, dict) or not needed <= set(variables):
             return 21656, "The ContentVariables Parameter is invalid"
+        too_long = any(len(str(v)) > MAX_BODY_CHARS for v in variables.values())
+        if too_long or len(self._filled(params)[0]) > TEMPLATE_BODY_CHARS:
+            return 21658, "Parameter exceeded character limit"
         return None
 
     def _new_message(self, params: Mapping[str, str]) -> JSON:

@@ -7,6 +7,11 @@ they were told about (``Alert.recipients``, e.g. as the backup); a trend only fo
 patients. A code or a patient outside that is answered as unknown, never confirmed to
 exist. Every acknowledgement, every patient list and every trend view is audited.
 
+A list answer (ALERTS, /patients) too long for one message goes as several, cut between
+items (:func:`bot.app.alerts.notices.tell_parts`); ALERTS lists the most urgent first, as a
+digest does, so that if even five messages cannot hold them all, what is left for the web
+panel is the least urgent.
+
 :class:`bot.app.alerts.alerting.Alerting` hands a linked clinician's message to :func:`handle`;
 the answers go out through :mod:`bot.app.alerts.notices`.
 """
@@ -15,15 +20,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlmodel import col, select
 
 from bot.app.alerts.actions import acknowledge_alert
-from bot.app.alerts.notices import tell
+from bot.app.alerts.notices import tell, tell_parts
 from bot.app.trends import load_trend
 from bot.domain import events as ev
 from bot.domain.alerts import normalize_code
+from bot.domain.alerts.digest import urgency
 from bot.instruments import Catalog
 from bot.rendering.renderer import ACK_BUTTON, Renderer
 from bot.storage.alerts import UNRESOLVED, may_see, visible_to
@@ -100,13 +107,18 @@ async def _alerts(
 ) -> None:
     assert clinician.id is not None
     found = await visible_to(repo.session, clinician.id)
-    lines = tuple(
-        ev.AlertLine(a.code, a.level, a.rule, p.display_name, a.status, a.created_at)
-        for a, p in found
-    )
+    lines = sorted(
+        (ev.AlertLine(a.code, a.level, a.rule, p.display_name, a.status, a.created_at)
+         for a, p in found),
+        key=lambda x: (urgency(x.level), x.at, x.code),
+    )  # fmt: skip
     for patient_id in sorted({p.id for _, p in found if p.id is not None}):
         await _audit(repo, clinician, "alerts_viewed", patient_id, now)
-    await tell(renderer, repo, clinician, ev.ClinicianAlerts(lines), source, now)
+
+    def alerts(shown: Sequence[ev.AlertLine], part: int, parts: int, more: int) -> ev.Intent:
+        return ev.ClinicianAlerts(tuple(shown), len(lines), part, parts, more)
+
+    await tell_parts(renderer, repo, clinician, lines, alerts, source, now)
 
 
 async def _patients(
@@ -123,7 +135,11 @@ async def _patients(
                            open_counts[patient.id])
         )  # fmt: skip
         await _audit(repo, clinician, "patient_listed", patient.id, now)
-    await tell(renderer, repo, clinician, ev.ClinicianPatients(tuple(lines)), source, now)
+
+    def listed(shown: Sequence[ev.PatientLine], part: int, parts: int, more: int) -> ev.Intent:
+        return ev.ClinicianPatients(tuple(shown), len(lines), part, parts, more)
+
+    await tell_parts(renderer, repo, clinician, lines, listed, source, now)
 
 
 async def _trend(

@@ -1,6 +1,7 @@
 """Alert digests: a clinician's first alert goes at once; the notices raised for them
 within `window` after it leave as one message when that window closes, the most urgent
-first, each with its ACK code (bot/domain/alerts/digest.py).
+first, each with its ACK code (bot/domain/alerts/digest.py). A digest too long for the
+clinician's channel goes as several messages, cut between alerts (:meth:`Digests._parts`).
 
 How: alerting holds each such notice (:func:`bot.app.alerts.notices.hold`) until the
 window after the last alert message told closes (:func:`bot.app.alerts.notices.digest_until`),
@@ -28,14 +29,15 @@ from bot.app.alerts import notices
 from bot.app.ports import Clock
 from bot.domain import events as ev
 from bot.domain.alerts.digest import digest_order
+from bot.rendering import budget
 from bot.rendering.renderer import Renderer
 from bot.storage import digests as held
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician, OutboundMessage, Patient
 
-# at most this many alerts in one message: 20 notices of ~200 characters stay well inside
-# Telegram's 4,096 characters (and 20 buttons), and an SMS digest stays readable
+# at most this many alerts in one message, whatever the channel allows: Telegram's digest
+# carries a button per alert, and twenty buttons already fill a phone's screen
 PER_DIGEST = 20
 
 
@@ -104,13 +106,38 @@ class Digests:
             alerts = [alert_of[id(told[0])]]
             await notices.tell(self.renderer, repo, clinician, told[0], source, now, alerts=alerts)
             return 1
-        ordered = digest_order(told)
-        for n, first in enumerate(range(0, len(ordered), PER_DIGEST)):
-            chunk = ordered[first : first + PER_DIGEST]
-            source, alerts = f"digest{min(ids)}:{n}", [alert_of[id(x)] for x in chunk]
-            digest = ev.AlertDigest(chunk)
+        parts = self._parts(clinician.channel, digest_order(told))
+        for n, digest in enumerate(parts):
+            source = f"digest{min(ids)}:{n}"
+            alerts = [alert_of[id(x)] for x in digest.notices]
             await notices.tell(self.renderer, repo, clinician, digest, source, now, alerts=alerts)
-        return n + 1
+        return len(parts)
+
+    def _parts(self, channel: str, ordered: tuple[ev.AlertNotice, ...]) -> list[ev.AlertDigest]:
+        """The digest in as few messages as fit `channel` (bot/rendering/budget.py: SMS
+        1,600 characters, the WhatsApp alert template's variable, Telegram 4,096), at most
+        :data:`PER_DIGEST` alerts each, in order, so crisis alerts lead the first; each
+        alert whole with its code, and none left out: those that do not fit go in the next
+        part. Before, twenty alerts went in one SMS of some 4,000 characters, which Twilio
+        refuses for good (21617), and on WhatsApp all but the first few were cut."""
+        limit = budget.alert_chars(channel, self.renderer.clinic.name)
+
+        def fits(digest: ev.AlertDigest) -> bool:
+            rendered = self.renderer.render(digest, channel, "en")
+            return rendered is None or budget.alert_length(rendered.text, channel) <= limit
+
+        total = len(ordered)
+        if total <= PER_DIGEST and fits(ev.AlertDigest(ordered)):
+            return [ev.AlertDigest(ordered)]
+        # measured with the widest header ("message 25 of 25"): the one sent is no longer
+        found = budget.runs(
+            total, lambda a, b: fits(ev.AlertDigest(ordered[a:b], total, a + 1, total, total)),
+            PER_DIGEST,
+        )  # fmt: skip
+        return [
+            ev.AlertDigest(ordered[a:b], total, a + 1, n + 1, len(found))
+            for n, (a, b) in enumerate(found)
+        ]
 
 
 async def _notice(repo: Repository, row: OutboundMessage) -> ev.AlertNotice | None:

@@ -8,6 +8,11 @@ due only a minute after its window closes, so that the digest pass
 Whether to hold it is :func:`digest_until`: a clinician's first alert goes at once, and
 those raised within the window after it wait to leave together.
 
+Every message fits the clinician's channel (bot/rendering/budget.py): a list too long for
+one goes as several (:func:`tell_parts`); a digest is sized by bot/app/alerts/digests.py;
+what still does not fit (one alert whose words alone are too long) loses words at a
+space, never its last line, its code.
+
 An alert message names the alerts it tells of by id (payload ``alerts``), so that a message
 the provider refuses for good can have them told to someone else (:func:`alerts_told`).
 On WhatsApp every one of :data:`ALERT_INTENTS` goes as the approved alert template, in the
@@ -18,10 +23,13 @@ here answer what the clinician just wrote.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from bot.domain import events as ev
+from bot.rendering import budget
 from bot.rendering.renderer import Renderer
 from bot.storage import outbox
 from bot.storage.digests import (  # HELD: a waiting notice's key prefix
@@ -32,6 +40,8 @@ from bot.storage.digests import (  # HELD: a waiting notice's key prefix
 from bot.storage.queued import QueuedMessage
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician
+
+T = TypeVar("T")
 
 
 async def tell(
@@ -51,6 +61,10 @@ async def tell(
     rendered = renderer.render(intent, clinician.channel, "en")
     if rendered is None:
         return
+    # a WhatsApp alert goes in a template's variable, which the channel fits itself
+    if clinician.channel != "whatsapp" or not isinstance(intent, ALERTS):
+        limit = _limit(clinician.channel, photo is not None)
+        rendered = replace(rendered, text=budget.cut(rendered.text, limit))
     payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
     if rendered.buttons:
         payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
@@ -77,6 +91,46 @@ async def tell(
             priority=outbox.URGENT if isinstance(intent, ALERTS) else outbox.REPLY,
         )
     ])  # fmt: skip
+
+
+def _limit(channel: str, photo: bool = False) -> int:
+    if photo and channel in budget.CAPTION_CHARS:
+        return budget.CAPTION_CHARS[channel]
+    return budget.MESSAGE_CHARS.get(channel, budget.MESSAGE_CHARS["telegram"])
+
+
+async def tell_parts(
+    renderer: Renderer,
+    repo: Repository,
+    clinician: Clinician,
+    items: Sequence[T],
+    make: Callable[[Sequence[T], int, int, int], ev.Intent],
+    source: str,
+    now: datetime,
+) -> None:
+    """Queue a list (the clinician's open alerts, their patients) in as few messages as fit
+    their channel (bot/rendering/budget.py), cut between items, in order: a clinician who
+    asks for the list gets all of it. `make(items, part, parts, more)` is the intent for
+    one message. Past :data:`~bot.rendering.budget.MAX_PARTS` messages the last says how
+    many were left, and that the web panel lists them all: forty texts would bury the
+    ones that matter (ALERTS lists the most urgent first, so what is left is the least)."""
+    limit = _limit(clinician.channel)
+
+    def fits(intent: ev.Intent) -> bool:
+        rendered = renderer.render(intent, clinician.channel, "en")
+        return rendered is None or len(rendered.text) <= limit
+
+    whole = make(items, 1, 1, 0)
+    if fits(whole):
+        await tell(renderer, repo, clinician, whole, source, now)
+        return
+    widest = len(items)  # measured with the widest header and "…and N more": never longer
+    kept = budget.runs(len(items), lambda a, b: fits(make(items[a:b], widest, widest, widest)),
+                       cap=len(items), most=budget.MAX_PARTS)  # fmt: skip
+    more = len(items) - kept[-1][1]
+    for n, (a, b) in enumerate(kept):
+        intent = make(items[a:b], n + 1, len(kept), more if n == len(kept) - 1 else 0)
+        await tell(renderer, repo, clinician, intent, f"{source}:{n}" if n else source, now)
 
 
 ALERTS = (ev.AlertNotice, ev.AlertDigest)

@@ -11,6 +11,11 @@ from bot.domain.events import AlertNotice
 _RANK = {"crisis": 0, "urgent": 1, "routine": 2, "info": 3}
 
 
+def urgency(level: str) -> int:
+    """A level's rank, the most urgent lowest (an unknown level last)."""
+    return _RANK.get(level, len(_RANK))
+
+
 def digest_order(notices: Sequence[AlertNotice]) -> tuple[AlertNotice, ...]:
     """`notices` in the order a digest lists them."""
-    return tuple(sorted(notices, key=lambda n: (_RANK.get(n.level, len(_RANK)), n.at, n.code)))
+    return tuple(sorted(notices, key=lambda n: (urgency(n.level), n.at, n.code)))
