@@ -142,7 +142,10 @@ class KeyRing:
         return self.prefix + _b64(nonce + sealed)
 
     def decrypt(self, label: str, token: str) -> str:
-        key_id, blob = _split(token)
+        return self.open(label, *_split(token))
+
+    def open(self, label: str, key_id: str, blob: bytes) -> str:
+        """Decrypt a value already split (:func:`_split`) into its key id and sealed bytes."""
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise KeyProblem(
@@ -249,10 +252,11 @@ def _refresh() -> None:
 
 def decrypt(label: str, token: str) -> str:
     ring = active_ring()
-    if not ring.knows(token) and _installed.reload is not None:
+    key_id, blob = _split(token)  # (once: a value is read on every turn)
+    if key_id not in ring._ciphers and _installed.reload is not None:
         _refresh()  # a rotation elsewhere may have added the key this value was sealed with
         ring = active_ring()
-    return ring.decrypt(label, token)
+    return ring.open(label, key_id, blob)
 
 
 def lookup_hashes(value: str) -> list[str]:
