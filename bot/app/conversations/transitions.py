@@ -41,7 +41,7 @@ async def apply_transition(
     assert patient.id is not None
     if checkin is not None:
         update_checkin(checkin, transition.state, now)
-        await q.save_step(repo.session, checkin)
+        await q.save_step(repo.session, checkin, await repo.connection())
         if checkin.status in q.CLOSED_STATUSES:  # the next one held behind it may start now
             await q.release_held(repo.session, patient.id)
     for event in transition.events:
