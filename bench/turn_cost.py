@@ -50,6 +50,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -180,9 +181,17 @@ class _Telegram:
     courier sends what the turns hand it (see the module's docstring)."""
 
     def __init__(self, paused: _Paused, stand_in: InProcess, url: str) -> None:
+        # no quiet hours: this app reads the wall clock, and at night (20:00-08:00 UTC by
+        # default) the check-ins would not start and no question would be sent
+        clinic = Clinic(
+            name="Bench clinic",
+            contact="555-0100",
+            quiet_hours_start_local=dt_time(0),
+            quiet_hours_end_local=dt_time(0),
+        )
         settings = Settings(
             database_url=url,
-            clinic=Clinic(name="Bench clinic", contact="555-0100"),
+            clinic=clinic,
             telegram=Telegram(token=stand_in.token, mode="webhook", webhook_secret="bench-secret",  # noqa: S106
                               api_base_url=f"{stand_in.url}/bot", bot_username="bench_bot",
                               rate_per_s=1000.0, per_chat_burst=20, per_chat_rate_per_s=50.0),

@@ -12,7 +12,9 @@ import pytest
 
 from bot.app.conversations.messages import outbox_rows
 from bot.config import Clinic, Settings, settings_from_mapping
+from bot.config import settings as config_settings
 from bot.domain import events as ev
+from bot.domain.crisis import country_of
 from bot.domain.errors import ConfigError
 from bot.instruments import load_catalog
 from bot.rendering.renderer import Renderer
@@ -232,3 +234,24 @@ def test_a_crisis_turn_sends_resources_then_the_next_question_then_the_edit() ->
     sms = patient("sms", "+12125550123", "America/New_York", "en")
     rows = outbox_rows(renderer, sms, intents, "in:7", T0)
     assert [r.payload["intent"] for r in rows] == ["CrisisResources", "Ask"]
+
+
+def test_the_country_a_clinic_remembers_is_the_one_it_would_work_out() -> None:
+    """`Clinic.country_of` remembers each number and zone's country: asked again, and asked
+    after its memory filled and was emptied, it answers as the pure function does."""
+    clinic = example_with_countries().clinic
+    asked = [("+34600111222", "America/New_York"), (None, "America/Tijuana"),
+             ("+15555550100", "UTC"), (None, "Europe/Madrid"), (None, "Asia/Tokyo")]  # fmt: skip
+    countries = [clinic.home, *clinic.countries]
+    expected = [country_of(phone, zone, countries, clinic.country) for phone, zone in asked]
+    assert expected == ["ES", "MX", "US", "ES", "US"]
+    for _ in range(2):  # worked out, then remembered
+        assert [clinic.country_of(phone, zone) for phone, zone in asked] == expected
+    remembered = config_settings.COUNTRIES_REMEMBERED
+    try:
+        config_settings.COUNTRIES_REMEMBERED = 2
+        assert [clinic.country_of(phone, zone) for phone, zone in asked] == expected
+    finally:
+        config_settings.COUNTRIES_REMEMBERED = remembered
+    assert clinic == example_with_countries().clinic  # the memory is not a field
+    assert hash(clinic) == hash(example_with_countries().clinic)

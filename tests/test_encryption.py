@@ -5,6 +5,9 @@ service keeps working; migration 0007 leaves no plaintext behind."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import io
 import os
 import stat
@@ -20,7 +23,7 @@ from sqlmodel import SQLModel
 
 import tests.test_sms as sms
 from bot.config import Security, Settings
-from bot.storage import migrate
+from bot.storage import crypto, migrate
 from bot.storage.crypto import (
     ENV_KEY,
     KeyProblem,
@@ -297,3 +300,14 @@ def test_keys_that_are_not_keys_are_refused_with_the_source_named() -> None:
     for text_, problem in [("", "holds no key"), ("k1:short", "entry 1 is not a key")]:
         with pytest.raises(KeyProblem, match=problem):
             parse_keys(text_, "clinic.key")
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 28, 29, 30, 31, 64, 255])
+def test_the_short_encodings_are_the_standard_ones(size: int) -> None:
+    """What values are sealed and hashed with gives the standard library's bytes: URL-safe
+    base64 without padding, HMAC-SHA256 in hex (hashes stored by earlier code still match)."""
+    data = bytes(range(256))[::-1][:size] + b"\xfb\xff\xfe"[: size % 3]
+    assert crypto._b64(data) == base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    text = data.decode("latin-1")
+    expected = hmac.new(data or b"k", text.encode("utf-8"), hashlib.sha256).hexdigest()
+    assert crypto._hmac(data or b"k", text) == expected

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
+from functools import cached_property
 from pathlib import Path
 
 from bot.domain.alerts import DEFAULT_RULES, AlertRules
@@ -15,6 +16,7 @@ from bot.domain.crisis import Country, CrisisContacts, CrisisLine, contacts_for,
 from bot.domain.schedule import Protocol, example_protocols, protocol_from_mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///checkin.db"
+COUNTRIES_REMEMBERED = 10_000  # (number, zone) pairs a clinic remembers the country of
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,21 @@ class Clinic:
         return Country(self.country, self.emergency_number, self.crisis_lines)
 
     def country_of(self, phone: str | None, zone: str | None) -> str:
-        """The patient's country: see :func:`bot.domain.crisis.country_of`."""
-        return country_of(phone, zone, [self.home, *self.countries], self.country)
+        """The patient's country: see :func:`bot.domain.crisis.country_of`. Remembered for
+        each number and zone (every turn's messages ask: ~55 calls a turn, 2 when known)."""
+        known = self._countries_of
+        found = known.get((phone, zone))
+        if found is None:
+            if len(known) >= COUNTRIES_REMEMBERED:
+                known.clear()
+            found = country_of(phone, zone, [self.home, *self.countries], self.country)
+            known[phone, zone] = found
+        return found
+
+    @cached_property
+    def _countries_of(self) -> dict[tuple[str | None, str | None], str]:
+        # (kept in the instance's __dict__: not a field, so neither compared nor hashed)
+        return {}
 
     def crisis_for(self, country: str | None, language: str) -> CrisisContacts:
         """The lines and emergency number for a patient in `country` (None: the clinic's)."""

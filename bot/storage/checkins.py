@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ScalarSelect, Update, and_, bindparam, or_, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import col, select
@@ -362,7 +363,9 @@ def _step_update(columns: tuple[str, ...]) -> Update:
     )
 
 
-async def save_step(session: AsyncSession, checkin: Checkin) -> None:
+async def save_step(
+    session: AsyncSession, checkin: Checkin, connection: AsyncConnection | None = None
+) -> None:
     """Write what a step changed on a check-in loaded in this session: one UPDATE of the
     changed columns, guarded by its version counter as the ORM's flush is
     (``WHERE version = :seen``, bumped; a stale copy raises ``StaleDataError``), without
@@ -383,7 +386,8 @@ async def save_step(session: AsyncSession, checkin: Checkin) -> None:
     seen = checkin.version
     params = {f"b_{k}": v for k, v in changed.items()}
     params |= {"b_id": checkin.id, "b_seen": seen, "b_version": seen + 1}
-    connection = await session.connection()
+    if connection is None:  # (else the caller's, the same)
+        connection = await session.connection()
     if (await connection.execute(_step_update(tuple(sorted(changed))), params)).rowcount != 1:
         raise StaleDataError(f"check-in {checkin.id}: changed by another transaction")
     for key, value in changed.items():

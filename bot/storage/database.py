@@ -122,8 +122,14 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error.
         (SQLite: the transaction waits for this process's turn to write at its BEGIN,
         `_WriteTurns`.)"""
-        async with self._sessions() as session, session.begin():
-            yield session
+        session = self._sessions()
+        ended = False
+        try:
+            async with session.begin():
+                yield session
+            ended = not session.in_transaction()
+        finally:
+            await _close(session, ended)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -240,6 +246,20 @@ class Database:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.dispose()
+
+
+async def _close(session: AsyncSession, ended: bool) -> None:
+    """Close a transaction's session. `ended` (its transaction committed and its connection
+    gone back to the pool), closing it only forgets its objects: done here, with nothing
+    to await, so no cancellation can cut it short and no task is needed. Otherwise (the
+    block raised, was cancelled, or left a transaction open) SQLAlchemy's own exit closes
+    it, in a task of its own that a cancellation does not interrupt (rolling back and
+    giving the connection back need the database). A transaction costs ~60 calls less."""
+    if ended:
+        session.sync_session.close()
+        return
+    async with session:  # (its __aexit__: the shielded close)
+        pass
 
 
 def _private_file(database: str | None) -> None:

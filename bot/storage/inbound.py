@@ -47,7 +47,7 @@ async def record_first(
     params = prebuilt.params(row.values())
     params |= {"w_channel": channel, "w_hashes": lookup_hashes(sender), "w_now": now}
     statement = _insert_first(repo.dialect)
-    stored = (await repo.session.exec(statement, params=params)).first()
+    stored = (await (await repo.connection()).execute(statement, params)).first()
     if stored is None:
         return None
     row.id, row.processed_at = stored

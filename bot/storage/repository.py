@@ -75,6 +75,15 @@ class Repository:
         self.claiming = claiming  # hand-off: what `enqueue` may lease to our deliverer
         self.claimed: list[outbox.Outgoing] = []  # ... and did, in id order
         self.queued = 0  # rows `enqueue` queued due without a lease (a claim must take them)
+        self._connection: AsyncConnection | None = None
+
+    async def connection(self) -> AsyncConnection:
+        """The transaction's connection, for Core statements: asked of the session once
+        (each asking costs ~40 calls; a turn's statements asked four times). Core
+        statements on it run no autoflush: what they write depends on no pending object."""
+        if self._connection is None:
+            self._connection = await self.session.connection()
+        return self._connection
 
     async def add(self, *rows: SQLModel) -> None:
         """Insert or update `rows` now (flushed, so ids are set)."""
@@ -171,8 +180,9 @@ class Repository:
     async def save_answer(self, answer: Answer | NewAnswer) -> bool:
         """Store the answer to one item; False (and nothing written) if it has one already."""
         statement = prebuilt.insert_returning_id(self.dialect, _table(Answer), _ANSWER_KEY, CURRENT)
-        found = await self.session.exec(statement, params=prebuilt.params(_values(answer)))
-        return found.scalars().first() is not None
+        connection = await self.connection()
+        found = await connection.execute(statement, prebuilt.params(_values(answer)))
+        return found.first() is not None
 
     async def supersede_answer(self, answer: Answer | NewAnswer) -> tuple[int, int | None]:
         """Store a new answer to an item the patient went BACK to; the item's current answer
@@ -244,7 +254,7 @@ class Repository:
         # driver's "insertmanyvalues"), which both databases number in the order given;
         # the statement is fixed and its parameters vary, so it is built once
         statement = prebuilt.enqueue(self.dialect, leasing=claiming is not None)
-        result = await (await self.session.connection()).execute(statement, values)
+        result = await (await self.connection()).execute(statement, values)
         inserted = sorted(tuple(r) for r in result.all())
         claimed = claiming.collect(inserted, rows) if claiming is not None else []
         self.claimed += claimed

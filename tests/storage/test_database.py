@@ -1,5 +1,7 @@
 """The database handle: URLs, SQLite settings, and transactions that commit or roll back."""
 
+import asyncio
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -7,6 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.storage.database import Database, async_url
 from bot.storage.repository import Repository
@@ -101,6 +104,39 @@ async def test_transaction_rolls_back_on_error(db: Database) -> None:
         await _add(db, _patient(), fail=True)
     async with db.transaction() as session:
         assert (await session.exec(select(Patient))).all() == []
+
+
+@pytest.mark.parametrize("ending", ["committed", "raised", "cancelled"])
+async def test_a_transaction_ends_closed_and_its_connection_back_in_the_pool(
+    db: Database, ending: str
+) -> None:
+    """However the block ends, the session is closed as SQLAlchemy's own exit closes it
+    (its objects forgotten, no transaction left) and no connection stays checked out:
+    the committed way closes it in place, the others through the shielded close."""
+    patient = _patient()
+    seen: list[AsyncSession] = []
+
+    async def block() -> None:
+        async with db.transaction() as session:
+            seen.append(session)
+            await Repository(session).add(patient)
+            if ending == "raised":
+                raise RuntimeError("undone")
+            if ending == "cancelled":
+                await asyncio.sleep(3600)
+
+    task = asyncio.create_task(block())
+    await asyncio.sleep(0.05)
+    if ending == "cancelled":
+        task.cancel()
+    with contextlib.suppress(RuntimeError, asyncio.CancelledError):
+        await task
+    (session,) = seen
+    assert not session.in_transaction() and patient not in session
+    assert db.engine.sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    async with db.transaction() as later:
+        count = len((await later.exec(select(Patient))).all())
+    assert count == (1 if ending == "committed" else 0)
 
 
 async def test_check_constraints_refuse_unknown_values(db: Database) -> None:

@@ -4,9 +4,10 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -219,3 +220,29 @@ async def test_audit_event_is_appended(db: Database, now: datetime) -> None:
         "patient:1",
         {"channel": "sms"},
     )
+
+
+async def test_the_repositorys_connection_is_its_transactions(
+    db: Database, patient: Patient
+) -> None:
+    """`Repository.connection` (asked of the session once) is the transaction's own: a Core
+    statement on it sees the session's writes, and is undone with them."""
+
+    async def change_then_fail() -> None:
+        async with db.transaction() as session:
+            repo = Repository(session)
+            connection = await repo.connection()
+            assert connection is await session.connection()
+            assert await repo.connection() is connection
+            await connection.execute(
+                update(Patient).where(col(Patient.id) == patient.id).values(language="es")
+            )
+            found = await session.exec(select(Patient.language).where(Patient.id == patient.id))
+            assert found.one() == "es"
+            raise RuntimeError("undo")
+
+    with pytest.raises(RuntimeError):
+        await change_then_fail()
+    async with db.transaction() as session:
+        found = await session.exec(select(Patient.language).where(Patient.id == patient.id))
+        assert found.one() == patient.language

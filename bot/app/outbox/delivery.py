@@ -37,6 +37,7 @@ from bot.app.outbox.edits import edit_targets, pacing_priority
 from bot.app.outbox.pacing import Pacing
 from bot.app.outbox.places import Call
 from bot.app.outbox.sending import Report, RetryPolicy, Sender, Sent
+from bot.app.outbox.watching import Watch
 from bot.app.ports import Channel, Clock
 from bot.storage import outbox
 from bot.storage.database import Database
@@ -71,6 +72,7 @@ class Deliverer:
         self._arrived = asyncio.Event()  # set when something is handed over
         self._handed: list[tuple[list[Outgoing], Mapping[int, str | None]]] = []
         self._draining: _Sending | None = None  # the courier's drain under way, if any
+        self._watch: Watch | None = None  # the courier's waits (see bot.app.outbox.watching)
         self._not_begun = leases.NotBegun()  # handed back at the stop
         self._sender.began = self._not_begun.begin
         names = frozenset(self.channels)
@@ -80,6 +82,7 @@ class Deliverer:
         """See :func:`deliver_when_woken`."""
         self._wake = wake  # turns hand this process their rows from now on
         self._sender.stop = stop
+        self._watch = Watch()  # its waits' tasks, kept from one wait to the next
         try:
             while not stop.is_set():
                 claim = await self._woken(wake, stop)
@@ -92,6 +95,8 @@ class Deliverer:
         finally:
             self._wake = None
             self._sender.stop = None  # a drain without a courier (the tick's) sends again
+            self._watch.close()
+            self._watch = None
 
     @property
     def idle(self) -> bool:
@@ -106,12 +111,14 @@ class Deliverer:
     async def _woken(self, wake: asyncio.Event, stop: asyncio.Event) -> bool:
         """Wait for `wake` (cleared, True: claim), a hand-off (False: send it) or `stop`."""
         if not wake.is_set() and not self._arrived.is_set() and not stop.is_set():
-            events = [asyncio.ensure_future(e.wait()) for e in (wake, self._arrived, stop)]
+            watch = self._watch or Watch()
             try:
-                await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    watch.of((wake, self._arrived, stop)), return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
-                for event in events:
-                    event.cancel()
+                if watch is not self._watch:
+                    watch.close()
         claim = wake.is_set()
         wake.clear()
         return claim
@@ -313,20 +320,18 @@ class Deliverer:
         """Wait until a line is done, `wake` or `stop` is set, something is handed over or
         the leases are due for renewal; the claimed messages done (not the handed ones)."""
         waiting: set[asyncio.Future[Any]] = set(sending.running)
-        events: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._arrived.wait())]
-        for flag in (wake, self._sender.stop):
-            if flag is not None:
-                events.append(asyncio.ensure_future(flag.wait()))
+        watch = self._watch or Watch()  # (the courier's, while one runs)
+        events = watch.of((self._arrived, wake, self._sender.stop))
         until_renewal = (sending.renew_at - self.clock()).total_seconds()
         try:
             done, _ = await asyncio.wait(
-                waiting | set(events),
+                waiting | events,
                 timeout=max(0.01, until_renewal),
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
-            for event in events:
-                event.cancel()
+            if watch is not self._watch:
+                watch.close()
         finished = []
         for task in [t for t in sending.running if t in done]:
             line = sending.running.pop(task)
