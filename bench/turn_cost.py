@@ -299,11 +299,7 @@ async def measure(
                     await Repository(session).add(patient)
             for patient in enrolled:
                 assert patient.id is not None
-                # (the Telegram driver runs on the wall clock: at night the clinic's quiet
-                # hours held every first question, and the bench timed out waiting for it)
-                await driver.services.asking.ask(
-                    patient.id, ["phq9", "gad7"], ignore_quiet_hours=True
-                )
+                await driver.services.asking.ask(patient.id, ["phq9", "gad7"])
             await driver.start()
             await driver.answer(addresses)  # warm: every statement compiled and cached
             seen: list[str] = []
