@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from bot.app.outbox.edits import pacing_priority
-from bot.app.outbox.pacing import URGENT_DEFERRAL_S, URGENT_GRACE_S, ChatAllowance, Pacer
+from bot.app.outbox.pacing import (
+    URGENT_DEFERRAL_S,
+    URGENT_FORMING,
+    URGENT_GRACE_S,
+    ChatAllowance,
+    Pacer,
+)
 from bot.storage.outbox import REPLY, Outgoing
 
 
@@ -369,20 +375,21 @@ async def test_in_a_storm_of_urgent_sends_replies_wait_and_a_lone_one_holds_no_o
 
 async def test_a_crisis_message_amid_turns_under_way_holds_replies_as_a_storm_does() -> None:
     """A storm is counted before its fifth crisis message has gone: one urgent send while
-    four more turns are under way (`coming`: each may be the next crisis) holds a reply
-    for the grace, so the first crisis turns' next questions do not take places the
-    crisis messages on their way need. With three under way, or none, it goes at once.
-    Turns ending mid-grace let it go once the urgent sends stop."""
+    URGENT_FORMING turns are under way (`coming`: each may be the next crisis) holds a
+    reply for the grace, so the first crisis turns' next questions do not take places the
+    crisis messages on their way need. With one turn fewer under way it goes at once (at
+    a patient's pace a crisis turn's next question is not held). Turns ending mid-grace
+    let it go once the urgent sends stop."""
     clock = VirtualTime()
     underway = [0]
     pacer = pacer_on(clock, rate_per_s=30, unspaced_from=1, urgent_from=2,
                      coming=lambda: underway[0])  # fmt: skip
     spans: list[tuple[str, float, float]] = []
     send = prioritised(clock, pacer, spans)
-    underway[0] = 3
-    await clock.run(send("crisis", 2), send("reply", 1))
-    assert spans[-1] == ("reply", 0.0, 0.0)  # one urgent and three under way: 4, no storm
-    clock.now, underway[0] = 10.0, 4
+    underway[0] = URGENT_FORMING - 1
+    await clock.run(send("crisis", 2), send("alert", 2), send("reply", 1))
+    assert spans[-1] == ("reply", 0.0, 0.0)  # two urgent sends, nine under way: no storm
+    clock.now, underway[0] = 10.0, URGENT_FORMING
     await clock.run(send("crisis", 2))
     await clock.run(send("reply", 1))
     assert spans[-1][1] == pytest.approx(10.0 + URGENT_GRACE_S)
@@ -393,7 +400,7 @@ async def test_a_crisis_message_amid_turns_under_way_holds_replies_as_a_storm_do
             await send(f"crisis{n}", 2)
             underway[0] -= 1
 
-    clock.now, underway[0] = 20.0, 4
+    clock.now, underway[0] = 20.0, URGENT_FORMING + 3  # then the fifth urgent send counts
     await clock.run(send("crisis", 2))
     await clock.run(crises(), send("reply", 1))
     (left,) = [left for address, left, _ in spans[-6:] if address == "reply"]
