@@ -23,9 +23,9 @@ HEADERS: list[tuple[str, Rerouted | None, str]] = [
     ("en", "primary", "URGENT (not delivered to the patient's clinician; sent to you): P-1, "),
     ("en", "other", "URGENT (not delivered to another clinician; sent to you): P-1, "),
     ("en", None, "URGENT (reminder 1, not yet acknowledged): P-1, "),
-    ("es", "primary", "URGENT (no se pudo entregar al clínico del paciente; se le envía a usted): P-1, "),
-    ("es", "other", "URGENT (no se pudo entregar a otro clínico; se le envía a usted): P-1, "),
-    ("es", None, "URGENT (aviso 1, sin confirmar): P-1, "),
+    ("es", "primary", "URGENTE (no se pudo entregar al clínico del paciente; se le envía a usted): P-1, "),
+    ("es", "other", "URGENTE (no se pudo entregar a otro clínico; se le envía a usted): P-1, "),
+    ("es", None, "URGENTE (aviso 1, sin confirmar): P-1, "),
 ]  # fmt: skip
 
 

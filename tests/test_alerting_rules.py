@@ -55,18 +55,25 @@ def test_trajectory_notices_name_what_they_measure(channel: str, language: str) 
     """Every channel and language: from the best, from the previous score, loss of response,
     and a baseline below the response threshold."""
     base = {"instrument": "qids_sr16", "total": 14, "baseline": 16, "change": -2, "session": 4}
+    words = {
+        "en": ("up 10 from best 4", "up 5 from previous 9",
+               "loss of response (QIDS_SR16, total 14, change -2 from",
+               "baseline 9 below threshold", "probable non-response"),
+        "es": ("sube 10 desde el mejor valor, 4", "sube 5 desde el anterior, 9",
+               "pérdida de respuesta (QIDS_SR16, total 14, cambio de -2 desde",
+               "valor inicial 9 bajo el umbral", "probable falta de respuesta"),
+    }[language]  # fmt: skip
     cases = [
         ("worsening", {**base, "best": 4, "rise_from_best": 10, "previous": 9,
-                       "measured_from": "best"}, "up 10 from best 4"),
+                       "measured_from": "best"}, words[0]),
         ("worsening", {**base, "best": 8, "rise_from_best": 6, "previous": 9,
-                       "measured_from": "previous"}, "up 5 from previous 9"),
-        ("loss_of_response", base, "loss of response (QIDS_SR16, total 14, change -2 from"),
-        ("non_response", {**base, "baseline": 9, "baseline_below_threshold": True},
-         "baseline 9 below threshold"),
+                       "measured_from": "previous"}, words[1]),
+        ("loss_of_response", base, words[2]),
+        ("non_response", {**base, "baseline": 9, "baseline_below_threshold": True}, words[3]),
     ]  # fmt: skip
     for rule, detail, expected in cases:
         notice = ev.AlertNotice("ABC234", rule, "routine", "P-1", detail, 0, T0)
         rendered = RENDERER.render(notice, channel, language)
         assert rendered is not None
         assert expected in rendered.text, rendered.text
-        assert "probable non-response" not in rendered.text or rule == "non_response"
+        assert words[4] not in rendered.text or rule == "non_response"

@@ -182,8 +182,8 @@ def notice(code: str, level: str, at: datetime) -> ev.AlertNotice:
 @pytest.mark.parametrize("intent", ["AlertNotice", "AlertDigest"])
 async def test_spanish_alert_messages_use_the_spanish_template(rig: Rig, intent: str) -> None:  # noqa: F811
     """A notice and a digest whose payload names Spanish go by the Spanish alert template
-    (the window shut), a cut digest ending in Spanish words. (Clinicians are told in
-    English today, so the payload names no language: tests/test_whatsapp.py.)"""
+    (the window shut), a cut digest ending in Spanish words. (The payload names the
+    clinician's language: tests/test_clinician_language_whatsapp.py.)"""
     at = datetime(2026, 5, 4, 16, tzinfo=UTC)
     notices = [notice("CRIS01", "crisis", at)] + [
         notice(f"URG{n:03d}", "urgent", at) for n in range(15)

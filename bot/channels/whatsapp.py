@@ -6,8 +6,9 @@ What WhatsApp requires, and how this channel meets it:
   template may be sent, by ``ContentSid`` and ``ContentVariables``. The invitation and a
   clinician's alert messages are always templates, in or out of the window: an alert
   notice (the first alert, a reminder, a rerouted notice) and an alert digest alike go as
-  the ``alert`` template in the payload's language (a clinician's names none: English,
-  the language their messages are rendered in), their words in its variable {{2}}. Any
+  the ``alert`` template in the payload's language (the clinician's: their messages are
+  rendered in it; the English template when that language has none configured, so that
+  an alert never waits for a translation), their words in its variable {{2}}. Any
   other message to a patient whose window is shut is *held*
   (``bot.app.conversations.whatsapp_window``): the check-in template goes in its place and
   the message waits, queued, for the patient's reply; it is never sent as free text into

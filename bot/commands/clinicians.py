@@ -1,5 +1,5 @@
-"""``checkin clinician``: add and list clinicians, who covers for whom, a new Telegram link,
-leaving the clinic."""
+"""``checkin clinician``: add and list clinicians, who covers for whom, the language they are
+told in, a new Telegram link, leaving the clinic."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case,
 from bot.commands.patients import Channel, phone_number
 from bot.commands.views import echo_invitation, invitation_json
 from bot.domain.errors import NotFound
+from bot.rendering.renderer import LANGUAGES
 
 clinician_app = typer.Typer(help="Add and list clinicians.", no_args_is_help=True)
 ClinicianId = Annotated[int, typer.Argument(help="Clinician id.")]
+_LANGUAGE_HELP = f"Language of their alerts, digests and answers: {', '.join(LANGUAGES)}."
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +39,7 @@ def clinician_add(
     phone: Annotated[str | None, typer.Option(help="SMS: the clinician's mobile number.")] = None,
     email: Annotated[str | None, typer.Option(help="Web panel sign-in e-mail.")] = None,
     role: Annotated[str, typer.Option(help="Web panel role: clinician or admin.")] = "clinician",
+    language: Annotated[str, typer.Option(help=_LANGUAGE_HELP)] = "en",
     as_json: JsonFlag = False,
 ) -> None:
     """Add a clinician who receives alerts (staff: SMS clinicians need no invitation).
@@ -46,6 +49,7 @@ def clinician_add(
         fail("--name must not be empty")
     if channel not in CHANNELS:
         fail(f"--channel {channel!r} is not one of {', '.join(CHANNELS)}")
+    _check_language(language, "--language ")
     number = phone_number(ctx, channel, phone)
     if email is not None:
         panel_accounts.check_new_account(ctx, email, role)
@@ -53,10 +57,12 @@ def clinician_add(
         fail("telegram is not configured: set [telegram] token (or CHECKIN_TELEGRAM_TOKEN)")
 
     async def work(app: App) -> ClinicianView:
-        return await clinicians.add(app.db, app.clock, name, channel, address=address, phone=number)
+        return await clinicians.add(app.db, app.clock, name, channel, address=address,
+                                    phone=number, language=language)  # fmt: skip
 
     clinician = with_app(ctx, work)
-    data = {"id": clinician.id, "name": clinician.name, "channel": clinician.channel}
+    data = {"id": clinician.id, "name": clinician.name, "channel": clinician.channel,
+            "language": clinician.language}  # fmt: skip
     if email is not None:
         panel_accounts.add_account(ctx, clinician.id, email, role)
         data |= {"email": email.strip().lower(), "role": role}
@@ -65,7 +71,7 @@ def clinician_add(
     if as_json:
         emit_json(data)
     else:
-        typer.echo(f"clinician {clinician.id} added ({clinician.channel})")
+        typer.echo(f"clinician {clinician.id} added ({clinician.channel}, {clinician.language})")
         echo_invitation(data)
 
 
@@ -83,7 +89,7 @@ def _first_link(ctx: typer.Context, clinician_id: int) -> dict[str, Any]:
 
 @clinician_app.command("list")
 def clinician_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """List clinicians (id, name, channel, whether active, backup)."""
+    """List clinicians (id, name, channel, language, whether active, backup)."""
 
     async def work(app: App) -> list[ClinicianView]:
         return await clinicians.list_clinicians(app.db)
@@ -95,7 +101,7 @@ def clinician_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     for c in rows:
         backup = f"  backup {c.backup_clinician_id}" if c.backup_clinician_id else ""
         inactive = "" if c.active else " inactive"
-        typer.echo(f"{c.id:>5}  {c.name:<24} {c.channel:<9}{inactive}{backup}")
+        typer.echo(f"{c.id:>5}  {c.name:<24} {c.channel:<9} {c.language}{inactive}{backup}")
 
 
 def _clinician_json(clinician: ClinicianView) -> dict[str, Any]:
@@ -103,6 +109,7 @@ def _clinician_json(clinician: ClinicianView) -> dict[str, Any]:
         "id": clinician.id,
         "name": clinician.name,
         "channel": clinician.channel,
+        "language": clinician.language,
         "active": clinician.active,
         "backup_clinician_id": clinician.backup_clinician_id,
     }
@@ -141,6 +148,33 @@ def clinician_backup(
         typer.echo(f"clinician {clinician_id} has no backup now")
     else:
         typer.echo(f"clinician {clinician_id}'s backup is clinician {backup}")
+
+
+@clinician_app.command("language")
+def clinician_language(
+    ctx: typer.Context,
+    clinician_id: ClinicianId,
+    language: Annotated[str, typer.Argument(help=_LANGUAGE_HELP)],
+    as_json: JsonFlag = False,
+) -> None:
+    """Word this clinician's alerts, digests and command answers in LANGUAGE from now on
+    (messages already queued keep theirs). Their commands (ACK CODE, ALERTS, /patients)
+    stay the same in every language."""
+    _check_language(language)
+
+    async def work(app: App) -> None:
+        await clinicians.set_language(app.db, app.clock, clinician_id, language)
+
+    run_use_case(ctx, work)
+    if as_json:
+        emit_json({"id": clinician_id, "language": language})
+    else:
+        typer.echo(f"clinician {clinician_id} is told in {language} now")
+
+
+def _check_language(language: str, named: str = "LANGUAGE ") -> None:
+    if language not in LANGUAGES:
+        fail(f"{named}{language!r} is not one of {', '.join(LANGUAGES)}")
 
 
 @clinician_app.command("link")

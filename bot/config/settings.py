@@ -181,7 +181,10 @@ class WhatsApp:
         )
 
     def template(self, purpose: str, language: str) -> str | None:
-        """The Content SID of `purpose` in `language`, else in English, else None."""
+        """The Content SID of `purpose` in `language`, else in English, else None. English
+        stands in for a language not configured: a Spanish clinician's alert goes as the
+        English alert template (its words, in variable {{2}}, still in Spanish) rather
+        than not at all."""
         sids = self.templates.get(purpose, {})
         return sids.get(language) or sids.get("en")
 

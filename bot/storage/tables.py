@@ -85,6 +85,9 @@ class Clinician(SQLModel, table=True):
         default=None, foreign_key="clinician.id", ondelete="SET NULL"
     )
     active: bool = True
+    # what their alerts, digests and command answers are worded in (one of the renderer's
+    # LANGUAGES): a Spanish-speaking clinic was told in English before
+    language: str = Field(default="en", sa_column_kwargs={"server_default": "en"})
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -106,15 +106,18 @@ class Digests:
             alerts = [alert_of[id(told[0])]]
             await notices.tell(self.renderer, repo, clinician, told[0], source, now, alerts=alerts)
             return 1
-        parts = self._parts(clinician.channel, digest_order(told))
+        parts = self._parts(clinician.channel, clinician.language, digest_order(told))
         for n, digest in enumerate(parts):
             source = f"digest{min(ids)}:{n}"
             alerts = [alert_of[id(x)] for x in digest.notices]
             await notices.tell(self.renderer, repo, clinician, digest, source, now, alerts=alerts)
         return len(parts)
 
-    def _parts(self, channel: str, ordered: tuple[ev.AlertNotice, ...]) -> list[ev.AlertDigest]:
-        """The digest in as few messages as fit `channel` (bot/rendering/budget.py: SMS
+    def _parts(
+        self, channel: str, language: str, ordered: tuple[ev.AlertNotice, ...]
+    ) -> list[ev.AlertDigest]:
+        """The digest in as few messages as fit `channel`, measured in the clinician's
+        `language` (Spanish runs longer than English) (bot/rendering/budget.py: SMS
         1,600 characters, the WhatsApp alert template's variable, Telegram 4,096), at most
         :data:`PER_DIGEST` alerts each, in order, so crisis alerts lead the first; each
         alert whole with its code, and none left out: those that do not fit go in the next
@@ -123,7 +126,7 @@ class Digests:
         limit = budget.alert_chars(channel, self.renderer.clinic.name)
 
         def fits(digest: ev.AlertDigest) -> bool:
-            rendered = self.renderer.render(digest, channel, "en")
+            rendered = self.renderer.render(digest, channel, language)
             return rendered is None or budget.alert_length(rendered.text, channel) <= limit
 
         total = len(ordered)

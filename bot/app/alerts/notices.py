@@ -1,5 +1,6 @@
 """Messages to clinicians: an alert notice, or the answer to a clinician's command, queued
-in the outbox (rendered in English on the clinician's channel). A notice goes before
+in the outbox (rendered in the clinician's language on their channel: ``Clinician.language``;
+a Spanish-speaking clinic was told in English before). A notice goes before
 routine traffic; an answer is a reply. Both alerting and the clinician desk tell this way.
 
 An alert notice may be held for a digest (:func:`hold`): queued under a ``held:`` key,
@@ -16,8 +17,9 @@ space, never its last line, its code.
 An alert message names the alerts it tells of by id (payload ``alerts``), so that a message
 the provider refuses for good can have them told to someone else (:func:`alerts_told`).
 On WhatsApp every one of :data:`ALERT_INTENTS` goes as the approved alert template, in the
-24-hour window or out of it (``bot.channels.whatsapp.TEMPLATE_OF``); the other messages
-here answer what the clinician just wrote.
+24-hour window or out of it (``bot.channels.whatsapp.TEMPLATE_OF``), in the clinician's
+language (payload ``language``; the English template when theirs is not configured); the
+other messages here answer what the clinician just wrote.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ async def tell(
     """Queue a message to a clinician (a `photo`, PNG, goes with it as base64). `held`:
     see :func:`hold`; `alerts`: the ids of the alerts an alert message tells of."""
     assert clinician.id is not None and clinician.address is not None
-    rendered = renderer.render(intent, clinician.channel, "en")
+    rendered = renderer.render(intent, clinician.channel, clinician.language)
     if rendered is None:
         return
     # a WhatsApp alert goes in a template's variable, which the channel fits itself
@@ -66,6 +68,7 @@ async def tell(
         limit = _limit(clinician.channel, photo is not None)
         rendered = replace(rendered, text=budget.cut(rendered.text, limit))
     payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
+    payload["language"] = clinician.language  # WhatsApp picks its alert template by it
     if rendered.buttons:
         payload["buttons"] = [[b.label, b.data] for b in rendered.buttons]
     if photo is not None:
@@ -117,7 +120,7 @@ async def tell_parts(
     limit = _limit(clinician.channel)
 
     def fits(intent: ev.Intent) -> bool:
-        rendered = renderer.render(intent, clinician.channel, "en")
+        rendered = renderer.render(intent, clinician.channel, clinician.language)
         return rendered is None or len(rendered.text) <= limit
 
     whole = make(items, 1, 1, 0)

@@ -1,6 +1,6 @@
 """Clinicians as an operator manages them: add, list, who covers for whom (the backup told
-when an alert goes unacknowledged), a Telegram link for alerts, and leaving the clinic
-(their patients and backup duties passed to a successor).
+when an alert goes unacknowledged), the language they are told in, a Telegram link for
+alerts, and leaving the clinic (their patients and backup duties passed to a successor).
 
 Each change runs in one transaction with its audit event. A clinician that is not there
 raises ``NotFound``; a step their state does not allow, ``Refused`` (``Deactivated``,
@@ -20,6 +20,7 @@ from bot.app.operator.refusals import Deactivated, Refused, StillResponsible
 from bot.app.operator.views import ClinicianView
 from bot.app.ports import Clock
 from bot.domain.errors import NotFound
+from bot.rendering.renderer import LANGUAGES
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, Patient
@@ -35,13 +36,16 @@ async def add(
     *,
     address: str | None = None,
     phone: str | None = None,
+    language: str = "en",
     actor: str = "operator",
 ) -> ClinicianView:
     """Add a clinician who receives alerts. `address`: console only, where alerts are
-    shown (default ``clinician-<id>``); `phone`: SMS only, their number (E.164)."""
+    shown (default ``clinician-<id>``); `phone`: SMS only, their number (E.164);
+    `language`: what their alerts and answers are worded in (one of ``LANGUAGES``)."""
+    _check_language(language)
     async with db.transaction() as session:
         repo = Repository(session)
-        clinician = Clinician(display_name=name, channel=channel, address=phone)
+        clinician = Clinician(display_name=name, channel=channel, address=phone, language=language)
         await repo.add(clinician)
         if channel == "console":
             clinician.address = address or f"clinician-{clinician.id}"
@@ -72,6 +76,26 @@ async def set_backup(
         await repo.add(clinician)
         await repo.audit(clock(), actor, "clinician_backup_set",
                          f"clinician:{clinician_id}", backup=backup)  # fmt: skip
+
+
+async def set_language(
+    db: Database, clock: Clock, clinician_id: int, language: str, actor: str = "operator"
+) -> None:
+    """Word this clinician's alerts, digests and command answers in `language` from now on
+    (messages already queued keep theirs)."""
+    _check_language(language)
+    async with db.transaction() as session:
+        clinician = await _clinician(session, clinician_id)
+        clinician.language = language
+        repo = Repository(session)
+        await repo.add(clinician)
+        await repo.audit(clock(), actor, "clinician_language_set",
+                         f"clinician:{clinician_id}", language=language)  # fmt: skip
+
+
+def _check_language(language: str) -> None:
+    if language not in LANGUAGES:
+        raise Refused(f"language {language!r} is not one of {', '.join(LANGUAGES)}")
 
 
 async def link(

@@ -55,10 +55,12 @@ class ClinicianView:
     channel: str
     active: bool
     backup_clinician_id: int | None
+    language: str = "en"
 
     @classmethod
     def of(cls, row: Clinician) -> ClinicianView:
-        return cls(_id(row.id), row.display_name, row.channel, row.active, row.backup_clinician_id)
+        return cls(_id(row.id), row.display_name, row.channel, row.active,
+                   row.backup_clinician_id, row.language)  # fmt: skip
 
 
 @dataclass(frozen=True)

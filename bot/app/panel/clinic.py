@@ -23,6 +23,7 @@ from bot.app.panel import accounts, passwords
 from bot.app.panel.signin import Viewer
 from bot.app.ports import Clock
 from bot.domain.errors import NotFound
+from bot.rendering.renderer import LANGUAGES
 from bot.storage.account_tables import PanelAccount
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -43,6 +44,7 @@ class ClinicianRow:
     role: str | None
     totp: bool
     patients: int  # in care (not discharged)
+    language: str = "en"  # what their alerts and answers are worded in
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ async def clinician_rows(db: Database, clock: Clock, viewer: Viewer) -> list[Cli
             c.id or 0, c.display_name, c.channel, c.active, backup,
             names.get(backup) if backup else None,
             account.email if account else None, account.role if account else None,
-            bool(account and account.totp_secret), int(counts.get(c.id, 0)),
+            bool(account and account.totp_secret), int(counts.get(c.id, 0)), c.language,
         ))  # fmt: skip
     return rows
 
@@ -109,11 +111,15 @@ async def add_clinician(
     role: str,
     issuer: str,
     totp: bool,
+    language: str = "en",
 ) -> FirstSignIn:
-    """A clinician with a panel account (and for Telegram their first link)."""
+    """A clinician with a panel account (and for Telegram their first link), told in
+    `language`."""
     admin_only(viewer)
     if not name.strip():
         raise Problem("name", "a name is needed")
+    if language not in LANGUAGES:
+        raise Problem("language", f"{language!r} is not one of {', '.join(LANGUAGES)}")
     try:
         email = accounts.normal_email(email)
         role = accounts.check_role(role)
@@ -121,7 +127,8 @@ async def add_clinician(
         raise Problem("role" if "role" in str(exc) else "email", str(exc)) from None
     if await accounts.email_taken(db, email):
         raise Problem("email", "that e-mail already belongs to an account")
-    added = await clinicians.add(db, clock, name.strip(), channel, phone=phone, actor=viewer.actor)
+    added = await clinicians.add(db, clock, name.strip(), channel, phone=phone,
+                                 language=language, actor=viewer.actor)  # fmt: skip
     await accounts.add_account(db, clock, added.id, email, role, actor=viewer.actor)
     first = await _first_secrets(db, clock, viewer, added.id, issuer, totp)
     link = None

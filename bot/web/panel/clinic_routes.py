@@ -16,6 +16,7 @@ from bot.app.panel import clinic
 from bot.app.panel.clinic import FirstSignIn, Problem
 from bot.app.panel.signin import Viewer
 from bot.rendering.qr import qr_data_uri
+from bot.rendering.renderer import LANGUAGES
 from bot.web.panel import security
 
 if TYPE_CHECKING:
@@ -54,14 +55,15 @@ class ClinicPages:
         done = request.query_params.get("done")
         return self.panel.render(
             "clinicians", viewer, 400 if problem else 200, rows=rows,
-            channels=self.channels(), done=done if done in DONE else None,
+            channels=self.channels(), languages=LANGUAGES, done=done if done in DONE else None,
             problem=problem, entered=entered or {},
         )  # fmt: skip
 
     async def add(self, request: Request, viewer: Viewer) -> Response:
         form = await request.form()
         entered = {
-            k: str(form.get(k, "")).strip() for k in ("name", "channel", "phone", "email", "role")
+            k: str(form.get(k, "")).strip()
+            for k in ("name", "channel", "phone", "email", "role", "language")
         }
         try:
             phone = self.phone(entered["channel"], entered["phone"])
@@ -71,6 +73,7 @@ class ClinicPages:
                 email=entered["email"], role=entered["role"] or "clinician",
                 issuer=self.app.settings.clinic.name,
                 totp=self.app.settings.panel.require_totp,
+                language=entered["language"] or "en",
             )  # fmt: skip
         except Problem as exc:
             return await self.clinicians(request, viewer, exc, entered)
