@@ -87,9 +87,11 @@ async def _reply(
     now: datetime,
     priority: int = outbox.REPLY,
 ) -> None:
-    """Answer at the sender's own address (in English: nobody knows their language yet);
-    an unlinked chat's reply in a line of its own."""
-    rendered = ctx.renderer.render(intent, message.channel, "en")
+    """Answer at the sender's own address: a clinician in their language, a stranger in
+    English (nobody knows their language yet); an unlinked chat's reply in a line of its
+    own."""
+    language = clinician.language if clinician is not None else "en"
+    rendered = ctx.renderer.render(intent, message.channel, language)
     assert rendered is not None
     await repo.enqueue([
         QueuedMessage(
