@@ -18,7 +18,7 @@ from bot.app.outbox.pacing import Pacer, Pacing
 from bot.cli import main
 
 
-def fast_pacers(settings: object = None) -> dict[str, Pacer]:
+def fast_pacers(settings: object = None, underway: object = None) -> dict[str, Pacer]:
     return {"telegram": Pacer(rate_per_s=2000), "sms": Pacer(rate_per_s=2000)}
 
 
