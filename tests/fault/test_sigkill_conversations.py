@@ -133,8 +133,16 @@ async def test_sigkill_during_500_conversations_loses_and_doubles_nothing(
             service = Service(postgres_url, config, log)
             patients = asyncio.gather(*(driver.patient(c) for c in _chats()))
             try:
+                until = time.monotonic() + DEADLINE_S
                 while len(driver.acked) < KILL_AFTER or driver.in_flight < 10:
                     await asyncio.sleep(0.01)  # kill with webhooks in flight
+                    # (a service that died at start-up once held this loop for 13 minutes)
+                    ended = service.process.poll()
+                    assert ended is None, (
+                        f"checkin run exited ({ended}) before the kill:\n"
+                        + (log.read_text(errors="replace")[-3000:])
+                    )
+                    assert time.monotonic() < until, f"only {len(driver.acked)} answers acked"
                 service.kill()
                 killed_at = len(driver.acked)
                 await asyncio.sleep(0.5)
