@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import sqlite3
-import stat
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -94,7 +93,7 @@ class Database:
             **({"module": sqlite_driver.INLINE} if sqlite else {}),
         )  # fmt: skip
         if self.dialect == "sqlite":
-            _private_file(self.url.database)
+            sqlite_driver.private_file(self.url.database)
             _configure_sqlite(self.engine, foreign_keys=foreign_keys, turns=_WriteTurns())
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
@@ -260,22 +259,6 @@ async def _close(session: AsyncSession, ended: bool) -> None:
         return
     async with session:  # (its __aexit__: the shielded close)
         pass
-
-
-def _private_file(database: str | None) -> None:
-    """Create the SQLite file readable by its owner only (mode 0600), or narrow an existing
-    one to that, before SQLite opens it; SQLite creates it 0644 (less the umask), and its
-    -wal, -shm and -journal files copy the database file's mode."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    if not os.path.isdir(os.path.dirname(os.path.abspath(database))):
-        return  # SQLite says what is wrong when it cannot open the file
-    fd = os.open(database, os.O_RDONLY | os.O_CREAT, 0o600)
-    try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
 
 
 class _WriteTurns:

@@ -39,7 +39,9 @@ not on the first statement.
 from __future__ import annotations
 
 import collections
+import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 from typing import Any
 
@@ -233,3 +235,19 @@ class _InlineDBAPI(AsyncAdapt_aiosqlite_dbapi):
 
 DBAPI = _DBAPI(aiosqlite, sqlite3)
 INLINE = _InlineDBAPI(aiosqlite, sqlite3)
+
+
+def private_file(database: str | None) -> None:
+    """Create the SQLite file readable by its owner only (mode 0600), or narrow an existing
+    one to that, before SQLite opens it; SQLite creates it 0644 (less the umask), and its
+    -wal, -shm and -journal files copy the database file's mode."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    if not os.path.isdir(os.path.dirname(os.path.abspath(database))):
+        return  # SQLite says what is wrong when it cannot open the file
+    fd = os.open(database, os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
