@@ -7,6 +7,7 @@ long ALERTS answer go as several messages, none lost."""
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -98,6 +99,27 @@ def creates_to_doctor(rig: Rig) -> int:  # noqa: F811
     return sum(1 for c in rig.twilio.calls if c.params.get("To") == DOCTOR)
 
 
+async def sms_storm(
+    rig: Rig,  # noqa: F811
+    before: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """An urgent alert for an SMS clinician, then ten urgent and twenty-five crisis alerts
+    within the 2 s window, the window closed: what the clinician was sent. `before` runs
+    once the patients exist (to set the clinician's language, say)."""
+    alerting = alerting_of(rig, 2 * SECOND)
+    first, *others = await patients_of_an_sms_doctor(rig, 36)
+    if before is not None:
+        await before()
+    await raise_alert(rig, alerting, first, crisis=False)
+    await tick(rig.app)
+    rig.clock.now += SECOND / 2
+    for n, patient in enumerate(others):
+        await raise_alert(rig, alerting, patient, crisis=n >= 10)
+    rig.clock.now += 2 * SECOND
+    await tick(rig.app)
+    return to_doctor(rig)
+
+
 async def test_a_storm_of_crisis_alerts_reaches_an_sms_clinician_as_digests_that_fit(
     rig: Rig,  # noqa: F811
     db: Database,
@@ -107,17 +129,7 @@ async def test_a_storm_of_crisis_alerts_reaches_an_sms_clinician_as_digests_that
     by Twilio, every alert in exactly one of them with its code, the crisis alerts all
     before the urgent ones, numbered on across the messages. Before, a digest of twenty
     was some 4,000 characters: Twilio refused it (21617) and its alerts reached nobody."""
-    alerting = alerting_of(rig, 2 * SECOND)
-    first, *others = await patients_of_an_sms_doctor(rig, 36)
-    await raise_alert(rig, alerting, first, crisis=False)
-    await tick(rig.app)
-    rig.clock.now += SECOND / 2
-    for n, patient in enumerate(others):
-        await raise_alert(rig, alerting, patient, crisis=n >= 10)
-    rig.clock.now += 2 * SECOND
-    await tick(rig.app)
-
-    alone, *digests = to_doctor(rig)
+    alone, *digests = await sms_storm(rig)
     assert creates_to_doctor(rig) == len(digests) + 1  # none refused
     assert all(len(body) <= MAX_BODY_CHARS for body in digests)
     assert len(digests) >= 2 and digests[0].startswith(

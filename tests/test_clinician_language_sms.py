@@ -17,6 +17,7 @@ from tests.test_alerts_sms import (
     creates_to_doctor,
     from_doctor,
     patients_of_an_sms_doctor,
+    sms_storm,
     to_doctor,
 )
 from tests.test_clinician_language_telegram import speaks_spanish
@@ -30,18 +31,7 @@ async def test_a_storm_reaches_a_spanish_sms_clinician_as_spanish_digests_that_f
     """An urgent alert, then ten urgent and twenty-five crisis alerts within the window:
     Spanish digests of at most 1,600 characters, all accepted, every code in one of them,
     crisis first."""
-    alerting = alerting_of(rig, 2 * SECOND)
-    first, *others = await patients_of_an_sms_doctor(rig, 36)
-    await speaks_spanish(db)
-    await raise_alert(rig, alerting, first, crisis=False)
-    await tick(rig.app)
-    rig.clock.now += SECOND / 2
-    for n, patient in enumerate(others):
-        await raise_alert(rig, alerting, patient, crisis=n >= 10)
-    rig.clock.now += 2 * SECOND
-    await tick(rig.app)
-
-    alone, *digests = to_doctor(rig)
+    alone, *digests = await sms_storm(rig, lambda: speaks_spanish(db))
     assert alone.startswith("URGENTE: P-01, no se pudo procesar un mensaje del paciente")
     assert creates_to_doctor(rig) == len(digests) + 1  # none refused
     assert all(len(body) <= MAX_BODY_CHARS for body in digests)

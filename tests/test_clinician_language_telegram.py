@@ -10,13 +10,11 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from bot.app.conversations.enrollment import issue_code
 from bot.storage.database import Database
-from bot.storage.repository import Repository
 from bot.storage.tables import Alert, Clinician
 from scheduler.loop import tick
 from tests.test_alert_digests import DOCTOR, alerting_of, patients_of_one_doctor, raise_alert
-from tests.test_telegram import CHAT, Rig, rig, table  # noqa: F401  (rig: a fixture)
+from tests.test_telegram import CHAT, Rig, link_clinician, rig, table  # noqa: F401  (rig: a fixture)
 
 SECOND = timedelta(seconds=1)
 
@@ -90,13 +88,7 @@ async def test_a_spanish_clinician_linking_telegram_is_told_in_spanish(
 ) -> None:
     """The confirmation a clinician gets on linking their chat is in their language (a
     stranger's replies stay English: nobody knows theirs yet)."""
-    async with rig.app.db.transaction() as session:
-        clinician = Clinician(display_name="Dra. Ruiz", channel="telegram", language="es")
-        await Repository(session).add(clinician)
-        code, _ = await issue_code(
-            session, rig.clock(), timedelta(hours=1), clinician_id=clinician.id
-        )
-    await rig.say(f"/start {code}")
+    await link_clinician(rig, "Dra. Ruiz", language="es")
     (linked,) = await table(db, Clinician)
     assert linked.address == str(CHAT)
     (told,) = rig.texts()

@@ -337,17 +337,24 @@ async def test_enrolment_codes_are_long_single_use_and_stored_hashed(
     assert row.used_at is not None
 
 
-async def test_a_clinician_links_by_deep_link(rig: Rig, db: Database) -> None:
-    """A clinician's code links their chat; they are told so, and are never treated as a stranger."""
+async def link_clinician(rig: Rig, name: str, language: str = "en") -> None:
+    """A Telegram clinician, not yet linked, who then opens their enrolment link."""
     from bot.storage.tables import Clinician
 
     async with rig.app.db.transaction() as session:
-        clinician = Clinician(display_name="Dr. Rao", channel="telegram")
+        clinician = Clinician(display_name=name, channel="telegram", language=language)
         await Repository(session).add(clinician)
         code, _ = await issue_code(
             session, rig.clock(), timedelta(hours=1), clinician_id=clinician.id
         )
     await rig.say(f"/start {code}")
+
+
+async def test_a_clinician_links_by_deep_link(rig: Rig, db: Database) -> None:
+    """A clinician's code links their chat; they are told so, and are never treated as a stranger."""
+    from bot.storage.tables import Clinician
+
+    await link_clinician(rig, "Dr. Rao")
     (linked,) = await table(db, Clinician)
     assert linked.address == str(CHAT)
     assert rig.texts() == [
