@@ -304,12 +304,18 @@ async def measure(
             await driver.answer(addresses)  # warm: every statement compiled and cached
             seen: list[str] = []
             engines = {db.engine.sync_engine, db.quick_engine.sync_engine}
-            listener = lambda *args: seen.append(args[2])  # noqa: E731
+            listeners = {
+                "before_cursor_execute": lambda *args: seen.append(args[2]),
+                "begin": lambda *args: seen.append("BEGIN"),
+                "commit": lambda *args: seen.append("COMMIT"),
+            }
             for engine in engines:
-                event.listen(engine, "before_cursor_execute", listener)
+                for name, listener in listeners.items():
+                    event.listen(engine, name, listener)
             await driver.answer(addresses[:1])
             for engine in engines:
-                event.remove(engine, "before_cursor_execute", listener)
+                for name, listener in listeners.items():
+                    event.remove(engine, name, listener)
             cost.statements = [re.sub(r"\s+", " ", s) for s in seen]
             for _ in range(runs):
                 paused.excluded_s = 0.0

@@ -3,18 +3,13 @@ due or overdue. Small functions over one session, like the repository's methods.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
-from sqlalchemy import ScalarSelect, Update, and_, bindparam, or_, update
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy import ScalarSelect, and_, bindparam, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -343,58 +338,3 @@ async def unprocessed_from(
         .execution_options(populate_existing=True)
     )
     return (await session.exec(statement)).all()
-
-
-_CHECKIN = Checkin.__table__  # type: ignore[attr-defined]
-
-
-@functools.lru_cache(maxsize=64)
-def _step_update(columns: tuple[str, ...]) -> Update:
-    """`save_step`'s UPDATE of `columns` (each the parameter ``b_<column>``), built once
-    per set of columns: a step changes the same few (the state; at times the status,
-    the reminder, the times), and building the statement and its cache key on every step
-    cost about as much as running it (bot/storage/prebuilt.py)."""
-    values: dict[str, Any] = {c: bindparam(f"b_{c}") for c in columns}
-    values["version"] = bindparam("b_version")
-    return (
-        update(_CHECKIN)
-        .where(_CHECKIN.c.id == bindparam("b_id"), _CHECKIN.c.version == bindparam("b_seen"))
-        .values(values)
-    )
-
-
-async def save_step(
-    session: AsyncSession, checkin: Checkin, connection: AsyncConnection | None = None
-) -> None:
-    """Write what a step changed on a check-in loaded in this session: one UPDATE of the
-    changed columns, guarded by its version counter as the ORM's flush is
-    (``WHERE version = :seen``, bumped; a stale copy raises ``StaleDataError``), without
-    the ORM's unit of work (about a twentieth of a turn's CPU went to flushing this one
-    row). The object is left as if flushed: its new values are its committed ones. A
-    check-in not yet in the database is flushed as usual."""
-    state = sa_inspect(checkin)
-    if not state.persistent:
-        session.add(checkin)
-        await session.flush()
-        return
-    # only the attributes set since the load can have changed (`committed_state` holds
-    # their values before); asking all twenty-three for their history cost more than that
-    attrs = state.attrs
-    changed = {k: attrs[k].value for k in state.committed_state if attrs[k].history.has_changes()}
-    if not changed:
-        return
-    seen = checkin.version
-    params = {f"b_{k}": v for k, v in changed.items()}
-    params |= {"b_id": checkin.id, "b_seen": seen, "b_version": seen + 1}
-    if connection is None:  # (else the caller's, the same)
-        connection = await session.connection()
-    if (await connection.execute(_step_update(tuple(sorted(changed))), params)).rowcount != 1:
-        raise StaleDataError(f"check-in {checkin.id}: changed by another transaction")
-    for key, value in changed.items():
-        set_committed_value(checkin, key, value)
-    set_committed_value(checkin, "version", seen + 1)
-    # and no longer marked modified: left so, the session would flush it before its next
-    # statement and at the commit, walking the unit of work to find nothing to write
-    # (about a twentieth of a console turn's function calls); this is what the flush
-    # itself does with a row it wrote
-    state._commit_all(state.dict, session.sync_session.identity_map)

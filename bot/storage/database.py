@@ -163,7 +163,7 @@ class Database:
         (measured: nothing reached the provider for the first 0.75 s of fifty
         simultaneous crisis turns). On SQLite, one process and one writer, it is a
         transaction of the main engine, committed when the block ends. On the way back from
-        the provider, the "sent" marks use it too (`repository.mark_sent_on`)."""
+        the provider, the "sent" marks use it too (`prebuilt.mark_sent_on`)."""
         if self.dialect == "postgresql":
             async with self.quick_engine.connect() as connection:
                 yield connection  # the engine is AUTOCOMMIT

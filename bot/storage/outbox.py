@@ -146,24 +146,26 @@ def _lease(heads: Any) -> Update:
     )
 
 
-def _leasing() -> dict[str, ColumnElement[Any]]:
+def leasing(prefix: str = "") -> dict[str, ColumnElement[Any]]:
     """The columns that lease a row as it is inserted, unless its line (the recipient
     named by the parameters ``line_kind`` and ``line_id``) is not empty: then it is
     queued as usual. Every row of one INSERT sees the line as it was before the
     statement, so they all go one way. Built once: with bound parameters, the INSERT is
     compiled once and cached (per-row expressions made it a new statement every turn).
     Each parameter appears once (``line_kind_status``, ...): PostgreSQL's driver numbers
-    a repeated one once per row of a many-row INSERT, and the counts no longer match."""
+    a repeated one once per row of a many-row INSERT, and the counts no longer match.
+    `prefix` begins every parameter's name: one statement's several rows (bot/storage/
+    steps.py) each take their own."""
     table = _TABLE
 
     def line(column: str) -> ColumnElement[bool]:
         return exists().where(
-            table.c.recipient_kind == bindparam(f"line_kind_{column}"),
-            table.c.recipient_id == bindparam(f"line_id_{column}"),
+            table.c.recipient_kind == bindparam(f"{prefix}line_kind_{column}"),
+            table.c.recipient_id == bindparam(f"{prefix}line_id_{column}"),
             or_(*(table.c.status == status for status in UNFINISHED)),  # (no IN: executemany)
         )
 
-    until = bindparam("leased_until", type_=table.c.lease_until.type)
+    until = bindparam(f"{prefix}leased_until", type_=table.c.lease_until.type)
     return {
         "status": case((line("status"), "queued"), else_="sending"),
         "lease_until": case((line("lease_until"), null()), else_=until),
@@ -171,7 +173,7 @@ def _leasing() -> dict[str, ColumnElement[Any]]:
     }
 
 
-LEASING = _leasing()
+LEASING = leasing()
 LEASED = tuple(LEASING)  # the columns it sets
 
 

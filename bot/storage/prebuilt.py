@@ -10,10 +10,13 @@ parameter named ``b_<column>``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, TextClause, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningInsert
 
 from bot.storage import outbox
@@ -73,3 +76,19 @@ def enqueue(dialect: str, *, leasing: bool) -> ReturningInsert[Any]:
     return insert.on_conflict_do_nothing(index_elements=("idempotency_key",)).returning(
         columns.id, columns.status, columns.idempotency_key
     )
+
+
+async def mark_sent_on(
+    connection: AsyncConnection, sent: Sequence[tuple[int, str | None, datetime]]
+) -> None:
+    """`Repository.mark_sent_all` on a connection of `Database.quick()`, outside any
+    transaction of ours: on PostgreSQL the one ``executemany`` is its own transaction
+    (asyncpg sends every set of parameters, then one Sync: all are kept or none), with no
+    BEGIN and COMMIT round trips."""
+    if params := sent_params(sent):
+        await connection.execute(MARK_SENT, params)
+
+
+def sent_params(sent: Sequence[tuple[int, str | None, datetime]]) -> list[dict[str, Any]]:
+    """The parameters of ``prebuilt.MARK_SENT``, one set for each message."""
+    return [{"b_id": i, "b_provider_id": p, "b_sent_at": at} for i, p, at in sent]

@@ -47,22 +47,6 @@ def _table(entity: type[SQLModel]) -> Table:
     return table
 
 
-async def mark_sent_on(
-    connection: AsyncConnection, sent: Sequence[tuple[int, str | None, datetime]]
-) -> None:
-    """`Repository.mark_sent_all` on a connection of `Database.quick()`, outside any
-    transaction of ours: on PostgreSQL the one ``executemany`` is its own transaction
-    (asyncpg sends every set of parameters, then one Sync: all are kept or none), with no
-    BEGIN and COMMIT round trips."""
-    if params := _sent_params(sent):
-        await connection.execute(prebuilt.MARK_SENT, params)
-
-
-def _sent_params(sent: Sequence[tuple[int, str | None, datetime]]) -> list[dict[str, Any]]:
-    """The parameters of ``prebuilt.MARK_SENT``, one set for each message."""
-    return [{"b_id": i, "b_provider_id": p, "b_sent_at": at} for i, p, at in sent]
-
-
 SET_ASIDE = "set_aside:"  # the error of an inbound message given up on, then its problem
 
 
@@ -246,16 +230,33 @@ class Repository:
         """
         if not rows:
             return []
-        values = [_values(row) for row in rows]
-        claiming = self.claiming if self.claiming and self.claiming.covers(rows) else None
-        if claiming is not None:
-            values = [v | claiming.leased(row) for v, row in zip(values, rows, strict=True)]
+        values, claiming = self.outbox_values(rows)
         # one statement for a turn's messages: one INSERT with a VALUES row each (the
         # driver's "insertmanyvalues"), which both databases number in the order given;
         # the statement is fixed and its parameters vary, so it is built once
         statement = prebuilt.enqueue(self.dialect, leasing=claiming is not None)
         result = await (await self.connection()).execute(statement, values)
-        inserted = sorted(tuple(r) for r in result.all())
+        return self.enqueued([tuple(r) for r in result.all()], rows, claiming)
+
+    def outbox_values(
+        self, rows: Sequence[NewOutbound]
+    ) -> tuple[list[dict[str, Any]], outbox.Claiming | None]:
+        """`enqueue`'s parameters for `rows`, and the hand-off that leases them (if any)."""
+        values = [_values(row) for row in rows]
+        claiming = self.claiming if self.claiming and self.claiming.covers(rows) else None
+        if claiming is not None:
+            values = [v | claiming.leased(row) for v, row in zip(values, rows, strict=True)]
+        return values, claiming
+
+    def enqueued(
+        self,
+        returned: Sequence[tuple[Any, ...]],
+        rows: Sequence[NewOutbound],
+        claiming: outbox.Claiming | None,
+    ) -> list[int]:
+        """Count what `enqueue`'s INSERT returned (id, status, key) as queued, or claimed
+        for the hand-off; the ids, ascending."""
+        inserted = sorted(returned)
         claimed = claiming.collect(inserted, rows) if claiming is not None else []
         self.claimed += claimed
         due_by = self.claiming  # (its clock, even when these rows were not leased)
@@ -322,7 +323,7 @@ class Repository:
     async def mark_sent_all(self, sent: Sequence[tuple[int, str | None, datetime]]) -> None:
         """The provider accepted these messages (id, provider's id, when): one statement
         run for each (``executemany``: on SQLite one trip to its thread for them all)."""
-        if params := _sent_params(sent):  # (a list of one runs as a plain execute)
+        if params := prebuilt.sent_params(sent):  # (a list of one runs as a plain execute)
             await self.session.exec(prebuilt.MARK_SENT, params=params)
 
     async def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:

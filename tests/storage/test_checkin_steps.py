@@ -8,7 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import select
 
-from bot.storage import checkins as q
+from bot.storage import steps as q
 from bot.storage.database import Database
 from bot.storage.tables import Checkin
 from tests.statements import statements

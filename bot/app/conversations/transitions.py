@@ -10,8 +10,9 @@ reply are always stored together or not at all.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from bot.app.context import Context
 from bot.app.conversations.messages import outbox_rows
@@ -23,6 +24,7 @@ from bot.storage import checkins as q
 from bot.storage.answer_tables import NewAnswer
 from bot.storage.repository import Repository
 from bot.storage.series import place_of
+from bot.storage.steps import save_step, write_step
 from bot.storage.tables import Checkin, Patient, Score
 
 log = logging.getLogger(__name__)
@@ -42,18 +44,41 @@ async def apply_transition(
     assert patient.id is not None
     if checkin is not None:
         update_checkin(checkin, transition.state, now)
-        await q.save_step(repo.session, checkin, await repo.connection())
-        if checkin.status in q.CLOSED_STATUSES:  # the next one held behind it may start now
-            await q.release_held(repo.session, patient.id)
-    for event in transition.events:
-        await _record(repo, patient, checkin, event, inbound_id)
-    await repo.enqueue(outbox_rows(ctx.renderer, patient, transition.intents, source, now))
+    events = transition.events
+    if checkin is not None and checkin.id is not None and _open_after(checkin) and _plain(events):
+        # the usual turn (at most one new answer, the check-in still open): its step,
+        # answer and messages, written at once (one statement on PostgreSQL)
+        answer = _answer_row(checkin.id, events[0], inbound_id) if events else None
+        rows = outbox_rows(ctx.renderer, patient, transition.intents, source, now)
+        if not await write_step(repo, checkin, answer, rows):
+            log.warning("check-in %s item answered twice; first answer kept", checkin.id)
+    else:
+        if checkin is not None:
+            await save_step(repo.session, checkin, await repo.connection())
+            if checkin.status in q.CLOSED_STATUSES:  # the next one held behind it may start
+                await q.release_held(repo.session, patient.id)
+        for event in transition.events:
+            await _record(repo, patient, checkin, event, inbound_id)
+        await repo.enqueue(outbox_rows(ctx.renderer, patient, transition.intents, source, now))
     if ctx.alerting is not None:  # same transaction: the answer and its alert together
         lines_sent = any(
             isinstance(i, ev.CrisisResources) and i.flag in LINES_KINDS for i in transition.intents
         )  # in this same transaction: the alert says so, and when
         crisis_at = now if lines_sent else None
         await ctx.alerting.on_events(repo, patient, transition.events, now, crisis_at)
+
+
+def _open_after(checkin: Checkin) -> bool:
+    """Still open after its step (a closed one may start the next one held behind it)."""
+    return checkin.status not in q.CLOSED_STATUSES
+
+
+def _plain(events: Sequence[ev.Event]) -> TypeGuard[Sequence[ev.AnswerRecorded]]:
+    """Events `write_step` can take whole: none but at most one new answer (a changed
+    answer, a score, a flag or an opt-out each write more, in `_record`)."""
+    return len(events) <= 1 and all(
+        isinstance(e, ev.AnswerRecorded) and not e.replaced for e in events
+    )
 
 
 def update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) -> None:
@@ -77,7 +102,7 @@ def update_checkin(checkin: Checkin, conv: core.Conversation, now: datetime) -> 
         values["completed_at"] = now
     for name, value in values.items():
         # only what differs: an attribute set to its own value is no change to the ORM
-        # either (`save_step` writes none), but setting it costs ~15 calls and asking its
+        # either (`steps.save_step` writes none), but setting it costs ~15 calls and asking its
         # history ~10 (three of a usual turn's five are unchanged)
         if getattr(checkin, name) != value:
             setattr(checkin, name, value)

@@ -37,7 +37,8 @@ from bot.rendering.renderer import Button, Rendered
 from bot.storage.database import Database
 from bot.storage.early_receipts import CHANNELS as RECEIPT_CHANNELS
 from bot.storage.outbox import Outgoing
-from bot.storage.repository import Repository, mark_sent_on
+from bot.storage.prebuilt import mark_sent_on
+from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 # How long a line's sends wait to be recorded with the next one's: a provider answering
