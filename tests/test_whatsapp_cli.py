@@ -1,5 +1,6 @@
-"""`checkin patient add --channel whatsapp` and `checkin config check` on [whatsapp], run
-in-process on a SQLite file (nothing is sent: delivery is the service's)."""
+"""`checkin patient add --channel whatsapp` and `checkin config check` on [whatsapp] (its
+templates, and a warning when alerts have no Spanish one), run in-process on a SQLite file
+(nothing is sent: delivery is the service's)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,28 @@ def test_config_check_names_missing_and_malformed_templates(
                 '[whatsapp]\nfrom_number = "+1"\n[whatsapp.templates.checkin]\nes = "HX1"\n')  # fmt: skip
     result = run(bad, "config", "check")
     assert "whatsapp.templates.checkin.es: must be a Content SID" in result.output
+
+
+def test_config_check_warns_when_alerts_have_no_spanish_template(
+    migrated_sqlite_url: str, tmp_path: Path
+) -> None:
+    """An alert template in English only is a warning naming [whatsapp.templates.alert] es
+    (English stands in, so the exit status stays 0); with es set, or no [whatsapp], none."""
+    english = TEMPLATES.replace(f'[whatsapp.templates.alert]\nen = "{SID}"\nes = "{SID}"\n',
+                                f'[whatsapp.templates.alert]\nen = "{SID}"\n')  # fmt: skip
+    assert english != TEMPLATES
+    only_en = write(tmp_path, migrated_sqlite_url,
+                    f'[whatsapp]\nfrom_number = "+15005550006"\n{english}')  # fmt: skip
+    result = run(only_en, "config", "check")
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and "[whatsapp.templates.alert] es" in result.output
+    data = ok(only_en, "config", "check")
+    assert data["problems"] == []
+    assert [w["key"] for w in data["warnings"]] == ["whatsapp.templates.alert.es"]
+    assert "told in Spanish" in data["warnings"][0]["problem"]
+    for whatsapp in (f'[whatsapp]\nfrom_number = "+15005550006"\n{TEMPLATES}', ""):
+        quiet = write(tmp_path, migrated_sqlite_url, whatsapp)  # es set; no WhatsApp at all
+        assert ok(quiet, "config", "check") == {"problems": [], "warnings": []}, whatsapp
 
 
 def test_patient_import_takes_whatsapp_rows_with_their_numbers(

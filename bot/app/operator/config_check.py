@@ -114,9 +114,7 @@ def check(explicit: Path | None, templates_dir: Path = TEMPLATES_DIR) -> Report:
         report.guard(
             check_references, settings.alerts, catalog.instruments, catalog.unavailable, source
         )
-        for key in missing_templates(settings.whatsapp):
-            why = "is missing: WhatsApp lets a business begin a conversation only with a template"
-            report.add(Problem(source, key, why))
+        _check_whatsapp(settings.whatsapp, source, report)
     clinic = settings.clinic if settings else config.Clinic()
     _check_templates(Renderer(catalog, clinic, templates_dir), templates_dir, catalog, report)
     return report
@@ -250,6 +248,23 @@ def _check_quiet_hours(
         'write quiet_hours = "none" instead of the two times'
     )
     report.warnings.append(Problem(source, "clinic.quiet_hours_start_local", problem))
+
+
+def _check_whatsapp(whatsapp: config.WhatsApp, source: str, report: Report) -> None:
+    """Every template the sender needs; and a warning when alerts have no Spanish one.
+    English stands in for it, so that is no error, and this check reads no database: it
+    cannot tell whether a WhatsApp clinician is told in Spanish, so the warning says if."""
+    for key in missing_templates(whatsapp):
+        why = "is missing: WhatsApp lets a business begin a conversation only with a template"
+        report.add(Problem(source, key, why))
+    alert = whatsapp.templates.get("alert", {})
+    if whatsapp.enabled and "en" in alert and "es" not in alert:
+        why = (
+            "is not set: a WhatsApp clinician told in Spanish (`clinician language ID es`) "
+            "gets alerts as the English template, its words in Spanish; if any is, set "
+            "[whatsapp.templates.alert] es"
+        )
+        report.warnings.append(Problem(source, "whatsapp.templates.alert.es", why))
 
 
 def _instruments(raw: Any) -> list[str]:

@@ -1,6 +1,7 @@
 """Setting the clinic up from the panel: an admin's Clinicians page (add a clinician with a
-panel account, who covers for whom, someone who left, new sign-in details for someone who
-lost theirs), and every viewer's own Account page (password, time zone).
+panel account, who covers for whom, the language they are told in, someone who left, new
+sign-in details for someone who lost theirs), and every viewer's own Account page
+(password, time zone).
 
 An admin only: anyone else gets ``NotFound`` (404), as for a patient they may not see.
 Each change is the operator's use case, audited with the admin as actor. A new account's
@@ -169,6 +170,15 @@ async def set_backup(
 ) -> None:
     admin_only(viewer)
     await clinicians.set_backup(db, clock, clinician_id, backup, actor=viewer.actor)
+
+
+async def set_language(
+    db: Database, clock: Clock, viewer: Viewer, clinician_id: int, language: str
+) -> None:
+    """Word the clinician's alerts, digests and answers in `language` from now on: the
+    operator's use case (`checkin clinician language`), audited with the admin as actor."""
+    admin_only(viewer)
+    await clinicians.set_language(db, clock, clinician_id, language, actor=viewer.actor)
 
 
 async def deactivate(

@@ -1,5 +1,5 @@
-"""The panel's clinic pages: Clinicians (admins: add, backup, deactivate, new sign-in
-details) and Account (everyone: their password and time zone). Thin: each route reads
+"""The panel's clinic pages: Clinicians (admins: add, backup, language, deactivate, new
+sign-in details) and Account (everyone: their password and time zone). Thin: each route reads
 its form, calls :mod:`bot.app.panel.clinic`, and renders or redirects (303).
 """
 
@@ -22,7 +22,7 @@ from bot.web.panel import security
 if TYPE_CHECKING:
     from bot.web.panel.routes import Panel
 
-DONE = ("backup_set", "deactivated", "password_changed", "timezone_set")
+DONE = ("backup_set", "language_set", "deactivated", "password_changed", "timezone_set")
 CLINICIAN_CHANNELS = ("console", "telegram", "sms", "whatsapp")
 
 
@@ -32,6 +32,7 @@ def routes(panel: Panel) -> list[Route]:
         Route("/clinicians", panel.page(pages.clinicians), methods=["GET"]),
         Route("/clinicians", panel.action(pages.add), methods=["POST"]),
         Route("/clinicians/{cid:int}/backup", panel.action(pages.backup), methods=["POST"]),
+        Route("/clinicians/{cid:int}/language", panel.action(pages.language), methods=["POST"]),
         Route("/clinicians/{cid:int}/deactivate", panel.action(pages.deactivate), methods=["POST"]),
         Route("/clinicians/{cid:int}/sign-in", panel.action(pages.sign_in), methods=["POST"]),
         Route("/account", panel.page(pages.account), methods=["GET"]),
@@ -119,6 +120,15 @@ class ClinicPages:
         except Refused as exc:
             return await self.clinicians(request, viewer, Problem("backup", str(exc)))
         return RedirectResponse("/clinicians?done=backup_set", status_code=303)
+
+    async def language(self, request: Request, viewer: Viewer) -> Response:
+        cid = int(request.path_params["cid"])
+        language = str((await request.form()).get("language", "")).strip()
+        try:
+            await clinic.set_language(self.app.db, self.app.clock, viewer, cid, language)
+        except Refused as exc:
+            return await self.clinicians(request, viewer, Problem("set_language", str(exc)))
+        return RedirectResponse("/clinicians?done=language_set", status_code=303)
 
     async def deactivate(self, request: Request, viewer: Viewer) -> Response:
         cid = int(request.path_params["cid"])
