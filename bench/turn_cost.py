@@ -5,7 +5,10 @@ swing by a sixth from run to run on a shared machine: a change worth a twentieth
 turn does not show there. This counts, for a console patient's answer handled in the
 process (`Inbox.handle_inbound`, then the deliverer's drain: no HTTP, no provider):
 
-- the SQL statements of one turn, listed (what the database is asked);
+- the SQL statements of one turn, listed (what the database is asked), with the
+  transactions' BEGIN and COMMIT where SQLAlchemy begins and commits them (on PostgreSQL
+  each is a round trip, but on the AUTOCOMMIT engine of `Database.quick()`, where they
+  are not sent);
 - Python function calls per turn, under cProfile: the same code and data give the same
   count on any machine, so a before and after differ only by the change;
 - CPU per turn without the profiler (``time.process_time``), the best of ``--runs``,
@@ -355,7 +358,8 @@ def main() -> None:
         dump = f"{args.profile}-{store.strip()}.prof" if args.profile else None
         cost = asyncio.run(measure(store.strip(), args.patients, args.runs, args.channel, dump))
         best = min(cost.cpu_ms_per_turn)
-        print(f"{cost.store}, {args.channel}: {len(cost.statements)} statements a turn "
+        sql = [s for s in cost.statements if s not in ("BEGIN", "COMMIT")]
+        print(f"{cost.store}, {args.channel}: {len(sql)} statements a turn "
               f"(with its sends), {cost.calls_per_turn:.0f} Python calls a turn, "
               f"CPU {best:.2f} ms a turn (best of {len(cost.cpu_ms_per_turn)}: "
               f"{', '.join(f'{c:.2f}' for c in cost.cpu_ms_per_turn)})")  # fmt: skip
