@@ -137,6 +137,8 @@ async def write_step(
         await repo.enqueue(rows)
         return stored
     changed = _changes(checkin)
+    if not changed and answer is None and not rows:
+        return True  # (nothing to write: no statement)
     params: dict[str, Any] = _step_params(checkin, changed) if changed else {}
     answer_keys: tuple[str, ...] = ()
     if answer is not None:

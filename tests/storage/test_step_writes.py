@@ -199,3 +199,16 @@ async def test_a_step_with_nothing_to_send_or_store_writes_only_the_step(pg_db: 
         assert await steps.write_step(Repository(session), checkin, None, [])
     (stored,) = await rows(pg_db, Checkin)
     assert (stored.reminders_sent, stored.version) == (1, 2)
+
+
+async def test_a_step_that_changes_nothing_runs_no_statement(pg_db: Database) -> None:
+    """No change, no answer, no message: nothing is sent to the database at all."""
+    _, checkin_id = await _open_checkin(pg_db)
+    async with pg_db.transaction() as session:
+        checkin = await session.get(Checkin, checkin_id)
+        assert checkin is not None
+        with statements(pg_db) as seen:
+            assert await steps.write_step(Repository(session), checkin, None, [])
+    assert seen == []
+    (stored,) = await rows(pg_db, Checkin)
+    assert stored.version == 1
