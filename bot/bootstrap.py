@@ -17,7 +17,7 @@ from bot.app.alerts.digests import Digests
 from bot.app.operator.invitations import Invitations
 from bot.app.operator.refusals import Refused
 from bot.app.outbox.delivery import Deliverer
-from bot.app.outbox.pacing import REPLY_RESERVE_SHARE, Pacer, Pacing
+from bot.app.outbox.pacing import REPLY_RESERVE_SHARE, URGENT_FORMING, Pacer, Pacing
 from bot.app.outbox.roll import BEAT_S, VALID_S, Roll
 from bot.app.outbox.shared_pacing import SharedPacer
 from bot.app.planning.planner import Planner
@@ -237,6 +237,7 @@ def build(
     )
     send_lease = timedelta(seconds=settings.scheduler.send_lease_s)
     underway = services.context.underway
+    digests.crowded = lambda: underway.count >= URGENT_FORMING  # as Telegram's pacer sees a storm
     pacers = shared_pacers(
         default_pacers(settings, lambda: underway.count), db, settings.scheduler.send_lease_s
     )

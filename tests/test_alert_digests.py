@@ -18,6 +18,7 @@ import pytest
 from bot.app.alerts.alerting import Alerting
 from bot.app.alerts.notices import digest_until
 from bot.app.outbox.delivery import deliver_when_woken
+from bot.app.outbox.pacing import URGENT_FORMING
 from bot.domain import events as ev
 from bot.storage.database import Database
 from bot.storage.repository import Repository
@@ -130,6 +131,51 @@ async def test_after_a_quiet_window_an_alert_goes_at_once_again(
     texts = [m["text"] for m in rig.stand_in.messages(DOCTOR)]
     assert [t.startswith(("CRISIS: P-1,", "CRISIS: P-2,")) for t in texts] == [True, True]
     assert "P-1" in texts[0] and "P-2" in texts[1]
+
+
+@pytest.mark.parametrize("under_way", [URGENT_FORMING - 1, URGENT_FORMING])
+async def test_in_a_storm_forming_the_first_alert_waits_for_the_digest_too(
+    rig: Rig,  # noqa: F811
+    under_way: int,
+) -> None:
+    """With as many turns under way as make Telegram's pacer see a storm forming, a
+    clinician's first alert is held with the rest: one message when the window closes,
+    crisis first, instead of a first alert and a digest a second later (fifty crises on
+    Telegram need every place of two windows, and the five extra first alerts pushed a
+    late alert into the third). One turn fewer under way: the first alert goes at once.
+    Once the turns are over, an alert after a quiet window goes at once again."""
+    alerting = alerting_of(rig, SECOND)
+    first, second, third, fourth = await patients_of_one_doctor(rig, 4)
+    storm = under_way >= URGENT_FORMING
+    with contextlib.ExitStack() as turns:
+        for _ in range(under_way):
+            turns.enter_context(rig.app.services.context.underway.one())
+        await raise_alert(rig, alerting, first, crisis=False)
+        await tick(rig.app)
+        assert len(rig.stand_in.messages(DOCTOR)) == (0 if storm else 1)
+        rig.clock.now += SECOND / 2
+        await raise_alert(rig, alerting, second, crisis=True)
+        await raise_alert(rig, alerting, third, crisis=True)
+        await tick(rig.app)
+        assert len(rig.stand_in.messages(DOCTOR)) == (0 if storm else 1)
+        rig.clock.now += SECOND / 2  # the window after the first alert has closed
+        await tick(rig.app)
+    texts = [m["text"] for m in rig.stand_in.messages(DOCTOR)]
+    if storm:
+        (digest,) = texts
+        lines = digest.split("\n")
+        assert lines[0] == "3 alerts, most urgent first:"
+        assert lines[1].startswith("1. CRISIS: P-")
+        assert [n for n in (1, 2, 3) if f"P-{n}" in digest] == [1, 2, 3]
+        assert digest.index("URGENT: P-1") > digest.index("CRISIS: P-3")
+    else:
+        alone, digest = texts
+        assert alone.startswith("URGENT: P-1")
+        assert digest.startswith("2 alerts, most urgent first:") and "P-1" not in digest
+    rig.clock.now += 2 * SECOND
+    await raise_alert(rig, alerting, fourth, crisis=True)
+    await tick(rig.app)
+    assert rig.stand_in.messages(DOCTOR)[-1]["text"].startswith("CRISIS: P-4")
 
 
 async def test_a_lone_crisis_alert_goes_at_once_and_the_next_when_its_window_closes(

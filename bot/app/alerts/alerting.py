@@ -362,7 +362,7 @@ class Alerting:
             until = None
             if self.digests is not None and window > timedelta(0):
                 assert clinician.id is not None
-                until = await notices.digest_until(repo, clinician.id, now, window)
+                until = await self.digests.until(repo, clinician.id, now, window)
             if until is not None and self.digests is not None:
                 r = self.renderer
                 await notices.hold(r, repo, clinician, notice, row.id, source, now, until)

@@ -1,6 +1,8 @@
 """Alert digests: a clinician's first alert goes at once; the notices raised for them
 within `window` after it leave as one message when that window closes, the most urgent
-first, each with its ACK code (bot/domain/alerts/digest.py). A digest too long for the
+first, each with its ACK code (bot/domain/alerts/digest.py). In a storm forming (many
+turns under way in this process, :attr:`Digests.crowded`) the first alert waits for the
+digest too, so the clinician gets one message instead of two. A digest too long for the
 clinician's channel goes as several messages, cut between alerts (:meth:`Digests._parts`).
 
 How: alerting holds each such notice (:func:`bot.app.alerts.notices.hold`) until the
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bot.app.alerts import notices
 from bot.app.ports import Clock
@@ -48,6 +50,25 @@ class Digests:
     clock: Clock
     kick: Callable[[], None] = lambda: None  # wake this process's courier, if it has one
     due_at: datetime | None = None  # the earliest window this process knows to close
+    # a storm may be forming (bot/bootstrap.py: URGENT_FORMING turns under way here)
+    crowded: Callable[[], bool] = lambda: False
+
+    async def until(
+        self, repo: Repository, clinician_id: int, now: datetime, window: timedelta
+    ) -> datetime | None:
+        """Until when a notice for the clinician raised `now` waits for a digest; None: it
+        goes at once (:func:`bot.app.alerts.notices.digest_until`). When `crowded`, a first
+        alert waits the window as well. Fifty item-9 answers at once on Telegram need
+        fifty crisis messages, and each of five clinicians had a first alert and then a
+        digest a second later: 60 urgent messages, exactly two of Telegram's windows of
+        30 a second. One turn ending after its clinician's digest had left made a 61st,
+        which went in the third window (2.19 s). With the first alerts folded into the
+        digests, 55 messages leave room for such late ones. No alert waits longer than
+        the window still; a lone crisis, with few turns under way, goes at once."""
+        until = await notices.digest_until(repo, clinician_id, now, window)
+        if until is None and self.crowded():
+            return now + window
+        return until
 
     def held(self, until: datetime) -> None:
         """A notice was held until `until`: fold then (wake the courier at that time)."""
