@@ -306,8 +306,8 @@ def timeline(calls: Sequence[Seen], start: datetime, step_s: float = 0.25) -> li
             continue
         if "988" in call.text:
             kind = "crisis"
-        elif call.text.startswith("CRISIS:"):
-            kind = "alert"
+        elif call.text.startswith("CRISIS:") or "alerts, most urgent first" in call.text:
+            kind = "alert"  # alone, or a digest
         elif call.method.startswith("edit"):
             kind = "edit"
         else:
