@@ -9,7 +9,7 @@ import pytest
 
 from bot.app.services import Services
 from bot.domain import events as ev
-from bot.rendering.renderer import LANGUAGES
+from bot.domain.languages import LANGUAGES
 from bot.storage.database import Database
 from bot.storage.tables import Alert
 from tests.test_alerting import RENDERER, clinic, to, wired

@@ -16,7 +16,7 @@ from bot.commands.common import JsonFlag, emit_json, fail, refuse, run_use_case,
 from bot.commands.patients import Channel, phone_number
 from bot.commands.views import echo_invitation, invitation_json
 from bot.domain.errors import NotFound
-from bot.rendering.renderer import LANGUAGES
+from bot.domain.languages import LANGUAGES
 
 clinician_app = typer.Typer(help="Add and list clinicians.", no_args_is_help=True)
 ClinicianId = Annotated[int, typer.Argument(help="Clinician id.")]

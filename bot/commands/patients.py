@@ -22,7 +22,7 @@ from bot.commands.views import (
     score_line,
     warn_no_wording,
 )
-from bot.rendering.renderer import LANGUAGES
+from bot.domain.languages import LANGUAGES
 
 patient_app = typer.Typer(help="Enrol and look up patients.", no_args_is_help=True)
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from bot.config.settings import Sms, WhatsApp
 from bot.domain.errors import ConfigError
+from bot.domain.languages import LANGUAGES
 
 CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
 PURPOSES = ("invitation", "checkin", "alert")  # the business-initiated messages
-LANGUAGES = ("en", "es")
 MAX_CHOICES = 10  # a list picker's limit
 _TEXT = ("account_sid", "auth_token", "from_number", "messaging_service_sid", "api_base_url")
 _KNOWN = {*_TEXT, "rate_per_s", "templates", "choices"}

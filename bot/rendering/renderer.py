@@ -20,13 +20,13 @@ import jinja2
 from bot.config import Clinic
 from bot.domain import events as ev
 from bot.domain.instruments import Instrument, Item
+from bot.domain.languages import LANGUAGES
 from bot.instruments import Catalog
 from bot.rendering import gsm7
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 CHANNELS = ("telegram", "sms", "console", "whatsapp")
 BUTTONED = ("telegram", "whatsapp")  # channels that show answers as buttons
-LANGUAGES = ("en", "es")
 OPTIONAL = {"answered"}  # intents a channel may choose not to show
 ACK_BUTTON = "ack:"  # callback data of an alert's Acknowledge button: "ack:<code>"
 # what `Renderer.render` keeps: the same words for every patient (a question asked again

@@ -20,7 +20,7 @@ from bot.app.operator.refusals import Deactivated, Refused, StillResponsible
 from bot.app.operator.views import ClinicianView
 from bot.app.ports import Clock
 from bot.domain.errors import NotFound
-from bot.rendering.renderer import LANGUAGES
+from bot.domain.languages import LANGUAGES
 from bot.storage.database import Database
 from bot.storage.repository import Repository
 from bot.storage.tables import Clinician, Patient

@@ -26,6 +26,7 @@ from bot.domain import events as ev
 from bot.domain.alerts import check_references
 from bot.domain.errors import CheckinError, ConfigError, DefinitionError
 from bot.domain.instruments import Instrument
+from bot.domain.languages import LANGUAGES
 from bot.domain.parsing import Invalid
 from bot.domain.schedule import Protocol, Rule, protocol_from_mapping
 from bot.domain.schedule.recall import protocol_overlaps
@@ -33,7 +34,6 @@ from bot.domain.scoring import score
 from bot.instruments import Catalog, load_catalog
 from bot.rendering.renderer import (
     CHANNELS,
-    LANGUAGES,
     OPTIONAL,
     TEMPLATES_DIR,
     Renderer,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.app.operator.refusals import Refused
-from bot.rendering.renderer import LANGUAGES
+from bot.domain.languages import LANGUAGES
 from bot.storage.tables import CHANNELS
 
 PHONE_CHANNELS = ("sms", "whatsapp")

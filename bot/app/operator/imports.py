@@ -29,7 +29,7 @@ from bot.app.operator.refusals import Refused
 from bot.app.planning.planner import Planner
 from bot.app.ports import Clock
 from bot.app.services import Services
-from bot.rendering.renderer import LANGUAGES
+from bot.domain.languages import LANGUAGES
 from bot.storage.crypto import lookup_hashes
 from bot.storage.database import Database
 from bot.storage.import_tables import PatientExternalId, external_text

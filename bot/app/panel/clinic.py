@@ -24,7 +24,7 @@ from bot.app.panel import accounts, passwords
 from bot.app.panel.signin import Viewer
 from bot.app.ports import Clock
 from bot.domain.errors import NotFound
-from bot.rendering.renderer import LANGUAGES
+from bot.domain.languages import LANGUAGES
 from bot.storage.account_tables import PanelAccount
 from bot.storage.database import Database
 from bot.storage.repository import Repository

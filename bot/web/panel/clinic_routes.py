@@ -15,8 +15,8 @@ from bot.app.operator.refusals import Refused
 from bot.app.panel import clinic
 from bot.app.panel.clinic import FirstSignIn, Problem
 from bot.app.panel.signin import Viewer
+from bot.domain.languages import LANGUAGES
 from bot.rendering.qr import qr_data_uri
-from bot.rendering.renderer import LANGUAGES
 from bot.web.panel import security
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ from bot.app.operator.refusals import Refused
 from bot.app.operator.views import CHANNELS
 from bot.app.panel import enrolment, patient_list
 from bot.app.panel.signin import Viewer
+from bot.domain.languages import LANGUAGES
 from bot.rendering.qr import qr_svg, svg_data_uri
-from bot.rendering.renderer import LANGUAGES
 from bot.web.panel import security
 
 if TYPE_CHECKING:  # the Panel imports this module for its routes
