@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -39,6 +40,31 @@ def alerting_of(rig: Rig, window: timedelta) -> Alerting:  # noqa: F811
     assert alerting is not None
     alerting.rules = replace(alerting.rules, digest_window=window)
     return alerting
+
+
+@dataclass
+class Digest:
+    """The last message to the doctor, read as a digest (:func:`last_digest`)."""
+
+    message: dict[str, Any]
+    lines: list[str]
+    buttons: list[dict[str, Any]]  # each alert's button, in the order listed
+    codes: dict[int | None, str]  # every alert's code, by its patient's id
+
+    def starting(self, prefix: str) -> list[str]:
+        return [line for line in self.lines if line.startswith(prefix)]
+
+    def tap(self, rig: Rig, n: int) -> dict[str, Any]:  # noqa: F811
+        """The update of the doctor tapping the `n`-th button."""
+        data = self.buttons[n]["callback_data"]
+        return rig.stand_in.callback_update(DOCTOR, self.message["message_id"], data)
+
+
+async def last_digest(rig: Rig, db: Database) -> Digest:  # noqa: F811
+    message = rig.stand_in.messages(DOCTOR)[-1]
+    buttons = [b for row in message["reply_markup"]["inline_keyboard"] for b in row]
+    codes = {a.patient_id: a.code for a in await table(db, Alert)}
+    return Digest(message, message["text"].split("\n"), buttons, codes)
 
 
 async def patients_of_one_doctor(rig: Rig, count: int, name: str = "P-{n}") -> list[Patient]:  # noqa: F811
@@ -92,19 +118,17 @@ async def test_the_first_alert_goes_at_once_and_the_next_ones_in_its_window_as_o
     assert len(rig.stand_in.messages(DOCTOR)) == 1  # 1.5 s after the first: still waiting
     rig.clock.now += SECOND / 2  # 2 s after the first alert
     await tick(rig.app)
-    digest = rig.stand_in.messages(DOCTOR)[-1]
-    codes = {a.patient_id: a.code for a in await table(db, Alert)}
-    lines = digest["text"].split("\n")
-    assert lines[0] == "2 alerts, most urgent first:"
-    assert lines[1].startswith("1. CRISIS: P-2")
-    assert [line for line in lines if line.startswith("Reply ACK")] == [
+    digest = await last_digest(rig, db)
+    codes = digest.codes
+    assert digest.lines[0] == "2 alerts, most urgent first:"
+    assert digest.lines[1].startswith("1. CRISIS: P-2")
+    assert digest.starting("Reply ACK") == [
         f"Reply ACK {codes[second.id or 0]}", f"Reply ACK {codes[third.id or 0]}",
     ]  # fmt: skip
-    buttons = [b for row in digest["reply_markup"]["inline_keyboard"] for b in row]
-    assert [b["callback_data"] for b in buttons] == [
+    assert [b["callback_data"] for b in digest.buttons] == [
         f"ack:{codes[p.id or 0]}" for p in (second, third)
     ]
-    tap = rig.stand_in.callback_update(DOCTOR, digest["message_id"], buttons[1]["callback_data"])
+    tap = digest.tap(rig, 1)
     assert (await rig.post(tap)).status_code == 200
     await tick(rig.app)
     status = {a.patient_id: a.status for a in await table(db, Alert)}

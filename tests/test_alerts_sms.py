@@ -7,7 +7,7 @@ long ALERTS answer go as several messages, none lost."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import pytest
@@ -99,6 +99,20 @@ def creates_to_doctor(rig: Rig) -> int:  # noqa: F811
     return sum(1 for c in rig.twilio.calls if c.params.get("To") == DOCTOR)
 
 
+async def told_in_order(db: Database, bodies: Sequence[str], reply: str) -> list[tuple[str, str]]:
+    """The alerts `bodies` tell, in the order told, as (code, level): found by the code
+    after "`reply` ACK" ("Reply" in English, "Responda" in Spanish)."""
+    levels = {a.code: a.level for a in await table(db, Alert)}
+    pattern = re.compile(rf"{reply} ACK (\S+)")
+    return [(code, levels[code]) for body in bodies for code in pattern.findall(body)]
+
+
+async def clinician_statuses(db: Database) -> set[str]:
+    """The statuses of every message queued for a clinician."""
+    sent = await table(db, OutboundMessage, OutboundMessage.recipient_kind == "clinician")
+    return {m.status for m in sent}
+
+
 async def sms_storm(
     rig: Rig,  # noqa: F811
     before: Callable[[], Awaitable[None]] | None = None,
@@ -135,14 +149,13 @@ async def test_a_storm_of_crisis_alerts_reaches_an_sms_clinician_as_digests_that
     assert len(digests) >= 2 and digests[0].startswith(
         f"35 alerts, most urgent first (message 1 of {len(digests)}):\n1. CRISIS: "
     )
-    levels = {a.code: a.level for a in await table(db, Alert)}
-    told = [c for body in digests for c in re.findall(r"Reply ACK (\S+)", body)]
-    assert sorted(told) == sorted(c for c in levels if c not in alone)
-    assert [levels[c] for c in told] == ["crisis"] * 25 + ["urgent"] * 10
+    told = await told_in_order(db, digests, "Reply")
+    everyone = {a.code for a in await table(db, Alert)}
+    assert sorted(code for code, _ in told) == sorted(c for c in everyone if c not in alone)
+    assert [level for _, level in told] == ["crisis"] * 25 + ["urgent"] * 10
     numbers = [int(n) for body in digests for n in re.findall(r"^(\d+)\. ", body, re.M)]
     assert numbers == list(range(1, 36))
-    sent = await table(db, OutboundMessage, OutboundMessage.recipient_kind == "clinician")
-    assert {m.status for m in sent} == {"sent"}
+    assert await clinician_statuses(db) == {"sent"}
 
 
 async def test_alerts_with_thirty_open_lists_every_one_across_messages_that_fit(

@@ -5,20 +5,20 @@ answered in Spanish, the commands the same as in English. Before, all of it was 
 
 from __future__ import annotations
 
-import re
-
 from bot.storage.database import Database
-from bot.storage.tables import Alert, OutboundMessage
+from bot.storage.tables import Alert
 from scheduler.loop import tick
 from tests.standins.twilio import MAX_BODY_CHARS
 from tests.test_alert_digests import alerting_of, raise_alert
 from tests.test_alerts_sms import (
     SECOND,
+    clinician_statuses,
     creates_to_doctor,
     from_doctor,
     patients_of_an_sms_doctor,
     sms_storm,
     to_doctor,
+    told_in_order,
 )
 from tests.test_clinician_language_telegram import speaks_spanish
 from tests.test_sms import Rig, rig, table  # noqa: F401  (rig: a fixture)
@@ -38,11 +38,9 @@ async def test_a_storm_reaches_a_spanish_sms_clinician_as_spanish_digests_that_f
     assert len(digests) >= 2 and digests[0].startswith(
         f"35 alertas, las mas urgentes primero (mensaje 1 de {len(digests)}):\n1. CRISIS: "
     )
-    levels = {a.code: a.level for a in await table(db, Alert)}
-    told = [c for body in digests for c in re.findall(r"Responda ACK (\S+)", body)]
-    assert [levels[c] for c in told] == ["crisis"] * 25 + ["urgent"] * 10
-    sent = await table(db, OutboundMessage, OutboundMessage.recipient_kind == "clinician")
-    assert {m.status for m in sent} == {"sent"}
+    told = await told_in_order(db, digests, "Responda")
+    assert [level for _, level in told] == ["crisis"] * 25 + ["urgent"] * 10
+    assert await clinician_statuses(db) == {"sent"}
 
 
 async def test_alerts_ack_and_help_are_answered_in_spanish(

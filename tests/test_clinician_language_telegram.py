@@ -13,7 +13,13 @@ from sqlalchemy import update
 from bot.storage.database import Database
 from bot.storage.tables import Alert, Clinician
 from scheduler.loop import tick
-from tests.test_alert_digests import DOCTOR, alerting_of, patients_of_one_doctor, raise_alert
+from tests.test_alert_digests import (
+    DOCTOR,
+    alerting_of,
+    last_digest,
+    patients_of_one_doctor,
+    raise_alert,
+)
 from tests.test_telegram import CHAT, Rig, link_clinician, rig, table  # noqa: F401  (rig: a fixture)
 
 SECOND = timedelta(seconds=1)
@@ -47,16 +53,14 @@ async def test_a_spanish_clinician_is_alerted_reminded_and_answered_in_spanish(
     rig.clock.now += 2 * SECOND
     await tick(rig.app)
 
-    digest = rig.stand_in.messages(DOCTOR)[-1]
-    codes = {a.patient_id: a.code for a in await table(db, Alert)}
-    lines = digest["text"].split("\n")
-    assert lines[0] == "2 alertas, las más urgentes primero:"
-    assert lines[1].startswith("1. CRISIS: P-2, ideación suicida referida (PHQ9")
-    assert [line for line in lines if line.startswith("Responda ACK")] == [
+    digest = await last_digest(rig, db)
+    codes = digest.codes
+    assert digest.lines[0] == "2 alertas, las más urgentes primero:"
+    assert digest.lines[1].startswith("1. CRISIS: P-2, ideación suicida referida (PHQ9")
+    assert digest.starting("Responda ACK") == [
         f"Responda ACK {codes[second.id or 0]}", f"Responda ACK {codes[third.id or 0]}",
     ]  # fmt: skip
-    buttons = [b for row in digest["reply_markup"]["inline_keyboard"] for b in row]
-    assert [b["text"] for b in buttons] == [
+    assert [b["text"] for b in digest.buttons] == [
         f"Confirmar {codes[p.id or 0]}" for p in (second, third)
     ]
 
@@ -66,7 +70,7 @@ async def test_a_spanish_clinician_is_alerted_reminded_and_answered_in_spanish(
     assert f"{codes[second.id or 0]} CRISIS P-2, ideación suicida referida" in listing
     assert f"{codes[first.id or 0]} URGENTE P-1" in listing
 
-    tap = rig.stand_in.callback_update(DOCTOR, digest["message_id"], buttons[0]["callback_data"])
+    tap = digest.tap(rig, 0)
     assert (await rig.post(tap)).status_code == 200
     await tick(rig.app)
     assert rig.stand_in.messages(DOCTOR)[-1]["text"] == (
