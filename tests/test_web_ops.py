@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -46,7 +47,8 @@ def parse(text: str) -> dict[str, float]:
     for line in text.splitlines():
         if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
-            assert name.split("{")[0] in typed
+            family = name.split("{")[0]
+            assert family in typed or re.sub(r"_(bucket|sum|count)$", "", family) in typed
             samples[name] = float(value)
     return samples
 
@@ -71,6 +73,8 @@ async def test_metrics_follow_a_check_in_from_queue_to_alert(rig: Rig, db: Datab
     assert before["checkin_answers_total"] == 0 and before["checkin_outbox_depth"] == 0
     assert before["checkin_scheduler_tick_age_seconds"] == float("inf")
     assert before['checkin_checkins{status="completed"}'] == 0
+    assert before["checkin_turn_seconds_count"] == 0
+    assert before['checkin_turn_seconds_bucket{le="+Inf"}'] == 0
     patient_id = await add_patient(db, "pat-metrics")
     await rig.app.services.asking.ask(patient_id, ["phq9"])
     assert (await rig.scrape())['checkin_checkins{status="pending"}'] == 1
@@ -100,6 +104,15 @@ async def test_metrics_follow_a_check_in_from_queue_to_alert(rig: Rig, db: Datab
     assert after['checkin_outbox_messages{status="dead"}'] == 1
     assert after["checkin_scheduler_tick_age_seconds"] == 7
     assert after["checkin_inbound_waiting"] == 0 and after["checkin_inbound_set_aside"] == 0
+    # each answer's turn timed once, in buckets that only grow, all of them under +Inf
+    assert after["checkin_turn_seconds_count"] == len(PHQ9_WITH_Q9)
+    assert after["checkin_turn_seconds_sum"] > 0
+    buckets = [v for k, v in after.items() if k.startswith("checkin_turn_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == len(PHQ9_WITH_Q9)
+    assert (
+        list(after).index('checkin_turn_seconds_bucket{le="+Inf"}')
+        == list(after).index("checkin_turn_seconds_sum") - 1
+    )
     late = Inbound("console", "m-late", "pat-metrics", "1", rig.clock.now)
     recorded = await rig.app.services.inbox.receive(late)  # recorded, not processed yet
     assert recorded is not None and (await rig.scrape())["checkin_inbound_waiting"] == 1

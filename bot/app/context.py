@@ -7,10 +7,12 @@ here (the clinic's quiet hours, say) every use case sees.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bot.app.alerts.alerting import Alerting
+from bot.app.histogram import Histogram
 from bot.app.ports import Clock, HandOff
 from bot.config import Clinic
 from bot.domain import conversation as core
@@ -24,17 +26,22 @@ from bot.storage.tables import Patient
 class Underway:
     """How many inbound messages this process is handling right now (turns begun and not
     ended). Telegram's pacer reads it: a crisis message sent while several turns are under
-    way may be the first of a storm of them (`bot.app.outbox.pacing.Pacer`, `coming`)."""
+    way may be the first of a storm of them (`bot.app.outbox.pacing.Pacer`, `coming`), and
+    so do alert digests (`bot.app.alerts.digests.Digests.crowded`). `took`: how long each
+    turn took, for ``/metrics`` (``checkin_turn_seconds``)."""
 
     count: int = 0
+    took: Histogram = field(default_factory=Histogram)  # how long each took (/metrics)
 
     @contextlib.contextmanager
     def one(self) -> Iterator[None]:
         self.count += 1
+        began = time.perf_counter()
         try:
             yield
         finally:
             self.count -= 1
+            self.took.observe(time.perf_counter() - began)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from bot.app.health import spool_age_s
+from bot.app.histogram import Histogram
 from bot.domain.alerts import LEVELS
 from bot.storage.database import Database
 from bot.storage.repository import SET_ASIDE
@@ -41,9 +42,10 @@ FAILED = ("failed", "dead")
 @dataclass(frozen=True)
 class Metric:
     name: str
-    kind: str  # "gauge" or "counter"
+    kind: str  # "gauge", "counter" or "histogram"
     help: str
     samples: Sequence[tuple[dict[str, str], float]]
+    suffixes: Sequence[str] = ()  # each sample's after the name (a histogram's "_bucket"...)
 
 
 async def collect(db: Database, now: datetime, last_tick_at: datetime | None) -> list[Metric]:
@@ -101,6 +103,27 @@ def spool_metrics(status: SpoolStatus, now: datetime) -> list[Metric]:
     ]  # fmt: skip
 
 
+def histogram(name: str, help: str, values: Histogram) -> Metric:
+    """`values` as a Prometheus histogram: cumulative ``_bucket`` samples by ``le``, then
+    ``_sum`` and ``_count``."""
+    buckets = [({"le": _number(bound)}, float(n)) for bound, n in values.cumulative()]
+    samples = [*buckets, ({}, values.total), ({}, float(values.count))]
+    suffixes = ["_bucket"] * len(buckets) + ["_sum", "_count"]
+    return Metric(name, "histogram", help, samples, suffixes)
+
+
+def turn_metrics(took: Histogram) -> list[Metric]:
+    """How long this process took over each inbound message (`Underway.took`)."""
+    return [
+        histogram(
+            "checkin_turn_seconds",
+            "Seconds this process took to handle an inbound message (record, process, "
+            "commit), since it started.",
+            took,
+        )
+    ]
+
+
 async def _grouped(session: Any, column: Any, *where: Any) -> dict[str, int]:
     statement = select(column, func.count()).where(*where).group_by(column)
     return {str(key): int(n) for key, n in (await session.exec(statement)).all()}
@@ -121,9 +144,11 @@ def render(metrics: Iterable[Metric]) -> str:
     lines: list[str] = []
     for metric in metrics:
         lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} {metric.kind}"]
-        for labels, value in metric.samples:
+        suffixes = metric.suffixes or [""] * len(metric.samples)
+        for (labels, value), suffix in zip(metric.samples, suffixes, strict=True):
             inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            lines.append(f"{metric.name}{'{' + inner + '}' if inner else ''} {_number(value)}")
+            braced = "{" + inner + "}" if inner else ""
+            lines.append(f"{metric.name}{suffix}{braced} {_number(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,7 @@ def create_app(app: App) -> Starlette:
         try:
             collected = await metrics.collect(app.db, app.clock(), last)
             collected += app.telegram_intake.metrics(app.clock())
+            collected += metrics.turn_metrics(app.services.context.underway.took)
         except Exception as exc:  # the database is away: say so, as /healthz does
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             return PlainTextResponse("database unavailable\n", status_code=503)

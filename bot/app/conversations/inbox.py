@@ -143,6 +143,10 @@ class Inbox:
         """Handle a recorded message, and before it any earlier one from the same sender
         still waiting, so a patient's replies are taken in the order they arrived even when
         several workers pick them up at once."""
+        with self.ctx.underway.one():
+            await self._process(inbound_id)
+
+    async def _process(self, inbound_id: int) -> None:
         async with self.ctx.db.transaction() as session:
             repo = Repository(session, self._claiming())
             message = await session.get(InboundMessage, inbound_id)
