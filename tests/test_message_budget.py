@@ -3,6 +3,7 @@ long for any (bot/rendering/budget.py), and the words of a list sent in parts.""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -92,3 +93,17 @@ def test_a_part_says_which_it_is_and_the_last_how_many_are_left(
         assert rendered is not None and part in rendered.text and more in rendered.text
     digest = renderer.render(ev.AlertDigest((NOTICE,), 30, 21, 3, 3), channel, language)
     assert digest is not None and part in digest.text and "\n21. CRISIS" in digest.text
+
+
+@pytest.mark.parametrize("limit", range(20, 60))
+def test_an_html_cut_never_goes_through_an_entity_or_a_tag(limit: int) -> None:
+    """Telegram's HTML: a name like "Smith&Co" is ``Smith&amp;Co``; a cut anywhere keeps
+    every entity and tag whole (Telegram refuses "&am" for good), and the code."""
+    for text in (
+        "CRISIS: " + "Smith&amp;Co" * 8 + "\nReply ACK K7QM2X",
+        "CRISIS:" + "Smith&amp;Co<b>x</b>" * 8 + "\nReply ACK K7QM2X",  # no space to cut at
+    ):
+        cut = budget.cut(text, limit, html=True)
+        assert len(cut) <= limit
+        assert re.search(r"&(?!amp;)|<(?!/?b>)", cut) is None, cut
+        assert cut.endswith("…\nReply ACK K7QM2X") or limit < len("…\nReply ACK K7QM2X") + 3

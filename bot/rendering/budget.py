@@ -17,6 +17,7 @@ them; clinicians' SMS are GSM-7 (bot/rendering/gsm7.py), where Twilio counts the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 # the most one message's text may carry, by channel. Telegram counts after its HTML is
@@ -76,15 +77,26 @@ def runs(
     return found
 
 
-def cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int, html: bool = False) -> str:
     """`text` in at most `limit` characters: its words cut at a space, never its last line
     (an alert's ``Reply ACK CODE``). The last resort for a message that cannot be split,
-    one alert whose words alone are too long (a display name of a thousand characters)."""
+    one alert whose words alone are too long (a display name of a thousand characters).
+    `html` (Telegram's parse mode): never inside an entity or a tag. A name such as
+    "Smith&Co" is ``Smith&amp;Co`` there, and a cut through ``&amp;`` left ``&am``, which
+    Telegram refuses for good ("can't parse entities"): the alert would have reached
+    nobody."""
     if len(text) <= limit:
         return text
     head, _, last = text.rpartition("\n")
     if not head or len(last) + len("…\n") >= limit:
-        return text[: max(limit - 1, 0)] + "…"
+        return _whole(text[: max(limit - 1, 0)], html) + "…"
     room = head[: limit - len(last) - len("…\n") + 1]
     kept = room.rsplit(" ", 1)[0] if " " in room else room[:-1]
-    return f"{kept}…\n{last}"
+    return f"{_whole(kept, html)}…\n{last}"
+
+
+_PARTIAL = re.compile(r"&[#\w]*$|<[^>]*$")  # an entity or a tag the cut went through
+
+
+def _whole(piece: str, html: bool) -> str:
+    return _PARTIAL.sub("", piece) if html else piece

@@ -140,6 +140,17 @@ async def test_html_is_stripped_from_the_echoed_text(
     assert telegram_standin.calls_to("sendMessage")[0].params["text"].startswith("<b>Over</b>")
 
 
+async def test_a_broken_entity_in_html_is_a_bad_request(bot: telegram.Bot) -> None:
+    """Telegram wants every "&" of an HTML message to begin an entity: a bare one, or one
+    cut short ("&am"), is refused for good; "&amp;", "&#39;" and "&#x27;" pass."""
+    for text in ("Smith & Co", "Smith&amCo", "Smith&amp"):
+        with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
+            await bot.send_message(PATIENT, text, parse_mode="HTML")
+    message = await bot.send_message(PATIENT, "Smith&amp;Co&#39;s &#x27;", parse_mode="HTML")
+    assert message.text == "Smith&Co's '"
+    assert (await bot.send_message(PATIENT, "Smith & Co")).text == "Smith & Co"  # plain
+
+
 async def test_edits_change_the_stored_message(
     bot: telegram.Bot, telegram_standin: tg.TelegramStandIn
 ) -> None:

@@ -66,7 +66,7 @@ async def tell(
     # a WhatsApp alert goes in a template's variable, which the channel fits itself
     if clinician.channel != "whatsapp" or not isinstance(intent, ALERTS):
         limit = _limit(clinician.channel, photo is not None)
-        rendered = replace(rendered, text=budget.cut(rendered.text, limit))
+        rendered = replace(rendered, text=budget.cut(rendered.text, limit, rendered.html))
     payload: dict[str, object] = {"intent": type(intent).__name__, "html": rendered.html}
     payload["language"] = clinician.language  # WhatsApp picks its alert template by it
     if rendered.buttons:
