@@ -109,9 +109,9 @@ async def test_metrics_follow_a_check_in_from_queue_to_alert(rig: Rig, db: Datab
     assert after["checkin_turn_seconds_sum"] > 0
     buckets = [v for k, v in after.items() if k.startswith("checkin_turn_seconds_bucket")]
     assert buckets == sorted(buckets) and buckets[-1] == len(PHQ9_WITH_Q9)
-    assert (
-        list(after).index('checkin_turn_seconds_bucket{le="+Inf"}')
-        == list(after).index("checkin_turn_seconds_sum") - 1
+    names = list(after)  # in the order scraped: the +Inf bucket, then the sum
+    assert names[names.index("checkin_turn_seconds_sum") - 1] == (
+        'checkin_turn_seconds_bucket{le="+Inf"}'
     )
     late = Inbound("console", "m-late", "pat-metrics", "1", rig.clock.now)
     recorded = await rig.app.services.inbox.receive(late)  # recorded, not processed yet

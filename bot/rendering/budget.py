@@ -84,7 +84,8 @@ def cut(text: str, limit: int, html: bool = False) -> str:
     `html` (Telegram's parse mode): never inside an entity or a tag. A name such as
     "Smith&Co" is ``Smith&amp;Co`` there, and a cut through ``&amp;`` left ``&am``, which
     Telegram refuses for good ("can't parse entities"): the alert would have reached
-    nobody."""
+    nobody. An element cut between its tags would stay open; no clinician template puts
+    a name, the only part long enough to be cut, inside one."""
     if len(text) <= limit:
         return text
     head, _, last = text.rpartition("\n")
